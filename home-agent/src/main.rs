@@ -1,0 +1,225 @@
+//! `homing`: the command users run, and the node agent (`homing node`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use homing_home_agent::client::ControlClient;
+use homing_home_agent::config::{NodeConfig, DEFAULT_CONTROL_SOCKET};
+use homing_home_agent::node::Node;
+use homing_home_agent::tls;
+use homing_proto::control::{ControlRequest, ControlResponse, PeerInfo, PeerState};
+
+#[derive(Parser)]
+#[command(
+    name = "homing",
+    version,
+    about = "Move running processes between machines; they keep their home."
+)]
+struct Cli {
+    /// The local agent's control socket.
+    #[arg(long, global = true, env = "HOMING_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run this machine's node agent (both roles: home and host).
+    Node {
+        /// The node's configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show this node's peers: state and round-trip time.
+    Nodes {
+        /// Wait up to SECS seconds for every peer to be connected; fail if they are not.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
+    /// Show who the local agent believes you are (from the socket's credentials).
+    Whoami,
+    /// Manage the cluster's certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a new cluster CA in DIR.
+    Init {
+        /// Directory for ca.pem and ca.key.
+        dir: PathBuf,
+        /// Days the CA stays valid.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// Issue a certificate for node NODE.
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The node name the certificate carries.
+        node: String,
+        /// Where to write NODE.pem and NODE.key (default: the CA directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Start the validity this many days in the past (to test expiry).
+        #[arg(long, default_value_t = 0, hide = true)]
+        backdate_days: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Node { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("homing: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Node { config } => {
+            let config = NodeConfig::load(&config)?;
+            runtime.block_on(async { Node::new(config)?.run().await })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nodes { wait } => runtime.block_on(nodes(&cli.socket, wait)),
+        Command::Whoami => runtime.block_on(async {
+            let mut client = ControlClient::connect(&cli.socket).await?;
+            match client.ask(&ControlRequest::WhoAmI).await? {
+                ControlResponse::WhoAmI {
+                    node,
+                    uid,
+                    gid,
+                    pid,
+                } => println!("node={node} uid={uid} gid={gid} pid={pid}"),
+                other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Ca { command } => {
+            ca(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<ExitCode> {
+    let deadline = wait.map(|secs| Instant::now() + Duration::from_secs(secs));
+    let mut client = ControlClient::connect(socket).await?;
+    loop {
+        let (node, peers) = match client.ask(&ControlRequest::Nodes).await? {
+            ControlResponse::Nodes { node, peers } => (node, peers),
+            other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        };
+        let all_connected = peers.iter().all(|p| p.state == PeerState::Connected);
+        match deadline {
+            Some(deadline) if !all_connected && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => {
+                print_peers(&node, &peers);
+                let failed = deadline.is_some() && !all_connected;
+                if failed {
+                    eprintln!(
+                        "homing: not every peer of {node} connected within {}s",
+                        wait.unwrap_or_default()
+                    );
+                }
+                return Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+        }
+    }
+}
+
+fn print_peers(node: &str, peers: &[PeerInfo]) {
+    println!("{node} (this node)");
+    let rows: Vec<[String; 5]> = peers
+        .iter()
+        .map(|peer| {
+            [
+                peer.name.clone(),
+                peer.address.clone(),
+                peer.state.to_string(),
+                peer.rtt_micros
+                    .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".into()),
+                peer.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["PEER", "ADDRESS", "STATE", "RTT", "LAST ERROR"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn ca(command: CaCommand) -> anyhow::Result<()> {
+    match command {
+        CaCommand::Init { dir, days } => {
+            tls::init_ca(&dir, days)?;
+            println!("created cluster CA in {}", dir.display());
+        }
+        CaCommand::Issue {
+            ca,
+            node,
+            out,
+            days,
+            backdate_days,
+        } => {
+            let out = out.unwrap_or_else(|| ca.clone());
+            let validity = tls::Validity {
+                days,
+                backdate_days,
+            };
+            let cert = tls::issue(&ca, &node, &out, validity)?;
+            println!("issued {}", cert.display());
+        }
+    }
+    Ok(())
+}

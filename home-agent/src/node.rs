@@ -1,0 +1,336 @@
+//! A running node: its peer table, the loops that keep every peer connected,
+//! the handling of requests from peers, and the local control socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dashmap::DashMap;
+use homing_proto::control::{ControlRequest, ControlResponse, PeerInfo, PeerState};
+use homing_proto::peer::{PeerRequest, PeerResponse};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use crate::config::{NodeConfig, PeerConfig};
+use crate::link::{self, close_code, LinkError};
+use crate::tls::Identity;
+use crate::wire::{read_frame, read_message, write_message, WireError};
+
+/// Pause between dial attempts to an absent peer.
+const REDIAL_DELAY: Duration = Duration::from_millis(250);
+
+/// What the node knows of one peer.
+#[derive(Debug)]
+struct PeerEntry {
+    state: PeerState,
+    connection: Option<Connection>,
+    last_error: Option<String>,
+}
+
+/// A node: both roles, one endpoint, one connection per peer.
+pub struct Node {
+    config: NodeConfig,
+    endpoint: Endpoint,
+    peers: DashMap<String, PeerEntry>,
+}
+
+impl Node {
+    /// Loads the node's identity and binds its endpoint.
+    pub fn new(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
+        let identity = Identity::load(&config.tls.ca, &config.tls.cert, &config.tls.key)
+            .context("loading TLS identity")?;
+        let endpoint = link::endpoint(&identity, config.listen)
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|peer| {
+                let entry = PeerEntry {
+                    state: PeerState::Connecting,
+                    connection: None,
+                    last_error: None,
+                };
+                (peer.name.clone(), entry)
+            })
+            .collect();
+        Ok(Arc::new(Self {
+            config,
+            endpoint,
+            peers,
+        }))
+    }
+
+    /// Runs the node until it is told to stop (SIGINT or SIGTERM).
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.config.state_dir)
+            .with_context(|| format!("creating state dir {}", self.config.state_dir.display()))?;
+        let control = bind_control_socket(&self.config.control_socket)?;
+        info!(
+            node = %self.config.name,
+            listen = %self.config.listen,
+            control = %self.config.control_socket.display(),
+            peers = self.config.peers.len(),
+            "node started"
+        );
+        tokio::spawn(self.clone().accept_peers());
+        for peer in &self.config.peers {
+            // One side dials so that a pair never holds two connections:
+            // the node whose name sorts first.
+            if self.config.name < peer.name {
+                tokio::spawn(self.clone().keep_connected(peer.clone()));
+            }
+        }
+        tokio::spawn(self.clone().serve_control(control));
+
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        info!("shutting down");
+        self.endpoint
+            .close(close_code::SHUTDOWN, b"node shutting down");
+        let _ = std::fs::remove_file(&self.config.control_socket);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        Ok(())
+    }
+
+    fn is_peer(&self, name: &str) -> bool {
+        self.peers.contains_key(name)
+    }
+
+    /// Makes `conn` the peer's connection, closing any older one.
+    fn register(&self, peer: &str, conn: &Connection) {
+        let Some(mut entry) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if let Some(old) = entry.connection.replace(conn.clone()) {
+            old.close(close_code::REPLACED, b"replaced by a newer connection");
+        }
+        entry.state = PeerState::Connected;
+        entry.last_error = None;
+        info!(peer, address = %conn.remote_address(), rtt = ?conn.rtt(), "peer connected");
+    }
+
+    /// Records a failure to reach `peer`, logging it when it is news.
+    fn record_failure(&self, peer: &str, error: &LinkError) {
+        let Some(mut entry) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let state = if error.is_refusal() {
+            PeerState::Refused
+        } else {
+            PeerState::Unreachable
+        };
+        let message = error.to_string();
+        if entry.state != state || entry.last_error.as_deref() != Some(&message) {
+            if state == PeerState::Refused {
+                warn!(peer, "refused peer: {message}");
+            } else {
+                info!(peer, "peer unreachable: {message}");
+            }
+        }
+        entry.state = state;
+        entry.last_error = Some(message);
+    }
+
+    /// Records that `conn`, once the peer's connection, has ended.
+    fn record_closed(&self, peer: &str, conn: &Connection, reason: &quinn::ConnectionError) {
+        let Some(mut entry) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let is_current = entry
+            .connection
+            .as_ref()
+            .is_some_and(|current| current.stable_id() == conn.stable_id());
+        if !is_current {
+            return;
+        }
+        entry.connection = None;
+        entry.state = PeerState::Unreachable;
+        entry.last_error = Some(format!("connection lost: {reason}"));
+        info!(peer, "connection lost: {reason}");
+    }
+
+    /// Dials `peer` whenever it has no live connection.
+    async fn keep_connected(self: Arc<Self>, peer: PeerConfig) {
+        loop {
+            let existing = self
+                .peers
+                .get(&peer.name)
+                .and_then(|entry| entry.connection.clone());
+            if let Some(conn) = existing {
+                conn.closed().await;
+                continue;
+            }
+            match link::dial(&self.endpoint, &self.config.name, &peer.name, peer.address).await {
+                Ok(conn) => {
+                    self.register(&peer.name, &conn);
+                    self.clone().serve_peer(peer.name.clone(), conn).await;
+                }
+                Err(error) => {
+                    self.record_failure(&peer.name, &error);
+                    tokio::time::sleep(REDIAL_DELAY).await;
+                }
+            }
+        }
+    }
+
+    async fn accept_peers(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                let conn = match incoming.await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        warn!(%remote, "refused connection: {error}");
+                        return;
+                    }
+                };
+                let is_peer = |name: &str| node.is_peer(name);
+                match link::answer_hello(&conn, &node.config.name, &is_peer).await {
+                    Ok(peer) => {
+                        node.register(&peer, &conn);
+                        node.serve_peer(peer, conn).await;
+                    }
+                    Err(error) => {
+                        let names = link::peer_certificate_names(&conn);
+                        warn!(%remote, certificate = ?names, "refused connection: {error}");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Serves requests a peer opens on `conn` until the connection ends.
+    async fn serve_peer(self: Arc<Self>, peer: String, conn: Connection) {
+        let reason = loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let node = self.clone();
+                    let conn = conn.clone();
+                    let peer = peer.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = node.answer_request(send, recv).await {
+                            warn!(peer, remote = %conn.remote_address(),
+                                "closing connection: peer broke the protocol: {error}");
+                            link::close_for_protocol_error(&conn, &error.to_string());
+                        }
+                    });
+                }
+                Err(reason) => break reason,
+            }
+        };
+        self.record_closed(&peer, &conn, &reason);
+    }
+
+    async fn answer_request(
+        &self,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<(), WireError> {
+        let request: PeerRequest = read_message(&mut recv).await?;
+        debug!(?request, "peer request");
+        let response = match request {
+            PeerRequest::Ping { payload } => PeerResponse::Pong { payload },
+        };
+        write_message(&mut send, &response).await?;
+        let _ = send.finish();
+        Ok(())
+    }
+
+    fn peer_table(&self) -> Vec<PeerInfo> {
+        self.config
+            .peers
+            .iter()
+            .map(|peer| {
+                let entry = self.peers.get(&peer.name);
+                let (state, rtt, last_error) = match entry.as_deref() {
+                    Some(entry) => (
+                        entry.state,
+                        entry.connection.as_ref().map(Connection::rtt),
+                        entry.last_error.clone(),
+                    ),
+                    None => (PeerState::Connecting, None, None),
+                };
+                PeerInfo {
+                    name: peer.name.clone(),
+                    address: peer.address.to_string(),
+                    state,
+                    rtt_micros: rtt.map(|rtt| rtt.as_micros() as u64),
+                    last_error,
+                }
+            })
+            .collect()
+    }
+
+    async fn serve_control(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = node.serve_control_client(stream).await {
+                            debug!("control client: {error}");
+                        }
+                    });
+                }
+                Err(error) => {
+                    warn!("control socket accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_control_client(&self, mut stream: UnixStream) -> Result<(), WireError> {
+        // Who is asking comes from the kernel, never from the request.
+        let cred = stream.peer_cred()?;
+        while let Some(body) = read_frame(&mut stream).await? {
+            let response = match homing_proto::decode::<ControlRequest>(&body) {
+                Ok(ControlRequest::Nodes) => ControlResponse::Nodes {
+                    node: self.config.name.clone(),
+                    peers: self.peer_table(),
+                },
+                Ok(ControlRequest::WhoAmI) => ControlResponse::WhoAmI {
+                    node: self.config.name.clone(),
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                    pid: cred.pid().unwrap_or(-1),
+                },
+                Err(error) => ControlResponse::Error {
+                    message: format!("malformed request: {error}"),
+                },
+            };
+            write_message(&mut stream, &response).await?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_control_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating control socket dir {}", dir.display()))?;
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => anyhow::bail!(
+            "another agent is already serving {}; stop it first",
+            path.display()
+        ),
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
+    // Every local user may ask; each request is judged by the caller's credentials.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("setting permissions on {}", path.display()))?;
+    Ok(listener)
+}

@@ -1,0 +1,102 @@
+//! Frames over async byte streams (QUIC streams and the control socket).
+
+use homing_proto::frame::{body_len, HEADER_LEN};
+use homing_proto::FrameError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Errors moving frames over a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The bytes were not a valid frame or message.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream failed.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended before the expected message.
+    #[error("stream closed before a message arrived")]
+    Closed,
+}
+
+/// Reads one frame body; `Ok(None)` if the stream ended cleanly before it.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, WireError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut have = 0;
+    while have < HEADER_LEN {
+        let n = reader.read(&mut header[have..]).await?;
+        if n == 0 {
+            if have == 0 {
+                return Ok(None);
+            }
+            return Err(FrameError::Truncated {
+                have,
+                want: HEADER_LEN,
+            }
+            .into());
+        }
+        have += n;
+    }
+    let len = body_len(header)?;
+    let mut body = vec![0u8; len];
+    let mut have = 0;
+    while have < len {
+        let n = reader.read(&mut body[have..]).await?;
+        if n == 0 {
+            return Err(FrameError::Truncated {
+                have: HEADER_LEN + have,
+                want: HEADER_LEN + len,
+            }
+            .into());
+        }
+        have += n;
+    }
+    Ok(Some(body))
+}
+
+/// Reads and decodes one message; a clean end of stream is [`WireError::Closed`].
+pub async fn read_message<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<T, WireError> {
+    let body = read_frame(reader).await?.ok_or(WireError::Closed)?;
+    Ok(homing_proto::decode(&body)?)
+}
+
+/// Encodes and writes one message.
+pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    msg: &T,
+) -> Result<(), WireError> {
+    let frame = homing_proto::encode(msg)?;
+    writer.write_all(&frame).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_message_crosses_a_stream_and_truncation_is_an_error() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            write_message(&mut a, &"over the wire".to_string())
+                .await
+                .unwrap();
+            a.write_all(&[0, 0, 0, 9, 1, 2]).await.unwrap();
+        });
+        let first: String = read_message(&mut b).await.unwrap();
+        assert_eq!(first, "over the wire");
+        writer.await.unwrap();
+        assert!(matches!(
+            read_frame(&mut b).await,
+            Err(WireError::Frame(FrameError::Truncated {
+                have: 6,
+                want: 13
+            }))
+        ));
+    }
+}

@@ -1,0 +1,87 @@
+//! The local control protocol between the `homing` command and its node's agent.
+//!
+//! It runs over a Unix socket. The agent learns who is asking from the
+//! socket's peer credentials (`SO_PEERCRED`), never from anything in these
+//! messages.
+
+use serde::{Deserialize, Serialize};
+
+/// What the `homing` command asks of its node's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ControlRequest {
+    /// The state of every configured peer.
+    Nodes,
+    /// Who the agent believes the caller is.
+    WhoAmI,
+}
+
+/// The agent's answer to a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ControlResponse {
+    /// Answer to [`ControlRequest::Nodes`].
+    Nodes {
+        /// This node's name.
+        node: String,
+        /// One entry per configured peer, in configuration order.
+        peers: Vec<PeerInfo>,
+    },
+    /// Answer to [`ControlRequest::WhoAmI`]: the caller's credentials as the kernel reports them.
+    WhoAmI {
+        /// This node's name.
+        node: String,
+        /// Caller's user id.
+        uid: u32,
+        /// Caller's group id.
+        gid: u32,
+        /// Caller's process id.
+        pid: i32,
+    },
+    /// The request failed.
+    Error {
+        /// Why, as one line for the user.
+        message: String,
+    },
+}
+
+/// What a node knows of one of its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerInfo {
+    /// The peer's node name.
+    pub name: String,
+    /// The address it is reached at.
+    pub address: String,
+    /// The connection state.
+    pub state: PeerState,
+    /// Smoothed round-trip time of the connection, when connected.
+    pub rtt_micros: Option<u64>,
+    /// The last error seen on this peer, if any.
+    pub last_error: Option<String>,
+}
+
+/// The state of the connection to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PeerState {
+    /// No connection yet and no failure seen.
+    Connecting,
+    /// A live, authenticated connection.
+    Connected,
+    /// The last attempt failed or the connection timed out.
+    Unreachable,
+    /// The peer was reached but failed authentication or the handshake.
+    Refused,
+}
+
+impl std::fmt::Display for PeerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerState::Connecting => "connecting",
+            PeerState::Connected => "connected",
+            PeerState::Unreachable => "unreachable",
+            PeerState::Refused => "refused",
+        })
+    }
+}

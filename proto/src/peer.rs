@@ -1,0 +1,33 @@
+//! Requests one node makes of another once the handshake is done.
+//!
+//! Each request travels on a bidirectional stream of its own, so a request
+//! that takes long (a blocking read at home, say) never delays another.
+
+use serde::{Deserialize, Serialize};
+
+/// A request on a fresh stream between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PeerRequest {
+    /// Echo `payload` back; proves the peer's request path is alive.
+    Ping {
+        /// Bytes to echo.
+        payload: Vec<u8>,
+    },
+}
+
+/// The answer to a [`PeerRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PeerResponse {
+    /// The echo of a [`PeerRequest::Ping`].
+    Pong {
+        /// The bytes that were sent.
+        payload: Vec<u8>,
+    },
+    /// The request could not be served.
+    Error {
+        /// Why, in words for the requester's log or user.
+        message: String,
+    },
+}

@@ -1,0 +1,78 @@
+//! Properties every message and the decoder must have, whatever the input.
+
+use proptest::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::control::{ControlRequest, ControlResponse};
+use crate::peer::{PeerRequest, PeerResponse};
+use crate::{decode, encode, FrameDecoder, Hello, HelloReply};
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(msg: T) {
+    let frame = encode(&msg).expect("encodes");
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&frame);
+    let body = decoder.next_frame().expect("valid").expect("complete");
+    decoder.finish().expect("nothing left over");
+    assert_eq!(decode::<T>(&body).expect("decodes"), msg);
+}
+
+/// Feeds `bytes` through the frame decoder and every message decoder; any
+/// result is fine as long as nothing panics.
+fn decode_everything(bytes: &[u8]) {
+    let mut decoder = FrameDecoder::new();
+    decoder.push(bytes);
+    while let Ok(Some(body)) = decoder.next_frame() {
+        let _ = decode::<Hello>(&body);
+        let _ = decode::<HelloReply>(&body);
+        let _ = decode::<PeerRequest>(&body);
+        let _ = decode::<PeerResponse>(&body);
+        let _ = decode::<ControlRequest>(&body);
+        let _ = decode::<ControlResponse>(&body);
+    }
+    let _ = decoder.finish();
+    let _ = decode::<PeerRequest>(bytes);
+    let _ = decode::<ControlResponse>(bytes);
+}
+
+proptest! {
+    #[test]
+    fn hello_round_trips(msg: Hello) { round_trip(msg) }
+
+    #[test]
+    fn hello_reply_round_trips(msg: HelloReply) { round_trip(msg) }
+
+    #[test]
+    fn peer_request_round_trips(msg: PeerRequest) { round_trip(msg) }
+
+    #[test]
+    fn peer_response_round_trips(msg: PeerResponse) { round_trip(msg) }
+
+    #[test]
+    fn control_request_round_trips(msg: ControlRequest) { round_trip(msg) }
+
+    #[test]
+    fn control_response_round_trips(msg: ControlResponse) { round_trip(msg) }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        decode_everything(&bytes)
+    }
+
+    #[test]
+    fn framed_garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        decode_everything(&framed)
+    }
+
+    #[test]
+    fn mutated_valid_frames_never_panic(msg: ControlResponse, flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+        let mut frame = encode(&msg).expect("encodes");
+        for (index, value) in flips {
+            let at = index.index(frame.len());
+            frame[at] ^= value;
+        }
+        decode_everything(&frame)
+    }
+}
