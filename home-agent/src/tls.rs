@@ -32,7 +32,7 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 /// The CA's private key file name.
 pub const CA_KEY_FILE: &str = "ca.key";
 
-const CA_COMMON_NAME: &str = "homing cluster CA";
+const CA_COMMON_NAME_PREFIX: &str = "homing cluster CA";
 
 /// Errors creating, issuing or loading certificates.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +110,22 @@ fn read_file(path: &Path) -> Result<String, TlsError> {
     })
 }
 
-fn ca_params() -> CertificateParams {
+/// The CA's parameters, a function of its key alone.
+///
+/// The name carries a piece of the public key so that two clusters' CAs
+/// never share a name: a certificate from another cluster is then refused as
+/// from an unknown issuer, not as a bad signature.
+fn ca_params(key: &KeyPair) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    let tag: String = key
+        .public_key_raw()
+        .iter()
+        .skip(1)
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    dn.push(DnType::CommonName, format!("{CA_COMMON_NAME_PREFIX} {tag}"));
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -131,7 +143,7 @@ pub fn init_ca(dir: &Path, validity_days: i64) -> Result<(), TlsError> {
         error,
     })?;
     let key = KeyPair::generate()?;
-    let mut params = ca_params();
+    let mut params = ca_params(&key);
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::minutes(5);
     params.not_after = now + Duration::days(validity_days);
@@ -164,9 +176,9 @@ pub fn issue(
         what: e.to_string(),
     })?;
     // rcgen signs with the issuer's name and key; rebuilding the CA's
-    // parameters (its name is fixed) gives an issuer identical on the wire to
-    // the stored CA certificate, without parsing that certificate.
-    let issuer = ca_params().self_signed(&ca_key)?;
+    // parameters from its key gives an issuer identical on the wire to the
+    // stored CA certificate, without parsing that certificate.
+    let issuer = ca_params(&ca_key).self_signed(&ca_key)?;
 
     let mut params = CertificateParams::new(vec![node.to_owned()])?;
     let mut dn = DistinguishedName::new();

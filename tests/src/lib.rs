@@ -6,3 +6,175 @@
 //! node or short-cut the network.
 
 #![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_owned()
+}
+
+/// The `homing` binary under test (`HOMING_BIN`, or the workspace's debug build).
+pub fn homing_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOMING_BIN") {
+        return bin.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let bin = target.join("debug/homing");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A local cluster, torn down when dropped.
+pub struct Cluster {
+    name: String,
+    nodes: usize,
+}
+
+/// What a command run inside a node did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status code (128+N when killed by signal N, as the shell reports).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let code = output
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0));
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes under a cluster name unique to this test process.
+    pub fn up(nodes: usize) -> Cluster {
+        let name = format!("t{}", std::process::id());
+        let cluster = Cluster { name, nodes };
+        let run = cluster.script(&["up", &nodes.to_string()]);
+        assert_eq!(
+            run.code, 0,
+            "local-cluster up {nodes} failed:\n{}\n{}",
+            run.stdout, run.stderr
+        );
+        cluster
+    }
+
+    /// The cluster's instance name (`HOMING_CLUSTER`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// The host-side state directory, visible from every node.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from("/run/homing-clusters").join(&self.name)
+    }
+
+    /// Runs `deploy/local-cluster ARGS` for this cluster.
+    pub fn script(&self, args: &[&str]) -> Run {
+        self.script_command(args)
+            .output()
+            .expect("running deploy/local-cluster")
+            .into()
+    }
+
+    /// A `deploy/local-cluster ARGS` command for this cluster, not yet started.
+    pub fn script_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(workspace().join("deploy/local-cluster"));
+        command
+            .args(args)
+            .env("HOMING_CLUSTER", &self.name)
+            .env("HOMING_BIN", homing_bin())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `cmd` as root inside `node`.
+    pub fn exec(&self, node: &str, cmd: &[&str]) -> Run {
+        let mut args = vec!["exec", node, "--"];
+        args.extend_from_slice(cmd);
+        self.script(&args)
+    }
+
+    /// Runs `cmd` as `user` inside `node`.
+    pub fn exec_as(&self, node: &str, user: &str, cmd: &[&str]) -> Run {
+        let mut args = vec!["exec", node, "--user", user, "--"];
+        args.extend_from_slice(cmd);
+        self.script(&args)
+    }
+
+    /// The agent log of `node` so far.
+    pub fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.state_dir().join(node).join("agent.log")).unwrap_or_default()
+    }
+
+    /// The address node N listens on.
+    pub fn address(&self, node: usize) -> String {
+        format!("198.18.0.{node}:7070")
+    }
+
+    /// Runs `deploy/local-cluster down`.
+    pub fn down(&self) -> Run {
+        self.script(&["down"])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let run = self.down();
+        if run.code != 0 && !std::thread::panicking() {
+            panic!("local-cluster down failed: {}", run.stderr);
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns true or `limit` passes;
+/// returns how long it took, or `None` on timeout.
+pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The state `homing nodes` shows for `peer` in its output, if listed.
+pub fn peer_state(nodes_output: &str, peer: &str) -> Option<String> {
+    // The first line names the node itself.
+    nodes_output.lines().skip(1).find_map(|line| {
+        let mut cells = line.split_whitespace();
+        (cells.next() == Some(peer)).then(|| cells.nth(1).unwrap_or_default().to_owned())
+    })
+}
