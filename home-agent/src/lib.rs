@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod config;
+pub mod deputy;
 pub mod link;
 pub mod node;
 pub mod tls;

@@ -11,7 +11,7 @@ use homing_home_agent::client::ControlClient;
 use homing_home_agent::config::{NodeConfig, DEFAULT_CONTROL_SOCKET};
 use homing_home_agent::node::Node;
 use homing_home_agent::tls;
-use homing_proto::control::{ControlRequest, ControlResponse, PeerInfo, PeerState};
+use homing_proto::control::{AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,21 @@ enum Command {
     },
     /// Show who the local agent believes you are (from the socket's credentials).
     Whoami,
+    /// Run a program on another node; this process stays at home as its deputy.
+    Run {
+        /// The node to run on.
+        #[arg(long, value_name = "NODE")]
+        on: String,
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM")]
+        argv: Vec<std::ffi::OsString>,
+    },
+    /// List your processes running away from home.
+    Ps {
+        /// List the guests this node hosts instead.
+        #[arg(long)]
+        guests: bool,
+    },
     /// Manage the cluster's certificate authority.
     Ca {
         #[command(subcommand)]
@@ -103,6 +118,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run { on, argv } = cli.command {
+        // The deputy runs without an async runtime: a runtime would take
+        // fds that belong to the program.
+        let code = homing_home_agent::deputy::run(&cli.socket, &on, argv);
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,7 +152,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ca(command)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ps { guests } => runtime.block_on(async {
+            let mut client = ControlClient::connect(&cli.socket).await?;
+            let request = if guests {
+                ControlRequest::Guests
+            } else {
+                ControlRequest::Ps
+            };
+            match client.ask(&request).await? {
+                ControlResponse::Processes { node, processes } => {
+                    print_processes(&node, guests, &processes)
+                }
+                other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Run { .. } => unreachable!("handled above"),
     }
+}
+
+fn print_processes(node: &str, guests: bool, processes: &[AwayProcess]) {
+    let header = if guests {
+        [
+            "HOME PID",
+            "HOME NODE",
+            "HOST PID",
+            "STATE",
+            "SYSCALLS",
+            "COMMAND",
+        ]
+    } else {
+        ["PID", "NODE", "HOST PID", "STATE", "SYSCALLS", "COMMAND"]
+    }
+    .map(String::from);
+    let rows: Vec<[String; 6]> = processes
+        .iter()
+        .map(|p| {
+            [
+                p.pid.to_string(),
+                p.node.clone(),
+                p.host_pid.to_string(),
+                p.state.clone(),
+                p.syscalls.to_string(),
+                p.command.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{node}: {} {}",
+        processes.len(),
+        if guests { "guests" } else { "processes away" }
+    );
+    print_table(&header, &rows);
 }
 
 async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<ExitCode> {
@@ -183,13 +255,17 @@ fn print_peers(node: &str, peers: &[PeerInfo]) {
         })
         .collect();
     let header = ["PEER", "ADDRESS", "STATE", "RTT", "LAST ERROR"].map(String::from);
+    print_table(&header, &rows);
+}
+
+fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
     let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.len());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(header).chain(rows) {
         let line: Vec<String> = row
             .iter()
             .zip(widths)

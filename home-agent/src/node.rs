@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dashmap::DashMap;
-use homing_proto::control::{ControlRequest, ControlResponse, PeerInfo, PeerState};
+use homing_proto::control::{
+    AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
+};
+use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
+use homing_remote_agent::guest::HostRole;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, PeerConfig};
@@ -34,6 +40,10 @@ pub struct Node {
     config: NodeConfig,
     endpoint: Endpoint,
     peers: DashMap<String, PeerEntry>,
+    /// The host role: guests whose home is elsewhere.
+    host: Arc<HostRole>,
+    /// The home role: this node's processes running elsewhere, by deputy pid.
+    away: DashMap<i32, AwayProcess>,
 }
 
 impl Node {
@@ -55,10 +65,18 @@ impl Node {
                 (peer.name.clone(), entry)
             })
             .collect();
+        let host = HostRole::new(&config.name, &config.state_dir).with_context(|| {
+            format!(
+                "setting up the guest cache in {}",
+                config.state_dir.display()
+            )
+        })?;
         Ok(Arc::new(Self {
             config,
             endpoint,
             peers,
+            host: Arc::new(host),
+            away: DashMap::new(),
         }))
     }
 
@@ -216,7 +234,7 @@ impl Node {
                     let conn = conn.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = node.answer_request(send, recv).await {
+                        if let Err(error) = node.answer_request(&peer, send, recv).await {
                             warn!(peer, remote = %conn.remote_address(),
                                 "closing connection: peer broke the protocol: {error}");
                             link::close_for_protocol_error(&conn, &error.to_string());
@@ -231,17 +249,65 @@ impl Node {
 
     async fn answer_request(
         &self,
+        peer: &str,
         mut send: SendStream,
         mut recv: RecvStream,
     ) -> Result<(), WireError> {
         let request: PeerRequest = read_message(&mut recv).await?;
-        debug!(?request, "peer request");
         let response = match request {
             PeerRequest::Ping { payload } => PeerResponse::Pong { payload },
+            PeerRequest::StartGuest(mut start) => {
+                // The guest's home is the authenticated peer, whatever the request says.
+                start.home_node = peer.to_owned();
+                return self.host_guest(start, send, recv).await;
+            }
         };
         write_message(&mut send, &response).await?;
         let _ = send.finish();
         Ok(())
+    }
+
+    /// Hosts a guest for `start.home_node`, relaying its frames over the stream.
+    async fn host_guest(
+        &self,
+        start: GuestStart,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<(), WireError> {
+        let (to_home, mut outbox) = mpsc::unbounded_channel::<ToHome>();
+        let (inbox, from_home) = mpsc::unbounded_channel::<ToHost>();
+        let guest = tokio::spawn(self.host.clone().run_guest(start, to_home, from_home));
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = outbox.recv().await {
+                let last = matches!(msg, ToHome::Exited { .. });
+                if write_message(&mut send, &msg).await.is_err() {
+                    break;
+                }
+                if last {
+                    let _ = send.finish();
+                    break;
+                }
+            }
+        });
+        let result = loop {
+            match read_frame(&mut recv).await {
+                Ok(Some(body)) => match homing_proto::decode::<ToHost>(&body) {
+                    Ok(msg) => {
+                        if inbox.send(msg).is_err() {
+                            break Ok(());
+                        }
+                    }
+                    Err(error) => break Err(error.into()),
+                },
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        // Closing the inbox tells the guest its home is gone (unless it already ended).
+        drop(inbox);
+        let _ = guest.await;
+        let _ = writer.await;
+        result
     }
 
     fn peer_table(&self) -> Vec<PeerInfo> {
@@ -293,6 +359,27 @@ impl Node {
         let cred = stream.peer_cred()?;
         while let Some(body) = read_frame(&mut stream).await? {
             let response = match homing_proto::decode::<ControlRequest>(&body) {
+                Ok(ControlRequest::Run { node, start }) => {
+                    return self.run_away(stream, cred, &node, start).await;
+                }
+                Ok(ControlRequest::Ps) => ControlResponse::Processes {
+                    node: self.config.name.clone(),
+                    processes: self
+                        .away
+                        .iter()
+                        .filter(|p| cred.uid() == 0 || p.uid == cred.uid())
+                        .map(|p| p.clone())
+                        .collect(),
+                },
+                Ok(ControlRequest::Guests) => ControlResponse::Processes {
+                    node: self.config.name.clone(),
+                    processes: self
+                        .host
+                        .guests()
+                        .into_iter()
+                        .filter(|p| cred.uid() == 0 || p.uid == cred.uid())
+                        .collect(),
+                },
                 Ok(ControlRequest::Nodes) => ControlResponse::Nodes {
                     node: self.config.name.clone(),
                     peers: self.peer_table(),
@@ -311,6 +398,164 @@ impl Node {
         }
         Ok(())
     }
+}
+
+impl Node {
+    /// Sends the caller's program to `node` and relays between the caller
+    /// (its deputy) and the host until the program ends.
+    async fn run_away(
+        &self,
+        mut deputy: UnixStream,
+        cred: tokio::net::unix::UCred,
+        node: &str,
+        spec: RunSpec,
+    ) -> Result<(), WireError> {
+        let pid = cred.pid().unwrap_or(0);
+        let conn = match self.connection_to(node) {
+            Ok(conn) => conn,
+            Err(message) => {
+                return write_message(&mut deputy, &ControlResponse::Error { message }).await;
+            }
+        };
+        let start = GuestStart {
+            home_node: self.config.name.clone(),
+            home_pid: pid,
+            uid: cred.uid(),
+            gid: cred.gid(),
+            groups: supplementary_groups(pid),
+            exe: ByteBuf::from(spec.exe),
+            argv: spec.argv.iter().cloned().map(ByteBuf::from).collect(),
+            envp: spec.envp.into_iter().map(ByteBuf::from).collect(),
+        };
+        let command = spec
+            .argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let opened = async {
+            let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_message(&mut send, &PeerRequest::StartGuest(start))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((send, recv))
+        }
+        .await;
+        let (mut send, mut recv) = match opened {
+            Ok(streams) => streams,
+            Err(error) => {
+                let message = format!("cannot reach {node}: {error}");
+                return write_message(&mut deputy, &ControlResponse::Error { message }).await;
+            }
+        };
+        write_message(&mut deputy, &ControlResponse::Running).await?;
+        info!(pid, uid = cred.uid(), node, %command, "process sent away");
+        self.away.insert(
+            pid,
+            AwayProcess {
+                pid,
+                command,
+                node: node.to_owned(),
+                state: "starting".into(),
+                syscalls: 0,
+                uid: cred.uid(),
+                host_pid: 0,
+            },
+        );
+        let (mut from_deputy, mut to_deputy) = deputy.into_split();
+        // Deputy to host: signals and syscall results. The deputy's end
+        // (it died at home, SIGKILL) ends the program too.
+        let upstream = tokio::spawn(async move {
+            while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
+                if homing_proto::decode::<ToHost>(&body).is_err() {
+                    break;
+                }
+                let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+                framed.extend_from_slice(&body);
+                if send.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+            let kill = ToHost::Signal {
+                signal: libc::SIGKILL,
+            };
+            let _ = write_message(&mut send, &kill).await;
+            let _ = send.finish();
+        });
+        // Host to deputy: syscalls and the program's end.
+        let outcome: Result<(), String> = loop {
+            let msg = match read_frame(&mut recv).await {
+                Ok(Some(body)) => match homing_proto::decode::<ToHome>(&body) {
+                    Ok(msg) => msg,
+                    Err(error) => break Err(format!("{node} sent a malformed frame: {error}")),
+                },
+                Ok(None) => break Err(format!("{node} ended the program's stream")),
+                Err(error) => break Err(format!("lost {node}: {error}")),
+            };
+            if let Some(mut entry) = self.away.get_mut(&pid) {
+                match &msg {
+                    ToHome::Syscall { .. } => entry.syscalls += 1,
+                    ToHome::Started { host_pid } => {
+                        entry.state = "running".into();
+                        entry.host_pid = *host_pid;
+                    }
+                    ToHome::Exited { .. } => {}
+                }
+            }
+            let last = matches!(msg, ToHome::Exited { .. });
+            if write_message(&mut to_deputy, &msg).await.is_err() || last {
+                break Ok(());
+            }
+        };
+        upstream.abort();
+        self.away.remove(&pid);
+        if let Err(reason) = outcome {
+            warn!(pid, node, "away process lost: {reason}");
+            let exited = ToHome::Exited {
+                status: GuestExit::Signal(libc::SIGKILL),
+                reason: Some(format!("{reason}; the program is gone")),
+            };
+            let _ = write_message(&mut to_deputy, &exited).await;
+        }
+        Ok(())
+    }
+
+    /// The live connection to `node`, or why there is none.
+    fn connection_to(&self, node: &str) -> Result<Connection, String> {
+        let Some(entry) = self.peers.get(node) else {
+            return Err(format!("no node named {node:?} in this cluster"));
+        };
+        match &entry.connection {
+            Some(conn) => Ok(conn.clone()),
+            None => Err(format!(
+                "node {node} is {}{}",
+                entry.state,
+                entry
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+}
+
+/// The supplementary groups of process `pid`, from /proc.
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|groups| {
+                    groups
+                        .split_whitespace()
+                        .filter_map(|g| g.parse().ok())
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
 }
 
 fn bind_control_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {

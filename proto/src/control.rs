@@ -14,6 +14,52 @@ pub enum ControlRequest {
     Nodes,
     /// Who the agent believes the caller is.
     WhoAmI,
+    /// Run a program on `node` with the caller as its deputy. On success the
+    /// agent answers [`ControlResponse::Running`], and the connection then
+    /// carries the guest's frames: [`crate::guest::ToHome`] from the agent,
+    /// [`crate::guest::ToHost`] from the deputy.
+    Run {
+        /// The node to run on.
+        node: String,
+        /// What to start there (the caller's pid and credentials are taken from the socket).
+        start: RunSpec,
+    },
+    /// The caller's processes that run away from home.
+    Ps,
+    /// The guests this node hosts.
+    Guests,
+}
+
+/// The program a deputy asks to run, as it resolved it at home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RunSpec {
+    /// The executable's path at home.
+    pub exe: Vec<u8>,
+    /// Arguments, `argv[0]` included.
+    pub argv: Vec<Vec<u8>>,
+    /// Environment.
+    pub envp: Vec<Vec<u8>>,
+}
+
+/// One process of the caller's that runs away from home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AwayProcess {
+    /// Its pid (at home, the deputy's).
+    pub pid: i32,
+    /// Its command line.
+    pub command: String,
+    /// The node it runs on.
+    pub node: String,
+    /// Its state (`starting`, `running`).
+    pub state: String,
+    /// Residual syscalls forwarded home so far.
+    pub syscalls: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// The host's pid (for guests listed on the host) or 0.
+    pub host_pid: i32,
 }
 
 /// The agent's answer to a [`ControlRequest`].
@@ -37,6 +83,15 @@ pub enum ControlResponse {
         gid: u32,
         /// Caller's process id.
         pid: i32,
+    },
+    /// The guest was sent to the node; guest frames follow on this connection.
+    Running,
+    /// Answer to [`ControlRequest::Ps`] and [`ControlRequest::Guests`].
+    Processes {
+        /// This node's name.
+        node: String,
+        /// The processes.
+        processes: Vec<AwayProcess>,
     },
     /// The request failed.
     Error {

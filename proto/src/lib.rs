@@ -13,8 +13,10 @@
 
 pub mod control;
 pub mod frame;
+pub mod guest;
 pub mod handshake;
 pub mod peer;
+pub mod syscall;
 
 pub use frame::{decode, encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::{HandshakeError, Hello, HelloReply, PROTOCOL_VERSION};

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::guest::GuestStart;
+
 /// A request on a fresh stream between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -14,6 +16,9 @@ pub enum PeerRequest {
         /// Bytes to echo.
         payload: Vec<u8>,
     },
+    /// Start a guest; the stream then carries its [`crate::guest::ToHome`]
+    /// and [`crate::guest::ToHost`] frames until it ends.
+    StartGuest(GuestStart),
 }
 
 /// The answer to a [`PeerRequest`].

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::control::{ControlRequest, ControlResponse};
+use crate::guest::{ToHome, ToHost};
 use crate::peer::{PeerRequest, PeerResponse};
 use crate::{decode, encode, FrameDecoder, Hello, HelloReply};
 
@@ -29,6 +30,8 @@ fn decode_everything(bytes: &[u8]) {
         let _ = decode::<PeerResponse>(&body);
         let _ = decode::<ControlRequest>(&body);
         let _ = decode::<ControlResponse>(&body);
+        let _ = decode::<ToHome>(&body);
+        let _ = decode::<ToHost>(&body);
     }
     let _ = decoder.finish();
     let _ = decode::<PeerRequest>(bytes);
@@ -53,6 +56,12 @@ proptest! {
 
     #[test]
     fn control_response_round_trips(msg: ControlResponse) { round_trip(msg) }
+
+    #[test]
+    fn to_home_round_trips(msg: ToHome) { round_trip(msg) }
+
+    #[test]
+    fn to_host_round_trips(msg: ToHost) { round_trip(msg) }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

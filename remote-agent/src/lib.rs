@@ -1,16 +1,19 @@
 //! The host role of a homing node.
 //!
-//! This crate will own what a node does for processes whose home is
-//! elsewhere: accept a guest (a program to start, or a migration image),
-//! restore it under the shim's supervision, forward its residual system
-//! calls to the home node over the node's link, deliver the signals home
-//! forwards, report its exit, and evict it when asked.
+//! This crate owns what a node does for processes whose home is elsewhere:
+//! it fetches the program from home into a content cache, starts it as a
+//! guest under the shim's seccomp supervision, forwards each residual
+//! syscall home and writes the answer back into the guest, maps home files
+//! from the cache, delivers the signals home forwards, and reports the
+//! guest's end.
 //!
-//! It must not decide anything that belongs to the process's identity — pid,
-//! fds, cwd, credentials live at home — nor hold process mechanics itself
-//! (those are in `homing-shim`) or the transport (the node in
-//! `homing-home-agent` hands it connections).
-//!
-//! Nothing lives here yet; the first residents arrive with remote execution.
+//! It must not decide anything that belongs to the process's identity —
+//! pid, fds, cwd, credentials live at home — nor hold process mechanics
+//! itself (those are in `homing-shim`) or the transport: the node in
+//! `homing-home-agent` hands it channels to and from the home node.
 
 #![deny(missing_docs)]
+
+pub mod cache;
+pub mod guest;
+pub mod home_calls;

@@ -1,0 +1,319 @@
+//! The deputy: the `homing run` process, which stays at home as the
+//! identity of a program running on another node.
+//!
+//! Its pid is the program's pid, its parent is the shell, its fds (the
+//! terminal included), cwd, credentials, umask and rlimits are the
+//! program's. The program's residual syscalls arrive here through the node
+//! agent and run in this process, so they see exactly what the program
+//! would have seen at home. Signals sent to this process are forwarded to
+//! the program; when the program ends, this process ends the same way.
+//!
+//! The deputy keeps no fds of its own but one, the agent socket, moved high
+//! so that the program's fd numbers are the ones it would get at home. It is
+//! plain threads and blocking I/O: an async runtime would take fds.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use homing_proto::control::{ControlRequest, ControlResponse, RunSpec};
+use homing_proto::guest::{GuestExit, ToHome, ToHost};
+use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
+use nix::sys::signal::{self, SigSet, Signal};
+
+/// Shared writer towards the agent.
+type Writer = Arc<Mutex<UnixStream>>;
+
+/// Runs `argv` on `node` with this process as its deputy. Returns only on
+/// failure to start; otherwise the process ends as the program does.
+pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
+    let program = &argv[0];
+    let exe = match resolve(program) {
+        Ok(exe) => exe,
+        Err(code) => return code,
+    };
+    let stream = match UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!(
+                "homing: cannot reach the homing agent at {}: {error} (is `homing node` running on this machine?)",
+                socket.display()
+            );
+            return 1;
+        }
+    };
+    let stream = match move_out_of_the_way(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!("homing: cannot set up the deputy: {error}");
+            return 1;
+        }
+    };
+    let spec = RunSpec {
+        exe: exe.into_os_string().into_vec(),
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.into_vec());
+                kv
+            })
+            .collect(),
+    };
+    let mut stream = stream;
+    let request = ControlRequest::Run {
+        node: node.to_owned(),
+        start: spec,
+    };
+    match exchange(&mut stream, &request) {
+        Ok(ControlResponse::Running) => {}
+        Ok(ControlResponse::Error { message }) => {
+            eprintln!("homing: {message}");
+            return 1;
+        }
+        Ok(other) => {
+            eprintln!("homing: unexpected answer from the agent: {other:?}");
+            return 1;
+        }
+        Err(error) => {
+            eprintln!("homing: the agent failed to answer: {error}");
+            return 1;
+        }
+    }
+    serve(stream)
+}
+
+/// Finds `program` the way a shell would; on failure prints the shell's
+/// message and returns its status (127 not found, 126 not executable).
+fn resolve(program: &OsStr) -> Result<PathBuf, i32> {
+    let shown = program.to_string_lossy();
+    let executable = |path: &Path| {
+        nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file()
+    };
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        if !path.exists() {
+            eprintln!("homing: {shown}: No such file or directory");
+            return Err(127);
+        }
+        if !executable(&path) {
+            eprintln!("homing: {shown}: Permission denied");
+            return Err(126);
+        }
+        return Ok(path);
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&search) {
+        let candidate = dir.join(program);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    eprintln!("homing: {shown}: command not found");
+    Err(127)
+}
+
+/// Moves the agent socket to a high fd number, out of the program's way.
+fn move_out_of_the_way(stream: UnixStream) -> std::io::Result<UnixStream> {
+    use rustix::io::fcntl_dupfd_cloexec;
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    let floor = soft.saturating_sub(1).clamp(3, 1 << 20) as i32;
+    let high =
+        fcntl_dupfd_cloexec(&stream, floor).or_else(|_| fcntl_dupfd_cloexec(&stream, 255))?;
+    Ok(UnixStream::from(high))
+}
+
+fn exchange(stream: &mut UnixStream, request: &ControlRequest) -> Result<ControlResponse, String> {
+    write_frame(stream, request)?;
+    read_frame(stream)?.ok_or_else(|| "connection closed".to_owned())
+}
+
+fn write_frame<T: serde::Serialize>(stream: &mut UnixStream, msg: &T) -> Result<(), String> {
+    let frame = homing_proto::encode(msg).map_err(|e| e.to_string())?;
+    stream.write_all(&frame).map_err(|e| e.to_string())
+}
+
+fn read_frame<T: serde::de::DeserializeOwned>(
+    stream: &mut UnixStream,
+) -> Result<Option<T>, String> {
+    use std::io::Read;
+    let mut header = [0u8; homing_proto::frame::HEADER_LEN];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = homing_proto::frame::body_len(header).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    homing_proto::decode(&body)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The signals forwarded to the program. Faults stay the deputy's own, and
+/// SIGCHLD is about the deputy's children, not the program's.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in Signal::iterator() {
+        if !matches!(
+            sig,
+            Signal::SIGKILL
+                | Signal::SIGSTOP
+                | Signal::SIGSEGV
+                | Signal::SIGBUS
+                | Signal::SIGILL
+                | Signal::SIGFPE
+                | Signal::SIGTRAP
+                | Signal::SIGSYS
+                | Signal::SIGCHLD
+        ) {
+            set.add(sig);
+        }
+    }
+    set
+}
+
+fn serve(stream: UnixStream) -> i32 {
+    let reserved_fd = stream.as_raw_fd();
+    let signals = forwarded_signals();
+    // Blocked in every thread (threads inherit the mask), taken by sigwait.
+    if let Err(error) = signals.thread_block() {
+        eprintln!("homing: cannot block signals: {error}");
+        return 1;
+    }
+    let writer: Writer = Arc::new(Mutex::new(
+        stream.try_clone().expect("cloning the agent socket"),
+    ));
+    {
+        let writer = writer.clone();
+        std::thread::spawn(move || forward_signals(signals, writer));
+    }
+    let mut reader = stream;
+    let mut workers: HashMap<i32, mpsc::Sender<(u64, SyscallCall)>> = HashMap::new();
+    loop {
+        let msg: ToHome = match read_frame(&mut reader) {
+            Ok(Some(msg)) => msg,
+            Ok(None) | Err(_) => {
+                eprintln!("homing: lost the homing agent; the program's fate is unknown");
+                die_by(libc::SIGKILL);
+            }
+        };
+        match msg {
+            ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
+            ToHome::Syscall { id, tid, call } => {
+                let worker = workers
+                    .entry(tid)
+                    .or_insert_with(|| spawn_worker(writer.clone(), reserved_fd));
+                let _ = worker.send((id, call));
+            }
+            ToHome::Exited { status, reason } => {
+                if let Some(reason) = reason {
+                    eprintln!("homing: {reason}");
+                }
+                match status {
+                    GuestExit::Code(code) => std::process::exit(code),
+                    GuestExit::Signal(signal) => die_by(signal),
+                }
+            }
+        }
+    }
+}
+
+/// One worker thread per guest thread: a call blocked at home holds up no other thread's.
+fn spawn_worker(writer: Writer, reserved_fd: i32) -> mpsc::Sender<(u64, SyscallCall)> {
+    let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
+    std::thread::spawn(move || {
+        for (id, call) in rx {
+            let result = execute(&call, reserved_fd);
+            let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
+            if write_frame(&mut stream, &ToHost::Result { id, result }).is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
+    let fail = |errno: i32| SyscallResult {
+        ret: -(errno as i64),
+        outputs: vec![],
+    };
+    // The agent socket is not the program's: it looks closed to it.
+    let nr = call.nr as i64;
+    let touches_reserved = call.args[0] as i32 == reserved_fd
+        || ((nr == libc::SYS_dup2 || nr == libc::SYS_dup3) && call.args[1] as i32 == reserved_fd);
+    if touches_reserved && nr != libc::SYS_close_range {
+        return fail(libc::EBADF);
+    }
+    if nr == libc::SYS_close_range {
+        return close_range_sparing(call, reserved_fd);
+    }
+    match syscall::route(call.nr, &call.args) {
+        Route::Forward(ptrs) => homing_shim::execute::execute(call, &ptrs),
+        _ => fail(libc::ENOSYS),
+    }
+}
+
+/// close_range over the program's fds, leaving the agent socket open.
+fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
+    let (first, last) = (call.args[0] as u32, call.args[1] as u32);
+    let reserved = reserved_fd as u32;
+    let mut ret = 0;
+    let mut part = |lo: u32, hi: u32| {
+        if lo <= hi {
+            let sub = SyscallCall {
+                nr: call.nr,
+                args: [lo as u64, hi as u64, call.args[2], 0, 0, 0],
+                inputs: vec![],
+            };
+            let r = homing_shim::execute::execute(&sub, &[]).ret;
+            if r < 0 {
+                ret = r;
+            }
+        }
+    };
+    if (first..=last).contains(&reserved) {
+        if reserved > 0 {
+            part(first, reserved - 1);
+        }
+        part(reserved.saturating_add(1), last);
+    } else {
+        part(first, last);
+    }
+    SyscallResult {
+        ret,
+        outputs: vec![],
+    }
+}
+
+fn forward_signals(signals: SigSet, writer: Writer) {
+    loop {
+        let Ok(sig) = signals.wait() else { continue };
+        let send = |signal: Signal| {
+            let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = write_frame(
+                &mut stream,
+                &ToHost::Signal {
+                    signal: signal as i32,
+                },
+            );
+        };
+        send(sig);
+        // Job control: the program stops on its node, and the deputy stops
+        // here so the shell sees the job stopped; SIGCONT resumes both.
+        if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+            let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+        }
+    }
+}
+
+use homing_shim::process::die_by_signal as die_by;

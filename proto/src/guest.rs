@@ -1,0 +1,104 @@
+//! Messages about one guest: a program started on a host node whose home
+//! (pid, fds, cwd, credentials) is another node.
+//!
+//! A guest lives on one bidirectional stream. The home node opens it with a
+//! [`crate::peer::PeerRequest::StartGuest`]; from then on the host sends
+//! [`ToHome`] frames and the home node sends [`ToHost`] frames, many in
+//! flight at once (a syscall blocked at home does not stop signals, and each
+//! guest thread's calls are independent).
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::syscall::{SyscallCall, SyscallResult};
+
+/// What the host needs to start a guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct GuestStart {
+    /// The home node's name.
+    pub home_node: String,
+    /// The deputy's pid at home: the guest's identity.
+    pub home_pid: i32,
+    /// User the guest runs as (the deputy's).
+    pub uid: u32,
+    /// Primary group.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The program at home, as the deputy resolved it (absolute, or relative to the home cwd).
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub exe: ByteBuf,
+    /// Arguments, `argv[0]` included.
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_byte_list()"))]
+    pub argv: Vec<ByteBuf>,
+    /// Environment.
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_byte_list()"))]
+    pub envp: Vec<ByteBuf>,
+}
+
+/// How a guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum GuestExit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// From the host to the home node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ToHome {
+    /// The guest runs; its pid on the host.
+    Started {
+        /// Host pid, for `homing ps --guests` and logs.
+        host_pid: i32,
+    },
+    /// Execute a syscall in the deputy and answer with [`ToHost::Result`] of the same id.
+    Syscall {
+        /// Request id, unique within the guest.
+        id: u64,
+        /// The calling guest thread (host tid), so one thread's blocked call does not stall another's.
+        tid: i32,
+        /// The call.
+        call: SyscallCall,
+    },
+    /// The guest is gone (or never started); the stream ends after this.
+    Exited {
+        /// How it ended.
+        status: GuestExit,
+        /// Why, when the end was not the program's own doing.
+        reason: Option<String>,
+    },
+}
+
+/// From the home node to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ToHost {
+    /// The answer to [`ToHome::Syscall`] `id`.
+    Result {
+        /// The request's id.
+        id: u64,
+        /// What the syscall returned.
+        result: SyscallResult,
+    },
+    /// Deliver this signal to the guest (it was sent to the deputy at home).
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+}
+
+#[cfg(test)]
+pub(crate) fn arbitrary_bytes() -> impl proptest::strategy::Strategy<Value = ByteBuf> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<u8>(), 0..32).prop_map(ByteBuf::from)
+}
+
+#[cfg(test)]
+pub(crate) fn arbitrary_byte_list() -> impl proptest::strategy::Strategy<Value = Vec<ByteBuf>> {
+    proptest::collection::vec(arbitrary_bytes(), 0..4)
+}

@@ -1,0 +1,1306 @@
+//! Forwarded system calls: how each residual syscall's arguments travel.
+//!
+//! A guest's residual syscall is executed at home, in the deputy's context,
+//! with the same number and the same integer arguments. Pointer arguments
+//! cannot travel as pointers: [`route`] says, for each syscall the host may
+//! see, which arguments point at memory, in which direction the data flows
+//! and how long it is. The host copies input buffers out of the guest, the
+//! deputy points the syscall at local copies, and the output buffers come
+//! back to be written into the guest. This table is the one place that
+//! knows syscall argument layouts; both ends read it.
+//!
+//! The table is also a safety boundary: the deputy substitutes its own
+//! buffers for exactly the pointers described here and passes every other
+//! argument through unchanged. A forwarded syscall whose pointer argument
+//! was left out would make the kernel read or write the *deputy's* memory at
+//! an address the guest chose. So every row names every pointer, requests
+//! whose layout the table cannot describe (ioctls, fcntl commands, socket
+//! options carrying nested pointers) are refused, and an unknown syscall
+//! is refused with `ENOSYS`.
+//!
+//! x86_64 only (syscall numbers and struct sizes are that ABI's).
+
+use serde::{Deserialize, Serialize};
+
+/// Longest C string (a path) copied out of a guest, terminator included.
+pub const MAX_CSTR: usize = 4096;
+
+// Numbers of syscalls newer than the `libc` crate's table.
+const SYS_MAP_SHADOW_STACK: i64 = 453;
+const SYS_FUTEX_WAKE: i64 = 454;
+const SYS_FUTEX_WAIT: i64 = 455;
+const SYS_FUTEX_REQUEUE: i64 = 456;
+
+/// Syscalls the guest executes on the host node, never intercepted: the
+/// seccomp filter allows them.
+///
+/// Why each group is local:
+///
+/// - **Memory** (`brk`, `munmap`, `mprotect`, `mremap`, `madvise`, the
+///   `mlock` family, `mincore`, `msync`, `membarrier`, protection keys,
+///   `mseal`, `map_shadow_stack`): the address space is the host's. `mmap`
+///   is *not* here: the filter allows it only for anonymous memory, and a
+///   file mapping goes to the supervisor ([`Special::MmapFile`]).
+/// - **Futexes and thread bookkeeping** (`futex`, `futex_waitv`,
+///   `futex_wake`/`wait`/`requeue`, robust lists, `set_tid_address`, `rseq`,
+///   `arch_prctl`): they name memory and threads on the host.
+/// - **Signals** (`rt_sigaction`, `rt_sigprocmask`, `rt_sigreturn`,
+///   `rt_sigpending`, `rt_sigsuspend`, `rt_sigtimedwait`, `sigaltstack`,
+///   `restart_syscall`, `pause`): signals are delivered to the guest on the
+///   host, so its handlers, mask and pending set live there. Timers that
+///   raise signals (`alarm`, `getitimer`, `setitimer`, `timer_*`) too.
+/// - **Clocks and sleeps** (`clock_gettime`, `clock_getres`,
+///   `gettimeofday`, `time`, `nanosleep`, `clock_nanosleep`): the nodes'
+///   clocks agree through NTP, and sleeping is the host CPU's business.
+/// - **CPU and scheduling** (`sched_yield`, `sched_getaffinity`,
+///   `sched_setaffinity`, `sched_getparam`, `sched_getscheduler`,
+///   `sched_get_priority_max`/`min`, `getcpu`, `getrusage`, `times`): the
+///   process runs on the host's CPUs and is accounted there. Programs call
+///   the `sched_*` ones with pid 0 (themselves); a nonzero pid would be
+///   resolved among the host's pids.
+/// - **Process-local state** (`prctl`, `capget`, `personality`,
+///   `getrandom`, `exit`, `exit_group`): nothing in them names a file, an fd,
+///   a pid of another process or an identity that lives at home. (The
+///   agent learns of an exit by waiting for the guest.)
+///
+/// Nothing here takes a file descriptor or a path, or changes credentials.
+pub const LOCAL: &[i64] = &[
+    // Memory.
+    libc::SYS_brk,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_mlock,
+    libc::SYS_mlock2,
+    libc::SYS_munlock,
+    libc::SYS_mlockall,
+    libc::SYS_munlockall,
+    libc::SYS_mincore,
+    libc::SYS_msync,
+    libc::SYS_membarrier,
+    libc::SYS_pkey_mprotect,
+    libc::SYS_pkey_alloc,
+    libc::SYS_pkey_free,
+    libc::SYS_mseal,
+    SYS_MAP_SHADOW_STACK,
+    // Futexes and thread bookkeeping.
+    libc::SYS_futex,
+    libc::SYS_futex_waitv,
+    SYS_FUTEX_WAKE,
+    SYS_FUTEX_WAIT,
+    SYS_FUTEX_REQUEUE,
+    libc::SYS_set_robust_list,
+    libc::SYS_get_robust_list,
+    libc::SYS_set_tid_address,
+    libc::SYS_rseq,
+    libc::SYS_arch_prctl,
+    // Signals.
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigpending,
+    libc::SYS_rt_sigsuspend,
+    libc::SYS_rt_sigtimedwait,
+    libc::SYS_sigaltstack,
+    libc::SYS_restart_syscall,
+    libc::SYS_pause,
+    libc::SYS_alarm,
+    libc::SYS_getitimer,
+    libc::SYS_setitimer,
+    libc::SYS_timer_create,
+    libc::SYS_timer_settime,
+    libc::SYS_timer_gettime,
+    libc::SYS_timer_getoverrun,
+    libc::SYS_timer_delete,
+    // Clocks and sleeps.
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_gettimeofday,
+    libc::SYS_time,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    // CPU and scheduling.
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_sched_setaffinity,
+    libc::SYS_sched_getparam,
+    libc::SYS_sched_getscheduler,
+    libc::SYS_sched_get_priority_max,
+    libc::SYS_sched_get_priority_min,
+    libc::SYS_getcpu,
+    libc::SYS_getrusage,
+    libc::SYS_times,
+    // Process-local state.
+    libc::SYS_prctl,
+    libc::SYS_capget,
+    libc::SYS_personality,
+    libc::SYS_getrandom,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Whether `nr` is in [`LOCAL`].
+pub fn is_local(nr: u64) -> bool {
+    i64::try_from(nr).is_ok_and(|nr| LOCAL.contains(&nr))
+}
+
+/// Which way a pointer argument's data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Read by the syscall: copied from the guest before the call.
+    In,
+    /// Written by the syscall: copied into the guest after the call.
+    Out,
+    /// Both.
+    InOut,
+    /// Host-side state: the temporary signal mask of `ppoll`, `pselect6`,
+    /// `epoll_pwait` and `epoll_pwait2`.
+    ///
+    /// Signals are delivered to the guest on the host, so the mask means
+    /// something only there (the host applies it to the guest for the
+    /// duration of the forwarded call, if it can). The deputy runs the call
+    /// with this argument **null**: a guest's mask applied at home would
+    /// unblock signals the deputy keeps blocked for itself. A host may send
+    /// the bytes as an input (the deputy checks and ignores them) or not.
+    /// Nothing comes back.
+    Host,
+}
+
+/// How long a pointer argument's buffer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Len {
+    /// A NUL-terminated string of at most [`MAX_CSTR`] bytes (terminator included).
+    CStr,
+    /// A fixed number of bytes (a struct).
+    Fixed(usize),
+    /// The value of argument `arg` times `elem` bytes.
+    Arg {
+        /// Index of the argument holding the count.
+        arg: u8,
+        /// Bytes per counted element.
+        elem: usize,
+    },
+    /// A value-result buffer (a `sockaddr` or a socket option value): its
+    /// length is the `socklen_t` that pointer argument `arg` (an `InOut`
+    /// `Fixed(4)` argument of the same row) points at, at most `max`.
+    ///
+    /// The deputy gives the kernel `min(*arg, max)` as the length, and
+    /// returns only the bytes the kernel says it filled (the value of `*arg`
+    /// after the call, capped by the length it was given), so an output is
+    /// never longer than the guest's own buffer. [`buffer_len`] gives `max`,
+    /// the bound on any output.
+    ValueResult {
+        /// Index of the pointer argument holding the length.
+        arg: u8,
+        /// Upper bound on the length.
+        max: usize,
+    },
+}
+
+/// One pointer argument of a forwarded syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtrArg {
+    /// Index of the argument (0..6). A null pointer is passed through as null.
+    pub index: u8,
+    /// Direction of the data.
+    pub dir: Dir,
+    /// Buffer length.
+    pub len: Len,
+    /// For output buffers: when `Some(elem)`, only the first `ret * elem`
+    /// bytes are meaningful (`read` returns how many bytes it wrote); the
+    /// rest is neither sent nor written into the guest.
+    pub ret_elems: Option<usize>,
+}
+
+/// What the host does with a syscall that reached its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Execute at home with these pointer arguments (possibly none).
+    Forward(Vec<PtrArg>),
+    /// Needs host-side logic of its own (mmap of a file, readv, fork, …).
+    Special(Special),
+    /// Not supported: the guest gets `errno`, and the host logs the syscall's name.
+    Refuse {
+        /// The errno returned (ENOSYS for an unknown syscall, ENOTTY for an unknown ioctl, …).
+        errno: i32,
+    },
+}
+
+/// Syscalls handled by host-side logic rather than by the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// `mmap` of a file descriptor: mapped from the host's cached copy of the home file.
+    MmapFile,
+    /// `readv`/`preadv`/`preadv2`: gathered into one buffer and forwarded as a read.
+    ReadVector,
+    /// `writev`/`pwritev`/`pwritev2`: gathered and forwarded as one write.
+    WriteVector,
+    /// `gettid`: the guest's main thread answers with its home pid.
+    Gettid,
+}
+
+/// Data for one pointer argument, on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ArgData {
+    /// Index of the argument.
+    pub index: u8,
+    /// The bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A syscall to execute at home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SyscallCall {
+    /// The syscall number (x86_64).
+    pub nr: u64,
+    /// The integer arguments as the guest passed them (pointers included, for reference).
+    pub args: [u64; 6],
+    /// Input buffers, one per `In`/`InOut` pointer argument that is not null.
+    pub inputs: Vec<ArgData>,
+}
+
+/// The result of a syscall executed at home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SyscallResult {
+    /// The return value; `-errno` on failure, as the raw syscall returns it.
+    pub ret: i64,
+    /// Output buffers, one per `Out`/`InOut` pointer argument that is not null.
+    pub outputs: Vec<ArgData>,
+}
+
+// x86_64 kernel ABI sizes (checked against the libc crate's types in the tests).
+const STAT: usize = 144;
+const STATX: usize = 256;
+const STATFS: usize = 120;
+const UTSNAME: usize = 6 * 65;
+const RLIMIT: usize = 16;
+const TIMESPEC: usize = 16;
+const TIMEVAL: usize = 16;
+const ITIMERSPEC: usize = 32;
+const UTIMBUF: usize = 16;
+const POLLFD: usize = 8;
+const EPOLL_EVENT: usize = 12;
+const FLOCK: usize = 32;
+const F_OWNER_EX: usize = 8;
+const SYSINFO: usize = 112;
+const RUSAGE: usize = 144;
+const SIGINFO: usize = 128;
+const SIGSET: usize = 8;
+/// `pselect6`'s sixth argument: `{ const sigset_t *ss; size_t ss_len; }`.
+const PSELECT_SIGDATA: usize = 16;
+const SOCKADDR_MAX: usize = 128;
+const SOCKLEN: usize = 4;
+const INT: usize = 4;
+const FDS_PAIR: usize = 8;
+const LOFF: usize = 8;
+/// The kernel's `struct termios` (`TCGETS`), not glibc's 60-byte one.
+const KERNEL_TERMIOS: usize = 36;
+/// `struct termios2` (`TCGETS2`, which glibc 2.42 and later use for `tcgetattr`).
+const KERNEL_TERMIOS2: usize = 44;
+const WINSIZE: usize = 8;
+/// Largest socket option value the deputy accepts.
+const SOCKOPT_MAX: usize = 64 << 10;
+/// Most fds a `select` set may cover: 64 KiB per set.
+const SELECT_MAX_FDS: u64 = 1 << 19;
+
+const fn ptr(index: u8, dir: Dir, len: Len) -> PtrArg {
+    PtrArg {
+        index,
+        dir,
+        len,
+        ret_elems: None,
+    }
+}
+
+/// A path or other string the syscall reads.
+const fn cstr(index: u8) -> PtrArg {
+    ptr(index, Dir::In, Len::CStr)
+}
+
+/// A struct the syscall reads.
+const fn input(index: u8, bytes: usize) -> PtrArg {
+    ptr(index, Dir::In, Len::Fixed(bytes))
+}
+
+/// A struct the syscall writes.
+const fn output(index: u8, bytes: usize) -> PtrArg {
+    ptr(index, Dir::Out, Len::Fixed(bytes))
+}
+
+/// A struct the syscall reads and writes (or writes only in part, or only
+/// sometimes: the bytes it leaves alone go back unchanged).
+const fn inout(index: u8, bytes: usize) -> PtrArg {
+    ptr(index, Dir::InOut, Len::Fixed(bytes))
+}
+
+/// `count` (argument `arg`) elements of `elem` bytes the syscall reads.
+const fn input_counted(index: u8, arg: u8, elem: usize) -> PtrArg {
+    ptr(index, Dir::In, Len::Arg { arg, elem })
+}
+
+/// Room for `count` (argument `arg`) elements of `elem` bytes, of which the
+/// syscall fills as many as it returns.
+const fn output_returned(index: u8, arg: u8, elem: usize) -> PtrArg {
+    PtrArg {
+        index,
+        dir: Dir::Out,
+        len: Len::Arg { arg, elem },
+        ret_elems: Some(elem),
+    }
+}
+
+/// A `sockaddr` the kernel fills, its length at pointer argument `len_arg`.
+const fn sockaddr_out(index: u8, len_arg: u8) -> PtrArg {
+    ptr(
+        index,
+        Dir::Out,
+        Len::ValueResult {
+            arg: len_arg,
+            max: SOCKADDR_MAX,
+        },
+    )
+}
+
+/// A temporary signal mask (see [`Dir::Host`]).
+const fn host_mask(index: u8, bytes: usize) -> PtrArg {
+    ptr(index, Dir::Host, Len::Fixed(bytes))
+}
+
+fn forward(ptrs: &[PtrArg]) -> Route {
+    Route::Forward(ptrs.to_vec())
+}
+
+fn refuse(errno: i32) -> Route {
+    Route::Refuse { errno }
+}
+
+/// The bytes of an `fd_set` covering `nfds` descriptors, as the kernel
+/// reads and writes it (whole longs).
+fn fd_set_bytes(nfds: u64) -> usize {
+    (nfds as usize).div_ceil(64) * 8
+}
+
+/// `select` and `pselect6`: three fd sets sized by `nfds` and a timeout the
+/// kernel updates with the time left.
+fn select_route(args: &[u64; 6], timeout: usize, mask: Option<PtrArg>) -> Route {
+    // `int nfds`: the kernel refuses a negative one.
+    let nfds = args[0] as u32 as i32;
+    if nfds < 0 {
+        return refuse(libc::EINVAL);
+    }
+    let nfds = nfds as u64;
+    if nfds > SELECT_MAX_FDS {
+        // The kernel would clamp it to the fd table's size; sets this big
+        // are not worth copying.
+        return refuse(libc::EINVAL);
+    }
+    let set = fd_set_bytes(nfds);
+    let mut ptrs = vec![
+        inout(1, set),
+        inout(2, set),
+        inout(3, set),
+        inout(4, timeout),
+    ];
+    ptrs.extend(mask);
+    Route::Forward(ptrs)
+}
+
+/// `fcntl` by command. The command's argument is a pointer for a few
+/// commands only; an unknown command is refused because it might be a new
+/// one that takes a pointer.
+fn fcntl_route(cmd: u64) -> Route {
+    // The kernel's `cmd` is an `unsigned int`.
+    match cmd as u32 {
+        // F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW:
+        // struct flock, read, and written back by the GETLK ones.
+        5..=7 | 36..=38 => forward(&[inout(2, FLOCK)]),
+        // F_SETOWN_EX, F_GETOWN_EX: struct f_owner_ex.
+        15 => forward(&[input(2, F_OWNER_EX)]),
+        16 => forward(&[output(2, F_OWNER_EX)]),
+        // F_GET_RW_HINT, F_GET_FILE_RW_HINT: a u64 out.
+        1035 | 1037 => forward(&[output(2, 8)]),
+        // F_SET_RW_HINT, F_SET_FILE_RW_HINT: a u64 in.
+        1036 | 1038 => forward(&[input(2, 8)]),
+        // An integer argument or none: F_DUPFD, F_GETFD, F_SETFD, F_GETFL,
+        // F_SETFL, F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG, F_SETLEASE,
+        // F_GETLEASE, F_NOTIFY, F_DUPFD_QUERY, F_CREATED_QUERY,
+        // F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS,
+        // F_GET_SEALS.
+        0..=4 | 8..=11 | 1024..=1028 | 1030..=1034 => forward(&[]),
+        // The kernel's answer to a command it does not know.
+        _ => refuse(libc::EINVAL),
+    }
+}
+
+/// `ioctl` by request: the terminal and generic file requests a program
+/// run from a shell uses. Anything else is refused with `ENOTTY`, what a
+/// file answers to a request it does not know.
+fn ioctl_route(request: u64) -> Route {
+    // Requests as the kernel sees them (`unsigned int`).
+    const TCGETS: u32 = libc::TCGETS as u32;
+    const TCSETS: u32 = libc::TCSETS as u32;
+    const TCSETSW: u32 = libc::TCSETSW as u32;
+    const TCSETSF: u32 = libc::TCSETSF as u32;
+    const TCGETS2: u32 = libc::TCGETS2 as u32;
+    const TCSETS2: u32 = libc::TCSETS2 as u32;
+    const TCSETSW2: u32 = libc::TCSETSW2 as u32;
+    const TCSETSF2: u32 = libc::TCSETSF2 as u32;
+    const TIOCGWINSZ: u32 = libc::TIOCGWINSZ as u32;
+    const TIOCSWINSZ: u32 = libc::TIOCSWINSZ as u32;
+    const TIOCGPGRP: u32 = libc::TIOCGPGRP as u32;
+    const TIOCSPGRP: u32 = libc::TIOCSPGRP as u32;
+    const TIOCGSID: u32 = libc::TIOCGSID as u32;
+    const FIONREAD: u32 = libc::FIONREAD as u32;
+    const TIOCOUTQ: u32 = libc::TIOCOUTQ as u32;
+    const FIONBIO: u32 = libc::FIONBIO as u32;
+    const FIOASYNC: u32 = libc::FIOASYNC as u32;
+    const FIOCLEX: u32 = libc::FIOCLEX as u32;
+    const FIONCLEX: u32 = libc::FIONCLEX as u32;
+    const TIOCSCTTY: u32 = libc::TIOCSCTTY as u32;
+    const TIOCNOTTY: u32 = libc::TIOCNOTTY as u32;
+    const TIOCGPTN: u32 = libc::TIOCGPTN as u32;
+    const TIOCSPTLCK: u32 = libc::TIOCSPTLCK as u32;
+    const TIOCGPTPEER: u32 = libc::TIOCGPTPEER as u32;
+    const TCFLSH: u32 = libc::TCFLSH as u32;
+    const TCXONC: u32 = libc::TCXONC as u32;
+    const TCSBRK: u32 = libc::TCSBRK as u32;
+    const TCSBRKP: u32 = libc::TCSBRKP as u32;
+    const TIOCEXCL: u32 = libc::TIOCEXCL as u32;
+    const TIOCNXCL: u32 = libc::TIOCNXCL as u32;
+    const TIOCGEXCL: u32 = libc::TIOCGEXCL as u32;
+    const TIOCMGET: u32 = libc::TIOCMGET as u32;
+    const TIOCMSET: u32 = libc::TIOCMSET as u32;
+    const TIOCMBIS: u32 = libc::TIOCMBIS as u32;
+    const TIOCMBIC: u32 = libc::TIOCMBIC as u32;
+    /// `_IOW(0x94, 9, int)`: clone a file's extents; the argument is an fd.
+    const FICLONE: u32 = 0x4004_9409;
+    match request as u32 {
+        TCGETS => forward(&[output(2, KERNEL_TERMIOS)]),
+        TCSETS | TCSETSW | TCSETSF => forward(&[input(2, KERNEL_TERMIOS)]),
+        TCGETS2 => forward(&[output(2, KERNEL_TERMIOS2)]),
+        TCSETS2 | TCSETSW2 | TCSETSF2 => forward(&[input(2, KERNEL_TERMIOS2)]),
+        TIOCGWINSZ => forward(&[output(2, WINSIZE)]),
+        TIOCSWINSZ => forward(&[input(2, WINSIZE)]),
+        TIOCGPGRP | TIOCGSID | FIONREAD | TIOCOUTQ | TIOCGPTN | TIOCGEXCL | TIOCMGET => {
+            forward(&[output(2, INT)])
+        }
+        TIOCSPGRP | FIONBIO | FIOASYNC | TIOCSPTLCK | TIOCMSET | TIOCMBIS | TIOCMBIC => {
+            forward(&[input(2, INT)])
+        }
+        // No argument, or an integer one.
+        FIOCLEX | FIONCLEX | TIOCSCTTY | TIOCNOTTY | TIOCGPTPEER | TCFLSH | TCXONC | TCSBRK
+        | TCSBRKP | TIOCEXCL | TIOCNXCL | FICLONE => forward(&[]),
+        _ => refuse(libc::ENOTTY),
+    }
+}
+
+/// Whether a socket option's value is flat bytes the table can carry.
+///
+/// Whole protocol levels are allowed where their options are plain data,
+/// minus the few options whose value holds a pointer (a classic BPF program,
+/// the zero-copy receive area, netfilter's tables) or whose kernel code may
+/// write past the length it was given. Everything else is refused: a value
+/// with a pointer inside would make the kernel follow a guest address in the
+/// deputy.
+fn sockopt_flat(level: u64, name: u64) -> bool {
+    let (level, name) = (level as u32 as i32, name as u32 as i32);
+    match level {
+        // SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF: struct sock_fprog.
+        libc::SOL_SOCKET => !matches!(name, 26 | 51),
+        // Options 64 and up are netfilter's and multicast routing's, except
+        // SO_ORIGINAL_DST (80); IP_MSFILTER and MCAST_MSFILTER copy as many
+        // sources as the value asks for, whatever its length.
+        libc::IPPROTO_IP => ((0..64).contains(&name) && !matches!(name, 41 | 48)) || name == 80,
+        // IPv6's own options reach 78, with holes where ip6tables' are
+        // (64, 65, 68, 69); MCAST_MSFILTER as for IPv4; SO_ORIGINAL_DST (80).
+        libc::IPPROTO_IPV6 => {
+            ((0..64).contains(&name) && name != 48) || matches!(name, 66 | 67 | 70 | 72..=78 | 80)
+        }
+        // TCP_ZEROCOPY_RECEIVE (an address range), TCP_AO_GET_KEYS (writes
+        // one value per key).
+        libc::IPPROTO_TCP => !matches!(name, 35 | 41),
+        libc::IPPROTO_UDP | libc::IPPROTO_ICMPV6 | libc::SOL_RAW | libc::SOL_NETLINK => true,
+        _ => false,
+    }
+}
+
+/// How `nr` with these arguments is handled when it reaches the host's supervisor.
+///
+/// Syscalls the seccomp filter lets through locally never reach here: for
+/// those (see [`LOCAL`]) this answers `ENOSYS` like for any syscall the
+/// table does not know.
+pub fn route(nr: u64, args: &[u64; 6]) -> Route {
+    use Dir::InOut;
+    let Ok(nr) = i64::try_from(nr) else {
+        return refuse(libc::ENOSYS);
+    };
+    match nr {
+        // Data on fds.
+        libc::SYS_read | libc::SYS_pread64 => forward(&[output_returned(1, 2, 1)]),
+        libc::SYS_write | libc::SYS_pwrite64 => forward(&[input_counted(1, 2, 1)]),
+        libc::SYS_readv | libc::SYS_preadv | libc::SYS_preadv2 => {
+            Route::Special(Special::ReadVector)
+        }
+        libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2 => {
+            Route::Special(Special::WriteVector)
+        }
+        libc::SYS_lseek
+        | libc::SYS_close
+        | libc::SYS_close_range
+        | libc::SYS_dup
+        | libc::SYS_dup2
+        | libc::SYS_dup3
+        | libc::SYS_ftruncate
+        | libc::SYS_fsync
+        | libc::SYS_fdatasync
+        | libc::SYS_sync
+        | libc::SYS_syncfs
+        | libc::SYS_fallocate
+        | libc::SYS_fadvise64
+        | libc::SYS_readahead
+        | libc::SYS_sync_file_range
+        | libc::SYS_flock
+        | libc::SYS_fchdir
+        | libc::SYS_fchmod
+        | libc::SYS_fchown
+        | libc::SYS_tee => forward(&[]),
+        libc::SYS_getdents | libc::SYS_getdents64 => forward(&[output_returned(1, 2, 1)]),
+        libc::SYS_fstat => forward(&[output(1, STAT)]),
+        libc::SYS_fstatfs => forward(&[output(1, STATFS)]),
+        libc::SYS_fcntl => fcntl_route(args[1]),
+        libc::SYS_ioctl => ioctl_route(args[1]),
+        libc::SYS_pipe | libc::SYS_pipe2 => forward(&[output(0, FDS_PAIR)]),
+        libc::SYS_copy_file_range | libc::SYS_splice => forward(&[inout(1, LOFF), inout(3, LOFF)]),
+        libc::SYS_sendfile => forward(&[inout(2, LOFF)]),
+        libc::SYS_mmap => Route::Special(Special::MmapFile),
+
+        // Paths.
+        libc::SYS_open | libc::SYS_creat => forward(&[cstr(0)]),
+        libc::SYS_openat => forward(&[cstr(1)]),
+        // struct open_how, its size in argument 3.
+        libc::SYS_openat2 => forward(&[cstr(1), input_counted(2, 3, 1)]),
+        libc::SYS_stat | libc::SYS_lstat => forward(&[cstr(0), output(1, STAT)]),
+        libc::SYS_newfstatat => forward(&[cstr(1), output(2, STAT)]),
+        libc::SYS_statx => forward(&[cstr(1), output(4, STATX)]),
+        libc::SYS_statfs => forward(&[cstr(0), output(1, STATFS)]),
+        libc::SYS_readlink => forward(&[cstr(0), output_returned(1, 2, 1)]),
+        libc::SYS_readlinkat => forward(&[cstr(1), output_returned(2, 3, 1)]),
+        libc::SYS_access
+        | libc::SYS_chdir
+        | libc::SYS_mkdir
+        | libc::SYS_rmdir
+        | libc::SYS_unlink
+        | libc::SYS_chmod
+        | libc::SYS_chown
+        | libc::SYS_lchown
+        | libc::SYS_truncate
+        | libc::SYS_mknod => forward(&[cstr(0)]),
+        libc::SYS_faccessat
+        | libc::SYS_faccessat2
+        | libc::SYS_mkdirat
+        | libc::SYS_unlinkat
+        | libc::SYS_fchmodat
+        | libc::SYS_fchmodat2
+        | libc::SYS_fchownat
+        | libc::SYS_mknodat
+        | libc::SYS_inotify_add_watch => forward(&[cstr(1)]),
+        // getcwd returns the length it wrote, terminator included.
+        libc::SYS_getcwd => forward(&[output_returned(0, 1, 1)]),
+        libc::SYS_rename | libc::SYS_link | libc::SYS_symlink => forward(&[cstr(0), cstr(1)]),
+        libc::SYS_renameat | libc::SYS_renameat2 | libc::SYS_linkat => forward(&[cstr(1), cstr(3)]),
+        libc::SYS_symlinkat => forward(&[cstr(0), cstr(2)]),
+        libc::SYS_utime => forward(&[cstr(0), input(1, UTIMBUF)]),
+        libc::SYS_utimes => forward(&[cstr(0), input(1, 2 * TIMEVAL)]),
+        libc::SYS_futimesat => forward(&[cstr(1), input(2, 2 * TIMEVAL)]),
+        // The path may be null (an fd's own times), and so may the times.
+        libc::SYS_utimensat => forward(&[cstr(1), input(2, 2 * TIMESPEC)]),
+        libc::SYS_memfd_create => forward(&[cstr(0)]),
+        libc::SYS_getxattr | libc::SYS_lgetxattr => {
+            forward(&[cstr(0), cstr(1), output_returned(2, 3, 1)])
+        }
+        libc::SYS_fgetxattr => forward(&[cstr(1), output_returned(2, 3, 1)]),
+        libc::SYS_listxattr | libc::SYS_llistxattr => forward(&[cstr(0), output_returned(1, 2, 1)]),
+        libc::SYS_flistxattr => forward(&[output_returned(1, 2, 1)]),
+        libc::SYS_setxattr | libc::SYS_lsetxattr => {
+            forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)])
+        }
+        libc::SYS_fsetxattr => forward(&[cstr(1), input_counted(2, 3, 1)]),
+        libc::SYS_removexattr | libc::SYS_lremovexattr => forward(&[cstr(0), cstr(1)]),
+        libc::SYS_fremovexattr => forward(&[cstr(1)]),
+        // The home root is the deputy's; a guest may not move it.
+        libc::SYS_chroot => refuse(libc::EPERM),
+        // A handle would name a home file outside the fd table.
+        libc::SYS_name_to_handle_at => refuse(libc::EOPNOTSUPP),
+
+        // Waiting on fds. The timeouts are InOut: the kernel writes back
+        // the time left.
+        libc::SYS_poll => forward(&[ptr(
+            0,
+            InOut,
+            Len::Arg {
+                arg: 1,
+                elem: POLLFD,
+            },
+        )]),
+        libc::SYS_ppoll => forward(&[
+            ptr(
+                0,
+                InOut,
+                Len::Arg {
+                    arg: 1,
+                    elem: POLLFD,
+                },
+            ),
+            inout(2, TIMESPEC),
+            host_mask(3, SIGSET),
+        ]),
+        libc::SYS_select => select_route(args, TIMEVAL, None),
+        // The sixth argument points at `{ sigset pointer, size }`: the host
+        // reads it (and the mask it names); at home it becomes null, which
+        // means "no mask change" to the kernel. glibc's select() passes null.
+        libc::SYS_pselect6 => select_route(args, TIMESPEC, Some(host_mask(5, PSELECT_SIGDATA))),
+        libc::SYS_epoll_create
+        | libc::SYS_epoll_create1
+        | libc::SYS_eventfd
+        | libc::SYS_eventfd2
+        | libc::SYS_timerfd_create
+        | libc::SYS_inotify_init
+        | libc::SYS_inotify_init1
+        | libc::SYS_inotify_rm_watch => forward(&[]),
+        // The event may be null (EPOLL_CTL_DEL).
+        libc::SYS_epoll_ctl => forward(&[input(3, EPOLL_EVENT)]),
+        libc::SYS_epoll_wait => forward(&[output_returned(1, 2, EPOLL_EVENT)]),
+        libc::SYS_epoll_pwait => {
+            forward(&[output_returned(1, 2, EPOLL_EVENT), host_mask(4, SIGSET)])
+        }
+        libc::SYS_epoll_pwait2 => forward(&[
+            output_returned(1, 2, EPOLL_EVENT),
+            input(3, TIMESPEC),
+            host_mask(4, SIGSET),
+        ]),
+        libc::SYS_timerfd_settime => forward(&[input(2, ITIMERSPEC), output(3, ITIMERSPEC)]),
+        libc::SYS_timerfd_gettime => forward(&[output(1, ITIMERSPEC)]),
+        // A signalfd at home would see the deputy's signals, never the
+        // guest's (they are delivered on the host). ENOSYS is what a kernel
+        // without CONFIG_SIGNALFD answers, which portable programs handle.
+        libc::SYS_signalfd | libc::SYS_signalfd4 => refuse(libc::ENOSYS),
+
+        // Sockets.
+        libc::SYS_socket | libc::SYS_listen | libc::SYS_shutdown => forward(&[]),
+        libc::SYS_socketpair => forward(&[output(3, FDS_PAIR)]),
+        libc::SYS_connect | libc::SYS_bind => forward(&[input_counted(1, 2, 1)]),
+        libc::SYS_accept | libc::SYS_accept4 | libc::SYS_getsockname | libc::SYS_getpeername => {
+            forward(&[sockaddr_out(1, 2), inout(2, SOCKLEN)])
+        }
+        libc::SYS_sendto => forward(&[input_counted(1, 2, 1), input_counted(4, 5, 1)]),
+        libc::SYS_recvfrom => forward(&[
+            output_returned(1, 2, 1),
+            sockaddr_out(4, 5),
+            inout(5, SOCKLEN),
+        ]),
+        libc::SYS_setsockopt if sockopt_flat(args[1], args[2]) => {
+            forward(&[input_counted(3, 4, 1)])
+        }
+        libc::SYS_getsockopt if sockopt_flat(args[1], args[2]) => forward(&[
+            ptr(
+                3,
+                Dir::Out,
+                Len::ValueResult {
+                    arg: 4,
+                    max: SOCKOPT_MAX,
+                },
+            ),
+            inout(4, SOCKLEN),
+        ]),
+        libc::SYS_setsockopt | libc::SYS_getsockopt => refuse(libc::ENOPROTOOPT),
+        // struct msghdr holds pointers to iovecs and control data: not
+        // describable by the table, and no Special handles it yet.
+        libc::SYS_sendmsg | libc::SYS_recvmsg | libc::SYS_sendmmsg | libc::SYS_recvmmsg => {
+            refuse(libc::ENOSYS)
+        }
+
+        // Identity.
+        libc::SYS_getpid
+        | libc::SYS_getppid
+        | libc::SYS_getuid
+        | libc::SYS_geteuid
+        | libc::SYS_getgid
+        | libc::SYS_getegid
+        | libc::SYS_setuid
+        | libc::SYS_setgid
+        | libc::SYS_setreuid
+        | libc::SYS_setregid
+        | libc::SYS_setresuid
+        | libc::SYS_setresgid
+        | libc::SYS_setfsuid
+        | libc::SYS_setfsgid
+        | libc::SYS_umask
+        | libc::SYS_getpgrp
+        | libc::SYS_getpgid
+        | libc::SYS_setpgid
+        | libc::SYS_getsid
+        | libc::SYS_setsid => forward(&[]),
+        libc::SYS_gettid => Route::Special(Special::Gettid),
+        libc::SYS_getgroups => forward(&[output_returned(1, 0, 4)]),
+        libc::SYS_setgroups => forward(&[input_counted(1, 0, 4)]),
+        libc::SYS_getresuid | libc::SYS_getresgid => {
+            forward(&[output(0, 4), output(1, 4), output(2, 4)])
+        }
+        libc::SYS_uname => forward(&[output(0, UTSNAME)]),
+        libc::SYS_sethostname | libc::SYS_setdomainname => forward(&[input_counted(0, 1, 1)]),
+        libc::SYS_getrlimit => forward(&[output(1, RLIMIT)]),
+        libc::SYS_setrlimit => forward(&[input(1, RLIMIT)]),
+        libc::SYS_prlimit64 => forward(&[input(2, RLIMIT), output(3, RLIMIT)]),
+        libc::SYS_sysinfo => forward(&[output(0, SYSINFO)]),
+
+        // Other processes, by home pid.
+        libc::SYS_kill | libc::SYS_tkill | libc::SYS_tgkill => forward(&[]),
+        libc::SYS_pidfd_open | libc::SYS_pidfd_getfd => forward(&[]),
+        libc::SYS_rt_sigqueueinfo => forward(&[input(2, SIGINFO)]),
+        libc::SYS_rt_tgsigqueueinfo => forward(&[input(3, SIGINFO)]),
+        libc::SYS_pidfd_send_signal => forward(&[input(2, SIGINFO)]),
+        // The kernel writes status and rusage only when it reaps a child:
+        // InOut leaves them as they were otherwise (WNOHANG).
+        libc::SYS_wait4 => forward(&[inout(1, INT), inout(3, RUSAGE)]),
+        // waitid writes only the first fields of siginfo when no child is
+        // ready, and rusage only when it reaps one.
+        libc::SYS_waitid => forward(&[inout(2, SIGINFO), inout(4, RUSAGE)]),
+
+        // Process creation arrives with fork support.
+        libc::SYS_clone
+        | libc::SYS_clone3
+        | libc::SYS_fork
+        | libc::SYS_vfork
+        | libc::SYS_execve
+        | libc::SYS_execveat => refuse(libc::ENOSYS),
+
+        _ => refuse(libc::ENOSYS),
+    }
+}
+
+/// The byte length of pointer argument `ptr` given the syscall's arguments.
+///
+/// `None` for a C string (its length is where its NUL is) and when the count
+/// times the element size overflows. For [`Len::ValueResult`], `max`: the
+/// most the deputy allocates and the longest output it may send back.
+pub fn buffer_len(ptr: &PtrArg, args: &[u64; 6]) -> Option<usize> {
+    match ptr.len {
+        Len::CStr => None,
+        Len::Fixed(n) => Some(n),
+        Len::Arg { arg, elem } => usize::try_from(*args.get(arg as usize)?)
+            .ok()?
+            .checked_mul(elem),
+        Len::ValueResult { max, .. } => Some(max),
+    }
+}
+
+macro_rules! libc_names {
+    ($($sys:ident)*) => {
+        fn libc_name(nr: i64) -> Option<&'static str> {
+            match nr {
+                $(libc::$sys => Some(stringify!($sys)),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+libc_names! {
+    SYS_read SYS_write SYS_open SYS_close SYS_stat SYS_fstat
+    SYS_lstat SYS_poll SYS_lseek SYS_mmap SYS_mprotect SYS_munmap
+    SYS_brk SYS_rt_sigaction SYS_rt_sigprocmask SYS_rt_sigreturn SYS_ioctl SYS_pread64
+    SYS_pwrite64 SYS_readv SYS_writev SYS_access SYS_pipe SYS_select
+    SYS_sched_yield SYS_mremap SYS_msync SYS_mincore SYS_madvise SYS_shmget
+    SYS_shmat SYS_shmctl SYS_dup SYS_dup2 SYS_pause SYS_nanosleep
+    SYS_getitimer SYS_alarm SYS_setitimer SYS_getpid SYS_sendfile SYS_socket
+    SYS_connect SYS_accept SYS_sendto SYS_recvfrom SYS_sendmsg SYS_recvmsg
+    SYS_shutdown SYS_bind SYS_listen SYS_getsockname SYS_getpeername SYS_socketpair
+    SYS_setsockopt SYS_getsockopt SYS_clone SYS_fork SYS_vfork SYS_execve
+    SYS_exit SYS_wait4 SYS_kill SYS_uname SYS_semget SYS_semop
+    SYS_semctl SYS_shmdt SYS_msgget SYS_msgsnd SYS_msgrcv SYS_msgctl
+    SYS_fcntl SYS_flock SYS_fsync SYS_fdatasync SYS_truncate SYS_ftruncate
+    SYS_getdents SYS_getcwd SYS_chdir SYS_fchdir SYS_rename SYS_mkdir
+    SYS_rmdir SYS_creat SYS_link SYS_unlink SYS_symlink SYS_readlink
+    SYS_chmod SYS_fchmod SYS_chown SYS_fchown SYS_lchown SYS_umask
+    SYS_gettimeofday SYS_getrlimit SYS_getrusage SYS_sysinfo SYS_times SYS_ptrace
+    SYS_getuid SYS_syslog SYS_getgid SYS_setuid SYS_setgid SYS_geteuid
+    SYS_getegid SYS_setpgid SYS_getppid SYS_getpgrp SYS_setsid SYS_setreuid
+    SYS_setregid SYS_getgroups SYS_setgroups SYS_setresuid SYS_getresuid SYS_setresgid
+    SYS_getresgid SYS_getpgid SYS_setfsuid SYS_setfsgid SYS_getsid SYS_capget
+    SYS_capset SYS_rt_sigpending SYS_rt_sigtimedwait SYS_rt_sigqueueinfo SYS_rt_sigsuspend
+    SYS_sigaltstack SYS_utime SYS_mknod SYS_uselib SYS_personality SYS_ustat SYS_statfs
+    SYS_fstatfs SYS_sysfs SYS_getpriority SYS_setpriority SYS_sched_setparam SYS_sched_getparam
+    SYS_sched_setscheduler SYS_sched_getscheduler SYS_sched_get_priority_max
+    SYS_sched_get_priority_min SYS_sched_rr_get_interval SYS_mlock
+    SYS_munlock SYS_mlockall SYS_munlockall SYS_vhangup SYS_modify_ldt SYS_pivot_root
+    SYS__sysctl SYS_prctl SYS_arch_prctl SYS_adjtimex SYS_setrlimit SYS_chroot
+    SYS_sync SYS_acct SYS_settimeofday SYS_mount SYS_umount2 SYS_swapon
+    SYS_swapoff SYS_reboot SYS_sethostname SYS_setdomainname SYS_iopl SYS_ioperm
+    SYS_init_module SYS_delete_module SYS_quotactl SYS_nfsservctl SYS_getpmsg SYS_putpmsg
+    SYS_afs_syscall SYS_tuxcall SYS_security SYS_gettid SYS_readahead SYS_setxattr
+    SYS_lsetxattr SYS_fsetxattr SYS_getxattr SYS_lgetxattr SYS_fgetxattr SYS_listxattr
+    SYS_llistxattr SYS_flistxattr SYS_removexattr SYS_lremovexattr SYS_fremovexattr SYS_tkill
+    SYS_time SYS_futex SYS_sched_setaffinity SYS_sched_getaffinity SYS_set_thread_area SYS_io_setup
+    SYS_io_destroy SYS_io_getevents SYS_io_submit SYS_io_cancel SYS_get_thread_area
+    SYS_lookup_dcookie SYS_epoll_create SYS_epoll_ctl_old SYS_epoll_wait_old SYS_remap_file_pages
+    SYS_getdents64 SYS_set_tid_address SYS_restart_syscall SYS_semtimedop SYS_fadvise64
+    SYS_timer_create SYS_timer_settime SYS_timer_gettime SYS_timer_getoverrun SYS_timer_delete
+    SYS_clock_settime SYS_clock_gettime SYS_clock_getres SYS_clock_nanosleep
+    SYS_exit_group SYS_epoll_wait SYS_epoll_ctl SYS_tgkill SYS_utimes SYS_vserver
+    SYS_mbind SYS_set_mempolicy SYS_get_mempolicy SYS_mq_open SYS_mq_unlink SYS_mq_timedsend
+    SYS_mq_timedreceive SYS_mq_notify SYS_mq_getsetattr SYS_kexec_load SYS_waitid SYS_add_key
+    SYS_request_key SYS_keyctl SYS_ioprio_set SYS_ioprio_get SYS_inotify_init SYS_inotify_add_watch
+    SYS_inotify_rm_watch SYS_migrate_pages SYS_openat SYS_mkdirat SYS_mknodat SYS_fchownat
+    SYS_futimesat SYS_newfstatat SYS_unlinkat SYS_renameat SYS_linkat SYS_symlinkat
+    SYS_readlinkat SYS_fchmodat SYS_faccessat SYS_pselect6 SYS_ppoll SYS_unshare
+    SYS_set_robust_list SYS_get_robust_list SYS_splice SYS_tee SYS_sync_file_range SYS_vmsplice
+    SYS_move_pages SYS_utimensat SYS_epoll_pwait SYS_signalfd SYS_timerfd_create SYS_eventfd
+    SYS_fallocate SYS_timerfd_settime SYS_timerfd_gettime SYS_accept4 SYS_signalfd4 SYS_eventfd2
+    SYS_epoll_create1 SYS_dup3 SYS_pipe2 SYS_inotify_init1 SYS_preadv SYS_pwritev
+    SYS_rt_tgsigqueueinfo SYS_perf_event_open SYS_recvmmsg SYS_fanotify_init SYS_fanotify_mark
+    SYS_prlimit64 SYS_name_to_handle_at SYS_open_by_handle_at SYS_clock_adjtime SYS_syncfs
+    SYS_sendmmsg SYS_setns SYS_getcpu SYS_process_vm_readv SYS_process_vm_writev SYS_kcmp
+    SYS_finit_module SYS_sched_setattr SYS_sched_getattr SYS_renameat2 SYS_seccomp SYS_getrandom
+    SYS_memfd_create SYS_kexec_file_load SYS_bpf SYS_execveat SYS_userfaultfd SYS_membarrier
+    SYS_mlock2 SYS_copy_file_range SYS_preadv2 SYS_pwritev2 SYS_pkey_mprotect SYS_pkey_alloc
+    SYS_pkey_free SYS_statx SYS_rseq SYS_pidfd_send_signal SYS_io_uring_setup
+    SYS_io_uring_enter SYS_io_uring_register SYS_open_tree SYS_move_mount SYS_fsopen
+    SYS_fsconfig SYS_fsmount SYS_fspick SYS_pidfd_open SYS_clone3 SYS_close_range SYS_openat2
+    SYS_pidfd_getfd SYS_faccessat2 SYS_process_madvise SYS_epoll_pwait2 SYS_mount_setattr
+    SYS_quotactl_fd SYS_landlock_create_ruleset SYS_landlock_add_rule SYS_landlock_restrict_self
+    SYS_memfd_secret SYS_process_mrelease SYS_futex_waitv SYS_set_mempolicy_home_node
+    SYS_fchmodat2 SYS_mseal
+}
+
+/// The name of syscall `nr` (x86_64), for log lines: `"openat"`, or
+/// `"unknown"` for a number the table does not know (log the number too).
+pub fn name(nr: u64) -> &'static str {
+    let Ok(nr) = i64::try_from(nr) else {
+        return "unknown";
+    };
+    if let Some(name) = libc_name(nr) {
+        return name.strip_prefix("SYS_").unwrap_or(name);
+    }
+    // Numbers missing from the libc crate's table.
+    match nr {
+        174 => "create_module",
+        177 => "get_kernel_syms",
+        178 => "query_module",
+        333 => "io_pgetevents",
+        335 => "uretprobe",
+        451 => "cachestat",
+        SYS_MAP_SHADOW_STACK => "map_shadow_stack",
+        SYS_FUTEX_WAKE => "futex_wake",
+        SYS_FUTEX_WAIT => "futex_wait",
+        SYS_FUTEX_REQUEUE => "futex_requeue",
+        457 => "statmount",
+        458 => "listmount",
+        459 => "lsm_get_self_attr",
+        460 => "lsm_set_self_attr",
+        461 => "lsm_list_modules",
+        463 => "setxattrat",
+        464 => "getxattrat",
+        465 => "listxattrat",
+        466 => "removexattrat",
+        467 => "open_tree_attr",
+        468 => "file_getattr",
+        469 => "file_setattr",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+// libc's ioctl request type is `c_ulong` here but `c_int` on other targets.
+#[allow(clippy::unnecessary_cast)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    const NO_ARGS: [u64; 6] = [0; 6];
+
+    fn ptrs(nr: i64, args: &[u64; 6]) -> Vec<PtrArg> {
+        match route(nr as u64, args) {
+            Route::Forward(ptrs) => ptrs,
+            other => panic!("{} is not forwarded: {other:?}", name(nr as u64)),
+        }
+    }
+
+    /// Argument patterns under which every table row is checked.
+    fn arg_patterns() -> Vec<[u64; 6]> {
+        let mut patterns = vec![NO_ARGS, [u64::MAX; 6], [1; 6], [1024; 6]];
+        // fcntl commands, ioctl requests and socket levels live in args 1 and 2.
+        for a1 in [
+            0u64,
+            5,
+            15,
+            16,
+            36,
+            1035,
+            1036,
+            libc::TCGETS as u64,
+            libc::TCSETS as u64,
+            libc::TIOCGWINSZ as u64,
+            libc::SOL_SOCKET as u64,
+            libc::IPPROTO_TCP as u64,
+        ] {
+            patterns.push([3, a1, 1, 0, 0, 0]);
+        }
+        patterns
+    }
+
+    #[test]
+    fn abi_sizes_match_libc() {
+        assert_eq!(size_of::<libc::stat>(), STAT);
+        assert_eq!(size_of::<libc::statx>(), STATX);
+        assert_eq!(size_of::<libc::statfs>(), STATFS);
+        assert_eq!(size_of::<libc::utsname>(), UTSNAME);
+        assert_eq!(size_of::<libc::rlimit>(), RLIMIT);
+        assert_eq!(size_of::<libc::timespec>(), TIMESPEC);
+        assert_eq!(size_of::<libc::timeval>(), TIMEVAL);
+        assert_eq!(size_of::<libc::itimerspec>(), ITIMERSPEC);
+        assert_eq!(size_of::<libc::utimbuf>(), UTIMBUF);
+        assert_eq!(size_of::<libc::pollfd>(), POLLFD);
+        assert_eq!(size_of::<libc::epoll_event>(), EPOLL_EVENT);
+        assert_eq!(size_of::<libc::flock>(), FLOCK);
+        assert_eq!(size_of::<libc::sysinfo>(), SYSINFO);
+        assert_eq!(size_of::<libc::rusage>(), RUSAGE);
+        assert_eq!(size_of::<libc::siginfo_t>(), SIGINFO);
+        assert_eq!(size_of::<libc::sockaddr_storage>(), SOCKADDR_MAX);
+        assert_eq!(size_of::<libc::socklen_t>(), SOCKLEN);
+        assert_eq!(size_of::<libc::termios2>(), KERNEL_TERMIOS2);
+        assert_eq!(size_of::<libc::winsize>(), WINSIZE);
+        assert_eq!(size_of::<libc::fd_set>(), fd_set_bytes(1024));
+        assert_eq!(size_of::<libc::open_how>(), 24);
+        // The kernel's termios is termios2 without the two speed fields.
+        assert_eq!(
+            KERNEL_TERMIOS + 2 * size_of::<libc::speed_t>(),
+            KERNEL_TERMIOS2
+        );
+        // The kernel's sigset is 64 bits (glibc's sigset_t is 1024).
+        assert_eq!(SIGSET * 8, 64);
+    }
+
+    #[test]
+    fn read_write_layouts() {
+        assert_eq!(
+            ptrs(libc::SYS_read, &NO_ARGS),
+            vec![PtrArg {
+                index: 1,
+                dir: Dir::Out,
+                len: Len::Arg { arg: 2, elem: 1 },
+                ret_elems: Some(1),
+            }]
+        );
+        assert_eq!(
+            ptrs(libc::SYS_write, &NO_ARGS),
+            vec![PtrArg {
+                index: 1,
+                dir: Dir::In,
+                len: Len::Arg { arg: 2, elem: 1 },
+                ret_elems: None,
+            }]
+        );
+        let read = ptrs(libc::SYS_read, &[3, 0x1000, 100, 0, 0, 0]);
+        assert_eq!(buffer_len(&read[0], &[3, 0x1000, 100, 0, 0, 0]), Some(100));
+    }
+
+    #[test]
+    fn path_layouts() {
+        // openat(dirfd, pathname, flags, mode)
+        assert_eq!(ptrs(libc::SYS_openat, &NO_ARGS), vec![cstr(1)]);
+        // newfstatat(dirfd, pathname, statbuf, flags)
+        assert_eq!(
+            ptrs(libc::SYS_newfstatat, &NO_ARGS),
+            vec![
+                cstr(1),
+                PtrArg {
+                    index: 2,
+                    dir: Dir::Out,
+                    len: Len::Fixed(144),
+                    ret_elems: None,
+                }
+            ]
+        );
+        // getdents64(fd, dirp, count) returns the bytes it filled.
+        assert_eq!(
+            ptrs(libc::SYS_getdents64, &NO_ARGS),
+            vec![PtrArg {
+                index: 1,
+                dir: Dir::Out,
+                len: Len::Arg { arg: 2, elem: 1 },
+                ret_elems: Some(1),
+            }]
+        );
+        // renameat2(olddirfd, oldpath, newdirfd, newpath, flags)
+        assert_eq!(ptrs(libc::SYS_renameat2, &NO_ARGS), vec![cstr(1), cstr(3)]);
+        // getcwd(buf, size)
+        assert_eq!(
+            ptrs(libc::SYS_getcwd, &NO_ARGS),
+            vec![output_returned(0, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn fcntl_by_command() {
+        let setlk = [3, libc::F_SETLK as u64, 0x1000, 0, 0, 0];
+        assert_eq!(
+            ptrs(libc::SYS_fcntl, &setlk),
+            vec![PtrArg {
+                index: 2,
+                dir: Dir::InOut,
+                len: Len::Fixed(32),
+                ret_elems: None,
+            }]
+        );
+        for cmd in [
+            libc::F_GETLK,
+            libc::F_SETLKW,
+            libc::F_OFD_GETLK,
+            libc::F_OFD_SETLKW,
+        ] {
+            assert_eq!(
+                ptrs(libc::SYS_fcntl, &[3, cmd as u64, 0, 0, 0, 0]),
+                vec![inout(2, 32)]
+            );
+        }
+        let getfl = [3, libc::F_GETFL as u64, 0, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_fcntl, &getfl), vec![]);
+        let setfd = [3, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_fcntl, &setfd), vec![]);
+        // The upper half of the command is not the kernel's.
+        let getfl_high = [3, (1 << 32) | libc::F_GETFL as u64, 0, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_fcntl, &getfl_high), vec![]);
+        assert_eq!(
+            route(libc::SYS_fcntl as u64, &[3, 9999, 0, 0, 0, 0]),
+            Route::Refuse {
+                errno: libc::EINVAL
+            }
+        );
+    }
+
+    #[test]
+    fn ioctl_by_request() {
+        let tcgets = [0, libc::TCGETS as u64, 0x1000, 0, 0, 0];
+        assert_eq!(
+            ptrs(libc::SYS_ioctl, &tcgets),
+            vec![PtrArg {
+                index: 2,
+                dir: Dir::Out,
+                len: Len::Fixed(36),
+                ret_elems: None,
+            }]
+        );
+        let tcsetsw = [0, libc::TCSETSW as u64, 0x1000, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_ioctl, &tcsetsw), vec![input(2, 36)]);
+        let winsz = [0, libc::TIOCGWINSZ as u64, 0x1000, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_ioctl, &winsz), vec![output(2, 8)]);
+        let fioclex = [0, libc::FIOCLEX as u64, 0, 0, 0, 0];
+        assert_eq!(ptrs(libc::SYS_ioctl, &fioclex), vec![]);
+        // SIOCGIFCONF: a struct with a pointer in it.
+        let unknown = [0, 0x8912, 0x1000, 0, 0, 0];
+        assert_eq!(
+            route(libc::SYS_ioctl as u64, &unknown),
+            Route::Refuse {
+                errno: libc::ENOTTY
+            }
+        );
+    }
+
+    #[test]
+    fn poll_and_select_layouts() {
+        // poll(fds, nfds, timeout)
+        assert_eq!(
+            ptrs(libc::SYS_poll, &NO_ARGS),
+            vec![PtrArg {
+                index: 0,
+                dir: Dir::InOut,
+                len: Len::Arg { arg: 1, elem: 8 },
+                ret_elems: None,
+            }]
+        );
+        // select(nfds, readfds, writefds, exceptfds, timeout): sets sized by nfds.
+        let select = ptrs(libc::SYS_select, &[1024, 1, 1, 1, 1, 0]);
+        assert_eq!(
+            select,
+            vec![inout(1, 128), inout(2, 128), inout(3, 128), inout(4, 16)]
+        );
+        let small = ptrs(libc::SYS_select, &[5, 1, 0, 0, 0, 0]);
+        assert_eq!(small[0], inout(1, 8));
+        assert_eq!(fd_set_bytes(0), 0);
+        assert_eq!(fd_set_bytes(65), 16);
+        assert_eq!(
+            route(libc::SYS_select as u64, &[u32::MAX as u64, 0, 0, 0, 0, 0]),
+            Route::Refuse {
+                errno: libc::EINVAL
+            }
+        );
+        // pselect6's sigmask data stays on the host.
+        let pselect = ptrs(libc::SYS_pselect6, &[64, 1, 0, 0, 1, 1]);
+        assert_eq!(pselect.last(), Some(&host_mask(5, 16)));
+    }
+
+    #[test]
+    fn sockaddr_is_value_result() {
+        let accept = ptrs(libc::SYS_accept4, &NO_ARGS);
+        assert_eq!(accept, vec![sockaddr_out(1, 2), inout(2, 4)]);
+        assert_eq!(buffer_len(&accept[0], &NO_ARGS), Some(128));
+        // SO_ATTACH_FILTER carries a pointer.
+        let attach = [3, libc::SOL_SOCKET as u64, 26, 0x1000, 16, 0];
+        assert_eq!(
+            route(libc::SYS_setsockopt as u64, &attach),
+            Route::Refuse {
+                errno: libc::ENOPROTOOPT
+            }
+        );
+        // IPT_SO_SET_REPLACE holds a pointer; IPV6_TCLASS shares its number range.
+        let ipt = [3, libc::IPPROTO_IP as u64, 64, 0x1000, 16, 0];
+        assert_eq!(
+            route(libc::SYS_setsockopt as u64, &ipt),
+            Route::Refuse {
+                errno: libc::ENOPROTOOPT
+            }
+        );
+        let tclass = [
+            3,
+            libc::IPPROTO_IPV6 as u64,
+            libc::IPV6_TCLASS as u64,
+            0x1000,
+            4,
+            0,
+        ];
+        assert_eq!(
+            ptrs(libc::SYS_setsockopt, &tclass),
+            vec![input_counted(3, 4, 1)]
+        );
+        let reuse = [
+            3,
+            libc::SOL_SOCKET as u64,
+            libc::SO_REUSEADDR as u64,
+            0x1000,
+            4,
+            0,
+        ];
+        assert_eq!(
+            ptrs(libc::SYS_setsockopt, &reuse),
+            vec![input_counted(3, 4, 1)]
+        );
+    }
+
+    #[test]
+    fn specials_and_refusals() {
+        let special = |nr: i64| route(nr as u64, &NO_ARGS);
+        assert_eq!(special(libc::SYS_mmap), Route::Special(Special::MmapFile));
+        assert_eq!(
+            special(libc::SYS_preadv2),
+            Route::Special(Special::ReadVector)
+        );
+        assert_eq!(
+            special(libc::SYS_writev),
+            Route::Special(Special::WriteVector)
+        );
+        assert_eq!(special(libc::SYS_gettid), Route::Special(Special::Gettid));
+        assert_eq!(special(libc::SYS_execve), refuse(libc::ENOSYS));
+        assert_eq!(special(libc::SYS_chroot), refuse(libc::EPERM));
+        assert_eq!(special(libc::SYS_get_mempolicy), refuse(libc::ENOSYS));
+        assert_eq!(route(u64::MAX, &NO_ARGS), refuse(libc::ENOSYS));
+        assert_eq!(route(0x4000_0000, &NO_ARGS), refuse(libc::ENOSYS));
+    }
+
+    #[test]
+    fn local_syscalls_are_never_forwarded() {
+        let mut seen = std::collections::HashSet::new();
+        for &nr in LOCAL {
+            assert!(seen.insert(nr), "{} twice in LOCAL", name(nr as u64));
+            assert!(is_local(nr as u64));
+        }
+        assert!(!is_local(libc::SYS_mmap as u64));
+        assert!(!is_local(libc::SYS_read as u64));
+        for nr in 0..512u64 {
+            for args in arg_patterns() {
+                if is_local(nr) {
+                    assert_eq!(route(nr, &args), refuse(libc::ENOSYS), "{}", name(nr));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_is_sane() {
+        for nr in 0..512u64 {
+            for args in arg_patterns() {
+                let Route::Forward(ptrs) = route(nr, &args) else {
+                    continue;
+                };
+                let mut indices = std::collections::HashSet::new();
+                for p in &ptrs {
+                    let what = format!("{} {p:?}", name(nr));
+                    assert!(p.index < 6, "{what}");
+                    assert!(indices.insert(p.index), "{what}: index twice");
+                    match p.len {
+                        Len::CStr => assert_eq!(p.dir, Dir::In, "{what}"),
+                        Len::Fixed(n) => assert!(n <= 64 << 10, "{what}"),
+                        Len::Arg { arg, elem } => {
+                            assert!(arg < 6 && arg != p.index, "{what}");
+                            assert!(elem > 0 && elem <= 128, "{what}");
+                        }
+                        Len::ValueResult { arg, max } => {
+                            assert_eq!(p.dir, Dir::Out, "{what}");
+                            assert!(max > 0 && max <= 64 << 10, "{what}");
+                            assert!(
+                                ptrs.contains(&inout(arg, SOCKLEN)),
+                                "{what}: its length is not an InOut socklen"
+                            );
+                        }
+                    }
+                    if let Some(elem) = p.ret_elems {
+                        assert_eq!(p.dir, Dir::Out, "{what}");
+                        assert!(
+                            matches!(p.len, Len::Arg { elem: e, .. } if e == elem),
+                            "{what}"
+                        );
+                    }
+                    if p.dir == Dir::Host {
+                        assert!(matches!(p.len, Len::Fixed(_)), "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn buffer_len_never_overflows() {
+        let poll = ptrs(libc::SYS_poll, &NO_ARGS);
+        assert_eq!(buffer_len(&poll[0], &[0, u64::MAX, 0, 0, 0, 0]), None);
+        assert_eq!(buffer_len(&poll[0], &[0, 1 << 61, 0, 0, 0, 0]), None);
+        assert_eq!(buffer_len(&poll[0], &[0, 3, 0, 0, 0, 0]), Some(24));
+        let bad_index = PtrArg {
+            index: 0,
+            dir: Dir::In,
+            len: Len::Arg { arg: 9, elem: 1 },
+            ret_elems: None,
+        };
+        assert_eq!(buffer_len(&bad_index, &NO_ARGS), None);
+        assert_eq!(buffer_len(&cstr(0), &NO_ARGS), None);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name(0), "read");
+        assert_eq!(name(libc::SYS_openat as u64), "openat");
+        assert_eq!(name(libc::SYS__sysctl as u64), "_sysctl");
+        assert_eq!(name(455), "futex_wait");
+        assert_eq!(name(469), "file_setattr");
+        assert_eq!(name(9999), "unknown");
+        assert_eq!(name(u64::MAX), "unknown");
+        for nr in 0..470 {
+            if !(336..=423).contains(&nr) {
+                assert_ne!(name(nr), "unknown", "{nr}");
+            }
+        }
+    }
+}

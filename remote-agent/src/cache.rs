@@ -1,0 +1,133 @@
+//! The content cache: local copies of home files a guest executes or maps.
+//!
+//! An entry is named by the home file's identity (home node, device, inode,
+//! size, modification time), so a file changed at home is fetched again and
+//! a file already here is never sent twice.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The identity of a file at home, from its `struct stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomeFile {
+    /// st_dev.
+    pub dev: u64,
+    /// st_ino.
+    pub ino: u64,
+    /// st_mode.
+    pub mode: u32,
+    /// st_size.
+    pub size: u64,
+    /// st_mtime (seconds).
+    pub mtime: i64,
+    /// st_mtime (nanoseconds).
+    pub mtime_nsec: i64,
+}
+
+/// Size of the x86_64 `struct stat`.
+pub const STAT_SIZE: usize = 144;
+
+impl HomeFile {
+    /// Reads the identity out of a raw x86_64 `struct stat`.
+    pub fn from_stat(stat: &[u8]) -> Option<Self> {
+        let u64_at = |at: usize| Some(u64::from_ne_bytes(stat.get(at..at + 8)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(stat.get(at..at + 4)?.try_into().ok()?));
+        Some(Self {
+            dev: u64_at(0)?,
+            ino: u64_at(8)?,
+            mode: u32_at(24)?,
+            size: u64_at(48)?,
+            mtime: u64_at(88)? as i64,
+            mtime_nsec: u64_at(96)? as i64,
+        })
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+}
+
+/// The cache directory.
+#[derive(Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    counter: AtomicU64,
+}
+
+impl Cache {
+    /// A cache in `dir` (created if missing, readable by the guests' users).
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Where `file` from `home_node` lives in the cache.
+    pub fn path(&self, home_node: &str, file: &HomeFile) -> PathBuf {
+        self.dir.join(format!(
+            "{home_node}-{:x}-{:x}-{:x}-{:x}.{:09}",
+            file.dev, file.ino, file.size, file.mtime, file.mtime_nsec
+        ))
+    }
+
+    /// The cached copy of `file`, filling it first with `fetch(offset, len)`
+    /// chunks if it is not here yet.
+    pub async fn ensure<F, Fut, E>(
+        &self,
+        home_node: &str,
+        file: &HomeFile,
+        mut fetch: F,
+    ) -> Result<PathBuf, CacheError<E>>
+    where
+        F: FnMut(u64, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+    {
+        const CHUNK: usize = 4 << 20;
+        let path = self.path(home_node, file);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == file.size) {
+            return Ok(path);
+        }
+        let tmp = self.dir.join(format!(
+            ".fetch-{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut out = std::fs::File::create(&tmp).map_err(CacheError::Io)?;
+        let mut offset = 0u64;
+        while offset < file.size {
+            let want = CHUNK.min((file.size - offset) as usize);
+            let bytes = fetch(offset, want).await.map_err(CacheError::Fetch)?;
+            if bytes.is_empty() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(CacheError::Changed);
+            }
+            out.write_all(&bytes).map_err(CacheError::Io)?;
+            offset += bytes.len() as u64;
+        }
+        drop(out);
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .map_err(CacheError::Io)?;
+        std::fs::rename(&tmp, &path).map_err(CacheError::Io)?;
+        Ok(path)
+    }
+}
+
+/// Why a file could not be cached.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError<E> {
+    /// Fetching from home failed.
+    #[error("fetching from home: {0}")]
+    Fetch(E),
+    /// The file shrank at home while being fetched.
+    #[error("the file changed at home while being fetched")]
+    Changed,
+    /// The local cache failed.
+    #[error("cache: {0}")]
+    Io(std::io::Error),
+}

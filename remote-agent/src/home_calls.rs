@@ -1,0 +1,149 @@
+//! Syscalls sent home and their answers, matched by request id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use homing_proto::guest::ToHome;
+use homing_proto::syscall::{ArgData, SyscallCall, SyscallResult};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{HomeFile, STAT_SIZE};
+
+/// The home node can no longer be reached for this guest.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the home node is gone")]
+pub struct HomeGone;
+
+/// The guest's channel home, with its calls in flight.
+#[derive(Debug)]
+pub struct HomeCalls {
+    to_home: mpsc::UnboundedSender<ToHome>,
+    pending: DashMap<u64, oneshot::Sender<SyscallResult>>,
+    next_id: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// A non-null placeholder for a pointer argument whose buffer travels as data.
+const BUFFER: u64 = 1;
+
+impl HomeCalls {
+    /// Calls home over `to_home`.
+    pub fn new(to_home: mpsc::UnboundedSender<ToHome>) -> Self {
+        Self {
+            to_home,
+            pending: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            forwarded: AtomicU64::new(0),
+        }
+    }
+
+    /// How many syscalls have been forwarded so far.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Sends a message that expects no answer.
+    pub fn send(&self, msg: ToHome) -> Result<(), HomeGone> {
+        self.to_home.send(msg).map_err(|_| HomeGone)
+    }
+
+    /// Executes `call` at home on behalf of guest thread `tid`.
+    pub async fn call(&self, tid: i32, call: SyscallCall) -> Result<SyscallResult, HomeGone> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        if self
+            .to_home
+            .send(ToHome::Syscall { id, tid, call })
+            .is_err()
+        {
+            self.pending.remove(&id);
+            return Err(HomeGone);
+        }
+        rx.await.map_err(|_| HomeGone)
+    }
+
+    /// Delivers the answer to call `id`. Unknown ids (a confused or hostile peer) are ignored.
+    pub fn complete(&self, id: u64, result: SyscallResult) {
+        if let Some((_, tx)) = self.pending.remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Fails every call in flight and every later one: home is gone.
+    pub fn fail_all(&self) {
+        self.pending.clear();
+    }
+
+    async fn raw(
+        &self,
+        tid: i32,
+        nr: i64,
+        args: [u64; 6],
+        inputs: Vec<ArgData>,
+    ) -> Result<SyscallResult, HomeGone> {
+        let call = SyscallCall {
+            nr: nr as u64,
+            args,
+            inputs,
+        };
+        self.call(tid, call).await
+    }
+
+    /// `openat(AT_FDCWD, path, flags)` at home; the fd or `-errno`.
+    pub async fn open(&self, tid: i32, path: &[u8], flags: i32) -> Result<i64, HomeGone> {
+        let mut cstr = path.to_vec();
+        cstr.push(0);
+        let args = [libc::AT_FDCWD as u64, BUFFER, flags as u64, 0, 0, 0];
+        let input = ArgData {
+            index: 1,
+            bytes: cstr,
+        };
+        Ok(self
+            .raw(tid, libc::SYS_openat, args, vec![input])
+            .await?
+            .ret)
+    }
+
+    /// `fstat(fd)` at home: the file's identity, or `-errno`.
+    pub async fn fstat(&self, tid: i32, fd: i32) -> Result<Result<HomeFile, i64>, HomeGone> {
+        let args = [fd as u64, BUFFER, 0, 0, 0, 0];
+        let result = self.raw(tid, libc::SYS_fstat, args, vec![]).await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        let stat = result.outputs.iter().find(|o| o.index == 1);
+        Ok(stat
+            .filter(|o| o.bytes.len() == STAT_SIZE)
+            .and_then(|o| HomeFile::from_stat(&o.bytes))
+            .ok_or(-(libc::EIO as i64)))
+    }
+
+    /// `pread64(fd, len, offset)` at home: the bytes read, or `-errno`.
+    pub async fn pread(
+        &self,
+        tid: i32,
+        fd: i32,
+        offset: u64,
+        len: usize,
+    ) -> Result<Result<Vec<u8>, i64>, HomeGone> {
+        let args = [fd as u64, BUFFER, len as u64, offset, 0, 0];
+        let result = self.raw(tid, libc::SYS_pread64, args, vec![]).await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        Ok(Ok(result
+            .outputs
+            .into_iter()
+            .find(|o| o.index == 1)
+            .map(|o| o.bytes)
+            .unwrap_or_default()))
+    }
+
+    /// `close(fd)` at home.
+    pub async fn close(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
+        let args = [fd as u64, 0, 0, 0, 0, 0];
+        Ok(self.raw(tid, libc::SYS_close, args, vec![]).await?.ret)
+    }
+}

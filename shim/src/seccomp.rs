@@ -1,0 +1,294 @@
+//! The guest's seccomp filter and the supervisor's side of its user
+//! notifications.
+//!
+//! The filter is deny-by-default: every syscall goes to the supervisor
+//! except the local ones of [`homing_proto::syscall::LOCAL`], anonymous
+//! `mmap`, and `clone` of a thread. A local syscall costs the guest nothing.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use homing_proto::syscall::LOCAL;
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+// Offsets into `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const fn data_arg_low(index: u32) -> u32 {
+    16 + 8 * index
+}
+
+fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// A BPF program for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+}
+
+impl Filter {
+    /// The guest filter: local syscalls allowed, everything else to the supervisor.
+    pub fn guest() -> Self {
+        use libc::{
+            BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
+            SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_USER_NOTIF,
+        };
+        let load = |offset| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
+        let locals: Vec<u32> = LOCAL.iter().map(|&nr| nr as u32).collect();
+        // Layout: a prologue, then one jump per local syscall, then three
+        // returns (notify, allow, kill). Every jump targets a return, so
+        // offsets are computed from the distance to the end.
+        let prologue = 9usize;
+        let body = prologue + locals.len();
+        let (notify, allow, kill) = (body, body + 1, body + 2);
+        let to = |from: usize, target: usize| -> u8 {
+            u8::try_from(target - from - 1).expect("filter jump fits in 8 bits")
+        };
+        let mut program = vec![
+            load(DATA_ARCH),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, to(1, kill)),
+            load(DATA_NR),
+            // mmap without a file: local.
+            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_mmap as u32, 0, 2),
+            load(data_arg_low(3)),
+            jump(
+                BPF_JMP | BPF_JSET | BPF_K,
+                libc::MAP_ANONYMOUS as u32,
+                to(5, allow),
+                to(5, notify),
+            ),
+            // clone of a thread: local; of a process: the supervisor's.
+            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone as u32, 0, 2),
+            load(data_arg_low(0)),
+            jump(
+                BPF_JMP | BPF_JSET | BPF_K,
+                libc::CLONE_THREAD as u32,
+                to(8, allow),
+                to(8, notify),
+            ),
+        ];
+        debug_assert_eq!(program.len(), prologue);
+        for (i, nr) in locals.iter().enumerate() {
+            let at = prologue + i;
+            program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, *nr, to(at, allow), 0));
+        }
+        program.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF));
+        program.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        program.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+        Self { program }
+    }
+
+    /// Installs the filter on the calling thread with a new listener; returns the listener's fd.
+    ///
+    /// Meant for a freshly forked child: it only issues raw syscalls and
+    /// allocates nothing, so it is async-signal-safe.
+    pub fn install_with_listener(&self) -> Result<i32, i32> {
+        let prog = libc::sock_fprog {
+            len: self.program.len() as u16,
+            filter: self.program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        if rc != 0 {
+            return Err(errno());
+        }
+        // SAFETY: `prog` points at `self.program`, which outlives the call;
+        // the kernel copies the program before returning.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if fd < 0 {
+            Err(errno())
+        } else {
+            Ok(fd as i32)
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// One intercepted syscall.
+#[derive(Debug, Clone, Copy)]
+pub struct Notification {
+    /// The notification's id, to answer it.
+    pub id: u64,
+    /// The thread (host tid) that made the syscall.
+    pub tid: i32,
+    /// The syscall number.
+    pub nr: u64,
+    /// Its arguments.
+    pub args: [u64; 6],
+}
+
+/// The supervisor's end of a guest's filter.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+/// What to answer a notification with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The syscall returns this value.
+    Value(i64),
+    /// The syscall fails with this errno.
+    Errno(i32),
+    /// The syscall runs in the guest as if never intercepted.
+    Continue,
+}
+
+impl Listener {
+    /// Wraps a listener fd; asks the kernel for synchronous wake-ups (the
+    /// supervisor answers on the guest's CPU when it can).
+    pub fn new(fd: OwnedFd) -> Self {
+        // SAFETY: the ioctl takes an integer flag argument; failure (older
+        // kernels) only loses an optimisation.
+        unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+            );
+        }
+        Self { fd }
+    }
+
+    /// Waits up to `timeout` for a notification. `Ok(None)` on timeout;
+    /// `Err` with `ENOTCONN` once no process uses the filter any more.
+    pub fn recv(&self, timeout: Duration) -> std::io::Result<Option<Notification>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if !revents.contains(PollFlags::POLLIN) && revents.contains(PollFlags::POLLHUP) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOTCONN));
+        }
+        // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
+        let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: RECV writes one seccomp_notif into the struct we own.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut notif as *mut libc::seccomp_notif,
+            )
+        };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            // The notifying thread was interrupted or killed before we got it.
+            if error.raw_os_error() == Some(libc::ENOENT)
+                || error.raw_os_error() == Some(libc::EINTR)
+            {
+                return Ok(None);
+            }
+            return Err(error);
+        }
+        Ok(Some(Notification {
+            id: notif.id,
+            tid: notif.pid as i32,
+            nr: notif.data.nr as u64,
+            args: notif.data.args,
+        }))
+    }
+
+    /// Whether notification `id` is still pending (its thread still waits).
+    /// Check after reading guest memory: the memory read was the guest's only if so.
+    pub fn is_pending(&self, id: u64) -> bool {
+        // SAFETY: ID_VALID reads one u64 we own.
+        unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &id as *const u64,
+            ) == 0
+        }
+    }
+
+    /// Answers notification `id`. An answer to a thread that is gone is not an error.
+    pub fn answer(&self, id: u64, answer: Answer) -> std::io::Result<()> {
+        let (val, error, flags) = match answer {
+            Answer::Value(v) => (v, 0, 0),
+            Answer::Errno(e) => (0, -e, 0),
+            Answer::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        };
+        let mut resp = libc::seccomp_notif_resp {
+            id,
+            val,
+            error,
+            flags,
+        };
+        // SAFETY: SEND reads one seccomp_notif_resp we own.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp as *mut libc::seccomp_notif_resp,
+            )
+        };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(());
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Installs `fd` in the guest thread of notification `id` as fd number `target`.
+    pub fn install_fd(&self, id: u64, fd: BorrowedFd<'_>, target: i32) -> std::io::Result<()> {
+        let addfd = libc::seccomp_notif_addfd {
+            id,
+            flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+            srcfd: fd.as_raw_fd() as u32,
+            newfd: target as u32,
+            newfd_flags: 0,
+        };
+        // SAFETY: ADDFD reads one seccomp_notif_addfd we own; `fd` stays open
+        // for the duration of the call.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+                &addfd as *const libc::seccomp_notif_addfd,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Starting a guest: a child process that runs a program under the guest
+//! filter, with the supervisor holding the filter's listener.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+
+use crate::seccomp::{Answer, Filter, Listener};
+
+/// What to run and as whom.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    /// The local file to execute (the host's cached copy of the home program).
+    pub exe: CString,
+    /// The program's arguments, `argv[0]` included.
+    pub argv: Vec<CString>,
+    /// Its environment.
+    pub envp: Vec<CString>,
+    /// User, group and supplementary groups to run as (ignored unless the supervisor is root).
+    pub uid: u32,
+    /// Primary group.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// A running guest.
+#[derive(Debug)]
+pub struct Guest {
+    /// Its pid on this host.
+    pub pid: i32,
+    /// A pidfd for it.
+    pub pidfd: OwnedFd,
+    /// The listener of its filter.
+    pub listener: Listener,
+}
+
+/// Why a guest could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// fork failed.
+    #[error("fork failed: {0}")]
+    Fork(std::io::Error),
+    /// The child failed before its program started (bad executable, setuid failure, …).
+    #[error("the guest could not start: {0}")]
+    Child(String),
+    /// The supervisor could not take the filter's listener.
+    #[error("cannot take the guest's seccomp listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Exit codes the child uses to say which setup step failed.
+const STEP_CREDENTIALS: i32 = 120;
+const STEP_FILTER: i32 = 121;
+const STEP_EXEC: i32 = 122;
+
+/// Forks a guest running `spec` under `filter`.
+///
+/// The guest dies with the thread that calls this (`PR_SET_PDEATHSIG`), so
+/// call it from a thread that lives as long as the agent. The guest has no
+/// local fds at all: every fd it will use is a home fd.
+pub fn spawn(spec: &GuestSpec, filter: &Filter) -> Result<Guest, SpawnError> {
+    // Everything the child touches is prepared before fork: after fork it
+    // may only issue raw syscalls.
+    let argv: Vec<*const libc::c_char> = spec
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = spec
+        .envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let groups: Vec<libc::gid_t> = spec.groups.clone();
+    let as_root = rustix::process::geteuid().is_root();
+
+    let pid = fork().map_err(SpawnError::Fork)?;
+    if pid == 0 {
+        child(spec, filter, &argv, &envp, &groups, as_root);
+    }
+    let pidfd = pidfd_open(
+        Pid::from_raw(pid).expect("fork returned a pid"),
+        PidfdFlags::empty(),
+    )
+    .map_err(|e| SpawnError::Listener(e.into()))?;
+    let listener = take_listener(pid, &pidfd)?;
+    // The guest's first intercepted syscall is the execve of its program.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match listener.recv(Duration::from_millis(100)) {
+            Ok(Some(n)) if n.nr == libc::SYS_execve as u64 => {
+                listener
+                    .answer(n.id, Answer::Continue)
+                    .map_err(SpawnError::Listener)?;
+                break;
+            }
+            Ok(Some(n)) => listener
+                .answer(n.id, Answer::Errno(libc::EPERM))
+                .map_err(SpawnError::Listener)?,
+            Ok(None) if Instant::now() < deadline => {}
+            Ok(None) => return Err(SpawnError::Child("no exec within 5 s".into())),
+            Err(e) => return Err(child_failure(pid, e)),
+        }
+    }
+    Ok(Guest {
+        pid,
+        pidfd,
+        listener,
+    })
+}
+
+fn fork() -> std::io::Result<i32> {
+    // SAFETY: the child only runs `child`, which issues raw syscalls on
+    // memory prepared before the fork and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(pid)
+    }
+}
+
+/// The child's side: credentials, no fds, filter, exec. Never returns.
+fn child(
+    spec: &GuestSpec,
+    filter: &Filter,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    groups: &[libc::gid_t],
+    as_root: bool,
+) -> ! {
+    if as_root && set_credentials(spec.uid, spec.gid, groups).is_err() {
+        exit(STEP_CREDENTIALS);
+    }
+    prepare_child();
+    if filter.install_with_listener().is_err() {
+        exit(STEP_FILTER);
+    }
+    exec(&spec.exe, argv, envp);
+    exit(STEP_EXEC)
+}
+
+fn set_credentials(uid: u32, gid: u32, groups: &[libc::gid_t]) -> Result<(), ()> {
+    // SAFETY: raw credential syscalls with integer arguments and a pointer
+    // to `groups`, which lives until the child execs.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+            && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+fn prepare_child() {
+    // SAFETY: raw syscalls with integer arguments and a static string.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL,
+            0,
+            0,
+            0,
+        );
+        libc::syscall(libc::SYS_chdir, c"/".as_ptr());
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+    }
+}
+
+fn exec(exe: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) {
+    // SAFETY: null-terminated arrays of pointers to C strings that outlive the call.
+    unsafe {
+        libc::syscall(libc::SYS_execve, exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: exit_group never returns.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, code);
+    }
+    unreachable!("exit_group returned")
+}
+
+/// Takes the child's listener: after closing every fd, the child's filter
+/// listener is its fd 0.
+fn take_listener(pid: i32, pidfd: &OwnedFd) -> Result<Listener, SpawnError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(fd) = pidfd_getfd(pidfd.as_fd(), 0, PidfdGetfdFlags::empty()) {
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            if link.is_ok_and(|l| l.as_os_str() == "anon_inode:seccomp notify") {
+                return Ok(Listener::new(fd));
+            }
+        }
+        if let Some(failure) = exited(pid) {
+            return Err(SpawnError::Child(failure));
+        }
+        if Instant::now() > deadline {
+            return Err(SpawnError::Listener(std::io::Error::from_raw_os_error(
+                libc::ETIMEDOUT,
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn child_failure(pid: i32, error: std::io::Error) -> SpawnError {
+    match exited(pid) {
+        Some(failure) => SpawnError::Child(failure),
+        None => SpawnError::Listener(error),
+    }
+}
+
+/// If the child has exited, why (and reaps it).
+fn exited(pid: i32) -> Option<String> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(match code {
+            STEP_CREDENTIALS => "cannot take on the caller's credentials".into(),
+            STEP_FILTER => "cannot install the seccomp filter".into(),
+            STEP_EXEC => "cannot execute the program".into(),
+            other => format!("exited with status {other}"),
+        }),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Some(format!("killed by {signal}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,192 @@
+//! Remote execution: `homing run --on NODE -- PROGRAM` runs PROGRAM on NODE
+//! while its files, stdio, identity and exit status stay at home.
+//!
+//! Every test runs as the unprivileged user alice, starts from node1 (home)
+//! and compares with what the same command does at home.
+
+use homing_tests::{Cluster, Run};
+
+/// Runs a shell command line as alice on node1, in her home directory.
+fn at_home(cluster: &Cluster, script: &str) -> Run {
+    cluster.exec_as("node1", "alice", &["sh", "-c", script])
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(run.code, 0, "failed: {run:?}");
+    run
+}
+
+/// Builds tests/programs/NAME.c into alice's home on node1.
+fn build_program(cluster: &Cluster, name: &str) {
+    let source = homing_tests::workspace().join(format!("tests/programs/{name}.c"));
+    ok(at_home(
+        cluster,
+        &format!("cc -O1 -o ~/{name} {}", source.display()),
+    ));
+}
+
+#[test]
+fn a_home_file_is_read_from_node2_and_never_copied_there() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "head -c 67108864 /dev/urandom > ~/big.bin",
+    ));
+    let native = ok(at_home(&cluster, "sha256sum /home/alice/big.bin"));
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sha256sum /home/alice/big.bin",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    assert_eq!(remote.stderr, "");
+    let there = cluster.exec_as("node2", "alice", &["ls", "-A", "/home/alice"]);
+    assert!(!there.stdout.contains("big.bin"), "{there:?}");
+}
+
+#[test]
+fn output_redirected_at_home_lands_at_home() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "homing run --on node2 -- seq 1 200000 > out.txt",
+    ));
+    let native = ok(at_home(&cluster, "seq 1 200000 | sha256sum"));
+    let written = ok(at_home(&cluster, "sha256sum < out.txt"));
+    assert_eq!(written.stdout, native.stdout);
+    let there = cluster.exec_as("node2", "alice", &["ls", "-A", "/home/alice"]);
+    assert!(!there.stdout.contains("out.txt"), "{there:?}");
+}
+
+#[test]
+fn stdin_and_stdout_are_home_pipes_and_stderr_stays_separate() {
+    let cluster = Cluster::up(2);
+    let sorted = ok(at_home(
+        &cluster,
+        "printf 'b\\na\\n' | homing run --on node2 -- sort",
+    ));
+    assert_eq!(sorted.stdout, "a\nb\n");
+    let split = at_home(
+        &cluster,
+        "homing run --on node2 -- ls /home/alice /nonexistent 2>err.txt; echo status=$?; cat err.txt",
+    );
+    assert!(split.stdout.contains("status=2"), "{split:?}");
+    assert!(
+        split
+            .stdout
+            .contains("ls: cannot access '/nonexistent': No such file or directory"),
+        "{split:?}"
+    );
+}
+
+#[test]
+fn the_program_sees_its_home_identity() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "ident");
+    let native = ok(at_home(&cluster, "./ident"));
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- ./ident & echo shell=$$ child=$!; wait $!; echo status=$?",
+    ));
+    let field = |text: &str, key: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_owned()
+    };
+    assert_eq!(field(&run.stdout, "pid"), field(&run.stdout, "child"));
+    assert_eq!(field(&run.stdout, "ppid"), field(&run.stdout, "shell"));
+    assert_eq!(field(&run.stdout, "nodename"), "node1");
+    for key in ["uid", "gid", "cwd", "isatty"] {
+        assert_eq!(field(&run.stdout, key), field(&native.stdout, key), "{key}");
+    }
+    assert_eq!(field(&run.stdout, "cwd"), "/home/alice");
+    assert_eq!(field(&run.stdout, "status"), "0");
+}
+
+#[test]
+fn exit_status_and_fatal_signals_reach_the_shell() {
+    let cluster = Cluster::up(2);
+    let run = at_home(
+        &cluster,
+        "homing run --on node2 -- sh -c 'exit 7'; echo status=$?",
+    );
+    assert!(run.stdout.contains("status=7"), "{run:?}");
+    let run = at_home(
+        &cluster,
+        "homing run --on node2 -- sleep 30 & sleep 1; kill -TERM $!; wait $!; echo status=$?",
+    );
+    assert!(run.stdout.contains("status=143"), "{run:?}");
+    // Nothing is left on node2.
+    let left = cluster.exec("node2", &["pgrep", "-x", "sleep"]);
+    assert_eq!(left.stdout, "", "{left:?}");
+}
+
+#[test]
+fn static_and_dynamic_debian_binaries_run_unmodified() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "mkdir -p d/e && echo hello > d/e/f && echo x > d/g",
+    ));
+    for command in [
+        "busybox sha256sum d/e/f",
+        "busybox ls -l d",
+        "busybox find d",
+        "ls -l d",
+        "cat d/e/f d/g",
+        "wc -c d/e/f",
+        "stat -c '%s %i %F' d/e/f",
+    ] {
+        let native = ok(at_home(&cluster, command));
+        let remote = ok(at_home(
+            &cluster,
+            &format!("homing run --on node2 -- {command}"),
+        ));
+        assert_eq!(remote.stdout, native.stdout, "{command}");
+    }
+}
+
+#[test]
+fn python_reads_and_writes_home_files() {
+    let cluster = Cluster::up(2);
+    ok(at_home(&cluster, "seq 1 1000 > numbers.txt"));
+    let script = "import sys; n=[int(l) for l in open('numbers.txt')]; open('sum.txt','w').write(str(sum(n))+'\\n'); print(len(n), file=sys.stderr)";
+    let run = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- python3 -c \"{script}\""),
+    ));
+    assert_eq!(run.stderr.trim(), "1000");
+    assert_eq!(ok(at_home(&cluster, "cat sum.txt")).stdout, "500500\n");
+}
+
+#[test]
+fn clear_failures_for_missing_programs_and_nodes() {
+    let cluster = Cluster::up(2);
+    let run = at_home(
+        &cluster,
+        "homing run --on node2 -- no-such-program; echo status=$?",
+    );
+    assert!(run.stdout.contains("status=127"), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains("no-such-program: command not found"),
+        "{run:?}"
+    );
+
+    let run = at_home(&cluster, "homing run --on node9 -- true; echo status=$?");
+    assert!(!run.stdout.contains("status=0"), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("no node named \"node9\""), "{run:?}");
+
+    assert_eq!(cluster.script(&["stop-agent", "node2"]).code, 0);
+    let down = homing_tests::wait_for(std::time::Duration::from_secs(6), || {
+        homing_tests::peer_state(&cluster.exec("node1", &["homing", "nodes"]).stdout, "node2")
+            .as_deref()
+            == Some("unreachable")
+    });
+    assert!(down.is_some());
+    let run = at_home(&cluster, "homing run --on node2 -- true; echo status=$?");
+    assert!(!run.stdout.contains("status=0"), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("node node2 is unreachable"), "{run:?}");
+}
