@@ -88,7 +88,7 @@ fn the_program_sees_its_home_identity() {
         "homing run --on node2 -- ./ident & echo shell=$$ child=$!; wait $!; echo status=$?",
     ));
     let field = |text: &str, key: &str| -> String {
-        text.lines()
+        text.split_whitespace()
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .unwrap_or_else(|| panic!("no {key} in {text}"))
             .to_owned()
@@ -116,8 +116,8 @@ fn exit_status_and_fatal_signals_reach_the_shell() {
         "homing run --on node2 -- sleep 30 & sleep 1; kill -TERM $!; wait $!; echo status=$?",
     );
     assert!(run.stdout.contains("status=143"), "{run:?}");
-    // Nothing is left on node2.
-    let left = cluster.exec("node2", &["pgrep", "-x", "sleep"]);
+    // Nothing of alice's is left on node2.
+    let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
     assert_eq!(left.stdout, "", "{left:?}");
 }
 
