@@ -13,15 +13,22 @@ use std::time::Duration;
 use homing_proto::handshake::{check_reply, Acceptor};
 use homing_proto::{HandshakeError, Hello, HelloReply};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{Connection, ConnectionError, Endpoint, MtuDiscoveryConfig, TransportConfig, VarInt};
+use quinn::{
+    Connection, ConnectionError, Endpoint, EndpointConfig, MtuDiscoveryConfig, TransportConfig,
+    VarInt,
+};
+use quinn_proto::HashedConnectionIdGenerator;
 
 use crate::tls::{certificate_names, Identity, TlsError};
 use crate::wire::{read_message, write_message, WireError};
 
 /// How often an idle connection proves it is alive.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
-/// Silence after which a connection is declared dead (a cut link shows within this).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silence after which a connection is torn down. Long, so that programs
+/// running across a link survive a short cut; a peer is *shown* unreachable
+/// much sooner, by the node's heartbeat. A peer that restarted is noticed at
+/// once: it answers the old connection with a stateless reset.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a dial attempt (QUIC, TLS and handshake) may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest an accepted connection may take to send its Hello.
@@ -30,6 +37,8 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// GSO send and the kernel caps a send at 64 KiB, so bigger packets would
 /// disable batching (design notes: 6000-byte packets double the bulk rate).
 const MTU_UPPER_BOUND: u16 = 6000;
+/// Largest UDP payload this node accepts: a 9000-byte jumbo frame minus the IP and UDP headers.
+const MAX_UDP_PAYLOAD: u16 = 9000 - 28;
 
 /// Application close codes on node links.
 pub mod close_code {
@@ -116,7 +125,19 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Lin
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
-    let mut endpoint = Endpoint::server(server, listen)?;
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    // Resets and connection ids keyed by the node's identity: a restarted
+    // node still recognises its old connections' ids and resets them, so
+    // its peers redial at once instead of waiting out the idle timeout.
+    let (reset_key, cid_key) = identity.stable_keys();
+    let mut config = EndpointConfig::new(Arc::new(reset_key));
+    config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(cid_key)));
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut endpoint = Endpoint::new(config, Some(server), socket, runtime)?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }

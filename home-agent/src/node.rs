@@ -26,6 +26,17 @@ use crate::wire::{read_frame, read_message, write_message, WireError};
 
 /// Pause between dial attempts to an absent peer.
 const REDIAL_DELAY: Duration = Duration::from_millis(250);
+/// How often a connected peer is pinged.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long one ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Without an answered ping for this long, a peer is shown unreachable
+/// (its connection stays up, so a short cut kills nothing).
+const UNREACHABLE_AFTER: Duration = Duration::from_millis(2500);
+/// Without an answered ping for this long, the dialing side also tries a
+/// fresh connection: the peer may have been replaced by a process that does
+/// not know the old connection (and cannot reset it).
+const REDIAL_WHEN_SILENT: Duration = Duration::from_secs(8);
 
 /// What the node knows of one peer.
 #[derive(Debug)]
@@ -33,6 +44,10 @@ struct PeerEntry {
     state: PeerState,
     connection: Option<Connection>,
     last_error: Option<String>,
+    /// Round trip of the last answered ping.
+    rtt: Option<Duration>,
+    /// Since when pings go unanswered.
+    silent_since: Option<tokio::time::Instant>,
 }
 
 /// A node: both roles, one endpoint, one connection per peer.
@@ -44,6 +59,34 @@ pub struct Node {
     host: Arc<HostRole>,
     /// The home role: this node's processes running elsewhere, by deputy pid.
     away: DashMap<i32, AwayProcess>,
+    /// Guests carried by each connection (by stable id): a connection that
+    /// carries guests is not closed when a newer one replaces it.
+    guests_on: Arc<DashMap<usize, usize>>,
+}
+
+/// Counts a guest on a connection for as long as it lives.
+struct GuestOnConnection {
+    counts: Arc<DashMap<usize, usize>>,
+    connection: usize,
+}
+
+impl GuestOnConnection {
+    fn new(counts: &Arc<DashMap<usize, usize>>, conn: &Connection) -> Self {
+        *counts.entry(conn.stable_id()).or_default() += 1;
+        Self {
+            counts: counts.clone(),
+            connection: conn.stable_id(),
+        }
+    }
+}
+
+impl Drop for GuestOnConnection {
+    fn drop(&mut self) {
+        self.counts.remove_if_mut(&self.connection, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
 }
 
 impl Node {
@@ -61,6 +104,8 @@ impl Node {
                     state: PeerState::Connecting,
                     connection: None,
                     last_error: None,
+                    rtt: None,
+                    silent_since: None,
                 };
                 (peer.name.clone(), entry)
             })
@@ -77,6 +122,7 @@ impl Node {
             peers,
             host: Arc::new(host),
             away: DashMap::new(),
+            guests_on: Arc::new(DashMap::new()),
         }))
     }
 
@@ -121,17 +167,98 @@ impl Node {
         self.peers.contains_key(name)
     }
 
-    /// Makes `conn` the peer's connection, closing any older one.
-    fn register(&self, peer: &str, conn: &Connection) {
+    /// Makes `conn` the peer's connection, closing any older one, and
+    /// starts its heartbeat.
+    fn register(self: &Arc<Self>, peer: &str, conn: &Connection) {
         let Some(mut entry) = self.peers.get_mut(peer) else {
             return;
         };
         if let Some(old) = entry.connection.replace(conn.clone()) {
-            old.close(close_code::REPLACED, b"replaced by a newer connection");
+            // Guests on the old connection keep it until they end (or it times out).
+            if !self.guests_on.contains_key(&old.stable_id()) {
+                old.close(close_code::REPLACED, b"replaced by a newer connection");
+            }
         }
         entry.state = PeerState::Connected;
         entry.last_error = None;
+        entry.rtt = None;
+        entry.silent_since = None;
+        drop(entry);
         info!(peer, address = %conn.remote_address(), rtt = ?conn.rtt(), "peer connected");
+        tokio::spawn(self.clone().heartbeat(peer.to_owned(), conn.clone()));
+    }
+
+    /// Pings `peer` over `conn` until the connection ends, and shows the
+    /// peer unreachable while pings go unanswered.
+    async fn heartbeat(self: Arc<Self>, peer: String, conn: Connection) {
+        let mut last_answer = tokio::time::Instant::now();
+        loop {
+            let sent = tokio::time::Instant::now();
+            let ping = async {
+                let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+                let request = PeerRequest::Ping { payload: vec![] };
+                write_message(&mut send, &request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = send.finish();
+                read_message::<PeerResponse, _>(&mut recv)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let answered = tokio::select! {
+                _ = conn.closed() => return,
+                result = tokio::time::timeout(PING_TIMEOUT, ping) => {
+                    matches!(result, Ok(Ok(PeerResponse::Pong { .. })))
+                }
+            };
+            if answered {
+                last_answer = tokio::time::Instant::now();
+            }
+            self.record_heartbeat(
+                &peer,
+                &conn,
+                answered.then(|| sent.elapsed()),
+                last_answer.elapsed(),
+            );
+            tokio::time::sleep(HEARTBEAT.saturating_sub(sent.elapsed())).await;
+        }
+    }
+
+    fn record_heartbeat(
+        &self,
+        peer: &str,
+        conn: &Connection,
+        rtt: Option<Duration>,
+        silent_for: Duration,
+    ) {
+        let Some(mut entry) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let is_current = entry
+            .connection
+            .as_ref()
+            .is_some_and(|current| current.stable_id() == conn.stable_id());
+        if !is_current {
+            return;
+        }
+        if let Some(rtt) = rtt {
+            if entry.state != PeerState::Connected {
+                info!(peer, "peer answers again");
+            }
+            entry.state = PeerState::Connected;
+            entry.last_error = None;
+            entry.rtt = Some(rtt);
+            entry.silent_since = None;
+        } else if entry.silent_since.is_none() {
+            entry.silent_since = Some(tokio::time::Instant::now() - silent_for);
+        }
+        if rtt.is_none() && silent_for >= UNREACHABLE_AFTER && entry.state == PeerState::Connected {
+            let message = format!("no answer for {:.1} s", silent_for.as_secs_f64());
+            info!(peer, "peer unreachable: {message}");
+            entry.state = PeerState::Unreachable;
+            entry.last_error = Some(message);
+            entry.rtt = None;
+        }
     }
 
     /// Records a failure to reach `peer`, logging it when it is news.
@@ -182,18 +309,35 @@ impl Node {
                 .get(&peer.name)
                 .and_then(|entry| entry.connection.clone());
             if let Some(conn) = existing {
-                conn.closed().await;
-                continue;
+                tokio::select! {
+                    _ = conn.closed() => continue,
+                    _ = self.silent(&peer.name, REDIAL_WHEN_SILENT) => {}
+                }
             }
             match link::dial(&self.endpoint, &self.config.name, &peer.name, peer.address).await {
                 Ok(conn) => {
                     self.register(&peer.name, &conn);
-                    self.clone().serve_peer(peer.name.clone(), conn).await;
+                    tokio::spawn(self.clone().serve_peer(peer.name.clone(), conn));
                 }
                 Err(error) => {
                     self.record_failure(&peer.name, &error);
                     tokio::time::sleep(REDIAL_DELAY).await;
                 }
+            }
+        }
+    }
+
+    /// Returns once `peer` has not answered a ping for `limit`.
+    async fn silent(&self, peer: &str, limit: Duration) {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            let silent = self
+                .peers
+                .get(peer)
+                .and_then(|entry| entry.silent_since)
+                .is_some_and(|since| since.elapsed() >= limit);
+            if silent {
+                return;
             }
         }
     }
@@ -234,7 +378,7 @@ impl Node {
                     let conn = conn.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = node.answer_request(&peer, send, recv).await {
+                        if let Err(error) = node.answer_request(&peer, &conn, send, recv).await {
                             warn!(peer, remote = %conn.remote_address(),
                                 "closing connection: peer broke the protocol: {error}");
                             link::close_for_protocol_error(&conn, &error.to_string());
@@ -250,6 +394,7 @@ impl Node {
     async fn answer_request(
         &self,
         peer: &str,
+        conn: &Connection,
         mut send: SendStream,
         mut recv: RecvStream,
     ) -> Result<(), WireError> {
@@ -259,6 +404,7 @@ impl Node {
             PeerRequest::StartGuest(mut start) => {
                 // The guest's home is the authenticated peer, whatever the request says.
                 start.home_node = peer.to_owned();
+                let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 return self.host_guest(start, send, recv).await;
             }
         };
@@ -319,7 +465,7 @@ impl Node {
                 let (state, rtt, last_error) = match entry.as_deref() {
                     Some(entry) => (
                         entry.state,
-                        entry.connection.as_ref().map(Connection::rtt),
+                        entry.rtt.filter(|_| entry.state == PeerState::Connected),
                         entry.last_error.clone(),
                     ),
                     None => (PeerState::Connecting, None, None),
@@ -448,6 +594,7 @@ impl Node {
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
             }
         };
+        let _counted = GuestOnConnection::new(&self.guests_on, &conn);
         write_message(&mut deputy, &ControlResponse::Running).await?;
         info!(pid, uid = cred.uid(), node, %command, "process sent away");
         self.away.insert(
@@ -526,8 +673,8 @@ impl Node {
             return Err(format!("no node named {node:?} in this cluster"));
         };
         match &entry.connection {
-            Some(conn) => Ok(conn.clone()),
-            None => Err(format!(
+            Some(conn) if entry.state == PeerState::Connected => Ok(conn.clone()),
+            _ => Err(format!(
                 "node {node} is {}{}",
                 entry.state,
                 entry

@@ -258,6 +258,24 @@ impl Identity {
         })
     }
 
+    /// Keys for QUIC stateless resets and connection ids, derived from the
+    /// node's private key so they survive restarts: a restarted node can
+    /// then tell its peers at once that their old connection to it is gone.
+    pub fn stable_keys(&self) -> (ring::hmac::Key, u64) {
+        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let reset = ring::hmac::sign(&secret, b"homing stateless reset key");
+        let cid = ring::hmac::sign(&secret, b"homing connection id key");
+        let cid_key = u64::from_ne_bytes(
+            cid.as_ref()[..8]
+                .try_into()
+                .expect("HMAC-SHA256 is 32 bytes"),
+        );
+        (
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref()),
+            cid_key,
+        )
+    }
+
     fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
     }

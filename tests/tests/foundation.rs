@@ -190,7 +190,8 @@ fn a_node_with_a_foreign_ca_certificate_cannot_join() {
         .spawn()
         .unwrap();
 
-    let refused = wait_for(Duration::from_secs(10), || {
+    // node1 notices node3's silence, dials anew and meets the impostor.
+    let refused = wait_for(Duration::from_secs(20), || {
         state_of(&cluster, "node1", "node3").as_deref() == Some("refused")
     });
     let node1_log = cluster.log("node1");
