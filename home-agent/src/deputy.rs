@@ -257,10 +257,32 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     if nr == libc::SYS_close_range {
         return close_range_sparing(call, reserved_fd);
     }
+    if let Some(result) = signal_to_self(call) {
+        return result;
+    }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) => homing_shim::execute::execute(call, &ptrs),
         _ => fail(libc::ENOSYS),
     }
+}
+
+/// A signal the program sends to its own main thread (`raise`, `abort`)
+/// would land on one deputy thread, where nothing takes it; sent to the
+/// process instead, the deputy's signal thread forwards it to the program.
+fn signal_to_self(call: &SyscallCall) -> Option<SyscallResult> {
+    let me = std::process::id() as u64;
+    let nr = call.nr as i64;
+    let signal = match nr {
+        libc::SYS_tgkill if call.args[0] == me && call.args[1] == me => call.args[2],
+        libc::SYS_tkill if call.args[0] == me => call.args[1],
+        _ => return None,
+    };
+    let kill = SyscallCall {
+        nr: libc::SYS_kill as u64,
+        args: [me, signal, 0, 0, 0, 0],
+        inputs: vec![],
+    };
+    Some(homing_shim::execute::execute(&kill, &[]))
 }
 
 /// close_range over the program's fds, leaving the agent socket open.

@@ -51,6 +51,8 @@ pub mod close_code {
     pub const REPLACED: VarInt = VarInt::from_u32(3);
     /// The node is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(4);
+    /// The peer's agent is not running any more (its host refuses our packets).
+    pub const PEER_DOWN: VarInt = VarInt::from_u32(5);
 }
 
 /// Why a link could not be set up.
@@ -223,6 +225,36 @@ pub async fn answer_hello(
     result
 }
 
+/// Whether nothing listens at `address` any more: its host answers probe
+/// datagrams with ICMP port-unreachable. A cut link answers nothing, and a
+/// live agent ignores the probes, so only a dead agent gives a yes. Hosts
+/// rate-limit ICMP (about one a second per peer, shared with the QUIC
+/// packets still going there), so the probe repeats for up to two seconds.
+pub async fn agent_is_down(address: SocketAddr) -> bool {
+    let probe = async {
+        let local: SocketAddr = if address.is_ipv4() {
+            "0.0.0.0:0".parse().expect("valid address")
+        } else {
+            "[::]:0".parse().expect("valid address")
+        };
+        let socket = tokio::net::UdpSocket::bind(local).await?;
+        socket.connect(address).await?;
+        let mut buf = [0u8; 64];
+        loop {
+            // One byte: too short to be QUIC, so a live endpoint drops it silently.
+            socket.send(&[0]).await?;
+            match tokio::time::timeout(Duration::from_millis(250), socket.recv(&mut buf)).await {
+                Ok(Err(error)) => return Err::<(), _>(error),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Err(error)) => error.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
+}
+
 /// Closes `conn` because the peer broke the protocol.
 pub fn close_for_protocol_error(conn: &Connection, why: &str) {
     conn.close(close_code::PROTOCOL_ERROR, why.as_bytes());
@@ -235,6 +267,7 @@ pub fn describe_close(code: VarInt) -> &'static str {
         c if c == close_code::PROTOCOL_ERROR => "protocol error",
         c if c == close_code::REPLACED => "replaced by a newer connection",
         c if c == close_code::SHUTDOWN => "peer shutting down",
+        c if c == close_code::PEER_DOWN => "peer agent not running",
         _ => "closed",
     }
 }

@@ -213,6 +213,19 @@ impl Node {
             };
             if answered {
                 last_answer = tokio::time::Instant::now();
+            } else if link::agent_is_down(conn.remote_address()).await {
+                // Nobody listens there any more: the peer's agent died, and
+                // with it every guest it ran for us. Say so now rather than
+                // at the idle timeout.
+                warn!(
+                    peer,
+                    "peer agent is not running: its host refuses our packets"
+                );
+                conn.close(close_code::PEER_DOWN, b"peer agent not running");
+                if let Some(mut entry) = self.peers.get_mut(&peer) {
+                    entry.last_error = Some("agent not running".into());
+                }
+                return;
             }
             self.record_heartbeat(
                 &peer,
@@ -297,8 +310,14 @@ impl Node {
         }
         entry.connection = None;
         entry.state = PeerState::Unreachable;
-        entry.last_error = Some(format!("connection lost: {reason}"));
+        let reason = match reason {
+            quinn::ConnectionError::LocallyClosed => {
+                entry.last_error.clone().unwrap_or_else(|| "closed".into())
+            }
+            other => other.to_string(),
+        };
         info!(peer, "connection lost: {reason}");
+        entry.last_error = Some(format!("connection lost: {reason}"));
     }
 
     /// Dials `peer` whenever it has no live connection.
@@ -378,10 +397,16 @@ impl Node {
                     let conn = conn.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = node.answer_request(&peer, &conn, send, recv).await {
-                            warn!(peer, remote = %conn.remote_address(),
-                                "closing connection: peer broke the protocol: {error}");
-                            link::close_for_protocol_error(&conn, &error.to_string());
+                        match node.answer_request(&peer, &conn, send, recv).await {
+                            Err(error @ WireError::Frame(_)) => {
+                                warn!(peer, remote = %conn.remote_address(),
+                                    "closing connection: peer broke the protocol: {error}");
+                                link::close_for_protocol_error(&conn, &error.to_string());
+                            }
+                            // A stream the peer gave up on (a ping that timed
+                            // out, a lost link) ends that request only.
+                            Err(error) => debug!(peer, "request stream ended: {error}"),
+                            Ok(()) => {}
                         }
                     });
                 }
@@ -637,7 +662,17 @@ impl Node {
                     Err(error) => break Err(format!("{node} sent a malformed frame: {error}")),
                 },
                 Ok(None) => break Err(format!("{node} ended the program's stream")),
-                Err(error) => break Err(format!("lost {node}: {error}")),
+                Err(_) => {
+                    let why = match conn.close_reason() {
+                        Some(quinn::ConnectionError::LocallyClosed) | None => self
+                            .peers
+                            .get(node)
+                            .and_then(|e| e.last_error.clone())
+                            .unwrap_or_else(|| "connection closed".into()),
+                        Some(other) => other.to_string(),
+                    };
+                    break Err(format!("lost {node} ({why})"));
+                }
             };
             if let Some(mut entry) = self.away.get_mut(&pid) {
                 match &msg {

@@ -190,3 +190,127 @@ fn clear_failures_for_missing_programs_and_nodes() {
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     assert!(run.stderr.contains("node node2 is unreachable"), "{run:?}");
 }
+
+#[test]
+fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "signals");
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- ./signals > out.txt & sleep 1; kill -USR1 $!; wait $!; echo status=$?; cat out.txt",
+    ));
+    assert!(run.stdout.contains("status=0"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("got SIGUSR1\ngot SIGUSR2 from itself\nparent alive=1\n"),
+        "{run:?}"
+    );
+    // The handler ran on node2: the guest was there, under alice.
+    assert!(cluster.log("node2").contains("command=./signals"));
+
+    // SIGKILL at home kills it on node2 at once and leaves nothing there.
+    let run = at_home(
+        &cluster,
+        "homing run --on node2 -- sleep 60 & sleep 1; kill -KILL $!; wait $!; echo status=$?",
+    );
+    assert!(run.stdout.contains("status=137"), "{run:?}");
+    let gone = homing_tests::wait_for(std::time::Duration::from_secs(1), || {
+        cluster
+            .exec("node2", &["pgrep", "-u", "alice"])
+            .stdout
+            .is_empty()
+    });
+    assert!(gone.is_some(), "a guest outlived its deputy");
+}
+
+#[test]
+fn a_dead_host_agent_kills_the_program_with_a_reason() {
+    let cluster = Cluster::up(2);
+    let shell = cluster
+        .script_command(&[
+            "exec",
+            "node1",
+            "--user",
+            "alice",
+            "--",
+            "sh",
+            "-c",
+            "homing run --on node2 -- sleep 60; echo status=$?",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        homing_tests::wait_for(std::time::Duration::from_secs(5), || {
+            cluster.log("node2").contains("guest started")
+        })
+        .is_some()
+    );
+    let killed_at = std::time::Instant::now();
+    assert_eq!(cluster.script(&["stop-agent", "node2"]).code, 0);
+    let run: Run = shell.wait_with_output().unwrap().into();
+    let took = killed_at.elapsed();
+    assert!(run.stdout.contains("status=137"), "{run:?}");
+    // One line from homing, then the shell's own "Killed", as at home.
+    assert_eq!(
+        run.stderr
+            .lines()
+            .next()
+            .filter(|l| l.contains("lost node2"))
+            .is_some(),
+        true,
+        "{run:?}"
+    );
+    assert_eq!(run.stderr.lines().nth(1), Some("Killed"), "{run:?}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
+    assert_eq!(left.stdout, "", "{left:?}");
+}
+
+#[test]
+fn a_program_survives_a_cut_link_and_writes_every_line_once() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "append");
+    let shell = cluster
+        .script_command(&[
+            "exec",
+            "node1",
+            "--user",
+            "alice",
+            "--",
+            "sh",
+            "-c",
+            "homing run --on node2 -- ./append lines.txt 300 20; echo status=$?",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(cluster.script(&["cut", "node1", "node2"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(cluster.script(&["heal", "node1", "node2"]).code, 0);
+    let run: Run = shell.wait_with_output().unwrap().into();
+    assert!(run.stdout.contains("status=0"), "{run:?}");
+    let expected: String = (1..=300).map(|i| format!("{i}\n")).collect();
+    assert_eq!(ok(at_home(&cluster, "cat lines.txt")).stdout, expected);
+}
+
+#[test]
+fn permissions_are_the_callers() {
+    let cluster = Cluster::up(2);
+    ok(cluster.exec_as(
+        "node1",
+        "bob",
+        &["sh", "-c", "echo private > ~/secret; chmod 600 ~/secret"],
+    ));
+    for path in ["/etc/shadow", "/home/bob/secret"] {
+        let native = at_home(&cluster, &format!("cat {path}"));
+        let remote = at_home(&cluster, &format!("homing run --on node2 -- cat {path}"));
+        assert_ne!(native.code, 0);
+        assert_eq!(remote.code, native.code, "{path}");
+        assert_eq!(remote.stdout, "");
+        assert_eq!(remote.stderr, native.stderr, "{path}");
+    }
+}
