@@ -243,9 +243,9 @@ pub async fn agent_is_down(address: SocketAddr) -> bool {
         loop {
             // One byte: too short to be QUIC, so a live endpoint drops it silently.
             socket.send(&[0]).await?;
-            match tokio::time::timeout(Duration::from_millis(250), socket.recv(&mut buf)).await {
-                Ok(Err(error)) => return Err::<(), _>(error),
-                Ok(Ok(_)) | Err(_) => {}
+            let answer = tokio::time::timeout(Duration::from_millis(250), socket.recv(&mut buf));
+            if let Ok(Err(error)) = answer.await {
+                return Err::<(), _>(error);
             }
         }
     };
