@@ -253,16 +253,10 @@ fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let took = killed_at.elapsed();
     assert!(run.stdout.contains("status=137"), "{run:?}");
     // One line from homing, then the shell's own "Killed", as at home.
-    assert_eq!(
-        run.stderr
-            .lines()
-            .next()
-            .filter(|l| l.contains("lost node2"))
-            .is_some(),
-        true,
-        "{run:?}"
-    );
-    assert_eq!(run.stderr.lines().nth(1), Some("Killed"), "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert!(lines[0].starts_with("homing: lost node2"), "{run:?}");
+    assert_eq!(lines[1], "Killed", "{run:?}");
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
     assert_eq!(left.stdout, "", "{left:?}");
