@@ -27,8 +27,26 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
 use nix::sys::signal::{self, SigSet, Signal};
 
-/// Shared writer towards the agent.
-type Writer = Arc<Mutex<UnixStream>>;
+/// The one connection to the agent, read by the main thread and written by
+/// every thread (one whole frame at a time). A single fd, so that nothing
+/// the program does to its fds at home (close-on-exec, close_range) can
+/// touch a second one.
+struct Agent {
+    stream: UnixStream,
+    write_lock: Mutex<()>,
+}
+
+impl Agent {
+    fn send<T: serde::Serialize>(&self, msg: &T) -> Result<(), String> {
+        let _whole_frame = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        write_frame(&mut &self.stream, msg)
+    }
+}
+
+type Writer = Arc<Agent>;
+
+/// The agent's socket, for deputies forked later to reach it.
+static AGENT_SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Runs `argv` on `node` with this process as its deputy. Returns only on
 /// failure to start; otherwise the process ends as the program does.
@@ -38,20 +56,11 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
         Ok(exe) => exe,
         Err(code) => return code,
     };
-    let stream = match UnixStream::connect(socket) {
+    let _ = AGENT_SOCKET.set(socket.to_owned());
+    let stream = match connect_agent(socket) {
         Ok(stream) => stream,
-        Err(error) => {
-            eprintln!(
-                "homing: cannot reach the homing agent at {}: {error} (is `homing node` running on this machine?)",
-                socket.display()
-            );
-            return 1;
-        }
-    };
-    let stream = match move_out_of_the_way(stream) {
-        Ok(stream) => stream,
-        Err(error) => {
-            eprintln!("homing: cannot set up the deputy: {error}");
+        Err(message) => {
+            eprintln!("homing: {message}");
             return 1;
         }
     };
@@ -67,12 +76,28 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
             })
             .collect(),
     };
-    let mut stream = stream;
     let request = ControlRequest::Run {
         node: node.to_owned(),
         start: spec,
     };
-    match exchange(&mut stream, &request) {
+    start_serving(stream, &request)
+}
+
+/// The agent connection, on a high fd out of the program's way.
+fn connect_agent(socket: &Path) -> Result<UnixStream, String> {
+    let stream = UnixStream::connect(socket).map_err(|error| {
+        format!(
+            "cannot reach the homing agent at {}: {error} (is `homing node` running on this machine?)",
+            socket.display()
+        )
+    })?;
+    move_out_of_the_way(stream).map_err(|error| format!("cannot set up the deputy: {error}"))
+}
+
+/// Sends `request` (Run or Adopt) and, once the agent says the program
+/// runs, serves it until it ends.
+fn start_serving(mut stream: UnixStream, request: &ControlRequest) -> i32 {
+    match exchange(&mut stream, request) {
         Ok(ControlResponse::Running) => {}
         Ok(ControlResponse::Error { message }) => {
             eprintln!("homing: {message}");
@@ -135,15 +160,14 @@ fn exchange(stream: &mut UnixStream, request: &ControlRequest) -> Result<Control
     read_frame(stream)?.ok_or_else(|| "connection closed".to_owned())
 }
 
-fn write_frame<T: serde::Serialize>(stream: &mut UnixStream, msg: &T) -> Result<(), String> {
+fn write_frame<T: serde::Serialize>(stream: &mut impl Write, msg: &T) -> Result<(), String> {
     let frame = homing_proto::encode(msg).map_err(|e| e.to_string())?;
     stream.write_all(&frame).map_err(|e| e.to_string())
 }
 
 fn read_frame<T: serde::de::DeserializeOwned>(
-    stream: &mut UnixStream,
+    stream: &mut impl std::io::Read,
 ) -> Result<Option<T>, String> {
-    use std::io::Read;
     let mut header = [0u8; homing_proto::frame::HEADER_LEN];
     match stream.read_exact(&mut header) {
         Ok(()) => {}
@@ -189,14 +213,15 @@ fn serve(stream: UnixStream) -> i32 {
         eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
-    let writer: Writer = Arc::new(Mutex::new(
-        stream.try_clone().expect("cloning the agent socket"),
-    ));
+    let writer: Writer = Arc::new(Agent {
+        stream,
+        write_lock: Mutex::new(()),
+    });
     {
         let writer = writer.clone();
         std::thread::spawn(move || forward_signals(signals, writer));
     }
-    let mut reader = stream;
+    let mut reader = &writer.stream;
     let mut workers: HashMap<i32, mpsc::Sender<(u64, SyscallCall)>> = HashMap::new();
     loop {
         let msg: ToHome = match read_frame(&mut reader) {
@@ -233,8 +258,7 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> mpsc::Sender<(u64, SyscallC
     std::thread::spawn(move || {
         for (id, call) in rx {
             let result = execute(&call, reserved_fd);
-            let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
-            if write_frame(&mut stream, &ToHost::Result { id, result }).is_err() {
+            if writer.send(&ToHost::Result { id, result }).is_err() {
                 break;
             }
         }
@@ -260,9 +284,78 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     if let Some(result) = signal_to_self(call) {
         return result;
     }
+    // Two requests that are not the program's syscalls but the host telling
+    // the deputy what the program did.
+    if nr == libc::SYS_fork {
+        return fork_deputy(reserved_fd);
+    }
+    if nr == libc::SYS_execve {
+        return close_on_exec(reserved_fd);
+    }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) => homing_shim::execute::execute(call, &ptrs),
         _ => fail(libc::ENOSYS),
+    }
+}
+
+/// The program forked on its node: this deputy forks too, and the child
+/// deputy, with a copy of every fd, the cwd and credentials, becomes the
+/// home of the program's child. Returns the child's pid, the pid the
+/// program's child has.
+fn fork_deputy(reserved_fd: i32) -> SyscallResult {
+    let parent = std::process::id() as i32;
+    match homing_shim::process::fork() {
+        Ok(homing_shim::process::Forked::Parent(child)) => SyscallResult {
+            ret: child as i64,
+            outputs: vec![],
+        },
+        Ok(homing_shim::process::Forked::Child) => {
+            // Only this thread came along; the parent's agent connection is
+            // the parent's.
+            let _ = nix::unistd::close(reserved_fd);
+            let Some(socket) = AGENT_SOCKET.get() else {
+                std::process::exit(1)
+            };
+            let code = match connect_agent(socket) {
+                Ok(stream) => start_serving(stream, &ControlRequest::Adopt { parent_pid: parent }),
+                Err(message) => {
+                    eprintln!("homing: {message}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        Err(error) => SyscallResult {
+            ret: -(error.raw_os_error().unwrap_or(libc::EAGAIN) as i64),
+            outputs: vec![],
+        },
+    }
+}
+
+/// The program replaced itself with a new one: its close-on-exec fds close
+/// here, where they live.
+fn close_on_exec(reserved_fd: i32) -> SyscallResult {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd == reserved_fd {
+            continue;
+        }
+        if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD) {
+            if FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC) {
+                let _ = nix::unistd::close(fd);
+            }
+        }
+    }
+    SyscallResult {
+        ret: 0,
+        outputs: vec![],
     }
 }
 
@@ -321,13 +414,9 @@ fn forward_signals(signals: SigSet, writer: Writer) {
     loop {
         let Ok(sig) = signals.wait() else { continue };
         let send = |signal: Signal| {
-            let mut stream = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = write_frame(
-                &mut stream,
-                &ToHost::Signal {
-                    signal: signal as i32,
-                },
-            );
+            let _ = writer.send(&ToHost::Signal {
+                signal: signal as i32,
+            });
         };
         send(sig);
         // Job control: the program stops on its node, and the deputy stops

@@ -430,55 +430,29 @@ impl Node {
                 // The guest's home is the authenticated peer, whatever the request says.
                 start.home_node = peer.to_owned();
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
-                return self.host_guest(start, send, recv).await;
+                let host = self.host.clone();
+                return relay_guest(send, recv, move |to_home, from_home| {
+                    host.run_guest(start, to_home, from_home)
+                })
+                .await;
+            }
+            PeerRequest::AttachChild {
+                home_pid,
+                parent_home_pid,
+            } => {
+                let _counted = GuestOnConnection::new(&self.guests_on, conn);
+                let host = self.host.clone();
+                let peer = peer.to_owned();
+                return relay_guest(send, recv, move |to_home, from_home| async move {
+                    host.attach_child(&peer, home_pid, parent_home_pid, to_home, from_home)
+                        .await
+                })
+                .await;
             }
         };
         write_message(&mut send, &response).await?;
         let _ = send.finish();
         Ok(())
-    }
-
-    /// Hosts a guest for `start.home_node`, relaying its frames over the stream.
-    async fn host_guest(
-        &self,
-        start: GuestStart,
-        mut send: SendStream,
-        mut recv: RecvStream,
-    ) -> Result<(), WireError> {
-        let (to_home, mut outbox) = mpsc::unbounded_channel::<ToHome>();
-        let (inbox, from_home) = mpsc::unbounded_channel::<ToHost>();
-        let guest = tokio::spawn(self.host.clone().run_guest(start, to_home, from_home));
-        let writer = tokio::spawn(async move {
-            while let Some(msg) = outbox.recv().await {
-                let last = matches!(msg, ToHome::Exited { .. });
-                if write_message(&mut send, &msg).await.is_err() {
-                    break;
-                }
-                if last {
-                    let _ = send.finish();
-                    break;
-                }
-            }
-        });
-        let result = loop {
-            match read_frame(&mut recv).await {
-                Ok(Some(body)) => match homing_proto::decode::<ToHost>(&body) {
-                    Ok(msg) => {
-                        if inbox.send(msg).is_err() {
-                            break Ok(());
-                        }
-                    }
-                    Err(error) => break Err(error.into()),
-                },
-                Ok(None) => break Ok(()),
-                Err(error) => break Err(error),
-            }
-        };
-        // Closing the inbox tells the guest its home is gone (unless it already ended).
-        drop(inbox);
-        let _ = guest.await;
-        let _ = writer.await;
-        result
     }
 
     fn peer_table(&self) -> Vec<PeerInfo> {
@@ -532,6 +506,9 @@ impl Node {
             let response = match homing_proto::decode::<ControlRequest>(&body) {
                 Ok(ControlRequest::Run { node, start }) => {
                     return self.run_away(stream, cred, &node, start).await;
+                }
+                Ok(ControlRequest::Adopt { parent_pid }) => {
+                    return self.adopt(stream, cred, parent_pid).await;
                 }
                 Ok(ControlRequest::Ps) => ControlResponse::Processes {
                     node: self.config.name.clone(),
@@ -604,9 +581,66 @@ impl Node {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect::<Vec<_>>()
             .join(" ");
+        self.send_away(
+            deputy,
+            cred,
+            node,
+            conn,
+            PeerRequest::StartGuest(start),
+            command,
+        )
+        .await
+    }
+
+    /// A deputy forked at home (its program forked on `node`): attaches it
+    /// to the child there.
+    async fn adopt(
+        &self,
+        mut deputy: UnixStream,
+        cred: tokio::net::unix::UCred,
+        parent_pid: i32,
+    ) -> Result<(), WireError> {
+        let pid = cred.pid().unwrap_or(0);
+        // Only a real child of an away process of the same user may attach.
+        let parent = self.away.get(&parent_pid).map(|p| p.clone());
+        let is_child = parent_of(pid) == Some(parent_pid);
+        let (node, command) = match parent {
+            Some(parent) if is_child && parent.uid == cred.uid() => (parent.node, parent.command),
+            _ => {
+                let message =
+                    format!("process {pid} is not a forked child of an away process {parent_pid}");
+                return write_message(&mut deputy, &ControlResponse::Error { message }).await;
+            }
+        };
+        let conn = match self.connection_to(&node) {
+            Ok(conn) => conn,
+            Err(message) => {
+                return write_message(&mut deputy, &ControlResponse::Error { message }).await;
+            }
+        };
+        let request = PeerRequest::AttachChild {
+            home_pid: pid,
+            parent_home_pid: parent_pid,
+        };
+        self.send_away(deputy, cred, &node, conn, request, command)
+            .await
+    }
+
+    /// Opens the program's stream to `node` with `request`, then relays
+    /// between the deputy and the host until the program ends.
+    async fn send_away(
+        &self,
+        mut deputy: UnixStream,
+        cred: tokio::net::unix::UCred,
+        node: &str,
+        conn: Connection,
+        request: PeerRequest,
+        command: String,
+    ) -> Result<(), WireError> {
+        let pid = cred.pid().unwrap_or(0);
         let opened = async {
             let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            write_message(&mut send, &PeerRequest::StartGuest(start))
+            write_message(&mut send, &request)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((send, recv))
@@ -720,6 +754,63 @@ impl Node {
             )),
         }
     }
+}
+
+/// Hosts a guest, relaying its frames between the stream and the host role.
+async fn relay_guest<F, Fut>(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    run: F,
+) -> Result<(), WireError>
+where
+    F: FnOnce(mpsc::UnboundedSender<ToHome>, mpsc::UnboundedReceiver<ToHost>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (to_home, mut outbox) = mpsc::unbounded_channel::<ToHome>();
+    let (inbox, from_home) = mpsc::unbounded_channel::<ToHost>();
+    let guest = tokio::spawn(run(to_home, from_home));
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outbox.recv().await {
+            let last = matches!(msg, ToHome::Exited { .. });
+            if write_message(&mut send, &msg).await.is_err() {
+                break;
+            }
+            if last {
+                let _ = send.finish();
+                break;
+            }
+        }
+    });
+    let result = loop {
+        match read_frame(&mut recv).await {
+            Ok(Some(body)) => match homing_proto::decode::<ToHost>(&body) {
+                Ok(msg) => {
+                    if inbox.send(msg).is_err() {
+                        break Ok(());
+                    }
+                }
+                Err(error) => break Err(error.into()),
+            },
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    // Closing the inbox tells the guest its home is gone (unless it already ended).
+    drop(inbox);
+    let _ = guest.await;
+    let _ = writer.await;
+    result
+}
+
+/// The parent of process `pid`, from /proc.
+fn parent_of(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The supplementary groups of process `pid`, from /proc.

@@ -24,6 +24,13 @@ pub enum ControlRequest {
         /// What to start there (the caller's pid and credentials are taken from the socket).
         start: RunSpec,
     },
+    /// The caller is the newly forked deputy of a child of away process
+    /// `parent_pid`: attach it to that child on the same node. Answered like
+    /// `Run`.
+    Adopt {
+        /// The deputy that forked the caller.
+        parent_pid: i32,
+    },
     /// The caller's processes that run away from home.
     Ps,
     /// The guests this node hosts.

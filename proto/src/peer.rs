@@ -19,6 +19,15 @@ pub enum PeerRequest {
     /// Start a guest; the stream then carries its [`crate::guest::ToHome`]
     /// and [`crate::guest::ToHost`] frames until it ends.
     StartGuest(GuestStart),
+    /// Attach the deputy of a guest's forked child: `home_pid` is the new
+    /// deputy, `parent_home_pid` the deputy of the guest that forked. The
+    /// stream then carries the child's frames, as for `StartGuest`.
+    AttachChild {
+        /// The child's pid at home.
+        home_pid: i32,
+        /// Its parent's pid at home (a guest of the same host).
+        parent_home_pid: i32,
+    },
 }
 
 /// The answer to a [`PeerRequest`].

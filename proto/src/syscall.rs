@@ -238,6 +238,11 @@ pub enum Special {
     WriteVector,
     /// `gettid`: the guest's main thread answers with its home pid.
     Gettid,
+    /// `fork`/`vfork`/`clone` of a process: the deputy forks at home, then
+    /// the guest forks here.
+    Fork,
+    /// `execve`: the new program comes from home and replaces the guest.
+    Exec,
 }
 
 /// Data for one pointer argument, on the wire.
@@ -771,13 +776,13 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         // ready, and rusage only when it reaps one.
         libc::SYS_waitid => forward(&[inout(2, SIGINFO), inout(4, RUSAGE)]),
 
-        // Process creation arrives with fork support.
-        libc::SYS_clone
-        | libc::SYS_clone3
-        | libc::SYS_fork
-        | libc::SYS_vfork
-        | libc::SYS_execve
-        | libc::SYS_execveat => refuse(libc::ENOSYS),
+        // A new process: its deputy forks at home, the guest forks here.
+        // (clone of a thread never reaches the host: the filter allows it.)
+        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => Route::Special(Special::Fork),
+        // glibc falls back to clone when clone3 is missing.
+        libc::SYS_clone3 => refuse(libc::ENOSYS),
+        libc::SYS_execve => Route::Special(Special::Exec),
+        libc::SYS_execveat => refuse(libc::ENOSYS),
 
         _ => refuse(libc::ENOSYS),
     }

@@ -1,10 +1,19 @@
-//! Running one guest: fetch its program from home, start it under the
-//! filter, answer its intercepted syscalls, report its end.
+//! Running guests: fetch a program from home, start it under the filter,
+//! answer its intercepted syscalls, follow it through fork and exec, and
+//! report each process's end to its deputy.
+//!
+//! Every guest process is a *member* with a deputy at home (its own stream
+//! and its own home pid). A fork makes a new member: the deputy forks at
+//! home, the guest forks here, and the child's deputy attaches on a stream
+//! of its own. An exec keeps the member and replaces its host process with
+//! a fresh one running the new program from home.
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -13,8 +22,8 @@ use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::memory::ProcessMemory;
 use homing_shim::seccomp::{Answer, Filter, Listener, Notification};
-use homing_shim::spawn::{spawn, GuestSpec};
-use tokio::sync::mpsc;
+use homing_shim::spawn::{spawn, Guest, GuestSpec};
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use crate::cache::{Cache, HomeFile};
@@ -25,32 +34,78 @@ const IOV_MAX: usize = 1024;
 /// Largest single read or write forwarded at once; bigger ones are shortened,
 /// which POSIX allows for both.
 const MAX_TRANSFER: usize = 8 << 20;
+/// Most argv or envp entries copied out of an execve.
+const MAX_EXEC_STRINGS: usize = 65536;
+/// How long a forked child may wait for its deputy to attach.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The host role of a node: its guests and its cache.
 pub struct HostRole {
     node: String,
     cache: Cache,
     filter: Filter,
-    guests: DashMap<i32, GuestEntry>,
+    /// Every member, by (home node, home pid).
+    members: DashMap<(String, i32), Arc<Member>>,
+    /// The member each guest process (host pid) belongs to.
+    by_host: DashMap<i32, Arc<Member>>,
+    /// Forks whose child process has not been seen yet.
+    pending_forks: Mutex<VecDeque<PendingFork>>,
+    /// Wakes children waiting for their deputy to attach.
+    attached: Notify,
 }
 
-struct GuestEntry {
+struct PendingFork {
+    parent_host: i32,
+    home_node: String,
+    child_home: i32,
+}
+
+/// One guest process and its deputy at home.
+pub struct Member {
     home_node: String,
     home_pid: i32,
     uid: u32,
-    command: String,
+    gid: u32,
+    groups: Vec<u32>,
+    command: Mutex<String>,
     calls: Arc<HomeCalls>,
+    /// The guest process that is this member now (0 before it exists).
+    host_pid: AtomicI32,
+    /// Exits of this member's host processes (old ones after an exec included).
+    exits: mpsc::UnboundedSender<(i32, GuestExit)>,
+    /// The member's children as it knows them: host pid -> home pid.
+    children: DashMap<i32, i32>,
 }
 
-/// Why a guest could not start.
+/// Why a program could not be started.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error("{0}")]
     Home(#[from] HomeGone),
     #[error("{path}: {message}")]
-    Program { path: String, message: String },
+    Program {
+        path: String,
+        message: String,
+        errno: i32,
+    },
     #[error("{0}")]
     Spawn(#[from] homing_shim::spawn::SpawnError),
+}
+
+impl StartError {
+    fn errno(&self) -> i32 {
+        match self {
+            StartError::Program { errno, .. } => *errno,
+            StartError::Home(_) => libc::EIO,
+            StartError::Spawn(_) => libc::ENOEXEC,
+        }
+    }
+}
+
+/// A program ready to start: the local copy and the argv it gets.
+struct Program {
+    local: PathBuf,
+    argv: Vec<Vec<u8>>,
 }
 
 impl HostRole {
@@ -60,24 +115,53 @@ impl HostRole {
             node: node.to_owned(),
             cache: Cache::new(&state_dir.join("cache"))?,
             filter: Filter::guest(),
-            guests: DashMap::new(),
+            members: DashMap::new(),
+            by_host: DashMap::new(),
+            pending_forks: Mutex::new(VecDeque::new()),
+            attached: Notify::new(),
         })
     }
 
     /// The guests running here now.
     pub fn guests(&self) -> Vec<AwayProcess> {
-        self.guests
+        self.members
             .iter()
-            .map(|g| AwayProcess {
-                pid: g.home_pid,
-                command: g.command.clone(),
-                node: g.home_node.clone(),
+            .filter(|m| m.host_pid.load(Ordering::Relaxed) != 0)
+            .map(|m| AwayProcess {
+                pid: m.home_pid,
+                command: m.command.lock().map(|c| c.clone()).unwrap_or_default(),
+                node: m.home_node.clone(),
                 state: "running".into(),
-                syscalls: g.calls.forwarded(),
-                uid: g.uid,
-                host_pid: *g.key(),
+                syscalls: m.calls.forwarded(),
+                uid: m.uid,
+                host_pid: m.host_pid.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    fn new_member(
+        &self,
+        home_node: &str,
+        home_pid: i32,
+        creds: (u32, u32, Vec<u32>),
+        to_home: mpsc::UnboundedSender<ToHome>,
+    ) -> (Arc<Member>, mpsc::UnboundedReceiver<(i32, GuestExit)>) {
+        let (exits, exit_rx) = mpsc::unbounded_channel();
+        let member = Arc::new(Member {
+            home_node: home_node.to_owned(),
+            home_pid,
+            uid: creds.0,
+            gid: creds.1,
+            groups: creds.2,
+            command: Mutex::new(String::new()),
+            calls: Arc::new(HomeCalls::new(to_home)),
+            host_pid: AtomicI32::new(0),
+            exits,
+            children: DashMap::new(),
+        });
+        self.members
+            .insert((home_node.to_owned(), home_pid), member.clone());
+        (member, exit_rx)
     }
 
     /// Runs the guest `start` until it ends, talking to its home over the two channels.
@@ -85,69 +169,25 @@ impl HostRole {
         self: Arc<Self>,
         start: GuestStart,
         to_home: mpsc::UnboundedSender<ToHome>,
-        mut from_home: mpsc::UnboundedReceiver<ToHost>,
+        from_home: mpsc::UnboundedReceiver<ToHost>,
     ) {
-        let calls = Arc::new(HomeCalls::new(to_home));
-        let guest_pid = Arc::new(OnceLock::<i32>::new());
-        let pump = {
-            let calls = calls.clone();
-            let guest_pid = guest_pid.clone();
-            let home = format!("{}:{}", start.home_node, start.home_pid);
-            tokio::spawn(async move {
-                while let Some(msg) = from_home.recv().await {
-                    match msg {
-                        ToHost::Result { id, result } => calls.complete(id, result),
-                        ToHost::Signal { signal } => {
-                            if let Some(pid) = guest_pid.get() {
-                                debug!(home, signal, "forwarding signal to guest");
-                                signal_guest(*pid, signal);
-                            }
-                        }
-                    }
-                }
-                // Home is gone: the guest cannot go on without its identity.
-                calls.fail_all();
-                if let Some(pid) = guest_pid.get() {
-                    warn!(home, "lost the home node; killing the guest");
-                    signal_guest(*pid, libc::SIGKILL);
-                }
-            })
-        };
-
-        let (status, reason) = match self.start(&start, &calls).await {
-            Ok(guest) => {
-                let pid = guest.pid;
-                let _ = guest_pid.set(pid);
-                let command = start
-                    .argv
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                info!(home_node = %start.home_node, home_pid = start.home_pid, host_pid = pid, %command, "guest started");
-                self.guests.insert(
-                    pid,
-                    GuestEntry {
-                        home_node: start.home_node.clone(),
-                        home_pid: start.home_pid,
-                        uid: start.uid,
-                        command,
-                        calls: calls.clone(),
-                    },
-                );
-                let _ = calls.send(ToHome::Started { host_pid: pid });
-                let status = self
-                    .clone()
-                    .supervise(guest, start.home_pid, &start.home_node, calls.clone())
-                    .await;
-                self.guests.remove(&pid);
-                info!(
-                    host_pid = pid,
-                    ?status,
-                    forwarded = calls.forwarded(),
-                    "guest ended"
-                );
-                (status, None)
+        let creds = (start.uid, start.gid, start.groups.clone());
+        let (member, exits) = self.new_member(&start.home_node, start.home_pid, creds, to_home);
+        let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
+        let argv: Vec<Vec<u8>> = start.argv.iter().map(|a| a.to_vec()).collect();
+        let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
+        let started = async {
+            let program = self.prepare(&member, 0, &start.exe, argv).await?;
+            self.start_process(&member, program, &envp, (0, 0))
+        }
+        .await;
+        let (status, reason) = match started {
+            Ok(pid) => {
+                info!(home_node = %start.home_node, home_pid = start.home_pid, host_pid = pid,
+                      command = %member.command.lock().map(|c| c.clone()).unwrap_or_default(), "guest started");
+                let _ = member.calls.send(ToHome::Started { host_pid: pid });
+                let mut exits = exits;
+                (self.follow(&member, &mut exits).await, None)
             }
             Err(error) => {
                 warn!(home_node = %start.home_node, home_pid = start.home_pid, "guest could not start: {error}");
@@ -161,81 +201,287 @@ impl HostRole {
                 )
             }
         };
-        let _ = calls.send(ToHome::Exited { status, reason });
+        self.finish(&member, status, reason);
         pump.abort();
     }
 
-    async fn start(
+    /// Attaches the deputy of a forked child and serves the child until it ends.
+    pub async fn attach_child(
+        self: Arc<Self>,
+        home_node: &str,
+        home_pid: i32,
+        parent_home_pid: i32,
+        to_home: mpsc::UnboundedSender<ToHome>,
+        from_home: mpsc::UnboundedReceiver<ToHost>,
+    ) {
+        let parent = self
+            .members
+            .get(&(home_node.to_owned(), parent_home_pid))
+            .map(|m| m.clone());
+        let Some(parent) = parent else {
+            let _ = to_home.send(ToHome::Exited {
+                status: GuestExit::Signal(libc::SIGKILL),
+                reason: Some(format!(
+                    "{} hosts no process {parent_home_pid} of {home_node}",
+                    self.node
+                )),
+            });
+            return;
+        };
+        let creds = (parent.uid, parent.gid, parent.groups.clone());
+        let (member, exits) = self.new_member(home_node, home_pid, creds, to_home);
+        if let Ok(mut command) = member.command.lock() {
+            *command = parent.command.lock().map(|c| c.clone()).unwrap_or_default();
+        }
+        self.attached.notify_waiters();
+        let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
+        let mut exits = exits;
+        let status = loop {
+            tokio::select! {
+                status = self.follow(&member, &mut exits) => break status,
+                // A fork that never produced its child (it failed here after
+                // the deputy forked) leaves nothing to wait for.
+                _ = tokio::time::sleep(ATTACH_TIMEOUT) => {
+                    if member.host_pid.load(Ordering::Relaxed) == 0 {
+                        break GuestExit::Signal(libc::SIGKILL);
+                    }
+                }
+            }
+        };
+        self.finish(&member, status, None);
+        pump.abort();
+    }
+
+    /// Waits until the member's current process ends.
+    async fn follow(
         &self,
-        start: &GuestStart,
-        calls: &HomeCalls,
-    ) -> Result<homing_shim::spawn::Guest, StartError> {
-        let mut exe_path = start.exe.to_vec();
-        let mut argv: Vec<Vec<u8>> = start.argv.iter().map(|a| a.to_vec()).collect();
-        let mut local = self
-            .fetch_program(&start.home_node, &exe_path, calls)
-            .await?;
+        member: &Member,
+        exits: &mut mpsc::UnboundedReceiver<(i32, GuestExit)>,
+    ) -> GuestExit {
+        while let Some((pid, status)) = exits.recv().await {
+            // An exit of a process the member has since replaced (exec) is not its end.
+            if pid == member.host_pid.load(Ordering::Relaxed) {
+                return status;
+            }
+        }
+        GuestExit::Signal(libc::SIGKILL)
+    }
+
+    fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
+        let pid = member.host_pid.load(Ordering::Relaxed);
+        self.by_host.remove(&pid);
+        self.members
+            .remove(&(member.home_node.clone(), member.home_pid));
+        info!(
+            home_pid = member.home_pid,
+            host_pid = pid,
+            ?status,
+            forwarded = member.calls.forwarded(),
+            "guest ended"
+        );
+        let _ = member.calls.send(ToHome::Exited { status, reason });
+    }
+
+    /// Fetches the program at `path` (home) and, for a script, its interpreter.
+    async fn prepare(
+        &self,
+        member: &Member,
+        tid: i32,
+        path: &[u8],
+        argv: Vec<Vec<u8>>,
+    ) -> Result<Program, StartError> {
+        let local = self.fetch_program(member, tid, path).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
         if let Some((interpreter, arg)) = shebang(&local) {
             let mut new_argv = vec![interpreter.clone()];
             new_argv.extend(arg);
-            new_argv.push(exe_path.clone());
+            new_argv.push(path.to_vec());
             new_argv.extend(argv.into_iter().skip(1));
-            argv = new_argv;
-            exe_path = interpreter;
-            local = self
-                .fetch_program(&start.home_node, &exe_path, calls)
-                .await?;
+            let local = self.fetch_program(member, tid, &interpreter).await?;
+            return Ok(Program {
+                local,
+                argv: new_argv,
+            });
         }
-        let cstrings = |list: Vec<Vec<u8>>| -> Vec<CString> {
-            list.into_iter()
-                .filter_map(|bytes| CString::new(bytes).ok())
+        Ok(Program { local, argv })
+    }
+
+    /// Starts `program` as the member's process; returns its host pid.
+    fn start_process(
+        self: &Arc<Self>,
+        member: &Arc<Member>,
+        program: Program,
+        envp: &[Vec<u8>],
+        inherited_signals: (u64, u64),
+    ) -> Result<i32, StartError> {
+        let cstrings = |list: &[Vec<u8>]| -> Vec<CString> {
+            list.iter()
+                .filter_map(|bytes| CString::new(bytes.clone()).ok())
                 .collect()
         };
+        let command = program
+            .argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         let spec = GuestSpec {
-            exe: CString::new(local.into_os_string().into_encoded_bytes())
+            exe: CString::new(program.local.into_os_string().into_encoded_bytes())
                 .expect("cache paths have no NUL"),
-            argv: cstrings(argv),
-            envp: cstrings(start.envp.iter().map(|e| e.to_vec()).collect()),
-            uid: start.uid,
-            gid: start.gid,
-            groups: start.groups.clone(),
+            argv: cstrings(&program.argv),
+            envp: cstrings(envp),
+            uid: member.uid,
+            gid: member.gid,
+            groups: member.groups.clone(),
+            ignored_signals: inherited_signals.0,
+            blocked_signals: inherited_signals.1,
         };
-        Ok(spawn(&spec, &self.filter)?)
+        let guest = spawn(&spec, &self.filter)?;
+        let pid = guest.pid;
+        if let Ok(mut current) = member.command.lock() {
+            *current = command;
+        }
+        member.host_pid.store(pid, Ordering::Relaxed);
+        self.by_host.insert(pid, member.clone());
+        self.clone().supervise(guest, member.exits.clone());
+        Ok(pid)
+    }
+
+    /// Serves the notifications of `guest`'s filter (its forked children's
+    /// too) and reports its exit.
+    fn supervise(self: Arc<Self>, guest: Guest, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
+        let pid = guest.pid;
+        let listener = Arc::new(guest.listener);
+        let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
+        {
+            let listener = listener.clone();
+            std::thread::Builder::new()
+                .name(format!("notify-{pid}"))
+                .spawn(move || loop {
+                    match listener.recv(Duration::from_millis(250)) {
+                        Ok(Some(n)) => {
+                            if notify_tx.send(n).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                })
+                .expect("spawning the notification thread");
+        }
+        std::thread::Builder::new()
+            .name(format!("wait-{pid}"))
+            .spawn(move || {
+                let status = wait_for_exit(pid);
+                drop(guest.pidfd);
+                let _ = exits.send((pid, status));
+            })
+            .expect("spawning the wait thread");
+        tokio::spawn(async move {
+            while let Some(n) = notify_rx.recv().await {
+                let role = self.clone();
+                let listener = listener.clone();
+                tokio::spawn(async move { role.handle(listener, n).await });
+            }
+        });
+    }
+
+    /// The member a notifying thread belongs to; a process not seen before
+    /// is the child of a fork under way, bound once its deputy attaches.
+    async fn member_of(self: &Arc<Self>, tid: i32) -> Option<Arc<Member>> {
+        let tgid = proc_status_field(tid, "Tgid:").unwrap_or(tid);
+        if let Some(member) = self.by_host.get(&tgid) {
+            return Some(member.clone());
+        }
+        let parent = proc_status_field(tgid, "PPid:").unwrap_or(0);
+        let fork = {
+            let mut pending = self.pending_forks.lock().ok()?;
+            let at = pending
+                .iter()
+                .position(|f| f.parent_host == parent)
+                .or(if pending.is_empty() { None } else { Some(0) })?;
+            pending.remove(at)?
+        };
+        let key = (fork.home_node.clone(), fork.child_home);
+        let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
+        let member = loop {
+            let notified = self.attached.notified();
+            if let Some(member) = self.members.get(&key) {
+                break member.clone();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                warn!(
+                    home_pid = fork.child_home,
+                    "a forked child's deputy never attached; killing the child"
+                );
+                signal_guest(tgid, libc::SIGKILL);
+                return None;
+            }
+        };
+        member.host_pid.store(tgid, Ordering::Relaxed);
+        self.by_host.insert(tgid, member.clone());
+        if let Some(parent) = self.by_host.get(&parent) {
+            parent.children.insert(tgid, fork.child_home);
+        }
+        let _ = member.calls.send(ToHome::Started { host_pid: tgid });
+        watch_child_exit(tgid, member.exits.clone());
+        debug!(
+            home_pid = fork.child_home,
+            host_pid = tgid,
+            "forked child attached"
+        );
+        Some(member)
+    }
+
+    async fn handle(self: Arc<Self>, listener: Arc<Listener>, n: Notification) {
+        let Some(member) = self.member_of(n.tid).await else {
+            let _ = listener.answer(n.id, Answer::Errno(libc::ESRCH));
+            return;
+        };
+        let ctx = Context {
+            home_node: member.home_node.clone(),
+            home_pid: member.home_pid,
+            guest_pid: member.host_pid.load(Ordering::Relaxed),
+            calls: member.calls.clone(),
+            listener,
+            role: self.clone(),
+            member,
+        };
+        ctx.handle(n).await;
     }
 
     /// Brings the program at `path` (home) into the cache; returns the local copy.
     async fn fetch_program(
         &self,
-        home_node: &str,
+        member: &Member,
+        tid: i32,
         path: &[u8],
-        calls: &HomeCalls,
     ) -> Result<PathBuf, StartError> {
+        let calls = &member.calls;
         let shown = String::from_utf8_lossy(path).into_owned();
         let fail = |errno: i64| StartError::Program {
             path: shown.clone(),
             message: std::io::Error::from_raw_os_error(-errno as i32).to_string(),
+            errno: -errno as i32,
         };
         let fd = calls
-            .open(0, path, libc::O_RDONLY | libc::O_CLOEXEC)
+            .open(tid, path, libc::O_RDONLY | libc::O_CLOEXEC)
             .await?;
         if fd < 0 {
             return Err(fail(fd));
         }
         let fd = fd as i32;
         let result = async {
-            let file = calls.fstat(0, fd).await?.map_err(fail)?;
+            let file = calls.fstat(tid, fd).await?.map_err(fail)?;
             if !file.is_regular() {
-                return Err(StartError::Program {
-                    path: shown.clone(),
-                    message: "not a regular file".into(),
-                });
+                return Err(fail(-(libc::EACCES as i64)));
             }
-            self.cache_file(home_node, &file, fd, calls).await
+            self.cache_file(&member.home_node, &file, fd, calls).await
         }
         .await;
-        calls.close(0, fd).await?;
+        calls.close(tid, fd).await?;
         result
     }
 
@@ -260,63 +506,37 @@ impl HostRole {
             .map_err(|e| StartError::Program {
                 path: format!("{home_node} file {:x}:{:x}", file.dev, file.ino),
                 message: e.to_string(),
+                errno: libc::EIO,
             })
     }
+}
 
-    async fn supervise(
-        self: Arc<Self>,
-        guest: homing_shim::spawn::Guest,
-        home_pid: i32,
-        home_node: &str,
-        calls: Arc<HomeCalls>,
-    ) -> GuestExit {
-        let pid = guest.pid;
-        let listener = Arc::new(guest.listener);
-        let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
-        {
-            let listener = listener.clone();
-            std::thread::Builder::new()
-                .name(format!("notify-{pid}"))
-                .spawn(move || loop {
-                    match listener.recv(Duration::from_millis(250)) {
-                        Ok(Some(n)) => {
-                            if notify_tx.send(n).is_err() {
-                                break;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(_) => break,
-                    }
-                })
-                .expect("spawning the notification thread");
-        }
-        let (exit_tx, mut exit_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("wait-{pid}"))
-            .spawn(move || {
-                let _ = exit_tx.send(wait_for_exit(pid));
-            })
-            .expect("spawning the wait thread");
-        let ctx = Arc::new(Context {
-            home_node: home_node.to_owned(),
-            home_pid,
-            guest_pid: pid,
-            listener,
-            calls,
-            role: self.clone(),
-        });
-        loop {
-            tokio::select! {
-                Some(n) = notify_rx.recv() => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move { ctx.handle(n).await });
-                }
-                status = &mut exit_rx => {
-                    drop(guest.pidfd);
-                    return status.unwrap_or(GuestExit::Signal(libc::SIGKILL));
+/// Carries the deputy's messages to the member; when home is gone, the
+/// member's process is killed: it cannot go on without its identity.
+async fn pump_from_home(member: Arc<Member>, mut from_home: mpsc::UnboundedReceiver<ToHost>) {
+    while let Some(msg) = from_home.recv().await {
+        match msg {
+            ToHost::Result { id, result } => member.calls.complete(id, result),
+            ToHost::Signal { signal } => {
+                let pid = member.host_pid.load(Ordering::Relaxed);
+                if pid != 0 {
+                    debug!(
+                        home_pid = member.home_pid,
+                        signal, "forwarding signal to guest"
+                    );
+                    signal_guest(pid, signal);
                 }
             }
         }
+    }
+    member.calls.fail_all();
+    let pid = member.host_pid.load(Ordering::Relaxed);
+    if pid != 0 {
+        warn!(
+            home_pid = member.home_pid,
+            "lost the home node; killing the guest"
+        );
+        signal_guest(pid, libc::SIGKILL);
     }
 }
 
@@ -328,6 +548,7 @@ struct Context {
     listener: Arc<Listener>,
     calls: Arc<HomeCalls>,
     role: Arc<HostRole>,
+    member: Arc<Member>,
 }
 
 fn errno_of(ret: i64) -> Answer {
@@ -356,6 +577,157 @@ impl Context {
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
         if let Err(error) = self.listener.answer(n.id, answer) {
             debug!("answering {}: {error}", syscall::name(n.nr));
+        }
+    }
+
+    async fn special(&self, n: &Notification, special: Special) -> Result<Answer, HomeGone> {
+        match special {
+            Special::Gettid => Ok(Answer::Value(if n.tid == self.guest_pid {
+                self.home_pid as i64
+            } else {
+                n.tid as i64
+            })),
+            Special::MmapFile => self.mmap_file(n).await,
+            Special::ReadVector | Special::WriteVector => self.vector_io(n, special).await,
+            Special::Fork => self.fork(n).await,
+            Special::Exec => self.exec(n).await,
+        }
+    }
+
+    /// The deputy forks at home first; its child's pid is the new process's
+    /// identity. Then the guest's own fork runs here.
+    async fn fork(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        let request = SyscallCall {
+            nr: libc::SYS_fork as u64,
+            args: [0; 6],
+            inputs: vec![],
+        };
+        let result = self.calls.call(n.tid, request).await?;
+        if result.ret < 0 {
+            return Ok(errno_of(result.ret));
+        }
+        if let Ok(mut pending) = self.role.pending_forks.lock() {
+            pending.push_back(PendingFork {
+                parent_host: self.guest_pid,
+                home_node: self.home_node.clone(),
+                child_home: result.ret as i32,
+            });
+        }
+        Ok(Answer::Continue)
+    }
+
+    /// execve: the new program comes from home and a fresh guest process
+    /// runs it as the same member; the old process goes away unseen.
+    async fn exec(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        let memory = ProcessMemory::new(n.tid);
+        let Ok(mut path) = memory.read_cstr(n.args[0], syscall::MAX_CSTR) else {
+            return Ok(Answer::Errno(libc::EFAULT));
+        };
+        path.pop();
+        let (argv, envp) = match (
+            read_strings(&memory, n.args[1]),
+            read_strings(&memory, n.args[2]),
+        ) {
+            (Ok(argv), Ok(envp)) => (argv, envp),
+            (Err(errno), _) | (_, Err(errno)) => return Ok(Answer::Errno(errno)),
+        };
+        debug!(home_pid = self.home_pid, path = %String::from_utf8_lossy(&path), "execve");
+        // Permission to execute is home's to decide.
+        let mut cpath = path.clone();
+        cpath.push(0);
+        let access = SyscallCall {
+            nr: libc::SYS_access as u64,
+            args: [1, libc::X_OK as u64, 0, 0, 0, 0],
+            inputs: vec![ArgData {
+                index: 0,
+                bytes: cpath,
+            }],
+        };
+        let allowed = self.calls.call(n.tid, access).await?;
+        if allowed.ret < 0 {
+            return Ok(errno_of(allowed.ret));
+        }
+        let program = match self.role.prepare(&self.member, n.tid, &path, argv).await {
+            Ok(program) => program,
+            Err(error) => return Ok(Answer::Errno(error.errno())),
+        };
+        debug!(home_pid = self.home_pid, local = %program.local.display(), "execve: program ready");
+        if !self.listener.is_pending(n.id) {
+            return Ok(Answer::Errno(libc::EINTR));
+        }
+        // From here the old program is gone: its close-on-exec fds close at home.
+        let exec_done = SyscallCall {
+            nr: libc::SYS_execve as u64,
+            args: [0; 6],
+            inputs: vec![],
+        };
+        self.calls.call(n.tid, exec_done).await?;
+        let old = self.guest_pid;
+        let inherited = (
+            homing_shim::process::status_mask(n.tid, "SigIgn:"),
+            homing_shim::process::status_mask(n.tid, "SigBlk:"),
+        );
+        match self
+            .role
+            .start_process(&self.member, program, &envp, inherited)
+        {
+            Ok(new) => {
+                self.role.by_host.remove(&old);
+                signal_guest(old, libc::SIGKILL);
+                debug!(home_pid = self.home_pid, old, new, "exec: guest replaced");
+                Ok(Answer::Value(0))
+            }
+            Err(error) => {
+                warn!(
+                    home_pid = self.home_pid,
+                    "exec failed after the point of no return: {error}"
+                );
+                signal_guest(old, libc::SIGKILL);
+                Ok(Answer::Errno(libc::ENOEXEC))
+            }
+        }
+    }
+
+    /// Host pids the member learned from fork become home pids on the way home.
+    fn translate_in(&self, nr: u64, args: &mut [u64; 6]) {
+        let to_home = |value: u64| -> u64 {
+            let pid = value as i32;
+            self.member
+                .children
+                .get(&pid)
+                .map(|home| *home as u64)
+                .unwrap_or(value)
+        };
+        match nr as i64 {
+            libc::SYS_kill | libc::SYS_wait4 | libc::SYS_getpgid | libc::SYS_getsid => {
+                args[0] = to_home(args[0])
+            }
+            libc::SYS_setpgid => {
+                args[0] = to_home(args[0]);
+                args[1] = to_home(args[1]);
+            }
+            libc::SYS_waitid if args[0] == libc::P_PID as u64 => args[1] = to_home(args[1]),
+            _ => {}
+        }
+    }
+
+    /// ... and home pids come back as the host pids it knows.
+    fn translate_out(&self, nr: u64, ret: i64) -> i64 {
+        if nr as i64 != libc::SYS_wait4 || ret <= 0 {
+            return ret;
+        }
+        let found = self
+            .member
+            .children
+            .iter()
+            .find(|entry| *entry.value() as i64 == ret)
+            .map(|entry| *entry.key());
+        match found {
+            Some(host) => {
+                self.member.children.remove(&host);
+                host as i64
+            }
+            None => ret,
         }
     }
 
@@ -398,6 +770,7 @@ impl Context {
             return Ok(Answer::Errno(libc::EINTR));
         }
         let mut args = n.args;
+        self.translate_in(n.nr, &mut args);
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
         let result = self
@@ -427,19 +800,7 @@ impl Context {
                 return Ok(Answer::Errno(libc::EFAULT));
             }
         }
-        Ok(errno_of(result.ret))
-    }
-
-    async fn special(&self, n: &Notification, special: Special) -> Result<Answer, HomeGone> {
-        match special {
-            Special::Gettid => Ok(Answer::Value(if n.tid == self.guest_pid {
-                self.home_pid as i64
-            } else {
-                n.tid as i64
-            })),
-            Special::MmapFile => self.mmap_file(n).await,
-            Special::ReadVector | Special::WriteVector => self.vector_io(n, special).await,
-        }
+        Ok(errno_of(self.translate_out(n.nr, result.ret)))
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -605,6 +966,7 @@ fn signal_guest(pid: i32, signal: i32) {
     }
 }
 
+/// Waits for a guest the agent started (its child) to end.
 fn wait_for_exit(pid: i32) -> GuestExit {
     use nix::sys::wait::{waitpid, WaitStatus};
     loop {
@@ -615,6 +977,83 @@ fn wait_for_exit(pid: i32) -> GuestExit {
             Err(nix::Error::EINTR) => continue,
             Err(_) => return GuestExit::Signal(libc::SIGKILL),
         }
+    }
+}
+
+/// Reports the end of a forked guest, which is its guest parent's child,
+/// not the agent's: its pidfd says when, its zombie's /proc entry says how
+/// (the parent reaps nothing here: its waits are forwarded home).
+fn watch_child_exit(pid: i32, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let Some(raw) = Pid::from_raw(pid) else {
+        return;
+    };
+    let Ok(pidfd) = pidfd_open(raw, PidfdFlags::empty()) else {
+        let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
+        return;
+    };
+    let watch = move || {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+        let _ = exits.send((pid, zombie_status(pid)));
+    };
+    if std::thread::Builder::new()
+        .name(format!("exit-{pid}"))
+        .spawn(watch)
+        .is_err()
+    {
+        warn!(pid, "cannot watch a forked guest's exit");
+    }
+}
+
+/// The wait status of an exited, unreaped process (field 52 of /proc/PID/stat).
+fn zombie_status(pid: i32) -> GuestExit {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_comm = &stat[stat.rfind(')')? + 2..];
+            after_comm.split_whitespace().nth(49)?.parse::<i32>().ok()
+        });
+    match status {
+        Some(status) if status & 0x7f == 0 => GuestExit::Code((status >> 8) & 0xff),
+        Some(status) => GuestExit::Signal(status & 0x7f),
+        None => GuestExit::Signal(libc::SIGKILL),
+    }
+}
+
+/// A numeric field of /proc/PID/status.
+fn proc_status_field(pid: i32, field: &str) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A NULL-terminated array of C strings in guest memory (argv, envp).
+fn read_strings(memory: &ProcessMemory, mut at: u64) -> Result<Vec<Vec<u8>>, i32> {
+    let mut strings = Vec::new();
+    if at == 0 {
+        return Ok(strings);
+    }
+    loop {
+        let raw = memory.read(at, 8).map_err(|_| libc::EFAULT)?;
+        let ptr = u64::from_ne_bytes(raw.try_into().expect("8 bytes"));
+        if ptr == 0 {
+            return Ok(strings);
+        }
+        if strings.len() >= MAX_EXEC_STRINGS {
+            return Err(libc::E2BIG);
+        }
+        let mut s = memory
+            .read_cstr(ptr, 128 * 1024)
+            .map_err(|_| libc::EFAULT)?;
+        s.pop();
+        strings.push(s);
+        at += 8;
     }
 }
 

@@ -18,3 +18,37 @@ pub fn die_by_signal(signal: i32) -> ! {
     }
     std::process::exit(128 + signal)
 }
+
+/// Which side of a fork the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(i32),
+    /// The child.
+    Child,
+}
+
+/// Forks the calling process. In the child only the calling thread exists:
+/// it must not wait on locks other threads may have held.
+pub fn fork() -> std::io::Result<Forked> {
+    // SAFETY: the deputy's child continues on the forking thread only, takes
+    // no lock held elsewhere (it opens its own agent connection) and keeps
+    // to the process's own state.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Signal numbers in a `/proc/PID/status` mask line (`SigIgn:`, `SigBlk:`).
+pub fn status_mask(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}

@@ -24,6 +24,10 @@ pub struct GuestSpec {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Signals ignored across exec (bit N-1 for signal N), as execve keeps them.
+    pub ignored_signals: u64,
+    /// The signal mask, as execve keeps it.
+    pub blocked_signals: u64,
 }
 
 /// A running guest.
@@ -138,6 +142,7 @@ fn child(
         exit(STEP_CREDENTIALS);
     }
     prepare_child();
+    inherit_signals(spec.ignored_signals, spec.blocked_signals);
     if filter.install_with_listener().is_err() {
         exit(STEP_FILTER);
     }
@@ -173,6 +178,50 @@ fn prepare_child() {
         );
         libc::syscall(libc::SYS_chdir, c"/".as_ptr());
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+    }
+}
+
+/// The kernel's `struct sigaction` on x86_64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Applies what execve carries over from the program being replaced:
+/// ignored signals stay ignored, the mask stays.
+fn inherit_signals(ignored: u64, blocked: u64) {
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..=64 {
+        if ignored & (1u64 << (signal - 1)) != 0 {
+            // SAFETY: a raw rt_sigaction with a struct we own; SIG_IGN runs no code.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &ignore as *const KernelSigaction,
+                    std::ptr::null::<KernelSigaction>(),
+                    8usize,
+                );
+            }
+        }
+    }
+    // SAFETY: a raw rt_sigprocmask with a mask we own.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &blocked as *const u64,
+            std::ptr::null::<u64>(),
+            8usize,
+        );
     }
 }
 
