@@ -1209,7 +1209,9 @@ mod tests {
             Route::Special(Special::WriteVector)
         );
         assert_eq!(special(libc::SYS_gettid), Route::Special(Special::Gettid));
-        assert_eq!(special(libc::SYS_execve), refuse(libc::ENOSYS));
+        assert_eq!(special(libc::SYS_execve), Route::Special(Special::Exec));
+        assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
+        assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));
         assert_eq!(special(libc::SYS_chroot), refuse(libc::EPERM));
         assert_eq!(special(libc::SYS_get_mempolicy), refuse(libc::ENOSYS));
         assert_eq!(route(u64::MAX, &NO_ARGS), refuse(libc::ENOSYS));

@@ -50,7 +50,10 @@ pub struct HostRole {
     by_host: DashMap<i32, Arc<Member>>,
     /// Forks whose child process has not been seen yet.
     pending_forks: Mutex<VecDeque<PendingFork>>,
-    /// Wakes children waiting for their deputy to attach.
+    /// Processes being bound to their deputy right now.
+    binding: DashMap<i32, ()>,
+    /// Wakes children waiting for their deputy to attach, and anyone
+    /// waiting for a child to be bound.
     attached: Notify,
 }
 
@@ -118,6 +121,7 @@ impl HostRole {
             members: DashMap::new(),
             by_host: DashMap::new(),
             pending_forks: Mutex::new(VecDeque::new()),
+            binding: DashMap::new(),
             attached: Notify::new(),
         })
     }
@@ -392,39 +396,70 @@ impl HostRole {
     /// is the child of a fork under way, bound once its deputy attaches.
     async fn member_of(self: &Arc<Self>, tid: i32) -> Option<Arc<Member>> {
         let tgid = proc_status_field(tid, "Tgid:").unwrap_or(tid);
-        if let Some(member) = self.by_host.get(&tgid) {
-            return Some(member.clone());
-        }
-        let parent = proc_status_field(tgid, "PPid:").unwrap_or(0);
-        let fork = {
-            let mut pending = self.pending_forks.lock().ok()?;
-            let at = pending
-                .iter()
-                .position(|f| f.parent_host == parent)
-                .or(if pending.is_empty() { None } else { Some(0) })?;
-            pending.remove(at)?
-        };
-        let key = (fork.home_node.clone(), fork.child_home);
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
+        loop {
+            let notified = self.attached.notified();
+            if let Some(member) = self.by_host.get(&tgid) {
+                return Some(member.clone());
+            }
+            // Another thread of ours may be binding this process already.
+            if !self.binding.contains_key(&tgid) {
+                if let Some(fork) = self.claim_fork(tgid) {
+                    return self.bind_child(tgid, fork, deadline).await;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Takes the pending fork that produced process `tgid`, if any.
+    fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
+        let parent = proc_status_field(tgid, "PPid:").unwrap_or(0);
+        let mut pending = self.pending_forks.lock().ok()?;
+        let at = pending
+            .iter()
+            .position(|f| f.parent_host == parent)
+            .or(if pending.is_empty() { None } else { Some(0) })?;
+        let fork = pending.remove(at)?;
+        self.binding.insert(tgid, ());
+        Some(fork)
+    }
+
+    /// Binds process `tgid` to the deputy of `fork`'s child once it attaches.
+    async fn bind_child(
+        self: &Arc<Self>,
+        tgid: i32,
+        fork: PendingFork,
+        deadline: tokio::time::Instant,
+    ) -> Option<Arc<Member>> {
+        let key = (fork.home_node.clone(), fork.child_home);
         let member = loop {
             let notified = self.attached.notified();
             if let Some(member) = self.members.get(&key) {
-                break member.clone();
+                break Some(member.clone());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                warn!(
-                    home_pid = fork.child_home,
-                    "a forked child's deputy never attached; killing the child"
-                );
-                signal_guest(tgid, libc::SIGKILL);
-                return None;
+                break None;
             }
+        };
+        let Some(member) = member else {
+            warn!(
+                home_pid = fork.child_home,
+                "a forked child's deputy never attached; killing the child"
+            );
+            self.binding.remove(&tgid);
+            signal_guest(tgid, libc::SIGKILL);
+            return None;
         };
         member.host_pid.store(tgid, Ordering::Relaxed);
         self.by_host.insert(tgid, member.clone());
-        if let Some(parent) = self.by_host.get(&parent) {
+        if let Some(parent) = self.by_host.get(&fork.parent_host) {
             parent.children.insert(tgid, fork.child_home);
         }
+        self.binding.remove(&tgid);
+        self.attached.notify_waiters();
         let _ = member.calls.send(ToHome::Started { host_pid: tgid });
         watch_child_exit(tgid, member.exits.clone());
         debug!(
@@ -689,25 +724,28 @@ impl Context {
     }
 
     /// Host pids the member learned from fork become home pids on the way home.
-    fn translate_in(&self, nr: u64, args: &mut [u64; 6]) {
-        let to_home = |value: u64| -> u64 {
-            let pid = value as i32;
-            self.member
-                .children
-                .get(&pid)
-                .map(|home| *home as u64)
-                .unwrap_or(value)
+    async fn translate_in(&self, nr: u64, args: &mut [u64; 6]) {
+        let positions: &[usize] = match nr as i64 {
+            libc::SYS_kill | libc::SYS_wait4 | libc::SYS_getpgid | libc::SYS_getsid => &[0],
+            libc::SYS_setpgid => &[0, 1],
+            libc::SYS_waitid if args[0] == libc::P_PID as u64 => &[1],
+            _ => &[],
         };
-        match nr as i64 {
-            libc::SYS_kill | libc::SYS_wait4 | libc::SYS_getpgid | libc::SYS_getsid => {
-                args[0] = to_home(args[0])
+        for &at in positions {
+            let pid = args[at] as i32;
+            if pid <= 0 {
+                continue;
             }
-            libc::SYS_setpgid => {
-                args[0] = to_home(args[0]);
-                args[1] = to_home(args[1]);
+            if !self.member.children.contains_key(&pid)
+                && proc_status_field(pid, "PPid:") == Some(self.guest_pid)
+            {
+                // A child not bound yet (its first syscall has not reached
+                // us, or is being bound now): bind it, or wait for that.
+                let _ = self.role.member_of(pid).await;
             }
-            libc::SYS_waitid if args[0] == libc::P_PID as u64 => args[1] = to_home(args[1]),
-            _ => {}
+            if let Some(home) = self.member.children.get(&pid) {
+                args[at] = *home as u64;
+            }
         }
     }
 
@@ -770,7 +808,7 @@ impl Context {
             return Ok(Answer::Errno(libc::EINTR));
         }
         let mut args = n.args;
-        self.translate_in(n.nr, &mut args);
+        self.translate_in(n.nr, &mut args).await;
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
         let result = self

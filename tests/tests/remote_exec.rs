@@ -308,3 +308,87 @@ fn permissions_are_the_callers() {
         assert_eq!(remote.stderr, native.stderr, "{path}");
     }
 }
+
+#[test]
+fn forked_children_have_their_own_home_pid_and_are_waited_for() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "forks");
+    let run = ok(at_home(&cluster, "homing run --on node2 -- ./forks"));
+    let field = |prefix: &str, key: &str| -> i64 {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{run:?}"));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {line}"))
+    };
+    let parent = field("parent", "pid");
+    assert_ne!(field("child", "pid"), parent);
+    assert_eq!(field("child", "ppid"), parent);
+    assert!(run.stdout.contains("nodename=node1"), "{run:?}");
+    assert!(run.stdout.contains("reaped exited=1 status=7"), "{run:?}");
+    // Both processes ran on node2.
+    let log = cluster.log("node2");
+    assert!(
+        log.contains(&format!("home_pid={}", field("child", "pid"))),
+        "{log}"
+    );
+}
+
+#[test]
+fn shells_compilers_archivers_and_databases_work_on_home_files() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "mkdir -p proj && seq 1 100 > proj/a && printf '#include <stdio.h>\\nint main(void){puts(\"built on node2\");return 0;}\\n' > hello.c",
+    ));
+    // A shell redirect and a pipeline that fork and exec.
+    ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sh -c 'seq 1 200000 > out.txt'",
+    ));
+    let native = ok(at_home(&cluster, "seq 1 200000 | sha256sum"));
+    assert_eq!(
+        ok(at_home(&cluster, "sha256sum < out.txt")).stdout,
+        native.stdout
+    );
+    let pipeline = "ls -a /home/alice | sort | head -3";
+    let native = ok(at_home(&cluster, &format!("bash -c '{pipeline}'")));
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- bash -c '{pipeline}'"),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    // gcc runs cc1, as and ld as children; the binary lands at home and runs.
+    ok(at_home(
+        &cluster,
+        "homing run --on node2 -- gcc -o hello hello.c",
+    ));
+    assert_eq!(ok(at_home(&cluster, "./hello")).stdout, "built on node2\n");
+    // tar czf pipes through gzip.
+    ok(at_home(
+        &cluster,
+        "homing run --on node2 -- tar czf proj.tgz proj",
+    ));
+    assert_eq!(
+        ok(at_home(&cluster, "tar tzf proj.tgz")).stdout,
+        "proj/\nproj/a\n"
+    );
+    // sqlite3 with its journal and locks on a home database.
+    let sql = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sqlite3 db.sqlite 'create table t(x); insert into t values (20), (22); select sum(x) from t;'",
+    ));
+    assert_eq!(sql.stdout, "42\n");
+    let native = ok(at_home(
+        &cluster,
+        "sqlite3 db.sqlite 'select count(*) from t'",
+    ));
+    assert_eq!(native.stdout, "2\n");
+    // Nothing of alice's lingers on node2.
+    let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
+    assert_eq!(left.stdout, "", "{left:?}");
+}
