@@ -222,7 +222,11 @@ fn serve(stream: UnixStream) -> i32 {
         std::thread::spawn(move || forward_signals(signals, writer));
     }
     let mut reader = &writer.stream;
-    let mut workers: HashMap<i32, mpsc::Sender<(u64, SyscallCall)>> = HashMap::new();
+    if let Err(error) = homing_shim::process::install_interrupt_handler() {
+        eprintln!("homing: cannot set up the deputy: {error}");
+        return 1;
+    }
+    let mut workers: HashMap<i32, Worker> = HashMap::new();
     loop {
         let msg: ToHome = match read_frame(&mut reader) {
             Ok(Some(msg)) => msg,
@@ -237,7 +241,12 @@ fn serve(stream: UnixStream) -> i32 {
                 let worker = workers
                     .entry(tid)
                     .or_insert_with(|| spawn_worker(writer.clone(), reserved_fd));
-                let _ = worker.send((id, call));
+                let _ = worker.calls.send((id, call));
+            }
+            ToHome::Cancel { id } => {
+                for worker in workers.values() {
+                    worker.interrupt(id);
+                }
             }
             ToHome::Exited { status, reason } => {
                 if let Some(reason) = reason {
@@ -253,17 +262,43 @@ fn serve(stream: UnixStream) -> i32 {
 }
 
 /// One worker thread per guest thread: a call blocked at home holds up no other thread's.
-fn spawn_worker(writer: Writer, reserved_fd: i32) -> mpsc::Sender<(u64, SyscallCall)> {
+struct Worker {
+    calls: mpsc::Sender<(u64, SyscallCall)>,
+    /// The call it is executing now, if any.
+    current: Arc<Mutex<Option<u64>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Interrupts call `id` if this worker is executing it.
+    fn interrupt(&self, id: u64) {
+        use std::os::unix::thread::JoinHandleExt;
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == Some(id) {
+            homing_shim::process::interrupt_thread(self.thread.as_pthread_t());
+        }
+    }
+}
+
+fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
     let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
-    std::thread::spawn(move || {
+    let current = Arc::new(Mutex::new(None));
+    let executing = current.clone();
+    let thread = std::thread::spawn(move || {
         for (id, call) in rx {
+            *executing.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
             let result = execute(&call, reserved_fd);
+            *executing.lock().unwrap_or_else(|p| p.into_inner()) = None;
             if writer.send(&ToHost::Result { id, result }).is_err() {
                 break;
             }
         }
     });
-    tx
+    Worker {
+        calls: tx,
+        current,
+        thread,
+    }
 }
 
 fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {

@@ -715,7 +715,7 @@ impl Node {
                         entry.state = "running".into();
                         entry.host_pid = *host_pid;
                     }
-                    ToHome::Exited { .. } => {}
+                    ToHome::Exited { .. } | ToHome::Cancel { .. } => {}
                 }
             }
             let last = matches!(msg, ToHome::Exited { .. });

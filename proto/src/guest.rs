@@ -65,6 +65,12 @@ pub enum ToHome {
         /// The call.
         call: SyscallCall,
     },
+    /// The guest thread that made syscall `id` stopped waiting for it (a
+    /// signal interrupted it): interrupt it at home, its answer is not wanted.
+    Cancel {
+        /// The request's id.
+        id: u64,
+    },
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.

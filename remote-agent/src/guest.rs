@@ -629,6 +629,34 @@ impl Context {
         }
     }
 
+    /// Executes the guest's call at home for as long as the guest thread
+    /// waits for it. A signal can take the thread away (its handler runs,
+    /// the syscall restarts as a new notification): the call at home is then
+    /// interrupted, so that it neither blocks the thread's later calls nor
+    /// consumes data (a tty line, pipe bytes) meant for them. `None` then.
+    async fn call_while_waited_for(
+        &self,
+        n: &Notification,
+        call: SyscallCall,
+    ) -> Result<Option<homing_proto::syscall::SyscallResult>, HomeGone> {
+        let (id, answer) = self.calls.start(n.tid, call)?;
+        let abandoned = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if !self.listener.is_pending(n.id) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            result = answer => result.map(Some).map_err(|_| HomeGone),
+            _ = abandoned => {
+                self.calls.cancel(id);
+                Ok(None)
+            }
+        }
+    }
+
     /// The deputy forks at home first; its child's pid is the new process's
     /// identity. Then the guest's own fork runs here.
     async fn fork(&self, n: &Notification) -> Result<Answer, HomeGone> {
@@ -811,17 +839,14 @@ impl Context {
         self.translate_in(n.nr, &mut args).await;
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
-        let result = self
-            .calls
-            .call(
-                n.tid,
-                SyscallCall {
-                    nr: n.nr,
-                    args,
-                    inputs,
-                },
-            )
-            .await?;
+        let call = SyscallCall {
+            nr: n.nr,
+            args,
+            inputs,
+        };
+        let Some(result) = self.call_while_waited_for(n, call).await? else {
+            return Ok(Answer::Errno(libc::EINTR));
+        };
         for output in &result.outputs {
             let Some(ptr) = ptrs
                 .iter()
@@ -957,7 +982,9 @@ impl Context {
             args,
             inputs,
         };
-        let result = self.calls.call(n.tid, call).await?;
+        let Some(result) = self.call_while_waited_for(n, call).await? else {
+            return Ok(Answer::Errno(libc::EINTR));
+        };
         if special == Special::ReadVector && result.ret > 0 {
             let data = result
                 .outputs

@@ -49,6 +49,16 @@ impl HomeCalls {
 
     /// Executes `call` at home on behalf of guest thread `tid`.
     pub async fn call(&self, tid: i32, call: SyscallCall) -> Result<SyscallResult, HomeGone> {
+        let (_, answer) = self.start(tid, call)?;
+        answer.await.map_err(|_| HomeGone)
+    }
+
+    /// Sends `call` home; returns its id and where its answer will arrive.
+    pub fn start(
+        &self,
+        tid: i32,
+        call: SyscallCall,
+    ) -> Result<(u64, oneshot::Receiver<SyscallResult>), HomeGone> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
@@ -61,7 +71,14 @@ impl HomeCalls {
             self.pending.remove(&id);
             return Err(HomeGone);
         }
-        rx.await.map_err(|_| HomeGone)
+        Ok((id, rx))
+    }
+
+    /// Tells home that call `id` is no longer wanted; its answer, when it
+    /// comes, is dropped.
+    pub fn cancel(&self, id: u64) {
+        self.pending.remove(&id);
+        let _ = self.to_home.send(ToHome::Cancel { id });
     }
 
     /// Delivers the answer to call `id`. Unknown ids (a confused or hostile peer) are ignored.

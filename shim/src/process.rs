@@ -52,3 +52,37 @@ pub fn status_mask(pid: i32, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The signal the deputy uses to interrupt one of its own threads blocked
+/// in a syscall whose caller went away: the first realtime signal glibc
+/// leaves to applications, plus one.
+pub fn interrupt_signal() -> i32 {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn interrupted(_: libc::c_int) {}
+
+/// Installs a do-nothing handler for [`interrupt_signal`] without
+/// `SA_RESTART`, so a blocked syscall it hits returns `EINTR`.
+pub fn install_interrupt_handler() -> std::io::Result<()> {
+    // SAFETY: sigaction is plain data; zeroed is a valid empty mask and flags.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = interrupted as extern "C" fn(libc::c_int) as usize;
+    // SAFETY: the handler does nothing, so it is async-signal-safe; the
+    // struct outlives the call.
+    let rc = unsafe { libc::sigaction(interrupt_signal(), &action, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Interrupts thread `thread` of this process with [`interrupt_signal`].
+pub fn interrupt_thread(thread: libc::pthread_t) {
+    // SAFETY: `thread` is a live thread of this process (the caller keeps
+    // its JoinHandle); the signal's handler does nothing.
+    unsafe {
+        libc::pthread_kill(thread, interrupt_signal());
+    }
+}

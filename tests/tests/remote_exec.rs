@@ -392,3 +392,56 @@ fn shells_compilers_archivers_and_databases_work_on_home_files() {
     let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
     assert_eq!(left.stdout, "", "{left:?}");
 }
+
+/// Drives an interactive shell as alice on node1 under tmux; returns the screen.
+fn tmux_session(cluster: &Cluster, steps: &[(&str, f64)]) -> String {
+    let mut script = String::from("tmux new-session -d -s t -x 100 -y 30 bash; sleep 0.5\n");
+    for (keys, wait) in steps {
+        script.push_str(&format!("tmux send-keys -t t {keys}; sleep {wait}\n"));
+    }
+    script.push_str("tmux capture-pane -t t -p -S -100; tmux kill-server\n");
+    ok(at_home(cluster, &script)).stdout
+}
+
+#[test]
+fn an_interactive_program_gets_the_home_terminal_and_job_control() {
+    let cluster = Cluster::up(2);
+    let python = "\"homing run --on node2 -- python3 -c 'import os,shutil; print(\\\"tty\\\", os.isatty(0), shutil.get_terminal_size()); input()'\" Enter";
+    let screen = tmux_session(
+        &cluster,
+        &[
+            (python, 3.0),
+            ("C-c", 1.0),
+            ("'echo status=$?' Enter", 0.5),
+            ("'homing run --on node2 -- sleep 30' Enter", 1.5),
+            ("C-z", 1.0),
+            ("'jobs' Enter", 0.5),
+            ("'fg' Enter", 1.0),
+            ("C-c", 1.0),
+            ("'echo status2=$?' Enter", 0.5),
+        ],
+    );
+    assert!(
+        screen.contains("tty True os.terminal_size(columns=100, lines=30)"),
+        "{screen}"
+    );
+    assert!(screen.contains("KeyboardInterrupt"), "{screen}");
+    // The line typed after Ctrl-C reaches the shell whole: no read at home
+    // left behind by the interrupted program ate any of it.
+    assert!(screen.contains("\nstatus=130"), "{screen}");
+    assert!(
+        screen.contains("Stopped                 homing run --on node2 -- sleep 30"),
+        "{screen}"
+    );
+    assert!(screen.contains("\nstatus2=130"), "{screen}");
+}
+
+#[test]
+fn command_substitution_gets_the_output_of_an_exec_in_a_child() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sh -c 'echo [$(uname -n)] [$(ls -d /home/alice)]'",
+    ));
+    assert_eq!(run.stdout, "[node1] [/home/alice]\n");
+}
