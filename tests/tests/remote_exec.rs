@@ -445,3 +445,102 @@ fn command_substitution_gets_the_output_of_an_exec_in_a_child() {
     ));
     assert_eq!(run.stdout, "[node1] [/home/alice]\n");
 }
+
+#[test]
+fn file_semantics_are_home_semantics() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "filesem");
+    let native = ok(at_home(&cluster, "./filesem"));
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- ./filesem"));
+    assert_eq!(remote.stdout, native.stdout);
+    assert!(
+        native.stdout.contains("epoll ready=1 data=42"),
+        "{native:?}"
+    );
+    // fstat sees home's inode: the same number `stat` prints at home.
+    ok(at_home(&cluster, "echo x > inode.txt"));
+    let home_ino = ok(at_home(&cluster, "stat -c %i inode.txt")).stdout;
+    let away_ino = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- stat -c %i inode.txt",
+    ))
+    .stdout;
+    assert_eq!(away_ino, home_ino);
+}
+
+#[test]
+fn locks_are_contended_between_node2_and_home() {
+    let cluster = Cluster::up(2);
+    let try_flock = "python3 -c \"import fcntl,sys; f=open('lock','w'); fcntl.flock(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\" 2>/dev/null; echo flock=$?";
+    let try_posix = "python3 -c \"import fcntl; f=open('lock','w'); fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\" 2>/dev/null; echo lockf=$?";
+    // Home holds both kinds of lock: the program on node2 cannot take them.
+    let run = ok(at_home(
+        &cluster,
+        &format!("touch lock; flock lock sleep 3 & python3 -c \"import fcntl,time; f=open('lock','r+'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(3)\" & sleep 1; homing run --on node2 -- sh -c '{try_flock}; {try_posix}'; wait"),
+    ));
+    assert!(run.stdout.contains("flock=1"), "{run:?}");
+    assert!(run.stdout.contains("lockf=1"), "{run:?}");
+    // The program on node2 holds them: home cannot take them; afterwards it can.
+    let run = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- python3 -c \"import fcntl,time; f=open('lock','r+'); fcntl.flock(f, fcntl.LOCK_EX); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(3)\" & sleep 1.5; {try_flock}; {try_posix}; wait; {try_flock}"),
+    ));
+    assert!(run.stdout.contains("flock=1\nlockf=1\nflock=0"), "{run:?}");
+}
+
+#[test]
+fn writable_shared_mappings_of_home_files_are_refused_with_a_reason() {
+    let cluster = Cluster::up(2);
+    ok(at_home(&cluster, "echo data > mapped"));
+    let run = at_home(
+        &cluster,
+        "homing run --on node2 -- python3 -c \"import mmap; f=open('mapped','r+b'); mmap.mmap(f.fileno(), 4)\"",
+    );
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("[Errno 19] No such device"), "{run:?}");
+    assert!(cluster
+        .log("node2")
+        .contains("refused a writable shared mapping"));
+    // A private mapping of the same file works.
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 -c \"import mmap; f=open('mapped','rb'); print(mmap.mmap(f.fileno(), 4, prot=mmap.PROT_READ)[:4])\"",
+    ));
+    assert_eq!(run.stdout, "b'data'\n");
+}
+
+#[test]
+fn homing_ps_lists_away_processes_at_home_and_guests_on_the_host() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sleep 3 & sleep 1; echo pid=$!; homing ps; wait",
+    ));
+    let pid = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap()
+        .to_owned();
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{pid} ")))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(
+        row.contains("node2") && row.contains("running") && row.contains("sleep 3"),
+        "{row}"
+    );
+    let guests = cluster.exec_as("node2", "alice", &["sh", "-c", "homing ps --guests"]);
+    assert!(guests.stdout.contains("0 guests"), "{guests:?}");
+    let run = ok(cluster.exec_as(
+        "node1",
+        "alice",
+        &[
+            "sh",
+            "-c",
+            "homing run --on node2 -- sleep 3 & sleep 1; echo pid=$!; wait",
+        ],
+    ));
+    let _ = run;
+}
