@@ -50,6 +50,15 @@ struct PeerEntry {
     silent_since: Option<tokio::time::Instant>,
 }
 
+impl PeerEntry {
+    /// Whether `conn` is this peer's current connection (not one it replaced).
+    fn holds(&self, conn: &Connection) -> bool {
+        self.connection
+            .as_ref()
+            .is_some_and(|current| current.stable_id() == conn.stable_id())
+    }
+}
+
 /// A node: both roles, one endpoint, one connection per peer.
 pub struct Node {
     config: NodeConfig,
@@ -247,11 +256,7 @@ impl Node {
         let Some(mut entry) = self.peers.get_mut(peer) else {
             return;
         };
-        let is_current = entry
-            .connection
-            .as_ref()
-            .is_some_and(|current| current.stable_id() == conn.stable_id());
-        if !is_current {
+        if !entry.holds(conn) {
             return;
         }
         if let Some(rtt) = rtt {
@@ -301,11 +306,7 @@ impl Node {
         let Some(mut entry) = self.peers.get_mut(peer) else {
             return;
         };
-        let is_current = entry
-            .connection
-            .as_ref()
-            .is_some_and(|current| current.stable_id() == conn.stable_id());
-        if !is_current {
+        if !entry.holds(conn) {
             return;
         }
         entry.connection = None;

@@ -11,6 +11,16 @@ fn at_home(cluster: &Cluster, script: &str) -> Run {
     cluster.exec_as("node1", "alice", &["sh", "-c", script])
 }
 
+/// Starts a shell command line as alice on node1 without waiting for it.
+fn spawn_at_home(cluster: &Cluster, script: &str) -> std::process::Child {
+    cluster
+        .script_command(&["exec", "node1", "--user", "alice", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting a shell in node1")
+}
+
 fn ok(run: Run) -> Run {
     assert_eq!(run.code, 0, "failed: {run:?}");
     run
@@ -226,21 +236,10 @@ fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
 #[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
-    let shell = cluster
-        .script_command(&[
-            "exec",
-            "node1",
-            "--user",
-            "alice",
-            "--",
-            "sh",
-            "-c",
-            "homing run --on node2 -- sleep 60; echo status=$?",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let shell = spawn_at_home(
+        &cluster,
+        "homing run --on node2 -- sleep 60; echo status=$?",
+    );
     assert!(
         homing_tests::wait_for(std::time::Duration::from_secs(5), || {
             cluster.log("node2").contains("guest started")
@@ -266,21 +265,10 @@ fn a_dead_host_agent_kills_the_program_with_a_reason() {
 fn a_program_survives_a_cut_link_and_writes_every_line_once() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "append");
-    let shell = cluster
-        .script_command(&[
-            "exec",
-            "node1",
-            "--user",
-            "alice",
-            "--",
-            "sh",
-            "-c",
-            "homing run --on node2 -- ./append lines.txt 300 20; echo status=$?",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let shell = spawn_at_home(
+        &cluster,
+        "homing run --on node2 -- ./append lines.txt 300 20; echo status=$?",
+    );
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(cluster.script(&["cut", "node1", "node2"]).code, 0);
     std::thread::sleep(std::time::Duration::from_secs(3));
