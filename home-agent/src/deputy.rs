@@ -237,6 +237,14 @@ fn serve(stream: UnixStream) -> i32 {
         };
         match msg {
             ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
+            // A call that cannot block runs right here: handing it to a
+            // worker thread would cost a wakeup, 45-110 us across vCPUs.
+            ToHome::Syscall { id, call, .. } if never_blocks(&call) => {
+                let result = execute(&call, reserved_fd);
+                if writer.send(&ToHost::Result { id, result }).is_err() {
+                    die_by(libc::SIGKILL);
+                }
+            }
             ToHome::Syscall { id, tid, call } => {
                 let worker = workers
                     .entry(tid)
@@ -262,6 +270,68 @@ fn serve(stream: UnixStream) -> i32 {
 }
 
 /// One worker thread per guest thread: a call blocked at home holds up no other thread's.
+/// Whether `call` returns promptly whatever the state of its files: no
+/// waiting for data, peers, locks or children. Bulk reads and writes stay
+/// on workers even on regular files: measured, inline they halved the
+/// sequential rate (bench/RESULTS.md).
+fn never_blocks(call: &SyscallCall) -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    let nr = call.nr as i64;
+    let on_a_file = || {
+        fstat(call.args[0] as i32).is_ok_and(|st| {
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR
+        })
+    };
+    match nr {
+        libc::SYS_getpid
+        | libc::SYS_getppid
+        | libc::SYS_getuid
+        | libc::SYS_geteuid
+        | libc::SYS_getgid
+        | libc::SYS_getegid
+        | libc::SYS_getgroups
+        | libc::SYS_getresuid
+        | libc::SYS_getresgid
+        | libc::SYS_getpgrp
+        | libc::SYS_getpgid
+        | libc::SYS_getsid
+        | libc::SYS_uname
+        | libc::SYS_umask
+        | libc::SYS_getcwd
+        | libc::SYS_fstat
+        | libc::SYS_newfstatat
+        | libc::SYS_stat
+        | libc::SYS_lstat
+        | libc::SYS_statx
+        | libc::SYS_statfs
+        | libc::SYS_fstatfs
+        | libc::SYS_access
+        | libc::SYS_faccessat
+        | libc::SYS_faccessat2
+        | libc::SYS_readlink
+        | libc::SYS_readlinkat
+        | libc::SYS_getdents64
+        | libc::SYS_close
+        | libc::SYS_dup
+        | libc::SYS_mkdir
+        | libc::SYS_mkdirat
+        | libc::SYS_unlink
+        | libc::SYS_unlinkat
+        | libc::SYS_rename
+        | libc::SYS_renameat
+        | libc::SYS_renameat2
+        | libc::SYS_chmod
+        | libc::SYS_fchmod
+        | libc::SYS_fchmodat
+        | libc::SYS_getrlimit
+        | libc::SYS_prlimit64
+        | libc::SYS_sysinfo => true,
+        libc::SYS_lseek => on_a_file(),
+        _ => false,
+    }
+}
+
 struct Worker {
     calls: mpsc::Sender<(u64, SyscallCall)>,
     /// The call it is executing now, if any.
