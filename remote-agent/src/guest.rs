@@ -395,6 +395,10 @@ impl HostRole {
     /// The member a notifying thread belongs to; a process not seen before
     /// is the child of a fork under way, bound once its deputy attaches.
     async fn member_of(self: &Arc<Self>, tid: i32) -> Option<Arc<Member>> {
+        // The main thread's tid is its process's pid: no /proc read on the hot path.
+        if let Some(member) = self.by_host.get(&tid) {
+            return Some(member.clone());
+        }
         let tgid = proc_status_field(tid, "Tgid:").unwrap_or(tid);
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
         loop {
