@@ -643,12 +643,24 @@ impl Context {
         n: &Notification,
         call: SyscallCall,
     ) -> Result<Option<homing_proto::syscall::SyscallResult>, HomeGone> {
+        // ppoll/pselect/epoll_pwait wait with a temporary signal mask that
+        // belongs on the host, where signals are delivered: a signal pending
+        // here that the mask lets through ends the wait with EINTR, as the
+        // kernel would end it. (The thread's own mask stays as it was.)
+        let wait_mask = self.temporary_mask(n);
         let (id, answer) = self.calls.start(n.tid, call)?;
         let abandoned = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if !self.listener.is_pending(n.id) {
                     break;
+                }
+                if let Some(mask) = wait_mask {
+                    let pending = homing_shim::process::status_mask(n.tid, "SigPnd:")
+                        | homing_shim::process::status_mask(n.tid, "ShdPnd:");
+                    if pending & !mask != 0 {
+                        break;
+                    }
                 }
             }
         };
@@ -659,6 +671,26 @@ impl Context {
                 Ok(None)
             }
         }
+    }
+
+    /// The temporary signal mask a waiting syscall carries, if any.
+    fn temporary_mask(&self, n: &Notification) -> Option<u64> {
+        let memory = ProcessMemory::new(n.tid);
+        let read_u64 = |addr: u64| -> Option<u64> {
+            let bytes = memory.read(addr, 8).ok()?;
+            Some(u64::from_ne_bytes(bytes.try_into().ok()?))
+        };
+        let mask_at = match n.nr as i64 {
+            libc::SYS_ppoll => n.args[3],
+            libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => n.args[4],
+            // pselect6's sixth argument points at {sigset pointer, size}.
+            libc::SYS_pselect6 if n.args[5] != 0 => read_u64(n.args[5])?,
+            _ => 0,
+        };
+        if mask_at == 0 {
+            return None;
+        }
+        read_u64(mask_at)
     }
 
     /// The deputy forks at home first; its child's pid is the new process's

@@ -356,6 +356,19 @@ fn shells_compilers_archivers_and_databases_work_on_home_files() {
         "homing run --on node2 -- gcc -o hello hello.c",
     ));
     assert_eq!(ok(at_home(&cluster, "./hello")).stdout, "built on node2\n");
+    // make -j2 waits for its children in pselect with a temporary signal mask.
+    ok(at_home(
+        &cluster,
+        "mkdir -p mk && cd mk && for i in 1 2 3 4; do echo \"int f$i(void){return $i;}\" > f$i.c; done && echo 'int main(void){return 0;}' > main.c && printf 'prog: f1.o f2.o f3.o f4.o main.o\n\tcc -o $@ $^\n' > Makefile",
+    ));
+    ok(at_home(
+        &cluster,
+        "cd mk && homing run --on node2 -- make -s -j2",
+    ));
+    assert_eq!(
+        ok(at_home(&cluster, "cd mk && ./prog; echo $?")).stdout,
+        "0\n"
+    );
     // tar czf pipes through gzip.
     ok(at_home(
         &cluster,
