@@ -389,9 +389,21 @@ fn shells_compilers_archivers_and_databases_work_on_home_files() {
         "sqlite3 db.sqlite 'select count(*) from t'",
     ));
     assert_eq!(native.stdout, "2\n");
-    // Nothing of alice's lingers on node2.
+    // Nothing of alice's lingers on node2, and the node keeps no state but
+    // its code cache.
     let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
     assert_eq!(left.stdout, "", "{left:?}");
+    let state = ok(cluster.exec("node2", &["ls", "-A", "/var/lib/homing"]));
+    assert_eq!(state.stdout, "cache\n");
+    let cached = ok(cluster.exec(
+        "node2",
+        &[
+            "sh",
+            "-c",
+            "ls -A /var/lib/homing/cache | grep -c '^node1-'",
+        ],
+    ));
+    assert_ne!(cached.stdout.trim(), "0");
 }
 
 /// Drives an interactive shell as alice on node1 under tmux; returns the screen.
