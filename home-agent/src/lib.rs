@@ -15,6 +15,7 @@
 pub mod client;
 pub mod config;
 pub mod deputy;
+pub mod fastpath;
 pub mod link;
 pub mod node;
 pub mod tls;

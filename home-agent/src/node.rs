@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, PeerConfig};
+use crate::fastpath::FastPath;
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{read_frame, read_message, write_message, WireError};
@@ -140,6 +141,16 @@ impl Node {
         std::fs::create_dir_all(&self.config.state_dir)
             .with_context(|| format!("creating state dir {}", self.config.state_dir.display()))?;
         let control = bind_control_socket(&self.config.control_socket)?;
+        // The fast path holds duplicates of deputies' fds: allow as many as we may.
+        if let Ok((_, hard)) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        {
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                hard,
+                hard,
+            );
+        }
         info!(
             node = %self.config.name,
             listen = %self.config.listen,
@@ -670,25 +681,41 @@ impl Node {
             },
         );
         let (mut from_deputy, mut to_deputy) = deputy.into_split();
-        // Deputy to host: signals and syscall results. The deputy's end
-        // (it died at home, SIGKILL) ends the program too.
-        let upstream = tokio::spawn(async move {
-            while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
-                if homing_proto::decode::<ToHost>(&body).is_err() {
-                    break;
-                }
-                let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-                framed.extend_from_slice(&body);
-                if send.write_all(&framed).await.is_err() {
+        // Everything for the host goes through one writer: the deputy's
+        // answers and signals, and the answers of the fast path.
+        let (to_host, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = outbox.recv().await {
+                if send.write_all(&frame).await.is_err() {
                     return;
                 }
             }
-            let kill = ToHost::Signal {
-                signal: libc::SIGKILL,
-            };
-            let _ = write_message(&mut send, &kill).await;
             let _ = send.finish();
         });
+        // Deputy to host: signals and syscall results. The deputy's end
+        // (it died at home, SIGKILL) ends the program too.
+        let upstream = {
+            let to_host = to_host.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
+                    if homing_proto::decode::<ToHost>(&body).is_err() {
+                        break;
+                    }
+                    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&body);
+                    if to_host.send(framed).is_err() {
+                        return;
+                    }
+                }
+                let kill = ToHost::Signal {
+                    signal: libc::SIGKILL,
+                };
+                if let Ok(frame) = homing_proto::encode(&kill) {
+                    let _ = to_host.send(frame);
+                }
+            })
+        };
+        let mut fast = FastPath::new(pid);
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
             let msg = match read_frame(&mut recv).await {
@@ -719,12 +746,24 @@ impl Node {
                     ToHome::Exited { .. } | ToHome::Cancel { .. } => {}
                 }
             }
+            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {
+                if let Some(result) = fast.try_execute(call) {
+                    let answer = ToHost::Result { id: *id, result };
+                    if let Ok(frame) = homing_proto::encode(&answer) {
+                        let _ = to_host.send(frame);
+                    }
+                    continue;
+                }
+                fast.observe(call);
+            }
             let last = matches!(msg, ToHome::Exited { .. });
             if write_message(&mut to_deputy, &msg).await.is_err() || last {
                 break Ok(());
             }
         };
+        drop(to_host);
         upstream.abort();
+        let _ = writer.await;
         self.away.remove(&pid);
         if let Err(reason) = outcome {
             warn!(pid, node, "away process lost: {reason}");
