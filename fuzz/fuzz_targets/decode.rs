@@ -3,6 +3,7 @@
 #![no_main]
 
 use homing_proto::control::{ControlRequest, ControlResponse};
+use homing_proto::guest::{ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::{decode, FrameDecoder, Hello, HelloReply};
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = decode::<PeerResponse>(&body);
         let _ = decode::<ControlRequest>(&body);
         let _ = decode::<ControlResponse>(&body);
+        let _ = decode::<ToHome>(&body);
+        let _ = decode::<ToHost>(&body);
     }
     let _ = decoder.finish();
 });

@@ -353,12 +353,13 @@ impl HostRole {
     }
 
     /// Serves the notifications of `guest`'s filter (its forked children's
-    /// too) and reports its exit.
+    /// too) and reports its exit. A guest that cannot be supervised (no
+    /// thread to be had) is killed: its end is then reported as usual.
     fn supervise(self: Arc<Self>, guest: Guest, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
         let pid = guest.pid;
         let listener = Arc::new(guest.listener);
         let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
-        {
+        let receiving = {
             let listener = listener.clone();
             std::thread::Builder::new()
                 .name(format!("notify-{pid}"))
@@ -373,16 +374,27 @@ impl HostRole {
                         Err(_) => break,
                     }
                 })
-                .expect("spawning the notification thread");
+        };
+        if let Err(error) = receiving {
+            warn!(pid, "cannot supervise a guest ({error}); killing it");
+            signal_guest(pid, libc::SIGKILL);
         }
-        std::thread::Builder::new()
+        let pidfd = guest.pidfd;
+        let waiting = std::thread::Builder::new()
             .name(format!("wait-{pid}"))
-            .spawn(move || {
-                let status = wait_for_exit(pid);
-                drop(guest.pidfd);
-                let _ = exits.send((pid, status));
-            })
-            .expect("spawning the wait thread");
+            .spawn({
+                let exits = exits.clone();
+                move || {
+                    let status = wait_for_exit(pid);
+                    drop(pidfd);
+                    let _ = exits.send((pid, status));
+                }
+            });
+        if let Err(error) = waiting {
+            warn!(pid, "cannot wait for a guest ({error}); killing it");
+            signal_guest(pid, libc::SIGKILL);
+            let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
+        }
         tokio::spawn(async move {
             while let Some(n) = notify_rx.recv().await {
                 let role = self.clone();
