@@ -97,6 +97,21 @@ impl Cluster {
         PathBuf::from("/run/homing-clusters").join(&self.name)
     }
 
+    /// Copies `file` (a path on this machine) where every node can see it,
+    /// readable by every user, and returns the copy's path. The repository
+    /// may live somewhere the nodes cannot see (their /home and /tmp are
+    /// their own).
+    pub fn stage(&self, file: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.state_dir().join("stage");
+        std::fs::create_dir_all(&dir).expect("creating the stage directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("opening the stage directory to every user");
+        let copy = dir.join(file.file_name().expect("a file name"));
+        std::fs::copy(file, &copy).unwrap_or_else(|e| panic!("staging {}: {e}", file.display()));
+        copy
+    }
+
     /// Runs `deploy/local-cluster ARGS` for this cluster.
     pub fn script(&self, args: &[&str]) -> Run {
         self.script_command(args)

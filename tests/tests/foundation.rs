@@ -4,6 +4,7 @@
 //! user or an operator would see: `homing nodes` output, exit statuses and
 //! the refusing node's log.
 
+use std::path::Path;
 use std::time::Duration;
 
 use homing_tests::{peer_state, wait_for, Cluster, Run};
@@ -23,7 +24,8 @@ fn rogue(cluster: &Cluster, from: &str, cert_dir: &str, cert_name: &str, extra: 
     let cert = format!("{cert_dir}/{cert_name}.pem");
     let key = format!("{cert_dir}/{cert_name}.key");
     let address = cluster.address(1);
-    let bin = env!("CARGO_BIN_EXE_rogue-peer");
+    let bin = cluster.stage(Path::new(env!("CARGO_BIN_EXE_rogue-peer")));
+    let bin = bin.to_str().unwrap();
     let mut cmd = vec![
         bin,
         "--ca",

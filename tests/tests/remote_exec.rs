@@ -28,7 +28,7 @@ fn ok(run: Run) -> Run {
 
 /// Builds tests/programs/NAME.c into alice's home on node1.
 fn build_program(cluster: &Cluster, name: &str) {
-    let source = homing_tests::workspace().join(format!("tests/programs/{name}.c"));
+    let source = cluster.stage(&homing_tests::workspace().join(format!("tests/programs/{name}.c")));
     ok(at_home(
         cluster,
         &format!("cc -O1 -o ~/{name} {}", source.display()),
