@@ -51,7 +51,7 @@ pub mod close_code {
     pub const REPLACED: VarInt = VarInt::from_u32(3);
     /// The node is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(4);
-    /// The peer's agent is not running any more (its host refuses our packets).
+    /// The peer's agent is not running any more (its host refuses connections).
     pub const PEER_DOWN: VarInt = VarInt::from_u32(5);
 }
 
@@ -225,34 +225,35 @@ pub async fn answer_hello(
     result
 }
 
-/// Whether nothing listens at `address` any more: its host answers probe
-/// datagrams with ICMP port-unreachable. A cut link answers nothing, and a
-/// live agent ignores the probes, so only a dead agent gives a yes. Hosts
-/// rate-limit ICMP (about one a second per peer, shared with the QUIC
-/// packets still going there), so the probe repeats for up to two seconds.
+/// Whether the agent at `address` is gone: every agent also listens on TCP
+/// at its QUIC address, so a host that answers a TCP connect with a reset
+/// has no agent any more. A live agent accepts; a cut link answers nothing
+/// (the probe times out). Unlike ICMP port-unreachable, which hosts
+/// rate-limit and which the QUIC packets still going there use up, a reset
+/// comes back every time.
 pub async fn agent_is_down(address: SocketAddr) -> bool {
-    let probe = async {
-        let local: SocketAddr = if address.is_ipv4() {
-            "0.0.0.0:0".parse().expect("valid address")
-        } else {
-            "[::]:0".parse().expect("valid address")
-        };
-        let socket = tokio::net::UdpSocket::bind(local).await?;
-        socket.connect(address).await?;
-        let mut buf = [0u8; 64];
-        loop {
-            // One byte: too short to be QUIC, so a live endpoint drops it silently.
-            socket.send(&[0]).await?;
-            let answer = tokio::time::timeout(Duration::from_millis(250), socket.recv(&mut buf));
-            if let Ok(Err(error)) = answer.await {
-                return Err::<(), _>(error);
-            }
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+    match tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
         Ok(Err(error)) => error.kind() == std::io::ErrorKind::ConnectionRefused,
         _ => false,
     }
+}
+
+/// Answers liveness probes ([`agent_is_down`]) on `address` for as long as
+/// the agent lives.
+pub async fn serve_liveness(address: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tokio::spawn(async move {
+        loop {
+            // Accepting is the answer; the connection is dropped at once.
+            let _ = listener.accept().await;
+        }
+    });
+    Ok(())
 }
 
 /// Closes `conn` because the peer broke the protocol.

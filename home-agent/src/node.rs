@@ -158,6 +158,14 @@ impl Node {
             peers = self.config.peers.len(),
             "node started"
         );
+        link::serve_liveness(self.config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "listening for liveness probes on tcp {}",
+                    self.config.listen
+                )
+            })?;
         tokio::spawn(self.clone().accept_peers());
         for peer in &self.config.peers {
             // One side dials so that a pair never holds two connections:
@@ -239,7 +247,7 @@ impl Node {
                 // at the idle timeout.
                 warn!(
                     peer,
-                    "peer agent is not running: its host refuses our packets"
+                    "peer agent is not running: its host refuses connections"
                 );
                 conn.close(close_code::PEER_DOWN, b"peer agent not running");
                 if let Some(mut entry) = self.peers.get_mut(&peer) {
