@@ -347,9 +347,14 @@ impl Node {
                 .peers
                 .get(&peer.name)
                 .and_then(|entry| entry.connection.clone());
-            if let Some(conn) = existing {
+            // A connection already closed (its serve loop has not recorded
+            // that yet) is as good as none: waiting on it again would spin.
+            if let Some(conn) = existing.filter(|c| c.close_reason().is_none()) {
                 tokio::select! {
-                    _ = conn.closed() => continue,
+                    _ = conn.closed() => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
                     _ = self.silent(&peer.name, REDIAL_WHEN_SILENT) => {}
                 }
             }
