@@ -15,7 +15,6 @@ use homing_proto::{HandshakeError, Hello, HelloReply};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{
     Connection, ConnectionError, Endpoint, EndpointConfig, MtuDiscoveryConfig, TransportConfig,
-    VarInt,
 };
 use quinn_proto::HashedConnectionIdGenerator;
 
@@ -259,16 +258,4 @@ pub async fn serve_liveness(address: SocketAddr) -> std::io::Result<()> {
 /// Closes `conn` because the peer broke the protocol.
 pub fn close_for_protocol_error(conn: &Connection, why: &str) {
     conn.close(close_code::PROTOCOL_ERROR, why.as_bytes());
-}
-
-/// A `VarInt` close code's readable meaning, for logs.
-pub fn describe_close(code: VarInt) -> &'static str {
-    match code {
-        c if c == close_code::REFUSED => "refused",
-        c if c == close_code::PROTOCOL_ERROR => "protocol error",
-        c if c == close_code::REPLACED => "replaced by a newer connection",
-        c if c == close_code::SHUTDOWN => "peer shutting down",
-        c if c == close_code::PEER_DOWN => "peer agent not running",
-        _ => "closed",
-    }
 }
