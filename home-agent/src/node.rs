@@ -628,7 +628,7 @@ impl Node {
         let pid = cred.pid().unwrap_or(0);
         // Only a real child of an away process of the same user may attach.
         let parent = self.away.get(&parent_pid).map(|p| p.clone());
-        let is_child = parent_of(pid) == Some(parent_pid);
+        let is_child = homing_shim::process::status_number(pid, "PPid:") == Some(parent_pid);
         let (node, command) = match parent {
             Some(parent) if is_child && parent.uid == cred.uid() => (parent.node, parent.command),
             _ => {
@@ -855,31 +855,14 @@ where
     result
 }
 
-/// The parent of process `pid`, from /proc.
-fn parent_of(pid: i32) -> Option<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// The supplementary groups of process `pid`, from /proc.
 fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .map(|groups| {
-                    groups
-                        .split_whitespace()
-                        .filter_map(|g| g.parse().ok())
-                        .collect()
-                })
+    homing_shim::process::status_field(pid, "Groups:")
+        .map(|groups| {
+            groups
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
         })
         .unwrap_or_default()
 }

@@ -411,7 +411,7 @@ impl HostRole {
         if let Some(member) = self.by_host.get(&tid) {
             return Some(member.clone());
         }
-        let tgid = proc_status_field(tid, "Tgid:").unwrap_or(tid);
+        let tgid = homing_shim::process::status_number(tid, "Tgid:").unwrap_or(tid);
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
         loop {
             let notified = self.attached.notified();
@@ -432,7 +432,7 @@ impl HostRole {
 
     /// Takes the pending fork that produced process `tgid`, if any.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
-        let parent = proc_status_field(tgid, "PPid:").unwrap_or(0);
+        let parent = homing_shim::process::status_number(tgid, "PPid:").unwrap_or(0);
         let mut pending = self.pending_forks.lock().ok()?;
         let at = pending
             .iter()
@@ -813,7 +813,7 @@ impl Context {
                 continue;
             }
             if !self.member.children.contains_key(&pid)
-                && proc_status_field(pid, "PPid:") == Some(self.guest_pid)
+                && homing_shim::process::status_number(pid, "PPid:") == Some(self.guest_pid)
             {
                 // A child not bound yet (its first syscall has not reached
                 // us, or is being bound now): bind it, or wait for that.
@@ -1133,17 +1133,6 @@ fn zombie_status(pid: i32) -> GuestExit {
         Some(status) => GuestExit::Signal(status & 0x7f),
         None => GuestExit::Signal(libc::SIGKILL),
     }
-}
-
-/// A numeric field of /proc/PID/status.
-fn proc_status_field(pid: i32, field: &str) -> Option<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// A NULL-terminated array of C strings in guest memory (argv, envp).

@@ -40,16 +40,24 @@ pub fn fork() -> std::io::Result<Forked> {
     }
 }
 
+/// The value of `field` (`"PPid:"`, `"Groups:"`, …) in `/proc/PID/status`, trimmed.
+pub fn status_field(pid: i32, field: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|value| value.trim().to_owned())
+}
+
+/// A numeric field of `/proc/PID/status` (`"Tgid:"`, `"PPid:"`).
+pub fn status_number(pid: i32, field: &str) -> Option<i32> {
+    status_field(pid, field)?.parse().ok()
+}
+
 /// Signal numbers in a `/proc/PID/status` mask line (`SigIgn:`, `SigBlk:`).
 pub fn status_mask(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
+    status_field(pid, field)
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .unwrap_or(0)
 }
 
