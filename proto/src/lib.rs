@@ -15,6 +15,7 @@ pub mod control;
 pub mod frame;
 pub mod guest;
 pub mod handshake;
+pub mod image;
 pub mod peer;
 pub mod syscall;
 

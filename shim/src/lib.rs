@@ -15,8 +15,11 @@
 // says why it is sound (clippy::undocumented_unsafe_blocks is denied).
 #![allow(unsafe_code)]
 
+pub mod dump;
 pub mod execute;
 pub mod memory;
 pub mod process;
+pub mod ptrace;
+pub mod restore;
 pub mod seccomp;
 pub mod spawn;

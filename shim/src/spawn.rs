@@ -118,6 +118,35 @@ pub fn spawn(spec: &GuestSpec, filter: &Filter) -> Result<Guest, SpawnError> {
     })
 }
 
+/// Forks; in the child only raw syscalls on memory prepared before are safe.
+pub(crate) fn fork_child() -> std::io::Result<i32> {
+    fork()
+}
+
+/// A blank child's side: credentials, no fds, the filter if any, then it
+/// sleeps until the supervisor seizes it and restores an image into it.
+pub(crate) fn blank_child(
+    uid: u32,
+    gid: u32,
+    groups: &[libc::gid_t],
+    as_root: bool,
+    filter: Option<&Filter>,
+) -> ! {
+    if as_root && set_credentials(uid, gid, groups).is_err() {
+        exit(STEP_CREDENTIALS);
+    }
+    prepare_child();
+    if let Some(filter) = filter {
+        if filter.install_with_listener().is_err() {
+            exit(STEP_FILTER);
+        }
+    }
+    loop {
+        // SAFETY: pause takes nothing; it returns only on a signal.
+        unsafe { libc::syscall(libc::SYS_pause) };
+    }
+}
+
 fn fork() -> std::io::Result<i32> {
     // SAFETY: the child only runs `child`, which issues raw syscalls on
     // memory prepared before the fork and never returns.
@@ -242,7 +271,7 @@ fn exit(code: i32) -> ! {
 
 /// Takes the child's listener: after closing every fd, the child's filter
 /// listener is its fd 0.
-fn take_listener(pid: i32, pidfd: &OwnedFd) -> Result<Listener, SpawnError> {
+pub(crate) fn take_listener(pid: i32, pidfd: &OwnedFd) -> Result<Listener, SpawnError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(fd) = pidfd_getfd(pidfd.as_fd(), 0, PidfdGetfdFlags::empty()) {

@@ -1,0 +1,288 @@
+//! A process image: everything of a running process that moves when it
+//! migrates, and nothing that stays home with its deputy (fds, cwd,
+//! credentials, pid, parent).
+//!
+//! An image travels as one [`ProcessImage`] frame followed by its memory as
+//! raw page runs ([`PageRunHeader`] then the bytes), ended by an empty run.
+//! Pages are not MessagePack: a gigabyte of memory is copied once, not
+//! encoded.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// The kernel's `user_regs_struct` on x86_64, in its order (27 words).
+pub const REGS_WORDS: usize = 27;
+/// Index of `orig_rax` in [`ThreadImage::regs`].
+pub const REG_ORIG_RAX: usize = 15;
+/// Index of `rip`.
+pub const REG_RIP: usize = 16;
+/// Index of `rax`.
+pub const REG_RAX: usize = 10;
+/// Index of `rsp`.
+pub const REG_RSP: usize = 19;
+
+/// A whole process, less its memory contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProcessImage {
+    /// Every thread; the first is the thread-group leader.
+    pub threads: Vec<ThreadImage>,
+    /// The memory map, in address order.
+    pub regions: Vec<Region>,
+    /// The mm fields `PR_SET_MM_MAP` restores.
+    pub mm: MmFields,
+    /// The auxiliary vector, as `/proc/PID/auxv` gives it (pairs of words).
+    pub auxv: Vec<u64>,
+    /// Every signal whose action is not the default.
+    pub signal_actions: Vec<SignalAction>,
+    /// Signals pending for the whole process.
+    pub shared_pending: Vec<PendingSignal>,
+    /// `ITIMER_REAL`, `ITIMER_VIRTUAL` and `ITIMER_PROF`, as `getitimer` gave them.
+    pub itimers: Vec<Itimer>,
+    /// When the process was frozen (Unix time in nanoseconds): real-time
+    /// timers are shortened by the time spent moving.
+    pub frozen_at_unix_ns: u64,
+    /// `personality(2)`.
+    pub personality: u32,
+    /// Resource limits `(resource, soft, hard)`.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// Bytes of memory that follow the image.
+    pub page_bytes: u64,
+}
+
+/// One thread's CPU and kernel state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ThreadImage {
+    /// General registers ([`REGS_WORDS`] words, fs and gs bases included),
+    /// already set to restart a syscall the freeze interrupted.
+    pub regs: Vec<u64>,
+    /// The FPU/SSE/AVX state as `PTRACE_GETREGSET NT_X86_XSTATE` gives it.
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub xstate: ByteBuf,
+    /// Blocked signals.
+    pub sigmask: u64,
+    /// Signals pending for this thread alone.
+    pub pending: Vec<PendingSignal>,
+    /// The alternate signal stack: `(ss_sp, ss_flags, ss_size)`.
+    pub altstack: (u64, i32, u64),
+    /// The robust futex list: `(head, len)`.
+    pub robust_list: (u64, u64),
+    /// The rseq registration, if any.
+    pub rseq: Option<RseqRegistration>,
+    /// `set_tid_address`'s address.
+    pub clear_child_tid: u64,
+}
+
+/// An rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RseqRegistration {
+    /// The `struct rseq` the thread registered.
+    pub address: u64,
+    /// Its length.
+    pub length: u32,
+    /// The abort signature.
+    pub signature: u32,
+}
+
+/// A pending signal with its `siginfo_t` (128 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PendingSignal {
+    /// The raw `siginfo_t`.
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub siginfo: ByteBuf,
+}
+
+/// One signal's action: the kernel's `struct sigaction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SignalAction {
+    /// The signal.
+    pub signal: i32,
+    /// `sa_handler` (or `SIG_IGN`).
+    pub handler: u64,
+    /// `sa_flags`.
+    pub flags: u64,
+    /// `sa_restorer`.
+    pub restorer: u64,
+    /// `sa_mask`.
+    pub mask: u64,
+}
+
+/// One interval timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Itimer {
+    /// The reload value in microseconds.
+    pub interval_us: u64,
+    /// Time left in microseconds (0: disarmed).
+    pub value_us: u64,
+}
+
+/// The mm fields of `struct prctl_mm_map`, less the auxv and exe file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[allow(missing_docs)] // the kernel's own field names
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// One mapping of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Region {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// `PROT_*` bits.
+    pub prot: u32,
+    /// What the region is.
+    pub kind: RegionKind,
+    /// The name `/proc/PID/maps` shows (a path, `[heap]`, `[stack]`, …), for logs.
+    pub name: String,
+}
+
+/// What a [`Region`] is, which decides how it is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum RegionKind {
+    /// Private memory (anonymous, heap, or a private file mapping): its
+    /// pages travel; pages absent from the image are zero.
+    Private,
+    /// Private memory that grows down (the main stack).
+    Stack,
+    /// The vDSO: not sent, the destination's own is moved here.
+    Vdso,
+    /// The vDSO's data pages (`[vvar]`, `[vvar_vclock]`): likewise.
+    Vvar,
+}
+
+/// Precedes the bytes of one run of pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRunHeader {
+    /// Address of the run's first byte.
+    pub address: u64,
+    /// Bytes in the run; 0 ends the memory.
+    pub length: u32,
+}
+
+impl PageRunHeader {
+    /// Bytes of an encoded header.
+    pub const LEN: usize = 12;
+    /// The largest run a reader accepts.
+    pub const MAX_LENGTH: u32 = 4 << 20;
+
+    /// The header that ends the memory.
+    pub const END: Self = Self {
+        address: 0,
+        length: 0,
+    };
+
+    /// Big-endian address then length.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut bytes = [0; Self::LEN];
+        bytes[..8].copy_from_slice(&self.address.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.length.to_be_bytes());
+        bytes
+    }
+
+    /// Reads a header; a run longer than [`Self::MAX_LENGTH`] or not
+    /// page-aligned is an error.
+    pub fn decode(bytes: &[u8; Self::LEN]) -> Result<Self, ImageError> {
+        let address = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let length = u32::from_be_bytes(bytes[8..].try_into().expect("4 bytes"));
+        if length > Self::MAX_LENGTH {
+            return Err(ImageError::RunTooLong(length));
+        }
+        if address % 4096 != 0 || length % 4096 != 0 {
+            return Err(ImageError::Unaligned { address, length });
+        }
+        Ok(Self { address, length })
+    }
+
+    /// Whether this header ends the memory.
+    pub fn is_end(&self) -> bool {
+        self.length == 0
+    }
+}
+
+/// A malformed image.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    /// A page run longer than any writer sends.
+    #[error("a page run of {0} bytes is longer than the limit")]
+    RunTooLong(u32),
+    /// A page run that does not start or end on a page.
+    #[error("a page run at {address:#x} of {length} bytes is not page-aligned")]
+    Unaligned {
+        /// Its address.
+        address: u64,
+        /// Its length.
+        length: u32,
+    },
+}
+
+/// Unix time now in nanoseconds is the caller's to read: this crate reads
+/// no clocks. Whole microseconds left of a timer that had `left_us` when
+/// frozen at `frozen_at_ns`, at `now_ns`; never 0 for an armed timer, so it
+/// still fires.
+pub fn timer_left_after(left_us: u64, frozen_at_ns: u64, now_ns: u64) -> u64 {
+    if left_us == 0 {
+        return 0;
+    }
+    let spent_us = now_ns.saturating_sub(frozen_at_ns) / 1000;
+    left_us.saturating_sub(spent_us).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_run_headers_round_trip_and_reject_bad_runs() {
+        let run = PageRunHeader {
+            address: 0x7f00_0000_1000,
+            length: 8192,
+        };
+        assert_eq!(PageRunHeader::decode(&run.encode()), Ok(run));
+        assert!(PageRunHeader::decode(&PageRunHeader::END.encode())
+            .unwrap()
+            .is_end());
+        let long = PageRunHeader {
+            address: 0,
+            length: PageRunHeader::MAX_LENGTH + 4096,
+        };
+        assert_eq!(
+            PageRunHeader::decode(&long.encode()),
+            Err(ImageError::RunTooLong(PageRunHeader::MAX_LENGTH + 4096))
+        );
+        let crooked = PageRunHeader {
+            address: 12,
+            length: 4096,
+        };
+        assert!(PageRunHeader::decode(&crooked.encode()).is_err());
+    }
+
+    #[test]
+    fn a_timer_loses_the_time_spent_moving_but_still_fires() {
+        assert_eq!(timer_left_after(0, 0, 5_000_000), 0);
+        assert_eq!(
+            timer_left_after(3_000_000, 1_000_000_000, 1_500_000_000),
+            2_500_000
+        );
+        assert_eq!(timer_left_after(1000, 0, 10_000_000_000), 1);
+    }
+}

@@ -1,0 +1,814 @@
+//! Freezing a running process and taking its image: every thread's
+//! registers and kernel state by ptrace and syscall injection, its memory
+//! map, and its pages.
+//!
+//! The process stays frozen, whole, until the caller decides: [`Frozen::thaw`]
+//! lets it go on exactly where it was (a migration that failed), the
+//! caller kills it or turns it into a deputy (one that succeeded).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use homing_proto::image::{
+    Itimer, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction, ThreadImage,
+};
+use serde_bytes::ByteBuf;
+
+use crate::memory::ProcessMemory;
+use crate::ptrace::{self, InjectError, Injector, Regs, Stop};
+
+const PAGE: u64 = 4096;
+/// Bytes of scratch memory mapped into a frozen process for the structs
+/// injected syscalls read and write.
+const SCRATCH_LEN: u64 = 64 << 10;
+/// The most bytes read from the process at once.
+const READ_CHUNK: u64 = 1 << 20;
+
+/// Why a process could not be frozen or dumped. The process is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// No such process, or it ended.
+    #[error("process {0} is gone")]
+    Gone(i32),
+    /// The process has a mapping that cannot move.
+    #[error("cannot move process {pid}: {reason}")]
+    Unmovable {
+        /// The process.
+        pid: i32,
+        /// Why, naming the mapping.
+        reason: String,
+    },
+    /// ptrace or a read of `/proc` failed.
+    #[error("cannot freeze process {pid}: {error}")]
+    Io {
+        /// The process.
+        pid: i32,
+        /// What failed.
+        error: io::Error,
+    },
+    /// A syscall injected into the process failed.
+    #[error("cannot dump process {pid}: {error}")]
+    Inject {
+        /// The process.
+        pid: i32,
+        /// What failed.
+        error: InjectError,
+    },
+}
+
+/// One frozen thread.
+#[derive(Debug)]
+struct FrozenThread {
+    tid: i32,
+    /// Registers to resume it with (an interrupted syscall rewound).
+    resume: Regs,
+    /// Its own signal mask; all signals are blocked while it is frozen.
+    sigmask: u64,
+}
+
+/// A process whose every thread is stopped under this thread's ptrace.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: i32,
+    threads: Vec<FrozenThread>,
+    /// A `syscall` instruction in its vDSO.
+    syscall_at: u64,
+}
+
+/// A mapping as `/proc/PID/maps` shows it.
+#[derive(Debug, Clone)]
+pub struct MapsEntry {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// `rwxp` / `rwxs`.
+    pub perms: String,
+    /// The inode of a file mapping (0: anonymous).
+    pub inode: u64,
+    /// Path or `[name]`, possibly empty.
+    pub name: String,
+}
+
+impl MapsEntry {
+    fn prot(&self) -> u32 {
+        let bit = |i: usize, flag: i32| {
+            if self.perms.as_bytes()[i] != b'-' {
+                flag as u32
+            } else {
+                0
+            }
+        };
+        bit(0, libc::PROT_READ) | bit(1, libc::PROT_WRITE) | bit(2, libc::PROT_EXEC)
+    }
+
+    fn shared(&self) -> bool {
+        self.perms.as_bytes()[3] == b's'
+    }
+}
+
+/// The mappings of `pid`.
+pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/maps");
+    text.lines()
+        .map(|line| {
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next().ok_or_else(bad)?;
+            let perms = fields.next().ok_or_else(bad)?.to_owned();
+            let _offset = fields.next();
+            let _device = fields.next();
+            let inode = fields.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+            let name = fields.next().unwrap_or("").trim().to_owned();
+            let (start, end) = range.split_once('-').ok_or_else(bad)?;
+            Ok(MapsEntry {
+                start: u64::from_str_radix(start, 16).map_err(|_| bad())?,
+                end: u64::from_str_radix(end, 16).map_err(|_| bad())?,
+                perms,
+                inode,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Where a `syscall` instruction is in `pid`'s vDSO.
+pub fn vdso_syscall_instruction(pid: i32) -> io::Result<u64> {
+    let vdso = maps(pid)?
+        .into_iter()
+        .find(|m| m.name == "[vdso]")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the process has no vDSO"))?;
+    let code = ProcessMemory::new(pid)
+        .read(vdso.start, (vdso.end - vdso.start) as usize)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    crate::ptrace::find_syscall_instruction(&code)
+        .map(|offset| vdso.start + offset as u64)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no syscall instruction in the vDSO",
+            )
+        })
+}
+
+fn tids(pid: i32) -> io::Result<BTreeSet<i32>> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().parse().unwrap_or(0)))
+        .collect()
+}
+
+/// Freezes every thread of `pid`. `guest`: the process runs under the
+/// guest filter, which injected syscalls must pass by.
+pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
+    let io_error = |error: io::Error| {
+        if error.raw_os_error() == Some(libc::ESRCH) || error.kind() == io::ErrorKind::NotFound {
+            DumpError::Gone(pid)
+        } else {
+            DumpError::Io { pid, error }
+        }
+    };
+    let mut seized: Vec<i32> = Vec::new();
+    let outcome = (|| {
+        // Threads may start while others are being seized: go round until
+        // a pass finds none new.
+        loop {
+            let fresh: Vec<i32> = tids(pid)?
+                .into_iter()
+                .filter(|tid| !seized.contains(tid))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for tid in fresh {
+                match ptrace::seize(
+                    tid,
+                    ptrace::Options {
+                        suspend_seccomp: guest,
+                        trace_clone: false,
+                    },
+                ) {
+                    Ok(()) => seized.push(tid),
+                    // It ended in between.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e),
+                }
+                ptrace::interrupt(tid)?;
+            }
+        }
+        let mut threads = Vec::new();
+        for &tid in &seized {
+            match ptrace::wait(tid)? {
+                Stop::Exited(_) | Stop::Killed(_) => continue,
+                _ => {}
+            }
+            let sigmask = ptrace::sigmask(tid)?;
+            // Signals that arrive while frozen stay pending, to be read
+            // with the rest, instead of stopping an injected syscall.
+            ptrace::set_sigmask(tid, u64::MAX)?;
+            threads.push(FrozenThread {
+                tid,
+                resume: ptrace::resumable(ptrace::regs(tid)?),
+                sigmask,
+            });
+        }
+        // The leader first: it is the thread restored into the new process.
+        threads.sort_by_key(|t| t.tid != pid);
+        if threads.first().map(|t| t.tid) != Some(pid) {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let syscall_at = vdso_syscall_instruction(pid)?;
+        Ok(Frozen {
+            pid,
+            threads,
+            syscall_at,
+        })
+    })();
+    outcome.map_err(|error| {
+        for &tid in &seized {
+            let _ = ptrace::detach(tid, 0);
+        }
+        io_error(error)
+    })
+}
+
+/// The kernel's `struct sigaction` on x86_64.
+const SIGACTION_LEN: usize = 32;
+/// `struct itimerval`.
+const ITIMERVAL_LEN: usize = 32;
+/// `stack_t`.
+const STACK_T_LEN: usize = 24;
+const PR_GET_TID_ADDRESS: u64 = 40;
+
+fn word(bytes: &[u8], index: usize) -> u64 {
+    u64::from_ne_bytes(bytes[index * 8..index * 8 + 8].try_into().expect("8 bytes"))
+}
+
+impl Frozen {
+    /// The process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Its threads.
+    pub fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    fn inject_error(&self, error: InjectError) -> DumpError {
+        DumpError::Inject {
+            pid: self.pid,
+            error,
+        }
+    }
+
+    fn io_error(&self, error: io::Error) -> DumpError {
+        DumpError::Io {
+            pid: self.pid,
+            error,
+        }
+    }
+
+    /// Runs `work` with an injector in thread `index` and a scratch
+    /// mapping in the process; the thread's registers are put back after.
+    fn with_scratch<T>(
+        &self,
+        work: impl FnOnce(&mut Injector, u64, &ProcessMemory) -> Result<T, InjectError>,
+    ) -> Result<T, DumpError> {
+        let leader = self.threads[0].tid;
+        let mut injector = Injector::new(leader, self.syscall_at);
+        let memory = ProcessMemory::new(self.pid);
+        let result = (|| {
+            let scratch = injector.call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    0,
+                    SCRATCH_LEN,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )?;
+            let outcome = work(&mut injector, scratch, &memory);
+            injector.call(
+                "munmap",
+                libc::SYS_munmap,
+                [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+            )?;
+            outcome
+        })();
+        ptrace::set_regs(leader, &self.threads[0].resume).map_err(|e| self.io_error(e))?;
+        result.map_err(|e| self.inject_error(e))
+    }
+
+    /// Takes the image of the frozen process. `carry_pending_signals`:
+    /// move its pending signals with it (a guest being moved on), rather
+    /// than leave them to the deputy it becomes at home.
+    pub fn image(&self, carry_pending_signals: bool) -> Result<ProcessImage, DumpError> {
+        let pid = self.pid;
+        let entries = maps(pid).map_err(|e| self.io_error(e))?;
+        let regions = regions(pid, &entries)?;
+        let (signal_actions, itimers, brk, personality, per_thread) =
+            self.with_scratch(|injector, scratch, memory| {
+                let read = |len| {
+                    memory
+                        .read(scratch, len)
+                        .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))
+                };
+                let mut actions = Vec::new();
+                for signal in 1..=64u64 {
+                    if signal == libc::SIGKILL as u64 || signal == libc::SIGSTOP as u64 {
+                        continue;
+                    }
+                    injector.call(
+                        "rt_sigaction",
+                        libc::SYS_rt_sigaction,
+                        [signal, 0, scratch, 8, 0, 0],
+                    )?;
+                    let raw = read(SIGACTION_LEN)?;
+                    if word(&raw, 0) != 0 {
+                        actions.push(SignalAction {
+                            signal: signal as i32,
+                            handler: word(&raw, 0),
+                            flags: word(&raw, 1),
+                            restorer: word(&raw, 2),
+                            mask: word(&raw, 3),
+                        });
+                    }
+                }
+                let mut itimers = Vec::new();
+                for which in 0..3u64 {
+                    injector.call(
+                        "getitimer",
+                        libc::SYS_getitimer,
+                        [which, scratch, 0, 0, 0, 0],
+                    )?;
+                    let raw = read(ITIMERVAL_LEN)?;
+                    let micros = |sec: u64, usec: u64| sec * 1_000_000 + usec;
+                    itimers.push(Itimer {
+                        interval_us: micros(word(&raw, 0), word(&raw, 1)),
+                        value_us: micros(word(&raw, 2), word(&raw, 3)),
+                    });
+                }
+                let brk = injector.call("brk", libc::SYS_brk, [0; 6])?;
+                let personality = injector.call(
+                    "personality",
+                    libc::SYS_personality,
+                    [0xffff_ffff, 0, 0, 0, 0, 0],
+                )?;
+                // Each thread's own state, injected in that thread.
+                let mut per_thread = Vec::new();
+                for thread in &self.threads {
+                    let mut own = Injector::new(thread.tid, self.syscall_at);
+                    let injector = if thread.tid == self.pid {
+                        &mut *injector
+                    } else {
+                        &mut own
+                    };
+                    injector.call(
+                        "sigaltstack",
+                        libc::SYS_sigaltstack,
+                        [0, scratch, 0, 0, 0, 0],
+                    )?;
+                    let stack = read(STACK_T_LEN)?;
+                    let altstack = (word(&stack, 0), word(&stack, 1) as i32, word(&stack, 2));
+                    injector.call(
+                        "prctl(PR_GET_TID_ADDRESS)",
+                        libc::SYS_prctl,
+                        [PR_GET_TID_ADDRESS, scratch, 0, 0, 0, 0],
+                    )?;
+                    let clear_child_tid = word(&read(8)?, 0);
+                    if thread.tid != self.pid {
+                        ptrace::set_regs(thread.tid, &thread.resume)?;
+                    }
+                    per_thread.push((altstack, clear_child_tid));
+                }
+                Ok((actions, itimers, brk, personality as u32, per_thread))
+            })?;
+
+        let mut threads = Vec::new();
+        for (thread, (altstack, clear_child_tid)) in self.threads.iter().zip(per_thread) {
+            let tid = thread.tid;
+            let io = |e| self.io_error(e);
+            let pending = if carry_pending_signals {
+                ptrace::pending_signals(tid, false).map_err(io)?
+            } else {
+                Vec::new()
+            };
+            threads.push(ThreadImage {
+                regs: thread.resume.to_vec(),
+                xstate: ByteBuf::from(ptrace::xstate(tid).map_err(io)?),
+                sigmask: thread.sigmask,
+                pending: pending
+                    .into_iter()
+                    .map(|s| PendingSignal {
+                        siginfo: ByteBuf::from(s),
+                    })
+                    .collect(),
+                altstack,
+                robust_list: ptrace::robust_list(tid).map_err(io)?,
+                rseq: ptrace::rseq(tid).map_err(io)?,
+                clear_child_tid,
+            });
+        }
+        let shared_pending = if carry_pending_signals {
+            ptrace::pending_signals(pid, true)
+                .map_err(|e| self.io_error(e))?
+                .into_iter()
+                .map(|s| PendingSignal {
+                    siginfo: ByteBuf::from(s),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut mm = mm_fields(pid).map_err(|e| self.io_error(e))?;
+        mm.brk = brk;
+        let auxv = std::fs::read(format!("/proc/{pid}/auxv"))
+            .map_err(|e| self.io_error(e))?
+            .chunks_exact(8)
+            .map(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")))
+            .collect();
+        let page_bytes = 0;
+        Ok(ProcessImage {
+            threads,
+            regions,
+            mm,
+            auxv,
+            signal_actions,
+            shared_pending,
+            itimers,
+            frozen_at_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            personality,
+            rlimits: rlimits(pid).map_err(|e| self.io_error(e))?,
+            page_bytes,
+        })
+    }
+
+    /// Reads the memory of every region of `image` that travels and hands
+    /// it to `sink` in runs of present, non-zero pages (at most `max_run`
+    /// bytes each). Returns the bytes handed over.
+    pub fn read_memory<E>(
+        &self,
+        image: &ProcessImage,
+        max_run: usize,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, DumpError> {
+        let memory = ProcessMemory::new(self.pid);
+        let entries = maps(self.pid).map_err(|e| self.io_error(e))?;
+        let mut pagemap = PageMap::open(self.pid).map_err(|e| self.io_error(e))?;
+        let mut sent = 0u64;
+        for region in image.regions.iter().filter(|r| travels(r)) {
+            // Pages of an anonymous mapping that were never touched are
+            // not there to read; those of a file are read from the file.
+            let anonymous = entries
+                .iter()
+                .find(|e| e.start == region.start)
+                .is_none_or(|e| e.inode == 0);
+            let mut address = region.start;
+            while address < region.end {
+                let len = (region.end - address).min(READ_CHUNK);
+                let present = if anonymous {
+                    pagemap
+                        .present(address, len)
+                        .map_err(|e| self.io_error(e))?
+                } else {
+                    vec![true; (len / PAGE) as usize]
+                };
+                let mut run: Option<(u64, Vec<u8>)> = None;
+                let bytes = if present.iter().any(|&p| p) {
+                    read_readable(&memory, address, len)
+                } else {
+                    Vec::new()
+                };
+                for (index, page) in bytes.chunks(PAGE as usize).enumerate() {
+                    let page_address = address + index as u64 * PAGE;
+                    let keep = present[index] && !is_zero(page);
+                    match (&mut run, keep) {
+                        (Some((_, data)), true) if data.len() < max_run => {
+                            data.extend_from_slice(page)
+                        }
+                        (_, true) => {
+                            if let Some((start, data)) = run.take() {
+                                sent += data.len() as u64;
+                                if let Err(e) = sink(start, &data) {
+                                    return Ok(Err(e));
+                                }
+                            }
+                            run = Some((page_address, page.to_vec()));
+                        }
+                        (_, false) => {
+                            if let Some((start, data)) = run.take() {
+                                sent += data.len() as u64;
+                                if let Err(e) = sink(start, &data) {
+                                    return Ok(Err(e));
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some((start, data)) = run.take() {
+                    sent += data.len() as u64;
+                    if let Err(e) = sink(start, &data) {
+                        return Ok(Err(e));
+                    }
+                }
+                address += len;
+            }
+        }
+        Ok(Ok(sent))
+    }
+
+    /// Lets the process go on exactly where it was frozen.
+    pub fn thaw(self) {
+        for thread in &self.threads {
+            let _ = ptrace::set_regs(thread.tid, &thread.resume);
+            let _ = ptrace::set_sigmask(thread.tid, thread.sigmask);
+            let _ = ptrace::detach(thread.tid, 0);
+        }
+    }
+
+    /// Ends the frozen process (it runs elsewhere now). Its threads'
+    /// deaths are reported to this tracer, which takes them; the leader's
+    /// is left to its parent.
+    pub fn kill(self) {
+        // SAFETY: kill takes integers.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        for thread in &self.threads[1..] {
+            let _ = ptrace::wait(thread.tid);
+        }
+    }
+
+    /// Turns the frozen process into another program in place, keeping its
+    /// pid, parent, fds, cwd and credentials: fds marked close-on-exec are
+    /// unmarked first (their numbers are returned, to mark them again if
+    /// the process comes back). On failure the process is as it was, still
+    /// frozen.
+    pub fn exec_in_place(
+        &self,
+        program: &std::ffi::CStr,
+        argv: &[&std::ffi::CStr],
+    ) -> Result<Vec<i32>, DumpError> {
+        let fds: Vec<i32> = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map_err(|e| self.io_error(e))?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let leader = self.threads[0].tid;
+        let mut unmarked = Vec::new();
+        let mut injector = Injector::new(leader, self.syscall_at);
+        let memory = ProcessMemory::new(self.pid);
+        let outcome = (|| {
+            for &fd in &fds {
+                let flags = injector.call(
+                    "fcntl",
+                    libc::SYS_fcntl,
+                    [fd as u64, libc::F_GETFD as u64, 0, 0, 0, 0],
+                )?;
+                if flags & libc::FD_CLOEXEC as u64 != 0 {
+                    injector.call(
+                        "fcntl",
+                        libc::SYS_fcntl,
+                        [fd as u64, libc::F_SETFD as u64, 0, 0, 0, 0],
+                    )?;
+                    unmarked.push(fd);
+                }
+            }
+            let scratch = injector.call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    0,
+                    SCRATCH_LEN,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )?;
+            // Layout: argv pointers, a null, then the strings.
+            let mut strings = Vec::new();
+            let mut pointers = Vec::new();
+            let strings_at = scratch + 8 * (argv.len() as u64 + 2);
+            let place = |s: &std::ffi::CStr, strings: &mut Vec<u8>| {
+                let at = strings_at + strings.len() as u64;
+                strings.extend_from_slice(s.to_bytes_with_nul());
+                at
+            };
+            let program_at = place(program, &mut strings);
+            for arg in argv {
+                pointers.push(place(arg, &mut strings));
+            }
+            pointers.push(0);
+            pointers.push(0); // an empty environment
+            let mut block: Vec<u8> = pointers.iter().flat_map(|p| p.to_ne_bytes()).collect();
+            block.extend_from_slice(&strings);
+            memory
+                .write(scratch, &block)
+                .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
+            let envp = scratch + 8 * argv.len() as u64 + 8;
+            let result = injector.raw(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0])?;
+            if result < 0 {
+                let _ = injector.call(
+                    "munmap",
+                    libc::SYS_munmap,
+                    [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+                );
+                return Err(InjectError::Failed {
+                    call: "execve",
+                    error: io::Error::from_raw_os_error(-result as i32),
+                });
+            }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                // The other threads ended with the exec.
+                for thread in &self.threads[1..] {
+                    let _ = ptrace::wait(thread.tid);
+                }
+                Ok(unmarked)
+            }
+            Err(error) => {
+                for &fd in &unmarked {
+                    let _ = injector.call(
+                        "fcntl",
+                        libc::SYS_fcntl,
+                        [
+                            fd as u64,
+                            libc::F_SETFD as u64,
+                            libc::FD_CLOEXEC as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                    );
+                }
+                let _ = ptrace::set_regs(leader, &self.threads[0].resume);
+                Err(self.inject_error(error))
+            }
+        }
+    }
+
+    /// After [`Self::exec_in_place`] succeeded: lets the new program run.
+    pub fn release_exec(self, sigmask: Option<u64>) {
+        let leader = self.threads[0].tid;
+        if let Some(mask) = sigmask {
+            let _ = ptrace::set_sigmask(leader, mask);
+        }
+        let _ = ptrace::detach(leader, 0);
+    }
+
+    /// The leader's signal mask before it was frozen.
+    pub fn leader_sigmask(&self) -> u64 {
+        self.threads[0].sigmask
+    }
+}
+
+/// Whether a region's pages travel in the image.
+pub fn travels(region: &Region) -> bool {
+    matches!(region.kind, RegionKind::Private | RegionKind::Stack)
+        && region.prot & libc::PROT_READ as u32 != 0
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    page.chunks_exact(16)
+        .all(|c| u128::from_ne_bytes(c.try_into().expect("16 bytes")) == 0)
+}
+
+/// Reads `len` bytes at `address`; a page that cannot be read (past the
+/// end of a mapped file) reads as zeros.
+fn read_readable(memory: &ProcessMemory, address: u64, len: u64) -> Vec<u8> {
+    if let Ok(bytes) = memory.read(address, len as usize) {
+        return bytes;
+    }
+    let mut bytes = vec![0u8; len as usize];
+    for (index, page) in bytes.chunks_mut(PAGE as usize).enumerate() {
+        if let Ok(read) = memory.read(address + index as u64 * PAGE, PAGE as usize) {
+            page.copy_from_slice(&read);
+        }
+    }
+    bytes
+}
+
+/// `/proc/PID/pagemap`: which pages are in memory or swap.
+struct PageMap {
+    file: std::fs::File,
+}
+
+impl PageMap {
+    fn open(pid: i32) -> io::Result<Self> {
+        Ok(Self {
+            file: std::fs::File::open(format!("/proc/{pid}/pagemap"))?,
+        })
+    }
+
+    fn present(&mut self, address: u64, len: u64) -> io::Result<Vec<bool>> {
+        use std::os::unix::fs::FileExt;
+        let pages = (len / PAGE) as usize;
+        let mut raw = vec![0u8; pages * 8];
+        self.file.read_exact_at(&mut raw, address / PAGE * 8)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|entry| {
+                let entry = u64::from_ne_bytes(entry.try_into().expect("8 bytes"));
+                entry & (3 << 62) != 0
+            })
+            .collect())
+    }
+}
+
+/// The image's regions, or why the process cannot move.
+fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
+    let unmovable = |reason: String| DumpError::Unmovable { pid, reason };
+    let mut regions = Vec::new();
+    for entry in entries {
+        let kind = match entry.name.as_str() {
+            "[vdso]" => RegionKind::Vdso,
+            "[vvar]" | "[vvar_vclock]" => RegionKind::Vvar,
+            // The same fixed page in every process.
+            "[vsyscall]" => continue,
+            "[stack]" => RegionKind::Stack,
+            name if name.starts_with("/dev/") && name != "/dev/zero" => {
+                return Err(unmovable(format!(
+                    "it maps the device {name} at {:#x}",
+                    entry.start
+                )))
+            }
+            name if entry.shared() && entry.prot() & libc::PROT_WRITE as u32 != 0 => {
+                let what = if name.is_empty() {
+                    "anonymous memory"
+                } else {
+                    name
+                };
+                return Err(unmovable(format!(
+                    "it has a writable shared mapping of {what} at {:#x}",
+                    entry.start
+                )));
+            }
+            _ => RegionKind::Private,
+        };
+        regions.push(Region {
+            start: entry.start,
+            end: entry.end,
+            prot: entry.prot(),
+            kind,
+            name: entry.name.clone(),
+        });
+    }
+    Ok(regions)
+}
+
+/// The mm fields of `/proc/PID/stat` (brk itself is not there).
+fn mm_fields(pid: i32) -> io::Result<MmFields> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may hold spaces: field 3 first.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))?;
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| fields.get(n - 4).copied().unwrap_or(0);
+    Ok(MmFields {
+        start_code: field(26),
+        end_code: field(27),
+        start_stack: field(28),
+        start_data: field(45),
+        end_data: field(46),
+        start_brk: field(47),
+        brk: 0,
+        arg_start: field(48),
+        arg_end: field(49),
+        env_start: field(50),
+        env_end: field(51),
+    })
+}
+
+/// Linux's resource limits (`RLIMIT_CPU` … `RLIMIT_RTTIME`).
+const RLIMITS: u32 = 16;
+
+/// Every resource limit of `pid`.
+fn rlimits(pid: i32) -> io::Result<Vec<(u32, u64, u64)>> {
+    (0..RLIMITS)
+        .map(|resource| {
+            let mut limit = libc::rlimit64 {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: prlimit64 writes the old limit into `limit`, a live local.
+            let rc = unsafe { libc::prlimit64(pid, resource as _, std::ptr::null(), &mut limit) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok((resource, limit.rlim_cur, limit.rlim_max))
+        })
+        .collect()
+}

@@ -1,0 +1,440 @@
+//! ptrace control of another process's threads: seize and freeze, registers
+//! and extended state, signal state, and syscall injection.
+//!
+//! ptrace is per thread and per tracer *thread*: every call on a tracee
+//! must come from the OS thread that seized it, so a whole dump or restore
+//! runs on one thread.
+
+use std::io;
+
+use homing_proto::image::{RseqRegistration, REGS_WORDS, REG_ORIG_RAX, REG_RAX, REG_RIP};
+
+/// General registers, in `user_regs_struct` order.
+pub type Regs = [u64; REGS_WORDS];
+
+/// Why a thread stopped or went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A ptrace event stop (`PTRACE_EVENT_*`), e.g. after `PTRACE_INTERRUPT`.
+    Event(i32),
+    /// About to receive this signal.
+    Signal(i32),
+    /// At a syscall entry or exit.
+    Syscall,
+    /// It exited with this status.
+    Exited(i32),
+    /// It was killed by this signal.
+    Killed(i32),
+}
+
+/// How a thread is seized.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Let injected syscalls past the thread's seccomp filter (a guest's).
+    pub suspend_seccomp: bool,
+    /// Seize the threads it creates, stopped (to restore them).
+    pub trace_clone: bool,
+}
+
+impl Options {
+    fn bits(self) -> usize {
+        // Syscall stops are always told apart from signal stops.
+        let mut bits = libc::PTRACE_O_TRACESYSGOOD;
+        if self.suspend_seccomp {
+            bits |= libc::PTRACE_O_SUSPEND_SECCOMP;
+        }
+        if self.trace_clone {
+            bits |= libc::PTRACE_O_TRACECLONE;
+        }
+        bits as usize
+    }
+}
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn request(request: libc::c_uint, tid: i32, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: every caller passes, for requests that read or write through
+    // `addr`/`data`, a pointer to a live buffer of the size the request
+    // uses; the other requests take integers.
+    check(unsafe { libc::ptrace(request, tid, addr, data) })
+}
+
+/// Seizes `tid` without stopping it.
+pub fn seize(tid: i32, options: Options) -> io::Result<()> {
+    request(libc::PTRACE_SEIZE, tid, 0, options.bits()).map(drop)
+}
+
+/// Asks a seized thread to stop (it reports [`Stop::Event`]).
+pub fn interrupt(tid: i32) -> io::Result<()> {
+    request(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
+}
+
+/// Lets a stopped thread go, delivering `signal` (0: none).
+pub fn detach(tid: i32, signal: i32) -> io::Result<()> {
+    request(libc::PTRACE_DETACH, tid, 0, signal as usize).map(drop)
+}
+
+/// Resumes a stopped thread until its next syscall entry or exit.
+pub fn resume_to_syscall(tid: i32, signal: i32) -> io::Result<()> {
+    request(libc::PTRACE_SYSCALL, tid, 0, signal as usize).map(drop)
+}
+
+/// Waits for `tid` (a tracee, or a child) to stop or end.
+pub fn wait(tid: i32) -> io::Result<Stop> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a live int the kernel writes.
+        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if rc >= 0 {
+            break;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        Stop::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Stop::Killed(libc::WTERMSIG(status))
+    } else if libc::WSTOPSIG(status) == libc::SIGTRAP | 0x80 {
+        Stop::Syscall
+    } else if status >> 16 != 0 {
+        Stop::Event(status >> 16)
+    } else {
+        Stop::Signal(libc::WSTOPSIG(status))
+    })
+}
+
+/// A stopped thread's general registers.
+pub fn regs(tid: i32) -> io::Result<Regs> {
+    let mut regs: Regs = [0; REGS_WORDS];
+    request(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr() as usize)?;
+    Ok(regs)
+}
+
+/// Sets a stopped thread's general registers.
+pub fn set_regs(tid: i32, regs: &Regs) -> io::Result<()> {
+    request(libc::PTRACE_SETREGS, tid, 0, regs.as_ptr() as usize).map(drop)
+}
+
+const NT_X86_XSTATE: usize = 0x202;
+/// Larger than any XSAVE area this architecture has (AMX included).
+const XSTATE_MAX: usize = 16 << 10;
+
+/// A stopped thread's extended FPU state (XSAVE layout).
+pub fn xstate(tid: i32) -> io::Result<Vec<u8>> {
+    let mut buffer = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    request(
+        libc::PTRACE_GETREGSET,
+        tid,
+        NT_X86_XSTATE,
+        &mut iov as *mut libc::iovec as usize,
+    )?;
+    buffer.truncate(iov.iov_len);
+    Ok(buffer)
+}
+
+/// Sets a stopped thread's extended FPU state.
+pub fn set_xstate(tid: i32, xstate: &[u8]) -> io::Result<()> {
+    let mut copy = xstate.to_vec();
+    let mut iov = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: copy.len(),
+    };
+    request(
+        libc::PTRACE_SETREGSET,
+        tid,
+        NT_X86_XSTATE,
+        &mut iov as *mut libc::iovec as usize,
+    )
+    .map(drop)
+}
+
+/// A stopped thread's blocked signals.
+pub fn sigmask(tid: i32) -> io::Result<u64> {
+    let mut mask = 0u64;
+    request(
+        libc::PTRACE_GETSIGMASK,
+        tid,
+        8,
+        &mut mask as *mut u64 as usize,
+    )?;
+    Ok(mask)
+}
+
+/// Sets a stopped thread's blocked signals.
+pub fn set_sigmask(tid: i32, mask: u64) -> io::Result<()> {
+    request(
+        libc::PTRACE_SETSIGMASK,
+        tid,
+        8,
+        &mask as *const u64 as usize,
+    )
+    .map(drop)
+}
+
+/// `struct ptrace_peeksiginfo_args`.
+#[repr(C)]
+struct PeekSiginfoArgs {
+    offset: u64,
+    flags: u32,
+    count: i32,
+}
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+const SIGINFO_LEN: usize = 128;
+
+/// The signals pending for the thread (`shared`: for its whole process),
+/// each as a raw `siginfo_t`.
+pub fn pending_signals(tid: i32, shared: bool) -> io::Result<Vec<Vec<u8>>> {
+    let mut found = Vec::new();
+    loop {
+        let args = PeekSiginfoArgs {
+            offset: found.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            count: 1,
+        };
+        let mut siginfo = vec![0u8; SIGINFO_LEN];
+        let got = request(
+            libc::PTRACE_PEEKSIGINFO,
+            tid,
+            &args as *const PeekSiginfoArgs as usize,
+            siginfo.as_mut_ptr() as usize,
+        )?;
+        if got == 0 {
+            return Ok(found);
+        }
+        found.push(siginfo);
+    }
+}
+
+/// `struct ptrace_rseq_configuration`.
+#[repr(C)]
+#[derive(Default)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+
+/// The thread's rseq registration, if it has one.
+pub fn rseq(tid: i32) -> io::Result<Option<RseqRegistration>> {
+    let mut configuration = RseqConfiguration::default();
+    request(
+        PTRACE_GET_RSEQ_CONFIGURATION,
+        tid,
+        std::mem::size_of::<RseqConfiguration>(),
+        &mut configuration as *mut RseqConfiguration as usize,
+    )?;
+    Ok(
+        (configuration.rseq_abi_pointer != 0).then_some(RseqRegistration {
+            address: configuration.rseq_abi_pointer,
+            length: configuration.rseq_abi_size,
+            signature: configuration.signature,
+        }),
+    )
+}
+
+/// The thread's robust futex list `(head, len)`, read without stopping it.
+pub fn robust_list(tid: i32) -> io::Result<(u64, u64)> {
+    let mut head = 0u64;
+    let mut len = 0usize;
+    // SAFETY: both out-pointers point at live locals of the right size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid,
+            &mut head as *mut u64,
+            &mut len as *mut usize,
+        )
+    };
+    check(rc)?;
+    Ok((head, len as u64))
+}
+
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
+const ERESTARTNOHAND: i64 = 514;
+const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// Registers to resume a thread frozen at `regs` later, possibly on
+/// another host: a syscall the freeze interrupted is set to run again from
+/// its start (the restart block of a sleep does not travel, so it restarts
+/// with its own arguments), and `orig_rax` is cleared so the kernel
+/// restarts nothing itself.
+pub fn resumable(mut regs: Regs) -> Regs {
+    let in_syscall = regs[REG_ORIG_RAX] as i64 >= 0;
+    if in_syscall {
+        let result = regs[REG_RAX] as i64;
+        if matches!(
+            -result,
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+        ) {
+            regs[REG_RAX] = regs[REG_ORIG_RAX];
+            regs[REG_RIP] -= 2;
+        }
+    }
+    regs[REG_ORIG_RAX] = u64::MAX;
+    regs
+}
+
+/// Runs syscalls inside a stopped thread: its registers point at a
+/// `syscall` instruction, the thread runs to the syscall's exit, and the
+/// result is read back. The caller restores the thread's registers after.
+#[derive(Debug)]
+pub struct Injector {
+    tid: i32,
+    /// The address of a `syscall` instruction mapped in the tracee.
+    syscall_at: u64,
+    /// Signals that arrived while injecting; the caller re-delivers them.
+    pub deferred_signals: Vec<i32>,
+}
+
+/// Errors of an injected syscall.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// ptrace itself failed.
+    #[error("ptrace: {0}")]
+    Ptrace(#[from] io::Error),
+    /// The thread went away.
+    #[error("the thread ended while a syscall was injected ({0:?})")]
+    Gone(Stop),
+    /// The thread faulted instead of reaching the syscall.
+    #[error("the traced thread faulted (signal {0}) instead of making the syscall")]
+    Fault(i32),
+    /// The injected syscall failed.
+    #[error("{call} failed in the traced process: {error}")]
+    Failed {
+        /// What was injected.
+        call: &'static str,
+        /// Its errno.
+        error: io::Error,
+    },
+}
+
+impl Injector {
+    /// An injector for the stopped thread `tid`, with a `syscall`
+    /// instruction at `syscall_at` in its address space.
+    pub fn new(tid: i32, syscall_at: u64) -> Self {
+        Self {
+            tid,
+            syscall_at,
+            deferred_signals: Vec::new(),
+        }
+    }
+
+    /// The `syscall` instruction used.
+    pub fn syscall_at(&self) -> u64 {
+        self.syscall_at
+    }
+
+    /// Moves the `syscall` instruction used (after the vDSO has moved).
+    pub fn set_syscall_at(&mut self, syscall_at: u64) {
+        self.syscall_at = syscall_at;
+    }
+
+    /// Runs `nr` with `args`; returns the raw result (negative errno on failure).
+    pub fn raw(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
+        let mut regs = regs(self.tid)?;
+        regs[REG_RAX] = nr as u64;
+        regs[REG_ORIG_RAX] = u64::MAX;
+        regs[REG_RIP] = self.syscall_at;
+        // rdi, rsi, rdx, r10, r8, r9.
+        for (index, value) in [14, 13, 12, 7, 9, 8].into_iter().zip(args) {
+            regs[index] = value;
+        }
+        set_regs(self.tid, &regs)?;
+        self.run_to_syscall_stop()?; // entry
+        self.run_to_syscall_stop()?; // exit
+        Ok(self::regs(self.tid)?[REG_RAX] as i64)
+    }
+
+    /// Runs `nr`; a negative result is an error naming `call`.
+    pub fn call(
+        &mut self,
+        call: &'static str,
+        nr: i64,
+        args: [u64; 6],
+    ) -> Result<u64, InjectError> {
+        let result = self.raw(nr, args)?;
+        if (-4095..0).contains(&result) {
+            return Err(InjectError::Failed {
+                call,
+                error: io::Error::from_raw_os_error(-result as i32),
+            });
+        }
+        Ok(result as u64)
+    }
+
+    fn run_to_syscall_stop(&mut self) -> Result<(), InjectError> {
+        loop {
+            resume_to_syscall(self.tid, 0)?;
+            match wait(self.tid)? {
+                Stop::Syscall => return Ok(()),
+                // The injected instruction itself faulted: running it
+                // again would fault forever.
+                Stop::Signal(signal @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL)) => {
+                    return Err(InjectError::Fault(signal))
+                }
+                Stop::Signal(signal) => self.deferred_signals.push(signal),
+                Stop::Event(_) => {}
+                gone @ (Stop::Exited(_) | Stop::Killed(_)) => return Err(InjectError::Gone(gone)),
+            }
+        }
+    }
+}
+
+/// Where a `syscall` instruction (`0f 05`) is in `code`, if anywhere. Any
+/// such byte pair will do: execution starts there whatever the
+/// instruction boundaries around it.
+pub fn find_syscall_instruction(code: &[u8]) -> Option<usize> {
+    code.windows(2).position(|pair| pair == [0x0f, 0x05])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_syscall_is_rewound_to_run_again() {
+        let mut regs: Regs = [0; REGS_WORDS];
+        regs[REG_ORIG_RAX] = libc::SYS_read as u64;
+        regs[REG_RAX] = (-ERESTARTSYS) as u64;
+        regs[REG_RIP] = 0x1002;
+        let resumed = resumable(regs);
+        assert_eq!(resumed[REG_RAX], libc::SYS_read as u64);
+        assert_eq!(resumed[REG_RIP], 0x1000);
+        assert_eq!(resumed[REG_ORIG_RAX], u64::MAX);
+    }
+
+    #[test]
+    fn a_finished_syscall_and_user_code_are_left_alone() {
+        let mut regs: Regs = [0; REGS_WORDS];
+        regs[REG_ORIG_RAX] = libc::SYS_read as u64;
+        regs[REG_RAX] = 5;
+        regs[REG_RIP] = 0x1002;
+        assert_eq!(resumable(regs)[REG_RIP], 0x1002);
+        regs[REG_ORIG_RAX] = u64::MAX;
+        regs[REG_RAX] = (-ERESTARTSYS) as u64;
+        assert_eq!(resumable(regs)[REG_RIP], 0x1002);
+    }
+
+    #[test]
+    fn finds_a_syscall_instruction_anywhere() {
+        assert_eq!(find_syscall_instruction(&[0x90, 0x0f, 0x05, 0xc3]), Some(1));
+        assert_eq!(find_syscall_instruction(&[0x90, 0x0f, 0xc3]), None);
+    }
+}

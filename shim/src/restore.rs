@@ -1,0 +1,681 @@
+//! Restoring an image into a process: a blank one forked for the purpose
+//! (a guest arriving on a host), or a deputy at home whose program comes
+//! back.
+//!
+//! Everything is done by syscall injection into the stopped process, whose
+//! `syscall` instruction is its own vDSO's: its old memory is unmapped,
+//! the vDSO moved to where the image had it, each region mapped and
+//! filled, then the kernel state is set and every thread let go.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use homing_proto::image::{timer_left_after, ProcessImage, RegionKind, ThreadImage, REGS_WORDS};
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+use crate::dump::{maps, vdso_syscall_instruction, MapsEntry};
+use crate::memory::ProcessMemory;
+use crate::ptrace::{self, InjectError, Injector, Regs, Stop};
+use crate::seccomp::{Filter, Listener};
+
+const PAGE: u64 = 4096;
+const SCRATCH_LEN: u64 = 64 << 10;
+/// The lowest address a mapping may have (`vm.mmap_min_addr`'s default).
+const MMAP_MIN: u64 = 0x10000;
+/// One past the highest user address on x86_64 with 4-level page tables.
+const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+
+/// Why an image could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The blank process could not be made.
+    #[error("cannot make a process to restore into: {0}")]
+    Blank(String),
+    /// ptrace or /proc failed.
+    #[error("restore: {0}")]
+    Io(#[from] io::Error),
+    /// An injected syscall failed.
+    #[error("restore: {0}")]
+    Inject(#[from] InjectError),
+    /// The image does not fit this host.
+    #[error("the image cannot be restored here: {0}")]
+    Unfit(String),
+}
+
+/// A process made to receive an image: it has nothing of its own but its
+/// credentials and (for a guest) its filter, whose listener the caller holds.
+#[derive(Debug)]
+pub struct Blank {
+    /// Its pid.
+    pub pid: i32,
+    /// A pidfd for it.
+    pub pidfd: OwnedFd,
+    /// The listener of its guest filter, if it has one.
+    pub listener: Option<Listener>,
+}
+
+/// Forks a blank process with credentials `(uid, gid, groups)` (applied
+/// when the caller is root) and, when `filter` is given, the guest filter.
+/// It dies with the calling thread.
+pub fn spawn_blank(
+    credentials: (u32, u32, &[u32]),
+    filter: Option<&Filter>,
+) -> Result<Blank, RestoreError> {
+    let (uid, gid, groups) = credentials;
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    let as_root = rustix::process::geteuid().is_root();
+    let pid = crate::spawn::fork_child().map_err(|e| RestoreError::Blank(e.to_string()))?;
+    if pid == 0 {
+        crate::spawn::blank_child(uid, gid, &groups, as_root, filter);
+    }
+    let pidfd = pidfd_open(
+        Pid::from_raw(pid).expect("fork returned a pid"),
+        PidfdFlags::empty(),
+    )
+    .map_err(|e| RestoreError::Blank(e.to_string()))?;
+    let listener = match filter {
+        Some(_) => Some(
+            crate::spawn::take_listener(pid, &pidfd)
+                .map_err(|e| RestoreError::Blank(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // The child pauses once it is ready: wait until it sleeps there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sleeping_in_pause(pid) {
+        if std::time::Instant::now() > deadline {
+            return Err(RestoreError::Blank(
+                "the blank process did not settle".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let _ = pidfd.as_fd();
+    Ok(Blank {
+        pid,
+        pidfd,
+        listener,
+    })
+}
+
+fn sleeping_in_pause(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split(' ').next() == Some(&libc::SYS_pause.to_string()))
+}
+
+/// An image being restored into a stopped process.
+#[derive(Debug)]
+pub struct Restorer {
+    pid: i32,
+    injector: Injector,
+    memory: ProcessMemory,
+    /// Address ranges the image's pages may be written to.
+    writable: Vec<(u64, u64)>,
+    image: ProcessImage,
+}
+
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// `clone` flags of a thread, as glibc's `pthread_create` uses.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+impl Restorer {
+    /// Stops `pid` (single-threaded: a blank, or a deputy that exec'd
+    /// itself blank), empties its address space and maps the image's
+    /// regions, ready for their pages. `guest`: it has the guest filter.
+    pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
+        if image.threads.is_empty() || image.threads.iter().any(|t| t.regs.len() != REGS_WORDS) {
+            return Err(RestoreError::Unfit(
+                "the image has no complete thread".into(),
+            ));
+        }
+        ptrace::seize(
+            pid,
+            ptrace::Options {
+                suspend_seccomp: guest,
+                trace_clone: true,
+            },
+        )?;
+        ptrace::interrupt(pid)?;
+        match ptrace::wait(pid)? {
+            Stop::Exited(_) | Stop::Killed(_) => {
+                return Err(RestoreError::Blank("it ended before the restore".into()))
+            }
+            _ => {}
+        }
+        // Signals wait until the image's own mask is in place.
+        ptrace::set_sigmask(pid, u64::MAX)?;
+        let injector = Injector::new(pid, vdso_syscall_instruction(pid)?);
+        let mut restorer = Self {
+            pid,
+            injector,
+            memory: ProcessMemory::new(pid),
+            writable: Vec::new(),
+            image,
+        };
+        restorer.empty_address_space()?;
+        restorer.place_vdso()?;
+        restorer.map_regions()?;
+        Ok(restorer)
+    }
+
+    fn empty_address_space(&mut self) -> Result<(), RestoreError> {
+        let special = special_span(&maps(self.pid)?)?;
+        let injector = &mut self.injector;
+        // What the process inherited points into memory about to go: the
+        // kernel would fault writing its rseq area, or its tid on exit.
+        if let Some(rseq) = ptrace::rseq(self.pid)? {
+            injector.call(
+                "rseq",
+                libc::SYS_rseq,
+                [
+                    rseq.address,
+                    rseq.length as u64,
+                    RSEQ_FLAG_UNREGISTER,
+                    rseq.signature as u64,
+                    0,
+                    0,
+                ],
+            )?;
+        }
+        injector.call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [0, 24, 0, 0, 0, 0],
+        )?;
+        injector.call("set_tid_address", libc::SYS_set_tid_address, [0; 6])?;
+        injector.call(
+            "munmap",
+            libc::SYS_munmap,
+            [MMAP_MIN, special.0 - MMAP_MIN, 0, 0, 0, 0],
+        )?;
+        injector.call(
+            "munmap",
+            libc::SYS_munmap,
+            [special.1, TASK_SIZE - special.1, 0, 0, 0, 0],
+        )?;
+        Ok(())
+    }
+
+    /// Moves this process's vDSO and its data pages to where the image
+    /// had them (through a spot free in both, when the two overlap).
+    fn place_vdso(&mut self) -> Result<(), RestoreError> {
+        let current: Vec<MapsEntry> = maps(self.pid)?
+            .into_iter()
+            .filter(|m| m.name.starts_with("[vdso]") || m.name.starts_with("[vvar"))
+            .collect();
+        let wanted: Vec<(u64, u64, &str)> = self
+            .image
+            .regions
+            .iter()
+            .filter(|r| matches!(r.kind, RegionKind::Vdso | RegionKind::Vvar))
+            .map(|r| (r.start, r.end, r.name.as_str()))
+            .collect();
+        let mut moves = Vec::new();
+        for entry in &current {
+            let Some(&(start, end, _)) = wanted.iter().find(|w| w.2 == entry.name) else {
+                return Err(RestoreError::Unfit(format!(
+                    "the image has no {} (another kernel?)",
+                    entry.name
+                )));
+            };
+            if end - start != entry.end - entry.start {
+                return Err(RestoreError::Unfit(format!(
+                    "its {} is {} bytes, this kernel's {} (another kernel?)",
+                    entry.name,
+                    end - start,
+                    entry.end - entry.start
+                )));
+            }
+            moves.push((entry.start, start, end - start));
+        }
+        if moves.iter().all(|&(from, to, _)| from == to) {
+            return Ok(());
+        }
+        let span = |pairs: &mut dyn Iterator<Item = u64>| {
+            pairs.fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)))
+        };
+        let (from_lo, _) = span(&mut moves.iter().map(|m| m.0));
+        let from_hi = moves.iter().map(|m| m.0 + m.2).max().unwrap_or(0);
+        let (to_lo, _) = span(&mut moves.iter().map(|m| m.1));
+        let to_hi = moves.iter().map(|m| m.1 + m.2).max().unwrap_or(0);
+        let total = from_hi - from_lo;
+        // A spot clear of the image and of both vDSO places.
+        let mut taken: Vec<(u64, u64)> = self
+            .image
+            .regions
+            .iter()
+            .map(|r| (r.start, r.end))
+            .collect();
+        taken.push((from_lo, from_hi));
+        taken.push((to_lo, to_hi));
+        let temporary = free_spot(&taken, total)
+            .ok_or_else(|| RestoreError::Unfit("no room to move the vDSO".into()))?;
+        for &(from, _, len) in &moves {
+            self.mremap(from, len, temporary + (from - from_lo))?;
+        }
+        for &(from, to, len) in &moves {
+            self.mremap(temporary + (from - from_lo), len, to)?;
+        }
+        Ok(())
+    }
+
+    /// Moves a mapping; when it holds the `syscall` instruction injection
+    /// uses, the instruction moves with it.
+    fn mremap(&mut self, from: u64, len: u64, to: u64) -> Result<(), RestoreError> {
+        let syscall_at = self.injector.syscall_at();
+        self.injector.call(
+            "mremap",
+            libc::SYS_mremap,
+            [
+                from,
+                len,
+                len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                to,
+                0,
+            ],
+        )?;
+        if (from..from + len).contains(&syscall_at) {
+            self.injector.set_syscall_at(syscall_at - from + to);
+        }
+        Ok(())
+    }
+
+    fn map_regions(&mut self) -> Result<(), RestoreError> {
+        let regions: Vec<_> = self
+            .image
+            .regions
+            .iter()
+            .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack))
+            .cloned()
+            .collect();
+        for region in regions {
+            if region.start < MMAP_MIN || region.end > TASK_SIZE || region.start >= region.end {
+                return Err(RestoreError::Unfit(format!(
+                    "region {:#x}-{:#x} is outside user space",
+                    region.start, region.end
+                )));
+            }
+            let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+            if region.kind == RegionKind::Stack {
+                flags |= libc::MAP_GROWSDOWN;
+            }
+            self.injector.call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    region.start,
+                    region.end - region.start,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    flags as u64,
+                    u64::MAX,
+                    0,
+                ],
+            )?;
+            self.writable.push((region.start, region.end));
+        }
+        Ok(())
+    }
+
+    /// Writes a run of the image's pages.
+    pub fn write(&self, address: u64, bytes: &[u8]) -> Result<(), RestoreError> {
+        let end = address + bytes.len() as u64;
+        if !self
+            .writable
+            .iter()
+            .any(|&(start, stop)| start <= address && end <= stop)
+        {
+            return Err(RestoreError::Unfit(format!(
+                "pages at {address:#x}+{} fall outside the image's regions",
+                bytes.len()
+            )));
+        }
+        self.memory
+            .write(address, bytes)
+            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))
+    }
+
+    /// Sets every piece of kernel state, creates the other threads and lets
+    /// them all run.
+    pub fn finish(mut self) -> Result<(), RestoreError> {
+        let injector = &mut self.injector;
+        for region in self.image.regions.iter().filter(|r| {
+            matches!(r.kind, RegionKind::Private | RegionKind::Stack)
+                && r.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32
+        }) {
+            injector.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [
+                    region.start,
+                    region.end - region.start,
+                    region.prot as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            )?;
+        }
+        let scratch = injector.call(
+            "mmap",
+            libc::SYS_mmap,
+            [
+                0,
+                SCRATCH_LEN,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        let memory = self.memory;
+        let put = |bytes: &[u8]| {
+            memory
+                .write(scratch, bytes)
+                .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))
+        };
+        let words = |values: &[u64]| {
+            values
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect::<Vec<u8>>()
+        };
+
+        // The mm fields and the auxv.
+        let image = &self.image;
+        let mm = image.mm;
+        let auxv_at = scratch + 4096;
+        let auxv: Vec<u64> = image.auxv.iter().copied().take(512).collect();
+        let mut map = words(&[
+            mm.start_code,
+            mm.end_code,
+            mm.start_data,
+            mm.end_data,
+            mm.start_brk,
+            mm.brk,
+            mm.start_stack,
+            mm.arg_start,
+            mm.arg_end,
+            mm.env_start,
+            mm.env_end,
+            auxv_at,
+        ]);
+        map.extend_from_slice(&((auxv.len() * 8) as u32).to_ne_bytes());
+        map.extend_from_slice(&u32::MAX.to_ne_bytes()); // exe_fd: keep
+        put(&map)?;
+        memory
+            .write(auxv_at, &words(&auxv))
+            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+        injector.call(
+            "prctl(PR_SET_MM_MAP)",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_MM as u64,
+                libc::PR_SET_MM_MAP as u64,
+                scratch,
+                map.len() as u64,
+                0,
+                0,
+            ],
+        )?;
+
+        for action in &image.signal_actions {
+            put(&words(&[
+                action.handler,
+                action.flags,
+                action.restorer,
+                action.mask,
+            ]))?;
+            injector.call(
+                "rt_sigaction",
+                libc::SYS_rt_sigaction,
+                [action.signal as u64, scratch, 0, 8, 0, 0],
+            )?;
+        }
+        injector.call(
+            "personality",
+            libc::SYS_personality,
+            [image.personality as u64, 0, 0, 0, 0, 0],
+        )?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        for (which, timer) in image.itimers.iter().enumerate().take(3) {
+            if timer.value_us == 0 {
+                continue;
+            }
+            // Only the real-time timer runs while the process is frozen.
+            let left = if which == 0 {
+                timer_left_after(timer.value_us, image.frozen_at_unix_ns, now)
+            } else {
+                timer.value_us
+            };
+            let timeval = |us: u64| [us / 1_000_000, us % 1_000_000];
+            let mut value = timeval(timer.interval_us).to_vec();
+            value.extend(timeval(left));
+            put(&words(&value))?;
+            injector.call(
+                "setitimer",
+                libc::SYS_setitimer,
+                [which as u64, scratch, 0, 0, 0, 0],
+            )?;
+        }
+        for &(resource, soft, hard) in &image.rlimits {
+            let limit = libc::rlimit64 {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: prlimit64 reads the new limit from `limit`, a live local.
+            unsafe { libc::prlimit64(self.pid, resource as _, &limit, std::ptr::null_mut()) };
+        }
+
+        // The leader's own state, then each other thread's, in a thread of
+        // its own cloned from the leader.
+        let leader = self.pid;
+        let mut threads = vec![leader];
+        thread_state(injector, &memory, scratch, &image.threads[0])?;
+        for thread in &image.threads[1..] {
+            let tid =
+                injector.call("clone", libc::SYS_clone, [THREAD_FLAGS, 0, 0, 0, 0, 0])? as i32;
+            match ptrace::wait(tid)? {
+                Stop::Exited(_) | Stop::Killed(_) => {
+                    return Err(RestoreError::Blank("a restored thread ended".into()))
+                }
+                _ => {}
+            }
+            let mut own = Injector::new(tid, injector.syscall_at());
+            thread_state(&mut own, &memory, scratch, thread)?;
+            threads.push(tid);
+        }
+        let injector = &mut self.injector;
+        for (tid, thread) in threads.iter().zip(&image.threads) {
+            for pending in &thread.pending {
+                put(&pending.siginfo)?;
+                injector.call(
+                    "rt_tgsigqueueinfo",
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [
+                        leader as u64,
+                        *tid as u64,
+                        signal_of(&pending.siginfo),
+                        scratch,
+                        0,
+                        0,
+                    ],
+                )?;
+            }
+        }
+        for pending in &image.shared_pending {
+            put(&pending.siginfo)?;
+            injector.call(
+                "rt_sigqueueinfo",
+                libc::SYS_rt_sigqueueinfo,
+                [leader as u64, signal_of(&pending.siginfo), scratch, 0, 0, 0],
+            )?;
+        }
+        injector.call(
+            "munmap",
+            libc::SYS_munmap,
+            [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+        )?;
+
+        for (&tid, thread) in threads.iter().zip(&image.threads) {
+            let regs: Regs = thread.regs.as_slice().try_into().expect("checked length");
+            ptrace::set_regs(tid, &regs)?;
+            ptrace::set_xstate(tid, &thread.xstate)?;
+            ptrace::set_sigmask(tid, thread.sigmask)?;
+        }
+        for &tid in &threads {
+            ptrace::detach(tid, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Gives up: the process is killed.
+    pub fn abandon(self) {
+        // SAFETY: kill takes integers.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let _ = ptrace::detach(self.pid, 0);
+    }
+
+    /// Closes fd `fd` in the process (the listener the blank was born with).
+    pub fn close(&mut self, fd: i32) -> Result<(), RestoreError> {
+        self.injector
+            .call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        Ok(())
+    }
+
+    /// Marks fds close-on-exec again (a deputy becoming its program again).
+    pub fn mark_close_on_exec(&mut self, fds: &[i32]) -> Result<(), RestoreError> {
+        for &fd in fds {
+            self.injector.call(
+                "fcntl",
+                libc::SYS_fcntl,
+                [
+                    fd as u64,
+                    libc::F_SETFD as u64,
+                    libc::FD_CLOEXEC as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn signal_of(siginfo: &[u8]) -> u64 {
+    siginfo
+        .get(..4)
+        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")) as u64)
+        .unwrap_or(0)
+}
+
+/// A thread's own kernel state, injected in that thread.
+fn thread_state(
+    injector: &mut Injector,
+    memory: &ProcessMemory,
+    scratch: u64,
+    thread: &ThreadImage,
+) -> Result<(), RestoreError> {
+    let (sp, flags, size) = thread.altstack;
+    if flags & libc::SS_DISABLE == 0 {
+        let mut stack = sp.to_ne_bytes().to_vec();
+        stack.extend_from_slice(&((flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
+        stack.extend_from_slice(&size.to_ne_bytes());
+        memory
+            .write(scratch, &stack)
+            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+        injector.call(
+            "sigaltstack",
+            libc::SYS_sigaltstack,
+            [scratch, 0, 0, 0, 0, 0],
+        )?;
+    }
+    let (head, len) = thread.robust_list;
+    if head != 0 {
+        injector.call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [head, len, 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(rseq) = thread.rseq {
+        injector.call(
+            "rseq",
+            libc::SYS_rseq,
+            [
+                rseq.address,
+                rseq.length as u64,
+                0,
+                rseq.signature as u64,
+                0,
+                0,
+            ],
+        )?;
+    }
+    injector.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [thread.clear_child_tid, 0, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// The span of a process's vDSO and vvar pages.
+fn special_span(entries: &[MapsEntry]) -> Result<(u64, u64), RestoreError> {
+    let special: Vec<&MapsEntry> = entries
+        .iter()
+        .filter(|m| m.name.starts_with("[vdso]") || m.name.starts_with("[vvar"))
+        .collect();
+    let start = special.iter().map(|m| m.start).min();
+    let end = special.iter().map(|m| m.end).max();
+    match (start, end) {
+        (Some(start), Some(end)) if end - start <= 64 * PAGE => Ok((start, end)),
+        _ => Err(RestoreError::Unfit(
+            "this process's vDSO is not in one place".into(),
+        )),
+    }
+}
+
+/// The lowest page-aligned address from 4 GiB up where `len` bytes touch
+/// none of `taken`.
+fn free_spot(taken: &[(u64, u64)], len: u64) -> Option<u64> {
+    let mut candidate = 1u64 << 32;
+    let mut sorted = taken.to_vec();
+    sorted.sort();
+    for &(start, end) in &sorted {
+        if end <= candidate {
+            continue;
+        }
+        if start >= candidate + len {
+            break;
+        }
+        candidate = end.next_multiple_of(PAGE);
+    }
+    (candidate + len <= TASK_SIZE).then_some(candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_spot_avoids_every_taken_range() {
+        let taken = [
+            (1 << 32, (1 << 32) + 8192),
+            ((1 << 32) + 8192, (1 << 32) + 16384),
+        ];
+        assert_eq!(free_spot(&taken, 4096), Some((1 << 32) + 16384));
+        assert_eq!(free_spot(&[], 4096), Some(1 << 32));
+    }
+}
