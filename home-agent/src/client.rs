@@ -52,6 +52,18 @@ impl ControlClient {
         })
     }
 
+    /// The next answer to a request that has several (a migration's progress).
+    pub async fn next(&mut self) -> Result<ControlResponse, ClientError> {
+        match read_message::<ControlResponse, _>(&mut self.stream).await {
+            Ok(ControlResponse::Error { message }) => Err(ClientError::Agent(message)),
+            Ok(response) => Ok(response),
+            Err(error) => Err(ClientError::Exchange {
+                path: self.path.clone(),
+                error,
+            }),
+        }
+    }
+
     /// Sends `request` and waits for the answer.
     pub async fn ask(&mut self, request: &ControlRequest) -> Result<ControlResponse, ClientError> {
         let exchange = async {

@@ -83,6 +83,21 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
     start_serving(stream, &request)
 }
 
+/// Serves this process's own program, moved away: the process exec'd
+/// itself into this deputy (`homing resume`) and keeps its fds, cwd,
+/// credentials, pid and parent. Returns only on failure.
+pub fn resume(socket: &Path) -> i32 {
+    let _ = AGENT_SOCKET.set(socket.to_owned());
+    let stream = match connect_agent(socket) {
+        Ok(stream) => stream,
+        Err(message) => {
+            eprintln!("homing: {message}");
+            return 1;
+        }
+    };
+    start_serving(stream, &ControlRequest::Resume)
+}
+
 /// The agent connection, on a high fd out of the program's way.
 fn connect_agent(socket: &Path) -> Result<UnixStream, String> {
     let stream = UnixStream::connect(socket).map_err(|error| {
@@ -237,6 +252,8 @@ fn serve(stream: UnixStream) -> i32 {
         };
         match msg {
             ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
+            // Only the agent sees a moved process's ready.
+            ToHome::Ready => {}
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {

@@ -52,6 +52,17 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM")]
         argv: Vec<std::ffi::OsString>,
     },
+    /// Move a running process to another node (or `home`); it keeps its
+    /// pid, files and parent at home.
+    Migrate {
+        /// The process (its pid at home).
+        pid: i32,
+        /// Where to: a node's name, or `home`.
+        node: String,
+    },
+    /// Serve this process's moved program (what a moved process execs).
+    #[command(hide = true)]
+    Resume,
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -118,6 +129,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Resume = cli.command {
+        let code = homing_home_agent::deputy::resume(&cli.socket);
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
     if let Command::Run { on, argv } = cli.command {
         // The deputy runs without an async runtime: a runtime would take
         // fds that belong to the program.
@@ -167,7 +182,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Run { .. } => unreachable!("handled above"),
+        Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
+        Command::Run { .. } | Command::Resume => unreachable!("handled above"),
+    }
+}
+
+async fn migrate(socket: &std::path::Path, pid: i32, node: String) -> anyhow::Result<ExitCode> {
+    let mut client = ControlClient::connect(socket).await?;
+    let mut response = client.ask(&ControlRequest::Migrate { pid, node }).await?;
+    let progress_shown = std::io::stderr().is_terminal();
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    loop {
+        match response {
+            ControlResponse::Progress { sent, total } => {
+                if progress_shown {
+                    eprint!("\rmoving {pid}: {:.0} of {:.0} MiB", mib(sent), mib(total));
+                }
+            }
+            ControlResponse::Migrated {
+                node,
+                bytes,
+                total_micros,
+                frozen_micros,
+            } => {
+                if progress_shown {
+                    eprint!("\r\x1b[K");
+                }
+                println!(
+                    "moved {pid} to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms",
+                    mib(bytes),
+                    total_micros as f64 / 1000.0,
+                    frozen_micros as f64 / 1000.0
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        }
+        response = client.next().await?;
     }
 }
 

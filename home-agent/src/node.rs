@@ -25,6 +25,8 @@ use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{read_frame, read_message, write_message, WireError};
 
+mod migrate;
+
 /// Pause between dial attempts to an absent peer.
 const REDIAL_DELAY: Duration = Duration::from_millis(250);
 /// How often a connected peer is pinged.
@@ -72,6 +74,11 @@ pub struct Node {
     /// Guests carried by each connection (by stable id): a connection that
     /// carries guests is not closed when a newer one replaces it.
     guests_on: Arc<DashMap<usize, usize>>,
+    /// Processes moved away whose deputy (the process itself, exec'd) has
+    /// not called in yet, by pid.
+    resuming: DashMap<i32, migrate::PendingResume>,
+    /// Wakes deputies waiting to be resumed.
+    resumed: tokio::sync::Notify,
 }
 
 /// Counts a guest on a connection for as long as it lives.
@@ -133,6 +140,8 @@ impl Node {
             host: Arc::new(host),
             away: DashMap::new(),
             guests_on: Arc::new(DashMap::new()),
+            resuming: DashMap::new(),
+            resumed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -461,6 +470,36 @@ impl Node {
                 })
                 .await;
             }
+            PeerRequest::Immigrate(mut immigrant) => {
+                // Its home is the authenticated peer, whatever the request says.
+                immigrant.home_node = peer.to_owned();
+                let _counted = GuestOnConnection::new(&self.guests_on, conn);
+                let arrival = match self.host.receive(&immigrant, &mut recv).await {
+                    Ok(arrival) => arrival,
+                    Err(error) => {
+                        warn!(
+                            peer,
+                            home_pid = immigrant.home_pid,
+                            "cannot restore a moved process: {error}"
+                        );
+                        let refused = ToHome::Exited {
+                            status: GuestExit::Signal(libc::SIGKILL),
+                            reason: Some(format!(
+                                "{} cannot restore it: {error}",
+                                self.config.name
+                            )),
+                        };
+                        write_message(&mut send, &refused).await?;
+                        let _ = send.finish();
+                        return Ok(());
+                    }
+                };
+                let host = self.host.clone();
+                return relay_guest(send, recv, move |to_home, from_home| {
+                    host.run_immigrant(*immigrant, arrival, to_home, from_home)
+                })
+                .await;
+            }
             PeerRequest::AttachChild {
                 home_pid,
                 parent_home_pid,
@@ -535,6 +574,10 @@ impl Node {
                 Ok(ControlRequest::Adopt { parent_pid }) => {
                     return self.adopt(stream, cred, parent_pid).await;
                 }
+                Ok(ControlRequest::Migrate { pid, node }) => {
+                    return self.migrate(stream, cred, pid, node).await;
+                }
+                Ok(ControlRequest::Resume) => return self.resume(stream, cred).await,
                 Ok(ControlRequest::Ps) => ControlResponse::Processes {
                     node: self.config.name.clone(),
                     processes: self
@@ -662,7 +705,6 @@ impl Node {
         request: PeerRequest,
         command: String,
     ) -> Result<(), WireError> {
-        let pid = cred.pid().unwrap_or(0);
         let opened = async {
             let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
             write_message(&mut send, &request)
@@ -671,13 +713,28 @@ impl Node {
             Ok::<_, String>((send, recv))
         }
         .await;
-        let (mut send, mut recv) = match opened {
+        let streams = match opened {
             Ok(streams) => streams,
             Err(error) => {
                 let message = format!("cannot reach {node}: {error}");
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
             }
         };
+        self.relay(deputy, cred, node, conn, streams, command).await
+    }
+
+    /// Relays between a deputy and its program's stream to `node` until
+    /// the program ends.
+    async fn relay(
+        &self,
+        mut deputy: UnixStream,
+        cred: tokio::net::unix::UCred,
+        node: &str,
+        conn: Connection,
+        (mut send, mut recv): (SendStream, RecvStream),
+        command: String,
+    ) -> Result<(), WireError> {
+        let pid = cred.pid().unwrap_or(0);
         let _counted = GuestOnConnection::new(&self.guests_on, &conn);
         write_message(&mut deputy, &ControlResponse::Running).await?;
         info!(pid, uid = cred.uid(), node, %command, "process sent away");
@@ -756,7 +813,7 @@ impl Node {
                         entry.state = "running".into();
                         entry.host_pid = *host_pid;
                     }
-                    ToHome::Exited { .. } | ToHome::Cancel { .. } => {}
+                    ToHome::Exited { .. } | ToHome::Cancel { .. } | ToHome::Ready => {}
                 }
             }
             if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {

@@ -33,6 +33,19 @@ pub enum ControlRequest {
     },
     /// The caller's processes that run away from home.
     Ps,
+    /// Move process `pid` (the caller's, at home or away) to `node`, or
+    /// back home when `node` is this node or `"home"`. The answer is a
+    /// series of [`ControlResponse::Progress`] and then
+    /// [`ControlResponse::Migrated`] or an error.
+    Migrate {
+        /// The process, by its home pid.
+        pid: i32,
+        /// Where to.
+        node: String,
+    },
+    /// The caller is a process that has just become the deputy of its own
+    /// program, moved away: serve it as `Run` would.
+    Resume,
     /// The guests this node hosts.
     Guests,
 }
@@ -99,6 +112,24 @@ pub enum ControlResponse {
         node: String,
         /// The processes.
         processes: Vec<AwayProcess>,
+    },
+    /// How far a migration is.
+    Progress {
+        /// Bytes of memory sent so far.
+        sent: u64,
+        /// Bytes to send in all (an estimate: present pages).
+        total: u64,
+    },
+    /// A migration is done.
+    Migrated {
+        /// Where the process runs now.
+        node: String,
+        /// Bytes of memory moved.
+        bytes: u64,
+        /// From the request to the process running again, in microseconds.
+        total_micros: u64,
+        /// How long the process made no progress, in microseconds.
+        frozen_micros: u64,
     },
     /// The request failed.
     Error {

@@ -71,6 +71,9 @@ pub enum ToHome {
         /// The request's id.
         id: u64,
     },
+    /// A moved-in process is restored and waits for [`ToHost::Go`]: until
+    /// then its old copy may still resume instead.
+    Ready,
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.
@@ -96,6 +99,8 @@ pub enum ToHost {
         /// Signal number.
         signal: i32,
     },
+    /// The moved-in process may run: its old copy is gone.
+    Go,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::guest::GuestStart;
+use crate::image::ProcessImage;
 
 /// A request on a fresh stream between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,31 @@ pub enum PeerRequest {
         /// Its parent's pid at home (a guest of the same host).
         parent_home_pid: i32,
     },
+    /// Receive a running process moved here: its memory follows as page
+    /// runs ([`crate::image::PageRunHeader`]), then the stream carries its
+    /// frames as for `StartGuest`, beginning with
+    /// [`crate::guest::ToHome::Ready`] and [`crate::guest::ToHost::Go`].
+    Immigrate(Box<Immigrant>),
+}
+
+/// A process moving to another node, less its memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Immigrant {
+    /// Its home node.
+    pub home_node: String,
+    /// Its pid at home (its deputy's).
+    pub home_pid: i32,
+    /// User it runs as.
+    pub uid: u32,
+    /// Primary group.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Its command line, for `homing ps`.
+    pub command: String,
+    /// Everything but its memory's contents.
+    pub image: ProcessImage,
 }
 
 /// The answer to a [`PeerRequest`].

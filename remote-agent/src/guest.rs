@@ -71,13 +71,21 @@ pub struct Member {
     gid: u32,
     groups: Vec<u32>,
     command: Mutex<String>,
-    calls: Arc<HomeCalls>,
+    pub(crate) calls: Arc<HomeCalls>,
     /// The guest process that is this member now (0 before it exists).
-    host_pid: AtomicI32,
+    pub(crate) host_pid: AtomicI32,
     /// Exits of this member's host processes (old ones after an exec included).
     exits: mpsc::UnboundedSender<(i32, GuestExit)>,
     /// The member's children as it knows them: host pid -> home pid.
     children: DashMap<i32, i32>,
+}
+
+impl Member {
+    pub(crate) fn set_command(&self, command: &str) {
+        if let Ok(mut current) = self.command.lock() {
+            *current = command.to_owned();
+        }
+    }
 }
 
 /// Why a program could not be started.
@@ -143,7 +151,7 @@ impl HostRole {
             .collect()
     }
 
-    fn new_member(
+    pub(crate) fn new_member(
         &self,
         home_node: &str,
         home_pid: i32,
@@ -257,7 +265,7 @@ impl HostRole {
     }
 
     /// Waits until the member's current process ends.
-    async fn follow(
+    pub(crate) async fn follow(
         &self,
         member: &Member,
         exits: &mut mpsc::UnboundedReceiver<(i32, GuestExit)>,
@@ -271,7 +279,24 @@ impl HostRole {
         GuestExit::Signal(libc::SIGKILL)
     }
 
-    fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
+    /// Forgets a member that never ran (a move called off), telling home nothing.
+    pub(crate) fn forget(&self, member: &Member) {
+        self.members
+            .remove(&(member.home_node.clone(), member.home_pid));
+    }
+
+    /// The guest filter.
+    pub(crate) fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Makes `guest` (restored, not started here) the member's process.
+    pub(crate) fn adopt_process(self: &Arc<Self>, member: &Arc<Member>, guest: Guest) {
+        self.by_host.insert(guest.pid, member.clone());
+        self.clone().supervise(guest, member.exits.clone());
+    }
+
+    pub(crate) fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
         let pid = member.host_pid.load(Ordering::Relaxed);
         self.by_host.remove(&pid);
         self.members
@@ -385,7 +410,7 @@ impl HostRole {
             .spawn({
                 let exits = exits.clone();
                 move || {
-                    let status = wait_for_exit(pid);
+                    let status = wait_for_exit(pid, &pidfd);
                     drop(pidfd);
                     let _ = exits.send((pid, status));
                 }
@@ -564,7 +589,10 @@ impl HostRole {
 
 /// Carries the deputy's messages to the member; when home is gone, the
 /// member's process is killed: it cannot go on without its identity.
-async fn pump_from_home(member: Arc<Member>, mut from_home: mpsc::UnboundedReceiver<ToHost>) {
+pub(crate) async fn pump_from_home(
+    member: Arc<Member>,
+    mut from_home: mpsc::UnboundedReceiver<ToHost>,
+) {
     while let Some(msg) = from_home.recv().await {
         match msg {
             ToHost::Result { id, result } => member.calls.complete(id, result),
@@ -578,6 +606,8 @@ async fn pump_from_home(member: Arc<Member>, mut from_home: mpsc::UnboundedRecei
                     signal_guest(pid, signal);
                 }
             }
+            // Only meaningful before a moved-in process runs.
+            ToHost::Go => {}
         }
     }
     member.calls.fail_all();
@@ -1079,9 +1109,14 @@ fn signal_guest(pid: i32, signal: i32) {
     }
 }
 
-/// Waits for a guest the agent started (its child) to end.
-fn wait_for_exit(pid: i32) -> GuestExit {
+/// Waits for a guest the agent started (its child) to end. The pidfd says
+/// when: a wait alone would also take the stops of a guest being dumped
+/// by ptrace, which belong to the dumping thread.
+fn wait_for_exit(pid: i32, pidfd: &std::os::fd::OwnedFd) -> GuestExit {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::wait::{waitpid, WaitStatus};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
     loop {
         match waitpid(nix::unistd::Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(_, code)) => return GuestExit::Code(code),

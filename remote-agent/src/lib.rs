@@ -17,3 +17,4 @@
 pub mod cache;
 pub mod guest;
 pub mod home_calls;
+pub mod migration;

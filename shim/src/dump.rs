@@ -158,11 +158,16 @@ fn tids(pid: i32) -> io::Result<BTreeSet<i32>> {
         .collect()
 }
 
+/// Names the step an io error happened at, keeping its kind.
+fn step(what: &str, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{what}: {error}"))
+}
+
 /// Freezes every thread of `pid`. `guest`: the process runs under the
 /// guest filter, which injected syscalls must pass by.
 pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
     let io_error = |error: io::Error| {
-        if error.raw_os_error() == Some(libc::ESRCH) || error.kind() == io::ErrorKind::NotFound {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             DumpError::Gone(pid)
         } else {
             DumpError::Io { pid, error }
@@ -173,7 +178,8 @@ pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
         // Threads may start while others are being seized: go round until
         // a pass finds none new.
         loop {
-            let fresh: Vec<i32> = tids(pid)?
+            let fresh: Vec<i32> = tids(pid)
+                .map_err(|e| step("listing its threads", e))?
                 .into_iter()
                 .filter(|tid| !seized.contains(tid))
                 .collect();
@@ -191,33 +197,38 @@ pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
                     Ok(()) => seized.push(tid),
                     // It ended in between.
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(step("PTRACE_SEIZE", e)),
                 }
-                ptrace::interrupt(tid)?;
+                ptrace::interrupt(tid).map_err(|e| step("PTRACE_INTERRUPT", e))?;
             }
         }
         let mut threads = Vec::new();
         for &tid in &seized {
-            match ptrace::wait(tid)? {
+            match ptrace::wait(tid).map_err(|e| step("waiting for it to stop", e))? {
                 Stop::Exited(_) | Stop::Killed(_) => continue,
                 _ => {}
             }
-            let sigmask = ptrace::sigmask(tid)?;
+            let sigmask = ptrace::sigmask(tid).map_err(|e| step("PTRACE_GETSIGMASK", e))?;
             // Signals that arrive while frozen stay pending, to be read
             // with the rest, instead of stopping an injected syscall.
-            ptrace::set_sigmask(tid, u64::MAX)?;
+            ptrace::set_sigmask(tid, u64::MAX).map_err(|e| step("PTRACE_SETSIGMASK", e))?;
             threads.push(FrozenThread {
                 tid,
-                resume: ptrace::resumable(ptrace::regs(tid)?),
+                resume: ptrace::resumable(
+                    ptrace::regs(tid).map_err(|e| step("PTRACE_GETREGS", e))?,
+                ),
                 sigmask,
             });
         }
         // The leader first: it is the thread restored into the new process.
         threads.sort_by_key(|t| t.tid != pid);
         if threads.first().map(|t| t.tid) != Some(pid) {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            return Err(step(
+                "its main thread",
+                io::Error::from_raw_os_error(libc::ESRCH),
+            ));
         }
-        let syscall_at = vdso_syscall_instruction(pid)?;
+        let syscall_at = vdso_syscall_instruction(pid).map_err(|e| step("finding its vDSO", e))?;
         Ok(Frozen {
             pid,
             threads,
@@ -792,23 +803,23 @@ fn mm_fields(pid: i32) -> io::Result<MmFields> {
     })
 }
 
-/// Linux's resource limits (`RLIMIT_CPU` … `RLIMIT_RTTIME`).
-const RLIMITS: u32 = 16;
-
-/// Every resource limit of `pid`.
+/// Every resource limit of `pid`, from `/proc/PID/limits` (whose lines
+/// are in resource order): `prlimit` on another user's process needs
+/// `CAP_SYS_RESOURCE`, which agents may lack.
 fn rlimits(pid: i32) -> io::Result<Vec<(u32, u64, u64)>> {
-    (0..RLIMITS)
-        .map(|resource| {
-            let mut limit = libc::rlimit64 {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: prlimit64 writes the old limit into `limit`, a live local.
-            let rc = unsafe { libc::prlimit64(pid, resource as _, std::ptr::null(), &mut limit) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok((resource, limit.rlim_cur, limit.rlim_max))
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let value = |column: &str| match column.trim() {
+        "unlimited" => Some(u64::MAX),
+        number => number.parse().ok(),
+    };
+    Ok(text
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(resource, line)| {
+            let soft = value(line.get(26..46)?)?;
+            let hard = value(line.get(47..67)?)?;
+            Some((resource as u32, soft, hard))
         })
-        .collect()
+        .collect())
 }

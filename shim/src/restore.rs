@@ -468,13 +468,20 @@ impl Restorer {
                 [which as u64, scratch, 0, 0, 0, 0],
             )?;
         }
+        // Set by the process itself: the agent may lack CAP_SYS_RESOURCE.
+        // A hard limit above what this host allows the user stays as it is.
         for &(resource, soft, hard) in &image.rlimits {
-            let limit = libc::rlimit64 {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            // SAFETY: prlimit64 reads the new limit from `limit`, a live local.
-            unsafe { libc::prlimit64(self.pid, resource as _, &limit, std::ptr::null_mut()) };
+            put(&words(&[soft, hard]))?;
+            let set = injector.raw(libc::SYS_prlimit64, [0, resource as u64, scratch, 0, 0, 0])?;
+            if set < 0 {
+                tracing::debug!(
+                    resource,
+                    soft,
+                    hard,
+                    errno = -set,
+                    "a resource limit was not restored"
+                );
+            }
         }
 
         // The leader's own state, then each other thread's, in a thread of

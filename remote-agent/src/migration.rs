@@ -1,0 +1,432 @@
+//! Moving a running process: the source side freezes it and streams its
+//! image out; the destination side restores it into a blank guest, which
+//! runs only once the source says its old copy is gone.
+//!
+//! ptrace belongs to the thread that seized, so each side's process
+//! mechanics run on a thread of their own, driven over channels; the
+//! bytes move on the caller's async streams.
+
+use std::ffi::CString;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use homing_proto::guest::{GuestExit, ToHome, ToHost};
+use homing_proto::image::{PageRunHeader, ProcessImage};
+use homing_proto::peer::Immigrant;
+use homing_shim::dump::{self, Frozen};
+use homing_shim::restore::{spawn_blank, Blank, Restorer};
+use homing_shim::spawn::Guest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::guest::{pump_from_home, HostRole};
+
+/// Largest run of pages sent at once.
+const RUN_BYTES: usize = 1 << 20;
+/// Runs in flight between the thread reading memory and the stream.
+const RUNS_IN_FLIGHT: usize = 16;
+
+/// What becomes of a frozen process once its image has gone.
+#[derive(Debug)]
+pub enum Afterwards {
+    /// It moved: at home it becomes its own deputy by exec'ing `program`
+    /// with `argv` (the close-on-exec fds it had are returned).
+    BecomeDeputy {
+        /// The homing binary.
+        program: CString,
+        /// Its arguments, `argv[0]` included.
+        argv: Vec<CString>,
+    },
+    /// It moved: a guest's old copy is killed.
+    Kill,
+    /// It did not move: it goes on where it was.
+    Thaw,
+}
+
+enum SourceCommand {
+    SendPages(mpsc::Sender<(u64, Vec<u8>)>),
+    Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
+}
+
+/// A process frozen for moving, held by a thread of its own.
+pub struct Source {
+    commands: std::sync::mpsc::Sender<SourceCommand>,
+    /// Its image, less the memory.
+    pub image: ProcessImage,
+    /// Bytes of memory its present pages hold (what will be sent, zero pages aside).
+    pub estimate: u64,
+    /// When it was frozen.
+    pub frozen_at: Instant,
+    finished: bool,
+}
+
+impl Source {
+    /// Freezes `pid` and takes its image. `guest`: it is a guest here (its
+    /// pending signals move with it; its filter is passed by).
+    pub async fn freeze(pid: i32, guest: bool) -> Result<Self, String> {
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (ready, image) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("dump-{pid}"))
+            .spawn(move || source_thread(pid, guest, inbox, ready))
+            .map_err(|e| format!("cannot start a dump thread: {e}"))?;
+        let frozen_at = Instant::now();
+        let image = image
+            .await
+            .map_err(|_| "the dump thread died".to_owned())??;
+        let estimate = estimate(pid, &image);
+        Ok(Self {
+            commands,
+            image,
+            estimate,
+            frozen_at,
+            finished: false,
+        })
+    }
+
+    /// Streams the memory as page runs, then the end mark; `progress`
+    /// hears the bytes sent so far. Returns the bytes sent.
+    pub async fn send_pages<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut W,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, String> {
+        let (runs_tx, mut runs) = mpsc::channel(RUNS_IN_FLIGHT);
+        self.commands
+            .send(SourceCommand::SendPages(runs_tx))
+            .map_err(|_| "the dump thread died".to_owned())?;
+        let mut sent = 0u64;
+        while let Some((address, bytes)) = runs.recv().await {
+            let header = PageRunHeader {
+                address,
+                length: bytes.len() as u32,
+            };
+            out.write_all(&header.encode())
+                .await
+                .map_err(|e| format!("sending memory: {e}"))?;
+            out.write_all(&bytes)
+                .await
+                .map_err(|e| format!("sending memory: {e}"))?;
+            sent += bytes.len() as u64;
+            progress(sent);
+        }
+        out.write_all(&PageRunHeader::END.encode())
+            .await
+            .map_err(|e| format!("sending memory: {e}"))?;
+        Ok(sent)
+    }
+
+    /// Ends the freeze as `afterwards` says.
+    pub async fn finish(mut self, afterwards: Afterwards) -> Result<Vec<i32>, String> {
+        self.finished = true;
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(SourceCommand::Finish(afterwards, reply))
+            .map_err(|_| "the dump thread died".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the dump thread died".to_owned())?
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // Dropped mid-way (a task cancelled): the process must not stay frozen.
+        if !self.finished {
+            let (reply, _) = oneshot::channel();
+            let _ = self
+                .commands
+                .send(SourceCommand::Finish(Afterwards::Thaw, reply));
+        }
+    }
+}
+
+/// Present pages of the regions that travel, from /proc/PID/smaps_rollup's
+/// view of the process: `Rss`.
+fn estimate(pid: i32, image: &ProcessImage) -> u64 {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("Rss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+    rss.map(|kb| kb * 1024).unwrap_or_else(|| {
+        image
+            .regions
+            .iter()
+            .filter(|r| dump::travels(r))
+            .map(|r| r.end - r.start)
+            .sum()
+    })
+}
+
+fn source_thread(
+    pid: i32,
+    guest: bool,
+    commands: std::sync::mpsc::Receiver<SourceCommand>,
+    ready: oneshot::Sender<Result<ProcessImage, String>>,
+) {
+    let frozen = match dump::freeze(pid, guest) {
+        Ok(frozen) => frozen,
+        Err(error) => {
+            let _ = ready.send(Err(error.to_string()));
+            return;
+        }
+    };
+    let image = match frozen.image(guest) {
+        Ok(image) => image,
+        Err(error) => {
+            frozen.thaw();
+            let _ = ready.send(Err(error.to_string()));
+            return;
+        }
+    };
+    if ready.send(Ok(image.clone())).is_err() {
+        frozen.thaw();
+        return;
+    }
+    // Until told otherwise, the process stays frozen; a lost command
+    // channel (the migration abandoned) thaws it.
+    while let Ok(command) = commands.recv() {
+        match command {
+            SourceCommand::SendPages(runs) => {
+                let outcome = frozen.read_memory(&image, RUN_BYTES, |address, bytes| {
+                    runs.blocking_send((address, bytes.to_vec()))
+                });
+                if let Err(error) = outcome {
+                    warn!(pid, "reading the memory of a frozen process: {error}");
+                }
+            }
+            SourceCommand::Finish(afterwards, reply) => {
+                let _ = reply.send(finish_source(frozen, afterwards));
+                return;
+            }
+        }
+    }
+    frozen.thaw();
+}
+
+fn finish_source(frozen: Frozen, afterwards: Afterwards) -> Result<Vec<i32>, String> {
+    match afterwards {
+        Afterwards::Thaw => {
+            frozen.thaw();
+            Ok(Vec::new())
+        }
+        Afterwards::Kill => {
+            frozen.kill();
+            Ok(Vec::new())
+        }
+        Afterwards::BecomeDeputy { program, argv } => {
+            let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+            match frozen.exec_in_place(&program, &argv) {
+                Ok(unmarked) => {
+                    let mask = frozen.leader_sigmask();
+                    frozen.release_exec(Some(mask));
+                    Ok(unmarked)
+                }
+                Err(error) => {
+                    frozen.thaw();
+                    Err(error.to_string())
+                }
+            }
+        }
+    }
+}
+
+enum RestoreCommand {
+    Write(u64, Vec<u8>),
+    Finish(oneshot::Sender<Result<(), String>>),
+}
+
+/// An image being restored into a blank guest by a thread of its own.
+pub struct Arrival {
+    pid: i32,
+    blank: Option<Blank>,
+    commands: std::sync::mpsc::Sender<RestoreCommand>,
+    /// The first failed write, reported when the restore finishes.
+    bytes: u64,
+}
+
+impl HostRole {
+    /// Makes a blank guest for `immigrant` and restores its image, with
+    /// the pages read from `pages`, up to the point where it could run.
+    pub async fn receive<R: AsyncRead + Unpin>(
+        self: &Arc<Self>,
+        immigrant: &Immigrant,
+        pages: &mut R,
+    ) -> Result<Arrival, String> {
+        let blank = spawn_blank(
+            (immigrant.uid, immigrant.gid, &immigrant.groups),
+            Some(self.filter()),
+        )
+        .map_err(|e| e.to_string())?;
+        let pid = blank.pid;
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (prepared_tx, prepared) = oneshot::channel();
+        let image = immigrant.image.clone();
+        std::thread::Builder::new()
+            .name(format!("restore-{pid}"))
+            .spawn(move || restore_thread(pid, image, inbox, prepared_tx))
+            .map_err(|e| format!("cannot start a restore thread: {e}"))?;
+        let mut arrival = Arrival {
+            pid,
+            blank: Some(blank),
+            commands,
+            bytes: 0,
+        };
+        let outcome = async {
+            prepared
+                .await
+                .map_err(|_| "the restore thread died".to_owned())??;
+            loop {
+                let mut header = [0u8; PageRunHeader::LEN];
+                pages
+                    .read_exact(&mut header)
+                    .await
+                    .map_err(|e| format!("receiving memory: {e}"))?;
+                let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
+                if header.is_end() {
+                    return Ok(());
+                }
+                let mut bytes = vec![0u8; header.length as usize];
+                pages
+                    .read_exact(&mut bytes)
+                    .await
+                    .map_err(|e| format!("receiving memory: {e}"))?;
+                arrival.bytes += bytes.len() as u64;
+                arrival
+                    .commands
+                    .send(RestoreCommand::Write(header.address, bytes))
+                    .map_err(|_| "the restore thread died".to_owned())?;
+            }
+        }
+        .await;
+        match outcome {
+            Ok(()) => Ok(arrival),
+            Err(error) => {
+                arrival.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs a received process once home says its old copy is gone, and
+    /// serves it like any guest until it ends.
+    pub async fn run_immigrant(
+        self: Arc<Self>,
+        immigrant: Immigrant,
+        mut arrival: Arrival,
+        to_home: mpsc::UnboundedSender<ToHome>,
+        mut from_home: mpsc::UnboundedReceiver<ToHost>,
+    ) {
+        let creds = (immigrant.uid, immigrant.gid, immigrant.groups.clone());
+        let (member, mut exits) =
+            self.new_member(&immigrant.home_node, immigrant.home_pid, creds, to_home);
+        member.set_command(&immigrant.command);
+        let _ = member.calls.send(ToHome::Ready);
+        if !matches!(from_home.recv().await, Some(ToHost::Go)) {
+            info!(home_pid = immigrant.home_pid, "a move here was called off");
+            arrival.abandon();
+            self.forget(&member);
+            return;
+        }
+        let pid = arrival.pid;
+        if let Err(error) = arrival.finish().await {
+            warn!(
+                home_pid = immigrant.home_pid,
+                "restore failed at the last step: {error}"
+            );
+            self.finish(
+                &member,
+                GuestExit::Signal(libc::SIGKILL),
+                Some(format!("the move failed at the last step: {error}")),
+            );
+            return;
+        }
+        let blank = arrival.blank.take().expect("a blank until finished");
+        let guest = Guest {
+            pid,
+            pidfd: blank.pidfd,
+            listener: blank.listener.expect("a guest blank has a listener"),
+        };
+        member.host_pid.store(pid, Ordering::Relaxed);
+        self.adopt_process(&member, guest);
+        info!(home_node = %immigrant.home_node, home_pid = immigrant.home_pid, host_pid = pid,
+              bytes = arrival.bytes, "moved-in process runs");
+        let _ = member.calls.send(ToHome::Started { host_pid: pid });
+        let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
+        let status = self.follow(&member, &mut exits).await;
+        self.finish(&member, status, None);
+        pump.abort();
+    }
+}
+
+impl Arrival {
+    async fn finish(&mut self) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(RestoreCommand::Finish(reply))
+            .map_err(|_| "the restore thread died".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the restore thread died".to_owned())?
+    }
+
+    /// Gives up on the arrival: the blank is killed (and reaped by the thread).
+    fn abandon(&mut self) {
+        if let Some(blank) = self.blank.take() {
+            let _ = rustix::process::pidfd_send_signal(&blank.pidfd, rustix::process::Signal::KILL);
+            let pid = blank.pid;
+            std::thread::spawn(move || {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            });
+        }
+    }
+}
+
+fn restore_thread(
+    pid: i32,
+    image: ProcessImage,
+    commands: std::sync::mpsc::Receiver<RestoreCommand>,
+    prepared: oneshot::Sender<Result<(), String>>,
+) {
+    let mut restorer = match Restorer::prepare(pid, image, true) {
+        Ok(restorer) => restorer,
+        Err(error) => {
+            let _ = prepared.send(Err(error.to_string()));
+            return;
+        }
+    };
+    // The listener the blank was born with is its fd 0; the agent has its own.
+    if let Err(error) = restorer.close(0) {
+        let _ = prepared.send(Err(error.to_string()));
+        restorer.abandon();
+        return;
+    }
+    let _ = prepared.send(Ok(()));
+    let mut failure: Option<String> = None;
+    while let Ok(command) = commands.recv() {
+        match command {
+            RestoreCommand::Write(address, bytes) => {
+                if failure.is_none() {
+                    if let Err(error) = restorer.write(address, &bytes) {
+                        failure = Some(error.to_string());
+                    }
+                }
+            }
+            RestoreCommand::Finish(reply) => {
+                let outcome = match failure {
+                    Some(error) => Err(error),
+                    None => restorer.finish().map_err(|e| e.to_string()),
+                };
+                let _ = reply.send(outcome);
+                return;
+            }
+        }
+    }
+    // Abandoned: the blank was killed; let ptrace go of it.
+    restorer.abandon();
+}
