@@ -622,8 +622,25 @@ impl Frozen {
                 .write(scratch, &block)
                 .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
             let envp = scratch + 8 * argv.len() as u64 + 8;
+            // Interval timers outlive an exec: the deputy must not get the
+            // alarms its program now gets on the other node. Each old value
+            // is kept, to set it back if the exec fails.
+            let timers_at = scratch + SCRATCH_LEN - 4 * 32;
+            for which in 0..3u64 {
+                injector.call(
+                    "setitimer",
+                    libc::SYS_setitimer,
+                    [which, timers_at + 96, timers_at + which * 32, 0, 0, 0],
+                )?;
+            }
             let result = injector.raw(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0])?;
             if result < 0 {
+                for which in 0..3u64 {
+                    let _ = injector.raw(
+                        libc::SYS_setitimer,
+                        [which, timers_at + which * 32, 0, 0, 0, 0],
+                    );
+                }
                 let _ = injector.call(
                     "munmap",
                     libc::SYS_munmap,
@@ -744,14 +761,9 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             // The same fixed page in every process.
             "[vsyscall]" => continue,
             "[stack]" => RegionKind::Stack,
-            name if name.starts_with("/dev/") && name != "/dev/zero" => {
-                return Err(unmovable(format!(
-                    "it maps the device {name} at {:#x}",
-                    entry.start
-                )))
-            }
             name if entry.shared() && entry.prot() & libc::PROT_WRITE as u32 != 0 => {
-                let what = if name.is_empty() {
+                // Shared anonymous memory shows as a deleted /dev/zero.
+                let what = if name.is_empty() || name.starts_with("/dev/zero") {
                     "anonymous memory"
                 } else {
                     name
@@ -760,6 +772,12 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
                     "it has a writable shared mapping of {what} at {:#x}",
                     entry.start
                 )));
+            }
+            name if name.starts_with("/dev/") && !name.starts_with("/dev/zero") => {
+                return Err(unmovable(format!(
+                    "it maps the device {name} at {:#x}",
+                    entry.start
+                )))
             }
             _ => RegionKind::Private,
         };

@@ -1,7 +1,8 @@
 /* Holds MIB mebibytes of pseudo-random data and folds it into a running
  * checksum, ROUNDS times over; prints the checksum after each round and
- * at the end. Its output depends only on its arguments, so a run that was
- * moved while computing must print exactly what an unmoved run prints.
+ * at the end, and its pid first and last. Its output depends only on its
+ * arguments and pid, so a run that was moved while computing must print
+ * exactly what an unmoved run prints.
  *
  *   checksum MIB ROUNDS [ready-file]
  * The ready file is created once the data is in memory. */
@@ -18,6 +19,8 @@ int main(int argc, char **argv) {
     }
     size_t words = (size_t)atol(argv[1]) << 17; /* 8-byte words in MIB MiB */
     long rounds = atol(argv[2]);
+    printf("pid %d\n", (int)getpid());
+    fflush(stdout);
     uint64_t *data = malloc(words * sizeof *data);
     if (!data) {
         perror("malloc");
@@ -45,5 +48,6 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     printf("checksum %016llx\n", (unsigned long long)sum);
+    printf("pid %d\n", (int)getpid());
     return 0;
 }

@@ -98,9 +98,7 @@ impl Node {
             .unwrap_or(owner);
         let command = command_line(pid);
 
-        let mut source = Source::freeze(pid, false)
-            .await
-            .map_err(|e| format!("cannot move process {pid}: {e}"))?;
+        let mut source = Source::freeze(pid, false).await?;
         info!(
             pid,
             node,
@@ -129,8 +127,11 @@ impl Node {
                 let mut tick = tokio::time::interval(PROGRESS_EVERY);
                 loop {
                     tokio::select! {
-                        outcome = &mut sending => break outcome?,
+                        outcome = &mut sending => break outcome,
                         _ = tick.tick() => {
+                            if !self.is_connected(node) {
+                                break Err(format!("lost {node} (unreachable)"));
+                            }
                             let progress = ControlResponse::Progress {
                                 sent: sent.load(Ordering::Relaxed),
                                 total,
@@ -139,15 +140,16 @@ impl Node {
                         }
                     }
                 }
-            };
-            match tokio::time::timeout(READY_TIMEOUT, read_message::<ToHome, _>(&mut recv)).await {
-                Ok(Ok(ToHome::Ready)) => Ok((send, recv, bytes)),
-                Ok(Ok(ToHome::Exited { reason, .. })) => {
+            }?;
+            let ready =
+                self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(&mut recv));
+            match ready.await? {
+                Ok(ToHome::Ready) => Ok((send, recv, bytes)),
+                Ok(ToHome::Exited { reason, .. }) => {
                     Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
                 }
-                Ok(Ok(other)) => Err(format!("{node} answered {other:?} instead of ready")),
-                Ok(Err(error)) => Err(format!("{node} did not restore it: {error}")),
-                Err(_) => Err(format!("{node} took over {READY_TIMEOUT:?} to restore it")),
+                Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
+                Err(error) => Err(format!("{node} did not restore it: {error}")),
             }
         }
         .await;
@@ -202,6 +204,34 @@ impl Node {
             total_micros: started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
         })
+    }
+
+    fn is_connected(&self, node: &str) -> bool {
+        self.peers
+            .get(node)
+            .is_some_and(|peer| peer.state == homing_proto::control::PeerState::Connected)
+    }
+
+    /// Runs `work` for at most `limit`, giving up if `node` becomes unreachable.
+    async fn while_connected<T>(
+        &self,
+        node: &str,
+        limit: Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
+        let watch = async {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                if !self.is_connected(node) {
+                    return format!("lost {node} (unreachable)");
+                }
+            }
+        };
+        tokio::select! {
+            done = work => Ok(done),
+            lost = watch => Err(lost),
+            _ = tokio::time::sleep(limit) => Err(format!("{node} took over {limit:?}")),
+        }
     }
 
     /// A process that became its own deputy calls in: serve its program.

@@ -1,0 +1,284 @@
+//! Live migration: `homing migrate PID NODE` moves a running process, in the
+//! middle of its work, to another node; it keeps its pid, parent, files and
+//! terminal at home, and ends exactly as an unmoved run does.
+//!
+//! Every test runs as the unprivileged user alice, with node1 as home, and
+//! compares with the same program left unmoved.
+
+use homing_tests::{Cluster, Run};
+
+fn at_home(cluster: &Cluster, script: &str) -> Run {
+    cluster.exec_as("node1", "alice", &["bash", "-c", script])
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(run.code, 0, "failed: {run:?}");
+    run
+}
+
+/// Builds tests/programs/NAME.c into alice's home on node1.
+fn build_program(cluster: &Cluster, name: &str) {
+    let source = cluster.stage(&homing_tests::workspace().join(format!("tests/programs/{name}.c")));
+    ok(at_home(
+        cluster,
+        &format!("cc -O1 -o ~/{name} {}", source.display()),
+    ));
+}
+
+/// Shell lines that wait (up to 30 s) for the file `$1` to appear.
+const WAIT_FOR_FILE: &str =
+    "wait_for() { for _ in $(seq 300); do [ -e \"$1\" ] && return 0; sleep 0.1; done; return 1; }";
+
+/// The pid lines of the checksum program's output, replaced by a mark
+/// (an unmoved run has another pid).
+fn without_pids(output: &str, pid: &str) -> String {
+    output.replace(&format!("pid {pid}\n"), "pid PID\n")
+}
+
+#[test]
+fn a_process_moved_while_computing_ends_as_if_unmoved() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "checksum");
+    let unmoved = ok(at_home(
+        &cluster,
+        "~/checksum 512 24 > ~/unmoved.out; echo status=$?; cat ~/unmoved.out",
+    ));
+    let moved = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/checksum 512 24 ~/ready > ~/moved.out &
+             pid=$!; echo started=$pid
+             wait_for ~/ready || exit 9
+             homing migrate $pid node2 || exit 8
+             homing ps
+             echo rss=$(ps -o rss= -p $pid)
+             wait $pid; echo status=$?
+             cat ~/moved.out"
+        ),
+    ));
+    let pid = moved
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .expect("pid")
+        .to_owned();
+    assert!(
+        moved.stdout.contains(&format!("moved {pid} to node2: ")),
+        "{moved:?}"
+    );
+    // While it ran on node2, home listed it there.
+    assert!(
+        moved
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq([pid.as_str(), "node2"])),
+        "{moved:?}"
+    );
+    // Its memory is released at home: the deputy is small.
+    let rss_kib: u64 = moved
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rss="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rss");
+    eprintln!("resident memory of the deputy at home: {rss_kib} KiB");
+    assert!(rss_kib < 64 << 10, "deputy resident {rss_kib} KiB");
+    // Same output as unmoved, the pid it saw is the one the shell knew,
+    // and the shell's wait got its status.
+    let output = moved.stdout.split("status=0\n").nth(1).expect("status 0");
+    assert!(output.contains(&format!("pid {pid}\n")), "{moved:?}");
+    let unmoved_output = unmoved.stdout.split("status=0\n").nth(1).expect("status 0");
+    let unmoved_pid = unmoved_output
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("pid "))
+        .expect("pid line");
+    assert_eq!(
+        without_pids(output, &pid),
+        without_pids(unmoved_output, unmoved_pid)
+    );
+    assert!(output.contains("checksum "), "{moved:?}");
+}
+
+#[test]
+fn a_process_blocked_reading_a_home_pipe_reads_on_the_new_node() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "(sleep 3; echo written-after-the-move) | cat > ~/out &
+         pid=$!
+         sleep 1
+         homing migrate $pid node2 || exit 8
+         homing ps
+         wait $pid; echo status=$?
+         cat ~/out",
+    ));
+    assert!(run.stdout.contains("node2"), "{run:?}");
+    assert!(
+        run.stdout.ends_with("status=0\nwritten-after-the-move\n"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_alarm_armed_before_the_move_fires_once_on_the_new_node() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "alarm");
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/alarm 3 ~/ready > ~/out &
+             pid=$!
+             wait_for ~/ready || exit 9
+             homing migrate $pid node2 || exit 8
+             homing ps
+             wait $pid; echo status=$?
+             cat ~/out"
+        ),
+    ));
+    assert!(run.stdout.contains("node2"), "{run:?}");
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("fired "))
+        .expect("the handler's line");
+    assert!(line.starts_with("fired 1 time(s) after "), "{run:?}");
+    let after: f64 = line
+        .trim_start_matches("fired 1 time(s) after ")
+        .trim_end_matches(" s")
+        .parse()
+        .expect("seconds");
+    // Not early, and not reset to the full time by the move.
+    assert!((2.9..6.0).contains(&after), "{run:?}");
+}
+
+#[test]
+fn python_reading_and_writing_home_files_is_moved_mid_way() {
+    let cluster = Cluster::up(2);
+    let script = "import hashlib, sys, time
+out = open(sys.argv[2], 'w')
+for line in open(sys.argv[1]):
+    out.write(hashlib.sha256(line.encode()).hexdigest() + '\\n')
+    out.flush()
+    time.sleep(0.002)
+print('done', file=out)
+";
+    ok(at_home(
+        &cluster,
+        &format!("seq 1 1500 > ~/in.txt && cat > ~/hash.py <<'EOF'\n{script}EOF"),
+    ));
+    ok(at_home(
+        &cluster,
+        "python3 ~/hash.py ~/in.txt ~/unmoved.txt",
+    ));
+    let run = ok(at_home(
+        &cluster,
+        "python3 ~/hash.py ~/in.txt ~/moved.txt &
+         pid=$!
+         sleep 1
+         homing migrate $pid node2 || exit 8
+         homing ps
+         wait $pid; echo status=$?
+         cmp ~/moved.txt ~/unmoved.txt && echo same",
+    ));
+    assert!(run.stdout.contains("node2"), "{run:?}");
+    assert!(run.stdout.ends_with("status=0\nsame\n"), "{run:?}");
+}
+
+#[test]
+fn a_process_that_cannot_move_is_refused_and_goes_on() {
+    let cluster = Cluster::up(2);
+    // A writable shared mapping cannot be split between two nodes.
+    let shared = at_home(
+        &cluster,
+        "python3 -c 'import mmap, time; m = mmap.mmap(-1, 4096); m[0] = 7; time.sleep(2); print(\"done\", m[0])' &
+         pid=$!
+         sleep 0.5
+         homing migrate $pid node2; echo migrate=$?
+         wait $pid; echo status=$?",
+    );
+    assert!(
+        shared.stderr.contains("writable shared mapping"),
+        "{shared:?}"
+    );
+    assert!(
+        shared.stdout.contains("migrate=1\ndone 7\nstatus=0\n"),
+        "{shared:?}"
+    );
+    // Another user's process.
+    let bobs = cluster.exec_as(
+        "node1",
+        "bob",
+        &[
+            "sh",
+            "-c",
+            "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $!",
+        ],
+    );
+    let bob_pid = bobs.stdout.trim();
+    let refused = at_home(&cluster, &format!("homing migrate {bob_pid} node2"));
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("is not yours"), "{refused:?}");
+    let still = cluster.exec("node1", &["kill", "-0", bob_pid]);
+    assert_eq!(still.code, 0, "bob's process was harmed: {still:?}");
+    // A node that does not exist, and a pid that does not.
+    let nowhere = at_home(&cluster, "sleep 5 & homing migrate $! node9");
+    assert!(
+        nowhere.stderr.contains("no node named \"node9\""),
+        "{nowhere:?}"
+    );
+    let nobody = at_home(&cluster, "homing migrate 999999 node2");
+    assert!(nobody.stderr.contains("no process 999999"), "{nobody:?}");
+}
+
+#[test]
+fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "checksum");
+    let unmoved = ok(at_home(&cluster, "~/checksum 512 12 | tail -2 | head -1"));
+    let mover = cluster
+        .script_command(&[
+            "exec",
+            "node1",
+            "--user",
+            "alice",
+            "--",
+            "bash",
+            "-c",
+            &format!(
+                "{WAIT_FOR_FILE}
+                 ~/checksum 512 12 ~/ready > ~/out &
+                 pid=$!
+                 wait_for ~/ready || exit 9
+                 touch ~/moving
+                 homing migrate $pid node2; echo migrate=$?
+                 wait $pid; echo status=$?
+                 tail -2 ~/out | head -1"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the mover");
+    // Kill node2's agent while the image is on its way.
+    homing_tests::wait_for(std::time::Duration::from_secs(30), || {
+        at_home(&cluster, "test -e ~/moving").code == 0
+    })
+    .expect("the migration started");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(cluster.script(&["stop-agent", "node2"]));
+    let output = mover.wait_with_output().expect("mover");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
+    assert!(stderr.contains("it goes on here"), "{stderr}");
+    assert!(
+        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
+        "{stdout} {stderr}"
+    );
+    // Nothing of alice's is left on node2.
+    let left = cluster.exec("node2", &["pgrep", "-u", "alice"]);
+    assert_eq!(left.stdout, "", "{left:?}");
+}
