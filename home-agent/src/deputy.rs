@@ -83,6 +83,24 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
     start_serving(stream, &request)
 }
 
+/// The program comes back into this process: exec `homing hold`, a
+/// single thread with nothing of the deputy's (the agent socket is
+/// close-on-exec), which the agent then restores the program into.
+fn make_way() -> ! {
+    let exe = c"/proc/self/exe";
+    let argv = [c"homing", c"hold"];
+    let error = nix::unistd::execv(exe, &argv).unwrap_err();
+    eprintln!("homing: cannot make way for the program coming home: {error}");
+    die_by(libc::SIGKILL)
+}
+
+/// What a deputy becomes while its program is restored into it: it waits.
+pub fn hold() -> ! {
+    loop {
+        nix::unistd::pause();
+    }
+}
+
 /// Serves this process's own program, moved away: the process exec'd
 /// itself into this deputy (`homing resume`) and keeps its fds, cwd,
 /// credentials, pid and parent. Returns only on failure.
@@ -254,6 +272,7 @@ fn serve(stream: UnixStream) -> i32 {
             ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
             // Only the agent sees a moved process's ready.
             ToHome::Ready => {}
+            ToHome::Return => make_way(),
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {

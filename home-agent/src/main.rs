@@ -63,6 +63,9 @@ enum Command {
     /// Serve this process's moved program (what a moved process execs).
     #[command(hide = true)]
     Resume,
+    /// Wait to become a program again (what a deputy execs to take its program back).
+    #[command(hide = true)]
+    Hold,
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -129,6 +132,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Hold = cli.command {
+        homing_home_agent::deputy::hold();
+    }
     if let Command::Resume = cli.command {
         let code = homing_home_agent::deputy::resume(&cli.socket);
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
@@ -183,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
-        Command::Run { .. } | Command::Resume => unreachable!("handled above"),
+        Command::Run { .. } | Command::Resume | Command::Hold => unreachable!("handled above"),
     }
 }
 

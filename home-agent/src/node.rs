@@ -11,7 +11,7 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
-use homing_proto::peer::{PeerRequest, PeerResponse};
+use homing_proto::peer::{Eviction, PeerRequest, PeerResponse, Verdict};
 use homing_remote_agent::guest::HostRole;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
@@ -79,6 +79,36 @@ pub struct Node {
     resuming: DashMap<i32, migrate::PendingResume>,
     /// Wakes deputies waiting to be resumed.
     resumed: tokio::sync::Notify,
+    /// The relay of each away process, for migrations to steer.
+    relays: DashMap<i32, mpsc::UnboundedSender<RelayCommand>>,
+    /// The fds each process moved from home had marked close-on-exec
+    /// (unmarked while it is its own deputy), by pid.
+    close_on_exec: DashMap<i32, Vec<i32>>,
+}
+
+/// What the relay of an away process's frames hears from a migration.
+enum RelayCommand {
+    /// Stop reading the old host's stream and send it nothing: the
+    /// process is frozen there to move.
+    Hold,
+    /// The process runs on `node` now (once told to go, which the relay
+    /// does first on the new stream).
+    Switch {
+        node: String,
+        conn: Connection,
+        send: SendStream,
+        recv: RecvStream,
+    },
+    /// The process comes home: tell the deputy to make way, and hand the
+    /// old host's streams back.
+    Return(tokio::sync::oneshot::Sender<(SendStream, RecvStream)>),
+}
+
+/// What the relay's writer sends to the host.
+enum Outgoing {
+    Frame(Vec<u8>),
+    Switch(SendStream),
+    GiveBack,
 }
 
 /// Counts a guest on a connection for as long as it lives.
@@ -142,6 +172,8 @@ impl Node {
             guests_on: Arc::new(DashMap::new()),
             resuming: DashMap::new(),
             resumed: tokio::sync::Notify::new(),
+            relays: DashMap::new(),
+            close_on_exec: DashMap::new(),
         }))
     }
 
@@ -500,6 +532,34 @@ impl Node {
                 })
                 .await;
             }
+            PeerRequest::Evict { home_pid } => {
+                let mut departure = match self.host.depart(peer, home_pid).await {
+                    Ok(departure) => departure,
+                    Err(message) => {
+                        write_message(&mut send, &Eviction::Refused { message }).await?;
+                        let _ = send.finish();
+                        return Ok(());
+                    }
+                };
+                let image = Eviction::Image(Box::new(departure.immigrant.clone()));
+                let sent = async {
+                    write_message(&mut send, &image)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    departure.source.send_pages(&mut send, |_| {}).await
+                }
+                .await;
+                let commit = sent.is_ok()
+                    && matches!(
+                        read_message::<Verdict, _>(&mut recv).await,
+                        Ok(Verdict::Commit)
+                    );
+                if let Err(error) = departure.end(commit).await {
+                    warn!(peer, home_pid, "ending a departure: {error}");
+                }
+                let _ = send.finish();
+                return Ok(());
+            }
             PeerRequest::AttachChild {
                 home_pid,
                 parent_home_pid,
@@ -724,18 +784,22 @@ impl Node {
     }
 
     /// Relays between a deputy and its program's stream to `node` until
-    /// the program ends.
+    /// the program ends. A migration of the program steers the relay with
+    /// [`RelayCommand`]s: hold the old host's stream, switch to a new host's,
+    /// or hand the streams back.
     async fn relay(
         &self,
         mut deputy: UnixStream,
         cred: tokio::net::unix::UCred,
         node: &str,
         conn: Connection,
-        (mut send, mut recv): (SendStream, RecvStream),
+        (send, mut recv): (SendStream, RecvStream),
         command: String,
     ) -> Result<(), WireError> {
         let pid = cred.pid().unwrap_or(0);
-        let _counted = GuestOnConnection::new(&self.guests_on, &conn);
+        let mut node = node.to_owned();
+        let mut conn = conn;
+        let mut counted = GuestOnConnection::new(&self.guests_on, &conn);
         write_message(&mut deputy, &ControlResponse::Running).await?;
         info!(pid, uid = cred.uid(), node, %command, "process sent away");
         self.away.insert(
@@ -743,25 +807,47 @@ impl Node {
             AwayProcess {
                 pid,
                 command,
-                node: node.to_owned(),
+                node: node.clone(),
                 state: "starting".into(),
                 syscalls: 0,
                 uid: cred.uid(),
                 host_pid: 0,
             },
         );
+        let (commands_tx, mut commands) = mpsc::unbounded_channel();
+        self.relays.insert(pid, commands_tx);
         let (mut from_deputy, mut to_deputy) = deputy.into_split();
         // Everything for the host goes through one writer: the deputy's
-        // answers and signals, and the answers of the fast path.
-        let (to_host, mut outbox) = mpsc::unbounded_channel::<Vec<u8>>();
-        let writer = tokio::spawn(async move {
-            while let Some(frame) = outbox.recv().await {
-                if send.write_all(&frame).await.is_err() {
-                    return;
+        // answers and signals, and the answers of the fast path. While a
+        // move holds the relay, nothing reaches the frozen old host.
+        let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (to_host, mut outbox) = mpsc::unbounded_channel::<Outgoing>();
+        let writer = {
+            let holding = holding.clone();
+            tokio::spawn(async move {
+                let mut send = send;
+                while let Some(out) = outbox.recv().await {
+                    match out {
+                        Outgoing::Frame(frame) => {
+                            if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                                continue;
+                            }
+                            if send.write_all(&frame).await.is_err() {
+                                return Some(send);
+                            }
+                        }
+                        Outgoing::Switch(new_send) => {
+                            let _ = send.finish();
+                            send = new_send;
+                            holding.store(false, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Outgoing::GiveBack => return Some(send),
+                    }
                 }
-            }
-            let _ = send.finish();
-        });
+                let _ = send.finish();
+                None
+            })
+        };
         // Deputy to host: signals and syscall results. The deputy's end
         // (it died at home, SIGKILL) ends the program too.
         let upstream = {
@@ -773,7 +859,7 @@ impl Node {
                     }
                     let mut framed = (body.len() as u32).to_be_bytes().to_vec();
                     framed.extend_from_slice(&body);
-                    if to_host.send(framed).is_err() {
+                    if to_host.send(Outgoing::Frame(framed)).is_err() {
                         return;
                     }
                 }
@@ -781,14 +867,48 @@ impl Node {
                     signal: libc::SIGKILL,
                 };
                 if let Ok(frame) = homing_proto::encode(&kill) {
-                    let _ = to_host.send(frame);
+                    let _ = to_host.send(Outgoing::Frame(frame));
                 }
             })
         };
         let mut fast = FastPath::new(pid);
+        let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream)>> = None;
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
-            let msg = match read_frame(&mut recv).await {
+            let held = holding.load(std::sync::atomic::Ordering::SeqCst);
+            let frame = tokio::select! {
+                frame = read_frame(&mut recv), if !held => frame,
+                command = commands.recv() => {
+                    match command {
+                        Some(RelayCommand::Hold) => holding.store(true, std::sync::atomic::Ordering::SeqCst),
+                        Some(RelayCommand::Switch { node: new_node, conn: new_conn, send: new_send, recv: new_recv }) => {
+                            info!(pid, from = node, to = new_node, "the away process moved on");
+                            node = new_node;
+                            conn = new_conn;
+                            counted = GuestOnConnection::new(&self.guests_on, &conn);
+                            recv = new_recv;
+                            holding.store(false, std::sync::atomic::Ordering::SeqCst);
+                            let _ = to_host.send(Outgoing::Switch(new_send));
+                            if let Ok(go) = homing_proto::encode(&ToHost::Go) {
+                                let _ = to_host.send(Outgoing::Frame(go));
+                            }
+                            if let Some(mut entry) = self.away.get_mut(&pid) {
+                                entry.node = node.clone();
+                                entry.state = "moving".into();
+                            }
+                        }
+                        Some(RelayCommand::Return(reply)) => {
+                            holding.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = write_message(&mut to_deputy, &ToHome::Return).await;
+                            give_back = Some(reply);
+                            break Ok(());
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+            };
+            let msg = match frame {
                 Ok(Some(body)) => match homing_proto::decode::<ToHome>(&body) {
                     Ok(msg) => msg,
                     Err(error) => break Err(format!("{node} sent a malformed frame: {error}")),
@@ -798,7 +918,7 @@ impl Node {
                     let why = match conn.close_reason() {
                         Some(quinn::ConnectionError::LocallyClosed) | None => self
                             .peers
-                            .get(node)
+                            .get(&node)
                             .and_then(|e| e.last_error.clone())
                             .unwrap_or_else(|| "connection closed".into()),
                         Some(other) => other.to_string(),
@@ -813,14 +933,17 @@ impl Node {
                         entry.state = "running".into();
                         entry.host_pid = *host_pid;
                     }
-                    ToHome::Exited { .. } | ToHome::Cancel { .. } | ToHome::Ready => {}
+                    ToHome::Exited { .. }
+                    | ToHome::Cancel { .. }
+                    | ToHome::Ready
+                    | ToHome::Return => {}
                 }
             }
             if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {
                 if let Some(result) = fast.try_execute(call) {
                     let answer = ToHost::Result { id: *id, result };
                     if let Ok(frame) = homing_proto::encode(&answer) {
-                        let _ = to_host.send(frame);
+                        let _ = to_host.send(Outgoing::Frame(frame));
                     }
                     continue;
                 }
@@ -831,10 +954,22 @@ impl Node {
                 break Ok(());
             }
         };
-        drop(to_host);
+        drop(counted);
+        self.relays.remove(&pid);
         upstream.abort();
+        if let Some(reply) = give_back {
+            // The program comes home: the streams go to the migration.
+            let _ = to_host.send(Outgoing::GiveBack);
+            drop(to_host);
+            if let Ok(Some(send)) = writer.await {
+                let _ = reply.send((send, recv));
+            }
+            return Ok(());
+        }
+        drop(to_host);
         let _ = writer.await;
         self.away.remove(&pid);
+        self.close_on_exec.remove(&pid);
         if let Err(reason) = outcome {
             warn!(pid, node, "away process lost: {reason}");
             let exited = ToHome::Exited {

@@ -74,6 +74,9 @@ pub enum ToHome {
     /// A moved-in process is restored and waits for [`ToHost::Go`]: until
     /// then its old copy may still resume instead.
     Ready,
+    /// Sent by the home agent to a deputy: the program comes home into
+    /// this very process, which execs `homing hold` and waits for it.
+    Return,
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.

@@ -34,6 +34,36 @@ pub enum PeerRequest {
     /// frames as for `StartGuest`, beginning with
     /// [`crate::guest::ToHome::Ready`] and [`crate::guest::ToHost::Go`].
     Immigrate(Box<Immigrant>),
+    /// Give up the guest whose home is the requester and whose home pid
+    /// is `home_pid`: the host freezes it and answers with an
+    /// [`Eviction`], then waits for a [`Verdict`].
+    Evict {
+        /// The guest, by its pid at home.
+        home_pid: i32,
+    },
+}
+
+/// A host's answer to [`PeerRequest::Evict`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Eviction {
+    /// The guest is frozen; its memory follows as page runs.
+    Image(Box<Immigrant>),
+    /// The guest cannot move.
+    Refused {
+        /// Why, for the user.
+        message: String,
+    },
+}
+
+/// What becomes of an evicted guest's frozen copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Verdict {
+    /// It runs elsewhere now: end it, silently. The host closes the stream when done.
+    Commit,
+    /// The move failed: let it go on.
+    Abort,
 }
 
 /// A process moving to another node, less its memory.
@@ -54,6 +84,9 @@ pub struct Immigrant {
     pub command: String,
     /// Everything but its memory's contents.
     pub image: ProcessImage,
+    /// The first id its forwarded syscalls may use, above any its old host
+    /// used (a late answer to an old call must not be taken for a new one).
+    pub next_call_id: u64,
 }
 
 /// The answer to a [`PeerRequest`].

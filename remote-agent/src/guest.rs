@@ -65,11 +65,11 @@ struct PendingFork {
 
 /// One guest process and its deputy at home.
 pub struct Member {
-    home_node: String,
-    home_pid: i32,
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
+    pub(crate) home_node: String,
+    pub(crate) home_pid: i32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<u32>,
     command: Mutex<String>,
     pub(crate) calls: Arc<HomeCalls>,
     /// The guest process that is this member now (0 before it exists).
@@ -78,9 +78,20 @@ pub struct Member {
     exits: mpsc::UnboundedSender<(i32, GuestExit)>,
     /// The member's children as it knows them: host pid -> home pid.
     children: DashMap<i32, i32>,
+    /// Open while its syscalls may go home; closed while it is being
+    /// frozen to move, so that no call is half done when it leaves.
+    pub(crate) gate: tokio::sync::watch::Sender<bool>,
+    /// Its process moved on: its end here is no end for home to hear of.
+    pub(crate) moved: std::sync::atomic::AtomicBool,
+    /// Notifications of its process being handled right now.
+    pub(crate) handling: std::sync::atomic::AtomicUsize,
 }
 
 impl Member {
+    pub(crate) fn command(&self) -> String {
+        self.command.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
     pub(crate) fn set_command(&self, command: &str) {
         if let Ok(mut current) = self.command.lock() {
             *current = command.to_owned();
@@ -170,6 +181,9 @@ impl HostRole {
             host_pid: AtomicI32::new(0),
             exits,
             children: DashMap::new(),
+            gate: tokio::sync::watch::Sender::new(true),
+            moved: std::sync::atomic::AtomicBool::new(false),
+            handling: std::sync::atomic::AtomicUsize::new(0),
         });
         self.members
             .insert((home_node.to_owned(), home_pid), member.clone());
@@ -279,10 +293,22 @@ impl HostRole {
         GuestExit::Signal(libc::SIGKILL)
     }
 
+    /// The member whose home is `home_node` and home pid `home_pid`.
+    pub(crate) fn member(&self, home_node: &str, home_pid: i32) -> Option<Arc<Member>> {
+        self.members
+            .get(&(home_node.to_owned(), home_pid))
+            .map(|m| m.clone())
+    }
+
     /// Forgets a member that never ran (a move called off), telling home nothing.
     pub(crate) fn forget(&self, member: &Member) {
         self.members
             .remove(&(member.home_node.clone(), member.home_pid));
+    }
+
+    /// This node's name.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     /// The guest filter.
@@ -301,6 +327,10 @@ impl HostRole {
         self.by_host.remove(&pid);
         self.members
             .remove(&(member.home_node.clone(), member.home_pid));
+        if member.moved.load(Ordering::Relaxed) {
+            info!(home_pid = member.home_pid, host_pid = pid, "guest moved on");
+            return;
+        }
         info!(
             home_pid = member.home_pid,
             host_pid = pid,
@@ -516,6 +546,12 @@ impl HostRole {
             let _ = listener.answer(n.id, Answer::Errno(libc::ESRCH));
             return;
         };
+        // A member being frozen to move sends nothing more home: its call
+        // waits here, and runs wherever the member is when it goes on.
+        let mut gate = member.gate.subscribe();
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
         let ctx = Context {
             home_node: member.home_node.clone(),
             home_pid: member.home_pid,
@@ -523,9 +559,11 @@ impl HostRole {
             calls: member.calls.clone(),
             listener,
             role: self.clone(),
-            member,
+            member: member.clone(),
         };
+        member.handling.fetch_add(1, Ordering::SeqCst);
         ctx.handle(n).await;
+        member.handling.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Brings the program at `path` (home) into the cache; returns the local copy.
@@ -612,7 +650,7 @@ pub(crate) async fn pump_from_home(
     }
     member.calls.fail_all();
     let pid = member.host_pid.load(Ordering::Relaxed);
-    if pid != 0 {
+    if pid != 0 && !member.moved.load(Ordering::Relaxed) {
         warn!(
             home_pid = member.home_pid,
             "lost the home node; killing the guest"
@@ -656,6 +694,11 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
+        // Interrupted at home for a move: unanswered, the call runs again
+        // from its start on the next host.
+        if answer == Answer::Errno(libc::EINTR) && !*self.member.gate.borrow() {
+            return;
+        }
         if let Err(error) = self.listener.answer(n.id, answer) {
             debug!("answering {}: {error}", syscall::name(n.nr));
         }

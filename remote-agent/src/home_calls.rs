@@ -37,6 +37,29 @@ impl HomeCalls {
         }
     }
 
+    /// The id the next call will have.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next call's id at least `id`.
+    pub fn start_ids_at(&self, id: u64) {
+        self.next_id.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Asks home to interrupt every call in flight; their answers (most
+    /// often EINTR, or what they did before the interruption) still come.
+    pub fn interrupt_all(&self) {
+        for entry in self.pending.iter() {
+            let _ = self.to_home.send(ToHome::Cancel { id: *entry.key() });
+        }
+    }
+
     /// How many syscalls have been forwarded so far.
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::Relaxed)

@@ -9,7 +9,7 @@
 use std::ffi::CString;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{PageRunHeader, ProcessImage};
@@ -326,12 +326,21 @@ impl HostRole {
         let (member, mut exits) =
             self.new_member(&immigrant.home_node, immigrant.home_pid, creds, to_home);
         member.set_command(&immigrant.command);
+        member.calls.start_ids_at(immigrant.next_call_id);
         let _ = member.calls.send(ToHome::Ready);
-        if !matches!(from_home.recv().await, Some(ToHost::Go)) {
-            info!(home_pid = immigrant.home_pid, "a move here was called off");
-            arrival.abandon();
-            self.forget(&member);
-            return;
+        // Signals sent at home before the go wait for the process to run.
+        let mut early_signals = Vec::new();
+        loop {
+            match from_home.recv().await {
+                Some(ToHost::Go) => break,
+                Some(ToHost::Signal { signal }) => early_signals.push(signal),
+                _ => {
+                    info!(home_pid = immigrant.home_pid, "a move here was called off");
+                    arrival.abandon();
+                    self.forget(&member);
+                    return;
+                }
+            }
         }
         let pid = arrival.pid;
         if let Err(error) = arrival.finish().await {
@@ -357,10 +366,111 @@ impl HostRole {
         info!(home_node = %immigrant.home_node, home_pid = immigrant.home_pid, host_pid = pid,
               bytes = arrival.bytes, "moved-in process runs");
         let _ = member.calls.send(ToHome::Started { host_pid: pid });
+        for signal in early_signals {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(signal).ok(),
+            );
+        }
         let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
         let status = self.follow(&member, &mut exits).await;
         self.finish(&member, status, None);
         pump.abort();
+    }
+}
+
+/// A guest frozen to move on, whose image is on its way.
+pub struct Departure {
+    member: Arc<crate::guest::Member>,
+    /// The frozen process.
+    pub source: Source,
+    /// What the next host needs, less the memory.
+    pub immigrant: Immigrant,
+}
+
+/// How long a member's calls under way at home may take to finish before
+/// they are interrupted for a move.
+const DRAIN_GRACE: Duration = Duration::from_millis(100);
+/// How long interrupted calls may take to come back.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+impl HostRole {
+    /// Freezes the guest of `home_node` with home pid `home_pid` to move it
+    /// on. Its calls under way at home finish first, or are interrupted
+    /// (they then run again on the next host); new ones wait.
+    pub async fn depart(
+        self: &Arc<Self>,
+        home_node: &str,
+        home_pid: i32,
+    ) -> Result<Departure, String> {
+        let member = self
+            .member(home_node, home_pid)
+            .ok_or_else(|| format!("{} hosts no process {home_pid} of {home_node}", self.node()))?;
+        let pid = member.host_pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return Err(format!("process {home_pid} has not started yet"));
+        }
+        member.gate.send_replace(false);
+        let drained = async {
+            let started = Instant::now();
+            let mut interrupted = false;
+            while member.handling.load(Ordering::SeqCst) > 0 {
+                if !interrupted && started.elapsed() > DRAIN_GRACE {
+                    member.calls.interrupt_all();
+                    interrupted = true;
+                }
+                if started.elapsed() > DRAIN_LIMIT {
+                    return Err(format!("process {home_pid}'s calls at home did not finish"));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        };
+        let frozen = match drained.await {
+            Ok(()) => Source::freeze(pid, true).await,
+            Err(error) => Err(error),
+        };
+        let source = match frozen {
+            Ok(source) => source,
+            Err(error) => {
+                member.gate.send_replace(true);
+                return Err(error);
+            }
+        };
+        let immigrant = Immigrant {
+            home_node: member.home_node.clone(),
+            home_pid,
+            uid: member.uid,
+            gid: member.gid,
+            groups: member.groups.clone(),
+            command: member.command(),
+            image: source.image.clone(),
+            next_call_id: member.calls.next_id(),
+        };
+        Ok(Departure {
+            member,
+            source,
+            immigrant,
+        })
+    }
+}
+
+impl Departure {
+    /// Ends the departure: on `commit` the frozen process is killed
+    /// (silently: it runs elsewhere), otherwise it goes on here.
+    pub async fn end(self, commit: bool) -> Result<(), String> {
+        let member = self.member;
+        if commit {
+            member.moved.store(true, Ordering::Relaxed);
+            let outcome = self.source.finish(Afterwards::Kill).await;
+            // Calls that waited at the gate find the process gone.
+            member.gate.send_replace(true);
+            outcome.map(drop)
+        } else {
+            let outcome = self.source.finish(Afterwards::Thaw).await;
+            member.gate.send_replace(true);
+            outcome.map(drop)
+        }
     }
 }
 
@@ -429,4 +539,108 @@ fn restore_thread(
     }
     // Abandoned: the blank was killed; let ptrace go of it.
     restorer.abandon();
+}
+
+enum HomecomingCommand {
+    Go(oneshot::Sender<Result<(), String>>),
+    ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
+}
+
+/// A program being restored into its own deputy at home, by a thread of its own.
+pub struct Homecoming {
+    commands: std::sync::mpsc::Sender<HomecomingCommand>,
+}
+
+impl Homecoming {
+    /// Restores `image` and its `pages` into `pid`, a deputy that exec'd
+    /// itself into `homing hold`, and marks the fds `close_on_exec` had
+    /// before it left; ready to run on [`Self::go`]. On failure the
+    /// process was not touched when the error says so (`Ok(Err)`): it is
+    /// still holding; otherwise it must be given another program with
+    /// [`Self::exec_instead`].
+    pub async fn prepare(
+        pid: i32,
+        image: ProcessImage,
+        pages: Vec<(u64, Vec<u8>)>,
+        close_on_exec: Vec<i32>,
+    ) -> Result<Self, (Option<Self>, String)> {
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (prepared_tx, prepared) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("home-{pid}"))
+            .spawn(move || homecoming_thread(pid, image, pages, close_on_exec, inbox, prepared_tx))
+            .map_err(|e| (None, format!("cannot start a restore thread: {e}")))?;
+        let homecoming = Self { commands };
+        match prepared.await {
+            Ok(Ok(())) => Ok(homecoming),
+            // Attached, then failed: the process must be given a program.
+            Ok(Err((true, error))) => Err((Some(homecoming), error)),
+            Ok(Err((false, error))) => Err((None, error)),
+            Err(_) => Err((None, "the restore thread died".into())),
+        }
+    }
+
+    /// Lets the program run.
+    pub async fn go(self) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(HomecomingCommand::Go(reply))
+            .map_err(|_| "the restore thread died".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the restore thread died".to_owned())?
+    }
+
+    /// Gives up: the process execs `program` (its deputy again).
+    pub async fn exec_instead(self, program: CString, argv: Vec<CString>) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(HomecomingCommand::ExecInstead(program, argv, reply))
+            .map_err(|_| "the restore thread died".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the restore thread died".to_owned())?
+    }
+}
+
+fn homecoming_thread(
+    pid: i32,
+    image: ProcessImage,
+    pages: Vec<(u64, Vec<u8>)>,
+    close_on_exec: Vec<i32>,
+    commands: std::sync::mpsc::Receiver<HomecomingCommand>,
+    prepared: oneshot::Sender<Result<(), (bool, String)>>,
+) {
+    let mut restorer = match Restorer::attach(pid, image, false) {
+        Ok(restorer) => restorer,
+        Err(error) => {
+            let _ = prepared.send(Err((false, error.to_string())));
+            return;
+        }
+    };
+    let outcome = restorer
+        .prepare_memory()
+        .and_then(|()| {
+            pages
+                .iter()
+                .try_for_each(|(address, bytes)| restorer.write(*address, bytes))
+        })
+        .and_then(|()| restorer.mark_close_on_exec(&close_on_exec));
+    let _ = prepared.send(outcome.map_err(|e| (true, e.to_string())));
+    match commands.recv() {
+        Ok(HomecomingCommand::Go(reply)) => {
+            let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
+        }
+        Ok(HomecomingCommand::ExecInstead(program, argv, reply)) => {
+            let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+            let _ = reply.send(
+                restorer
+                    .exec_instead(&program, &argv)
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        // Dropped: nothing was decided; the process is left stopped until
+        // this thread ends, which lets it go as it is.
+        Err(_) => {}
+    }
 }

@@ -601,27 +601,7 @@ impl Frozen {
                     0,
                 ],
             )?;
-            // Layout: argv pointers, a null, then the strings.
-            let mut strings = Vec::new();
-            let mut pointers = Vec::new();
-            let strings_at = scratch + 8 * (argv.len() as u64 + 2);
-            let place = |s: &std::ffi::CStr, strings: &mut Vec<u8>| {
-                let at = strings_at + strings.len() as u64;
-                strings.extend_from_slice(s.to_bytes_with_nul());
-                at
-            };
-            let program_at = place(program, &mut strings);
-            for arg in argv {
-                pointers.push(place(arg, &mut strings));
-            }
-            pointers.push(0);
-            pointers.push(0); // an empty environment
-            let mut block: Vec<u8> = pointers.iter().flat_map(|p| p.to_ne_bytes()).collect();
-            block.extend_from_slice(&strings);
-            memory
-                .write(scratch, &block)
-                .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
-            let envp = scratch + 8 * argv.len() as u64 + 8;
+            let (program_at, envp) = write_exec_arguments(&memory, scratch, program, argv)?;
             // Interval timers outlive an exec: the deputy must not get the
             // alarms its program now gets on the other node. Each old value
             // is kept, to set it back if the exec fails.
@@ -695,6 +675,38 @@ impl Frozen {
     pub fn leader_sigmask(&self) -> u64 {
         self.threads[0].sigmask
     }
+}
+
+/// Writes an execve's program path, `argv` and an empty environment into
+/// `scratch` in the process: the argv pointers, a null, another null (the
+/// environment), then the strings. Returns the program's and the
+/// environment's addresses; `scratch` is argv's.
+pub(crate) fn write_exec_arguments(
+    memory: &ProcessMemory,
+    scratch: u64,
+    program: &std::ffi::CStr,
+    argv: &[&std::ffi::CStr],
+) -> Result<(u64, u64), InjectError> {
+    let mut strings = Vec::new();
+    let mut pointers = Vec::new();
+    let strings_at = scratch + 8 * (argv.len() as u64 + 2);
+    let place = |s: &std::ffi::CStr, strings: &mut Vec<u8>| {
+        let at = strings_at + strings.len() as u64;
+        strings.extend_from_slice(s.to_bytes_with_nul());
+        at
+    };
+    let program_at = place(program, &mut strings);
+    for arg in argv {
+        pointers.push(place(arg, &mut strings));
+    }
+    pointers.push(0);
+    pointers.push(0);
+    let mut block: Vec<u8> = pointers.iter().flat_map(|p| p.to_ne_bytes()).collect();
+    block.extend_from_slice(&strings);
+    memory
+        .write(scratch, &block)
+        .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
+    Ok((program_at, scratch + 8 * argv.len() as u64 + 8))
 }
 
 /// Whether a region's pages travel in the image.

@@ -126,10 +126,10 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_SYSVSEM) as u64;
 
 impl Restorer {
-    /// Stops `pid` (single-threaded: a blank, or a deputy that exec'd
-    /// itself blank), empties its address space and maps the image's
-    /// regions, ready for their pages. `guest`: it has the guest filter.
-    pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
+    /// Seizes and stops `pid` (single-threaded: a blank, or a deputy that
+    /// exec'd itself blank) to restore `image` into it. `guest`: it has the
+    /// guest filter. Nothing of the process is changed yet.
+    pub fn attach(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
         if image.threads.is_empty() || image.threads.iter().any(|t| t.regs.len() != REGS_WORDS) {
             return Err(RestoreError::Unfit(
                 "the image has no complete thread".into(),
@@ -152,17 +152,28 @@ impl Restorer {
         // Signals wait until the image's own mask is in place.
         ptrace::set_sigmask(pid, u64::MAX)?;
         let injector = Injector::new(pid, vdso_syscall_instruction(pid)?);
-        let mut restorer = Self {
+        Ok(Self {
             pid,
             injector,
             memory: ProcessMemory::new(pid),
             writable: Vec::new(),
             image,
-        };
-        restorer.empty_address_space()?;
-        restorer.place_vdso()?;
-        restorer.map_regions()?;
+        })
+    }
+
+    /// [`Self::attach`], then [`Self::prepare_memory`].
+    pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
+        let mut restorer = Self::attach(pid, image, guest)?;
+        restorer.prepare_memory()?;
         Ok(restorer)
+    }
+
+    /// Empties the process's address space and maps the image's regions,
+    /// ready for their pages.
+    pub fn prepare_memory(&mut self) -> Result<(), RestoreError> {
+        self.empty_address_space()?;
+        self.place_vdso()?;
+        self.map_regions()
     }
 
     fn empty_address_space(&mut self) -> Result<(), RestoreError> {
@@ -551,6 +562,37 @@ impl Restorer {
         // SAFETY: kill takes integers.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
         let _ = ptrace::detach(self.pid, 0);
+    }
+
+    /// Gives up on a restore into an existing process (a deputy whose
+    /// program was coming home): it execs `program` instead, keeping its
+    /// pid, fds, cwd and credentials, and is let go.
+    pub fn exec_instead(
+        mut self,
+        program: &std::ffi::CStr,
+        argv: &[&std::ffi::CStr],
+    ) -> Result<(), RestoreError> {
+        let scratch = self.injector.call(
+            "mmap",
+            libc::SYS_mmap,
+            [
+                0,
+                SCRATCH_LEN,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        let (program_at, envp) =
+            crate::dump::write_exec_arguments(&self.memory, scratch, program, argv)?;
+        self.injector.call(
+            "execve",
+            libc::SYS_execve,
+            [program_at, scratch, envp, 0, 0, 0],
+        )?;
+        ptrace::detach(self.pid, 0)?;
+        Ok(())
     }
 
     /// Closes fd `fd` in the process (the listener the blank was born with).

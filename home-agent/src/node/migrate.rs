@@ -14,15 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use homing_proto::control::ControlResponse;
+use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{ToHome, ToHost};
-use homing_proto::peer::{Immigrant, PeerRequest};
-use homing_remote_agent::migration::{Afterwards, Source};
+use homing_proto::image::PageRunHeader;
+use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
+use homing_remote_agent::migration::{Afterwards, Homecoming, Source};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::net::UnixStream;
 use tracing::{info, warn};
 
-use super::{supplementary_groups, Node};
+use super::{supplementary_groups, Node, RelayCommand};
 use crate::wire::{read_message, write_message, WireError};
 
 /// How long the destination may take to restore a received image.
@@ -72,11 +73,9 @@ impl Node {
         node: &str,
         started: Instant,
     ) -> Result<ControlResponse, String> {
-        if let Some(away) = self.away.get(&pid) {
-            return Err(format!(
-                "process {pid} runs on {}; moving it on is not supported yet",
-                away.node
-            ));
+        let away = self.away.get(&pid).map(|entry| entry.clone());
+        if let Some(away) = away {
+            return self.migrate_away(client, caller, away, node, started).await;
         }
         if node == self.config.name || node == "home" {
             return Err(format!("process {pid} is already at home on {node}"));
@@ -113,6 +112,7 @@ impl Node {
             groups: supplementary_groups(pid),
             command: command.clone(),
             image: source.image.clone(),
+            next_call_id: 0,
         };
         let transfer = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -163,21 +163,18 @@ impl Node {
             }
         };
         let frozen_at = source.frozen_at;
-        let become_deputy = Afterwards::BecomeDeputy {
-            program: deputy_program()?,
-            argv: vec![
-                c"homing".to_owned(),
-                c"--socket".to_owned(),
-                CString::new(self.config.control_socket.as_os_str().as_encoded_bytes())
-                    .map_err(|_| "the control socket path has a NUL".to_owned())?,
-                c"resume".to_owned(),
-            ],
-        };
-        if let Err(error) = source.finish(become_deputy).await {
-            // Dropping the streams calls the destination's copy off.
-            return Err(format!(
-                "cannot move process {pid}: it could not become its own deputy ({error}); it goes on here"
-            ));
+        let (program, argv) = self.deputy_command()?;
+        let become_deputy = Afterwards::BecomeDeputy { program, argv };
+        match source.finish(become_deputy).await {
+            Ok(unmarked) => {
+                self.close_on_exec.insert(pid, unmarked);
+            }
+            Err(error) => {
+                // Dropping the streams calls the destination's copy off.
+                return Err(format!(
+                    "cannot move process {pid}: it could not become its own deputy ({error}); it goes on here"
+                ));
+            }
         }
         if let Err(error) = write_message(&mut send, &ToHost::Go).await {
             warn!(
@@ -204,6 +201,323 @@ impl Node {
             total_micros: started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
         })
+    }
+
+    /// What a process execs to become its own deputy.
+    fn deputy_command(&self) -> Result<(CString, Vec<CString>), String> {
+        let socket = CString::new(self.config.control_socket.as_os_str().as_encoded_bytes())
+            .map_err(|_| "the control socket path has a NUL".to_owned())?;
+        Ok((
+            deputy_program()?,
+            vec![
+                c"homing".to_owned(),
+                c"--socket".to_owned(),
+                socket,
+                c"resume".to_owned(),
+            ],
+        ))
+    }
+
+    /// Moves an away process on to `node`, or home.
+    async fn migrate_away(
+        &self,
+        client: &mut UnixStream,
+        caller: u32,
+        away: AwayProcess,
+        node: &str,
+        started: Instant,
+    ) -> Result<ControlResponse, String> {
+        let pid = away.pid;
+        if caller != 0 && caller != away.uid {
+            return Err(format!(
+                "process {pid} is not yours (it belongs to uid {})",
+                away.uid
+            ));
+        }
+        let home = node == self.config.name || node == "home";
+        if !home && node == away.node {
+            return Err(format!("process {pid} already runs on {node}"));
+        }
+        let relay = self
+            .relays
+            .get(&pid)
+            .map(|r| r.clone())
+            .ok_or_else(|| format!("process {pid} is not running yet"))?;
+        let from = away.node.clone();
+        let from_conn = self.connection_to(&from)?;
+        let to_conn = if home {
+            None
+        } else {
+            Some(self.connection_to(node)?)
+        };
+        let (mut from_send, mut from_recv) = from_conn
+            .open_bi()
+            .await
+            .map_err(|e| format!("cannot reach {from}: {e}"))?;
+        write_message(&mut from_send, &PeerRequest::Evict { home_pid: pid })
+            .await
+            .map_err(|e| format!("cannot reach {from}: {e}"))?;
+        let eviction = self
+            .while_connected(
+                &from,
+                READY_TIMEOUT,
+                read_message::<Eviction, _>(&mut from_recv),
+            )
+            .await?
+            .map_err(|e| format!("{from} did not answer: {e}"))?;
+        let immigrant = match eviction {
+            Eviction::Image(immigrant) => *immigrant,
+            Eviction::Refused { message } => {
+                return Err(format!("cannot move process {pid}: {message}"))
+            }
+        };
+        let frozen_at = Instant::now();
+        let moved = Moving {
+            pid,
+            from,
+            from_conn,
+            from_send,
+            from_recv,
+            relay,
+            immigrant,
+            command: away.command,
+            frozen_at,
+            started,
+        };
+        match to_conn {
+            Some(to_conn) => self.move_on(client, moved, node, to_conn).await,
+            None => self.come_home(client, moved).await,
+        }
+    }
+
+    /// Pipes the memory of a departing process from its old host to its
+    /// new one; returns the bytes moved.
+    async fn pass_pages_on(
+        &self,
+        client: &mut UnixStream,
+        moving: &mut Moving,
+        node: &str,
+        to_send: &mut SendStream,
+    ) -> Result<u64, String> {
+        let total = estimate(&moving.immigrant);
+        let mut sent = 0u64;
+        let mut last_report = Instant::now();
+        loop {
+            let run = self
+                .while_connected(node, READY_TIMEOUT, read_run(&mut moving.from_recv))
+                .await??;
+            let Some((header, bytes)) = run else {
+                to_send
+                    .write_all(&PageRunHeader::END.encode())
+                    .await
+                    .map_err(|e| format!("sending memory to {node}: {e}"))?;
+                return Ok(sent);
+            };
+            to_send
+                .write_all(&header.encode())
+                .await
+                .map_err(|e| format!("sending memory to {node}: {e}"))?;
+            to_send
+                .write_all(&bytes)
+                .await
+                .map_err(|e| format!("sending memory to {node}: {e}"))?;
+            sent += bytes.len() as u64;
+            if last_report.elapsed() > PROGRESS_EVERY {
+                last_report = Instant::now();
+                let _ = write_message(client, &ControlResponse::Progress { sent, total }).await;
+            }
+        }
+    }
+
+    async fn move_on(
+        &self,
+        client: &mut UnixStream,
+        mut moving: Moving,
+        node: &str,
+        to_conn: Connection,
+    ) -> Result<ControlResponse, String> {
+        let pid = moving.pid;
+        let transfer = async {
+            let (mut to_send, mut to_recv) = to_conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_message(
+                &mut to_send,
+                &PeerRequest::Immigrate(Box::new(moving.immigrant.clone())),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let bytes = self
+                .pass_pages_on(client, &mut moving, node, &mut to_send)
+                .await?;
+            let ready =
+                self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(&mut to_recv));
+            match ready.await? {
+                Ok(ToHome::Ready) => Ok((to_send, to_recv, bytes)),
+                Ok(ToHome::Exited { reason, .. }) => {
+                    Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
+                }
+                Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
+                Err(error) => Err(format!("{node} did not restore it: {error}")),
+            }
+        }
+        .await;
+        let (to_send, to_recv, bytes) = match transfer {
+            Ok(streams) => streams,
+            Err(error) => {
+                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
+                return Err(format!(
+                    "cannot move process {pid} to {node}: {error}; it goes on on {}",
+                    moving.from
+                ));
+            }
+        };
+        // From here the old host hears nothing more, then ends its copy.
+        let _ = moving.relay.send(RelayCommand::Hold);
+        moving.commit().await;
+        let _ = moving.relay.send(RelayCommand::Switch {
+            node: node.to_owned(),
+            conn: to_conn,
+            send: to_send,
+            recv: to_recv,
+        });
+        let frozen = moving.frozen_at.elapsed();
+        info!(
+            pid,
+            from = moving.from,
+            node,
+            bytes,
+            ?frozen,
+            "away process moved on"
+        );
+        Ok(ControlResponse::Migrated {
+            node: node.to_owned(),
+            bytes,
+            total_micros: moving.started.elapsed().as_micros() as u64,
+            frozen_micros: frozen.as_micros() as u64,
+        })
+    }
+
+    /// Brings an away process home, into its own deputy.
+    async fn come_home(
+        &self,
+        client: &mut UnixStream,
+        mut moving: Moving,
+    ) -> Result<ControlResponse, String> {
+        let pid = moving.pid;
+        let from = moving.from.clone();
+        let total = estimate(&moving.immigrant);
+        // All of it first: until the deputy makes way, nothing at home changes.
+        let received = async {
+            let mut pages = Vec::new();
+            let mut bytes = 0u64;
+            let mut last_report = Instant::now();
+            while let Some((header, run)) = self
+                .while_connected(&from, READY_TIMEOUT, read_run(&mut moving.from_recv))
+                .await??
+            {
+                bytes += run.len() as u64;
+                pages.push((header.address, run));
+                if last_report.elapsed() > PROGRESS_EVERY {
+                    last_report = Instant::now();
+                    let progress = ControlResponse::Progress { sent: bytes, total };
+                    let _ = write_message(client, &progress).await;
+                }
+            }
+            Ok::<_, String>((pages, bytes))
+        }
+        .await;
+        let (pages, bytes) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
+                return Err(format!(
+                    "cannot bring process {pid} home: {error}; it goes on on {from}"
+                ));
+            }
+        };
+        // The deputy makes way: it execs `homing hold`, and its relay hands
+        // back the old host's stream (closing it would end the program there).
+        let (reply, streams) = tokio::sync::oneshot::channel();
+        let _ = moving.relay.send(RelayCommand::Return(reply));
+        let old_streams = tokio::time::timeout(RESUME_TIMEOUT, streams)
+            .await
+            .map_err(|_| "the deputy's relay did not answer".to_owned())
+            .and_then(|r| r.map_err(|_| "the deputy's relay ended".to_owned()));
+        let old_streams = match old_streams {
+            Ok(streams) => streams,
+            Err(error) => {
+                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
+                return Err(format!("cannot bring process {pid} home: {error}"));
+            }
+        };
+        let close_on_exec = self
+            .close_on_exec
+            .get(&pid)
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        let prepared = if wait_until_holding(pid).await {
+            Homecoming::prepare(pid, moving.immigrant.image.clone(), pages, close_on_exec).await
+        } else {
+            Err((
+                None,
+                format!("process {pid} did not make way for its program"),
+            ))
+        };
+        match prepared {
+            Ok(homecoming) => {
+                moving.commit().await;
+                homecoming
+                    .go()
+                    .await
+                    .map_err(|e| format!("process {pid} could not run at home: {e}"))?;
+                self.away.remove(&pid);
+                self.close_on_exec.remove(&pid);
+                let frozen = moving.frozen_at.elapsed();
+                info!(pid, from, bytes, ?frozen, "away process came home");
+                Ok(ControlResponse::Migrated {
+                    node: self.config.name.clone(),
+                    bytes,
+                    total_micros: moving.started.elapsed().as_micros() as u64,
+                    frozen_micros: frozen.as_micros() as u64,
+                })
+            }
+            Err((homecoming, error)) => {
+                // The program goes on where it was; the process at home
+                // becomes its deputy again and calls in.
+                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
+                let (program, argv) = self.deputy_command()?;
+                let again = match homecoming {
+                    Some(homecoming) => homecoming.exec_instead(program, argv).await,
+                    None => match Source::freeze(pid, false).await {
+                        Ok(source) => source
+                            .finish(Afterwards::BecomeDeputy { program, argv })
+                            .await
+                            .map(drop),
+                        Err(error) => Err(error),
+                    },
+                };
+                if let Err(again) = again {
+                    warn!(
+                        pid,
+                        "a deputy that made way cannot be a deputy again: {again}"
+                    );
+                }
+                let (send, recv) = old_streams;
+                self.resuming.insert(
+                    pid,
+                    PendingResume {
+                        node: from.clone(),
+                        conn: moving.from_conn.clone(),
+                        send,
+                        recv,
+                        command: moving.command.clone(),
+                    },
+                );
+                self.resumed.notify_waiters();
+                Err(format!(
+                    "cannot bring process {pid} home: {error}; it goes on on {from}"
+                ))
+            }
+        }
     }
 
     fn is_connected(&self, node: &str) -> bool {
@@ -262,6 +576,73 @@ impl Node {
         self.relay(deputy, cred, &node, conn, (send, recv), command)
             .await
     }
+}
+
+/// A process on its way from an away node: frozen there, its image
+/// arriving.
+struct Moving {
+    pid: i32,
+    from: String,
+    from_conn: Connection,
+    from_send: SendStream,
+    from_recv: RecvStream,
+    relay: tokio::sync::mpsc::UnboundedSender<RelayCommand>,
+    immigrant: Immigrant,
+    command: String,
+    frozen_at: Instant,
+    started: Instant,
+}
+
+impl Moving {
+    /// Tells the old host to end its frozen copy, and waits until it has.
+    async fn commit(&mut self) {
+        let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
+        let _ = tokio::time::timeout(RESUME_TIMEOUT, self.from_recv.read_to_end(64)).await;
+    }
+}
+
+/// Reads one page run; `None` at the end of the memory.
+async fn read_run(recv: &mut RecvStream) -> Result<Option<(PageRunHeader, Vec<u8>)>, String> {
+    let mut header = [0u8; PageRunHeader::LEN];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| format!("receiving memory: {e}"))?;
+    let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
+    if header.is_end() {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; header.length as usize];
+    recv.read_exact(&mut bytes)
+        .await
+        .map_err(|e| format!("receiving memory: {e}"))?;
+    Ok(Some((header, bytes)))
+}
+
+/// Bytes an image's memory may take (its regions that travel).
+fn estimate(immigrant: &Immigrant) -> u64 {
+    immigrant
+        .image
+        .regions
+        .iter()
+        .filter(|r| homing_shim::dump::travels(r))
+        .map(|r| r.end - r.start)
+        .sum()
+}
+
+/// Waits until the deputy `pid` has exec'd `homing hold` and sleeps there.
+async fn wait_until_holding(pid: i32) -> bool {
+    let deadline = Instant::now() + RESUME_TIMEOUT;
+    while Instant::now() < deadline {
+        let holding = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.ends_with(b"hold\0"))
+            && std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+                .is_ok_and(|s| s.split(' ').next() == Some(&libc::SYS_pause.to_string()));
+        if holding {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
 }
 
 /// The homing binary, for a moved process to become its deputy.
