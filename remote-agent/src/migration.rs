@@ -391,6 +391,8 @@ pub struct Departure {
 /// How long a member's calls under way at home may take to finish before
 /// they are interrupted for a move.
 const DRAIN_GRACE: Duration = Duration::from_millis(100);
+/// How long a process may take to start before it can move on.
+const START_WAIT: Duration = Duration::from_secs(5);
 /// How long interrupted calls may take to come back.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -406,10 +408,17 @@ impl HostRole {
         let member = self
             .member(home_node, home_pid)
             .ok_or_else(|| format!("{} hosts no process {home_pid} of {home_node}", self.node()))?;
-        let pid = member.host_pid.load(Ordering::Relaxed);
-        if pid == 0 {
-            return Err(format!("process {home_pid} has not started yet"));
-        }
+        // One that just moved here may still be finishing its restore.
+        let started = Instant::now();
+        let pid = loop {
+            match member.host_pid.load(Ordering::Relaxed) {
+                0 if started.elapsed() < START_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(5)).await
+                }
+                0 => return Err(format!("process {home_pid} has not started yet")),
+                pid => break pid,
+            }
+        };
         member.gate.send_replace(false);
         let drained = async {
             let started = Instant::now();

@@ -613,7 +613,8 @@ impl Frozen {
                     [which, timers_at + 96, timers_at + which * 32, 0, 0, 0],
                 )?;
             }
-            let result = injector.raw(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0])?;
+            let result = injector
+                .raw_reaping_siblings(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0])?;
             if result < 0 {
                 for which in 0..3u64 {
                     let _ = injector.raw(
@@ -634,13 +635,8 @@ impl Frozen {
             Ok(())
         })();
         match outcome {
-            Ok(()) => {
-                // The other threads ended with the exec.
-                for thread in &self.threads[1..] {
-                    let _ = ptrace::wait(thread.tid);
-                }
-                Ok(unmarked)
-            }
+            // The other threads ended with the exec.
+            Ok(()) => Ok(unmarked),
             Err(error) => {
                 for &fd in &unmarked {
                     let _ = injector.call(

@@ -99,7 +99,30 @@ pub fn wait(tid: i32) -> io::Result<Stop> {
             return Err(error);
         }
     }
-    Ok(if libc::WIFEXITED(status) {
+    Ok(decode_status(status))
+}
+
+/// Waits for any tracee or child of this very thread (not of the other
+/// threads of its process, whose children are not its business) to stop
+/// or end.
+pub fn wait_any() -> io::Result<(i32, Stop)> {
+    let mut status = 0;
+    let pid = loop {
+        // SAFETY: `status` is a live int the kernel writes.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
+        if rc >= 0 {
+            break rc;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
+    Ok((pid, decode_status(status)))
+}
+
+fn decode_status(status: i32) -> Stop {
+    if libc::WIFEXITED(status) {
         Stop::Exited(libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
         Stop::Killed(libc::WTERMSIG(status))
@@ -109,7 +132,7 @@ pub fn wait(tid: i32) -> io::Result<Stop> {
         Stop::Event(status >> 16)
     } else {
         Stop::Signal(libc::WSTOPSIG(status))
-    })
+    }
 }
 
 /// A stopped thread's general registers.
@@ -377,6 +400,44 @@ impl Injector {
             });
         }
         Ok(result as u64)
+    }
+
+    /// Runs `nr` like [`Self::raw`] while the thread's siblings, also
+    /// traced here, die: an exec ends them and waits until their tracer
+    /// (this thread) has taken their deaths.
+    pub fn raw_reaping_siblings(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
+        let mut regs = regs(self.tid)?;
+        regs[REG_RAX] = nr as u64;
+        regs[REG_ORIG_RAX] = u64::MAX;
+        regs[REG_RIP] = self.syscall_at;
+        for (index, value) in [14, 13, 12, 7, 9, 8].into_iter().zip(args) {
+            regs[index] = value;
+        }
+        set_regs(self.tid, &regs)?;
+        for _ in 0..2 {
+            resume_to_syscall(self.tid, 0)?;
+            loop {
+                let (pid, stop) = wait_any()?;
+                if pid != self.tid {
+                    continue; // a sibling's death, now taken
+                }
+                match stop {
+                    Stop::Syscall => break,
+                    Stop::Signal(signal @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL)) => {
+                        return Err(InjectError::Fault(signal))
+                    }
+                    Stop::Signal(signal) => {
+                        self.deferred_signals.push(signal);
+                        resume_to_syscall(self.tid, 0)?;
+                    }
+                    Stop::Event(_) => resume_to_syscall(self.tid, 0)?,
+                    gone @ (Stop::Exited(_) | Stop::Killed(_)) => {
+                        return Err(InjectError::Gone(gone))
+                    }
+                }
+            }
+        }
+        Ok(self::regs(self.tid)?[REG_RAX] as i64)
     }
 
     fn run_to_syscall_stop(&mut self) -> Result<(), InjectError> {
