@@ -36,23 +36,27 @@ fn without_pids(output: &str, pid: &str) -> String {
 }
 
 #[test]
-fn a_process_moved_while_computing_ends_as_if_unmoved() {
-    let cluster = Cluster::up(2);
+fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
+    let cluster = Cluster::up(3);
     build_program(&cluster, "checksum");
     let unmoved = ok(at_home(
         &cluster,
-        "~/checksum 512 24 > ~/unmoved.out; echo status=$?; cat ~/unmoved.out",
+        "~/checksum 512 80 > ~/unmoved.out; echo status=$?; cat ~/unmoved.out",
     ));
     let moved = ok(at_home(
         &cluster,
         &format!(
             "{WAIT_FOR_FILE}
-             ~/checksum 512 24 ~/ready > ~/moved.out &
+             ~/checksum 512 80 ~/ready > ~/moved.out &
              pid=$!; echo started=$pid
              wait_for ~/ready || exit 9
              homing migrate $pid node2 || exit 8
              homing ps
              echo rss=$(ps -o rss= -p $pid)
+             homing migrate $pid node3 || exit 7
+             homing ps
+             homing migrate $pid home || exit 6
+             homing ps
              wait $pid; echo status=$?
              cat ~/moved.out"
         ),
@@ -63,19 +67,27 @@ fn a_process_moved_while_computing_ends_as_if_unmoved() {
         .find_map(|l| l.strip_prefix("started="))
         .expect("pid")
         .to_owned();
+    for node in ["node2", "node3", "node1"] {
+        assert!(
+            moved.stdout.contains(&format!("moved {pid} to {node}: ")),
+            "{moved:?}"
+        );
+    }
+    // While it ran away, home listed it there.
+    for node in ["node2", "node3"] {
+        assert!(
+            moved
+                .stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([pid.as_str(), node])),
+            "{moved:?}"
+        );
+    }
     assert!(
-        moved.stdout.contains(&format!("moved {pid} to node2: ")),
+        moved.stdout.contains("node1: 0 processes away"),
         "{moved:?}"
     );
-    // While it ran on node2, home listed it there.
-    assert!(
-        moved
-            .stdout
-            .lines()
-            .any(|l| l.split_whitespace().take(2).eq([pid.as_str(), "node2"])),
-        "{moved:?}"
-    );
-    // Its memory is released at home: the deputy is small.
+    // Its memory is released at home while it is away: the deputy is small.
     let rss_kib: u64 = moved
         .stdout
         .lines()
@@ -99,6 +111,35 @@ fn a_process_moved_while_computing_ends_as_if_unmoved() {
         without_pids(unmoved_output, unmoved_pid)
     );
     assert!(output.contains("checksum "), "{moved:?}");
+}
+
+#[test]
+fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
+    let cluster = Cluster::up(3);
+    let source = cluster.stage(&homing_tests::workspace().join("tests/programs/threads.c"));
+    ok(at_home(
+        &cluster,
+        &format!("cc -O1 -pthread -o ~/threads {}", source.display()),
+    ));
+    let unmoved = ok(at_home(&cluster, "~/threads 32 1500 ~/unmoved-ready"));
+    let moved = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/threads 32 1500 ~/ready > ~/out &
+             pid=$!
+             wait_for ~/ready || exit 9
+             for node in node2 node3 home node2; do homing migrate $pid $node || exit 8; done
+             wait $pid; echo status=$?
+             cat ~/out"
+        ),
+    ));
+    assert!(
+        moved
+            .stdout
+            .ends_with(&format!("status=0\n{}", unmoved.stdout)),
+        "{moved:?} {unmoved:?}"
+    );
 }
 
 #[test]
@@ -155,14 +196,14 @@ fn an_alarm_armed_before_the_move_fires_once_on_the_new_node() {
 }
 
 #[test]
-fn python_reading_and_writing_home_files_is_moved_mid_way() {
-    let cluster = Cluster::up(2);
+fn python_reading_and_writing_home_files_is_moved_twice_mid_way() {
+    let cluster = Cluster::up(3);
     let script = "import hashlib, sys, time
 out = open(sys.argv[2], 'w')
 for line in open(sys.argv[1]):
     out.write(hashlib.sha256(line.encode()).hexdigest() + '\\n')
     out.flush()
-    time.sleep(0.002)
+    time.sleep(0.003)
 print('done', file=out)
 ";
     ok(at_home(
@@ -180,10 +221,14 @@ print('done', file=out)
          sleep 1
          homing migrate $pid node2 || exit 8
          homing ps
+         sleep 1
+         homing migrate $pid node3 || exit 7
+         homing ps
          wait $pid; echo status=$?
          cmp ~/moved.txt ~/unmoved.txt && echo same",
     ));
     assert!(run.stdout.contains("node2"), "{run:?}");
+    assert!(run.stdout.contains("node3"), "{run:?}");
     assert!(run.stdout.ends_with("status=0\nsame\n"), "{run:?}");
 }
 
@@ -280,5 +325,57 @@ fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
     );
     // Nothing of alice's is left on node2.
     let left = cluster.exec("node2", &["pgrep", "-u", "alice"]);
+    assert_eq!(left.stdout, "", "{left:?}");
+}
+
+#[test]
+fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "checksum");
+    let unmoved = ok(at_home(&cluster, "~/checksum 512 30 | tail -2 | head -1"));
+    let mover = cluster
+        .script_command(&[
+            "exec",
+            "node1",
+            "--user",
+            "alice",
+            "--",
+            "bash",
+            "-c",
+            &format!(
+                "{WAIT_FOR_FILE}
+                 ~/checksum 512 30 ~/ready > ~/out &
+                 pid=$!
+                 wait_for ~/ready || exit 9
+                 homing migrate $pid node2 || exit 8
+                 touch ~/moving
+                 homing migrate $pid node3; echo migrate=$?
+                 homing ps
+                 wait $pid; echo status=$?
+                 tail -2 ~/out | head -1"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the mover");
+    homing_tests::wait_for(std::time::Duration::from_secs(60), || {
+        at_home(&cluster, "test -e ~/moving").code == 0
+    })
+    .expect("the second migration started");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(cluster.script(&["stop-agent", "node3"]));
+    let output = mover.wait_with_output().expect("mover");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
+    assert!(stderr.contains("it goes on on node2"), "{stderr}");
+    // It went on on node2 and ended as unmoved.
+    assert!(stdout.contains(" node2 "), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
+        "{stdout} {stderr}"
+    );
+    let left = cluster.exec("node3", &["pgrep", "-u", "alice"]);
     assert_eq!(left.stdout, "", "{left:?}");
 }

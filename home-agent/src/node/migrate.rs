@@ -91,6 +91,11 @@ impl Node {
         if pid == std::process::id() as i32 {
             return Err("the homing agent cannot move itself".into());
         }
+        if is_homing_process(pid) {
+            return Err(format!(
+                "process {pid} is a homing process (a deputy, or the agent), not a program to move"
+            ));
+        }
         let conn = self.connection_to(node)?;
         let gid = homing_shim::process::status_field(pid, "Gid:")
             .and_then(|gids| gids.split_whitespace().next()?.parse::<u32>().ok())
@@ -194,6 +199,12 @@ impl Node {
             },
         );
         self.resumed.notify_waiters();
+        // Done once its deputy serves it: a move right after this one must
+        // find it away, not take the deputy for the program.
+        let deadline = Instant::now() + RESUME_TIMEOUT;
+        while !self.relays.contains_key(&pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         info!(pid, node, bytes, ?frozen, "process moved");
         Ok(ControlResponse::Migrated {
             node: node.to_owned(),
@@ -650,6 +661,19 @@ fn deputy_program() -> Result<CString, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the homing binary: {e}"))?;
     CString::new(exe.into_os_string().into_encoded_bytes())
         .map_err(|_| "the homing binary's path has a NUL".to_owned())
+}
+
+/// Whether `pid` runs homing itself: an agent, or a deputy (which its
+/// own /proc/PID/exe cannot tell, since a program that came home keeps
+/// the deputy's; its command line is its own again).
+fn is_homing_process(pid: i32) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = raw.split(|&b| b == 0).filter(|a| !a.is_empty());
+    args.next()
+        .is_some_and(|program| program.ends_with(b"homing"))
+        && args.any(|a| matches!(a, b"run" | b"resume" | b"hold" | b"node"))
 }
 
 /// `/proc/PID/cmdline` as one line.
