@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::control::{ControlRequest, ControlResponse};
 use crate::guest::{ToHome, ToHost};
-use crate::peer::{PeerRequest, PeerResponse};
+use crate::peer::{Eviction, PeerRequest, PeerResponse, Verdict};
 use crate::{decode, encode, FrameDecoder, Hello, HelloReply};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(msg: T) {
@@ -32,6 +32,8 @@ fn decode_everything(bytes: &[u8]) {
         let _ = decode::<ControlResponse>(&body);
         let _ = decode::<ToHome>(&body);
         let _ = decode::<ToHost>(&body);
+        let _ = decode::<Eviction>(&body);
+        let _ = decode::<Verdict>(&body);
     }
     let _ = decoder.finish();
     let _ = decode::<PeerRequest>(bytes);
@@ -62,6 +64,12 @@ proptest! {
 
     #[test]
     fn to_host_round_trips(msg: ToHost) { round_trip(msg) }
+
+    #[test]
+    fn eviction_round_trips(msg: Eviction) { round_trip(msg) }
+
+    #[test]
+    fn verdict_round_trips(msg: Verdict) { round_trip(msg) }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

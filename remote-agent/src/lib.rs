@@ -5,7 +5,10 @@
 //! guest under the shim's seccomp supervision, forwards each residual
 //! syscall home and writes the answer back into the guest, maps home files
 //! from the cache, delivers the signals home forwards, and reports the
-//! guest's end.
+//! guest's end. For migrations it drives both ends' process mechanics on
+//! threads of their own: freezing a process and streaming its image out,
+//! and restoring a received image into a blank guest (or into a deputy at
+//! home), over whatever async streams the caller gives it.
 //!
 //! It must not decide anything that belongs to the process's identity —
 //! pid, fds, cwd, credentials live at home — nor hold process mechanics

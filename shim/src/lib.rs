@@ -1,14 +1,16 @@
 //! Linux process mechanics for homing.
 //!
-//! This crate will own everything that touches another process at the
+//! This crate owns everything that touches another process at the
 //! kernel's level: the seccomp filter and the user-notification loop that
 //! catches a guest's residual system calls, ptrace control and syscall
-//! injection into the deputy, reads and writes of another process's memory,
-//! and the dump of a process into an image and its restore.
+//! injection, reads and writes of another process's memory, and the dump
+//! of a running process into an image and its restore into another.
 //!
 //! It is the only crate allowed `unsafe`, each block small and with a
-//! `// SAFETY:` line. It must not do networking or know about nodes or the
-//! wire format: it works on one machine, on pids and file descriptors.
+//! `// SAFETY:` line. It must not do networking or know about nodes or
+//! framing: it works on one machine, on pids and file descriptors, and
+//! uses `homing-proto`'s data types (the syscall table, the process image)
+//! without ever encoding them.
 
 #![deny(missing_docs)]
 // The one crate of the workspace allowed `unsafe`: each block is small and
