@@ -491,41 +491,30 @@ impl Frozen {
                 } else {
                     vec![true; (len / PAGE) as usize]
                 };
-                let mut run: Option<(u64, Vec<u8>)> = None;
                 let bytes = if present.iter().any(|&p| p) {
                     read_readable(&memory, address, len)
                 } else {
                     Vec::new()
                 };
-                for (index, page) in bytes.chunks(PAGE as usize).enumerate() {
-                    let page_address = address + index as u64 * PAGE;
-                    let keep = present[index] && !is_zero(page);
-                    match (&mut run, keep) {
-                        (Some((_, data)), true) if data.len() < max_run => {
-                            data.extend_from_slice(page)
-                        }
-                        (_, true) => {
-                            if let Some((start, data)) = run.take() {
-                                sent += data.len() as u64;
-                                if let Err(e) = sink(start, &data) {
-                                    return Ok(Err(e));
-                                }
-                            }
-                            run = Some((page_address, page.to_vec()));
-                        }
-                        (_, false) => {
-                            if let Some((start, data)) = run.take() {
-                                sent += data.len() as u64;
-                                if let Err(e) = sink(start, &data) {
-                                    return Ok(Err(e));
-                                }
-                            }
-                        }
+                // Runs of kept pages, handed over as slices of what was read.
+                let page = PAGE as usize;
+                let keep = |index: usize| {
+                    present[index] && !is_zero(&bytes[index * page..(index + 1) * page])
+                };
+                let pages = bytes.len() / page;
+                let mut index = 0;
+                while index < pages {
+                    if !keep(index) {
+                        index += 1;
+                        continue;
                     }
-                }
-                if let Some((start, data)) = run.take() {
-                    sent += data.len() as u64;
-                    if let Err(e) = sink(start, &data) {
+                    let first = index;
+                    while index < pages && keep(index) && (index - first) * page < max_run {
+                        index += 1;
+                    }
+                    let run = &bytes[first * page..index * page];
+                    sent += run.len() as u64;
+                    if let Err(e) = sink(address + (first * page) as u64, run) {
                         return Ok(Err(e));
                     }
                 }
