@@ -379,3 +379,58 @@ fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
     let left = cluster.exec("node3", &["pgrep", "-u", "alice"]);
     assert_eq!(left.stdout, "", "{left:?}");
 }
+
+#[test]
+fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "checksum");
+    let unmoved = ok(at_home(&cluster, "~/checksum 512 40 | tail -2 | head -1"));
+    let mover = cluster
+        .script_command(&[
+            "exec",
+            "node1",
+            "--user",
+            "alice",
+            "--",
+            "bash",
+            "-c",
+            &format!(
+                "{WAIT_FOR_FILE}
+                 ~/checksum 512 40 ~/ready > ~/out &
+                 pid=$!
+                 wait_for ~/ready || exit 9
+                 touch ~/moving
+                 homing migrate $pid node2; echo migrate=$?
+                 wait $pid; echo status=$?
+                 tail -2 ~/out | head -1"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the mover");
+    homing_tests::wait_for(std::time::Duration::from_secs(30), || {
+        at_home(&cluster, "test -e ~/moving").code == 0
+    })
+    .expect("the migration started");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    ok(cluster.script(&["cut", "node1", "node2"]));
+    let output = mover.wait_with_output().expect("mover");
+    ok(cluster.script(&["heal", "node1", "node2"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
+    assert!(stderr.contains("it goes on here"), "{stderr}");
+    assert!(
+        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
+        "{stdout} {stderr}"
+    );
+    // Once the link is back, node2 drops what it had received.
+    let cleared = homing_tests::wait_for(std::time::Duration::from_secs(40), || {
+        cluster
+            .exec("node2", &["pgrep", "-u", "alice"])
+            .stdout
+            .is_empty()
+    });
+    assert!(cleared.is_some(), "a half-moved copy stayed on node2");
+}
