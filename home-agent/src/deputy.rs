@@ -56,7 +56,6 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
         Ok(exe) => exe,
         Err(code) => return code,
     };
-    let _ = AGENT_SOCKET.set(socket.to_owned());
     let stream = match connect_agent(socket) {
         Ok(stream) => stream,
         Err(message) => {
@@ -105,19 +104,19 @@ pub fn hold() -> ! {
 /// itself into this deputy (`homing resume`) and keeps its fds, cwd,
 /// credentials, pid and parent. Returns only on failure.
 pub fn resume(socket: &Path) -> i32 {
-    let _ = AGENT_SOCKET.set(socket.to_owned());
-    let stream = match connect_agent(socket) {
-        Ok(stream) => stream,
+    match connect_agent(socket) {
+        Ok(stream) => start_serving(stream, &ControlRequest::Resume),
         Err(message) => {
             eprintln!("homing: {message}");
-            return 1;
+            1
         }
-    };
-    start_serving(stream, &ControlRequest::Resume)
+    }
 }
 
-/// The agent connection, on a high fd out of the program's way.
+/// The agent connection, on a high fd out of the program's way; the
+/// socket is remembered for deputies forked later.
 fn connect_agent(socket: &Path) -> Result<UnixStream, String> {
+    let _ = AGENT_SOCKET.set(socket.to_owned());
     let stream = UnixStream::connect(socket).map_err(|error| {
         format!(
             "cannot reach the homing agent at {}: {error} (is `homing node` running on this machine?)",

@@ -290,18 +290,7 @@ impl Frozen {
         let mut injector = Injector::new(leader, self.syscall_at);
         let memory = ProcessMemory::new(self.pid);
         let result = (|| {
-            let scratch = injector.call(
-                "mmap",
-                libc::SYS_mmap,
-                [
-                    0,
-                    SCRATCH_LEN,
-                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )?;
+            let scratch = injector.map_scratch(SCRATCH_LEN)?;
             let outcome = work(&mut injector, scratch, &memory);
             injector.call(
                 "munmap",
@@ -578,18 +567,7 @@ impl Frozen {
                     unmarked.push(fd);
                 }
             }
-            let scratch = injector.call(
-                "mmap",
-                libc::SYS_mmap,
-                [
-                    0,
-                    SCRATCH_LEN,
-                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                    u64::MAX,
-                    0,
-                ],
-            )?;
+            let scratch = injector.map_scratch(SCRATCH_LEN)?;
             let (program_at, envp) = write_exec_arguments(&memory, scratch, program, argv)?;
             // Interval timers outlive an exec: the deputy must not get the
             // alarms its program now gets on the other node. Each old value

@@ -371,6 +371,14 @@ impl Injector {
 
     /// Runs `nr` with `args`; returns the raw result (negative errno on failure).
     pub fn raw(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
+        self.load_syscall(nr, args)?;
+        self.run_to_syscall_stop()?; // entry
+        self.run_to_syscall_stop()?; // exit
+        Ok(self::regs(self.tid)?[REG_RAX] as i64)
+    }
+
+    /// Points the thread at the `syscall` instruction with `nr` and `args` loaded.
+    fn load_syscall(&self, nr: i64, args: [u64; 6]) -> Result<(), InjectError> {
         let mut regs = regs(self.tid)?;
         regs[REG_RAX] = nr as u64;
         regs[REG_ORIG_RAX] = u64::MAX;
@@ -380,9 +388,24 @@ impl Injector {
             regs[index] = value;
         }
         set_regs(self.tid, &regs)?;
-        self.run_to_syscall_stop()?; // entry
-        self.run_to_syscall_stop()?; // exit
-        Ok(self::regs(self.tid)?[REG_RAX] as i64)
+        Ok(())
+    }
+
+    /// Maps `len` bytes of private read-write memory in the process, for
+    /// the structs injected syscalls read and write; returns its address.
+    pub fn map_scratch(&mut self, len: u64) -> Result<u64, InjectError> {
+        self.call(
+            "mmap",
+            libc::SYS_mmap,
+            [
+                0,
+                len,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )
     }
 
     /// Runs `nr`; a negative result is an error naming `call`.
@@ -406,14 +429,7 @@ impl Injector {
     /// traced here, die: an exec ends them and waits until their tracer
     /// (this thread) has taken their deaths.
     pub fn raw_reaping_siblings(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
-        let mut regs = regs(self.tid)?;
-        regs[REG_RAX] = nr as u64;
-        regs[REG_ORIG_RAX] = u64::MAX;
-        regs[REG_RIP] = self.syscall_at;
-        for (index, value) in [14, 13, 12, 7, 9, 8].into_iter().zip(args) {
-            regs[index] = value;
-        }
-        set_regs(self.tid, &regs)?;
+        self.load_syscall(nr, args)?;
         for _ in 0..2 {
             resume_to_syscall(self.tid, 0)?;
             loop {

@@ -374,18 +374,7 @@ impl Restorer {
                 ],
             )?;
         }
-        let scratch = injector.call(
-            "mmap",
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
+        let scratch = injector.map_scratch(SCRATCH_LEN)?;
         let memory = self.memory;
         let put = |bytes: &[u8]| {
             memory
@@ -572,18 +561,7 @@ impl Restorer {
         program: &std::ffi::CStr,
         argv: &[&std::ffi::CStr],
     ) -> Result<(), RestoreError> {
-        let scratch = self.injector.call(
-            "mmap",
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
+        let scratch = self.injector.map_scratch(SCRATCH_LEN)?;
         let (program_at, envp) =
             crate::dump::write_exec_arguments(&self.memory, scratch, program, argv)?;
         self.injector.call(

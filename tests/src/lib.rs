@@ -170,6 +170,45 @@ impl Drop for Cluster {
     }
 }
 
+/// Fails the test unless `run` exited with status 0; returns it.
+pub fn ok(run: Run) -> Run {
+    assert_eq!(run.code, 0, "failed: {run:?}");
+    run
+}
+
+impl Cluster {
+    /// Compiles tests/programs/NAME.c with `cc FLAGS` into USER's home
+    /// directory on NODE.
+    pub fn build_program(&self, node: &str, user: &str, name: &str, flags: &str) {
+        let source = self.stage(&workspace().join(format!("tests/programs/{name}.c")));
+        ok(self.exec_as(
+            node,
+            user,
+            &[
+                "sh",
+                "-c",
+                &format!("cc {flags} -o ~/{name} {}", source.display()),
+            ],
+        ));
+    }
+
+    /// Starts `SHELL -c SCRIPT` as USER on NODE without waiting for it,
+    /// its output piped.
+    pub fn spawn_script(
+        &self,
+        node: &str,
+        user: &str,
+        shell: &str,
+        script: &str,
+    ) -> std::process::Child {
+        self.script_command(&["exec", node, "--user", user, "--", shell, "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting a shell in a node")
+    }
+}
+
 /// Polls `check` every 100 ms until it returns true or `limit` passes;
 /// returns how long it took, or `None` on timeout.
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {

@@ -5,24 +5,30 @@
 //! Every test runs as the unprivileged user alice, with node1 as home, and
 //! compares with the same program left unmoved.
 
-use homing_tests::{Cluster, Run};
+use homing_tests::{ok, Cluster, Run};
 
 fn at_home(cluster: &Cluster, script: &str) -> Run {
     cluster.exec_as("node1", "alice", &["bash", "-c", script])
 }
 
-fn ok(run: Run) -> Run {
-    assert_eq!(run.code, 0, "failed: {run:?}");
-    run
-}
-
 /// Builds tests/programs/NAME.c into alice's home on node1.
 fn build_program(cluster: &Cluster, name: &str) {
-    let source = cluster.stage(&homing_tests::workspace().join(format!("tests/programs/{name}.c")));
-    ok(at_home(
-        cluster,
-        &format!("cc -O1 -o ~/{name} {}", source.display()),
-    ));
+    cluster.build_program("node1", "alice", name, "-O1");
+}
+
+/// Starts a bash script as alice on node1 without waiting for it.
+fn spawn_at_home(cluster: &Cluster, script: &str) -> std::process::Child {
+    cluster.spawn_script("node1", "alice", "bash", script)
+}
+
+/// Waits until the script started with [`spawn_at_home`] has created
+/// ~/moving, then lets the transfer get under way.
+fn wait_until_moving(cluster: &Cluster) {
+    homing_tests::wait_for(std::time::Duration::from_secs(60), || {
+        at_home(cluster, "test -e ~/moving").code == 0
+    })
+    .expect("the migration started");
+    std::thread::sleep(std::time::Duration::from_millis(250));
 }
 
 /// Shell lines that wait (up to 30 s) for the file `$1` to appear.
@@ -116,11 +122,7 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);
-    let source = cluster.stage(&homing_tests::workspace().join("tests/programs/threads.c"));
-    ok(at_home(
-        &cluster,
-        &format!("cc -O1 -pthread -o ~/threads {}", source.display()),
-    ));
+    cluster.build_program("node1", "alice", "threads", "-O1 -pthread");
     let unmoved = ok(at_home(&cluster, "~/threads 32 1500 ~/unmoved-ready"));
     let moved = ok(at_home(
         &cluster,
@@ -278,159 +280,114 @@ fn a_process_that_cannot_move_is_refused_and_goes_on() {
     assert!(nobody.stderr.contains("no process 999999"), "{nobody:?}");
 }
 
+/// What a move that was broken on the way left behind.
+struct BrokenMove {
+    stdout: String,
+    stderr: String,
+    /// The last line but one of an unmoved run (its checksum).
+    unmoved: String,
+}
+
+/// Runs the checksum program over 512 MiB for `rounds` rounds at home,
+/// runs `before` (say, an earlier move), then moves it to `to` and calls
+/// `sabotage` while the image is on its way. The shell prints
+/// `migrate=STATUS`, `homing ps`, the program's status and its checksum.
+fn broken_move(
+    cluster: &Cluster,
+    rounds: u32,
+    before: &str,
+    to: &str,
+    sabotage: impl FnOnce(),
+) -> BrokenMove {
+    build_program(cluster, "checksum");
+    let unmoved = ok(at_home(
+        cluster,
+        &format!("~/checksum 512 {rounds} | tail -2 | head -1"),
+    ));
+    let mover = spawn_at_home(
+        cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/checksum 512 {rounds} ~/ready > ~/out &
+             pid=$!
+             wait_for ~/ready || exit 9
+             {before}
+             touch ~/moving
+             homing migrate $pid {to}; echo migrate=$?
+             homing ps
+             wait $pid; echo status=$?
+             tail -2 ~/out | head -1"
+        ),
+    );
+    wait_until_moving(cluster);
+    sabotage();
+    let output = mover.wait_with_output().expect("mover");
+    BrokenMove {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        unmoved: unmoved.stdout,
+    }
+}
+
+impl BrokenMove {
+    /// The move failed with `reason` on stderr, and the program went on to
+    /// end as an unmoved run does.
+    fn assert_failed_but_went_on(&self, reason: &str) {
+        let BrokenMove {
+            stdout,
+            stderr,
+            unmoved,
+        } = self;
+        assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+        assert!(
+            stdout.ends_with(&format!("status=0\n{unmoved}")),
+            "{stdout} {stderr}"
+        );
+    }
+}
+
+fn nothing_of_alice_on(cluster: &Cluster, node: &str) -> bool {
+    cluster
+        .exec(node, &["pgrep", "-u", "alice"])
+        .stdout
+        .is_empty()
+}
+
 #[test]
 fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);
-    build_program(&cluster, "checksum");
-    let unmoved = ok(at_home(&cluster, "~/checksum 512 12 | tail -2 | head -1"));
-    let mover = cluster
-        .script_command(&[
-            "exec",
-            "node1",
-            "--user",
-            "alice",
-            "--",
-            "bash",
-            "-c",
-            &format!(
-                "{WAIT_FOR_FILE}
-                 ~/checksum 512 12 ~/ready > ~/out &
-                 pid=$!
-                 wait_for ~/ready || exit 9
-                 touch ~/moving
-                 homing migrate $pid node2; echo migrate=$?
-                 wait $pid; echo status=$?
-                 tail -2 ~/out | head -1"
-            ),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting the mover");
-    // Kill node2's agent while the image is on its way.
-    homing_tests::wait_for(std::time::Duration::from_secs(30), || {
-        at_home(&cluster, "test -e ~/moving").code == 0
-    })
-    .expect("the migration started");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    ok(cluster.script(&["stop-agent", "node2"]));
-    let output = mover.wait_with_output().expect("mover");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
-    assert!(stderr.contains("it goes on here"), "{stderr}");
-    assert!(
-        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
-        "{stdout} {stderr}"
-    );
-    // Nothing of alice's is left on node2.
-    let left = cluster.exec("node2", &["pgrep", "-u", "alice"]);
-    assert_eq!(left.stdout, "", "{left:?}");
+    let moved = broken_move(&cluster, 12, "", "node2", || {
+        ok(cluster.script(&["stop-agent", "node2"]));
+    });
+    moved.assert_failed_but_went_on("it goes on here");
+    assert!(nothing_of_alice_on(&cluster, "node2"));
 }
 
 #[test]
 fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
     let cluster = Cluster::up(3);
-    build_program(&cluster, "checksum");
-    let unmoved = ok(at_home(&cluster, "~/checksum 512 30 | tail -2 | head -1"));
-    let mover = cluster
-        .script_command(&[
-            "exec",
-            "node1",
-            "--user",
-            "alice",
-            "--",
-            "bash",
-            "-c",
-            &format!(
-                "{WAIT_FOR_FILE}
-                 ~/checksum 512 30 ~/ready > ~/out &
-                 pid=$!
-                 wait_for ~/ready || exit 9
-                 homing migrate $pid node2 || exit 8
-                 touch ~/moving
-                 homing migrate $pid node3; echo migrate=$?
-                 homing ps
-                 wait $pid; echo status=$?
-                 tail -2 ~/out | head -1"
-            ),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting the mover");
-    homing_tests::wait_for(std::time::Duration::from_secs(60), || {
-        at_home(&cluster, "test -e ~/moving").code == 0
-    })
-    .expect("the second migration started");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    ok(cluster.script(&["stop-agent", "node3"]));
-    let output = mover.wait_with_output().expect("mover");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
-    assert!(stderr.contains("it goes on on node2"), "{stderr}");
-    // It went on on node2 and ended as unmoved.
-    assert!(stdout.contains(" node2 "), "{stdout}");
-    assert!(
-        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
-        "{stdout} {stderr}"
-    );
-    let left = cluster.exec("node3", &["pgrep", "-u", "alice"]);
-    assert_eq!(left.stdout, "", "{left:?}");
+    let before = "homing migrate $pid node2 || exit 8";
+    let moved = broken_move(&cluster, 30, before, "node3", || {
+        ok(cluster.script(&["stop-agent", "node3"]));
+    });
+    moved.assert_failed_but_went_on("it goes on on node2");
+    // `homing ps` after the failed move still showed it on node2.
+    assert!(moved.stdout.contains(" node2 "), "{}", moved.stdout);
+    assert!(nothing_of_alice_on(&cluster, "node3"));
 }
 
 #[test]
 fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);
-    build_program(&cluster, "checksum");
-    let unmoved = ok(at_home(&cluster, "~/checksum 512 40 | tail -2 | head -1"));
-    let mover = cluster
-        .script_command(&[
-            "exec",
-            "node1",
-            "--user",
-            "alice",
-            "--",
-            "bash",
-            "-c",
-            &format!(
-                "{WAIT_FOR_FILE}
-                 ~/checksum 512 40 ~/ready > ~/out &
-                 pid=$!
-                 wait_for ~/ready || exit 9
-                 touch ~/moving
-                 homing migrate $pid node2; echo migrate=$?
-                 wait $pid; echo status=$?
-                 tail -2 ~/out | head -1"
-            ),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting the mover");
-    homing_tests::wait_for(std::time::Duration::from_secs(30), || {
-        at_home(&cluster, "test -e ~/moving").code == 0
-    })
-    .expect("the migration started");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    ok(cluster.script(&["cut", "node1", "node2"]));
-    let output = mover.wait_with_output().expect("mover");
+    let moved = broken_move(&cluster, 40, "", "node2", || {
+        ok(cluster.script(&["cut", "node1", "node2"]));
+    });
     ok(cluster.script(&["heal", "node1", "node2"]));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
-    assert!(stderr.contains("it goes on here"), "{stderr}");
-    assert!(
-        stdout.ends_with(&format!("status=0\n{}", unmoved.stdout)),
-        "{stdout} {stderr}"
-    );
+    moved.assert_failed_but_went_on("it goes on here");
     // Once the link is back, node2 drops what it had received.
     let cleared = homing_tests::wait_for(std::time::Duration::from_secs(40), || {
-        cluster
-            .exec("node2", &["pgrep", "-u", "alice"])
-            .stdout
-            .is_empty()
+        nothing_of_alice_on(&cluster, "node2")
     });
     assert!(cleared.is_some(), "a half-moved copy stayed on node2");
 }

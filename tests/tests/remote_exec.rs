@@ -4,7 +4,7 @@
 //! Every test runs as the unprivileged user alice, starts from node1 (home)
 //! and compares with what the same command does at home.
 
-use homing_tests::{Cluster, Run};
+use homing_tests::{ok, Cluster, Run};
 
 /// Runs a shell command line as alice on node1, in her home directory.
 fn at_home(cluster: &Cluster, script: &str) -> Run {
@@ -13,26 +13,12 @@ fn at_home(cluster: &Cluster, script: &str) -> Run {
 
 /// Starts a shell command line as alice on node1 without waiting for it.
 fn spawn_at_home(cluster: &Cluster, script: &str) -> std::process::Child {
-    cluster
-        .script_command(&["exec", "node1", "--user", "alice", "--", "sh", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting a shell in node1")
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(run.code, 0, "failed: {run:?}");
-    run
+    cluster.spawn_script("node1", "alice", "sh", script)
 }
 
 /// Builds tests/programs/NAME.c into alice's home on node1.
 fn build_program(cluster: &Cluster, name: &str) {
-    let source = cluster.stage(&homing_tests::workspace().join(format!("tests/programs/{name}.c")));
-    ok(at_home(
-        cluster,
-        &format!("cc -O1 -o ~/{name} {}", source.display()),
-    ));
+    cluster.build_program("node1", "alice", name, "-O1");
 }
 
 #[test]

@@ -146,16 +146,8 @@ impl Node {
                     }
                 }
             }?;
-            let ready =
-                self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(&mut recv));
-            match ready.await? {
-                Ok(ToHome::Ready) => Ok((send, recv, bytes)),
-                Ok(ToHome::Exited { reason, .. }) => {
-                    Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
-                }
-                Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
-                Err(error) => Err(format!("{node} did not restore it: {error}")),
-            }
+            self.until_ready(node, &mut recv).await?;
+            Ok::<_, String>((send, recv, bytes))
         }
         .await;
         let (mut send, recv, bytes) = match transfer {
@@ -359,16 +351,8 @@ impl Node {
             let bytes = self
                 .pass_pages_on(client, &mut moving, node, &mut to_send)
                 .await?;
-            let ready =
-                self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(&mut to_recv));
-            match ready.await? {
-                Ok(ToHome::Ready) => Ok((to_send, to_recv, bytes)),
-                Ok(ToHome::Exited { reason, .. }) => {
-                    Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
-                }
-                Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
-                Err(error) => Err(format!("{node} did not restore it: {error}")),
-            }
+            self.until_ready(node, &mut to_recv).await?;
+            Ok::<_, String>((to_send, to_recv, bytes))
         }
         .await;
         let (to_send, to_recv, bytes) = match transfer {
@@ -528,6 +512,19 @@ impl Node {
                     "cannot bring process {pid} home: {error}; it goes on on {from}"
                 ))
             }
+        }
+    }
+
+    /// Waits for `node` to say it has restored the process it was sent.
+    async fn until_ready(&self, node: &str, recv: &mut RecvStream) -> Result<(), String> {
+        let ready = self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(recv));
+        match ready.await? {
+            Ok(ToHome::Ready) => Ok(()),
+            Ok(ToHome::Exited { reason, .. }) => {
+                Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
+            }
+            Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
+            Err(error) => Err(format!("{node} did not restore it: {error}")),
         }
     }
 
