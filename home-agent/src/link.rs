@@ -102,6 +102,9 @@ fn is_crypto_or_refusal(error: &ConnectionError) -> bool {
     }
 }
 
+/// Bytes one stream may have in flight.
+const STREAM_WINDOW: u32 = 32 << 20;
+
 fn transport_config() -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
@@ -111,6 +114,11 @@ fn transport_config() -> Arc<TransportConfig> {
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     transport.mtu_discovery_config(Some(mtu));
+    // A migration streams a whole process image on one stream: quinn's
+    // default stream window (1.25 MB, sized for 100 Mbit/s at 100 ms)
+    // would stall it whenever the receiver is busy for a moment.
+    transport.stream_receive_window(STREAM_WINDOW.into());
+    transport.send_window(u64::from(STREAM_WINDOW) * 4);
     Arc::new(transport)
 }
 
