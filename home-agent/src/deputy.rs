@@ -56,6 +56,9 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
         Ok(exe) => exe,
         Err(code) => return code,
     };
+    if let Some(name) = exe.file_name() {
+        name_after(name);
+    }
     let stream = match connect_agent(socket) {
         Ok(stream) => stream,
         Err(message) => {
@@ -82,6 +85,16 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
     start_serving(stream, &request)
 }
 
+/// Takes the program's name (what the kernel would have set at its exec:
+/// 15 bytes of its file name), so that `ps`, `top` and `pgrep` at home
+/// find the program under its own name.
+fn name_after(program: &OsStr) {
+    let name: Vec<u8> = program.as_bytes().iter().copied().take(15).collect();
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
 /// The program comes back into this process: exec `homing hold`, a
 /// single thread with nothing of the deputy's (the agent socket is
 /// close-on-exec), which the agent then restores the program into.
@@ -103,7 +116,10 @@ pub fn hold() -> ! {
 /// Serves this process's own program, moved away: the process exec'd
 /// itself into this deputy (`homing resume`) and keeps its fds, cwd,
 /// credentials, pid and parent. Returns only on failure.
-pub fn resume(socket: &Path) -> i32 {
+pub fn resume(socket: &Path, comm: Option<&OsStr>) -> i32 {
+    if let Some(comm) = comm {
+        name_after(comm);
+    }
     match connect_agent(socket) {
         Ok(stream) => start_serving(stream, &ControlRequest::Resume),
         Err(message) => {

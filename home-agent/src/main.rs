@@ -62,7 +62,11 @@ enum Command {
     },
     /// Serve this process's moved program (what a moved process execs).
     #[command(hide = true)]
-    Resume,
+    Resume {
+        /// The program's name, for `ps` and `pgrep` at home.
+        #[arg(long)]
+        comm: Option<std::ffi::OsString>,
+    },
     /// Wait to become a program again (what a deputy execs to take its program back).
     #[command(hide = true)]
     Hold,
@@ -135,8 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Hold = cli.command {
         homing_home_agent::deputy::hold();
     }
-    if let Command::Resume = cli.command {
-        let code = homing_home_agent::deputy::resume(&cli.socket);
+    if let Command::Resume { comm } = &cli.command {
+        let code = homing_home_agent::deputy::resume(&cli.socket, comm.as_deref());
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     if let Command::Run { on, argv } = cli.command {
@@ -189,7 +193,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
-        Command::Run { .. } | Command::Resume | Command::Hold => unreachable!("handled above"),
+        Command::Run { .. } | Command::Resume { .. } | Command::Hold => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -58,7 +58,7 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
              wait_for ~/ready || exit 9
              homing migrate $pid node2 || exit 8
              homing ps
-             echo rss=$(ps -o rss= -p $pid)
+             echo rss=$(ps -o rss= -p $pid) comm=$(ps -o comm= -p $pid)
              homing migrate $pid node3 || exit 7
              homing ps
              homing migrate $pid home || exit 6
@@ -98,8 +98,10 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
         .stdout
         .lines()
         .find_map(|l| l.strip_prefix("rss="))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("rss");
+    // `ps` at home still names the program.
+    assert!(moved.stdout.contains(" comm=checksum\n"), "{moved:?}");
     eprintln!("resident memory of the deputy at home: {rss_kib} KiB");
     assert!(rss_kib < 64 << 10, "deputy resident {rss_kib} KiB");
     // Same output as unmoved, the pid it saw is the one the shell knew,

@@ -97,6 +97,12 @@ fn the_program_sees_its_home_identity() {
     }
     assert_eq!(field(&run.stdout, "cwd"), "/home/alice");
     assert_eq!(field(&run.stdout, "status"), "0");
+    // `pgrep` and `ps` at home find it under its own name.
+    let named = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!; wait",
+    ));
+    assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
 }
 
 #[test]

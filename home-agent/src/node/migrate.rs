@@ -160,7 +160,11 @@ impl Node {
             }
         };
         let frozen_at = source.frozen_at;
-        let (program, argv) = self.deputy_command()?;
+        let (program, mut argv) = self.deputy_command()?;
+        if let Some(comm) = process_name(pid) {
+            argv.push(c"--comm".to_owned());
+            argv.push(comm);
+        }
         let become_deputy = Afterwards::BecomeDeputy { program, argv };
         match source.finish(become_deputy).await {
             Ok(unmarked) => {
@@ -671,6 +675,12 @@ fn is_homing_process(pid: i32) -> bool {
     args.next()
         .is_some_and(|program| program.ends_with(b"homing"))
         && args.any(|a| matches!(a, b"run" | b"resume" | b"hold" | b"node"))
+}
+
+/// `/proc/PID/comm`, the process's name.
+fn process_name(pid: i32) -> Option<CString> {
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    CString::new(comm.strip_suffix(b"\n").unwrap_or(&comm)).ok()
 }
 
 /// `/proc/PID/cmdline` as one line.
