@@ -98,7 +98,24 @@ fn name_after(program: &OsStr) {
 /// The program comes back into this process: exec `homing hold`, a
 /// single thread with nothing of the deputy's (the agent socket is
 /// close-on-exec), which the agent then restores the program into.
-fn make_way() -> ! {
+fn make_way(agent_fd: i32) -> ! {
+    // The program's fds marked close-on-exec (the agent has noted which)
+    // must outlive this exec; only the agent connection closes.
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = fds
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd != agent_fd)
+            .collect();
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        for fd in fds {
+            if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD) {
+                let flags = FdFlag::from_bits_truncate(flags);
+                if flags.contains(FdFlag::FD_CLOEXEC) {
+                    let _ = fcntl(fd, FcntlArg::F_SETFD(flags - FdFlag::FD_CLOEXEC));
+                }
+            }
+        }
+    }
     let exe = c"/proc/self/exe";
     let argv = [c"homing", c"hold"];
     let error = nix::unistd::execv(exe, &argv).unwrap_err();
@@ -287,7 +304,7 @@ fn serve(stream: UnixStream) -> i32 {
             ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
             // Only the agent sees a moved process's ready.
             ToHome::Ready => {}
-            ToHome::Return => make_way(),
+            ToHome::Return => make_way(reserved_fd),
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {

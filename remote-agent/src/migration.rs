@@ -246,7 +246,7 @@ pub struct Arrival {
     pid: i32,
     blank: Option<Blank>,
     commands: std::sync::mpsc::Sender<RestoreCommand>,
-    /// The first failed write, reported when the restore finishes.
+    /// Bytes of memory received.
     bytes: u64,
 }
 

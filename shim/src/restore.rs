@@ -8,7 +8,7 @@
 //! filled, then the kernel state is set and every thread let go.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use homing_proto::image::{timer_left_after, ProcessImage, RegionKind, ThreadImage, REGS_WORDS};
@@ -69,34 +69,44 @@ pub fn spawn_blank(
     if pid == 0 {
         crate::spawn::blank_child(uid, gid, &groups, as_root, filter);
     }
-    let pidfd = pidfd_open(
-        Pid::from_raw(pid).expect("fork returned a pid"),
-        PidfdFlags::empty(),
-    )
-    .map_err(|e| RestoreError::Blank(e.to_string()))?;
-    let listener = match filter {
-        Some(_) => Some(
-            crate::spawn::take_listener(pid, &pidfd)
-                .map_err(|e| RestoreError::Blank(e.to_string()))?,
-        ),
-        None => None,
-    };
-    // The child pauses once it is ready: wait until it sleeps there.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !sleeping_in_pause(pid) {
-        if std::time::Instant::now() > deadline {
-            return Err(RestoreError::Blank(
-                "the blank process did not settle".into(),
-            ));
+    let made = (|| {
+        let pidfd = pidfd_open(
+            Pid::from_raw(pid).expect("fork returned a pid"),
+            PidfdFlags::empty(),
+        )
+        .map_err(|e| RestoreError::Blank(e.to_string()))?;
+        let listener = match filter {
+            Some(_) => Some(
+                crate::spawn::take_listener(pid, &pidfd)
+                    .map_err(|e| RestoreError::Blank(e.to_string()))?,
+            ),
+            None => None,
+        };
+        // The child pauses once it is ready: wait until it sleeps there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !sleeping_in_pause(pid) {
+            if std::time::Instant::now() > deadline {
+                return Err(RestoreError::Blank(
+                    "the blank process did not settle".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        Ok(Blank {
+            pid,
+            pidfd,
+            listener,
+        })
+    })();
+    if made.is_err() {
+        // A blank that is no use must not linger.
+        // SAFETY: kill and waitpid take integers and a null status pointer.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
     }
-    let _ = pidfd.as_fd();
-    Ok(Blank {
-        pid,
-        pidfd,
-        listener,
-    })
+    made
 }
 
 fn sleeping_in_pause(pid: i32) -> bool {
@@ -581,10 +591,10 @@ impl Restorer {
     }
 
     /// Marks fds close-on-exec again (a deputy becoming its program again).
+    /// An fd no longer open (the deputy's own connection, say) is skipped.
     pub fn mark_close_on_exec(&mut self, fds: &[i32]) -> Result<(), RestoreError> {
         for &fd in fds {
-            self.injector.call(
-                "fcntl",
+            let marked = self.injector.raw(
                 libc::SYS_fcntl,
                 [
                     fd as u64,
@@ -595,6 +605,12 @@ impl Restorer {
                     0,
                 ],
             )?;
+            if marked < 0 && marked != -(libc::EBADF as i64) {
+                return Err(RestoreError::Inject(InjectError::Failed {
+                    call: "fcntl(F_SETFD)",
+                    error: io::Error::from_raw_os_error(-marked as i32),
+                }));
+            }
         }
         Ok(())
     }

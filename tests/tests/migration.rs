@@ -200,11 +200,15 @@ fn an_alarm_armed_before_the_move_fires_once_on_the_new_node() {
 }
 
 #[test]
-fn python_reading_and_writing_home_files_is_moved_twice_mid_way() {
+fn python_reading_and_writing_home_files_moves_away_twice_and_home_mid_way() {
     let cluster = Cluster::up(3);
+    // It opens its output only once away (python opens it close-on-exec),
+    // and goes on writing to it after it comes home.
     let script = "import hashlib, sys, time
+lines = open(sys.argv[1])
+time.sleep(1.5)
 out = open(sys.argv[2], 'w')
-for line in open(sys.argv[1]):
+for line in lines:
     out.write(hashlib.sha256(line.encode()).hexdigest() + '\\n')
     out.flush()
     time.sleep(0.003)
@@ -225,14 +229,18 @@ print('done', file=out)
          sleep 1
          homing migrate $pid node2 || exit 8
          homing ps
-         sleep 1
+         sleep 1.5
          homing migrate $pid node3 || exit 7
+         homing ps
+         sleep 1
+         homing migrate $pid home || exit 6
          homing ps
          wait $pid; echo status=$?
          cmp ~/moved.txt ~/unmoved.txt && echo same",
     ));
-    assert!(run.stdout.contains("node2"), "{run:?}");
-    assert!(run.stdout.contains("node3"), "{run:?}");
+    assert!(run.stdout.contains(" node2 "), "{run:?}");
+    assert!(run.stdout.contains(" node3 "), "{run:?}");
+    assert!(run.stdout.contains("node1: 0 processes away"), "{run:?}");
     assert!(run.stdout.ends_with("status=0\nsame\n"), "{run:?}");
 }
 

@@ -433,6 +433,15 @@ impl Node {
                 ));
             }
         };
+        // Which fds the program had marked close-on-exec: those it had when
+        // it left, and those it opened (through the deputy) while away.
+        // The deputy unmarks them all before it makes way.
+        let mut close_on_exec = self
+            .close_on_exec
+            .get(&pid)
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        close_on_exec.extend(marked_close_on_exec(pid));
         // The deputy makes way: it execs `homing hold`, and its relay hands
         // back the old host's stream (closing it would end the program there).
         let (reply, streams) = tokio::sync::oneshot::channel();
@@ -448,11 +457,6 @@ impl Node {
                 return Err(format!("cannot bring process {pid} home: {error}"));
             }
         };
-        let close_on_exec = self
-            .close_on_exec
-            .get(&pid)
-            .map(|f| f.clone())
-            .unwrap_or_default();
         let prepared = if wait_until_holding(pid).await {
             Homecoming::prepare(pid, moving.immigrant.image.clone(), pages, close_on_exec).await
         } else {
@@ -675,6 +679,23 @@ fn is_homing_process(pid: i32) -> bool {
     args.next()
         .is_some_and(|program| program.ends_with(b"homing"))
         && args.any(|a| matches!(a, b"run" | b"resume" | b"hold" | b"node"))
+}
+
+/// The fds of `pid` marked close-on-exec, from `/proc/PID/fdinfo`.
+fn marked_close_on_exec(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let info = std::fs::read_to_string(entry.path()).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            let flags = u32::from_str_radix(flags.trim(), 8).ok()?;
+            (flags & libc::O_CLOEXEC as u32 != 0).then_some(fd)
+        })
+        .collect()
 }
 
 /// `/proc/PID/comm`, the process's name.
