@@ -551,6 +551,8 @@ fn restore_thread(
 }
 
 enum HomecomingCommand {
+    Write(u64, Vec<u8>),
+    Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
     Go(oneshot::Sender<Result<(), String>>),
     ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
 }
@@ -561,23 +563,18 @@ pub struct Homecoming {
 }
 
 impl Homecoming {
-    /// Restores `image` and its `pages` into `pid`, a deputy that exec'd
-    /// itself into `homing hold`, and marks the fds `close_on_exec` had
-    /// before it left; ready to run on [`Self::go`]. On failure the
-    /// process was not touched when the error says so (`Ok(Err)`): it is
-    /// still holding; otherwise it must be given another program with
-    /// [`Self::exec_instead`].
-    pub async fn prepare(
-        pid: i32,
-        image: ProcessImage,
-        pages: Vec<(u64, Vec<u8>)>,
-        close_on_exec: Vec<i32>,
-    ) -> Result<Self, (Option<Self>, String)> {
+    /// Starts restoring `image` into `pid`, a deputy that exec'd itself
+    /// into `homing hold`: its memory is emptied and the image's regions
+    /// mapped, ready for [`Self::write`]. On failure, the error comes with
+    /// the homecoming when the process was already changed: it must then
+    /// be given another program ([`Self::exec_instead`]); without, the
+    /// process is untouched and still holding.
+    pub async fn start(pid: i32, image: ProcessImage) -> Result<Self, (Option<Self>, String)> {
         let (commands, inbox) = std::sync::mpsc::channel();
         let (prepared_tx, prepared) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("home-{pid}"))
-            .spawn(move || homecoming_thread(pid, image, pages, close_on_exec, inbox, prepared_tx))
+            .spawn(move || homecoming_thread(pid, image, inbox, prepared_tx))
             .map_err(|e| (None, format!("cannot start a restore thread: {e}")))?;
         let homecoming = Self { commands };
         match prepared.await {
@@ -589,34 +586,48 @@ impl Homecoming {
         }
     }
 
-    /// Lets the program run.
-    pub async fn go(self) -> Result<(), String> {
+    /// Writes a run of the image's pages (a failure is reported by [`Self::ready`]).
+    pub fn write(&self, address: u64, bytes: Vec<u8>) -> Result<(), String> {
+        self.commands
+            .send(HomecomingCommand::Write(address, bytes))
+            .map_err(|_| "the restore thread died".to_owned())
+    }
+
+    /// Once every page is written: marks the fds in `close_on_exec`
+    /// close-on-exec again; the program is then ready to run.
+    pub async fn ready(&self, close_on_exec: Vec<i32>) -> Result<(), String> {
+        self.ask(|reply| HomecomingCommand::Ready(close_on_exec, reply))
+            .await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), String>>) -> HomecomingCommand,
+    ) -> Result<(), String> {
         let (reply, outcome) = oneshot::channel();
         self.commands
-            .send(HomecomingCommand::Go(reply))
+            .send(command(reply))
             .map_err(|_| "the restore thread died".to_owned())?;
         outcome
             .await
             .map_err(|_| "the restore thread died".to_owned())?
     }
 
+    /// Lets the program run.
+    pub async fn go(self) -> Result<(), String> {
+        self.ask(HomecomingCommand::Go).await
+    }
+
     /// Gives up: the process execs `program` (its deputy again).
     pub async fn exec_instead(self, program: CString, argv: Vec<CString>) -> Result<(), String> {
-        let (reply, outcome) = oneshot::channel();
-        self.commands
-            .send(HomecomingCommand::ExecInstead(program, argv, reply))
-            .map_err(|_| "the restore thread died".to_owned())?;
-        outcome
+        self.ask(|reply| HomecomingCommand::ExecInstead(program, argv, reply))
             .await
-            .map_err(|_| "the restore thread died".to_owned())?
     }
 }
 
 fn homecoming_thread(
     pid: i32,
     image: ProcessImage,
-    pages: Vec<(u64, Vec<u8>)>,
-    close_on_exec: Vec<i32>,
     commands: std::sync::mpsc::Receiver<HomecomingCommand>,
     prepared: oneshot::Sender<Result<(), (bool, String)>>,
 ) {
@@ -627,29 +638,42 @@ fn homecoming_thread(
             return;
         }
     };
-    let outcome = restorer
-        .prepare_memory()
-        .and_then(|()| {
-            pages
-                .iter()
-                .try_for_each(|(address, bytes)| restorer.write(*address, bytes))
-        })
-        .and_then(|()| restorer.mark_close_on_exec(&close_on_exec));
+    let outcome = restorer.prepare_memory();
     let _ = prepared.send(outcome.map_err(|e| (true, e.to_string())));
-    match commands.recv() {
-        Ok(HomecomingCommand::Go(reply)) => {
-            let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
+    let mut failure: Option<String> = None;
+    while let Ok(command) = commands.recv() {
+        match command {
+            HomecomingCommand::Write(address, bytes) => {
+                if failure.is_none() {
+                    if let Err(error) = restorer.write(address, &bytes) {
+                        failure = Some(error.to_string());
+                    }
+                }
+            }
+            HomecomingCommand::Ready(close_on_exec, reply) => {
+                let outcome = match failure.take() {
+                    Some(error) => Err(error),
+                    None => restorer
+                        .mark_close_on_exec(&close_on_exec)
+                        .map_err(|e| e.to_string()),
+                };
+                let _ = reply.send(outcome);
+            }
+            HomecomingCommand::Go(reply) => {
+                let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
+                return;
+            }
+            HomecomingCommand::ExecInstead(program, argv, reply) => {
+                let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+                let _ = reply.send(
+                    restorer
+                        .exec_instead(&program, &argv)
+                        .map_err(|e| e.to_string()),
+                );
+                return;
+            }
         }
-        Ok(HomecomingCommand::ExecInstead(program, argv, reply)) => {
-            let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
-            let _ = reply.send(
-                restorer
-                    .exec_instead(&program, &argv)
-                    .map_err(|e| e.to_string()),
-            );
-        }
-        // Dropped: nothing was decided; the process is left stopped until
-        // this thread ends, which lets it go as it is.
-        Err(_) => {}
     }
+    // Dropped: nothing was decided; the process is left stopped until
+    // this thread ends, which lets it go as it is.
 }

@@ -401,3 +401,18 @@ fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
     });
     assert!(cleared.is_some(), "a half-moved copy stayed on node2");
 }
+
+#[test]
+fn a_link_cut_while_coming_home_leaves_the_process_on_its_host() {
+    let cluster = Cluster::up(2);
+    let before = "homing migrate $pid node2 || exit 8";
+    let moved = broken_move(&cluster, 60, before, "home", || {
+        ok(cluster.script(&["cut", "node1", "node2"]));
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        ok(cluster.script(&["heal", "node1", "node2"]));
+    });
+    // The deputy had made way; it became the deputy again, the program
+    // went on on node2 and ended there as unmoved.
+    moved.assert_failed_but_went_on("it goes on on node2");
+    assert!(moved.stdout.contains(" node2 "), "{}", moved.stdout);
+}

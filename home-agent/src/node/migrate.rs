@@ -395,7 +395,8 @@ impl Node {
         })
     }
 
-    /// Brings an away process home, into its own deputy.
+    /// Brings an away process home, into its own deputy: the deputy makes
+    /// way, and the image is restored into it as its pages arrive.
     async fn come_home(
         &self,
         client: &mut UnixStream,
@@ -403,36 +404,6 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
-        let total = estimate(&moving.immigrant);
-        // All of it first: until the deputy makes way, nothing at home changes.
-        let received = async {
-            let mut pages = Vec::new();
-            let mut bytes = 0u64;
-            let mut last_report = Instant::now();
-            while let Some((header, run)) = self
-                .while_connected(&from, READY_TIMEOUT, read_run(&mut moving.from_recv))
-                .await??
-            {
-                bytes += run.len() as u64;
-                pages.push((header.address, run));
-                if last_report.elapsed() > PROGRESS_EVERY {
-                    last_report = Instant::now();
-                    let progress = ControlResponse::Progress { sent: bytes, total };
-                    let _ = write_message(client, &progress).await;
-                }
-            }
-            Ok::<_, String>((pages, bytes))
-        }
-        .await;
-        let (pages, bytes) = match received {
-            Ok(received) => received,
-            Err(error) => {
-                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
-                return Err(format!(
-                    "cannot bring process {pid} home: {error}; it goes on on {from}"
-                ));
-            }
-        };
         // Which fds the program had marked close-on-exec: those it had when
         // it left, and those it opened (through the deputy) while away.
         // The deputy unmarks them all before it makes way.
@@ -457,16 +428,29 @@ impl Node {
                 return Err(format!("cannot bring process {pid} home: {error}"));
             }
         };
-        let prepared = if wait_until_holding(pid).await {
-            Homecoming::prepare(pid, moving.immigrant.image.clone(), pages, close_on_exec).await
+        let started = if wait_until_holding(pid).await {
+            Homecoming::start(pid, moving.immigrant.image.clone()).await
         } else {
             Err((
                 None,
                 format!("process {pid} did not make way for its program"),
             ))
         };
-        match prepared {
+        let restored = match started {
             Ok(homecoming) => {
+                let received = self.receive_home(client, &mut moving, &homecoming).await;
+                match received {
+                    Ok(bytes) => match homecoming.ready(close_on_exec.clone()).await {
+                        Ok(()) => Ok((homecoming, bytes)),
+                        Err(error) => Err((Some(homecoming), error)),
+                    },
+                    Err(error) => Err((Some(homecoming), error)),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
+        match restored {
+            Ok((homecoming, bytes)) => {
                 moving.commit().await;
                 homecoming
                     .go()
@@ -521,6 +505,32 @@ impl Node {
                 ))
             }
         }
+    }
+
+    /// Writes the pages arriving from the old host into the process at
+    /// home as they come; returns the bytes received.
+    async fn receive_home(
+        &self,
+        client: &mut UnixStream,
+        moving: &mut Moving,
+        homecoming: &Homecoming,
+    ) -> Result<u64, String> {
+        let total = estimate(&moving.immigrant);
+        let mut bytes = 0u64;
+        let mut last_report = Instant::now();
+        while let Some((header, run)) = self
+            .while_connected(&moving.from, READY_TIMEOUT, read_run(&mut moving.from_recv))
+            .await??
+        {
+            bytes += run.len() as u64;
+            homecoming.write(header.address, run)?;
+            if last_report.elapsed() > PROGRESS_EVERY {
+                last_report = Instant::now();
+                let progress = ControlResponse::Progress { sent: bytes, total };
+                let _ = write_message(client, &progress).await;
+            }
+        }
+        Ok(bytes)
     }
 
     /// Waits for `node` to say it has restored the process it was sent.
