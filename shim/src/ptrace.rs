@@ -87,38 +87,29 @@ pub fn resume_to_syscall(tid: i32, signal: i32) -> io::Result<()> {
 
 /// Waits for `tid` (a tracee, or a child) to stop or end.
 pub fn wait(tid: i32) -> io::Result<Stop> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a live int the kernel writes.
-        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
-        if rc >= 0 {
-            break;
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    Ok(decode_status(status))
+    waitpid(tid, libc::__WALL).map(|(_, stop)| stop)
 }
 
 /// Waits for any tracee or child of this very thread (not of the other
 /// threads of its process, whose children are not its business) to stop
 /// or end.
 pub fn wait_any() -> io::Result<(i32, Stop)> {
+    waitpid(-1, libc::__WALL | libc::__WNOTHREAD)
+}
+
+fn waitpid(pid: i32, flags: i32) -> io::Result<(i32, Stop)> {
     let mut status = 0;
-    let pid = loop {
+    loop {
         // SAFETY: `status` is a live int the kernel writes.
-        let rc = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
         if rc >= 0 {
-            break rc;
+            return Ok((rc, decode_status(status)));
         }
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {
             return Err(error);
         }
-    };
-    Ok((pid, decode_status(status)))
+    }
 }
 
 fn decode_status(status: i32) -> Stop {
@@ -372,8 +363,8 @@ impl Injector {
     /// Runs `nr` with `args`; returns the raw result (negative errno on failure).
     pub fn raw(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
         self.load_syscall(nr, args)?;
-        self.run_to_syscall_stop()?; // entry
-        self.run_to_syscall_stop()?; // exit
+        self.run_to_syscall_stop(false)?; // entry
+        self.run_to_syscall_stop(false)?; // exit
         Ok(self::regs(self.tid)?[REG_RAX] as i64)
     }
 
@@ -430,36 +421,25 @@ impl Injector {
     /// (this thread) has taken their deaths.
     pub fn raw_reaping_siblings(&mut self, nr: i64, args: [u64; 6]) -> Result<i64, InjectError> {
         self.load_syscall(nr, args)?;
-        for _ in 0..2 {
-            resume_to_syscall(self.tid, 0)?;
-            loop {
-                let (pid, stop) = wait_any()?;
-                if pid != self.tid {
-                    continue; // a sibling's death, now taken
-                }
-                match stop {
-                    Stop::Syscall => break,
-                    Stop::Signal(signal @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGILL)) => {
-                        return Err(InjectError::Fault(signal))
-                    }
-                    Stop::Signal(signal) => {
-                        self.deferred_signals.push(signal);
-                        resume_to_syscall(self.tid, 0)?;
-                    }
-                    Stop::Event(_) => resume_to_syscall(self.tid, 0)?,
-                    gone @ (Stop::Exited(_) | Stop::Killed(_)) => {
-                        return Err(InjectError::Gone(gone))
-                    }
-                }
-            }
-        }
+        self.run_to_syscall_stop(true)?; // entry
+        self.run_to_syscall_stop(true)?; // exit
         Ok(self::regs(self.tid)?[REG_RAX] as i64)
     }
 
-    fn run_to_syscall_stop(&mut self) -> Result<(), InjectError> {
+    /// Lets the thread run to its next syscall stop. `reap_siblings`: the
+    /// deaths of other tracees of this thread are taken on the way.
+    fn run_to_syscall_stop(&mut self, reap_siblings: bool) -> Result<(), InjectError> {
+        resume_to_syscall(self.tid, 0)?;
         loop {
-            resume_to_syscall(self.tid, 0)?;
-            match wait(self.tid)? {
+            let stop = if reap_siblings {
+                match wait_any()? {
+                    (pid, stop) if pid == self.tid => stop,
+                    _ => continue, // a sibling's death, now taken
+                }
+            } else {
+                wait(self.tid)?
+            };
+            match stop {
                 Stop::Syscall => return Ok(()),
                 // The injected instruction itself faulted: running it
                 // again would fault forever.
@@ -470,6 +450,7 @@ impl Injector {
                 Stop::Event(_) => {}
                 gone @ (Stop::Exited(_) | Stop::Killed(_)) => return Err(InjectError::Gone(gone)),
             }
+            resume_to_syscall(self.tid, 0)?;
         }
     }
 }
