@@ -703,12 +703,7 @@ impl Node {
             argv: spec.argv.iter().cloned().map(ByteBuf::from).collect(),
             envp: spec.envp.into_iter().map(ByteBuf::from).collect(),
         };
-        let command = spec
-            .argv
-            .iter()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = AwayProcess::command_line(&spec.argv);
         self.send_away(
             deputy,
             cred,

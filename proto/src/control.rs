@@ -82,6 +82,16 @@ pub struct AwayProcess {
     pub host_pid: i32,
 }
 
+impl AwayProcess {
+    /// A `command` from a program's arguments: decoded lossily, joined by spaces.
+    pub fn command_line<A: AsRef<[u8]>>(argv: impl IntoIterator<Item = A>) -> String {
+        argv.into_iter()
+            .map(|arg| String::from_utf8_lossy(arg.as_ref()).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// The agent's answer to a [`ControlRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

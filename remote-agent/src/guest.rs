@@ -379,12 +379,7 @@ impl HostRole {
                 .filter_map(|bytes| CString::new(bytes.clone()).ok())
                 .collect()
         };
-        let command = program
-            .argv
-            .iter()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = AwayProcess::command_line(&program.argv);
         let spec = GuestSpec {
             exe: CString::new(program.local.into_os_string().into_encoded_bytes())
                 .expect("cache paths have no NUL"),
