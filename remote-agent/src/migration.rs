@@ -236,16 +236,11 @@ fn finish_source(frozen: Frozen, afterwards: Afterwards) -> Result<Vec<i32>, Str
     }
 }
 
-enum RestoreCommand {
-    Write(u64, Vec<u8>),
-    Finish(oneshot::Sender<Result<(), String>>),
-}
-
-/// An image being restored into a blank guest by a thread of its own.
+/// An image being restored into a blank guest.
 pub struct Arrival {
     pid: i32,
     blank: Option<Blank>,
-    commands: std::sync::mpsc::Sender<RestoreCommand>,
+    restoration: Option<Restoration>,
     /// Bytes of memory received.
     bytes: u64,
 }
@@ -264,44 +259,22 @@ impl HostRole {
         )
         .map_err(|e| e.to_string())?;
         let pid = blank.pid;
-        let (commands, inbox) = std::sync::mpsc::channel();
-        let (prepared_tx, prepared) = oneshot::channel();
-        let image = immigrant.image.clone();
-        std::thread::Builder::new()
-            .name(format!("restore-{pid}"))
-            .spawn(move || restore_thread(pid, image, inbox, prepared_tx))
-            .map_err(|e| format!("cannot start a restore thread: {e}"))?;
         let mut arrival = Arrival {
             pid,
             blank: Some(blank),
-            commands,
+            restoration: None,
             bytes: 0,
         };
         let outcome = async {
-            prepared
+            let restoration = Restoration::start(pid, immigrant.image.clone(), true)
                 .await
-                .map_err(|_| "the restore thread died".to_owned())??;
-            loop {
-                let mut header = [0u8; PageRunHeader::LEN];
-                pages
-                    .read_exact(&mut header)
-                    .await
-                    .map_err(|e| format!("receiving memory: {e}"))?;
-                let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
-                if header.is_end() {
-                    return Ok(());
-                }
-                let mut bytes = vec![0u8; header.length as usize];
-                pages
-                    .read_exact(&mut bytes)
-                    .await
-                    .map_err(|e| format!("receiving memory: {e}"))?;
+                .map_err(|(_, error)| error)?;
+            while let Some((address, bytes)) = read_page_run(pages).await? {
                 arrival.bytes += bytes.len() as u64;
-                arrival
-                    .commands
-                    .send(RestoreCommand::Write(header.address, bytes))
-                    .map_err(|_| "the restore thread died".to_owned())?;
+                restoration.write(address, bytes)?;
             }
+            arrival.restoration = Some(restoration);
+            Ok(())
         }
         .await;
         match outcome {
@@ -485,13 +458,12 @@ impl Departure {
 
 impl Arrival {
     async fn finish(&mut self) -> Result<(), String> {
-        let (reply, outcome) = oneshot::channel();
-        self.commands
-            .send(RestoreCommand::Finish(reply))
-            .map_err(|_| "the restore thread died".to_owned())?;
-        outcome
-            .await
-            .map_err(|_| "the restore thread died".to_owned())?
+        let restoration = self
+            .restoration
+            .take()
+            .ok_or_else(|| "the restore did not get this far".to_owned())?;
+        restoration.ready(Vec::new()).await?;
+        restoration.go().await
     }
 
     /// Gives up on the arrival: the blank is killed (and reaped by the thread).
@@ -506,26 +478,129 @@ impl Arrival {
     }
 }
 
+/// Reads one page run of an image from `pages`; `None` at the end of
+/// the memory.
+pub async fn read_page_run<R: AsyncRead + Unpin>(
+    pages: &mut R,
+) -> Result<Option<(u64, Vec<u8>)>, String> {
+    let mut header = [0u8; PageRunHeader::LEN];
+    pages
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| format!("receiving memory: {e}"))?;
+    let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
+    if header.is_end() {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; header.length as usize];
+    pages
+        .read_exact(&mut bytes)
+        .await
+        .map_err(|e| format!("receiving memory: {e}"))?;
+    Ok(Some((header.address, bytes)))
+}
+
+enum RestoreCommand {
+    Write(u64, Vec<u8>),
+    Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
+    Go(oneshot::Sender<Result<(), String>>),
+    ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
+}
+
+/// An image being restored into a stopped process by a thread of its own
+/// (ptrace belongs to the thread that seized): a blank guest on a host,
+/// or, at home, a deputy that exec'd itself into `homing hold`.
+pub struct Restoration {
+    commands: std::sync::mpsc::Sender<RestoreCommand>,
+}
+
+impl Restoration {
+    /// Starts restoring `image` into `pid`: its memory is emptied and the
+    /// image's regions mapped, ready for [`Self::write`]. `guest`: a blank
+    /// guest, with the guest filter, killed if the restore is given up.
+    /// On failure, the error comes with the restoration when the process
+    /// was already changed (a deputy must then be given another program,
+    /// [`Self::exec_instead`]); without, the process is untouched.
+    pub async fn start(
+        pid: i32,
+        image: ProcessImage,
+        guest: bool,
+    ) -> Result<Self, (Option<Self>, String)> {
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (prepared_tx, prepared) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("restore-{pid}"))
+            .spawn(move || restore_thread(pid, image, guest, inbox, prepared_tx))
+            .map_err(|e| (None, format!("cannot start a restore thread: {e}")))?;
+        let restoration = Self { commands };
+        match prepared.await {
+            Ok(Ok(())) => Ok(restoration),
+            // Attached, then failed: the process must be given a program.
+            Ok(Err((true, error))) => Err((Some(restoration), error)),
+            Ok(Err((false, error))) => Err((None, error)),
+            Err(_) => Err((None, "the restore thread died".into())),
+        }
+    }
+
+    /// Writes a run of the image's pages (a failure is reported by [`Self::ready`]).
+    pub fn write(&self, address: u64, bytes: Vec<u8>) -> Result<(), String> {
+        self.commands
+            .send(RestoreCommand::Write(address, bytes))
+            .map_err(|_| "the restore thread died".to_owned())
+    }
+
+    /// Once every page is written: marks the fds in `close_on_exec`
+    /// close-on-exec again; the program is then ready to run.
+    pub async fn ready(&self, close_on_exec: Vec<i32>) -> Result<(), String> {
+        self.ask(|reply| RestoreCommand::Ready(close_on_exec, reply))
+            .await
+    }
+
+    /// Lets the program run.
+    pub async fn go(self) -> Result<(), String> {
+        self.ask(RestoreCommand::Go).await
+    }
+
+    /// Gives up: the process execs `program` (its deputy again).
+    pub async fn exec_instead(self, program: CString, argv: Vec<CString>) -> Result<(), String> {
+        self.ask(|reply| RestoreCommand::ExecInstead(program, argv, reply))
+            .await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), String>>) -> RestoreCommand,
+    ) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| "the restore thread died".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the restore thread died".to_owned())?
+    }
+}
+
 fn restore_thread(
     pid: i32,
     image: ProcessImage,
+    guest: bool,
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
-    prepared: oneshot::Sender<Result<(), String>>,
+    prepared: oneshot::Sender<Result<(), (bool, String)>>,
 ) {
-    let mut restorer = match Restorer::prepare(pid, image, true) {
+    let mut restorer = match Restorer::attach(pid, image, guest) {
         Ok(restorer) => restorer,
         Err(error) => {
-            let _ = prepared.send(Err(error.to_string()));
+            let _ = prepared.send(Err((false, error.to_string())));
             return;
         }
     };
-    // The listener the blank was born with is its fd 0; the agent has its own.
-    if let Err(error) = restorer.close(0) {
-        let _ = prepared.send(Err(error.to_string()));
-        restorer.abandon();
-        return;
+    let mut outcome = restorer.prepare_memory();
+    if guest {
+        // The listener the blank was born with is its fd 0; the agent has its own.
+        outcome = outcome.and_then(|()| restorer.close(0));
     }
-    let _ = prepared.send(Ok(()));
+    let _ = prepared.send(outcome.map_err(|e| (true, e.to_string())));
     let mut failure: Option<String> = None;
     while let Ok(command) = commands.recv() {
         match command {
@@ -536,121 +611,7 @@ fn restore_thread(
                     }
                 }
             }
-            RestoreCommand::Finish(reply) => {
-                let outcome = match failure {
-                    Some(error) => Err(error),
-                    None => restorer.finish().map_err(|e| e.to_string()),
-                };
-                let _ = reply.send(outcome);
-                return;
-            }
-        }
-    }
-    // Abandoned: the blank was killed; let ptrace go of it.
-    restorer.abandon();
-}
-
-enum HomecomingCommand {
-    Write(u64, Vec<u8>),
-    Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
-    Go(oneshot::Sender<Result<(), String>>),
-    ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
-}
-
-/// A program being restored into its own deputy at home, by a thread of its own.
-pub struct Homecoming {
-    commands: std::sync::mpsc::Sender<HomecomingCommand>,
-}
-
-impl Homecoming {
-    /// Starts restoring `image` into `pid`, a deputy that exec'd itself
-    /// into `homing hold`: its memory is emptied and the image's regions
-    /// mapped, ready for [`Self::write`]. On failure, the error comes with
-    /// the homecoming when the process was already changed: it must then
-    /// be given another program ([`Self::exec_instead`]); without, the
-    /// process is untouched and still holding.
-    pub async fn start(pid: i32, image: ProcessImage) -> Result<Self, (Option<Self>, String)> {
-        let (commands, inbox) = std::sync::mpsc::channel();
-        let (prepared_tx, prepared) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("home-{pid}"))
-            .spawn(move || homecoming_thread(pid, image, inbox, prepared_tx))
-            .map_err(|e| (None, format!("cannot start a restore thread: {e}")))?;
-        let homecoming = Self { commands };
-        match prepared.await {
-            Ok(Ok(())) => Ok(homecoming),
-            // Attached, then failed: the process must be given a program.
-            Ok(Err((true, error))) => Err((Some(homecoming), error)),
-            Ok(Err((false, error))) => Err((None, error)),
-            Err(_) => Err((None, "the restore thread died".into())),
-        }
-    }
-
-    /// Writes a run of the image's pages (a failure is reported by [`Self::ready`]).
-    pub fn write(&self, address: u64, bytes: Vec<u8>) -> Result<(), String> {
-        self.commands
-            .send(HomecomingCommand::Write(address, bytes))
-            .map_err(|_| "the restore thread died".to_owned())
-    }
-
-    /// Once every page is written: marks the fds in `close_on_exec`
-    /// close-on-exec again; the program is then ready to run.
-    pub async fn ready(&self, close_on_exec: Vec<i32>) -> Result<(), String> {
-        self.ask(|reply| HomecomingCommand::Ready(close_on_exec, reply))
-            .await
-    }
-
-    async fn ask(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<(), String>>) -> HomecomingCommand,
-    ) -> Result<(), String> {
-        let (reply, outcome) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .map_err(|_| "the restore thread died".to_owned())?;
-        outcome
-            .await
-            .map_err(|_| "the restore thread died".to_owned())?
-    }
-
-    /// Lets the program run.
-    pub async fn go(self) -> Result<(), String> {
-        self.ask(HomecomingCommand::Go).await
-    }
-
-    /// Gives up: the process execs `program` (its deputy again).
-    pub async fn exec_instead(self, program: CString, argv: Vec<CString>) -> Result<(), String> {
-        self.ask(|reply| HomecomingCommand::ExecInstead(program, argv, reply))
-            .await
-    }
-}
-
-fn homecoming_thread(
-    pid: i32,
-    image: ProcessImage,
-    commands: std::sync::mpsc::Receiver<HomecomingCommand>,
-    prepared: oneshot::Sender<Result<(), (bool, String)>>,
-) {
-    let mut restorer = match Restorer::attach(pid, image, false) {
-        Ok(restorer) => restorer,
-        Err(error) => {
-            let _ = prepared.send(Err((false, error.to_string())));
-            return;
-        }
-    };
-    let outcome = restorer.prepare_memory();
-    let _ = prepared.send(outcome.map_err(|e| (true, e.to_string())));
-    let mut failure: Option<String> = None;
-    while let Ok(command) = commands.recv() {
-        match command {
-            HomecomingCommand::Write(address, bytes) => {
-                if failure.is_none() {
-                    if let Err(error) = restorer.write(address, &bytes) {
-                        failure = Some(error.to_string());
-                    }
-                }
-            }
-            HomecomingCommand::Ready(close_on_exec, reply) => {
+            RestoreCommand::Ready(close_on_exec, reply) => {
                 let outcome = match failure.take() {
                     Some(error) => Err(error),
                     None => restorer
@@ -659,11 +620,11 @@ fn homecoming_thread(
                 };
                 let _ = reply.send(outcome);
             }
-            HomecomingCommand::Go(reply) => {
+            RestoreCommand::Go(reply) => {
                 let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
                 return;
             }
-            HomecomingCommand::ExecInstead(program, argv, reply) => {
+            RestoreCommand::ExecInstead(program, argv, reply) => {
                 let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
                 let _ = reply.send(
                     restorer
@@ -674,6 +635,9 @@ fn homecoming_thread(
             }
         }
     }
-    // Dropped: nothing was decided; the process is left stopped until
-    // this thread ends, which lets it go as it is.
+    // Given up on. A blank guest is killed; a deputy at home is left
+    // stopped until this thread ends, which lets it go as it is.
+    if guest {
+        restorer.abandon();
+    }
 }

@@ -18,7 +18,7 @@ use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{ToHome, ToHost};
 use homing_proto::image::PageRunHeader;
 use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
-use homing_remote_agent::migration::{Afterwards, Homecoming, Source};
+use homing_remote_agent::migration::{read_page_run, Afterwards, Restoration, Source};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::net::UnixStream;
 use tracing::{info, warn};
@@ -311,9 +311,9 @@ impl Node {
         let mut last_report = Instant::now();
         loop {
             let run = self
-                .while_connected(node, READY_TIMEOUT, read_run(&mut moving.from_recv))
+                .while_connected(node, READY_TIMEOUT, read_page_run(&mut moving.from_recv))
                 .await??;
-            let Some((header, bytes)) = run else {
+            let Some((address, bytes)) = run else {
                 to_send
                     .write_all(&PageRunHeader::END.encode())
                     .await
@@ -321,7 +321,13 @@ impl Node {
                 return Ok(sent);
             };
             to_send
-                .write_all(&header.encode())
+                .write_all(
+                    &PageRunHeader {
+                        address,
+                        length: bytes.len() as u32,
+                    }
+                    .encode(),
+                )
                 .await
                 .map_err(|e| format!("sending memory to {node}: {e}"))?;
             to_send
@@ -429,7 +435,7 @@ impl Node {
             }
         };
         let started = if wait_until_holding(pid).await {
-            Homecoming::start(pid, moving.immigrant.image.clone()).await
+            Restoration::start(pid, moving.immigrant.image.clone(), false).await
         } else {
             Err((
                 None,
@@ -513,17 +519,21 @@ impl Node {
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
-        homecoming: &Homecoming,
+        homecoming: &Restoration,
     ) -> Result<u64, String> {
         let total = estimate(&moving.immigrant);
         let mut bytes = 0u64;
         let mut last_report = Instant::now();
-        while let Some((header, run)) = self
-            .while_connected(&moving.from, READY_TIMEOUT, read_run(&mut moving.from_recv))
+        while let Some((address, run)) = self
+            .while_connected(
+                &moving.from,
+                READY_TIMEOUT,
+                read_page_run(&mut moving.from_recv),
+            )
             .await??
         {
             bytes += run.len() as u64;
-            homecoming.write(header.address, run)?;
+            homecoming.write(address, run)?;
             if last_report.elapsed() > PROGRESS_EVERY {
                 last_report = Instant::now();
                 let progress = ControlResponse::Progress { sent: bytes, total };
@@ -627,23 +637,6 @@ impl Moving {
     }
 }
 
-/// Reads one page run; `None` at the end of the memory.
-async fn read_run(recv: &mut RecvStream) -> Result<Option<(PageRunHeader, Vec<u8>)>, String> {
-    let mut header = [0u8; PageRunHeader::LEN];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(|e| format!("receiving memory: {e}"))?;
-    let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
-    if header.is_end() {
-        return Ok(None);
-    }
-    let mut bytes = vec![0u8; header.length as usize];
-    recv.read_exact(&mut bytes)
-        .await
-        .map_err(|e| format!("receiving memory: {e}"))?;
-    Ok(Some((header, bytes)))
-}
-
 /// Bytes an image's memory may take (its regions that travel).
 fn estimate(immigrant: &Immigrant) -> u64 {
     immigrant
@@ -717,12 +710,6 @@ fn process_name(pid: i32) -> Option<CString> {
 /// `/proc/PID/cmdline` as one line.
 fn command_line(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|raw| AwayProcess::command_line(raw.split(|&b| b == 0).filter(|a| !a.is_empty())))
         .unwrap_or_default()
 }
