@@ -153,14 +153,8 @@ fn estimate(pid: i32, image: &ProcessImage) -> u64 {
                 .find_map(|l| l.strip_prefix("Rss:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         });
-    rss.map(|kb| kb * 1024).unwrap_or_else(|| {
-        image
-            .regions
-            .iter()
-            .filter(|r| dump::travels(r))
-            .map(|r| r.end - r.start)
-            .sum()
-    })
+    rss.map(|kb| kb * 1024)
+        .unwrap_or_else(|| dump::travelling_bytes(image))
 }
 
 fn source_thread(

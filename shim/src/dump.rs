@@ -672,6 +672,17 @@ pub(crate) fn write_exec_arguments(
     Ok((program_at, scratch + 8 * argv.len() as u64 + 8))
 }
 
+/// The most bytes an image's memory can take: the size of its regions
+/// whose pages travel.
+pub fn travelling_bytes(image: &ProcessImage) -> u64 {
+    image
+        .regions
+        .iter()
+        .filter(|r| travels(r))
+        .map(|r| r.end - r.start)
+        .sum()
+}
+
 /// Whether a region's pages travel in the image.
 pub fn travels(region: &Region) -> bool {
     matches!(region.kind, RegionKind::Private | RegionKind::Stack)

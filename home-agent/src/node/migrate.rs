@@ -306,7 +306,7 @@ impl Node {
         node: &str,
         to_send: &mut SendStream,
     ) -> Result<u64, String> {
-        let total = estimate(&moving.immigrant);
+        let total = homing_shim::dump::travelling_bytes(&moving.immigrant.image);
         let mut sent = 0u64;
         let mut last_report = Instant::now();
         loop {
@@ -521,7 +521,7 @@ impl Node {
         moving: &mut Moving,
         homecoming: &Restoration,
     ) -> Result<u64, String> {
-        let total = estimate(&moving.immigrant);
+        let total = homing_shim::dump::travelling_bytes(&moving.immigrant.image);
         let mut bytes = 0u64;
         let mut last_report = Instant::now();
         while let Some((address, run)) = self
@@ -635,17 +635,6 @@ impl Moving {
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
         let _ = tokio::time::timeout(RESUME_TIMEOUT, self.from_recv.read_to_end(64)).await;
     }
-}
-
-/// Bytes an image's memory may take (its regions that travel).
-fn estimate(immigrant: &Immigrant) -> u64 {
-    immigrant
-        .image
-        .regions
-        .iter()
-        .filter(|r| homing_shim::dump::travels(r))
-        .map(|r| r.end - r.start)
-        .sum()
 }
 
 /// Waits until the deputy `pid` has exec'd `homing hold` and sleeps there.
