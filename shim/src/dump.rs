@@ -159,7 +159,7 @@ fn tids(pid: i32) -> io::Result<BTreeSet<i32>> {
 }
 
 /// Names the step an io error happened at, keeping its kind.
-fn step(what: &str, error: io::Error) -> io::Error {
+pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
     io::Error::new(error.kind(), format!("{what}: {error}"))
 }
 
@@ -278,6 +278,27 @@ impl Frozen {
             pid: self.pid,
             error,
         }
+    }
+
+    /// Runs one syscall in the leader; its registers are put back after.
+    pub(crate) fn inject(
+        &self,
+        call: &'static str,
+        nr: i64,
+        args: [u64; 6],
+    ) -> Result<u64, DumpError> {
+        let leader = self.threads[0].tid;
+        let mut injector = Injector::new(leader, self.syscall_at);
+        let result = injector.call(call, nr, args);
+        ptrace::set_regs(leader, &self.threads[0].resume).map_err(|e| self.io_error(e))?;
+        result.map_err(|e| self.inject_error(e))
+    }
+
+    /// The memory map, as the image will have it; refused when a mapping
+    /// cannot move.
+    pub fn layout(&self) -> Result<Vec<Region>, DumpError> {
+        let entries = maps(self.pid).map_err(|e| self.io_error(e))?;
+        regions(self.pid, &entries)
     }
 
     /// Runs `work` with an injector in thread `index` and a scratch
@@ -457,60 +478,15 @@ impl Frozen {
         &self,
         image: &ProcessImage,
         max_run: usize,
-        mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+        sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<Result<u64, E>, DumpError> {
-        let memory = ProcessMemory::new(self.pid);
-        let entries = maps(self.pid).map_err(|e| self.io_error(e))?;
-        let mut pagemap = PageMap::open(self.pid).map_err(|e| self.io_error(e))?;
-        let mut sent = 0u64;
-        for region in image.regions.iter().filter(|r| travels(r)) {
-            // Pages of an anonymous mapping that were never touched are
-            // not there to read; those of a file are read from the file.
-            let anonymous = entries
-                .iter()
-                .find(|e| e.start == region.start)
-                .is_none_or(|e| e.inode == 0);
-            let mut address = region.start;
-            while address < region.end {
-                let len = (region.end - address).min(READ_CHUNK);
-                let present = if anonymous {
-                    pagemap
-                        .present(address, len)
-                        .map_err(|e| self.io_error(e))?
-                } else {
-                    vec![true; (len / PAGE) as usize]
-                };
-                let bytes = if present.iter().any(|&p| p) {
-                    read_readable(&memory, address, len)
-                } else {
-                    Vec::new()
-                };
-                // Runs of kept pages, handed over as slices of what was read.
-                let page = PAGE as usize;
-                let keep = |index: usize| {
-                    present[index] && !is_zero(&bytes[index * page..(index + 1) * page])
-                };
-                let pages = bytes.len() / page;
-                let mut index = 0;
-                while index < pages {
-                    if !keep(index) {
-                        index += 1;
-                        continue;
-                    }
-                    let first = index;
-                    while index < pages && keep(index) && (index - first) * page < max_run {
-                        index += 1;
-                    }
-                    let run = &bytes[first * page..index * page];
-                    sent += run.len() as u64;
-                    if let Err(e) = sink(address + (first * page) as u64, run) {
-                        return Ok(Err(e));
-                    }
-                }
-                address += len;
-            }
-        }
-        Ok(Ok(sent))
+        let ranges: Vec<(u64, u64)> = image
+            .regions
+            .iter()
+            .filter(|r| travels(r))
+            .map(|r| (r.start, r.end))
+            .collect();
+        read_pages(self.pid, &ranges, Pick::Kept, max_run, sink)
     }
 
     /// Lets the process go on exactly where it was frozen.
@@ -687,6 +663,80 @@ pub fn travelling_bytes(image: &ProcessImage) -> u64 {
 pub fn travels(region: &Region) -> bool {
     matches!(region.kind, RegionKind::Private | RegionKind::Stack)
         && region.prot & libc::PROT_READ as u32 != 0
+}
+
+/// Which pages of a range [`read_pages`] hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Pages that hold something: present (or swapped) and not all zero;
+    /// every page of a file mapping, whose absent pages read from the file.
+    Kept,
+    /// Every page that can be read: pages written since they were sent,
+    /// which may have become zero.
+    All,
+}
+
+/// Reads the pages of `ranges` (page-aligned) in `pid`, which may be
+/// running, and hands the ones `pick` keeps to `sink` in runs of at most
+/// `max_run` bytes. A page that cannot be read reads as zeros. Returns the
+/// bytes handed over.
+pub fn read_pages<E>(
+    pid: i32,
+    ranges: &[(u64, u64)],
+    pick: Pick,
+    max_run: usize,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<Result<u64, E>, DumpError> {
+    let io_error = |error| DumpError::Io { pid, error };
+    let memory = ProcessMemory::new(pid);
+    let entries = maps(pid).map_err(io_error)?;
+    let mut pagemap = PageMap::open(pid).map_err(io_error)?;
+    let mut sent = 0u64;
+    for &(start, end) in ranges {
+        let mut address = start;
+        while address < end {
+            // Never past the mapping the address is in: whether its
+            // absent pages are zero depends on it.
+            let entry = entries.iter().find(|e| e.start <= address && address < e.end);
+            let stop = entry.map_or(end, |e| e.end.min(end));
+            let len = (stop - address).min(READ_CHUNK);
+            let anonymous = entry.is_none_or(|e| e.inode == 0);
+            let present = if pick == Pick::Kept && anonymous {
+                pagemap.present(address, len).map_err(io_error)?
+            } else {
+                vec![true; (len / PAGE) as usize]
+            };
+            let bytes = if present.iter().any(|&p| p) {
+                read_readable(&memory, address, len)
+            } else {
+                Vec::new()
+            };
+            let page = PAGE as usize;
+            let keep = |index: usize| {
+                present[index]
+                    && (pick == Pick::All || !is_zero(&bytes[index * page..(index + 1) * page]))
+            };
+            let pages = bytes.len() / page;
+            let mut index = 0;
+            while index < pages {
+                if !keep(index) {
+                    index += 1;
+                    continue;
+                }
+                let first = index;
+                while index < pages && keep(index) && (index - first) * page < max_run {
+                    index += 1;
+                }
+                let run = &bytes[first * page..index * page];
+                sent += run.len() as u64;
+                if let Err(e) = sink(address + (first * page) as u64, run) {
+                    return Ok(Err(e));
+                }
+            }
+            address += len;
+        }
+    }
+    Ok(Ok(sent))
 }
 
 fn is_zero(page: &[u8]) -> bool {

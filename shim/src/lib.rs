@@ -25,3 +25,4 @@ pub mod ptrace;
 pub mod restore;
 pub mod seccomp;
 pub mod spawn;
+pub mod tracking;

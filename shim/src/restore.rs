@@ -138,13 +138,10 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 impl Restorer {
     /// Seizes and stops `pid` (single-threaded: a blank, or a deputy that
     /// exec'd itself blank) to restore `image` into it. `guest`: it has the
-    /// guest filter. Nothing of the process is changed yet.
+    /// guest filter. Nothing of the process is changed yet. The image may
+    /// be a layout only (its regions, no threads yet), completed by
+    /// [`Self::reconcile`] before [`Self::finish`].
     pub fn attach(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
-        if image.threads.is_empty() || image.threads.iter().any(|t| t.regs.len() != REGS_WORDS) {
-            return Err(RestoreError::Unfit(
-                "the image has no complete thread".into(),
-            ));
-        }
         ptrace::seize(
             pid,
             ptrace::Options {
@@ -363,9 +360,95 @@ impl Restorer {
             .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))
     }
 
+    /// Makes the memory prepared for a layout fit `image`, the process's
+    /// final state (it kept running while its pages were sent): what it
+    /// unmapped since goes, what it mapped since is mapped, and the
+    /// ranges in `fresh` (memory whose writes were not tracked) are mapped
+    /// anew, empty, for their pages to be sent whole. The rest keeps the
+    /// pages already written.
+    pub fn reconcile(&mut self, image: ProcessImage, fresh: &[(u64, u64)]) -> Result<(), RestoreError> {
+        let wanted: Vec<(u64, u64, bool)> = image
+            .regions
+            .iter()
+            .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack))
+            .map(|r| (r.start, r.end, r.kind == RegionKind::Stack))
+            .collect();
+        for &(start, end, _) in &wanted {
+            if start < MMAP_MIN || end > TASK_SIZE || start >= end {
+                return Err(RestoreError::Unfit(format!(
+                    "region {start:#x}-{end:#x} is outside user space"
+                )));
+            }
+        }
+        let special = |r: &&homing_proto::image::Region| {
+            matches!(r.kind, RegionKind::Vdso | RegionKind::Vvar)
+        };
+        let was: Vec<_> = self.image.regions.iter().filter(special).collect();
+        let is: Vec<_> = image.regions.iter().filter(special).collect();
+        if was != is {
+            return Err(RestoreError::Unfit("its vDSO moved while it was sent".into()));
+        }
+        let keep: Vec<(u64, u64)> = wanted.iter().map(|&(s, e, _)| (s, e)).collect();
+        for &(start, end) in &self.writable.clone() {
+            for (from, to) in uncovered((start, end), &keep) {
+                self.injector
+                    .call("munmap", libc::SYS_munmap, [from, to - from, 0, 0, 0, 0])?;
+            }
+        }
+        let kept: Vec<(u64, u64)> = self
+            .writable
+            .iter()
+            .flat_map(|&w| covered(w, &keep))
+            .flat_map(|range| uncovered(range, fresh))
+            .collect();
+        for &(start, end, stack) in &wanted {
+            for (from, to) in uncovered((start, end), &kept) {
+                let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                if stack {
+                    flags |= libc::MAP_GROWSDOWN;
+                }
+                self.injector.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    [
+                        from,
+                        to - from,
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        flags as u64,
+                        u64::MAX,
+                        0,
+                    ],
+                )?;
+            }
+        }
+        self.writable = keep;
+        self.image = image;
+        Ok(())
+    }
+
+    /// Empties the pages from `address` for `len` bytes: the process
+    /// dropped them after they were sent.
+    pub fn discard(&mut self, address: u64, len: u64) -> Result<(), RestoreError> {
+        for (from, to) in covered((address, address + len), &self.writable) {
+            self.injector.call(
+                "madvise",
+                libc::SYS_madvise,
+                [from, to - from, libc::MADV_DONTNEED as u64, 0, 0, 0],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Sets every piece of kernel state, creates the other threads and lets
     /// them all run.
     pub fn finish(mut self) -> Result<(), RestoreError> {
+        if self.image.threads.is_empty()
+            || self.image.threads.iter().any(|t| t.regs.len() != REGS_WORDS)
+        {
+            return Err(RestoreError::Unfit(
+                "the image has no complete thread".into(),
+            ));
+        }
         let injector = &mut self.injector;
         for region in self.image.regions.iter().filter(|r| {
             matches!(r.kind, RegionKind::Private | RegionKind::Stack)
@@ -675,6 +758,33 @@ fn thread_state(
 }
 
 /// The span of a process's vDSO and vvar pages.
+/// The parts of `range` inside some range of `ranges` (which do not overlap).
+fn covered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut parts: Vec<(u64, u64)> = ranges
+        .iter()
+        .map(|&(start, end)| (start.max(range.0), end.min(range.1)))
+        .filter(|(start, end)| start < end)
+        .collect();
+    parts.sort_unstable();
+    parts
+}
+
+/// The parts of `range` outside every range of `ranges`.
+fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut parts = Vec::new();
+    let mut from = range.0;
+    for (start, end) in covered(range, ranges) {
+        if start > from {
+            parts.push((from, start));
+        }
+        from = from.max(end);
+    }
+    if from < range.1 {
+        parts.push((from, range.1));
+    }
+    parts
+}
+
 fn special_span(entries: &[MapsEntry]) -> Result<(u64, u64), RestoreError> {
     let special: Vec<&MapsEntry> = entries
         .iter()
@@ -711,6 +821,21 @@ fn free_spot(taken: &[(u64, u64)], len: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covered_and_uncovered_split_a_range() {
+        let ranges = [(0x5000, 0x7000), (0x1000, 0x2000), (0x9000, 0xa000)];
+        assert_eq!(
+            covered((0x1800, 0x9800), &ranges),
+            vec![(0x1800, 0x2000), (0x5000, 0x7000), (0x9000, 0x9800)]
+        );
+        assert_eq!(
+            uncovered((0x1800, 0x9800), &ranges),
+            vec![(0x2000, 0x5000), (0x7000, 0x9000)]
+        );
+        assert_eq!(uncovered((0x5000, 0x7000), &ranges), vec![]);
+        assert_eq!(uncovered((0xb000, 0xc000), &ranges), vec![(0xb000, 0xc000)]);
+    }
 
     #[test]
     fn a_free_spot_avoids_every_taken_range() {

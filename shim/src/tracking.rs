@@ -1,0 +1,233 @@
+//! Which pages a running process writes, so a migration can send its
+//! memory while it runs and then, frozen, only what it wrote since.
+//!
+//! This kernel has no soft-dirty bits; userfaultfd write-protection in
+//! asynchronous mode takes their place. A userfaultfd is made inside the
+//! process (by an injected syscall) and taken out with `pidfd_getfd`; its
+//! regions are registered and write-protected. A write then just clears
+//! the page's protection, with no fault handler involved, and
+//! `PAGEMAP_SCAN` on `/proc/PID/pagemap` lists the pages written and
+//! protects them again in the same walk.
+//!
+//! A mapping made after tracking started is not registered, so it reports
+//! no writes: [`WriteTracker::survey`] tells such memory apart, and it is
+//! sent whole.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use homing_proto::image::Region;
+use linux_raw_sys::general::{
+    page_region, pm_scan_arg, uffdio_api, uffdio_range, uffdio_register, uffdio_writeprotect,
+    PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PM_SCAN_WP_MATCHING,
+    UFFDIO_REGISTER_MODE_WP, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED,
+    UFFD_USER_MODE_ONLY,
+};
+use linux_raw_sys::ioctl::{UFFDIO_API, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT};
+
+use crate::dump::{step, travels, DumpError, Frozen};
+
+/// `_IOWR('f', 16, struct pm_scan_arg)`, which linux-raw-sys lacks.
+const PAGEMAP_SCAN: u32 = 0xc000_0000
+    | ((std::mem::size_of::<pm_scan_arg>() as u32) << 16)
+    | ((b'f' as u32) << 8)
+    | 16;
+/// The userfaultfd API version.
+const UFFD_API: u64 = 0xaa;
+/// `UFFDIO_WRITEPROTECT_MODE_WP`.
+const WRITEPROTECT_MODE_WP: u64 = 1;
+/// Page ranges one `PAGEMAP_SCAN` call returns at most.
+const SCAN_BATCH: usize = 4096;
+
+/// Pages of one category, as `PAGEMAP_SCAN` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRange {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// `PAGE_IS_*` bits.
+    pub categories: u64,
+}
+
+impl PageRange {
+    /// The pages are tracked: a write to them since the last scan shows.
+    pub fn tracked(&self) -> bool {
+        self.categories & u64::from(PAGE_IS_WPALLOWED) != 0
+    }
+
+    /// Written since they were last protected.
+    pub fn written(&self) -> bool {
+        self.categories & u64::from(PAGE_IS_WRITTEN) != 0
+    }
+
+    /// In memory or in swap: they hold something.
+    pub fn held(&self) -> bool {
+        self.categories & u64::from(PAGE_IS_PRESENT | PAGE_IS_SWAPPED) != 0
+    }
+}
+
+/// Tracks the writes of one process until dropped.
+#[derive(Debug)]
+pub struct WriteTracker {
+    /// Kept open: closing it would end the tracking.
+    _uffd: OwnedFd,
+    pagemap: File,
+    /// The lowest and highest address tracked.
+    span: (u64, u64),
+}
+
+impl WriteTracker {
+    /// Starts tracking the writes of a frozen process to the regions of
+    /// `layout` whose pages travel. A region the kernel will not register
+    /// is left untracked (it is sent whole when the process is frozen
+    /// for good); a kernel without asynchronous write-protection fails.
+    pub fn start(frozen: &Frozen, layout: &[Region]) -> Result<Self, DumpError> {
+        let pid = frozen.pid();
+        let io_error = |error| DumpError::Io { pid, error };
+        let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | u64::from(UFFD_USER_MODE_ONLY);
+        let fd = frozen.inject("userfaultfd", libc::SYS_userfaultfd, [flags, 0, 0, 0, 0, 0])?;
+        let taken = take_fd(pid, fd as i32);
+        frozen.inject("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+        let uffd = taken.map_err(|e| io_error(step("taking its userfaultfd", e)))?;
+        let mut api = uffdio_api {
+            api: UFFD_API,
+            features: u64::from(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED),
+            ioctls: 0,
+        };
+        ioctl(uffd.as_fd(), UFFDIO_API, &mut api)
+            .map_err(|e| io_error(step("UFFDIO_API with asynchronous write-protection", e)))?;
+        let mut span = (u64::MAX, 0);
+        // Memory that cannot be read is not sent, so it needs no tracking
+        // (and a large PROT_NONE reservation would cost page tables).
+        for region in layout.iter().filter(|r| travels(r)) {
+            let range = uffdio_range {
+                start: region.start,
+                len: region.end - region.start,
+            };
+            let mut register = uffdio_register {
+                range,
+                mode: u64::from(UFFDIO_REGISTER_MODE_WP),
+                ioctls: 0,
+            };
+            if let Err(error) = ioctl(uffd.as_fd(), UFFDIO_REGISTER, &mut register) {
+                tracing::debug!(pid, region = %region.name, "not tracked: {error}");
+                continue;
+            }
+            let mut protect = uffdio_writeprotect {
+                range,
+                mode: WRITEPROTECT_MODE_WP,
+            };
+            ioctl(uffd.as_fd(), UFFDIO_WRITEPROTECT, &mut protect)
+                .map_err(|e| io_error(step("UFFDIO_WRITEPROTECT", e)))?;
+            span = (span.0.min(region.start), span.1.max(region.end));
+        }
+        let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(io_error)?;
+        Ok(Self {
+            _uffd: uffd,
+            pagemap,
+            span,
+        })
+    }
+
+    /// The ranges written since tracking started or since the last call,
+    /// protected again as they are listed.
+    pub fn written(&mut self) -> io::Result<Vec<(u64, u64)>> {
+        let written = u64::from(PAGE_IS_WRITTEN);
+        let ranges = self.scan(
+            self.span,
+            u64::from(PM_SCAN_WP_MATCHING),
+            written,
+            written,
+        )?;
+        Ok(ranges.iter().map(|r| (r.start, r.end)).collect())
+    }
+
+    /// The state of every page from `start` to `end` (tracked, written,
+    /// held), without changing it.
+    pub fn survey(&mut self, start: u64, end: u64) -> io::Result<Vec<PageRange>> {
+        self.scan(
+            (start, end),
+            0,
+            0,
+            u64::from(PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
+        )
+    }
+
+    fn scan(
+        &mut self,
+        (start, end): (u64, u64),
+        flags: u64,
+        category_mask: u64,
+        return_mask: u64,
+    ) -> io::Result<Vec<PageRange>> {
+        let mut found: Vec<PageRange> = Vec::new();
+        let mut batch = vec![
+            page_region {
+                start: 0,
+                end: 0,
+                categories: 0,
+            };
+            SCAN_BATCH
+        ];
+        let mut from = start;
+        while from < end {
+            let mut arg = pm_scan_arg {
+                size: std::mem::size_of::<pm_scan_arg>() as u64,
+                flags,
+                start: from,
+                end,
+                walk_end: 0,
+                vec: batch.as_mut_ptr() as u64,
+                vec_len: batch.len() as u64,
+                max_pages: 0,
+                category_inverted: 0,
+                category_mask,
+                category_anyof_mask: 0,
+                return_mask,
+            };
+            let filled = ioctl(self.pagemap.as_fd(), PAGEMAP_SCAN, &mut arg)? as usize;
+            for region in &batch[..filled.min(batch.len())] {
+                match found.last_mut() {
+                    Some(last) if last.end == region.start && last.categories == region.categories => {
+                        last.end = region.end
+                    }
+                    _ => found.push(PageRange {
+                        start: region.start,
+                        end: region.end,
+                        categories: region.categories,
+                    }),
+                }
+            }
+            if arg.walk_end <= from {
+                break;
+            }
+            from = arg.walk_end;
+        }
+        Ok(found)
+    }
+}
+
+/// A copy of fd `fd` of process `pid`.
+fn take_fd(pid: i32, fd: i32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    Ok(rustix::process::pidfd_getfd(
+        &pidfd,
+        fd,
+        rustix::process::PidfdGetfdFlags::empty(),
+    )?)
+}
+
+/// `ioctl(fd, request, arg)` for a request that reads and writes one `T`.
+fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<i32> {
+    // SAFETY: every caller passes the struct its request is defined with,
+    // as an exclusive reference that lives across the call.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg as *mut T) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(result)
+}

@@ -1,0 +1,91 @@
+//! Write tracking of a running process: after tracking starts, the pages
+//! it writes, and only those, are listed, once each.
+//!
+//! The workload is this test binary run again with `HOMING_TRACK_CHILD`
+//! set: it fills a buffer, prints its address, then writes the page whose
+//! index it reads from stdin and answers with a line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use homing_shim::dump;
+use homing_shim::tracking::WriteTracker;
+
+const PAGES: usize = 4096;
+const PAGE: usize = 4096;
+
+#[test]
+fn track_child_entry() {
+    if std::env::var("HOMING_TRACK_CHILD").is_err() {
+        return;
+    }
+    let mut buffer = vec![1u8; PAGES * PAGE];
+    let stdout = std::io::stdout();
+    writeln!(stdout.lock(), "at {}", buffer.as_ptr() as usize).unwrap();
+    for line in std::io::stdin().lock().lines() {
+        let index: usize = line.unwrap().trim().parse().unwrap();
+        buffer[index * PAGE + 17] = buffer[index * PAGE + 17].wrapping_add(1);
+        writeln!(stdout.lock(), "done").unwrap();
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn a_tracker_lists_the_pages_written_since_the_last_look() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: tracking another process needs root");
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "track_child_entry", "--nocapture", "--test-threads=1"])
+        .env("HOMING_TRACK_CHILD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let buffer = loop {
+        line.clear();
+        output.read_line(&mut line).unwrap();
+        // libtest may have started the line with the test's name.
+        if let Some((_, at)) = line.trim().split_once("at ") {
+            break at.parse::<u64>().unwrap();
+        }
+    };
+    let pid = child.id() as i32;
+    let frozen = dump::freeze(pid, false).expect("freeze");
+    let layout = frozen.layout().expect("layout");
+    let mut tracker = WriteTracker::start(&frozen, &layout).expect("tracking");
+    frozen.thaw();
+    let mut write_page = |index: usize| {
+        writeln!(input, "{index}").unwrap();
+        let mut answer = String::new();
+        output.read_line(&mut answer).unwrap();
+        assert_eq!(answer.trim(), "done");
+    };
+    let covers = |ranges: &[(u64, u64)], address: u64| {
+        ranges.iter().any(|&(start, end)| start <= address && address < end)
+    };
+    // Whatever the runtime wrote so far (its stack, stdio buffers).
+    let _ = tracker.written().expect("scan");
+    for index in [7usize, 1000, 4095] {
+        write_page(index);
+        let written = tracker.written().expect("scan");
+        let page = buffer + (index * PAGE) as u64;
+        assert!(covers(&written, page), "page {index} written: {written:x?}");
+        // Other pages of the buffer were not written.
+        for other in [0usize, 8, 2000] {
+            assert!(!covers(&written, buffer + (other * PAGE) as u64));
+        }
+        let again = tracker.written().expect("scan");
+        assert!(!covers(&again, page), "listed once: {again:x?}");
+    }
+    // Untouched buffer pages are tracked and held; nothing is written.
+    let first = buffer.next_multiple_of(PAGE as u64);
+    let survey = tracker.survey(first, first + ((PAGES - 1) * PAGE) as u64).expect("survey");
+    assert!(survey.iter().all(|r| r.tracked() && r.held() && !r.written()), "{survey:x?}");
+    drop(input);
+    assert!(child.wait().unwrap().success());
+}
