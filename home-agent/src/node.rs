@@ -546,14 +546,26 @@ impl Node {
                     write_message(&mut send, &image)
                         .await
                         .map_err(|e| e.to_string())?;
-                    departure.source.send_pages(&mut send, |_| {}).await
+                    let sent = departure.source.send_running(&mut send, |_| {}).await?;
+                    departure.freeze().await?;
+                    departure
+                        .source
+                        .send_frozen(&mut send, sent, |_| {})
+                        .await
                 }
                 .await;
-                let commit = sent.is_ok()
-                    && matches!(
+                let commit = match sent {
+                    Ok(_) => matches!(
                         read_message::<Verdict, _>(&mut recv).await,
                         Ok(Verdict::Commit)
-                    );
+                    ),
+                    Err(error) => {
+                        // Home sees the image cut short, and calls the move off.
+                        warn!(peer, home_pid, "moving a process on: {error}");
+                        let _ = send.finish();
+                        false
+                    }
+                };
                 if let Err(error) = departure.end(commit).await {
                     warn!(peer, home_pid, "ending a departure: {error}");
                 }

@@ -22,7 +22,7 @@ pub const REG_RAX: usize = 10;
 pub const REG_RSP: usize = 19;
 
 /// A whole process, less its memory contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ProcessImage {
     /// Every thread; the first is the thread-group leader.
@@ -170,12 +170,28 @@ pub enum RegionKind {
     Vvar,
 }
 
-/// Precedes the bytes of one run of pages.
+/// The final state of a process whose memory was sent while it ran: it
+/// follows a [`PageRunHeader::FINAL`] mark, and the last pages follow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct FinalImage {
+    /// The whole image, taken frozen.
+    pub image: ProcessImage,
+    /// Memory whose writes were not tracked: mapped anew, empty, before
+    /// its pages follow.
+    pub fresh: Vec<(u64, u64)>,
+    /// How long the process had been frozen when this was sent.
+    pub frozen_micros: u64,
+}
+
+/// Precedes the bytes of one run of pages, or marks a place in the
+/// stream: the end, the final state, or pages to empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRunHeader {
     /// Address of the run's first byte.
     pub address: u64,
-    /// Bytes in the run; 0 ends the memory.
+    /// Bytes in the run; with [`Self::DISCARD`] set, pages to empty
+    /// (no bytes follow); 0 marks the end or the final state.
     pub length: u32,
 }
 
@@ -184,12 +200,29 @@ impl PageRunHeader {
     pub const LEN: usize = 12;
     /// The largest run a reader accepts.
     pub const MAX_LENGTH: u32 = 4 << 20;
+    /// Set in `length`: the pages are emptied, and the rest of `length`
+    /// counts pages, not bytes.
+    pub const DISCARD: u32 = 1 << 31;
 
     /// The header that ends the memory.
     pub const END: Self = Self {
         address: 0,
         length: 0,
     };
+
+    /// The header a [`FinalImage`] frame follows.
+    pub const FINAL: Self = Self {
+        address: u64::MAX & !4095,
+        length: 0,
+    };
+
+    /// Empties `pages` pages from `address`.
+    pub fn discard(address: u64, pages: u32) -> Self {
+        Self {
+            address,
+            length: Self::DISCARD | pages.min(Self::DISCARD - 1),
+        }
+    }
 
     /// Big-endian address then length.
     pub fn encode(&self) -> [u8; Self::LEN] {
@@ -204,18 +237,36 @@ impl PageRunHeader {
     pub fn decode(bytes: &[u8; Self::LEN]) -> Result<Self, ImageError> {
         let address = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
         let length = u32::from_be_bytes(bytes[8..].try_into().expect("4 bytes"));
+        let header = Self { address, length };
+        if address % 4096 != 0 {
+            return Err(ImageError::Unaligned { address, length });
+        }
+        if header.discarded_bytes().is_some() {
+            return Ok(header);
+        }
         if length > Self::MAX_LENGTH {
             return Err(ImageError::RunTooLong(length));
         }
-        if address % 4096 != 0 || length % 4096 != 0 {
+        if length % 4096 != 0 || (length == 0 && header != Self::END && header != Self::FINAL) {
             return Err(ImageError::Unaligned { address, length });
         }
-        Ok(Self { address, length })
+        Ok(header)
     }
 
     /// Whether this header ends the memory.
     pub fn is_end(&self) -> bool {
-        self.length == 0
+        *self == Self::END
+    }
+
+    /// Whether a [`FinalImage`] frame follows.
+    pub fn is_final(&self) -> bool {
+        *self == Self::FINAL
+    }
+
+    /// The bytes to empty, for a discard.
+    pub fn discarded_bytes(&self) -> Option<u64> {
+        (self.length & Self::DISCARD != 0)
+            .then(|| u64::from(self.length & !Self::DISCARD) * 4096)
     }
 }
 
@@ -274,6 +325,17 @@ mod tests {
             length: 4096,
         };
         assert!(PageRunHeader::decode(&crooked.encode()).is_err());
+        let empty = PageRunHeader {
+            address: 4096,
+            length: 0,
+        };
+        assert!(PageRunHeader::decode(&empty.encode()).is_err());
+        let last = PageRunHeader::decode(&PageRunHeader::FINAL.encode()).unwrap();
+        assert!(last.is_final() && !last.is_end());
+        // A discard may span far more than a run.
+        let dropped = PageRunHeader::decode(&PageRunHeader::discard(0x10000, 1 << 20).encode()).unwrap();
+        assert_eq!(dropped.discarded_bytes(), Some(4 << 30));
+        assert_eq!(run.discarded_bytes(), None);
     }
 
     #[test]

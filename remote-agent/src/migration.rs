@@ -1,10 +1,15 @@
-//! Moving a running process: the source side freezes it and streams its
-//! image out; the destination side restores it into a blank guest, which
+//! Moving a running process: the source side sends its memory while it
+//! runs, then freezes it and sends what it wrote since and the rest of
+//! its image; the destination side restores it into a blank guest, which
 //! runs only once the source says its old copy is gone.
 //!
 //! ptrace belongs to the thread that seized, so each side's process
 //! mechanics run on a thread of their own, driven over channels; the
 //! bytes move on the caller's async streams.
+//!
+//! An image stream is: the layout (in the request that starts the move),
+//! page runs sent while the process runs, the [`FinalImage`] mark and
+//! frame, the last page runs and discards, and the end mark.
 
 use std::ffi::CString;
 use std::sync::atomic::Ordering;
@@ -12,21 +17,116 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
-use homing_proto::image::{PageRunHeader, ProcessImage};
+use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
-use homing_shim::dump::{self, Frozen};
+use homing_shim::dump::{self, Frozen, Pick};
 use homing_shim::restore::{spawn_blank, Blank, Restorer};
 use homing_shim::spawn::Guest;
+use homing_shim::tracking::{FinalPlan, WriteTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::guest::{pump_from_home, HostRole};
 
 /// Largest run of pages sent at once.
 const RUN_BYTES: usize = 1 << 20;
-/// Runs in flight between the thread reading memory and the stream.
-const RUNS_IN_FLIGHT: usize = 16;
+/// Items in flight between the thread reading memory and the stream.
+const ITEMS_IN_FLIGHT: usize = 16;
+/// How long the writes of a process are sampled before its memory is
+/// sent while it runs.
+const SAMPLE: Duration = Duration::from_millis(20);
+/// The rate memory is assumed to move at, to judge from the sample.
+const ASSUMED_RATE: f64 = 1e9;
+/// Sending while the process runs stops once a round has this little to
+/// send: what it writes meanwhile is sent frozen.
+const CONVERGED_BYTES: u64 = 4 << 20;
+/// Or after this many rounds, for a process that writes faster than the
+/// link carries.
+const MAX_ROUNDS: usize = 8;
+
+/// One item of an image stream.
+#[derive(Debug)]
+pub enum ImageItem {
+    /// A run of pages: `(address, bytes)`.
+    Pages(u64, Vec<u8>),
+    /// Pages to empty: `(address, bytes)`.
+    Discard(u64, u64),
+    /// The final state; the last pages follow it.
+    Final(Box<FinalImage>),
+    /// The end of the image.
+    End,
+}
+
+impl ImageItem {
+    /// Bytes of memory it carries.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Self::Pages(_, bytes) => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// Reads one item of an image stream.
+pub async fn read_image_item<R: AsyncRead + Unpin>(input: &mut R) -> Result<ImageItem, String> {
+    let receiving = |e: std::io::Error| format!("receiving memory: {e}");
+    let mut header = [0u8; PageRunHeader::LEN];
+    input.read_exact(&mut header).await.map_err(receiving)?;
+    let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
+    if header.is_end() {
+        return Ok(ImageItem::End);
+    }
+    if let Some(bytes) = header.discarded_bytes() {
+        return Ok(ImageItem::Discard(header.address, bytes));
+    }
+    if header.is_final() {
+        let mut length = [0u8; homing_proto::frame::HEADER_LEN];
+        input.read_exact(&mut length).await.map_err(receiving)?;
+        let length = homing_proto::frame::body_len(length).map_err(|e| e.to_string())?;
+        let mut body = vec![0u8; length];
+        input.read_exact(&mut body).await.map_err(receiving)?;
+        let last: FinalImage = homing_proto::decode(&body).map_err(|e| e.to_string())?;
+        return Ok(ImageItem::Final(Box::new(last)));
+    }
+    let mut bytes = vec![0u8; header.length as usize];
+    input.read_exact(&mut bytes).await.map_err(receiving)?;
+    Ok(ImageItem::Pages(header.address, bytes))
+}
+
+/// Writes one item of an image stream.
+pub async fn write_image_item<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    item: &ImageItem,
+) -> Result<(), String> {
+    let sending = |e: std::io::Error| format!("sending memory: {e}");
+    match item {
+        ImageItem::Pages(address, bytes) => {
+            let header = PageRunHeader {
+                address: *address,
+                length: bytes.len() as u32,
+            };
+            out.write_all(&header.encode()).await.map_err(sending)?;
+            out.write_all(bytes).await.map_err(sending)
+        }
+        ImageItem::Discard(address, bytes) => {
+            let pages = u32::try_from(bytes / 4096).unwrap_or(u32::MAX);
+            let header = PageRunHeader::discard(*address, pages);
+            out.write_all(&header.encode()).await.map_err(sending)
+        }
+        ImageItem::Final(last) => {
+            out.write_all(&PageRunHeader::FINAL.encode())
+                .await
+                .map_err(sending)?;
+            let frame = homing_proto::encode(last.as_ref()).map_err(|e| e.to_string())?;
+            out.write_all(&frame).await.map_err(sending)
+        }
+        ImageItem::End => out
+            .write_all(&PageRunHeader::END.encode())
+            .await
+            .map_err(sending),
+    }
+}
 
 /// What becomes of a frozen process once its image has gone.
 #[derive(Debug)]
@@ -46,88 +146,122 @@ pub enum Afterwards {
 }
 
 enum SourceCommand {
-    SendPages(mpsc::Sender<(u64, Vec<u8>)>),
+    Precopy(mpsc::Sender<ImageItem>),
+    Freeze(oneshot::Sender<Result<(), String>>),
+    Final(mpsc::Sender<ImageItem>),
     Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
 }
 
-/// A process frozen for moving, held by a thread of its own.
+/// A process being moved, held by a thread of its own: it runs, its
+/// writes tracked, while its memory is sent, then it is frozen.
 pub struct Source {
     commands: std::sync::mpsc::Sender<SourceCommand>,
-    /// Its image, less the memory.
-    pub image: ProcessImage,
+    /// Its memory map when tracking started (an image with no threads):
+    /// the destination prepares it for the pages.
+    pub layout: ProcessImage,
     /// Bytes of memory its present pages hold (what will be sent, zero pages aside).
     pub estimate: u64,
-    /// When it was frozen.
-    pub frozen_at: Instant,
+    /// When it was frozen for good.
+    pub frozen_at: Option<Instant>,
     finished: bool,
 }
 
 impl Source {
-    /// Freezes `pid` and takes its image. `guest`: it is a guest here (its
-    /// pending signals move with it; its filter is passed by).
-    pub async fn freeze(pid: i32, guest: bool) -> Result<Self, String> {
+    /// Starts moving `pid`: a short freeze takes its memory map and
+    /// starts tracking its writes. `guest`: it is a guest here (its
+    /// pending signals move with it; its filter is passed by). Where the
+    /// kernel cannot track writes, the process stays frozen from here on.
+    pub async fn track(pid: i32, guest: bool) -> Result<Self, String> {
+        Self::start(pid, guest, true).await
+    }
+
+    /// Freezes `pid` at once, to be sent frozen, or simply turned into
+    /// another program by [`Self::finish`].
+    pub async fn frozen(pid: i32, guest: bool) -> Result<Self, String> {
+        Self::start(pid, guest, false).await
+    }
+
+    async fn start(pid: i32, guest: bool, track: bool) -> Result<Self, String> {
         let (commands, inbox) = std::sync::mpsc::channel();
-        let (ready, image) = oneshot::channel();
+        let (ready, layout) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("dump-{pid}"))
-            .spawn(move || source_thread(pid, guest, inbox, ready))
+            .spawn(move || source_thread(pid, guest, track, inbox, ready))
             .map_err(|e| format!("cannot start a dump thread: {e}"))?;
-        let frozen_at = Instant::now();
-        let image = image
+        let started = Instant::now();
+        let (regions, tracked) = layout
             .await
             .map_err(|_| "the dump thread died".to_owned())??;
-        let estimate = estimate(pid, &image);
+        let layout = layout_image(&regions);
+        let estimate = estimate(pid, &layout);
         Ok(Self {
             commands,
-            image,
+            layout,
             estimate,
-            frozen_at,
+            frozen_at: (!tracked).then_some(started),
             finished: false,
         })
     }
 
-    /// Streams the memory as page runs, then the end mark; `progress`
-    /// hears the bytes sent so far. Returns the bytes sent.
-    pub async fn send_pages<W: AsyncWrite + Unpin>(
+    /// Sends the memory while the process runs: all of it, then what it
+    /// wrote meanwhile, round after round until little is left.
+    /// `progress` hears the bytes sent so far. Returns the bytes sent.
+    pub async fn send_running<W: AsyncWrite + Unpin>(
         &mut self,
         out: &mut W,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<u64, String> {
-        let (runs_tx, mut runs) = mpsc::channel(RUNS_IN_FLIGHT);
-        self.commands
-            .send(SourceCommand::SendPages(runs_tx))
-            .map_err(|_| "the dump thread died".to_owned())?;
-        let mut sent = 0u64;
-        while let Some((address, bytes)) = runs.recv().await {
-            let header = PageRunHeader {
-                address,
-                length: bytes.len() as u32,
-            };
-            out.write_all(&header.encode())
-                .await
-                .map_err(|e| format!("sending memory: {e}"))?;
-            out.write_all(&bytes)
-                .await
-                .map_err(|e| format!("sending memory: {e}"))?;
-            sent += bytes.len() as u64;
-            progress(sent);
-        }
-        out.write_all(&PageRunHeader::END.encode())
+        let (items, inbox) = mpsc::channel(ITEMS_IN_FLIGHT);
+        self.tell(SourceCommand::Precopy(items))?;
+        pump(inbox, out, progress, 0).await
+    }
+
+    /// Freezes the process for good.
+    pub async fn freeze(&mut self) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.tell(SourceCommand::Freeze(reply))?;
+        let frozen = outcome
             .await
-            .map_err(|e| format!("sending memory: {e}"))?;
+            .map_err(|_| "the dump thread died".to_owned())?;
+        self.frozen_at.get_or_insert_with(Instant::now);
+        frozen
+    }
+
+    /// Sends the frozen process's final image, what it wrote since it was
+    /// last looked at, and the end mark. `progress` hears the bytes sent,
+    /// counted on from `sent_before`. Returns the bytes sent in all.
+    pub async fn send_frozen<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut W,
+        sent_before: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<u64, String> {
+        let (items, inbox) = mpsc::channel(ITEMS_IN_FLIGHT);
+        self.tell(SourceCommand::Final(items))?;
+        let sent = pump(inbox, out, progress, sent_before).await?;
+        write_image_item(out, &ImageItem::End).await?;
         Ok(sent)
     }
 
-    /// Ends the freeze as `afterwards` says.
+    /// How long it has been frozen.
+    pub fn frozen_for(&self) -> Duration {
+        self.frozen_at.map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
+    /// Ends the move as `afterwards` says.
     pub async fn finish(mut self, afterwards: Afterwards) -> Result<Vec<i32>, String> {
         self.finished = true;
         let (reply, outcome) = oneshot::channel();
-        self.commands
-            .send(SourceCommand::Finish(afterwards, reply))
-            .map_err(|_| "the dump thread died".to_owned())?;
+        self.tell(SourceCommand::Finish(afterwards, reply))?;
         outcome
             .await
             .map_err(|_| "the dump thread died".to_owned())?
+    }
+
+    fn tell(&self, command: SourceCommand) -> Result<(), String> {
+        self.commands
+            .send(command)
+            .map_err(|_| "the dump thread died".to_owned())
     }
 }
 
@@ -140,6 +274,30 @@ impl Drop for Source {
                 .commands
                 .send(SourceCommand::Finish(Afterwards::Thaw, reply));
         }
+    }
+}
+
+/// Writes the items the dump thread hands over until it is done with
+/// them; returns the memory bytes sent, counted from `sent`.
+async fn pump<W: AsyncWrite + Unpin>(
+    mut inbox: mpsc::Receiver<ImageItem>,
+    out: &mut W,
+    mut progress: impl FnMut(u64),
+    mut sent: u64,
+) -> Result<u64, String> {
+    while let Some(item) = inbox.recv().await {
+        write_image_item(out, &item).await?;
+        sent += item.memory_bytes();
+        progress(sent);
+    }
+    Ok(sent)
+}
+
+/// An image of nothing but a memory map.
+fn layout_image(regions: &[Region]) -> ProcessImage {
+    ProcessImage {
+        regions: regions.to_vec(),
+        ..ProcessImage::default()
     }
 }
 
@@ -157,11 +315,30 @@ fn estimate(pid: i32, image: &ProcessImage) -> u64 {
         .unwrap_or_else(|| dump::travelling_bytes(image))
 }
 
+/// The dump thread's hold on the process.
+struct Held {
+    pid: i32,
+    guest: bool,
+    layout: Vec<Region>,
+    tracker: Option<WriteTracker>,
+    frozen: Option<Frozen>,
+    image: Option<ProcessImage>,
+    /// Written pages not sent while it ran: left for when it is frozen.
+    unsent: Vec<(u64, u64)>,
+    /// Its memory was sent while it ran (else it is all sent frozen).
+    sent_running: bool,
+    /// Bytes of memory it holds.
+    estimate: u64,
+    /// When it was frozen for good.
+    frozen_at: Option<Instant>,
+}
+
 fn source_thread(
     pid: i32,
     guest: bool,
+    track: bool,
     commands: std::sync::mpsc::Receiver<SourceCommand>,
-    ready: oneshot::Sender<Result<ProcessImage, String>>,
+    ready: oneshot::Sender<Result<(Vec<Region>, bool), String>>,
 ) {
     let frozen = match dump::freeze(pid, guest) {
         Ok(frozen) => frozen,
@@ -170,37 +347,238 @@ fn source_thread(
             return;
         }
     };
-    let image = match frozen.image(guest) {
-        Ok(image) => image,
+    let layout = match frozen.layout() {
+        Ok(layout) => layout,
         Err(error) => {
             frozen.thaw();
             let _ = ready.send(Err(error.to_string()));
             return;
         }
     };
-    if ready.send(Ok(image.clone())).is_err() {
-        frozen.thaw();
+    let mut held = Held {
+        pid,
+        guest,
+        layout: layout.clone(),
+        tracker: None,
+        frozen: None,
+        image: None,
+        unsent: Vec::new(),
+        sent_running: false,
+        estimate: estimate(pid, &layout_image(&layout)),
+        frozen_at: None,
+    };
+    let tracker = if track {
+        WriteTracker::start(&frozen, &layout)
+            .inspect_err(|error| {
+                info!(pid, "cannot track its writes ({error}): it stays frozen while it moves")
+            })
+            .ok()
+    } else {
+        None
+    };
+    match tracker {
+        Some(tracker) => {
+            held.tracker = Some(tracker);
+            frozen.thaw();
+        }
+        None => {
+            held.frozen = Some(frozen);
+            held.frozen_at = Some(Instant::now());
+        }
+    }
+    if ready.send(Ok((layout, held.tracker.is_some()))).is_err() {
+        held.let_go();
         return;
     }
-    // Until told otherwise, the process stays frozen; a lost command
-    // channel (the migration abandoned) thaws it.
+    // A lost command channel (the move abandoned) lets the process go on.
     while let Ok(command) = commands.recv() {
         match command {
-            SourceCommand::SendPages(runs) => {
-                let outcome = frozen.read_memory(&image, RUN_BYTES, |address, bytes| {
-                    runs.blocking_send((address, bytes.to_vec()))
-                });
-                if let Err(error) = outcome {
-                    warn!(pid, "reading the memory of a frozen process: {error}");
+            SourceCommand::Precopy(items) => {
+                if let Err(error) = held.send_running(&items) {
+                    warn!(pid, "sending the memory of a running process: {error}");
+                }
+            }
+            SourceCommand::Freeze(reply) => {
+                let _ = reply.send(held.freeze());
+            }
+            SourceCommand::Final(items) => {
+                if let Err(error) = held.send_frozen(&items) {
+                    warn!(pid, "sending the memory of a frozen process: {error}");
                 }
             }
             SourceCommand::Finish(afterwards, reply) => {
-                let _ = reply.send(finish_source(frozen, afterwards));
+                let _ = reply.send(held.finish(afterwards));
                 return;
             }
         }
     }
-    frozen.thaw();
+    held.let_go();
+}
+
+impl Held {
+    fn send_running(&mut self, items: &mpsc::Sender<ImageItem>) -> Result<(), String> {
+        let Some(tracker) = self.tracker.as_mut().filter(|_| self.frozen.is_none()) else {
+            return Ok(());
+        };
+        let send = |address: u64, bytes: &[u8]| {
+            items.blocking_send(ImageItem::Pages(address, bytes.to_vec()))
+        };
+        let closed = |_| "the stream went away".to_owned();
+        // A process that would rewrite most of its memory while it is
+        // sent is sent frozen, once.
+        tracker.written().map_err(|e| e.to_string())?;
+        std::thread::sleep(SAMPLE);
+        let sample: u64 = tracker
+            .written()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|(start, end)| end - start)
+            .sum();
+        let sending = Duration::from_secs_f64(self.estimate as f64 / ASSUMED_RATE);
+        let rewritten = sample as f64 * sending.as_secs_f64() / SAMPLE.as_secs_f64();
+        if rewritten > self.estimate as f64 / 2.0 {
+            debug!(pid = self.pid, sample, "it writes too fast to be sent running");
+            return Ok(());
+        }
+        let ranges = travelling(&self.layout);
+        let first = dump::read_pages(self.pid, &ranges, Pick::Kept, RUN_BYTES, send)
+            .map_err(|e| e.to_string())?
+            .map_err(closed)?;
+        self.sent_running = true;
+        debug!(pid = self.pid, bytes = first.bytes, "memory sent while it runs");
+        let mut last_round = first.bytes;
+        for round in 1..=MAX_ROUNDS {
+            let written = tracker.written().map_err(|e| e.to_string())?;
+            let bytes: u64 = written.iter().map(|(start, end)| end - start).sum();
+            // A process that writes as fast as its pages go would only
+            // be sent again and again: what it wrote goes once, frozen.
+            if bytes > CONVERGED_BYTES && (bytes > last_round / 2 || round == MAX_ROUNDS) {
+                debug!(pid = self.pid, round, bytes, "written too fast: the rest goes frozen");
+                self.unsent.extend(written);
+                break;
+            }
+            let read = dump::read_pages(self.pid, &written, Pick::All, RUN_BYTES, send)
+                .map_err(|e| e.to_string())?
+                .map_err(closed)?;
+            self.unsent.extend(read.unreadable);
+            debug!(pid = self.pid, round, bytes, "written meanwhile, sent again");
+            if bytes <= CONVERGED_BYTES {
+                break;
+            }
+            last_round = bytes;
+        }
+        Ok(())
+    }
+
+    fn freeze(&mut self) -> Result<(), String> {
+        if self.frozen.is_none() {
+            self.frozen = Some(dump::freeze(self.pid, self.guest).map_err(|e| e.to_string())?);
+            self.frozen_at = Some(Instant::now());
+        }
+        let frozen = self.frozen.as_ref().expect("frozen just now");
+        match frozen.image(self.guest) {
+            Ok(image) => {
+                self.image = Some(image);
+                Ok(())
+            }
+            Err(error) => {
+                // It goes on until told what to do: a thaw, most likely.
+                Err(error.to_string())
+            }
+        }
+    }
+
+    fn send_frozen(&mut self, items: &mpsc::Sender<ImageItem>) -> Result<(), String> {
+        let image = self
+            .image
+            .clone()
+            .ok_or_else(|| "the process was not frozen".to_owned())?;
+        let plan = match self.tracker.as_mut().filter(|_| self.sent_running) {
+            Some(tracker) => {
+                let mut survey = Vec::new();
+                for (start, end) in travelling(&image.regions) {
+                    survey.extend(tracker.survey(start, end).map_err(|e| e.to_string())?);
+                }
+                FinalPlan::new(&image.regions, &survey)
+            }
+            None => FinalPlan::untracked(&image.regions),
+        };
+        let closed = |_| "the stream went away".to_owned();
+        let last = FinalImage {
+            image: image.clone(),
+            fresh: plan.fresh.clone(),
+            frozen_micros: self
+                .frozen_at
+                .map_or(0, |at| at.elapsed().as_micros() as u64),
+        };
+        items
+            .blocking_send(ImageItem::Final(Box::new(last)))
+            .map_err(closed)?;
+        for &(start, end) in &plan.dropped {
+            items
+                .blocking_send(ImageItem::Discard(start, end - start))
+                .map_err(closed)?;
+        }
+        let send = |address: u64, bytes: &[u8]| {
+            items.blocking_send(ImageItem::Pages(address, bytes.to_vec()))
+        };
+        dump::read_pages(self.pid, &plan.fresh, Pick::Kept, RUN_BYTES, send)
+            .map_err(|e| e.to_string())?
+            .map_err(closed)?;
+        // Pages written but not sent while it ran, where they still travel.
+        let mut again = plan.written;
+        let travelling = travelling(&image.regions);
+        again.extend(self.unsent.iter().flat_map(|&(start, end)| {
+            travelling
+                .iter()
+                .map(move |&(s, e)| (start.max(s), end.min(e)))
+                .filter(|(s, e)| s < e)
+        }));
+        let again = merged(again);
+        dump::read_pages(self.pid, &again, Pick::All, RUN_BYTES, send)
+            .map_err(|e| e.to_string())?
+            .map_err(closed)?;
+        Ok(())
+    }
+
+    fn finish(mut self, afterwards: Afterwards) -> Result<Vec<i32>, String> {
+        // Tracking ends before the process goes on, or becomes a deputy.
+        self.tracker = None;
+        match self.frozen.take() {
+            Some(frozen) => finish_source(frozen, afterwards),
+            None if matches!(afterwards, Afterwards::Thaw) => Ok(Vec::new()),
+            None => Err("the process was never frozen".into()),
+        }
+    }
+
+    fn let_go(mut self) {
+        self.tracker = None;
+        if let Some(frozen) = self.frozen.take() {
+            frozen.thaw();
+        }
+    }
+}
+
+/// `ranges` sorted, with overlapping and touching ones joined.
+fn merged(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut joined: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match joined.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => joined.push((start, end)),
+        }
+    }
+    joined
+}
+
+/// The ranges of the regions whose pages travel.
+fn travelling(regions: &[Region]) -> Vec<(u64, u64)> {
+    regions
+        .iter()
+        .filter(|r| dump::travels(r))
+        .map(|r| (r.start, r.end))
+        .collect()
 }
 
 fn finish_source(frozen: Frozen, afterwards: Afterwards) -> Result<Vec<i32>, String> {
@@ -263,9 +641,19 @@ impl HostRole {
             let restoration = Restoration::start(pid, immigrant.image.clone(), true)
                 .await
                 .map_err(|(_, error)| error)?;
-            while let Some((address, bytes)) = read_page_run(pages).await? {
-                arrival.bytes += bytes.len() as u64;
-                restoration.write(address, bytes)?;
+            let mut complete = false;
+            loop {
+                match read_image_item(pages).await? {
+                    ImageItem::End => break,
+                    item => {
+                        complete |= matches!(item, ImageItem::Final(_));
+                        arrival.bytes += item.memory_bytes();
+                        restoration.apply(item)?;
+                    }
+                }
+            }
+            if !complete {
+                return Err("the image ended before the process's final state".to_owned());
             }
             arrival.restoration = Some(restoration);
             Ok(())
@@ -363,10 +751,14 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// How long interrupted calls may take to come back.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
+/// How far above the next call id of the old host the next host's ids
+/// start: the process makes calls from here while its memory is sent.
+const CALL_IDS_AHEAD: u64 = 1 << 40;
+
 impl HostRole {
-    /// Freezes the guest of `home_node` with home pid `home_pid` to move it
-    /// on. Its calls under way at home finish first, or are interrupted
-    /// (they then run again on the next host); new ones wait.
+    /// Starts moving on the guest of `home_node` with home pid
+    /// `home_pid`: its writes are tracked while its memory is sent, and it
+    /// goes on running (its calls served) until [`Departure::freeze`].
     pub async fn depart(
         self: &Arc<Self>,
         home_node: &str,
@@ -386,33 +778,7 @@ impl HostRole {
                 pid => break pid,
             }
         };
-        member.gate.send_replace(false);
-        let drained = async {
-            let started = Instant::now();
-            let mut interrupted = false;
-            while member.handling.load(Ordering::SeqCst) > 0 {
-                if !interrupted && started.elapsed() > DRAIN_GRACE {
-                    member.calls.interrupt_all();
-                    interrupted = true;
-                }
-                if started.elapsed() > DRAIN_LIMIT {
-                    return Err(format!("process {home_pid}'s calls at home did not finish"));
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
-        };
-        let frozen = match drained.await {
-            Ok(()) => Source::freeze(pid, true).await,
-            Err(error) => Err(error),
-        };
-        let source = match frozen {
-            Ok(source) => source,
-            Err(error) => {
-                member.gate.send_replace(true);
-                return Err(error);
-            }
-        };
+        let source = Source::track(pid, true).await?;
         let immigrant = Immigrant {
             home_node: member.home_node.clone(),
             home_pid,
@@ -420,8 +786,8 @@ impl HostRole {
             gid: member.gid,
             groups: member.groups.clone(),
             command: member.command(),
-            image: source.image.clone(),
-            next_call_id: member.calls.next_id(),
+            image: source.layout.clone(),
+            next_call_id: member.calls.next_id() + CALL_IDS_AHEAD,
         };
         Ok(Departure {
             member,
@@ -432,6 +798,40 @@ impl HostRole {
 }
 
 impl Departure {
+    /// Freezes the process for good. Its calls under way at home finish
+    /// first, or are interrupted (they then run again on the next host);
+    /// new ones wait.
+    pub async fn freeze(&mut self) -> Result<(), String> {
+        let member = &self.member;
+        member.gate.send_replace(false);
+        let drained = async {
+            let started = Instant::now();
+            let mut interrupted = false;
+            while member.handling.load(Ordering::SeqCst) > 0 {
+                if !interrupted && started.elapsed() > DRAIN_GRACE {
+                    member.calls.interrupt_all();
+                    interrupted = true;
+                }
+                if started.elapsed() > DRAIN_LIMIT {
+                    return Err(format!(
+                        "process {}'s calls at home did not finish",
+                        member.home_pid
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        };
+        let frozen = match drained.await {
+            Ok(()) => self.source.freeze().await,
+            Err(error) => Err(error),
+        };
+        if frozen.is_err() {
+            member.gate.send_replace(true);
+        }
+        frozen
+    }
+
     /// Ends the departure: on `commit` the frozen process is killed
     /// (silently: it runs elsewhere), otherwise it goes on here.
     pub async fn end(self, commit: bool) -> Result<(), String> {
@@ -472,30 +872,10 @@ impl Arrival {
     }
 }
 
-/// Reads one page run of an image from `pages`; `None` at the end of
-/// the memory.
-pub async fn read_page_run<R: AsyncRead + Unpin>(
-    pages: &mut R,
-) -> Result<Option<(u64, Vec<u8>)>, String> {
-    let mut header = [0u8; PageRunHeader::LEN];
-    pages
-        .read_exact(&mut header)
-        .await
-        .map_err(|e| format!("receiving memory: {e}"))?;
-    let header = PageRunHeader::decode(&header).map_err(|e| e.to_string())?;
-    if header.is_end() {
-        return Ok(None);
-    }
-    let mut bytes = vec![0u8; header.length as usize];
-    pages
-        .read_exact(&mut bytes)
-        .await
-        .map_err(|e| format!("receiving memory: {e}"))?;
-    Ok(Some((header.address, bytes)))
-}
-
 enum RestoreCommand {
     Write(u64, Vec<u8>),
+    Discard(u64, u64),
+    Reconcile(Box<FinalImage>),
     Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
     Go(oneshot::Sender<Result<(), String>>),
     ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
@@ -536,10 +916,18 @@ impl Restoration {
         }
     }
 
-    /// Writes a run of the image's pages (a failure is reported by [`Self::ready`]).
-    pub fn write(&self, address: u64, bytes: Vec<u8>) -> Result<(), String> {
+    /// Applies one item of an image stream: pages are written, dropped
+    /// pages emptied, and the final state makes the memory fit it (a
+    /// failure is reported by [`Self::ready`]).
+    pub fn apply(&self, item: ImageItem) -> Result<(), String> {
+        let command = match item {
+            ImageItem::Pages(address, bytes) => RestoreCommand::Write(address, bytes),
+            ImageItem::Discard(address, bytes) => RestoreCommand::Discard(address, bytes),
+            ImageItem::Final(last) => RestoreCommand::Reconcile(last),
+            ImageItem::End => return Ok(()),
+        };
         self.commands
-            .send(RestoreCommand::Write(address, bytes))
+            .send(command)
             .map_err(|_| "the restore thread died".to_owned())
     }
 
@@ -605,6 +993,21 @@ fn restore_thread(
                     }
                 }
             }
+            RestoreCommand::Discard(address, bytes) => {
+                if failure.is_none() {
+                    if let Err(error) = restorer.discard(address, bytes) {
+                        failure = Some(error.to_string());
+                    }
+                }
+            }
+            RestoreCommand::Reconcile(last) => {
+                if failure.is_none() {
+                    let FinalImage { image, fresh, .. } = *last;
+                    if let Err(error) = restorer.reconcile(image, &fresh) {
+                        failure = Some(error.to_string());
+                    }
+                }
+            }
             RestoreCommand::Ready(close_on_exec, reply) => {
                 let outcome = match failure.take() {
                     Some(error) => Err(error),
@@ -633,5 +1036,18 @@ fn restore_thread(
     // stopped until this thread ends, which lets it go as it is.
     if guest {
         restorer.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_ranges_are_sorted_and_joined() {
+        assert_eq!(
+            merged(vec![(0x5000, 0x6000), (0x1000, 0x3000), (0x2000, 0x4000), (0x4000, 0x4800)]),
+            vec![(0x1000, 0x4800), (0x5000, 0x6000)]
+        );
     }
 }

@@ -486,7 +486,7 @@ impl Frozen {
             .filter(|r| travels(r))
             .map(|r| (r.start, r.end))
             .collect();
-        read_pages(self.pid, &ranges, Pick::Kept, max_run, sink)
+        Ok(read_pages(self.pid, &ranges, Pick::Kept, max_run, sink)?.map(|read| read.bytes))
     }
 
     /// Lets the process go on exactly where it was frozen.
@@ -676,28 +676,40 @@ pub enum Pick {
     All,
 }
 
+/// What [`read_pages`] handed over.
+#[derive(Debug, Default)]
+pub struct PagesRead {
+    /// Bytes handed over.
+    pub bytes: u64,
+    /// Pages [`Pick::All`] could not read (the process changed their
+    /// protection meanwhile): to be read again once it is frozen.
+    pub unreadable: Vec<(u64, u64)>,
+}
+
 /// Reads the pages of `ranges` (page-aligned) in `pid`, which may be
 /// running, and hands the ones `pick` keeps to `sink` in runs of at most
-/// `max_run` bytes. A page that cannot be read reads as zeros. Returns the
-/// bytes handed over.
+/// `max_run` bytes.
 pub fn read_pages<E>(
     pid: i32,
     ranges: &[(u64, u64)],
     pick: Pick,
     max_run: usize,
     mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
-) -> Result<Result<u64, E>, DumpError> {
+) -> Result<Result<PagesRead, E>, DumpError> {
     let io_error = |error| DumpError::Io { pid, error };
     let memory = ProcessMemory::new(pid);
     let entries = maps(pid).map_err(io_error)?;
     let mut pagemap = PageMap::open(pid).map_err(io_error)?;
-    let mut sent = 0u64;
+    let mut read = PagesRead::default();
+    let page = PAGE as usize;
     for &(start, end) in ranges {
         let mut address = start;
         while address < end {
             // Never past the mapping the address is in: whether its
             // absent pages are zero depends on it.
-            let entry = entries.iter().find(|e| e.start <= address && address < e.end);
+            let entry = entries
+                .iter()
+                .find(|e| e.start <= address && address < e.end);
             let stop = entry.map_or(end, |e| e.end.min(end));
             let len = (stop - address).min(READ_CHUNK);
             let anonymous = entry.is_none_or(|e| e.inode == 0);
@@ -706,17 +718,26 @@ pub fn read_pages<E>(
             } else {
                 vec![true; (len / PAGE) as usize]
             };
-            let bytes = if present.iter().any(|&p| p) {
+            let (bytes, readable) = if present.iter().any(|&p| p) {
                 read_readable(&memory, address, len)
             } else {
-                Vec::new()
-            };
-            let page = PAGE as usize;
-            let keep = |index: usize| {
-                present[index]
-                    && (pick == Pick::All || !is_zero(&bytes[index * page..(index + 1) * page]))
+                (Vec::new(), Vec::new())
             };
             let pages = bytes.len() / page;
+            if pick == Pick::All {
+                for index in (0..pages).filter(|&i| !readable[i]) {
+                    let at = address + (index * page) as u64;
+                    match read.unreadable.last_mut() {
+                        Some(last) if last.1 == at => last.1 = at + PAGE,
+                        _ => read.unreadable.push((at, at + PAGE)),
+                    }
+                }
+            }
+            let keep = |index: usize| {
+                present[index]
+                    && readable[index]
+                    && (pick == Pick::All || !is_zero(&bytes[index * page..(index + 1) * page]))
+            };
             let mut index = 0;
             while index < pages {
                 if !keep(index) {
@@ -728,7 +749,7 @@ pub fn read_pages<E>(
                     index += 1;
                 }
                 let run = &bytes[first * page..index * page];
-                sent += run.len() as u64;
+                read.bytes += run.len() as u64;
                 if let Err(e) = sink(address + (first * page) as u64, run) {
                     return Ok(Err(e));
                 }
@@ -736,7 +757,7 @@ pub fn read_pages<E>(
             address += len;
         }
     }
-    Ok(Ok(sent))
+    Ok(Ok(read))
 }
 
 fn is_zero(page: &[u8]) -> bool {
@@ -744,19 +765,22 @@ fn is_zero(page: &[u8]) -> bool {
         .all(|c| u128::from_ne_bytes(c.try_into().expect("16 bytes")) == 0)
 }
 
-/// Reads `len` bytes at `address`; a page that cannot be read (past the
-/// end of a mapped file) reads as zeros.
-fn read_readable(memory: &ProcessMemory, address: u64, len: u64) -> Vec<u8> {
+/// Reads `len` bytes at `address`, and which of its pages could be read;
+/// a page that cannot be (past the end of a mapped file) reads as zeros.
+fn read_readable(memory: &ProcessMemory, address: u64, len: u64) -> (Vec<u8>, Vec<bool>) {
+    let pages = (len / PAGE) as usize;
     if let Ok(bytes) = memory.read(address, len as usize) {
-        return bytes;
+        return (bytes, vec![true; pages]);
     }
     let mut bytes = vec![0u8; len as usize];
+    let mut readable = vec![false; pages];
     for (index, page) in bytes.chunks_mut(PAGE as usize).enumerate() {
         if let Ok(read) = memory.read(address + index as u64 * PAGE, PAGE as usize) {
             page.copy_from_slice(&read);
+            readable[index] = true;
         }
     }
-    bytes
+    (bytes, readable)
 }
 
 /// `/proc/PID/pagemap`: which pages are in memory or swap.

@@ -231,3 +231,116 @@ fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<i32> {
     }
     Ok(result)
 }
+
+/// What is left to send of a process frozen after its memory was sent
+/// while it ran.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FinalPlan {
+    /// Memory whose writes were not tracked (mapped since tracking
+    /// started, or never registered): mapped anew at the destination and
+    /// sent whole.
+    pub fresh: Vec<(u64, u64)>,
+    /// Tracked memory written since the last scan: sent again.
+    pub written: Vec<(u64, u64)>,
+    /// Tracked anonymous memory the process no longer holds (it dropped
+    /// it, `MADV_DONTNEED`): emptied at the destination.
+    pub dropped: Vec<(u64, u64)>,
+}
+
+impl FinalPlan {
+    /// Sorts out every travelling region of `regions` by `survey`, the
+    /// state of their pages.
+    pub fn new(regions: &[Region], survey: &[PageRange]) -> Self {
+        let mut plan = Self::default();
+        let push = |list: &mut Vec<(u64, u64)>, start: u64, end: u64| match list.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => list.push((start, end)),
+        };
+        for region in regions.iter().filter(|r| travels(r)) {
+            // Anonymous memory reads as zeros where absent; a file
+            // mapping reads from its file, which was sent.
+            let anonymous = !region.name.starts_with('/');
+            let mut at = region.start;
+            for range in survey
+                .iter()
+                .filter(|r| r.end > region.start && r.start < region.end)
+            {
+                let start = range.start.max(region.start);
+                let end = range.end.min(region.end);
+                if start > at {
+                    push(&mut plan.fresh, at, start);
+                }
+                if !range.tracked() {
+                    push(&mut plan.fresh, start, end);
+                } else if range.written() {
+                    push(&mut plan.written, start, end);
+                } else if !range.held() && anonymous {
+                    push(&mut plan.dropped, start, end);
+                }
+                at = at.max(end);
+            }
+            if at < region.end {
+                push(&mut plan.fresh, at, region.end);
+            }
+        }
+        plan
+    }
+
+    /// Everything is sent whole: nothing was tracked.
+    pub fn untracked(regions: &[Region]) -> Self {
+        Self::new(regions, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use homing_proto::image::RegionKind;
+
+    use super::*;
+
+    fn region(start: u64, end: u64, name: &str) -> Region {
+        Region {
+            start,
+            end,
+            prot: (libc::PROT_READ | libc::PROT_WRITE) as u32,
+            kind: RegionKind::Private,
+            name: name.into(),
+        }
+    }
+
+    fn range(start: u64, end: u64, categories: u32) -> PageRange {
+        PageRange {
+            start,
+            end,
+            categories: u64::from(categories),
+        }
+    }
+
+    #[test]
+    fn a_final_plan_resends_writes_empties_dropped_pages_and_sends_the_untracked_whole() {
+        const TRACKED: u32 = PAGE_IS_WPALLOWED;
+        let regions = [
+            region(0x10000, 0x20000, ""),
+            region(0x30000, 0x34000, "/usr/lib/libc.so.6"),
+            region(0x40000, 0x42000, "[heap]"),
+        ];
+        let survey = [
+            range(0x10000, 0x12000, TRACKED | PAGE_IS_PRESENT),
+            range(0x12000, 0x13000, TRACKED | PAGE_IS_PRESENT | PAGE_IS_WRITTEN),
+            range(0x13000, 0x18000, TRACKED),
+            range(0x18000, 0x20000, PAGE_IS_PRESENT),
+            // A file mapping's absent pages read from the file.
+            range(0x30000, 0x34000, TRACKED),
+            // The heap grew past what the survey saw.
+            range(0x40000, 0x41000, TRACKED | PAGE_IS_SWAPPED),
+        ];
+        let plan = FinalPlan::new(&regions, &survey);
+        assert_eq!(plan.written, vec![(0x12000, 0x13000)]);
+        assert_eq!(plan.dropped, vec![(0x13000, 0x18000)]);
+        assert_eq!(plan.fresh, vec![(0x18000, 0x20000), (0x41000, 0x42000)]);
+        assert_eq!(
+            FinalPlan::untracked(&regions).fresh,
+            vec![(0x10000, 0x20000), (0x30000, 0x34000), (0x40000, 0x42000)]
+        );
+    }
+}

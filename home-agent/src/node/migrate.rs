@@ -11,14 +11,15 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{ToHome, ToHost};
-use homing_proto::image::PageRunHeader;
+use homing_proto::image::FinalImage;
 use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
-use homing_remote_agent::migration::{read_page_run, Afterwards, Restoration, Source};
+use homing_remote_agent::migration::{
+    read_image_item, write_image_item, Afterwards, ImageItem, Restoration, Source,
+};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::net::UnixStream;
 use tracing::{info, warn};
@@ -102,13 +103,8 @@ impl Node {
             .unwrap_or(owner);
         let command = command_line(pid);
 
-        let mut source = Source::freeze(pid, false).await?;
-        info!(
-            pid,
-            node,
-            threads = source.image.threads.len(),
-            "process frozen for moving"
-        );
+        let mut source = Source::track(pid, false).await?;
+        info!(pid, node, "moving a process");
         let immigrant = Immigrant {
             home_node: self.config.name.clone(),
             home_pid: pid,
@@ -116,7 +112,7 @@ impl Node {
             gid,
             groups: supplementary_groups(pid),
             command: command.clone(),
-            image: source.image.clone(),
+            image: source.layout.clone(),
             next_call_id: 0,
         };
         let transfer = async {
@@ -124,28 +120,22 @@ impl Node {
             write_message(&mut send, &PeerRequest::Immigrate(Box::new(immigrant)))
                 .await
                 .map_err(|e| e.to_string())?;
-            let sent = Arc::new(AtomicU64::new(0));
+            let sent = AtomicU64::new(0);
             let total = source.estimate;
-            let bytes = {
-                let sending = source.send_pages(&mut send, |n| sent.store(n, Ordering::Relaxed));
-                tokio::pin!(sending);
-                let mut tick = tokio::time::interval(PROGRESS_EVERY);
-                loop {
-                    tokio::select! {
-                        outcome = &mut sending => break outcome,
-                        _ = tick.tick() => {
-                            if !self.is_connected(node) {
-                                break Err(format!("lost {node} (unreachable)"));
-                            }
-                            let progress = ControlResponse::Progress {
-                                sent: sent.load(Ordering::Relaxed),
-                                total,
-                            };
-                            let _ = write_message(client, &progress).await;
-                        }
-                    }
-                }
-            }?;
+            let note = |n| sent.store(n, Ordering::Relaxed);
+            let running = self
+                .reporting(client, node, &sent, total, source.send_running(&mut send, note))
+                .await?;
+            source.freeze().await?;
+            let bytes = self
+                .reporting(
+                    client,
+                    node,
+                    &sent,
+                    total,
+                    source.send_frozen(&mut send, running, note),
+                )
+                .await?;
             self.until_ready(node, &mut recv).await?;
             Ok::<_, String>((send, recv, bytes))
         }
@@ -159,7 +149,7 @@ impl Node {
                 ));
             }
         };
-        let frozen_at = source.frozen_at;
+        let frozen_since = source.frozen_at.unwrap_or_else(Instant::now);
         let (program, mut argv) = self.deputy_command()?;
         if let Some(comm) = process_name(pid) {
             argv.push(c"--comm".to_owned());
@@ -183,7 +173,7 @@ impl Node {
                 node, "the go for a moved process was not sent: {error}"
             );
         }
-        let frozen = frozen_at.elapsed();
+        let frozen = frozen_since.elapsed();
         self.resuming.insert(
             pid,
             PendingResume {
@@ -208,6 +198,35 @@ impl Node {
             total_micros: started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
         })
+    }
+
+    /// Runs `sending`, telling the client every so often how far it got
+    /// (`sent` of `total`); gives up if `node` becomes unreachable.
+    async fn reporting<T>(
+        &self,
+        client: &mut UnixStream,
+        node: &str,
+        sent: &AtomicU64,
+        total: u64,
+        sending: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::pin!(sending);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                outcome = &mut sending => return outcome,
+                _ = tick.tick() => {
+                    if !self.is_connected(node) {
+                        return Err(format!("lost {node} (unreachable)"));
+                    }
+                    let progress = ControlResponse::Progress {
+                        sent: sent.load(Ordering::Relaxed),
+                        total,
+                    };
+                    let _ = write_message(client, &progress).await;
+                }
+            }
+        }
     }
 
     /// What a process execs to become its own deputy.
@@ -278,7 +297,7 @@ impl Node {
                 return Err(format!("cannot move process {pid}: {message}"))
             }
         };
-        let frozen_at = Instant::now();
+        let estimate = homing_shim::dump::travelling_bytes(&immigrant.image);
         let moved = Moving {
             pid,
             from,
@@ -288,7 +307,8 @@ impl Node {
             relay,
             immigrant,
             command: away.command,
-            frozen_at,
+            estimate,
+            frozen_since: None,
             started,
         };
         match to_conn {
@@ -297,49 +317,44 @@ impl Node {
         }
     }
 
-    /// Pipes the memory of a departing process from its old host to its
-    /// new one; returns the bytes moved.
-    async fn pass_pages_on(
+    /// Pipes the image of a departing process from its old host to its
+    /// new one; returns the bytes of memory moved.
+    async fn pass_image_on(
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
         node: &str,
         to_send: &mut SendStream,
     ) -> Result<u64, String> {
-        let total = homing_shim::dump::travelling_bytes(&moving.immigrant.image);
+        let total = moving.estimate;
         let mut sent = 0u64;
         let mut last_report = Instant::now();
         loop {
-            let run = self
-                .while_connected(node, READY_TIMEOUT, read_page_run(&mut moving.from_recv))
-                .await??;
-            let Some((address, bytes)) = run else {
-                to_send
-                    .write_all(&PageRunHeader::END.encode())
-                    .await
-                    .map_err(|e| format!("sending memory to {node}: {e}"))?;
-                return Ok(sent);
-            };
-            to_send
-                .write_all(
-                    &PageRunHeader {
-                        address,
-                        length: bytes.len() as u32,
-                    }
-                    .encode(),
-                )
+            let item = self.next_item(moving).await?;
+            write_image_item(to_send, &item)
                 .await
-                .map_err(|e| format!("sending memory to {node}: {e}"))?;
-            to_send
-                .write_all(&bytes)
-                .await
-                .map_err(|e| format!("sending memory to {node}: {e}"))?;
-            sent += bytes.len() as u64;
+                .map_err(|e| format!("{e} (to {node})"))?;
+            sent += item.memory_bytes();
+            match item {
+                ImageItem::End => return Ok(sent),
+                ImageItem::Final(last) => moving.frozen_from(&last),
+                _ => {}
+            }
             if last_report.elapsed() > PROGRESS_EVERY {
                 last_report = Instant::now();
                 let _ = write_message(client, &ControlResponse::Progress { sent, total }).await;
             }
         }
+    }
+
+    /// The next item of the image coming from a departing process's host.
+    async fn next_item(&self, moving: &mut Moving) -> Result<ImageItem, String> {
+        self.while_connected(
+            &moving.from,
+            READY_TIMEOUT,
+            read_image_item(&mut moving.from_recv),
+        )
+        .await?
     }
 
     async fn move_on(
@@ -359,7 +374,7 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?;
             let bytes = self
-                .pass_pages_on(client, &mut moving, node, &mut to_send)
+                .pass_image_on(client, &mut moving, node, &mut to_send)
                 .await?;
             self.until_ready(node, &mut to_recv).await?;
             Ok::<_, String>((to_send, to_recv, bytes))
@@ -384,7 +399,7 @@ impl Node {
             send: to_send,
             recv: to_recv,
         });
-        let frozen = moving.frozen_at.elapsed();
+        let frozen = moving.frozen();
         info!(
             pid,
             from = moving.from,
@@ -410,6 +425,17 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
+        // The program runs on its host, served by its deputy, while its
+        // memory comes: it is kept here until its final state arrives.
+        let staged = match self.stage_home(client, &mut moving).await {
+            Ok(staged) => staged,
+            Err(error) => {
+                let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
+                return Err(format!(
+                    "cannot bring process {pid} home: {error}; it goes on on {from}"
+                ));
+            }
+        };
         // Which fds the program had marked close-on-exec: those it had when
         // it left, and those it opened (through the deputy) while away.
         // The deputy unmarks them all before it makes way.
@@ -444,7 +470,9 @@ impl Node {
         };
         let restored = match started {
             Ok(homecoming) => {
-                let received = self.receive_home(client, &mut moving, &homecoming).await;
+                let received = self
+                    .receive_home(client, &mut moving, staged, &homecoming)
+                    .await;
                 match received {
                     Ok(bytes) => match homecoming.ready(close_on_exec.clone()).await {
                         Ok(()) => Ok((homecoming, bytes)),
@@ -464,7 +492,7 @@ impl Node {
                     .map_err(|e| format!("process {pid} could not run at home: {e}"))?;
                 self.away.remove(&pid);
                 self.close_on_exec.remove(&pid);
-                let frozen = moving.frozen_at.elapsed();
+                let frozen = moving.frozen();
                 info!(pid, from, bytes, ?frozen, "away process came home");
                 Ok(ControlResponse::Migrated {
                     node: self.config.name.clone(),
@@ -480,7 +508,7 @@ impl Node {
                 let (program, argv) = self.deputy_command()?;
                 let again = match homecoming {
                     Some(homecoming) => homecoming.exec_instead(program, argv).await,
-                    None => match Source::freeze(pid, false).await {
+                    None => match Source::frozen(pid, false).await {
                         Ok(source) => source
                             .finish(Afterwards::BecomeDeputy { program, argv })
                             .await
@@ -513,34 +541,70 @@ impl Node {
         }
     }
 
-    /// Writes the pages arriving from the old host into the process at
-    /// home as they come; returns the bytes received.
+    /// Keeps the image of a process coming home as it arrives, up to its
+    /// final state (the last item). Its deputy serves it meanwhile.
+    async fn stage_home(
+        &self,
+        client: &mut UnixStream,
+        moving: &mut Moving,
+    ) -> Result<Vec<ImageItem>, String> {
+        let mut staged = Vec::new();
+        let mut bytes = 0u64;
+        let mut last_report = Instant::now();
+        loop {
+            let item = self.next_item(moving).await?;
+            bytes += item.memory_bytes();
+            match item {
+                ImageItem::End => return Err("the image ended before its final state".into()),
+                ImageItem::Final(last) => {
+                    moving.frozen_from(&last);
+                    staged.push(ImageItem::Final(last));
+                    return Ok(staged);
+                }
+                item => staged.push(item),
+            }
+            if last_report.elapsed() > PROGRESS_EVERY {
+                last_report = Instant::now();
+                let progress = ControlResponse::Progress {
+                    sent: bytes,
+                    total: moving.estimate,
+                };
+                let _ = write_message(client, &progress).await;
+            }
+        }
+    }
+
+    /// Restores into the process at home what was staged, then the last
+    /// pages as they arrive; returns the bytes of memory received.
     async fn receive_home(
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
+        staged: Vec<ImageItem>,
         homecoming: &Restoration,
     ) -> Result<u64, String> {
-        let total = homing_shim::dump::travelling_bytes(&moving.immigrant.image);
         let mut bytes = 0u64;
+        for item in staged {
+            bytes += item.memory_bytes();
+            homecoming.apply(item)?;
+        }
         let mut last_report = Instant::now();
-        while let Some((address, run)) = self
-            .while_connected(
-                &moving.from,
-                READY_TIMEOUT,
-                read_page_run(&mut moving.from_recv),
-            )
-            .await??
-        {
-            bytes += run.len() as u64;
-            homecoming.write(address, run)?;
+        loop {
+            let item = self.next_item(moving).await?;
+            if matches!(item, ImageItem::End) {
+                return Ok(bytes);
+            }
+            bytes += item.memory_bytes();
+            homecoming.apply(item)?;
             if last_report.elapsed() > PROGRESS_EVERY {
                 last_report = Instant::now();
-                let progress = ControlResponse::Progress { sent: bytes, total };
+                let progress = ControlResponse::Progress {
+                    sent: bytes,
+                    total: moving.estimate,
+                };
                 let _ = write_message(client, &progress).await;
             }
         }
-        Ok(bytes)
     }
 
     /// Waits for `node` to say it has restored the process it was sent.
@@ -625,11 +689,26 @@ struct Moving {
     relay: tokio::sync::mpsc::UnboundedSender<RelayCommand>,
     immigrant: Immigrant,
     command: String,
-    frozen_at: Instant,
+    /// The most bytes its memory can take.
+    estimate: u64,
+    /// When it was frozen, once its final state has come.
+    frozen_since: Option<Instant>,
     started: Instant,
 }
 
 impl Moving {
+    /// Its final state has come: it has been frozen since shortly before.
+    fn frozen_from(&mut self, last: &FinalImage) {
+        let now = Instant::now();
+        let before = Duration::from_micros(last.frozen_micros);
+        self.frozen_since = Some(now.checked_sub(before).unwrap_or(now));
+    }
+
+    /// How long it has been frozen.
+    fn frozen(&self) -> Duration {
+        self.frozen_since.map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
     /// Tells the old host to end its frozen copy, and waits until it has.
     async fn commit(&mut self) {
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
