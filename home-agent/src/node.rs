@@ -548,10 +548,7 @@ impl Node {
                         .map_err(|e| e.to_string())?;
                     let sent = departure.source.send_running(&mut send, |_| {}).await?;
                     departure.freeze().await?;
-                    departure
-                        .source
-                        .send_frozen(&mut send, sent, |_| {})
-                        .await
+                    departure.source.send_frozen(&mut send, sent, |_| {}).await
                 }
                 .await;
                 let commit = match sent {

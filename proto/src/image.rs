@@ -212,7 +212,7 @@ impl PageRunHeader {
 
     /// The header a [`FinalImage`] frame follows.
     pub const FINAL: Self = Self {
-        address: u64::MAX & !4095,
+        address: !4095,
         length: 0,
     };
 
@@ -265,8 +265,7 @@ impl PageRunHeader {
 
     /// The bytes to empty, for a discard.
     pub fn discarded_bytes(&self) -> Option<u64> {
-        (self.length & Self::DISCARD != 0)
-            .then(|| u64::from(self.length & !Self::DISCARD) * 4096)
+        (self.length & Self::DISCARD != 0).then(|| u64::from(self.length & !Self::DISCARD) * 4096)
     }
 }
 
@@ -333,7 +332,8 @@ mod tests {
         let last = PageRunHeader::decode(&PageRunHeader::FINAL.encode()).unwrap();
         assert!(last.is_final() && !last.is_end());
         // A discard may span far more than a run.
-        let dropped = PageRunHeader::decode(&PageRunHeader::discard(0x10000, 1 << 20).encode()).unwrap();
+        let dropped =
+            PageRunHeader::decode(&PageRunHeader::discard(0x10000, 1 << 20).encode()).unwrap();
         assert_eq!(dropped.discarded_bytes(), Some(4 << 30));
         assert_eq!(run.discarded_bytes(), None);
     }

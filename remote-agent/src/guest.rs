@@ -543,8 +543,25 @@ impl HostRole {
         };
         // A member being frozen to move sends nothing more home: its call
         // waits here, and runs wherever the member is when it goes on.
+        // Counted as handled before the gate is looked at, so a freeze
+        // either waits for it or finds it waiting.
         let mut gate = member.gate.subscribe();
-        if gate.wait_for(|open| *open).await.is_err() {
+        let mut waited = false;
+        loop {
+            member.handling.fetch_add(1, Ordering::SeqCst);
+            if *gate.borrow_and_update() {
+                break;
+            }
+            member.handling.fetch_sub(1, Ordering::SeqCst);
+            waited = true;
+            if gate.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+        }
+        // The freeze withdrew a call that waited: the thread makes it
+        // again, and that one is served.
+        if waited && !listener.is_pending(n.id) {
+            member.handling.fetch_sub(1, Ordering::SeqCst);
             return;
         }
         let ctx = Context {
@@ -556,7 +573,6 @@ impl HostRole {
             role: self.clone(),
             member: member.clone(),
         };
-        member.handling.fetch_add(1, Ordering::SeqCst);
         ctx.handle(n).await;
         member.handling.fetch_sub(1, Ordering::SeqCst);
     }

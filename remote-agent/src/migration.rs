@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
-use homing_shim::dump::{self, Frozen, Pick};
+use homing_shim::dump::{self, Frozen, Pick, Run};
 use homing_shim::restore::{spawn_blank, Blank, Restorer};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
@@ -59,6 +59,14 @@ pub enum ImageItem {
 }
 
 impl ImageItem {
+    /// The item that carries a run of pages read from a process.
+    fn from_run(address: u64, run: Run<'_>) -> Self {
+        match run {
+            Run::Bytes(bytes) => Self::Pages(address, bytes.to_vec()),
+            Run::Zeros(len) => Self::Discard(address, len),
+        }
+    }
+
     /// Bytes of memory it carries.
     pub fn memory_bytes(&self) -> u64 {
         match self {
@@ -370,7 +378,10 @@ fn source_thread(
     let tracker = if track {
         WriteTracker::start(&frozen, &layout)
             .inspect_err(|error| {
-                info!(pid, "cannot track its writes ({error}): it stays frozen while it moves")
+                info!(
+                    pid,
+                    "cannot track its writes ({error}): it stays frozen while it moves"
+                )
             })
             .ok()
     } else {
@@ -420,9 +431,8 @@ impl Held {
         let Some(tracker) = self.tracker.as_mut().filter(|_| self.frozen.is_none()) else {
             return Ok(());
         };
-        let send = |address: u64, bytes: &[u8]| {
-            items.blocking_send(ImageItem::Pages(address, bytes.to_vec()))
-        };
+        let send =
+            |address: u64, run: Run<'_>| items.blocking_send(ImageItem::from_run(address, run));
         let closed = |_| "the stream went away".to_owned();
         // A process that would rewrite most of its memory while it is
         // sent is sent frozen, once.
@@ -437,7 +447,10 @@ impl Held {
         let sending = Duration::from_secs_f64(self.estimate as f64 / ASSUMED_RATE);
         let rewritten = sample as f64 * sending.as_secs_f64() / SAMPLE.as_secs_f64();
         if rewritten > self.estimate as f64 / 2.0 {
-            debug!(pid = self.pid, sample, "it writes too fast to be sent running");
+            debug!(
+                pid = self.pid,
+                sample, "it writes too fast to be sent running"
+            );
             return Ok(());
         }
         let ranges = travelling(&self.layout);
@@ -445,7 +458,11 @@ impl Held {
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
         self.sent_running = true;
-        debug!(pid = self.pid, bytes = first.bytes, "memory sent while it runs");
+        debug!(
+            pid = self.pid,
+            bytes = first.bytes,
+            "memory sent while it runs"
+        );
         let mut last_round = first.bytes;
         for round in 1..=MAX_ROUNDS {
             let written = tracker.written().map_err(|e| e.to_string())?;
@@ -453,7 +470,10 @@ impl Held {
             // A process that writes as fast as its pages go would only
             // be sent again and again: what it wrote goes once, frozen.
             if bytes > CONVERGED_BYTES && (bytes > last_round / 2 || round == MAX_ROUNDS) {
-                debug!(pid = self.pid, round, bytes, "written too fast: the rest goes frozen");
+                debug!(
+                    pid = self.pid,
+                    round, bytes, "written too fast: the rest goes frozen"
+                );
                 self.unsent.extend(written);
                 break;
             }
@@ -461,7 +481,10 @@ impl Held {
                 .map_err(|e| e.to_string())?
                 .map_err(closed)?;
             self.unsent.extend(read.unreadable);
-            debug!(pid = self.pid, round, bytes, "written meanwhile, sent again");
+            debug!(
+                pid = self.pid,
+                round, bytes, "written meanwhile, sent again"
+            );
             if bytes <= CONVERGED_BYTES {
                 break;
             }
@@ -503,6 +526,13 @@ impl Held {
             }
             None => FinalPlan::untracked(&image.regions),
         };
+        debug!(
+            pid = self.pid,
+            fresh = ?plan.fresh.len(),
+            written = plan.written.len(),
+            unsent = self.unsent.len(),
+            "what is left to send"
+        );
         let closed = |_| "the stream went away".to_owned();
         let last = FinalImage {
             image: image.clone(),
@@ -514,14 +544,8 @@ impl Held {
         items
             .blocking_send(ImageItem::Final(Box::new(last)))
             .map_err(closed)?;
-        for &(start, end) in &plan.dropped {
-            items
-                .blocking_send(ImageItem::Discard(start, end - start))
-                .map_err(closed)?;
-        }
-        let send = |address: u64, bytes: &[u8]| {
-            items.blocking_send(ImageItem::Pages(address, bytes.to_vec()))
-        };
+        let send =
+            |address: u64, run: Run<'_>| items.blocking_send(ImageItem::from_run(address, run));
         dump::read_pages(self.pid, &plan.fresh, Pick::Kept, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
@@ -778,7 +802,14 @@ impl HostRole {
                 pid => break pid,
             }
         };
-        let source = Source::track(pid, true).await?;
+        // Even the short freeze that starts tracking must not catch a call
+        // under way at home: the guest would make it again once thawed.
+        let tracked = match quiesce(&member).await {
+            Ok(()) => Source::track(pid, true).await,
+            Err(error) => Err(error),
+        };
+        member.gate.send_replace(true);
+        let source = tracked?;
         let immigrant = Immigrant {
             home_node: member.home_node.clone(),
             home_pid,
@@ -797,37 +828,40 @@ impl HostRole {
     }
 }
 
+/// Closes a member's gate, so its new calls wait, and lets its calls
+/// under way at home finish, or interrupts them (they then run again
+/// once it goes on). The caller opens the gate again.
+async fn quiesce(member: &crate::guest::Member) -> Result<(), String> {
+    member.gate.send_replace(false);
+    let started = Instant::now();
+    let mut interrupted = false;
+    while member.handling.load(Ordering::SeqCst) > 0 {
+        if !interrupted && started.elapsed() > DRAIN_GRACE {
+            member.calls.interrupt_all();
+            interrupted = true;
+        }
+        if started.elapsed() > DRAIN_LIMIT {
+            return Err(format!(
+                "process {}'s calls at home did not finish",
+                member.home_pid
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
 impl Departure {
     /// Freezes the process for good. Its calls under way at home finish
     /// first, or are interrupted (they then run again on the next host);
     /// new ones wait.
     pub async fn freeze(&mut self) -> Result<(), String> {
-        let member = &self.member;
-        member.gate.send_replace(false);
-        let drained = async {
-            let started = Instant::now();
-            let mut interrupted = false;
-            while member.handling.load(Ordering::SeqCst) > 0 {
-                if !interrupted && started.elapsed() > DRAIN_GRACE {
-                    member.calls.interrupt_all();
-                    interrupted = true;
-                }
-                if started.elapsed() > DRAIN_LIMIT {
-                    return Err(format!(
-                        "process {}'s calls at home did not finish",
-                        member.home_pid
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(())
-        };
-        let frozen = match drained.await {
+        let frozen = match quiesce(&self.member).await {
             Ok(()) => self.source.freeze().await,
             Err(error) => Err(error),
         };
         if frozen.is_err() {
-            member.gate.send_replace(true);
+            self.member.gate.send_replace(true);
         }
         frozen
     }
@@ -1046,7 +1080,12 @@ mod tests {
     #[test]
     fn merged_ranges_are_sorted_and_joined() {
         assert_eq!(
-            merged(vec![(0x5000, 0x6000), (0x1000, 0x3000), (0x2000, 0x4000), (0x4000, 0x4800)]),
+            merged(vec![
+                (0x5000, 0x6000),
+                (0x1000, 0x3000),
+                (0x2000, 0x4000),
+                (0x4000, 0x4800)
+            ]),
             vec![(0x1000, 0x4800), (0x5000, 0x6000)]
         );
     }

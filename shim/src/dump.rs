@@ -478,8 +478,12 @@ impl Frozen {
         &self,
         image: &ProcessImage,
         max_run: usize,
-        sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<Result<u64, E>, DumpError> {
+        let sink = |address: u64, run: Run<'_>| match run {
+            Run::Bytes(bytes) => sink(address, bytes),
+            Run::Zeros(_) => Ok(()),
+        };
         let ranges: Vec<(u64, u64)> = image
             .regions
             .iter()
@@ -671,15 +675,33 @@ pub enum Pick {
     /// Pages that hold something: present (or swapped) and not all zero;
     /// every page of a file mapping, whose absent pages read from the file.
     Kept,
-    /// Every page that can be read: pages written since they were sent,
-    /// which may have become zero.
+    /// Every page that can be read: pages written since they were sent.
+    /// Those that are zero now (dropped, or cleared) come as [`Run::Zeros`].
     All,
+}
+
+/// A run of pages [`read_pages`] hands over.
+#[derive(Debug, Clone, Copy)]
+pub enum Run<'a> {
+    /// Their bytes.
+    Bytes(&'a [u8]),
+    /// So many bytes of pages that are all zero now ([`Pick::All`]).
+    Zeros(u64),
+}
+
+impl Run<'_> {
+    fn same_kind(&self, other: &Run<'_>) -> bool {
+        matches!(
+            (self, other),
+            (Run::Bytes(_), Run::Bytes(_)) | (Run::Zeros(_), Run::Zeros(_))
+        )
+    }
 }
 
 /// What [`read_pages`] handed over.
 #[derive(Debug, Default)]
 pub struct PagesRead {
-    /// Bytes handed over.
+    /// Bytes handed over (zero runs aside).
     pub bytes: u64,
     /// Pages [`Pick::All`] could not read (the process changed their
     /// protection meanwhile): to be read again once it is frozen.
@@ -694,7 +716,7 @@ pub fn read_pages<E>(
     ranges: &[(u64, u64)],
     pick: Pick,
     max_run: usize,
-    mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    mut sink: impl FnMut(u64, Run<'_>) -> Result<(), E>,
 ) -> Result<Result<PagesRead, E>, DumpError> {
     let io_error = |error| DumpError::Io { pid, error };
     let memory = ProcessMemory::new(pid);
@@ -733,24 +755,40 @@ pub fn read_pages<E>(
                     }
                 }
             }
-            let keep = |index: usize| {
-                present[index]
-                    && readable[index]
-                    && (pick == Pick::All || !is_zero(&bytes[index * page..(index + 1) * page]))
+            // What becomes of each page: left out, sent, or (written
+            // pages that are zero now) emptied.
+            let class = |index: usize| {
+                if !present[index] || !readable[index] {
+                    None
+                } else if is_zero(&bytes[index * page..(index + 1) * page]) {
+                    (pick == Pick::All).then_some(Run::Zeros(PAGE))
+                } else {
+                    Some(Run::Bytes(&[]))
+                }
             };
             let mut index = 0;
             while index < pages {
-                if !keep(index) {
+                let Some(kind) = class(index) else {
                     index += 1;
                     continue;
-                }
+                };
                 let first = index;
-                while index < pages && keep(index) && (index - first) * page < max_run {
+                while index < pages
+                    && class(index).is_some_and(|k| k.same_kind(&kind))
+                    && (index - first) * page < max_run
+                {
                     index += 1;
                 }
-                let run = &bytes[first * page..index * page];
-                read.bytes += run.len() as u64;
-                if let Err(e) = sink(address + (first * page) as u64, run) {
+                let at = address + (first * page) as u64;
+                let run = match kind {
+                    Run::Bytes(_) => {
+                        let run = &bytes[first * page..index * page];
+                        read.bytes += run.len() as u64;
+                        Run::Bytes(run)
+                    }
+                    Run::Zeros(_) => Run::Zeros(((index - first) * page) as u64),
+                };
+                if let Err(e) = sink(at, run) {
                     return Ok(Err(e));
                 }
             }

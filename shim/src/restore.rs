@@ -366,7 +366,11 @@ impl Restorer {
     /// ranges in `fresh` (memory whose writes were not tracked) are mapped
     /// anew, empty, for their pages to be sent whole. The rest keeps the
     /// pages already written.
-    pub fn reconcile(&mut self, image: ProcessImage, fresh: &[(u64, u64)]) -> Result<(), RestoreError> {
+    pub fn reconcile(
+        &mut self,
+        image: ProcessImage,
+        fresh: &[(u64, u64)],
+    ) -> Result<(), RestoreError> {
         let wanted: Vec<(u64, u64, bool)> = image
             .regions
             .iter()
@@ -386,7 +390,9 @@ impl Restorer {
         let was: Vec<_> = self.image.regions.iter().filter(special).collect();
         let is: Vec<_> = image.regions.iter().filter(special).collect();
         if was != is {
-            return Err(RestoreError::Unfit("its vDSO moved while it was sent".into()));
+            return Err(RestoreError::Unfit(
+                "its vDSO moved while it was sent".into(),
+            ));
         }
         let keep: Vec<(u64, u64)> = wanted.iter().map(|&(s, e, _)| (s, e)).collect();
         for &(start, end) in &self.writable.clone() {
@@ -443,7 +449,11 @@ impl Restorer {
     /// them all run.
     pub fn finish(mut self) -> Result<(), RestoreError> {
         if self.image.threads.is_empty()
-            || self.image.threads.iter().any(|t| t.regs.len() != REGS_WORDS)
+            || self
+                .image
+                .threads
+                .iter()
+                .any(|t| t.regs.len() != REGS_WORDS)
         {
             return Err(RestoreError::Unfit(
                 "the image has no complete thread".into(),

@@ -20,19 +20,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use homing_proto::image::Region;
 use linux_raw_sys::general::{
     page_region, pm_scan_arg, uffdio_api, uffdio_range, uffdio_register, uffdio_writeprotect,
-    PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PM_SCAN_WP_MATCHING,
-    UFFDIO_REGISTER_MODE_WP, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED,
-    UFFD_USER_MODE_ONLY,
+    PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PM_SCAN_WP_MATCHING, UFFDIO_REGISTER_MODE_WP,
+    UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED, UFFD_USER_MODE_ONLY,
 };
 use linux_raw_sys::ioctl::{UFFDIO_API, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT};
 
 use crate::dump::{step, travels, DumpError, Frozen};
 
 /// `_IOWR('f', 16, struct pm_scan_arg)`, which linux-raw-sys lacks.
-const PAGEMAP_SCAN: u32 = 0xc000_0000
-    | ((std::mem::size_of::<pm_scan_arg>() as u32) << 16)
-    | ((b'f' as u32) << 8)
-    | 16;
+const PAGEMAP_SCAN: u32 =
+    0xc000_0000 | ((std::mem::size_of::<pm_scan_arg>() as u32) << 16) | ((b'f' as u32) << 8) | 16;
 /// The userfaultfd API version.
 const UFFD_API: u64 = 0xaa;
 /// `UFFDIO_WRITEPROTECT_MODE_WP`.
@@ -60,11 +57,6 @@ impl PageRange {
     /// Written since they were last protected.
     pub fn written(&self) -> bool {
         self.categories & u64::from(PAGE_IS_WRITTEN) != 0
-    }
-
-    /// In memory or in swap: they hold something.
-    pub fn held(&self) -> bool {
-        self.categories & u64::from(PAGE_IS_PRESENT | PAGE_IS_SWAPPED) != 0
     }
 }
 
@@ -135,23 +127,18 @@ impl WriteTracker {
     /// protected again as they are listed.
     pub fn written(&mut self) -> io::Result<Vec<(u64, u64)>> {
         let written = u64::from(PAGE_IS_WRITTEN);
-        let ranges = self.scan(
-            self.span,
-            u64::from(PM_SCAN_WP_MATCHING),
-            written,
-            written,
-        )?;
+        let ranges = self.scan(self.span, u64::from(PM_SCAN_WP_MATCHING), written, written)?;
         Ok(ranges.iter().map(|r| (r.start, r.end)).collect())
     }
 
-    /// The state of every page from `start` to `end` (tracked, written,
-    /// held), without changing it.
+    /// The state of every page from `start` to `end` (tracked, written),
+    /// without changing it.
     pub fn survey(&mut self, start: u64, end: u64) -> io::Result<Vec<PageRange>> {
         self.scan(
             (start, end),
             0,
             0,
-            u64::from(PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED),
+            u64::from(PAGE_IS_WPALLOWED | PAGE_IS_WRITTEN),
         )
     }
 
@@ -190,7 +177,9 @@ impl WriteTracker {
             let filled = ioctl(self.pagemap.as_fd(), PAGEMAP_SCAN, &mut arg)? as usize;
             for region in &batch[..filled.min(batch.len())] {
                 match found.last_mut() {
-                    Some(last) if last.end == region.start && last.categories == region.categories => {
+                    Some(last)
+                        if last.end == region.start && last.categories == region.categories =>
+                    {
                         last.end = region.end
                     }
                     _ => found.push(PageRange {
@@ -240,11 +229,9 @@ pub struct FinalPlan {
     /// started, or never registered): mapped anew at the destination and
     /// sent whole.
     pub fresh: Vec<(u64, u64)>,
-    /// Tracked memory written since the last scan: sent again.
+    /// Tracked memory written since the last scan (a page dropped with
+    /// `MADV_DONTNEED` counts as written): sent again.
     pub written: Vec<(u64, u64)>,
-    /// Tracked anonymous memory the process no longer holds (it dropped
-    /// it, `MADV_DONTNEED`): emptied at the destination.
-    pub dropped: Vec<(u64, u64)>,
 }
 
 impl FinalPlan {
@@ -257,9 +244,6 @@ impl FinalPlan {
             _ => list.push((start, end)),
         };
         for region in regions.iter().filter(|r| travels(r)) {
-            // Anonymous memory reads as zeros where absent; a file
-            // mapping reads from its file, which was sent.
-            let anonymous = !region.name.starts_with('/');
             let mut at = region.start;
             for range in survey
                 .iter()
@@ -274,8 +258,6 @@ impl FinalPlan {
                     push(&mut plan.fresh, start, end);
                 } else if range.written() {
                     push(&mut plan.written, start, end);
-                } else if !range.held() && anonymous {
-                    push(&mut plan.dropped, start, end);
                 }
                 at = at.max(end);
             }
@@ -295,6 +277,7 @@ impl FinalPlan {
 #[cfg(test)]
 mod tests {
     use homing_proto::image::RegionKind;
+    use linux_raw_sys::general::{PAGE_IS_PRESENT, PAGE_IS_SWAPPED};
 
     use super::*;
 
@@ -317,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn a_final_plan_resends_writes_empties_dropped_pages_and_sends_the_untracked_whole() {
+    fn a_final_plan_resends_writes_and_sends_the_untracked_whole() {
         const TRACKED: u32 = PAGE_IS_WPALLOWED;
         let regions = [
             region(0x10000, 0x20000, ""),
@@ -326,17 +309,19 @@ mod tests {
         ];
         let survey = [
             range(0x10000, 0x12000, TRACKED | PAGE_IS_PRESENT),
-            range(0x12000, 0x13000, TRACKED | PAGE_IS_PRESENT | PAGE_IS_WRITTEN),
-            range(0x13000, 0x18000, TRACKED),
+            range(
+                0x12000,
+                0x13000,
+                TRACKED | PAGE_IS_PRESENT | PAGE_IS_WRITTEN,
+            ),
+            range(0x13000, 0x18000, TRACKED | PAGE_IS_SWAPPED),
             range(0x18000, 0x20000, PAGE_IS_PRESENT),
-            // A file mapping's absent pages read from the file.
             range(0x30000, 0x34000, TRACKED),
             // The heap grew past what the survey saw.
             range(0x40000, 0x41000, TRACKED | PAGE_IS_SWAPPED),
         ];
         let plan = FinalPlan::new(&regions, &survey);
         assert_eq!(plan.written, vec![(0x12000, 0x13000)]);
-        assert_eq!(plan.dropped, vec![(0x13000, 0x18000)]);
         assert_eq!(plan.fresh, vec![(0x18000, 0x20000), (0x41000, 0x42000)]);
         assert_eq!(
             FinalPlan::untracked(&regions).fresh,

@@ -13,7 +13,7 @@ use homing_shim::dump;
 use homing_shim::restore::{spawn_blank, Restorer};
 
 const WORDS: usize = 8 << 20;
-const ROUNDS: u64 = 100;
+const ROUNDS: u64 = 600;
 
 fn workload(threads: usize) -> i32 {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -74,7 +74,7 @@ fn move_while_running(threads: usize) {
         .spawn()
         .unwrap();
     // Let it get well into its work (filling memory, then computing).
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(300));
     let pid = child.id() as i32;
     let frozen = dump::freeze(pid, false).expect("freeze");
     let image = frozen.image(true).expect("image");

@@ -2,8 +2,11 @@
 //! it writes, and only those, are listed, once each.
 //!
 //! The workload is this test binary run again with `HOMING_TRACK_CHILD`
-//! set: it fills a buffer, prints its address, then writes the page whose
-//! index it reads from stdin and answers with a line.
+//! set: it fills a buffer, prints its address, then writes (or, after
+//! `drop`, drops) the page whose index it reads from stdin and answers
+//! with a line.
+
+#![allow(unsafe_code)] // the workload drops a page of its own
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -23,8 +26,16 @@ fn track_child_entry() {
     let stdout = std::io::stdout();
     writeln!(stdout.lock(), "at {}", buffer.as_ptr() as usize).unwrap();
     for line in std::io::stdin().lock().lines() {
-        let index: usize = line.unwrap().trim().parse().unwrap();
-        buffer[index * PAGE + 17] = buffer[index * PAGE + 17].wrapping_add(1);
+        let line = line.unwrap();
+        if let Some(index) = line.trim().strip_prefix("drop ") {
+            let index: usize = index.parse().unwrap();
+            let page = (buffer.as_ptr() as usize).next_multiple_of(PAGE) + index * PAGE;
+            // SAFETY: the page lies inside `buffer`, which reads as zeros after.
+            unsafe { libc::madvise(page as *mut libc::c_void, PAGE, libc::MADV_DONTNEED) };
+        } else {
+            let index: usize = line.trim().parse().unwrap();
+            buffer[index * PAGE + 17] = buffer[index * PAGE + 17].wrapping_add(1);
+        }
         writeln!(stdout.lock(), "done").unwrap();
     }
     std::process::exit(0);
@@ -37,7 +48,12 @@ fn a_tracker_lists_the_pages_written_since_the_last_look() {
         return;
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "track_child_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "track_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HOMING_TRACK_CHILD", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,7 +82,9 @@ fn a_tracker_lists_the_pages_written_since_the_last_look() {
         assert_eq!(answer.trim(), "done");
     };
     let covers = |ranges: &[(u64, u64)], address: u64| {
-        ranges.iter().any(|&(start, end)| start <= address && address < end)
+        ranges
+            .iter()
+            .any(|&(start, end)| start <= address && address < end)
     };
     // Whatever the runtime wrote so far (its stack, stdio buffers).
     let _ = tracker.written().expect("scan");
@@ -82,10 +100,25 @@ fn a_tracker_lists_the_pages_written_since_the_last_look() {
         let again = tracker.written().expect("scan");
         assert!(!covers(&again, page), "listed once: {again:x?}");
     }
-    // Untouched buffer pages are tracked and held; nothing is written.
     let first = buffer.next_multiple_of(PAGE as u64);
-    let survey = tracker.survey(first, first + ((PAGES - 1) * PAGE) as u64).expect("survey");
-    assert!(survey.iter().all(|r| r.tracked() && r.held() && !r.written()), "{survey:x?}");
+    // A page it drops reads as zeros now: it counts as written.
+    let _ = tracker.written().expect("scan");
+    writeln!(input, "drop 100").unwrap();
+    let mut answer = String::new();
+    output.read_line(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "done");
+    let dropped = first + 100 * PAGE as u64;
+    let written = tracker.written().expect("scan");
+    assert!(covers(&written, dropped), "{written:x?}");
+    assert!(!covers(&written, dropped + PAGE as u64), "{written:x?}");
+    // The buffer is tracked whole, and nothing was written since.
+    let survey = tracker
+        .survey(first, first + ((PAGES - 1) * PAGE) as u64)
+        .expect("survey");
+    assert!(
+        survey.iter().all(|r| r.tracked() && !r.written()),
+        "{survey:x?}"
+    );
     drop(input);
     assert!(child.wait().unwrap().success());
 }

@@ -41,6 +41,36 @@ fn without_pids(output: &str, pid: &str) -> String {
     output.replace(&format!("pid {pid}\n"), "pid PID\n")
 }
 
+/// Pre-copy: a process that writes pages, drops pages it had, and maps
+/// and unmaps memory while its memory is sent ends as an unmoved run does.
+#[test]
+fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "churn");
+    let unmoved = ok(at_home(&cluster, "~/churn 6000"));
+    let moved = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/churn 6000 ~/ready > ~/moved.out &
+             pid=$!
+             wait_for ~/ready || exit 9
+             homing migrate $pid node2 || exit 8
+             homing migrate $pid node3 || exit 7
+             homing migrate $pid home || exit 6
+             wait $pid; echo status=$?
+             cat ~/moved.out"
+        ),
+    ));
+    assert!(
+        moved
+            .stdout
+            .ends_with(&format!("status=0\n{}", unmoved.stdout)),
+        "{moved:?} {unmoved:?}"
+    );
+    assert!(unmoved.stdout.starts_with("checksum "), "{unmoved:?}");
+}
+
 #[test]
 fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
     let cluster = Cluster::up(3);

@@ -124,7 +124,13 @@ impl Node {
             let total = source.estimate;
             let note = |n| sent.store(n, Ordering::Relaxed);
             let running = self
-                .reporting(client, node, &sent, total, source.send_running(&mut send, note))
+                .reporting(
+                    client,
+                    node,
+                    &sent,
+                    total,
+                    source.send_running(&mut send, note),
+                )
                 .await?;
             source.freeze().await?;
             let bytes = self
