@@ -331,6 +331,16 @@ impl Frozen {
         let pid = self.pid;
         let entries = maps(pid).map_err(|e| self.io_error(e))?;
         let regions = regions(pid, &entries)?;
+        // Only a caught or ignored signal has an action to take (one
+        // injection each, instead of 62).
+        let mask = |field| {
+            crate::process::status_field(pid, field)
+                .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        };
+        let handled = match (mask("SigCgt:"), mask("SigIgn:")) {
+            (Some(caught), Some(ignored)) => caught | ignored,
+            _ => u64::MAX,
+        };
         let (signal_actions, itimers, brk, personality, per_thread) =
             self.with_scratch(|injector, scratch, memory| {
                 let read = |len| {
@@ -340,7 +350,10 @@ impl Frozen {
                 };
                 let mut actions = Vec::new();
                 for signal in 1..=64u64 {
-                    if signal == libc::SIGKILL as u64 || signal == libc::SIGSTOP as u64 {
+                    if signal == libc::SIGKILL as u64
+                        || signal == libc::SIGSTOP as u64
+                        || handled & (1 << (signal - 1)) == 0
+                    {
                         continue;
                     }
                     injector.call(
