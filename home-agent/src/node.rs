@@ -532,8 +532,12 @@ impl Node {
                 })
                 .await;
             }
-            PeerRequest::Evict { home_pid } => {
-                let mut departure = match self.host.depart(peer, home_pid).await {
+            PeerRequest::Evict {
+                home_pid,
+                while_running,
+            } => {
+                let departing = self.host.depart(peer, home_pid, while_running).await;
+                let mut departure = match departing {
                     Ok(departure) => departure,
                     Err(message) => {
                         write_message(&mut send, &Eviction::Refused { message }).await?;

@@ -35,11 +35,14 @@ pub enum PeerRequest {
     /// [`crate::guest::ToHome::Ready`] and [`crate::guest::ToHost::Go`].
     Immigrate(Box<Immigrant>),
     /// Give up the guest whose home is the requester and whose home pid
-    /// is `home_pid`: the host freezes it and answers with an
-    /// [`Eviction`], then waits for a [`Verdict`].
+    /// is `home_pid`: the host answers with an [`Eviction`], sends its
+    /// image, and waits for a [`Verdict`].
     Evict {
         /// The guest, by its pid at home.
         home_pid: i32,
+        /// Send its memory while it runs, then freeze it (pre-copy);
+        /// otherwise freeze it first.
+        while_running: bool,
     },
 }
 
@@ -47,7 +50,7 @@ pub enum PeerRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Eviction {
-    /// The guest is frozen; its memory follows as page runs.
+    /// The guest's layout (its image so far); its memory follows.
     Image(Box<Immigrant>),
     /// The guest cannot move.
     Refused {

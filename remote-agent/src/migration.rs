@@ -375,6 +375,7 @@ fn source_thread(
         estimate: estimate(pid, &layout_image(&layout)),
         frozen_at: None,
     };
+    let tracking = Instant::now();
     let tracker = if track {
         WriteTracker::start(&frozen, &layout)
             .inspect_err(|error| {
@@ -387,6 +388,7 @@ fn source_thread(
     } else {
         None
     };
+    debug!(pid, took = ?tracking.elapsed(), "tracking its writes");
     match tracker {
         Some(tracker) => {
             held.tracker = Some(tracker);
@@ -454,6 +456,7 @@ impl Held {
             return Ok(());
         }
         let ranges = travelling(&self.layout);
+        let started = Instant::now();
         let first = dump::read_pages(self.pid, &ranges, Pick::Kept, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
@@ -461,6 +464,7 @@ impl Held {
         debug!(
             pid = self.pid,
             bytes = first.bytes,
+            took = ?started.elapsed(),
             "memory sent while it runs"
         );
         let mut last_round = first.bytes;
@@ -562,6 +566,7 @@ impl Held {
         dump::read_pages(self.pid, &again, Pick::All, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
+        debug!(pid = self.pid, frozen = ?self.frozen_at.map(|at| at.elapsed()), "last pages sent");
         Ok(())
     }
 
@@ -781,12 +786,14 @@ const CALL_IDS_AHEAD: u64 = 1 << 40;
 
 impl HostRole {
     /// Starts moving on the guest of `home_node` with home pid
-    /// `home_pid`: its writes are tracked while its memory is sent, and it
-    /// goes on running (its calls served) until [`Departure::freeze`].
+    /// `home_pid`. `while_running`: its writes are tracked while its
+    /// memory is sent, and it goes on running (its calls served) until
+    /// [`Departure::freeze`]; otherwise it is frozen at once.
     pub async fn depart(
         self: &Arc<Self>,
         home_node: &str,
         home_pid: i32,
+        while_running: bool,
     ) -> Result<Departure, String> {
         let member = self
             .member(home_node, home_pid)
@@ -805,7 +812,8 @@ impl HostRole {
         // Even the short freeze that starts tracking must not catch a call
         // under way at home: the guest would make it again once thawed.
         let tracked = match quiesce(&member).await {
-            Ok(()) => Source::track(pid, true).await,
+            Ok(()) if while_running => Source::track(pid, true).await,
+            Ok(()) => Source::frozen(pid, true).await,
             Err(error) => Err(error),
         };
         member.gate.send_replace(true);

@@ -1,13 +1,16 @@
 //! `homing migrate`: moving a running home process to another node, where
 //! it goes on while the process at home becomes its deputy.
 //!
-//! The order makes the move atomic. The process is frozen and its image
-//! streamed to the destination, which restores it into a blank guest and
-//! says it is ready. Only then does the process at home exec itself into a
-//! deputy (its pid, parent, fds, cwd and credentials untouched), and only
-//! after that does the destination let the guest run. Anything that fails
-//! before the exec thaws the process where it was; the destination drops
-//! its copy when the stream ends without a go.
+//! The order makes the move atomic. The process's memory is sent while it
+//! runs, then it is frozen and the rest of its image follows; the
+//! destination restores it into a blank guest and says it is ready. Only
+//! then is the copy there let go, and the process here execs itself into
+//! its deputy (its pid, parent, fds, cwd and credentials untouched). Until
+//! the deputy calls in, the copy's calls home wait, so nothing it does
+//! shows: should the exec fail, the copy is dropped with its stream and
+//! the process goes on here. Anything that fails before the go lets the
+//! process go on here too; the destination drops its copy when the
+//! stream ends without a go.
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +25,7 @@ use homing_remote_agent::migration::{
 };
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::net::UnixStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{supplementary_groups, Node, RelayCommand};
 use crate::wire::{read_message, write_message, WireError};
@@ -142,7 +145,9 @@ impl Node {
                     source.send_frozen(&mut send, running, note),
                 )
                 .await?;
+            debug!(pid, frozen = ?source.frozen_for(), "image sent");
             self.until_ready(node, &mut recv).await?;
+            debug!(pid, frozen = ?source.frozen_for(), "restored there");
             Ok::<_, String>((send, recv, bytes))
         }
         .await;
@@ -161,23 +166,16 @@ impl Node {
             argv.push(c"--comm".to_owned());
             argv.push(comm);
         }
-        let become_deputy = Afterwards::BecomeDeputy { program, argv };
-        match source.finish(become_deputy).await {
-            Ok(unmarked) => {
-                self.close_on_exec.insert(pid, unmarked);
-            }
-            Err(error) => {
-                // Dropping the streams calls the destination's copy off.
-                return Err(format!(
-                    "cannot move process {pid}: it could not become its own deputy ({error}); it goes on here"
-                ));
-            }
-        }
+        // The copy there may run before the process here has become its
+        // deputy: until the deputy calls in, the copy's calls home wait,
+        // so nothing it does shows, and the old memory is freed (by the
+        // exec) while it runs. Should the exec fail, the copy is dropped
+        // with its stream, and the process goes on here.
         if let Err(error) = write_message(&mut send, &ToHost::Go).await {
-            warn!(
-                pid,
-                node, "the go for a moved process was not sent: {error}"
-            );
+            let _ = source.finish(Afterwards::Thaw).await;
+            return Err(format!(
+                "cannot move process {pid} to {node}: the go was not sent ({error}); it goes on here"
+            ));
         }
         let frozen = frozen_since.elapsed();
         self.resuming.insert(
@@ -191,6 +189,18 @@ impl Node {
             },
         );
         self.resumed.notify_waiters();
+        let become_deputy = Afterwards::BecomeDeputy { program, argv };
+        match source.finish(become_deputy).await {
+            Ok(unmarked) => {
+                self.close_on_exec.insert(pid, unmarked);
+            }
+            Err(error) => {
+                self.resuming.remove(&pid);
+                return Err(format!(
+                    "cannot move process {pid}: it could not become its own deputy ({error}); it goes on here"
+                ));
+            }
+        }
         // Done once its deputy serves it: a move right after this one must
         // find it away, not take the deputy for the program.
         let deadline = Instant::now() + RESUME_TIMEOUT;
@@ -286,7 +296,15 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| format!("cannot reach {from}: {e}"))?;
-        write_message(&mut from_send, &PeerRequest::Evict { home_pid: pid })
+        // Coming home, every page is written into the deputy once it has
+        // made way, which it can only do once the program is frozen: the
+        // pages are then best written as they arrive, with the program
+        // frozen from the start (pre-copy would only stage them here).
+        let evict = PeerRequest::Evict {
+            home_pid: pid,
+            while_running: !home,
+        };
+        write_message(&mut from_send, &evict)
             .await
             .map_err(|e| format!("cannot reach {from}: {e}"))?;
         let eviction = self
@@ -474,6 +492,7 @@ impl Node {
                 format!("process {pid} did not make way for its program"),
             ))
         };
+        debug!(pid, frozen = ?moving.frozen(), "made way");
         let restored = match started {
             Ok(homecoming) => {
                 let received = self
@@ -491,7 +510,9 @@ impl Node {
         };
         match restored {
             Ok((homecoming, bytes)) => {
+                debug!(pid, frozen = ?moving.frozen(), "restored");
                 moving.commit().await;
+                debug!(pid, frozen = ?moving.frozen(), "committed");
                 homecoming
                     .go()
                     .await
@@ -594,10 +615,12 @@ impl Node {
             bytes += item.memory_bytes();
             homecoming.apply(item)?;
         }
+        debug!(pid = moving.pid, frozen = ?moving.frozen(), "staged pages handed over");
         let mut last_report = Instant::now();
         loop {
             let item = self.next_item(moving).await?;
             if matches!(item, ImageItem::End) {
+                debug!(pid = moving.pid, frozen = ?moving.frozen(), "last pages received");
                 return Ok(bytes);
             }
             bytes += item.memory_bytes();
