@@ -112,6 +112,25 @@ enum CaCommand {
     },
 }
 
+/// Prints a line on stdout. A reader that went away (`homing ps | head -1`)
+/// ends the command quietly, as it does any Unix tool.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("homing: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
@@ -168,7 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     uid,
                     gid,
                     pid,
-                } => println!("node={node} uid={uid} gid={gid} pid={pid}"),
+                } => say!("node={node} uid={uid} gid={gid} pid={pid}"),
                 other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -220,7 +239,7 @@ async fn migrate(socket: &std::path::Path, pid: i32, node: String) -> anyhow::Re
                 if progress_shown {
                     eprint!("\r\x1b[K");
                 }
-                println!(
+                say!(
                     "moved {pid} to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms",
                     mib(bytes),
                     total_micros as f64 / 1000.0,
@@ -261,7 +280,7 @@ fn print_processes(node: &str, guests: bool, processes: &[AwayProcess]) {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{node}: {} {}",
         processes.len(),
         if guests { "guests" } else { "processes away" }
@@ -302,7 +321,7 @@ async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<Ex
 }
 
 fn print_peers(node: &str, peers: &[PeerInfo]) {
-    println!("{node} (this node)");
+    say!("{node} (this node)");
     let rows: Vec<[String; 5]> = peers
         .iter()
         .map(|peer| {
@@ -334,7 +353,7 @@ fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
             .zip(widths)
             .map(|(cell, width)| format!("{cell:width$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
 }
 
@@ -342,7 +361,7 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
     match command {
         CaCommand::Init { dir, days } => {
             tls::init_ca(&dir, days)?;
-            println!("created cluster CA in {}", dir.display());
+            say!("created cluster CA in {}", dir.display());
         }
         CaCommand::Issue {
             ca,
@@ -357,7 +376,7 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
                 backdate_days,
             };
             let cert = tls::issue(&ca, &node, &out, validity)?;
-            println!("issued {}", cert.display());
+            say!("issued {}", cert.display());
         }
     }
     Ok(())
