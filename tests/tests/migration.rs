@@ -56,6 +56,7 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
              pid=$!
              wait_for ~/ready || exit 9
              homing migrate $pid node2 || exit 8
+             homing ps | true; echo ps=${{PIPESTATUS[0]}}
              homing migrate $pid node3 || exit 7
              homing migrate $pid home || exit 6
              wait $pid; echo status=$?
@@ -69,6 +70,9 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
         "{moved:?} {unmoved:?}"
     );
     assert!(unmoved.stdout.starts_with("checksum "), "{unmoved:?}");
+    // A reader that goes away ends `homing ps` quietly.
+    assert!(moved.stdout.contains("ps=0\n"), "{moved:?}");
+    assert!(!moved.stderr.contains("panicked"), "{moved:?}");
 }
 
 #[test]
