@@ -556,10 +556,16 @@ impl Node {
                 }
                 .await;
                 let commit = match sent {
-                    Ok(_) => matches!(
-                        read_message::<Verdict, _>(&mut recv).await,
-                        Ok(Verdict::Commit)
-                    ),
+                    Ok(_) => {
+                        let verdict = read_message::<Verdict, _>(&mut recv).await;
+                        // How long it has been frozen, for home to report.
+                        let frozen_for = departure.source.frozen_for().as_micros() as u64;
+                        let commit = matches!(verdict, Ok(Verdict::Commit));
+                        if commit {
+                            let _ = send.write_all(&frozen_for.to_be_bytes()).await;
+                        }
+                        commit
+                    }
                     Err(error) => {
                         // Home sees the image cut short, and calls the move off.
                         warn!(peer, home_pid, "moving a process on: {error}");

@@ -180,8 +180,6 @@ pub struct FinalImage {
     /// Memory whose writes were not tracked: mapped anew, empty, before
     /// its pages follow.
     pub fresh: Vec<(u64, u64)>,
-    /// How long the process had been frozen when this was sent.
-    pub frozen_micros: u64,
 }
 
 /// Precedes the bytes of one run of pages, or marks a place in the
@@ -247,7 +245,8 @@ impl PageRunHeader {
         if length > Self::MAX_LENGTH {
             return Err(ImageError::RunTooLong(length));
         }
-        if length % 4096 != 0 || (length == 0 && header != Self::END && header != Self::FINAL) {
+        let mark = header == Self::END || header == Self::FINAL;
+        if length % 4096 != 0 || (length == 0 && !mark) {
             return Err(ImageError::Unaligned { address, length });
         }
         Ok(header)

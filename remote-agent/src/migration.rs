@@ -155,7 +155,7 @@ pub enum Afterwards {
 
 enum SourceCommand {
     Precopy(mpsc::Sender<ImageItem>),
-    Freeze(oneshot::Sender<Result<(), String>>),
+    Freeze(oneshot::Sender<Result<Instant, String>>),
     Final(mpsc::Sender<ImageItem>),
     Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
 }
@@ -228,11 +228,11 @@ impl Source {
     pub async fn freeze(&mut self) -> Result<(), String> {
         let (reply, outcome) = oneshot::channel();
         self.tell(SourceCommand::Freeze(reply))?;
-        let frozen = outcome
+        let frozen_at = outcome
             .await
-            .map_err(|_| "the dump thread died".to_owned())?;
-        self.frozen_at.get_or_insert_with(Instant::now);
-        frozen
+            .map_err(|_| "the dump thread died".to_owned())??;
+        self.frozen_at = Some(frozen_at);
+        Ok(())
     }
 
     /// Sends the frozen process's final image, what it wrote since it was
@@ -377,7 +377,7 @@ fn source_thread(
     };
     let tracking = Instant::now();
     let tracker = if track {
-        WriteTracker::start(&frozen, &layout)
+        WriteTracker::create(&frozen)
             .inspect_err(|error| {
                 info!(
                     pid,
@@ -388,11 +388,21 @@ fn source_thread(
     } else {
         None
     };
-    debug!(pid, took = ?tracking.elapsed(), "tracking its writes");
     match tracker {
-        Some(tracker) => {
-            held.tracker = Some(tracker);
+        Some(mut tracker) => {
+            // Registering and protecting takes a while for a large
+            // process; it need not be frozen for it, since its pages are
+            // read only once they are protected.
             frozen.thaw();
+            let frozen_for = tracking.elapsed();
+            if let Err(error) = tracker.track(&layout) {
+                let _ = ready.send(Err(format!(
+                    "cannot track the writes of process {pid}: {error}"
+                )));
+                return;
+            }
+            debug!(pid, ?frozen_for, took = ?tracking.elapsed(), "tracking its writes");
+            held.tracker = Some(tracker);
         }
         None => {
             held.frozen = Some(frozen);
@@ -497,16 +507,17 @@ impl Held {
         Ok(())
     }
 
-    fn freeze(&mut self) -> Result<(), String> {
+    fn freeze(&mut self) -> Result<Instant, String> {
         if self.frozen.is_none() {
+            let started = Instant::now();
             self.frozen = Some(dump::freeze(self.pid, self.guest).map_err(|e| e.to_string())?);
-            self.frozen_at = Some(Instant::now());
+            self.frozen_at = Some(started);
         }
         let frozen = self.frozen.as_ref().expect("frozen just now");
         match frozen.image(self.guest) {
             Ok(image) => {
                 self.image = Some(image);
-                Ok(())
+                Ok(self.frozen_at.unwrap_or_else(Instant::now))
             }
             Err(error) => {
                 // It goes on until told what to do: a thaw, most likely.
@@ -541,9 +552,6 @@ impl Held {
         let last = FinalImage {
             image: image.clone(),
             fresh: plan.fresh.clone(),
-            frozen_micros: self
-                .frozen_at
-                .map_or(0, |at| at.elapsed().as_micros() as u64),
         };
         items
             .blocking_send(ImageItem::Final(Box::new(last)))

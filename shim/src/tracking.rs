@@ -64,18 +64,17 @@ impl PageRange {
 #[derive(Debug)]
 pub struct WriteTracker {
     /// Kept open: closing it would end the tracking.
-    _uffd: OwnedFd,
+    uffd: OwnedFd,
     pagemap: File,
     /// The lowest and highest address tracked.
     span: (u64, u64),
 }
 
 impl WriteTracker {
-    /// Starts tracking the writes of a frozen process to the regions of
-    /// `layout` whose pages travel. A region the kernel will not register
-    /// is left untracked (it is sent whole when the process is frozen
-    /// for good); a kernel without asynchronous write-protection fails.
-    pub fn start(frozen: &Frozen, layout: &[Region]) -> Result<Self, DumpError> {
+    /// Makes a userfaultfd inside a frozen process (the only step that
+    /// needs it frozen) and takes it; nothing is tracked yet. A kernel
+    /// without asynchronous write-protection fails here.
+    pub fn create(frozen: &Frozen) -> Result<Self, DumpError> {
         let pid = frozen.pid();
         let io_error = |error| DumpError::Io { pid, error };
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | u64::from(UFFD_USER_MODE_ONLY);
@@ -90,7 +89,19 @@ impl WriteTracker {
         };
         ioctl(uffd.as_fd(), UFFDIO_API, &mut api)
             .map_err(|e| io_error(step("UFFDIO_API with asynchronous write-protection", e)))?;
-        let mut span = (u64::MAX, 0);
+        let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(io_error)?;
+        Ok(Self {
+            uffd,
+            pagemap,
+            span: (u64::MAX, 0),
+        })
+    }
+
+    /// Starts tracking the writes to the regions of `layout` whose pages
+    /// travel; the process may be running. A region the kernel will not
+    /// register (gone or changed since the layout was taken) is left
+    /// untracked: it is sent whole when the process is frozen for good.
+    pub fn track(&mut self, layout: &[Region]) -> io::Result<()> {
         // Memory that cannot be read is not sent, so it needs no tracking
         // (and a large PROT_NONE reservation would cost page tables).
         for region in layout.iter().filter(|r| travels(r)) {
@@ -103,24 +114,19 @@ impl WriteTracker {
                 mode: u64::from(UFFDIO_REGISTER_MODE_WP),
                 ioctls: 0,
             };
-            if let Err(error) = ioctl(uffd.as_fd(), UFFDIO_REGISTER, &mut register) {
-                tracing::debug!(pid, region = %region.name, "not tracked: {error}");
+            if let Err(error) = ioctl(self.uffd.as_fd(), UFFDIO_REGISTER, &mut register) {
+                tracing::debug!(region = %region.name, "not tracked: {error}");
                 continue;
             }
             let mut protect = uffdio_writeprotect {
                 range,
                 mode: WRITEPROTECT_MODE_WP,
             };
-            ioctl(uffd.as_fd(), UFFDIO_WRITEPROTECT, &mut protect)
-                .map_err(|e| io_error(step("UFFDIO_WRITEPROTECT", e)))?;
-            span = (span.0.min(region.start), span.1.max(region.end));
+            ioctl(self.uffd.as_fd(), UFFDIO_WRITEPROTECT, &mut protect)
+                .map_err(|e| step("UFFDIO_WRITEPROTECT", e))?;
+            self.span = (self.span.0.min(region.start), self.span.1.max(region.end));
         }
-        let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(io_error)?;
-        Ok(Self {
-            _uffd: uffd,
-            pagemap,
-            span,
-        })
+        Ok(())
     }
 
     /// The ranges written since tracking started or since the last call,

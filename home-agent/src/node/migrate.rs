@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{ToHome, ToHost};
-use homing_proto::image::FinalImage;
 use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
     read_image_item, write_image_item, Afterwards, ImageItem, Restoration, Source,
@@ -361,7 +360,6 @@ impl Node {
             sent += item.memory_bytes();
             match item {
                 ImageItem::End => return Ok(sent),
-                ImageItem::Final(last) => moving.frozen_from(&last),
                 _ => {}
             }
             if last_report.elapsed() > PROGRESS_EVERY {
@@ -584,7 +582,6 @@ impl Node {
             match item {
                 ImageItem::End => return Err("the image ended before its final state".into()),
                 ImageItem::Final(last) => {
-                    moving.frozen_from(&last);
                     staged.push(ImageItem::Final(last));
                     return Ok(staged);
                 }
@@ -720,28 +717,31 @@ struct Moving {
     command: String,
     /// The most bytes its memory can take.
     estimate: u64,
-    /// When it was frozen, once its final state has come.
+    /// When it was frozen, once its old host has said (at the commit).
     frozen_since: Option<Instant>,
     started: Instant,
 }
 
 impl Moving {
-    /// Its final state has come: it has been frozen since shortly before.
-    fn frozen_from(&mut self, last: &FinalImage) {
-        let now = Instant::now();
-        let before = Duration::from_micros(last.frozen_micros);
-        self.frozen_since = Some(now.checked_sub(before).unwrap_or(now));
-    }
-
     /// How long it has been frozen.
     fn frozen(&self) -> Duration {
         self.frozen_since.map_or(Duration::ZERO, |at| at.elapsed())
     }
 
     /// Tells the old host to end its frozen copy, and waits until it has.
+    /// Its answer says how long the copy had been frozen when the verdict
+    /// came, which dates the freeze here without a shared clock (off by
+    /// the verdict's one-way trip).
     async fn commit(&mut self) {
+        let sent = Instant::now();
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
-        let _ = tokio::time::timeout(RESUME_TIMEOUT, self.from_recv.read_to_end(64)).await;
+        let answer = tokio::time::timeout(RESUME_TIMEOUT, self.from_recv.read_to_end(64)).await;
+        if let Ok(Ok(answer)) = answer {
+            if let Ok(micros) = <[u8; 8]>::try_from(answer.as_slice()) {
+                let before = Duration::from_micros(u64::from_be_bytes(micros));
+                self.frozen_since = Some(sent.checked_sub(before).unwrap_or(sent));
+            }
+        }
     }
 }
 
