@@ -358,9 +358,8 @@ impl Node {
                 .await
                 .map_err(|e| format!("{e} (to {node})"))?;
             sent += item.memory_bytes();
-            match item {
-                ImageItem::End => return Ok(sent),
-                _ => {}
+            if matches!(item, ImageItem::End) {
+                return Ok(sent);
             }
             if last_report.elapsed() > PROGRESS_EVERY {
                 last_report = Instant::now();
