@@ -683,7 +683,10 @@ impl HostRole {
                 match read_image_item(pages).await? {
                     ImageItem::End => break,
                     item => {
-                        complete |= matches!(item, ImageItem::Final(_));
+                        if matches!(item, ImageItem::Final(_)) {
+                            debug!(home_pid = immigrant.home_pid, "final state received");
+                            complete = true;
+                        }
                         arrival.bytes += item.memory_bytes();
                         restoration.apply(item)?;
                     }
@@ -692,6 +695,9 @@ impl HostRole {
             if !complete {
                 return Err("the image ended before the process's final state".to_owned());
             }
+            // Every page written before the source hears ready: after that
+            // its copy may be gone.
+            restoration.ready(Vec::new()).await?;
             arrival.restoration = Some(restoration);
             Ok(())
         }
@@ -906,7 +912,6 @@ impl Arrival {
             .restoration
             .take()
             .ok_or_else(|| "the restore did not get this far".to_owned())?;
-        restoration.ready(Vec::new()).await?;
         restoration.go().await
     }
 
