@@ -13,6 +13,7 @@ use homing_proto::control::{
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{Eviction, PeerRequest, PeerResponse, Verdict};
 use homing_remote_agent::guest::HostRole;
+use homing_remote_agent::migration::{write_image_item, ImageItem};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
@@ -506,7 +507,7 @@ impl Node {
                 // Its home is the authenticated peer, whatever the request says.
                 immigrant.home_node = peer.to_owned();
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
-                let arrival = match self.host.receive(&immigrant, &mut recv).await {
+                let arrival = match self.host.receive(&immigrant, &mut recv, &mut send).await {
                     Ok(arrival) => arrival,
                     Err(error) => {
                         warn!(
@@ -551,6 +552,20 @@ impl Node {
                         .await
                         .map_err(|e| e.to_string())?;
                     let sent = departure.source.send_running(&mut send, |_| {}).await?;
+                    if sent > 0 {
+                        // Frozen once the next host has caught up, so
+                        // little is in flight while it is.
+                        write_image_item(&mut send, &ImageItem::Sync).await?;
+                        match read_message::<Verdict, _>(&mut recv).await {
+                            Ok(Verdict::CaughtUp) => {}
+                            Ok(other) => {
+                                return Err(format!("home answered {other:?} to the sync"))
+                            }
+                            Err(error) => {
+                                return Err(format!("home did not answer the sync: {error}"))
+                            }
+                        }
+                    }
                     departure.freeze().await?;
                     departure.source.send_frozen(&mut send, sent, |_| {}).await
                 }
@@ -562,7 +577,10 @@ impl Node {
                         let frozen_for = departure.source.frozen_for().as_micros() as u64;
                         let commit = matches!(verdict, Ok(Verdict::Commit));
                         if commit {
+                            // Once this is said the copy here never runs
+                            // again: home need not wait for it to be gone.
                             let _ = send.write_all(&frozen_for.to_be_bytes()).await;
+                            let _ = send.finish();
                         }
                         commit
                     }
@@ -949,6 +967,7 @@ impl Node {
                     }
                     ToHome::Exited { .. }
                     | ToHome::Cancel { .. }
+                    | ToHome::CaughtUp
                     | ToHome::Ready
                     | ToHome::Return => {}
                 }

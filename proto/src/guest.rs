@@ -71,6 +71,9 @@ pub enum ToHome {
         /// The request's id.
         id: u64,
     },
+    /// A process moving in has every page sent so far written: the
+    /// answer to an image's sync mark.
+    CaughtUp,
     /// A moved-in process is restored and waits for [`ToHost::Go`]: until
     /// then its old copy may still resume instead.
     Ready,

@@ -214,6 +214,14 @@ impl PageRunHeader {
         length: 0,
     };
 
+    /// Marks the end of the pages sent while the process runs: the
+    /// source freezes it once the destination has written them all
+    /// (which it says), so that little is in flight while it is frozen.
+    pub const SYNC: Self = Self {
+        address: !4095 - 4096,
+        length: 0,
+    };
+
     /// Empties `pages` pages from `address`.
     pub fn discard(address: u64, pages: u32) -> Self {
         Self {
@@ -245,7 +253,7 @@ impl PageRunHeader {
         if length > Self::MAX_LENGTH {
             return Err(ImageError::RunTooLong(length));
         }
-        let mark = header == Self::END || header == Self::FINAL;
+        let mark = [Self::END, Self::FINAL, Self::SYNC].contains(&header);
         if length % 4096 != 0 || (length == 0 && !mark) {
             return Err(ImageError::Unaligned { address, length });
         }
@@ -260,6 +268,11 @@ impl PageRunHeader {
     /// Whether a [`FinalImage`] frame follows.
     pub fn is_final(&self) -> bool {
         *self == Self::FINAL
+    }
+
+    /// Whether this is the sync mark.
+    pub fn is_sync(&self) -> bool {
+        *self == Self::SYNC
     }
 
     /// The bytes to empty, for a discard.
@@ -330,6 +343,8 @@ mod tests {
         assert!(PageRunHeader::decode(&empty.encode()).is_err());
         let last = PageRunHeader::decode(&PageRunHeader::FINAL.encode()).unwrap();
         assert!(last.is_final() && !last.is_end());
+        let sync = PageRunHeader::decode(&PageRunHeader::SYNC.encode()).unwrap();
+        assert!(sync.is_sync() && !sync.is_final() && !sync.is_end());
         // A discard may span far more than a run.
         let dropped =
             PageRunHeader::decode(&PageRunHeader::discard(0x10000, 1 << 20).encode()).unwrap();

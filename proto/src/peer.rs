@@ -63,7 +63,11 @@ pub enum Eviction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Verdict {
-    /// It runs elsewhere now: end it, silently. The host closes the stream when done.
+    /// The next host has written every page sent so far: freeze it now.
+    CaughtUp,
+    /// It runs elsewhere now: end it, silently. The host answers how long
+    /// it has been frozen (8 bytes, microseconds, big-endian), closes the
+    /// stream, and ends it.
     Commit,
     /// The move failed: let it go on.
     Abort,

@@ -52,6 +52,9 @@ pub enum ImageItem {
     Pages(u64, Vec<u8>),
     /// Pages to empty: `(address, bytes)`.
     Discard(u64, u64),
+    /// The pages sent while the process runs end here: the destination
+    /// answers once it has written them.
+    Sync,
     /// The final state; the last pages follow it.
     Final(Box<FinalImage>),
     /// The end of the image.
@@ -87,6 +90,9 @@ pub async fn read_image_item<R: AsyncRead + Unpin>(input: &mut R) -> Result<Imag
     }
     if let Some(bytes) = header.discarded_bytes() {
         return Ok(ImageItem::Discard(header.address, bytes));
+    }
+    if header.is_sync() {
+        return Ok(ImageItem::Sync);
     }
     if header.is_final() {
         let mut length = [0u8; homing_proto::frame::HEADER_LEN];
@@ -129,6 +135,10 @@ pub async fn write_image_item<W: AsyncWrite + Unpin>(
             let frame = homing_proto::encode(last.as_ref()).map_err(|e| e.to_string())?;
             out.write_all(&frame).await.map_err(sending)
         }
+        ImageItem::Sync => out
+            .write_all(&PageRunHeader::SYNC.encode())
+            .await
+            .map_err(sending),
         ImageItem::End => out
             .write_all(&PageRunHeader::END.encode())
             .await
@@ -657,10 +667,11 @@ pub struct Arrival {
 impl HostRole {
     /// Makes a blank guest for `immigrant` and restores its image, with
     /// the pages read from `pages`, up to the point where it could run.
-    pub async fn receive<R: AsyncRead + Unpin>(
+    pub async fn receive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         immigrant: &Immigrant,
         pages: &mut R,
+        answers: &mut W,
     ) -> Result<Arrival, String> {
         let blank = spawn_blank(
             (immigrant.uid, immigrant.gid, &immigrant.groups),
@@ -682,6 +693,15 @@ impl HostRole {
             loop {
                 match read_image_item(pages).await? {
                     ImageItem::End => break,
+                    ImageItem::Sync => {
+                        restoration.caught_up().await?;
+                        let answer =
+                            homing_proto::encode(&ToHome::CaughtUp).map_err(|e| e.to_string())?;
+                        answers
+                            .write_all(&answer)
+                            .await
+                            .map_err(|e| format!("answering the sync: {e}"))?;
+                    }
                     item => {
                         if matches!(item, ImageItem::Final(_)) {
                             debug!(home_pid = immigrant.home_pid, "final state received");
@@ -741,6 +761,7 @@ impl HostRole {
             }
         }
         let pid = arrival.pid;
+        let going = Instant::now();
         if let Err(error) = arrival.finish().await {
             warn!(
                 home_pid = immigrant.home_pid,
@@ -762,7 +783,7 @@ impl HostRole {
         member.host_pid.store(pid, Ordering::Relaxed);
         self.adopt_process(&member, guest);
         info!(home_node = %immigrant.home_node, home_pid = immigrant.home_pid, host_pid = pid,
-              bytes = arrival.bytes, "moved-in process runs");
+              bytes = arrival.bytes, last_step = ?going.elapsed(), "moved-in process runs");
         let _ = member.calls.send(ToHome::Started { host_pid: pid });
         for signal in early_signals {
             let _ = nix::sys::signal::kill(
@@ -931,6 +952,7 @@ enum RestoreCommand {
     Write(u64, Vec<u8>),
     Discard(u64, u64),
     Reconcile(Box<FinalImage>),
+    Sync(oneshot::Sender<Result<(), String>>),
     Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
     Go(oneshot::Sender<Result<(), String>>),
     ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
@@ -979,11 +1001,17 @@ impl Restoration {
             ImageItem::Pages(address, bytes) => RestoreCommand::Write(address, bytes),
             ImageItem::Discard(address, bytes) => RestoreCommand::Discard(address, bytes),
             ImageItem::Final(last) => RestoreCommand::Reconcile(last),
-            ImageItem::End => return Ok(()),
+            ImageItem::Sync | ImageItem::End => return Ok(()),
         };
         self.commands
             .send(command)
             .map_err(|_| "the restore thread died".to_owned())
+    }
+
+    /// Waits until every page handed over so far is written (or one
+    /// failed to be).
+    pub async fn caught_up(&self) -> Result<(), String> {
+        self.ask(RestoreCommand::Sync).await
     }
 
     /// Once every page is written: marks the fds in `close_on_exec`
@@ -1062,6 +1090,9 @@ fn restore_thread(
                         failure = Some(error.to_string());
                     }
                 }
+            }
+            RestoreCommand::Sync(reply) => {
+                let _ = reply.send(failure.clone().map_or(Ok(()), Err));
             }
             RestoreCommand::Ready(close_on_exec, reply) => {
                 let outcome = match failure.take() {

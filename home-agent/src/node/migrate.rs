@@ -134,6 +134,13 @@ impl Node {
                     source.send_running(&mut send, note),
                 )
                 .await?;
+            if running > 0 {
+                // Frozen once the destination has caught up, so that
+                // little is in flight while it is.
+                write_image_item(&mut send, &ImageItem::Sync).await?;
+                self.until_answered(node, &mut recv, ToHome::CaughtUp)
+                    .await?;
+            }
             source.freeze().await?;
             let bytes = self
                 .reporting(
@@ -348,6 +355,7 @@ impl Node {
         moving: &mut Moving,
         node: &str,
         to_send: &mut SendStream,
+        to_recv: &mut RecvStream,
     ) -> Result<u64, String> {
         let total = moving.estimate;
         let mut sent = 0u64;
@@ -358,8 +366,16 @@ impl Node {
                 .await
                 .map_err(|e| format!("{e} (to {node})"))?;
             sent += item.memory_bytes();
-            if matches!(item, ImageItem::End) {
-                return Ok(sent);
+            match item {
+                ImageItem::End => return Ok(sent),
+                // The new host's answer goes back to the old one.
+                ImageItem::Sync => {
+                    self.until_answered(node, to_recv, ToHome::CaughtUp).await?;
+                    write_message(&mut moving.from_send, &Verdict::CaughtUp)
+                        .await
+                        .map_err(|e| format!("cannot reach {}: {e}", moving.from))?;
+                }
+                _ => {}
             }
             if last_report.elapsed() > PROGRESS_EVERY {
                 last_report = Instant::now();
@@ -395,7 +411,7 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?;
             let bytes = self
-                .pass_image_on(client, &mut moving, node, &mut to_send)
+                .pass_image_on(client, &mut moving, node, &mut to_send, &mut to_recv)
                 .await?;
             self.until_ready(node, &mut to_recv).await?;
             Ok::<_, String>((to_send, to_recv, bytes))
@@ -634,13 +650,23 @@ impl Node {
 
     /// Waits for `node` to say it has restored the process it was sent.
     async fn until_ready(&self, node: &str, recv: &mut RecvStream) -> Result<(), String> {
-        let ready = self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(recv));
-        match ready.await? {
-            Ok(ToHome::Ready) => Ok(()),
+        self.until_answered(node, recv, ToHome::Ready).await
+    }
+
+    /// Waits for `node` to answer `expected` about the process it is sent.
+    async fn until_answered(
+        &self,
+        node: &str,
+        recv: &mut RecvStream,
+        expected: ToHome,
+    ) -> Result<(), String> {
+        let answer = self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(recv));
+        match answer.await? {
+            Ok(answer) if answer == expected => Ok(()),
             Ok(ToHome::Exited { reason, .. }) => {
                 Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
             }
-            Ok(other) => Err(format!("{node} answered {other:?} instead of ready")),
+            Ok(other) => Err(format!("{node} answered {other:?} instead of {expected:?}")),
             Err(error) => Err(format!("{node} did not restore it: {error}")),
         }
     }
@@ -727,7 +753,8 @@ impl Moving {
         self.frozen_since.map_or(Duration::ZERO, |at| at.elapsed())
     }
 
-    /// Tells the old host to end its frozen copy, and waits until it has.
+    /// Tells the old host to end its frozen copy, and waits until it has
+    /// said it will (the copy then never runs again there).
     /// Its answer says how long the copy had been frozen when the verdict
     /// came, which dates the freeze here without a shared clock (off by
     /// the verdict's one-way trip).
