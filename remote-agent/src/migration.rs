@@ -8,8 +8,10 @@
 //! bytes move on the caller's async streams.
 //!
 //! An image stream is: the layout (in the request that starts the move),
-//! page runs sent while the process runs, the [`FinalImage`] mark and
-//! frame, the last page runs and discards, and the end mark.
+//! page runs sent while the process runs, the sync mark (the source waits
+//! for the destination to catch up before it freezes the process), the
+//! [`FinalImage`] mark and frame, the last page runs and discards, and the
+//! end mark.
 
 use std::ffi::CString;
 use std::sync::atomic::Ordering;
@@ -553,7 +555,7 @@ impl Held {
         };
         debug!(
             pid = self.pid,
-            fresh = ?plan.fresh.len(),
+            fresh = plan.fresh.len(),
             written = plan.written.len(),
             unsent = self.unsent.len(),
             "what is left to send"
