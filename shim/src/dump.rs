@@ -853,11 +853,34 @@ impl PageMap {
         self.file.read_exact_at(&mut raw, address / PAGE * 8)?;
         Ok(raw
             .chunks_exact(8)
-            .map(|entry| {
-                let entry = u64::from_ne_bytes(entry.try_into().expect("8 bytes"));
-                entry & (3 << 62) != 0
-            })
+            .map(|entry| holds_a_page(u64::from_ne_bytes(entry.try_into().expect("8 bytes"))))
             .collect())
+    }
+}
+
+/// `/proc/PID/pagemap` bits: the page is in memory, or in swap.
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+/// The swap type (low 5 bits, shown to root) of a PTE marker: no page,
+/// only a mark, such as userfaultfd write-protection leaves on memory
+/// never touched (`WP_UNPOPULATED`) or a guard region.
+const SWAP_TYPE_PTE_MARKER: u64 = 31;
+
+/// Whether a pagemap entry stands for a page that holds something.
+fn holds_a_page(entry: u64) -> bool {
+    entry & PM_PRESENT != 0 || (entry & PM_SWAP != 0 && entry & 0x1f != SWAP_TYPE_PTE_MARKER)
+}
+
+#[cfg(test)]
+mod pagemap_tests {
+    use super::*;
+
+    #[test]
+    fn a_pte_marker_holds_no_page_but_a_swapped_page_does() {
+        assert!(holds_a_page(PM_PRESENT | 0x1234));
+        assert!(holds_a_page(PM_SWAP | (7 << 5)));
+        assert!(!holds_a_page(PM_SWAP | (1 << 57) | SWAP_TYPE_PTE_MARKER));
+        assert!(!holds_a_page(0));
     }
 }
 
