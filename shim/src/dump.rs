@@ -871,19 +871,6 @@ fn holds_a_page(entry: u64) -> bool {
     entry & PM_PRESENT != 0 || (entry & PM_SWAP != 0 && entry & 0x1f != SWAP_TYPE_PTE_MARKER)
 }
 
-#[cfg(test)]
-mod pagemap_tests {
-    use super::*;
-
-    #[test]
-    fn a_pte_marker_holds_no_page_but_a_swapped_page_does() {
-        assert!(holds_a_page(PM_PRESENT | 0x1234));
-        assert!(holds_a_page(PM_SWAP | (7 << 5)));
-        assert!(!holds_a_page(PM_SWAP | (1 << 57) | SWAP_TYPE_PTE_MARKER));
-        assert!(!holds_a_page(0));
-    }
-}
-
 /// The image's regions, or why the process cannot move.
 fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
     let unmovable = |reason: String| DumpError::Unmovable { pid, reason };
@@ -974,4 +961,17 @@ fn rlimits(pid: i32) -> io::Result<Vec<(u32, u64, u64)>> {
             Some((resource as u32, soft, hard))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod pagemap_tests {
+    use super::*;
+
+    #[test]
+    fn a_pte_marker_holds_no_page_but_a_swapped_page_does() {
+        assert!(holds_a_page(PM_PRESENT | 0x1234));
+        assert!(holds_a_page(PM_SWAP | (7 << 5)));
+        assert!(!holds_a_page(PM_SWAP | (1 << 57) | SWAP_TYPE_PTE_MARKER));
+        assert!(!holds_a_page(0));
+    }
 }
