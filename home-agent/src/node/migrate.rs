@@ -748,9 +748,12 @@ struct Moving {
 }
 
 impl Moving {
-    /// How long it has been frozen.
+    /// How long it has been frozen (never longer than the move: the
+    /// old host's count may run ahead by the verdict's trip).
     fn frozen(&self) -> Duration {
-        self.frozen_since.map_or(Duration::ZERO, |at| at.elapsed())
+        self.frozen_since
+            .map_or(Duration::ZERO, |at| at.elapsed())
+            .min(self.started.elapsed())
     }
 
     /// Tells the old host to end its frozen copy, and waits until it has
