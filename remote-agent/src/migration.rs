@@ -209,11 +209,14 @@ impl Source {
             .spawn(move || source_thread(pid, guest, track, inbox, ready))
             .map_err(|e| format!("cannot start a dump thread: {e}"))?;
         let started = Instant::now();
-        let (regions, tracked) = layout
+        let Tracking {
+            layout,
+            tracked,
+            estimate,
+        } = layout
             .await
             .map_err(|_| "the dump thread died".to_owned())??;
-        let layout = layout_image(&regions);
-        let estimate = estimate(pid, &layout);
+        let layout = layout_image(&layout);
         Ok(Self {
             commands,
             layout,
@@ -335,6 +338,16 @@ fn estimate(pid: i32, image: &ProcessImage) -> u64 {
         .unwrap_or_else(|| dump::travelling_bytes(image))
 }
 
+/// What the dump thread says once it holds the process.
+struct Tracking {
+    /// Its memory map.
+    layout: Vec<Region>,
+    /// Its writes are tracked (it runs on); otherwise it stays frozen.
+    tracked: bool,
+    /// Bytes of memory it holds.
+    estimate: u64,
+}
+
 /// The dump thread's hold on the process.
 struct Held {
     pid: i32,
@@ -358,8 +371,9 @@ fn source_thread(
     guest: bool,
     track: bool,
     commands: std::sync::mpsc::Receiver<SourceCommand>,
-    ready: oneshot::Sender<Result<(Vec<Region>, bool), String>>,
+    ready: oneshot::Sender<Result<Tracking, String>>,
 ) {
+    let setup = Instant::now();
     let frozen = match dump::freeze(pid, guest) {
         Ok(frozen) => frozen,
         Err(error) => {
@@ -384,10 +398,9 @@ fn source_thread(
         image: None,
         unsent: Vec::new(),
         sent_running: false,
-        estimate: estimate(pid, &layout_image(&layout)),
+        estimate: 0,
         frozen_at: None,
     };
-    let tracking = Instant::now();
     let tracker = if track {
         WriteTracker::create(&frozen)
             .inspect_err(|error| {
@@ -406,14 +419,14 @@ fn source_thread(
             // process; it need not be frozen for it, since its pages are
             // read only once they are protected.
             frozen.thaw();
-            let frozen_for = tracking.elapsed();
+            let frozen_for = setup.elapsed();
             if let Err(error) = tracker.track(&layout) {
                 let _ = ready.send(Err(format!(
                     "cannot track the writes of process {pid}: {error}"
                 )));
                 return;
             }
-            debug!(pid, ?frozen_for, took = ?tracking.elapsed(), "tracking its writes");
+            debug!(pid, ?frozen_for, took = ?setup.elapsed(), "tracking its writes");
             held.tracker = Some(tracker);
         }
         None => {
@@ -421,7 +434,14 @@ fn source_thread(
             held.frozen_at = Some(Instant::now());
         }
     }
-    if ready.send(Ok((layout, held.tracker.is_some()))).is_err() {
+    // Read once the process runs again (it walks every page table).
+    held.estimate = estimate(pid, &layout_image(&layout));
+    let tracking = Tracking {
+        layout,
+        tracked: held.tracker.is_some(),
+        estimate: held.estimate,
+    };
+    if ready.send(Ok(tracking)).is_err() {
         held.let_go();
         return;
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{ToHome, ToHost};
+use homing_proto::image::FinalImage;
 use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
     read_image_item, write_image_item, Afterwards, ImageItem, Restoration, Source,
@@ -357,9 +358,8 @@ impl Node {
         to_send: &mut SendStream,
         to_recv: &mut RecvStream,
     ) -> Result<u64, String> {
-        let total = moving.estimate;
         let mut sent = 0u64;
-        let mut last_report = Instant::now();
+        let mut report = Report::new(moving.estimate);
         loop {
             let item = self.next_item(moving).await?;
             write_image_item(to_send, &item)
@@ -377,10 +377,7 @@ impl Node {
                 }
                 _ => {}
             }
-            if last_report.elapsed() > PROGRESS_EVERY {
-                last_report = Instant::now();
-                let _ = write_message(client, &ControlResponse::Progress { sent, total }).await;
-            }
+            report.now_and_then(client, sent).await;
         }
     }
 
@@ -462,10 +459,10 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
-        // The program runs on its host, served by its deputy, while its
-        // memory comes: it is kept here until its final state arrives.
-        let staged = match self.stage_home(client, &mut moving).await {
-            Ok(staged) => staged,
+        // Its host freezes it first (home asks for that: pages sent while
+        // it ran could only wait here until the deputy made way).
+        let last = match self.final_state(&mut moving).await {
+            Ok(last) => last,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
                 return Err(format!(
@@ -505,11 +502,10 @@ impl Node {
                 format!("process {pid} did not make way for its program"),
             ))
         };
-        debug!(pid, frozen = ?moving.frozen(), "made way");
         let restored = match started {
             Ok(homecoming) => {
                 let received = self
-                    .receive_home(client, &mut moving, staged, &homecoming)
+                    .receive_home(client, &mut moving, last, &homecoming)
                     .await;
                 match received {
                     Ok(bytes) => match homecoming.ready(close_on_exec.clone()).await {
@@ -523,9 +519,7 @@ impl Node {
         };
         match restored {
             Ok((homecoming, bytes)) => {
-                debug!(pid, frozen = ?moving.frozen(), "restored");
                 moving.commit().await;
-                debug!(pid, frozen = ?moving.frozen(), "committed");
                 homecoming
                     .go()
                     .await
@@ -581,70 +575,38 @@ impl Node {
         }
     }
 
-    /// Keeps the image of a process coming home as it arrives, up to its
-    /// final state (the last item). Its deputy serves it meanwhile.
-    async fn stage_home(
-        &self,
-        client: &mut UnixStream,
-        moving: &mut Moving,
-    ) -> Result<Vec<ImageItem>, String> {
-        let mut staged = Vec::new();
-        let mut bytes = 0u64;
-        let mut last_report = Instant::now();
-        loop {
-            let item = self.next_item(moving).await?;
-            bytes += item.memory_bytes();
-            match item {
-                ImageItem::End => return Err("the image ended before its final state".into()),
-                ImageItem::Final(last) => {
-                    staged.push(ImageItem::Final(last));
-                    return Ok(staged);
-                }
-                item => staged.push(item),
-            }
-            if last_report.elapsed() > PROGRESS_EVERY {
-                last_report = Instant::now();
-                let progress = ControlResponse::Progress {
-                    sent: bytes,
-                    total: moving.estimate,
-                };
-                let _ = write_message(client, &progress).await;
-            }
+    /// The final state of a process coming home, which its host sends
+    /// first, having frozen it at once.
+    async fn final_state(&self, moving: &mut Moving) -> Result<Box<FinalImage>, String> {
+        match self.next_item(moving).await? {
+            ImageItem::Final(last) => Ok(last),
+            _ => Err(format!(
+                "{} sent memory before the process's final state",
+                moving.from
+            )),
         }
     }
 
-    /// Restores into the process at home what was staged, then the last
-    /// pages as they arrive; returns the bytes of memory received.
+    /// Restores the final state into the process at home, then its pages
+    /// as they arrive; returns the bytes of memory received.
     async fn receive_home(
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
-        staged: Vec<ImageItem>,
+        last: Box<FinalImage>,
         homecoming: &Restoration,
     ) -> Result<u64, String> {
+        homecoming.apply(ImageItem::Final(last))?;
         let mut bytes = 0u64;
-        for item in staged {
-            bytes += item.memory_bytes();
-            homecoming.apply(item)?;
-        }
-        debug!(pid = moving.pid, frozen = ?moving.frozen(), "staged pages handed over");
-        let mut last_report = Instant::now();
+        let mut report = Report::new(moving.estimate);
         loop {
             let item = self.next_item(moving).await?;
             if matches!(item, ImageItem::End) {
-                debug!(pid = moving.pid, frozen = ?moving.frozen(), "last pages received");
                 return Ok(bytes);
             }
             bytes += item.memory_bytes();
             homecoming.apply(item)?;
-            if last_report.elapsed() > PROGRESS_EVERY {
-                last_report = Instant::now();
-                let progress = ControlResponse::Progress {
-                    sent: bytes,
-                    total: moving.estimate,
-                };
-                let _ = write_message(client, &progress).await;
-            }
+            report.now_and_then(client, bytes).await;
         }
     }
 
@@ -726,6 +688,33 @@ impl Node {
         } = pending;
         self.relay(deputy, cred, &node, conn, (send, recv), command)
             .await
+    }
+}
+
+/// Tells a client every so often how far its migration got.
+struct Report {
+    total: u64,
+    last: Instant,
+}
+
+impl Report {
+    fn new(total: u64) -> Self {
+        Self {
+            total,
+            last: Instant::now(),
+        }
+    }
+
+    /// Sends `sent` bytes so far, if the last report is old enough.
+    async fn now_and_then(&mut self, client: &mut UnixStream, sent: u64) {
+        if self.last.elapsed() > PROGRESS_EVERY {
+            self.last = Instant::now();
+            let progress = ControlResponse::Progress {
+                sent,
+                total: self.total,
+            };
+            let _ = write_message(client, &progress).await;
+        }
     }
 }
 
