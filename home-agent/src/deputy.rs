@@ -95,36 +95,17 @@ fn name_after(program: &OsStr) {
     }
 }
 
-/// The program comes back into this process: exec `homing hold`, a
-/// single thread with nothing of the deputy's (the agent socket is
-/// close-on-exec), which the agent then restores the program into.
+/// The program comes back into this process: the deputy closes its
+/// connection, which tells the agent it has made way, and waits. The
+/// agent then ends its other threads and restores the program into it,
+/// in the room it made for the program's memory while it still ran away.
+/// Nothing else changes: the program's fds, marked close-on-exec or not,
+/// stay as they are.
 fn make_way(agent_fd: i32) -> ! {
-    // The program's fds marked close-on-exec (the agent has noted which)
-    // must outlive this exec; only the agent connection closes.
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<i32> = fds
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd != agent_fd)
-            .collect();
-        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-        for fd in fds {
-            if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD) {
-                let flags = FdFlag::from_bits_truncate(flags);
-                if flags.contains(FdFlag::FD_CLOEXEC) {
-                    let _ = fcntl(fd, FcntlArg::F_SETFD(flags - FdFlag::FD_CLOEXEC));
-                }
-            }
-        }
+    if let Err(error) = nix::unistd::close(agent_fd) {
+        eprintln!("homing: cannot make way for the program coming home: {error}");
+        die_by(libc::SIGKILL);
     }
-    let exe = c"/proc/self/exe";
-    let argv = [c"homing", c"hold"];
-    let error = nix::unistd::execv(exe, &argv).unwrap_err();
-    eprintln!("homing: cannot make way for the program coming home: {error}");
-    die_by(libc::SIGKILL)
-}
-
-/// What a deputy becomes while its program is restored into it: it waits.
-pub fn hold() -> ! {
     loop {
         nix::unistd::pause();
     }

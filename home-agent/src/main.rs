@@ -67,9 +67,6 @@ enum Command {
         #[arg(long)]
         comm: Option<std::ffi::OsString>,
     },
-    /// Wait to become a program again (what a deputy execs to take its program back).
-    #[command(hide = true)]
-    Hold,
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -155,9 +152,6 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Hold = cli.command {
-        homing_home_agent::deputy::hold();
-    }
     if let Command::Resume { comm } = &cli.command {
         let code = homing_home_agent::deputy::resume(&cli.socket, comm.as_deref());
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
@@ -212,7 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
-        Command::Run { .. } | Command::Resume { .. } | Command::Hold => {
+        Command::Run { .. } | Command::Resume { .. } => {
             unreachable!("handled above")
         }
     }

@@ -87,6 +87,9 @@ pub struct Node {
     close_on_exec: DashMap<i32, Vec<i32>>,
 }
 
+/// How long a deputy may take to make way for its program coming home.
+const DEPUTY_MAKES_WAY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the relay of an away process's frames hears from a migration.
 enum RelayCommand {
     /// Stop reading the old host's stream and send it nothing: the
@@ -101,8 +104,9 @@ enum RelayCommand {
         recv: RecvStream,
     },
     /// The process comes home: tell the deputy to make way, and hand the
-    /// old host's streams back.
-    Return(tokio::sync::oneshot::Sender<(SendStream, RecvStream)>),
+    /// old host's streams back, once the deputy has closed its connection
+    /// (or was given [`DEPUTY_MAKES_WAY`] to, which says `false`).
+    Return(tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>),
 }
 
 /// What the relay's writer sends to the host.
@@ -882,7 +886,7 @@ impl Node {
         };
         // Deputy to host: signals and syscall results. The deputy's end
         // (it died at home, SIGKILL) ends the program too.
-        let upstream = {
+        let mut upstream = {
             let to_host = to_host.clone();
             tokio::spawn(async move {
                 while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
@@ -904,7 +908,8 @@ impl Node {
             })
         };
         let mut fast = FastPath::new(pid);
-        let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream)>> = None;
+        let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
+            None;
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
@@ -989,16 +994,21 @@ impl Node {
         };
         drop(counted);
         self.relays.remove(&pid);
-        upstream.abort();
         if let Some(reply) = give_back {
-            // The program comes home: the streams go to the migration.
+            // The program comes home: the deputy closes its connection to
+            // make way, then the streams go to the migration.
+            let made_way = tokio::time::timeout(DEPUTY_MAKES_WAY, &mut upstream)
+                .await
+                .is_ok();
+            upstream.abort();
             let _ = to_host.send(Outgoing::GiveBack);
             drop(to_host);
             if let Ok(Some(send)) = writer.await {
-                let _ = reply.send((send, recv));
+                let _ = reply.send((send, recv, made_way));
             }
             return Ok(());
         }
+        upstream.abort();
         drop(to_host);
         let _ = writer.await;
         self.away.remove(&pid);

@@ -22,7 +22,7 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
-use homing_shim::restore::{spawn_blank, Blank, Restorer};
+use homing_shim::restore::{covered, spawn_blank, uncovered, Blank, Restorer};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -708,9 +708,7 @@ impl HostRole {
             bytes: 0,
         };
         let outcome = async {
-            let restoration = Restoration::start(pid, immigrant.image.clone(), true)
-                .await
-                .map_err(|(_, error)| error)?;
+            let restoration = Restoration::start(pid, immigrant.image.clone()).await?;
             let mut complete = false;
             loop {
                 match read_image_item(pages).await? {
@@ -975,44 +973,76 @@ enum RestoreCommand {
     Discard(u64, u64),
     Reconcile(Box<FinalImage>),
     Sync(oneshot::Sender<Result<(), String>>),
+    Adopt(oneshot::Sender<Result<(), (bool, String)>>),
+    Unstage(oneshot::Sender<Result<(), String>>),
     Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
     Go(oneshot::Sender<Result<(), String>>),
     ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
 }
 
-/// An image being restored into a stopped process by a thread of its own
-/// (ptrace belongs to the thread that seized): a blank guest on a host,
-/// or, at home, a deputy that exec'd itself into `homing hold`.
+/// An image being restored into a process by a thread of its own (ptrace
+/// belongs to the thread that seized): a blank guest on a host, or, at
+/// home, the deputy of a program coming back.
 pub struct Restoration {
     commands: std::sync::mpsc::Sender<RestoreCommand>,
 }
 
 impl Restoration {
-    /// Starts restoring `image` into `pid`: its memory is emptied and the
-    /// image's regions mapped, ready for [`Self::write`]. `guest`: a blank
-    /// guest, with the guest filter, killed if the restore is given up.
-    /// On failure, the error comes with the restoration when the process
-    /// was already changed (a deputy must then be given another program,
-    /// [`Self::exec_instead`]); without, the process is untouched.
-    pub async fn start(
-        pid: i32,
-        image: ProcessImage,
-        guest: bool,
-    ) -> Result<Self, (Option<Self>, String)> {
+    /// Starts restoring `image` into the blank guest `pid`: its memory is
+    /// emptied and the image's regions mapped, ready for
+    /// [`Self::apply`]. The blank is killed if the restore is given up.
+    pub async fn start(pid: i32, image: ProcessImage) -> Result<Self, String> {
         let (commands, inbox) = std::sync::mpsc::channel();
         let (prepared_tx, prepared) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("restore-{pid}"))
-            .spawn(move || restore_thread(pid, image, guest, inbox, prepared_tx))
-            .map_err(|e| (None, format!("cannot start a restore thread: {e}")))?;
+            .spawn(move || restore_thread(pid, image, inbox, prepared_tx))
+            .map_err(|e| format!("cannot start a restore thread: {e}"))?;
         let restoration = Self { commands };
         match prepared.await {
             Ok(Ok(())) => Ok(restoration),
-            // Attached, then failed: the process must be given a program.
-            Ok(Err((true, error))) => Err((Some(restoration), error)),
-            Ok(Err((false, error))) => Err((None, error)),
-            Err(_) => Err((None, "the restore thread died".into())),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err("the restore thread died".into()),
         }
+    }
+
+    /// Starts bringing a program of layout `layout` home into its deputy
+    /// `pid`, which goes on serving it meanwhile: room is made in the
+    /// deputy for the program's memory (the deputy's own stays), and the
+    /// pages applied are written there, or kept until the deputy has made
+    /// way where it has no room. Given up, [`Self::unstage`] removes the
+    /// room; dropped, the deputy is left as it is.
+    pub async fn stage(pid: i32, layout: ProcessImage) -> Result<Self, String> {
+        let (commands, inbox) = std::sync::mpsc::channel();
+        let (staged_tx, staged) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("homecoming-{pid}"))
+            .spawn(move || homecoming_thread(pid, layout, inbox, staged_tx))
+            .map_err(|e| format!("cannot start a restore thread: {e}"))?;
+        let restoration = Self { commands };
+        match staged.await {
+            Ok(Ok(())) => Ok(restoration),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err("the restore thread died".into()),
+        }
+    }
+
+    /// Gives up before the deputy has made way: the room made in it goes.
+    pub async fn unstage(self) -> Result<(), String> {
+        self.ask(RestoreCommand::Unstage).await
+    }
+
+    /// Once the deputy has made way (its connection closed): the program
+    /// takes it over, the pages written so far kept. On failure, whether
+    /// the deputy was changed (it must then be given a program with
+    /// [`Self::exec_instead`]).
+    pub async fn adopt(&self) -> Result<(), (bool, String)> {
+        let (reply, outcome) = oneshot::channel();
+        let died = || (false, "the restore thread died".to_owned());
+        self.commands
+            .send(RestoreCommand::Adopt(reply))
+            .map_err(|_| died())?;
+        outcome.await.map_err(|_| died())?
     }
 
     /// Applies one item of an image stream: pages are written, dropped
@@ -1071,50 +1101,203 @@ impl Restoration {
 fn restore_thread(
     pid: i32,
     image: ProcessImage,
-    guest: bool,
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
-    prepared: oneshot::Sender<Result<(), (bool, String)>>,
+    prepared: oneshot::Sender<Result<(), String>>,
 ) {
-    let mut restorer = match Restorer::attach(pid, image, guest) {
+    let mut restorer = match Restorer::attach(pid, image, true) {
         Ok(restorer) => restorer,
         Err(error) => {
-            let _ = prepared.send(Err((false, error.to_string())));
+            let _ = prepared.send(Err(error.to_string()));
             return;
         }
     };
-    let mut outcome = restorer.prepare_memory();
-    if guest {
-        // The listener the blank was born with is its fd 0; the agent has its own.
-        outcome = outcome.and_then(|()| restorer.close(0));
+    // The listener the blank was born with is its fd 0; the agent has its own.
+    let outcome = restorer.prepare_memory().and_then(|()| restorer.close(0));
+    if let Err(error) = outcome {
+        let _ = prepared.send(Err(error.to_string()));
+        restorer.abandon();
+        return;
     }
-    let _ = prepared.send(outcome.map_err(|e| (true, e.to_string())));
+    let _ = prepared.send(Ok(()));
+    if let Some(given_up) = restore(restorer, &commands, Vec::new()) {
+        given_up.abandon();
+    }
+}
+
+/// Pages of a program coming home that have no room in its deputy yet.
+type Waiting = Vec<RestoreCommand>;
+
+/// How the staging of a program coming home ended.
+enum Adoption {
+    /// The program took its deputy over.
+    Adopted(Restorer),
+    /// Taking the deputy over failed half way.
+    Changed(Restorer),
+    /// Nothing of the deputy changed but its room (which may be gone).
+    Failed,
+}
+
+fn homecoming_thread(
+    pid: i32,
+    layout: ProcessImage,
+    commands: std::sync::mpsc::Receiver<RestoreCommand>,
+    staged_tx: oneshot::Sender<Result<(), String>>,
+) {
+    let staged = match homing_shim::staging::stage(pid, &layout.regions) {
+        Ok(staged) => staged,
+        Err(error) => {
+            let _ = staged_tx.send(Err(error.to_string()));
+            return;
+        }
+    };
+    let room: u64 = staged.iter().map(|(start, end)| end - start).sum();
+    debug!(
+        pid,
+        room,
+        ranges = staged.len(),
+        "room staged in the deputy"
+    );
+    let _ = staged_tx.send(Ok(()));
+    let memory = homing_shim::memory::ProcessMemory::new(pid);
+    let mut waiting: Waiting = Vec::new();
     let mut failure: Option<String> = None;
-    while let Ok(command) = commands.recv() {
+    let adopted = loop {
+        let Ok(command) = commands.recv() else {
+            break Adoption::Failed;
+        };
         match command {
             RestoreCommand::Write(address, bytes) => {
-                if failure.is_none() {
-                    if let Err(error) = restorer.write(address, &bytes) {
-                        failure = Some(error.to_string());
+                let end = address + bytes.len() as u64;
+                for (from, to) in covered((address, end), &staged) {
+                    let part = &bytes[(from - address) as usize..(to - address) as usize];
+                    if let Err(error) = memory.write(from, part) {
+                        failure.get_or_insert(format!("cannot write the deputy's memory: {error}"));
                     }
                 }
-            }
-            RestoreCommand::Discard(address, bytes) => {
-                if failure.is_none() {
-                    if let Err(error) = restorer.discard(address, bytes) {
-                        failure = Some(error.to_string());
-                    }
+                for (from, to) in uncovered((address, end), &staged) {
+                    let part = &bytes[(from - address) as usize..(to - address) as usize];
+                    waiting.push(RestoreCommand::Write(from, part.to_vec()));
                 }
             }
-            RestoreCommand::Reconcile(last) => {
-                if failure.is_none() {
-                    let FinalImage { image, fresh, .. } = *last;
-                    if let Err(error) = restorer.reconcile(image, &fresh) {
-                        failure = Some(error.to_string());
+            RestoreCommand::Discard(address, len) => {
+                // The deputy runs: no madvise can be injected, so zeros.
+                for (from, to) in covered((address, address + len), &staged) {
+                    let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
+                    let mut at = from;
+                    while at < to {
+                        let n = (to - at).min(zeros.len() as u64) as usize;
+                        if let Err(error) = memory.write(at, &zeros[..n]) {
+                            failure.get_or_insert(format!(
+                                "cannot write the deputy's memory: {error}"
+                            ));
+                        }
+                        at += n as u64;
                     }
+                }
+                for (from, to) in uncovered((address, address + len), &staged) {
+                    waiting.push(RestoreCommand::Discard(from, to - from));
                 }
             }
             RestoreCommand::Sync(reply) => {
                 let _ = reply.send(failure.clone().map_or(Ok(()), Err));
+            }
+            RestoreCommand::Unstage(reply) => {
+                let removed = homing_shim::staging::unstage(pid, &staged);
+                let _ = reply.send(removed.map_err(|e| e.to_string()));
+                break Adoption::Failed;
+            }
+            RestoreCommand::Adopt(reply) => {
+                if let Some(error) = failure.take() {
+                    let _ = reply.send(Err((false, error)));
+                    break Adoption::Failed;
+                }
+                match Restorer::attach(pid, layout.clone(), false) {
+                    Err(error) => {
+                        let _ = reply.send(Err((false, error.to_string())));
+                        break Adoption::Failed;
+                    }
+                    Ok(mut restorer) => match restorer.make_room(staged.clone()) {
+                        Ok(()) => {
+                            let _ = reply.send(Ok(()));
+                            break Adoption::Adopted(restorer);
+                        }
+                        Err(error) => {
+                            let _ = reply.send(Err((true, error.to_string())));
+                            break Adoption::Changed(restorer);
+                        }
+                    },
+                }
+            }
+            RestoreCommand::Reconcile(_)
+            | RestoreCommand::Ready(..)
+            | RestoreCommand::Go(_)
+            | RestoreCommand::ExecInstead(..) => {
+                failure.get_or_insert("the final state came before the deputy made way".into());
+            }
+        }
+    };
+    match adopted {
+        // Given up after: the caller gives the deputy its program again.
+        Adoption::Adopted(restorer) => {
+            restore(restorer, &commands, waiting);
+        }
+        Adoption::Changed(restorer) => restore_failed(restorer, &commands),
+        // Left as it is: the caller seizes the deputy itself.
+        Adoption::Failed => {}
+    }
+}
+
+/// Runs the commands of a restore into an attached process; `waiting`
+/// pages are written once the final state is in place. Returns the
+/// restorer when the restore was given up, not once the process is let
+/// go (restored, or given another program).
+fn restore(
+    mut restorer: Restorer,
+    commands: &std::sync::mpsc::Receiver<RestoreCommand>,
+    mut waiting: Waiting,
+) -> Option<Restorer> {
+    let mut failure: Option<String> = None;
+    while let Ok(command) = commands.recv() {
+        let changes_memory = matches!(
+            command,
+            RestoreCommand::Write(..) | RestoreCommand::Discard(..) | RestoreCommand::Reconcile(_)
+        );
+        if changes_memory && failure.is_some() {
+            continue;
+        }
+        let outcome = match command {
+            RestoreCommand::Write(address, bytes) => {
+                restorer.write(address, &bytes).map_err(|e| e.to_string())
+            }
+            RestoreCommand::Discard(address, bytes) => {
+                restorer.discard(address, bytes).map_err(|e| e.to_string())
+            }
+            RestoreCommand::Reconcile(last) => {
+                let FinalImage { image, fresh, .. } = *last;
+                let kept: Vec<(u64, u64)> = image
+                    .regions
+                    .iter()
+                    .filter(|r| dump::travels(r))
+                    .flat_map(|r| uncovered((r.start, r.end), &fresh))
+                    .collect();
+                let reconciled = restorer.reconcile(image, &fresh);
+                // What waited for room, where it still stands: fresh
+                // memory comes whole after this, gone memory never.
+                reconciled.map_err(|e| e.to_string()).and_then(|()| {
+                    write_waiting(&mut restorer, std::mem::take(&mut waiting), &kept)
+                })
+            }
+            RestoreCommand::Sync(reply) => {
+                let _ = reply.send(failure.clone().map_or(Ok(()), Err));
+                Ok(())
+            }
+            RestoreCommand::Adopt(reply) => {
+                let _ = reply.send(Err((true, "adopted twice".into())));
+                Ok(())
+            }
+            RestoreCommand::Unstage(reply) => {
+                let _ = reply.send(Err("the room is the program's now".into()));
+                Ok(())
             }
             RestoreCommand::Ready(close_on_exec, reply) => {
                 let outcome = match failure.take() {
@@ -1124,27 +1307,67 @@ fn restore_thread(
                         .map_err(|e| e.to_string()),
                 };
                 let _ = reply.send(outcome);
+                Ok(())
             }
             RestoreCommand::Go(reply) => {
                 let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
-                return;
+                return None;
             }
             RestoreCommand::ExecInstead(program, argv, reply) => {
-                let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
-                let _ = reply.send(
-                    restorer
-                        .exec_instead(&program, &argv)
-                        .map_err(|e| e.to_string()),
-                );
-                return;
+                let _ = reply.send(exec_instead(restorer, program, argv));
+                return None;
             }
+        };
+        if let Err(error) = outcome {
+            failure.get_or_insert(error);
         }
     }
-    // Given up on. A blank guest is killed; a deputy at home is left
-    // stopped until this thread ends, which lets it go as it is.
-    if guest {
-        restorer.abandon();
+    Some(restorer)
+}
+
+/// A restore that failed at once: only giving the process another
+/// program is left.
+fn restore_failed(restorer: Restorer, commands: &std::sync::mpsc::Receiver<RestoreCommand>) {
+    while let Ok(command) = commands.recv() {
+        if let RestoreCommand::ExecInstead(program, argv, reply) = command {
+            let _ = reply.send(exec_instead(restorer, program, argv));
+            return;
+        }
     }
+}
+
+fn exec_instead(restorer: Restorer, program: CString, argv: Vec<CString>) -> Result<(), String> {
+    let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+    restorer
+        .exec_instead(&program, &argv)
+        .map_err(|e| e.to_string())
+}
+
+/// Writes the pages that waited for room, clipped to `kept`.
+fn write_waiting(
+    restorer: &mut Restorer,
+    waiting: Waiting,
+    kept: &[(u64, u64)],
+) -> Result<(), String> {
+    for command in waiting {
+        match command {
+            RestoreCommand::Write(address, bytes) => {
+                for (from, to) in covered((address, address + bytes.len() as u64), kept) {
+                    let part = &bytes[(from - address) as usize..(to - address) as usize];
+                    restorer.write(from, part).map_err(|e| e.to_string())?;
+                }
+            }
+            RestoreCommand::Discard(address, len) => {
+                for (from, to) in covered((address, address + len), kept) {
+                    restorer
+                        .discard(from, to - from)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,4 +25,5 @@ pub mod ptrace;
 pub mod restore;
 pub mod seccomp;
 pub mod spawn;
+pub mod staging;
 pub mod tracking;

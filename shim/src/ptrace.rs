@@ -368,6 +368,20 @@ impl Injector {
         Ok(self::regs(self.tid)?[REG_RAX] as i64)
     }
 
+    /// Ends the thread (not its process) with an injected `exit`, and
+    /// takes its death.
+    pub fn exit_thread(&mut self) -> Result<(), InjectError> {
+        self.load_syscall(libc::SYS_exit, [0; 6])?;
+        loop {
+            resume_to_syscall(self.tid, 0)?;
+            match wait(self.tid)? {
+                Stop::Exited(_) | Stop::Killed(_) => return Ok(()),
+                Stop::Signal(signal) => self.deferred_signals.push(signal),
+                Stop::Syscall | Stop::Event(_) => {}
+            }
+        }
+    }
+
     /// Points the thread at the `syscall` instruction with `nr` and `args` loaded.
     fn load_syscall(&self, nr: i64, args: [u64; 6]) -> Result<(), InjectError> {
         let mut regs = regs(self.tid)?;

@@ -168,6 +168,45 @@ impl Restorer {
         })
     }
 
+    /// Makes a deputy, attached with [`Self::attach`], the one place for
+    /// its program coming home: its other threads end, and all of its
+    /// memory goes but the room `staged` for the program's (see
+    /// [`crate::staging`]), which keeps the pages written there. The
+    /// deputy has closed its own connection; its fds are the program's.
+    pub fn make_room(&mut self, staged: Vec<(u64, u64)>) -> Result<(), RestoreError> {
+        self.end_other_threads()?;
+        self.empty_address_space(&staged)?;
+        self.writable = staged;
+        self.place_vdso()
+    }
+
+    fn end_other_threads(&mut self) -> Result<(), RestoreError> {
+        loop {
+            let others: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", self.pid))?
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&tid| tid != self.pid)
+                .collect();
+            if others.is_empty() {
+                return Ok(());
+            }
+            for tid in others {
+                match ptrace::seize(tid, ptrace::Options::default()) {
+                    Ok(()) => {}
+                    // It ended in between.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                ptrace::interrupt(tid)?;
+                if let Stop::Exited(_) | Stop::Killed(_) = ptrace::wait(tid)? {
+                    continue;
+                }
+                // Signals for the process stay pending for the program.
+                ptrace::set_sigmask(tid, u64::MAX)?;
+                Injector::new(tid, self.injector.syscall_at()).exit_thread()?;
+            }
+        }
+    }
+
     /// [`Self::attach`], then [`Self::prepare_memory`].
     pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
         let mut restorer = Self::attach(pid, image, guest)?;
@@ -178,12 +217,13 @@ impl Restorer {
     /// Empties the process's address space and maps the image's regions,
     /// ready for their pages.
     pub fn prepare_memory(&mut self) -> Result<(), RestoreError> {
-        self.empty_address_space()?;
+        self.empty_address_space(&[])?;
         self.place_vdso()?;
         self.map_regions()
     }
 
-    fn empty_address_space(&mut self) -> Result<(), RestoreError> {
+    /// Unmaps everything but the vDSO and the ranges in `keep`.
+    fn empty_address_space(&mut self, keep: &[(u64, u64)]) -> Result<(), RestoreError> {
         let special = special_span(&maps(self.pid)?)?;
         let injector = &mut self.injector;
         // What the process inherited points into memory about to go: the
@@ -208,16 +248,11 @@ impl Restorer {
             [0, 24, 0, 0, 0, 0],
         )?;
         injector.call("set_tid_address", libc::SYS_set_tid_address, [0; 6])?;
-        injector.call(
-            "munmap",
-            libc::SYS_munmap,
-            [MMAP_MIN, special.0 - MMAP_MIN, 0, 0, 0, 0],
-        )?;
-        injector.call(
-            "munmap",
-            libc::SYS_munmap,
-            [special.1, TASK_SIZE - special.1, 0, 0, 0, 0],
-        )?;
+        let below = uncovered((MMAP_MIN, special.0), keep);
+        let above = uncovered((special.1, TASK_SIZE), keep);
+        for (start, end) in below.into_iter().chain(above) {
+            injector.call("munmap", libc::SYS_munmap, [start, end - start, 0, 0, 0, 0])?;
+        }
         Ok(())
     }
 
@@ -271,6 +306,7 @@ impl Restorer {
             .iter()
             .map(|r| (r.start, r.end))
             .collect();
+        taken.extend_from_slice(&self.writable);
         taken.push((from_lo, from_hi));
         taken.push((to_lo, to_hi));
         let temporary = free_spot(&taken, total)
@@ -529,6 +565,24 @@ impl Restorer {
             ],
         )?;
 
+        // Actions the process had of its own (a deputy's handlers, the
+        // SIGPIPE a Rust runtime ignores) go back to the default.
+        let own = signal_set(self.pid, "SigCgt:") | signal_set(self.pid, "SigIgn:");
+        for signal in 1..=64u64 {
+            let theirs = image
+                .signal_actions
+                .iter()
+                .any(|a| a.signal as u64 == signal);
+            let settable = !matches!(signal as i32, libc::SIGKILL | libc::SIGSTOP);
+            if own & (1 << (signal - 1)) != 0 && !theirs && settable {
+                put(&words(&[libc::SIG_DFL as u64, 0, 0, 0]))?;
+                injector.call(
+                    "rt_sigaction",
+                    libc::SYS_rt_sigaction,
+                    [signal, scratch, 0, 8, 0, 0],
+                )?;
+            }
+        }
         for action in &image.signal_actions {
             put(&words(&[
                 action.handler,
@@ -709,6 +763,13 @@ impl Restorer {
     }
 }
 
+/// A signal set of `/proc/PID/status` (`"SigCgt:"`), as a mask.
+fn signal_set(pid: i32, field: &str) -> u64 {
+    crate::process::status_field(pid, field)
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .unwrap_or(0)
+}
+
 fn signal_of(siginfo: &[u8]) -> u64 {
     siginfo
         .get(..4)
@@ -723,20 +784,22 @@ fn thread_state(
     scratch: u64,
     thread: &ThreadImage,
 ) -> Result<(), RestoreError> {
+    // Set even when the image has none: the thread may have one of its own.
     let (sp, flags, size) = thread.altstack;
-    if flags & libc::SS_DISABLE == 0 {
-        let mut stack = sp.to_ne_bytes().to_vec();
-        stack.extend_from_slice(&((flags & !libc::SS_ONSTACK) as u64).to_ne_bytes());
-        stack.extend_from_slice(&size.to_ne_bytes());
-        memory
-            .write(scratch, &stack)
-            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
-        injector.call(
-            "sigaltstack",
-            libc::SYS_sigaltstack,
-            [scratch, 0, 0, 0, 0, 0],
-        )?;
-    }
+    let stack: [u64; 3] = if flags & libc::SS_DISABLE == 0 {
+        [sp, (flags & !libc::SS_ONSTACK) as u64, size]
+    } else {
+        [0, libc::SS_DISABLE as u64, 0]
+    };
+    let stack: Vec<u8> = stack.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    memory
+        .write(scratch, &stack)
+        .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+    injector.call(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        [scratch, 0, 0, 0, 0, 0],
+    )?;
     let (head, len) = thread.robust_list;
     if head != 0 {
         injector.call(
@@ -767,9 +830,8 @@ fn thread_state(
     Ok(())
 }
 
-/// The span of a process's vDSO and vvar pages.
 /// The parts of `range` inside some range of `ranges` (which do not overlap).
-fn covered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub fn covered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut parts: Vec<(u64, u64)> = ranges
         .iter()
         .map(|&(start, end)| (start.max(range.0), end.min(range.1)))
@@ -780,7 +842,7 @@ fn covered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 /// The parts of `range` outside every range of `ranges`.
-fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut parts = Vec::new();
     let mut from = range.0;
     for (start, end) in covered(range, ranges) {
@@ -795,6 +857,7 @@ fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     parts
 }
 
+/// The span of a process's vDSO and vvar pages.
 fn special_span(entries: &[MapsEntry]) -> Result<(u64, u64), RestoreError> {
     let special: Vec<&MapsEntry> = entries
         .iter()

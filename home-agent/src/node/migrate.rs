@@ -303,13 +303,9 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| format!("cannot reach {from}: {e}"))?;
-        // Coming home, every page is written into the deputy once it has
-        // made way, which it can only do once the program is frozen: the
-        // pages are then best written as they arrive, with the program
-        // frozen from the start (pre-copy would only stage them here).
         let evict = PeerRequest::Evict {
             home_pid: pid,
-            while_running: !home,
+            while_running: true,
         };
         write_message(&mut from_send, &evict)
             .await
@@ -450,8 +446,10 @@ impl Node {
         })
     }
 
-    /// Brings an away process home, into its own deputy: the deputy makes
-    /// way, and the image is restored into it as its pages arrive.
+    /// Brings an away process home, into its own deputy. Room for its
+    /// memory is made in the deputy, which serves it meanwhile, and filled
+    /// while it runs; once it is frozen there, the deputy makes way and
+    /// the program takes the deputy over with the rest of its image.
     async fn come_home(
         &self,
         client: &mut UnixStream,
@@ -459,10 +457,20 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
-        // Its host freezes it first (home asks for that: pages sent while
-        // it ran could only wait here until the deputy made way).
-        let last = match self.final_state(&mut moving).await {
-            Ok(last) => last,
+        let running = match Restoration::stage(pid, moving.immigrant.image.clone()).await {
+            Ok(homecoming) => match self.receive_running(client, &mut moving, &homecoming).await {
+                Ok((last, bytes)) => Ok((homecoming, last, bytes)),
+                Err(error) => {
+                    if let Err(left) = homecoming.unstage().await {
+                        warn!(pid, "the room made in the deputy stays: {left}");
+                    }
+                    Err(error)
+                }
+            },
+            Err(error) => Err(error),
+        };
+        let (homecoming, last, bytes) = match running {
+            Ok(running) => running,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
                 return Err(format!(
@@ -472,40 +480,40 @@ impl Node {
         };
         // Which fds the program had marked close-on-exec: those it had when
         // it left, and those it opened (through the deputy) while away.
-        // The deputy unmarks them all before it makes way.
         let mut close_on_exec = self
             .close_on_exec
             .get(&pid)
             .map(|f| f.clone())
             .unwrap_or_default();
         close_on_exec.extend(marked_close_on_exec(pid));
-        // The deputy makes way: it execs `homing hold`, and its relay hands
-        // back the old host's stream (closing it would end the program there).
+        // The deputy makes way: it closes its connection, and its relay
+        // hands back the old host's stream (closing it would end the
+        // program there).
         let (reply, streams) = tokio::sync::oneshot::channel();
         let _ = moving.relay.send(RelayCommand::Return(reply));
         let old_streams = tokio::time::timeout(RESUME_TIMEOUT, streams)
             .await
             .map_err(|_| "the deputy's relay did not answer".to_owned())
             .and_then(|r| r.map_err(|_| "the deputy's relay ended".to_owned()));
-        let old_streams = match old_streams {
+        let (send, recv, made_way) = match old_streams {
             Ok(streams) => streams,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
                 return Err(format!("cannot bring process {pid} home: {error}"));
             }
         };
-        let started = if wait_until_holding(pid).await {
-            Restoration::start(pid, moving.immigrant.image.clone(), false).await
+        let adopted = if made_way {
+            homecoming.adopt().await
         } else {
             Err((
-                None,
+                false,
                 format!("process {pid} did not make way for its program"),
             ))
         };
-        let restored = match started {
-            Ok(homecoming) => {
+        let restored = match adopted {
+            Ok(()) => {
                 let received = self
-                    .receive_home(client, &mut moving, last, &homecoming)
+                    .receive_home(client, &mut moving, last, &homecoming, bytes)
                     .await;
                 match received {
                     Ok(bytes) => match homecoming.ready(close_on_exec.clone()).await {
@@ -515,7 +523,8 @@ impl Node {
                     Err(error) => Err((Some(homecoming), error)),
                 }
             }
-            Err(failed) => Err(failed),
+            Err((true, error)) => Err((Some(homecoming), error)),
+            Err((false, error)) => Err((None, error)),
         };
         match restored {
             Ok((homecoming, bytes)) => {
@@ -556,7 +565,6 @@ impl Node {
                         "a deputy that made way cannot be a deputy again: {again}"
                     );
                 }
-                let (send, recv) = old_streams;
                 self.resuming.insert(
                     pid,
                     PendingResume {
@@ -575,29 +583,54 @@ impl Node {
         }
     }
 
-    /// The final state of a process coming home, which its host sends
-    /// first, having frozen it at once.
-    async fn final_state(&self, moving: &mut Moving) -> Result<Box<FinalImage>, String> {
-        match self.next_item(moving).await? {
-            ImageItem::Final(last) => Ok(last),
-            _ => Err(format!(
-                "{} sent memory before the process's final state",
-                moving.from
-            )),
+    /// Writes the pages of a process coming home sent while it runs into
+    /// the room made for them, answering the sync mark, until its final
+    /// state comes (it is frozen then); returns that and the bytes of
+    /// memory received.
+    async fn receive_running(
+        &self,
+        client: &mut UnixStream,
+        moving: &mut Moving,
+        homecoming: &Restoration,
+    ) -> Result<(Box<FinalImage>, u64), String> {
+        let mut bytes = 0u64;
+        let mut report = Report::new(moving.estimate);
+        loop {
+            match self.next_item(moving).await? {
+                ImageItem::Final(last) => return Ok((last, bytes)),
+                ImageItem::End => {
+                    return Err(format!(
+                        "{} ended the image before its final state",
+                        moving.from
+                    ))
+                }
+                ImageItem::Sync => {
+                    homecoming.caught_up().await?;
+                    write_message(&mut moving.from_send, &Verdict::CaughtUp)
+                        .await
+                        .map_err(|e| format!("cannot reach {}: {e}", moving.from))?;
+                }
+                item => {
+                    bytes += item.memory_bytes();
+                    homecoming.apply(item)?;
+                }
+            }
+            report.now_and_then(client, bytes).await;
         }
     }
 
     /// Restores the final state into the process at home, then its pages
-    /// as they arrive; returns the bytes of memory received.
+    /// as they arrive; returns the bytes of memory received, counting
+    /// `bytes` received before.
     async fn receive_home(
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
         last: Box<FinalImage>,
         homecoming: &Restoration,
+        mut bytes: u64,
     ) -> Result<u64, String> {
         homecoming.apply(ImageItem::Final(last))?;
-        let mut bytes = 0u64;
         let mut report = Report::new(moving.estimate);
         loop {
             let item = self.next_item(moving).await?;
@@ -763,22 +796,6 @@ impl Moving {
     }
 }
 
-/// Waits until the deputy `pid` has exec'd `homing hold` and sleeps there.
-async fn wait_until_holding(pid: i32) -> bool {
-    let deadline = Instant::now() + RESUME_TIMEOUT;
-    while Instant::now() < deadline {
-        let holding = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.ends_with(b"hold\0"))
-            && std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-                .is_ok_and(|s| s.split(' ').next() == Some(&libc::SYS_pause.to_string()));
-        if holding {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    false
-}
-
 /// The homing binary, for a moved process to become its deputy.
 fn deputy_program() -> Result<CString, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the homing binary: {e}"))?;
@@ -796,7 +813,7 @@ fn is_homing_process(pid: i32) -> bool {
     let mut args = raw.split(|&b| b == 0).filter(|a| !a.is_empty());
     args.next()
         .is_some_and(|program| program.ends_with(b"homing"))
-        && args.any(|a| matches!(a, b"run" | b"resume" | b"hold" | b"node"))
+        && args.any(|a| matches!(a, b"run" | b"resume" | b"node"))
 }
 
 /// The fds of `pid` marked close-on-exec, from `/proc/PID/fdinfo`.
