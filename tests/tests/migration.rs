@@ -155,6 +155,41 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
     assert!(output.contains("checksum "), "{moved:?}");
 }
 
+/// Coming home, the program takes its deputy over in place: nothing of
+/// the deputy's own may show, such as the signals a Rust runtime ignores
+/// or handles. An unmodified `sleep` moved away and back has the signal
+/// actions and mask it had, and SIGPIPE ends it as it would have.
+#[test]
+fn a_process_back_home_keeps_its_signal_actions_and_none_of_its_deputys() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "sleep 1000 & pid=$!
+         signals() { grep -E '^Sig(Ign|Cgt|Blk)' /proc/$pid/status | tr '\n' ' '; }
+         sleep 0.3
+         echo before=$(signals)
+         homing migrate $pid node2 || exit 8
+         homing migrate $pid home || exit 7
+         echo after=$(signals)
+         kill -PIPE $pid
+         for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+         kill -KILL $pid 2>/dev/null && echo still running
+         wait $pid; echo status=$?",
+    ));
+    let line = |prefix: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {run:?}"))
+            .to_owned()
+    };
+    assert!(line("before=").contains("SigCgt:"), "{run:?}");
+    assert_eq!(line("before="), line("after="), "{run:?}");
+    assert!(!run.stdout.contains("still running"), "{run:?}");
+    // 128 + SIGPIPE (13): killed by it.
+    assert_eq!(line("status="), "141", "{run:?}");
+}
+
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);

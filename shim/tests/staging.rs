@@ -1,0 +1,75 @@
+//! Room for a program coming home, made in a running process (its
+//! deputy): wherever the process has nothing, never over what it has, and
+//! gone again when the program stays away; the process runs on.
+
+use std::process::Command;
+
+use homing_proto::image::{Region, RegionKind};
+use homing_shim::dump::maps;
+use homing_shim::memory::ProcessMemory;
+use homing_shim::staging;
+
+const PAGE: u64 = 4096;
+
+fn region(start: u64, end: u64) -> Region {
+    Region {
+        start,
+        end,
+        prot: (libc::PROT_READ | libc::PROT_WRITE) as u32,
+        kind: RegionKind::Private,
+        name: String::new(),
+    }
+}
+
+fn mapped(pid: i32, range: (u64, u64)) -> bool {
+    maps(pid)
+        .unwrap()
+        .iter()
+        .any(|m| m.start <= range.0 && range.1 <= m.end)
+}
+
+#[test]
+fn room_is_made_only_where_the_process_has_nothing_and_removed_again() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: staging in another process needs root");
+        return;
+    }
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id() as i32;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = maps(pid).unwrap();
+    let own = before.first().expect("a mapping").clone();
+    // 16 pages in empty space, and 8 pages straddling the start of the
+    // process's first mapping: only the 4 below it are free.
+    let free = (0x3_0000_0000u64, 0x3_0000_0000 + 16 * PAGE);
+    assert!(!before.iter().any(|m| m.start < free.1 && free.0 < m.end));
+    let straddling = (own.start - 4 * PAGE, own.start + 4 * PAGE);
+    let below = (straddling.0, own.start);
+    assert!(!before.iter().any(|m| m.start < below.1 && below.0 < m.end));
+
+    let staged = staging::stage(
+        pid,
+        &[region(free.0, free.1), region(straddling.0, straddling.1)],
+    )
+    .unwrap();
+    assert_eq!(staged, vec![free, below]);
+    assert!(mapped(pid, free) && mapped(pid, below));
+    // The process's own mapping is untouched.
+    let own_after = maps(pid).unwrap();
+    assert!(own_after
+        .iter()
+        .any(|m| m.start == own.start && m.end == own.end && m.inode == own.inode));
+    // The room takes pages written from outside while the process runs.
+    let memory = ProcessMemory::new(pid);
+    memory.write(free.0 + PAGE, b"coming home").unwrap();
+    assert_eq!(memory.read(free.0 + PAGE, 11).unwrap(), b"coming home");
+
+    staging::unstage(pid, &staged).unwrap();
+    let after = maps(pid).unwrap();
+    assert!(!after.iter().any(|m| m.start < free.1 && free.0 < m.end));
+    assert!(!after.iter().any(|m| m.start < below.1 && below.0 < m.end));
+    // It runs on, as it was.
+    assert!(child.try_wait().unwrap().is_none());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
