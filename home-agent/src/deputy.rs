@@ -448,6 +448,9 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) => homing_shim::execute::execute(call, &ptrs),
+        Route::Special(syscall::Special::Message) => {
+            homing_shim::execute::message(call, reserved_fd)
+        }
         _ => fail(libc::ENOSYS),
     }
 }

@@ -243,6 +243,38 @@ pub enum Special {
     Fork,
     /// `execve`: the new program comes from home and replaces the guest.
     Exec,
+    /// `sendmsg`/`recvmsg`, and `sendmmsg` as one `sendmsg` per message:
+    /// the message header is flattened (see [`message`]).
+    Message,
+}
+
+/// How `sendmsg` and `recvmsg` travel. Their `struct msghdr` points at an
+/// address, an iovec array and control data, which no table row can
+/// describe, so the host flattens it: the call goes home with the same
+/// number and
+/// `args = [fd, 0, flags, name length, control length, data length]`,
+/// the iovecs gathered into one data buffer. `sendmsg` carries the three
+/// buffers as inputs; `recvmsg` gets them back as outputs, with
+/// [`message::RETURNED`]: the address length and `msg_flags` the kernel
+/// set. The deputy builds its own `msghdr` around its own buffers, so
+/// fds passed with `SCM_RIGHTS` are home fds, as the program's are.
+pub mod message {
+    /// The slot of the data (the iovecs, gathered).
+    pub const DATA: u8 = 1;
+    /// The slot of the address (`msg_name`).
+    pub const NAME: u8 = 3;
+    /// The slot of the control data (`msg_control`).
+    pub const CONTROL: u8 = 4;
+    /// `recvmsg` only: `msg_namelen` (u32) then `msg_flags` (i32), as set.
+    pub const RETURNED: u8 = 5;
+    /// Longest address: `struct sockaddr_storage`.
+    pub const MAX_NAME: usize = 128;
+    /// Most control data (the kernel's default `optmem_max` is 20 KiB).
+    pub const MAX_CONTROL: usize = 64 << 10;
+    /// Most data in one message.
+    pub const MAX_DATA: usize = 8 << 20;
+    /// `struct msghdr`'s size.
+    pub const HEADER_LEN: usize = 56;
 }
 
 /// Data for one pointer argument, on the wire.
@@ -723,11 +755,12 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
             inout(4, SOCKLEN),
         ]),
         libc::SYS_setsockopt | libc::SYS_getsockopt => refuse(libc::ENOPROTOOPT),
-        // struct msghdr holds pointers to iovecs and control data: not
-        // describable by the table, and no Special handles it yet.
-        libc::SYS_sendmsg | libc::SYS_recvmsg | libc::SYS_sendmmsg | libc::SYS_recvmmsg => {
-            refuse(libc::ENOSYS)
+        // struct msghdr holds pointers to iovecs, an address and control
+        // data: flattened by the host (see [`message`]).
+        libc::SYS_sendmsg | libc::SYS_recvmsg | libc::SYS_sendmmsg => {
+            Route::Special(Special::Message)
         }
+        libc::SYS_recvmmsg => refuse(libc::ENOSYS),
 
         // Identity.
         libc::SYS_getpid
@@ -1209,6 +1242,9 @@ mod tests {
             Route::Special(Special::WriteVector)
         );
         assert_eq!(special(libc::SYS_gettid), Route::Special(Special::Gettid));
+        assert_eq!(special(libc::SYS_sendmsg), Route::Special(Special::Message));
+        assert_eq!(special(libc::SYS_recvmsg), Route::Special(Special::Message));
+        assert_eq!(std::mem::size_of::<libc::msghdr>(), message::HEADER_LEN);
         assert_eq!(special(libc::SYS_execve), Route::Special(Special::Exec));
         assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
         assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));

@@ -726,6 +726,7 @@ impl Context {
             Special::ReadVector | Special::WriteVector => self.vector_io(n, special).await,
             Special::Fork => self.fork(n).await,
             Special::Exec => self.exec(n).await,
+            Special::Message => self.message(n).await,
         }
     }
 
@@ -1044,6 +1045,197 @@ impl Context {
                 Ok(Answer::Errno(libc::EIO))
             }
         }
+    }
+
+    /// sendmsg/recvmsg: the guest's `msghdr` flattened into one call home
+    /// (see [`homing_proto::syscall::message`]), and the answer put back
+    /// into the buffers and fields it names.
+    async fn message(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        match n.nr as i64 {
+            libc::SYS_sendmsg => self.one_message(n, n.args[1], true).await,
+            libc::SYS_recvmsg => self.one_message(n, n.args[1], false).await,
+            _ => self.messages(n).await,
+        }
+    }
+
+    /// sendmmsg: one sendmsg home per message (glibc's resolver sends its
+    /// A and AAAA queries with it), each message's length set in turn,
+    /// until one fails.
+    async fn messages(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        /// `struct mmsghdr`: a `msghdr`, then the length sent.
+        const ENTRY_LEN: u64 = 64;
+        let memory = self.memory(n);
+        let mut sent = 0;
+        for entry in 0..(n.args[2] as u32).min(IOV_MAX as u32) {
+            let at = n.args[1] + u64::from(entry) * ENTRY_LEN;
+            match self.one_message(n, at, true).await? {
+                Answer::Value(len) => {
+                    if memory.write(at + 56, &(len as u32).to_ne_bytes()).is_err() {
+                        return Ok(Answer::Errno(libc::EFAULT));
+                    }
+                    sent += 1;
+                }
+                failed if sent == 0 => return Ok(failed),
+                _ => break,
+            }
+        }
+        Ok(Answer::Value(sent))
+    }
+
+    /// One sendmsg or recvmsg of the `msghdr` at `at`, with the flags of `n`.
+    async fn one_message(
+        &self,
+        n: &Notification,
+        at: u64,
+        sending: bool,
+    ) -> Result<Answer, HomeGone> {
+        use homing_proto::syscall::message::{
+            CONTROL, DATA, HEADER_LEN, MAX_CONTROL, MAX_DATA, MAX_NAME, NAME, RETURNED,
+        };
+        let memory = self.memory(n);
+        let Ok(header) = memory.read(at, HEADER_LEN) else {
+            return Ok(Answer::Errno(libc::EFAULT));
+        };
+        let word = |offset: usize| {
+            u64::from_ne_bytes(header[offset..offset + 8].try_into().expect("8 bytes"))
+        };
+        let name_at = word(0);
+        let name_len = u32::from_ne_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+        let (iov_at, iov_count) = (word(16), word(24) as usize);
+        let (control_at, control_len) = (word(32), word(40) as usize);
+        let nr = if sending {
+            libc::SYS_sendmsg
+        } else {
+            libc::SYS_recvmsg
+        };
+        // sendmmsg's flags are its fourth argument.
+        let flags = if n.nr == libc::SYS_sendmmsg as u64 {
+            n.args[3]
+        } else {
+            n.args[2]
+        };
+        if iov_count > IOV_MAX {
+            return Ok(Answer::Errno(libc::EMSGSIZE));
+        }
+        let name_len = if name_at == 0 { 0 } else { name_len };
+        let control_len = if control_at == 0 { 0 } else { control_len };
+        if sending && name_len > MAX_NAME {
+            return Ok(Answer::Errno(libc::EINVAL));
+        }
+        if sending && control_len > MAX_CONTROL {
+            return Ok(Answer::Errno(libc::ENOBUFS));
+        }
+        let (name_len, control_len) = (name_len.min(MAX_NAME), control_len.min(MAX_CONTROL));
+        let Ok(raw) = memory.read(iov_at, iov_count * 16) else {
+            return Ok(Answer::Errno(libc::EFAULT));
+        };
+        let iovecs: Vec<(u64, usize)> = raw
+            .chunks_exact(16)
+            .map(|c| {
+                let base = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
+                let len = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
+                (base, len as usize)
+            })
+            .collect();
+        let total = iovecs
+            .iter()
+            .map(|(_, len)| *len)
+            .sum::<usize>()
+            .min(MAX_DATA);
+        let mut inputs = Vec::new();
+        if sending {
+            let mut data = Vec::with_capacity(total);
+            for (base, len) in &iovecs {
+                let take = (*len).min(total - data.len());
+                match memory.read(*base, take) {
+                    Ok(bytes) => data.extend_from_slice(&bytes),
+                    Err(_) => return Ok(Answer::Errno(libc::EFAULT)),
+                }
+            }
+            for (index, from, len) in [
+                (NAME, name_at, name_len),
+                (CONTROL, control_at, control_len),
+            ] {
+                if len > 0 {
+                    let Ok(bytes) = memory.read(from, len) else {
+                        return Ok(Answer::Errno(libc::EFAULT));
+                    };
+                    inputs.push(ArgData { index, bytes });
+                }
+            }
+            inputs.push(ArgData {
+                index: DATA,
+                bytes: data,
+            });
+        }
+        if !self.listener.is_pending(n.id) {
+            return Ok(Answer::Errno(libc::EINTR));
+        }
+        let call = SyscallCall {
+            nr: nr as u64,
+            args: [
+                n.args[0],
+                0,
+                flags,
+                name_len as u64,
+                control_len as u64,
+                total as u64,
+            ],
+            inputs,
+        };
+        let Some(result) = self.call_while_waited_for(n, call).await? else {
+            return Ok(Answer::Errno(libc::EINTR));
+        };
+        if sending || result.ret < 0 {
+            return Ok(errno_of(result.ret));
+        }
+        let output = |index: u8| {
+            result
+                .outputs
+                .iter()
+                .find(|o| o.index == index)
+                .map(|o| &o.bytes[..])
+                .unwrap_or(&[])
+        };
+        let data = output(DATA);
+        let mut from = 0;
+        for (base, len) in iovecs {
+            if from >= data.len() {
+                break;
+            }
+            let take = len.min(data.len() - from);
+            if memory.write(base, &data[from..from + take]).is_err() {
+                return Ok(Answer::Errno(libc::EFAULT));
+            }
+            from += take;
+        }
+        let returned = output(RETURNED);
+        let (Some(namelen), Some(flags)) = (returned.get(..4), returned.get(4..8)) else {
+            return Ok(Answer::Errno(libc::EIO));
+        };
+        let name = output(NAME);
+        let control = output(CONTROL);
+        let control_len_field = (control.len() as u64).to_ne_bytes();
+        if name.len() > name_len || control.len() > control_len {
+            return Ok(Answer::Errno(libc::EIO));
+        }
+        let mut fields = vec![
+            (name_at, name),
+            (control_at, control),
+            (at + 48, flags),
+            (at + 40, &control_len_field[..]),
+        ];
+        if name_at != 0 {
+            fields.push((at + 8, namelen));
+        }
+        let written = fields
+            .into_iter()
+            .filter(|(_, bytes)| !bytes.is_empty())
+            .all(|(to, bytes)| memory.write(to, bytes).is_ok());
+        if !written {
+            return Ok(Answer::Errno(libc::EFAULT));
+        }
+        Ok(errno_of(result.ret))
     }
 
     /// readv/writev and friends: one contiguous transfer at home, scattered

@@ -171,6 +171,132 @@ pub fn try_execute(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult,
     })
 }
 
+/// Executes a flattened `sendmsg` or `recvmsg` (see
+/// [`homing_proto::syscall::message`]) around a `msghdr` of this process.
+/// `hidden_fd` is an fd of the caller's own: it cannot be sent.
+pub fn message(call: &SyscallCall, hidden_fd: i32) -> SyscallResult {
+    try_message(call, hidden_fd).unwrap_or_else(|errno| {
+        tracing::warn!(
+            nr = call.nr,
+            "malformed forwarded call to {}",
+            syscall::name(call.nr)
+        );
+        SyscallResult {
+            ret: -i64::from(errno),
+            outputs: Vec::new(),
+        }
+    })
+}
+
+fn try_message(call: &SyscallCall, hidden_fd: i32) -> Result<SyscallResult, i32> {
+    use homing_proto::syscall::message::{
+        CONTROL, DATA, MAX_CONTROL, MAX_DATA, MAX_NAME, NAME, RETURNED,
+    };
+    let sending = match call.nr as i64 {
+        libc::SYS_sendmsg => true,
+        libc::SYS_recvmsg => false,
+        _ => return Err(libc::EINVAL),
+    };
+    let [fd, _, flags, name_len, control_len, data_len] = call.args;
+    let lengths = [
+        (NAME, name_len, MAX_NAME),
+        (CONTROL, control_len, MAX_CONTROL),
+        (DATA, data_len, MAX_DATA),
+    ];
+    let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(3);
+    for (slot, len, max) in lengths {
+        if len as usize > max {
+            return Err(libc::EINVAL);
+        }
+        let input = call.inputs.iter().find(|i| i.index == slot);
+        buffers.push(match (sending, input) {
+            (true, Some(input)) if input.bytes.len() == len as usize => input.bytes.clone(),
+            (true, None) if len == 0 => Vec::new(),
+            (false, None) => vec![0; len as usize],
+            _ => return Err(libc::EINVAL),
+        });
+    }
+    if call
+        .inputs
+        .iter()
+        .any(|i| ![NAME, CONTROL, DATA].contains(&i.index))
+    {
+        return Err(libc::EINVAL);
+    }
+    let [mut name, mut control, mut data] =
+        <[Vec<u8>; 3]>::try_from(buffers).map_err(|_| libc::EINVAL)?;
+    if sending && passes_fd(&control, hidden_fd) {
+        return Err(libc::EBADF);
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !name.is_empty() {
+        header.msg_name = name.as_mut_ptr().cast();
+        header.msg_namelen = name.len() as u32;
+    }
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    if !control.is_empty() {
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = control.len();
+    }
+    let nr = call.nr;
+    let args = [fd, &mut header as *mut libc::msghdr as u64, flags, 0, 0, 0];
+    // SAFETY: `header` and everything it points at (`name`, `iov` and
+    // `data`, `control`) are live buffers of the lengths it gives, and
+    // outlive the call; sendmsg and recvmsg touch no other memory of ours.
+    let ret = unsafe { raw_syscall(nr, &args) };
+    if sending || ret < 0 {
+        return Ok(SyscallResult {
+            ret,
+            outputs: Vec::new(),
+        });
+    }
+    data.truncate((ret as usize).min(data.len()));
+    name.truncate((header.msg_namelen as usize).min(name.len()));
+    control.truncate(header.msg_controllen.min(control.len()));
+    let mut returned = header.msg_namelen.to_ne_bytes().to_vec();
+    returned.extend_from_slice(&header.msg_flags.to_ne_bytes());
+    let outputs = [
+        (DATA, data),
+        (NAME, name),
+        (CONTROL, control),
+        (RETURNED, returned),
+    ]
+    .into_iter()
+    .map(|(index, bytes)| ArgData { index, bytes })
+    .collect();
+    Ok(SyscallResult { ret, outputs })
+}
+
+/// Whether control data passes `fd` with `SCM_RIGHTS`.
+fn passes_fd(control: &[u8], fd: i32) -> bool {
+    const HEADER: usize = 16;
+    let mut at = 0;
+    while at + HEADER <= control.len() {
+        let len = u64::from_ne_bytes(control[at..at + 8].try_into().expect("8 bytes")) as usize;
+        let level = i32::from_ne_bytes(control[at + 8..at + 12].try_into().expect("4 bytes"));
+        let kind = i32::from_ne_bytes(control[at + 12..at + 16].try_into().expect("4 bytes"));
+        if len < HEADER || at + len > control.len() {
+            break;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            let passed = control[at + HEADER..at + len]
+                .chunks_exact(4)
+                .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+            if passed.into_iter().any(|passed| passed == fd) {
+                return true;
+            }
+        }
+        at += len.next_multiple_of(8);
+    }
+    false
+}
+
 /// Issues syscall `nr` and returns its raw result: `-errno` on failure.
 ///
 /// # Safety
@@ -839,5 +965,70 @@ mod tests {
         assert_eq!(uname.ret, 0);
         assert_eq!(output(&uname, 0).len(), 390);
         assert_eq!(&output(&uname, 0)[..6], b"Linux\0");
+    }
+
+    /// `cmsghdr` with `SCM_RIGHTS` for `fds`.
+    fn rights(fds: &[i32]) -> Vec<u8> {
+        let mut control = ((16 + 4 * fds.len()) as u64).to_ne_bytes().to_vec();
+        control.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        control.extend_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+        for fd in fds {
+            control.extend_from_slice(&fd.to_ne_bytes());
+        }
+        control.resize(control.len().next_multiple_of(8), 0);
+        control
+    }
+
+    #[test]
+    fn messages_carry_fds_but_never_the_hidden_one() {
+        let mut pair = [0; 2];
+        // SAFETY: socketpair writes two ints into `pair`.
+        let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        let [sender, receiver] = pair.map(|fd| fd as u64);
+        let send = |control: Vec<u8>| {
+            let inputs = vec![
+                ArgData {
+                    index: 1,
+                    bytes: b"hello".to_vec(),
+                },
+                ArgData {
+                    index: 4,
+                    bytes: control.clone(),
+                },
+            ];
+            // Fd 2 stands for the deputy's own connection.
+            message(
+                &SyscallCall {
+                    nr: libc::SYS_sendmsg as u64,
+                    args: [sender, 0, 0, 0, control.len() as u64, 5],
+                    inputs,
+                },
+                2,
+            )
+        };
+        let hidden = send(rights(&[0, 2]));
+        assert_eq!(hidden.ret, -i64::from(libc::EBADF));
+        let sent = send(rights(&[0]));
+        assert_eq!(sent.ret, 5);
+        let received = message(
+            &SyscallCall {
+                nr: libc::SYS_recvmsg as u64,
+                args: [receiver, 0, 0, 0, 64, 3],
+                inputs: vec![],
+            },
+            2,
+        );
+        assert_eq!(received.ret, 3);
+        assert_eq!(output(&received, 1), b"hel");
+        assert_eq!(output(&received, 4).len(), 24);
+        let flags = i32::from_ne_bytes(output(&received, 5)[4..8].try_into().unwrap());
+        assert_ne!(flags & libc::MSG_TRUNC, 0);
+        let passed = i32::from_ne_bytes(output(&received, 4)[16..20].try_into().unwrap());
+        assert!(passed > 2);
+        for fd in [sender, receiver, passed as u64] {
+            // SAFETY: closing fds this test opened.
+            unsafe { libc::close(fd as i32) };
+        }
     }
 }

@@ -161,6 +161,84 @@ fn python_reads_and_writes_home_files() {
     assert_eq!(ok(at_home(&cluster, "cat sum.txt")).stdout, "500500\n");
 }
 
+/// sendmsg/recvmsg run at home on home sockets: several iovecs, an fd
+/// of a home file passed with SCM_RIGHTS (it arrives as a home fd), a
+/// truncated datagram flagged MSG_TRUNC, and the sender's address of a
+/// named socket at home, and a sendmmsg batch (glibc's resolver sends its
+/// queries so); the output is the one python3 prints at home.
+#[test]
+fn python_passes_messages_and_fds_over_home_sockets() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"echo 'top secret' > secret.txt
+cat > messages.py <<'END'
+import os, socket
+secret = os.open('secret.txt', os.O_RDONLY)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+socket.send_fds(a, [b'hello', b' world'], [secret])
+msg, fds, flags, addr = socket.recv_fds(b, 100, 4)
+print('passed', msg, len(fds), os.read(fds[0], 100), flags)
+a.sendmsg([b'0123456789'])
+data, ancillary, flags, addr = b.recvmsg(4)
+print('truncated', data, bool(flags & socket.MSG_TRUNC), ancillary)
+for path in ('server.sock', 'client.sock'):
+    if os.path.exists(path):
+        os.unlink(path)
+server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+server.bind('server.sock')
+client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+client.bind('client.sock')
+client.sendmsg([b'pi', b'ng'], [], 0, 'server.sock')
+data, ancillary, flags, addr = server.recvmsg(16, 64)
+print('named', data, addr, ancillary, flags)
+from ctypes import CDLL, POINTER, Structure, c_int, c_size_t, c_uint, c_uint32, c_void_p, cast, create_string_buffer, pointer
+class iovec(Structure):
+    _fields_ = [('base', c_void_p), ('len', c_size_t)]
+class msghdr(Structure):
+    _fields_ = [('name', c_void_p), ('namelen', c_uint32), ('iov', POINTER(iovec)), ('iovlen', c_size_t),
+                ('control', c_void_p), ('controllen', c_size_t), ('flags', c_int)]
+class mmsghdr(Structure):
+    _fields_ = [('header', msghdr), ('len', c_uint)]
+buffers = [create_string_buffer(b'first'), create_string_buffer(b'second!')]
+vectors = [iovec(cast(buffer, c_void_p), len(buffer.value)) for buffer in buffers]
+batch = (mmsghdr * 2)()
+for entry, vector in zip(batch, vectors):
+    entry.header.iov = pointer(vector)
+    entry.header.iovlen = 1
+sent = CDLL(None, use_errno=True).sendmmsg(a.fileno(), batch, 2, 0)
+print('batch', sent, [entry.len for entry in batch], b.recv(16, socket.MSG_DONTWAIT), b.recv(16, socket.MSG_DONTWAIT))
+END"#,
+    ));
+    let native = ok(at_home(&cluster, "python3 messages.py"));
+    assert!(
+        native
+            .stdout
+            .starts_with("passed b'hello world' 1 b'top secret\\n' 0\n"),
+        "{native:?}"
+    );
+    assert!(
+        native.stdout.contains("truncated b'0123' True []\n"),
+        "{native:?}"
+    );
+    assert!(
+        native.stdout.contains("named b'ping' client.sock [] 0\n"),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .stdout
+            .ends_with("batch 2 [5, 7] b'first' b'second!'\n"),
+        "{native:?}"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 messages.py",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    assert_eq!(remote.stderr, "");
+}
+
 #[test]
 fn clear_failures_for_missing_programs_and_nodes() {
     let cluster = Cluster::up(2);
