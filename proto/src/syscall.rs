@@ -243,8 +243,8 @@ pub enum Special {
     Fork,
     /// `execve`: the new program comes from home and replaces the guest.
     Exec,
-    /// `sendmsg`/`recvmsg`, and `sendmmsg` as one `sendmsg` per message:
-    /// the message header is flattened (see [`message`]).
+    /// `sendmsg`/`recvmsg`, and `sendmmsg`/`recvmmsg` as one of those per
+    /// message: the message header is flattened (see [`message`]).
     Message,
 }
 
@@ -757,10 +757,9 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_setsockopt | libc::SYS_getsockopt => refuse(libc::ENOPROTOOPT),
         // struct msghdr holds pointers to iovecs, an address and control
         // data: flattened by the host (see [`message`]).
-        libc::SYS_sendmsg | libc::SYS_recvmsg | libc::SYS_sendmmsg => {
+        libc::SYS_sendmsg | libc::SYS_recvmsg | libc::SYS_sendmmsg | libc::SYS_recvmmsg => {
             Route::Special(Special::Message)
         }
-        libc::SYS_recvmmsg => refuse(libc::ENOSYS),
 
         // Identity.
         libc::SYS_getpid

@@ -1052,42 +1052,52 @@ impl Context {
     /// into the buffers and fields it names.
     async fn message(&self, n: &Notification) -> Result<Answer, HomeGone> {
         match n.nr as i64 {
-            libc::SYS_sendmsg => self.one_message(n, n.args[1], true).await,
-            libc::SYS_recvmsg => self.one_message(n, n.args[1], false).await,
+            libc::SYS_sendmsg => self.one_message(n, n.args[1], true, n.args[2]).await,
+            libc::SYS_recvmsg => self.one_message(n, n.args[1], false, n.args[2]).await,
             _ => self.messages(n).await,
         }
     }
 
-    /// sendmmsg: one sendmsg home per message (glibc's resolver sends its
-    /// A and AAAA queries with it), each message's length set in turn,
-    /// until one fails.
+    /// sendmmsg and recvmmsg: one sendmsg or recvmsg home per message
+    /// (glibc's resolver sends its A and AAAA queries with sendmmsg), each
+    /// message's length set in turn, until one fails. recvmmsg waits as
+    /// its flags say for the first message only when given
+    /// `MSG_WAITFORONE` or a timeout (which is otherwise not kept to).
     async fn messages(&self, n: &Notification) -> Result<Answer, HomeGone> {
         /// `struct mmsghdr`: a `msghdr`, then the length sent.
         const ENTRY_LEN: u64 = 64;
+        let sending = n.nr == libc::SYS_sendmmsg as u64;
+        let flags = n.args[3];
+        let wait_for_one = !sending && (flags & libc::MSG_WAITFORONE as u64 != 0 || n.args[4] != 0);
         let memory = self.memory(n);
-        let mut sent = 0;
+        let mut done = 0;
         for entry in 0..(n.args[2] as u32).min(IOV_MAX as u32) {
             let at = n.args[1] + u64::from(entry) * ENTRY_LEN;
-            match self.one_message(n, at, true).await? {
+            let mut flags = flags & !(libc::MSG_WAITFORONE as u64);
+            if wait_for_one && done > 0 {
+                flags |= libc::MSG_DONTWAIT as u64;
+            }
+            match self.one_message(n, at, sending, flags).await? {
                 Answer::Value(len) => {
                     if memory.write(at + 56, &(len as u32).to_ne_bytes()).is_err() {
                         return Ok(Answer::Errno(libc::EFAULT));
                     }
-                    sent += 1;
+                    done += 1;
                 }
-                failed if sent == 0 => return Ok(failed),
+                failed if done == 0 => return Ok(failed),
                 _ => break,
             }
         }
-        Ok(Answer::Value(sent))
+        Ok(Answer::Value(done))
     }
 
-    /// One sendmsg or recvmsg of the `msghdr` at `at`, with the flags of `n`.
+    /// One sendmsg or recvmsg of the `msghdr` at `at`, with `flags`.
     async fn one_message(
         &self,
         n: &Notification,
         at: u64,
         sending: bool,
+        flags: u64,
     ) -> Result<Answer, HomeGone> {
         use homing_proto::syscall::message::{
             CONTROL, DATA, HEADER_LEN, MAX_CONTROL, MAX_DATA, MAX_NAME, NAME, RETURNED,
@@ -1107,12 +1117,6 @@ impl Context {
             libc::SYS_sendmsg
         } else {
             libc::SYS_recvmsg
-        };
-        // sendmmsg's flags are its fourth argument.
-        let flags = if n.nr == libc::SYS_sendmmsg as u64 {
-            n.args[3]
-        } else {
-            n.args[2]
         };
         if iov_count > IOV_MAX {
             return Ok(Answer::Errno(libc::EMSGSIZE));

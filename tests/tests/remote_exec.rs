@@ -164,8 +164,8 @@ fn python_reads_and_writes_home_files() {
 /// sendmsg/recvmsg run at home on home sockets: several iovecs, an fd
 /// of a home file passed with SCM_RIGHTS (it arrives as a home fd), a
 /// truncated datagram flagged MSG_TRUNC, and the sender's address of a
-/// named socket at home, and a sendmmsg batch (glibc's resolver sends its
-/// queries so); the output is the one python3 prints at home.
+/// named socket at home, and sendmmsg and recvmmsg batches (glibc's
+/// resolver sends its queries with sendmmsg); the output is the one python3 prints at home.
 #[test]
 fn python_passes_messages_and_fds_over_home_sockets() {
     let cluster = Cluster::up(2);
@@ -208,6 +208,16 @@ for entry, vector in zip(batch, vectors):
     entry.header.iovlen = 1
 sent = CDLL(None, use_errno=True).sendmmsg(a.fileno(), batch, 2, 0)
 print('batch', sent, [entry.len for entry in batch], b.recv(16, socket.MSG_DONTWAIT), b.recv(16, socket.MSG_DONTWAIT))
+a.send(b'one')
+a.send(b'three')
+buffers = [create_string_buffer(16) for _ in range(4)]
+vectors = [iovec(cast(buffer, c_void_p), 16) for buffer in buffers]
+batch = (mmsghdr * 4)()
+for entry, vector in zip(batch, vectors):
+    entry.header.iov = pointer(vector)
+    entry.header.iovlen = 1
+got = CDLL(None, use_errno=True).recvmmsg(b.fileno(), batch, 4, 0x10000, None)  # MSG_WAITFORONE
+print('received', got, [entry.len for entry in batch], [buffer.value for buffer in buffers])
 END"#,
     ));
     let native = ok(at_home(&cluster, "python3 messages.py"));
@@ -228,7 +238,7 @@ END"#,
     assert!(
         native
             .stdout
-            .ends_with("batch 2 [5, 7] b'first' b'second!'\n"),
+            .ends_with("batch 2 [5, 7] b'first' b'second!'\nreceived 2 [3, 5, 0, 0] [b'one', b'three', b'', b'']\n"),
         "{native:?}"
     );
     let remote = ok(at_home(
