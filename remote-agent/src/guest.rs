@@ -21,7 +21,7 @@ use homing_proto::control::AwayProcess;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::memory::ProcessMemory;
-use homing_shim::seccomp::{Answer, Filter, Listener, Notification};
+use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
@@ -408,26 +408,17 @@ impl HostRole {
     fn supervise(self: Arc<Self>, guest: Guest, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
         let pid = guest.pid;
         let listener = Arc::new(guest.listener);
-        let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
-        let receiving = {
-            let listener = listener.clone();
-            std::thread::Builder::new()
-                .name(format!("notify-{pid}"))
-                .spawn(move || loop {
-                    match listener.recv(Duration::from_millis(250)) {
-                        Ok(Some(n)) => {
-                            if notify_tx.send(n).is_err() {
-                                break;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(_) => break,
-                    }
-                })
-        };
-        if let Err(error) = receiving {
-            warn!(pid, "cannot supervise a guest ({error}); killing it");
-            signal_guest(pid, libc::SIGKILL);
+        // Notifications are taken where they are handled, on the runtime:
+        // a thread of their own would add a wakeup to every call.
+        match AsyncListener::new(listener.clone()) {
+            Ok(notifications) => {
+                let role = self.clone();
+                tokio::spawn(async move { role.take_notifications(listener, notifications).await });
+            }
+            Err(error) => {
+                warn!(pid, "cannot supervise a guest ({error}); killing it");
+                signal_guest(pid, libc::SIGKILL);
+            }
         }
         let pidfd = guest.pidfd;
         let waiting = std::thread::Builder::new()
@@ -445,13 +436,20 @@ impl HostRole {
             signal_guest(pid, libc::SIGKILL);
             let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
         }
-        tokio::spawn(async move {
-            while let Some(n) = notify_rx.recv().await {
-                let role = self.clone();
-                let listener = listener.clone();
-                tokio::spawn(async move { role.handle(listener, n).await });
-            }
-        });
+    }
+
+    /// Handles each notification of a guest's filter as it comes, until no
+    /// process uses the filter any more.
+    async fn take_notifications(
+        self: Arc<Self>,
+        listener: Arc<Listener>,
+        notifications: AsyncListener,
+    ) {
+        while let Ok(n) = notifications.recv().await {
+            let role = self.clone();
+            let listener = listener.clone();
+            tokio::spawn(async move { role.handle(listener, n).await });
+        }
     }
 
     /// The member a notifying thread belongs to; a process not seen before

@@ -224,6 +224,16 @@ impl Listener {
         }))
     }
 
+    /// Whether a notification waits to be received now.
+    fn readable_now(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+    }
+
     /// Whether notification `id` is still pending (its thread still waits).
     /// Check after reading guest memory: the memory read was the guest's only if so.
     pub fn is_pending(&self, id: u64) -> bool {
@@ -290,5 +300,50 @@ impl Listener {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// A listener whose notifications are awaited on the tokio runtime, where
+/// they are handled: a thread of their own would add a wakeup to every
+/// call.
+pub struct AsyncListener {
+    readiness: tokio::io::unix::AsyncFd<SharedListener>,
+}
+
+/// The listener's fd as the runtime's reactor sees it.
+struct SharedListener(std::sync::Arc<Listener>);
+
+impl AsRawFd for SharedListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.fd.as_raw_fd()
+    }
+}
+
+impl AsyncListener {
+    /// Registers `listener` with the current runtime's reactor.
+    pub fn new(listener: std::sync::Arc<Listener>) -> std::io::Result<Self> {
+        let shared = SharedListener(listener);
+        // SAFETY: the fd belongs to the `Listener` that `shared` keeps
+        // alive in the `AsyncFd`, which never closes or replaces it.
+        let readiness = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(shared, tokio::io::Interest::READABLE)
+        };
+        Ok(Self {
+            readiness: readiness.map_err(std::io::Error::from)?,
+        })
+    }
+
+    /// The next notification; `Err` once no process uses the filter.
+    pub async fn recv(&self) -> std::io::Result<Notification> {
+        let listener = &self.readiness.get_ref().0;
+        loop {
+            let mut ready = self.readiness.readable().await?;
+            match listener.recv(Duration::ZERO)? {
+                Some(notification) => return Ok(notification),
+                // Withdrawn before it was taken: another may wait still.
+                None if listener.readable_now() => {}
+                None => ready.clear_ready(),
+            }
+        }
     }
 }

@@ -1,0 +1,107 @@
+//! The bare quinn round trip between two nodes, for the benchmarks: the
+//! same endpoint, TLS identities and transport settings as homing's own
+//! links, one long-lived stream, a small message echoed back and forth, as
+//! a forwarded syscall's request and answer travel. What a forwarded
+//! syscall costs beyond this is homing's own.
+//!
+//!   quinn-rtt --ca CA --cert CERT --key KEY serve ADDR
+//!   quinn-rtt --ca CA --cert CERT --key KEY ping ADDR NODE [COUNT]
+//!
+//! `ping` prints `quinn_rtt MICROSECONDS us`, the mean over COUNT trips
+//! after a warm-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use homing_home_agent::link;
+use homing_home_agent::tls::Identity;
+
+/// About the size of a forwarded `stat`'s request.
+const MESSAGE_LEN: usize = 96;
+const WARM_UP: usize = 200;
+
+#[derive(Parser)]
+struct Args {
+    /// The cluster's CA certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    /// This node's certificate.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its key.
+    #[arg(long)]
+    key: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Echo every stream's messages back, until killed.
+    Serve { listen: SocketAddr },
+    /// Time COUNT round trips to a `serve` at ADDR, a node named NODE.
+    Ping {
+        address: SocketAddr,
+        node: String,
+        #[arg(default_value_t = 20000)]
+        count: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let identity = Identity::load(&args.ca, &args.cert, &args.key).context("loading identity")?;
+    match args.command {
+        Command::Serve { listen } => {
+            let endpoint = link::endpoint(&identity, listen).context("binding the endpoint")?;
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        tokio::spawn(async move {
+                            let mut message = [0u8; MESSAGE_LEN];
+                            while recv.read_exact(&mut message).await.is_ok() {
+                                if send.write_all(&message).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                });
+            }
+            Ok(())
+        }
+        Command::Ping {
+            address,
+            node,
+            count,
+        } => {
+            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+            let endpoint =
+                link::endpoint(&identity, unspecified).context("binding the endpoint")?;
+            let conn = endpoint
+                .connect(address, &node)?
+                .await
+                .with_context(|| format!("connecting to {node} at {address}"))?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let mut message = [7u8; MESSAGE_LEN];
+            let mut started = Instant::now();
+            for trip in 0..WARM_UP + count {
+                if trip == WARM_UP {
+                    started = Instant::now();
+                }
+                send.write_all(&message).await?;
+                recv.read_exact(&mut message).await?;
+            }
+            let mean = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+            println!("quinn_rtt {mean:.2} us");
+            conn.close(0u32.into(), b"done");
+            endpoint.wait_idle().await;
+            Ok(())
+        }
+    }
+}
