@@ -85,9 +85,46 @@ pub struct Member {
     pub(crate) moved: std::sync::atomic::AtomicBool,
     /// Notifications of its process being handled right now.
     pub(crate) handling: std::sync::atomic::AtomicUsize,
+    /// Fds it opened read-only at home and has not closed since: their
+    /// close cannot fail, so it is answered at once (see [`Context::forward`]).
+    read_only: Mutex<std::collections::HashSet<i32>>,
 }
 
 impl Member {
+    /// Notes an fd opened read-only by a call that returned `ret`.
+    fn note_read_only(&self, nr: u64, args: &[u64; 6], ret: i64) {
+        let flags = match nr as i64 {
+            libc::SYS_open => args[1],
+            libc::SYS_openat => args[2],
+            _ => return,
+        };
+        if ret >= 0 && flags as i32 & libc::O_ACCMODE == libc::O_RDONLY {
+            if let Ok(mut fds) = self.read_only.lock() {
+                fds.insert(ret as i32);
+            }
+        }
+    }
+
+    /// Sees a call on its way home: forgets the fds it may close or
+    /// replace. Returns whether it is the close of an fd opened read-only.
+    fn forget_read_only(&self, nr: u64, args: &[u64; 6]) -> bool {
+        let Ok(mut fds) = self.read_only.lock() else {
+            return false;
+        };
+        match nr as i64 {
+            libc::SYS_close => fds.remove(&(args[0] as i32)),
+            libc::SYS_dup2 | libc::SYS_dup3 => {
+                fds.remove(&(args[1] as i32));
+                false
+            }
+            libc::SYS_close_range | libc::SYS_execve | libc::SYS_execveat => {
+                fds.clear();
+                false
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn command(&self) -> String {
         self.command.lock().map(|c| c.clone()).unwrap_or_default()
     }
@@ -181,6 +218,7 @@ impl HostRole {
             host_pid: AtomicI32::new(0),
             exits,
             children: DashMap::new(),
+            read_only: Mutex::new(std::collections::HashSet::new()),
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
@@ -813,6 +851,8 @@ impl Context {
     /// execve: the new program comes from home and a fresh guest process
     /// runs it as the same member; the old process goes away unseen.
     async fn exec(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        // Its close-on-exec fds close at home: which ones is not known here.
+        self.member.forget_read_only(n.nr, &n.args);
         let memory = ProcessMemory::new(n.tid);
         let Ok(mut path) = memory.read_cstr(n.args[0], syscall::MAX_CSTR) else {
             return Ok(Answer::Errno(libc::EFAULT));
@@ -975,9 +1015,19 @@ impl Context {
             args,
             inputs,
         };
+        // Closing an fd opened read-only cannot fail (nothing is left to
+        // write back): it goes home unanswered, and the program goes on
+        // without waiting a round trip. Its later calls travel behind it
+        // on the same stream, and home runs a close as it comes, so
+        // nothing it does afterwards can see the fd still open.
+        if self.member.forget_read_only(n.nr, &args) {
+            self.member.calls.start_unanswered(n.tid, call)?;
+            return Ok(Answer::Value(0));
+        }
         let Some(result) = self.call_while_waited_for(n, call).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
+        self.member.note_read_only(n.nr, &args, result.ret);
         for output in &result.outputs {
             let Some(ptr) = ptrs
                 .iter()

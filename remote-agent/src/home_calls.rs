@@ -97,6 +97,13 @@ impl HomeCalls {
         Ok((id, rx))
     }
 
+    /// Sends `call` home for guest thread `tid` without waiting for its
+    /// answer, which is dropped when it comes; until then it counts as in
+    /// flight.
+    pub fn start_unanswered(&self, tid: i32, call: SyscallCall) -> Result<(), HomeGone> {
+        self.start(tid, call).map(drop)
+    }
+
     /// Tells home that call `id` is no longer wanted; its answer, when it
     /// comes, is dropped.
     pub fn cancel(&self, id: u64) {

@@ -249,6 +249,48 @@ END"#,
     assert_eq!(remote.stderr, "");
 }
 
+/// Closing a file opened read-only is answered at once, without a round
+/// trip home; the program cannot tell: a second close fails with EBADF,
+/// the next open gets the same number, and the close (which releases the
+/// program's lock) is done at home before anything it does afterwards.
+#[test]
+fn closing_a_read_only_file_is_done_at_home_before_what_follows() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"echo data > data.txt
+cat > closes.py <<'END'
+import fcntl, os, time
+fd = os.open('data.txt', os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.close(fd)
+try:
+    os.close(fd)
+    print('second close succeeded')
+except OSError as error:
+    print('second close errno', error.errno)
+again = os.open('data.txt', os.O_RDONLY)
+print('same number', again == fd)
+os.close(again)
+print('closed', flush=True)
+time.sleep(1)
+END"#,
+    ));
+    let check = "while read -r line; do echo \"$line\"; \
+                 if [ \"$line\" = closed ]; then flock -n data.txt true && echo lock free || echo lock held; fi; \
+                 done";
+    let native = ok(at_home(&cluster, &format!("python3 closes.py | {check}")));
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- python3 closes.py | {check}"),
+    ));
+    assert_eq!(
+        native.stdout,
+        "second close errno 9\nsame number True\nclosed\nlock free\n"
+    );
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 #[test]
 fn clear_failures_for_missing_programs_and_nodes() {
     let cluster = Cluster::up(2);
