@@ -78,20 +78,57 @@ pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
             })
             .collect(),
     };
+    let command_line = spec.argv.clone();
     let request = ControlRequest::Run {
         node: node.to_owned(),
         start: spec,
     };
-    start_serving(stream, &request)
+    start_serving(stream, &request, &command_line)
+}
+
+/// The program exec'd another: this process takes the new one's name
+/// and command line (the host sends them with the exec), as the kernel
+/// would have set them.
+fn take_program_identity(call: &SyscallCall) {
+    let input = |index: u8| {
+        call.inputs
+            .iter()
+            .find(|i| i.index == index)
+            .map(|i| &i.bytes)
+    };
+    if let Some(path) = input(2) {
+        let path = Path::new(OsStr::from_bytes(path));
+        if let Some(name) = path.file_name() {
+            name_after(name);
+        }
+    }
+    if let Some(command_line) = input(1) {
+        let args: Vec<Vec<u8>> = command_line
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        show_command_line(&args);
+    }
+}
+
+/// Shows `args` as this process's command line (`ps -f`, `pgrep -f`).
+fn show_command_line(args: &[Vec<u8>]) {
+    if let Err(error) = homing_shim::process::set_command_line(args) {
+        tracing::debug!("cannot show the program's command line: {error}");
+    }
 }
 
 /// Takes the program's name (what the kernel would have set at its exec:
 /// 15 bytes of its file name), so that `ps`, `top` and `pgrep` at home
 /// find the program under its own name.
+/// The main thread's is the process's name, whichever thread sets it.
 fn name_after(program: &OsStr) {
     let name: Vec<u8> = program.as_bytes().iter().copied().take(15).collect();
-    if let Ok(name) = std::ffi::CString::new(name) {
-        let _ = rustix::thread::set_name(&name);
+    if std::fs::write("/proc/self/comm", &name).is_err() {
+        if let Ok(name) = std::ffi::CString::new(name) {
+            let _ = rustix::thread::set_name(&name);
+        }
     }
 }
 
@@ -114,12 +151,14 @@ fn make_way(agent_fd: i32) -> ! {
 /// Serves this process's own program, moved away: the process exec'd
 /// itself into this deputy (`homing resume`) and keeps its fds, cwd,
 /// credentials, pid and parent. Returns only on failure.
-pub fn resume(socket: &Path, comm: Option<&OsStr>) -> i32 {
+/// `command_line`: the program's, shown as this process's.
+pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) -> i32 {
     if let Some(comm) = comm {
         name_after(comm);
     }
+    let command_line: Vec<Vec<u8>> = command_line.iter().map(|a| a.as_bytes().to_vec()).collect();
     match connect_agent(socket) {
-        Ok(stream) => start_serving(stream, &ControlRequest::Resume),
+        Ok(stream) => start_serving(stream, &ControlRequest::Resume, &command_line),
         Err(message) => {
             eprintln!("homing: {message}");
             1
@@ -141,8 +180,14 @@ fn connect_agent(socket: &Path) -> Result<UnixStream, String> {
 }
 
 /// Sends `request` (Run or Adopt) and, once the agent says the program
-/// runs, serves it until it ends.
-fn start_serving(mut stream: UnixStream, request: &ControlRequest) -> i32 {
+/// runs, serves it until it ends. From then on this process shows the
+/// program's `command_line` (not before: until the agent knows it as a
+/// deputy, it must look like one).
+fn start_serving(
+    mut stream: UnixStream,
+    request: &ControlRequest,
+    command_line: &[Vec<u8>],
+) -> i32 {
     match exchange(&mut stream, request) {
         Ok(ControlResponse::Running) => {}
         Ok(ControlResponse::Error { message }) => {
@@ -157,6 +202,9 @@ fn start_serving(mut stream: UnixStream, request: &ControlRequest) -> i32 {
             eprintln!("homing: the agent failed to answer: {error}");
             return 1;
         }
+    }
+    if !command_line.is_empty() {
+        show_command_line(command_line);
     }
     serve(stream)
 }
@@ -444,6 +492,7 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
         return fork_deputy(reserved_fd);
     }
     if nr == libc::SYS_execve {
+        take_program_identity(call);
         return close_on_exec(reserved_fd);
     }
     match syscall::route(call.nr, &call.args) {
@@ -474,7 +523,9 @@ fn fork_deputy(reserved_fd: i32) -> SyscallResult {
                 std::process::exit(1)
             };
             let code = match connect_agent(socket) {
-                Ok(stream) => start_serving(stream, &ControlRequest::Adopt { parent_pid: parent }),
+                Ok(stream) => {
+                    start_serving(stream, &ControlRequest::Adopt { parent_pid: parent }, &[])
+                }
                 Err(message) => {
                     eprintln!("homing: {message}");
                     1

@@ -66,6 +66,9 @@ enum Command {
         /// The program's name, for `ps` and `pgrep` at home.
         #[arg(long)]
         comm: Option<std::ffi::OsString>,
+        /// The program's command line, for `ps -f` and `pgrep -f` at home.
+        #[arg(last = true)]
+        command_line: Vec<std::ffi::OsString>,
     },
     /// List your processes running away from home.
     Ps {
@@ -152,8 +155,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Resume { comm } = &cli.command {
-        let code = homing_home_agent::deputy::resume(&cli.socket, comm.as_deref());
+    if let Command::Resume { comm, command_line } = &cli.command {
+        let code = homing_home_agent::deputy::resume(&cli.socket, comm.as_deref(), command_line);
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     if let Command::Run { on, argv } = cli.command {

@@ -881,6 +881,21 @@ impl Context {
         if allowed.ret < 0 {
             return Ok(errno_of(allowed.ret));
         }
+        // What the deputy shows at home from now on, as the exec would.
+        let command_line: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| a.iter().copied().chain([0]))
+            .collect();
+        let shown = vec![
+            ArgData {
+                index: 1,
+                bytes: command_line,
+            },
+            ArgData {
+                index: 2,
+                bytes: path.clone(),
+            },
+        ];
         let program = match self.role.prepare(&self.member, n.tid, &path, argv).await {
             Ok(program) => program,
             Err(error) => return Ok(Answer::Errno(error.errno())),
@@ -893,7 +908,7 @@ impl Context {
         let exec_done = SyscallCall {
             nr: libc::SYS_execve as u64,
             args: [0; 6],
-            inputs: vec![],
+            inputs: shown,
         };
         self.calls.call(n.tid, exec_done).await?;
         let old = self.guest_pid;

@@ -94,3 +94,121 @@ pub fn interrupt_thread(thread: libc::pthread_t) {
         libc::pthread_kill(thread, interrupt_signal());
     }
 }
+
+/// The kernel's `struct prctl_mm_map`.
+#[repr(C)]
+struct MmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *const u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+/// Makes `/proc/self/cmdline` (what `ps -f` and `pgrep -f` read) show
+/// `args`, as a program's own exec would have: a deputy takes its
+/// program's command line. Everything else of the process's memory
+/// description stays as it is (`PR_SET_MM_MAP`, allowed without
+/// privilege when the executable is left alone).
+pub fn set_command_line(args: &[Vec<u8>]) -> std::io::Result<()> {
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "unreadable /proc/self/stat",
+        )
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name (which may hold spaces), from
+    // field 3, the state.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .ok_or_else(bad)?
+        .1
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |number: usize| fields.get(number - 3).copied().ok_or_else(bad);
+    let auxv = std::fs::read("/proc/self/auxv")?;
+    let auxv: Vec<u64> = auxv
+        .chunks_exact(8)
+        .map(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")))
+        .collect();
+    let mut area: Vec<u8> = Vec::new();
+    for arg in args {
+        area.extend_from_slice(arg);
+        area.push(0);
+    }
+    if area.is_empty() {
+        area.push(0);
+    }
+    // It stays the command line for as long as the process lives.
+    let area: &'static [u8] = Box::leak(area.into_boxed_slice());
+    // SAFETY: brk(0) changes nothing and returns the current break.
+    let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+    let map = MmMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk,
+        start_stack: field(28)?,
+        arg_start: area.as_ptr() as u64,
+        arg_end: area.as_ptr() as u64 + area.len() as u64,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: auxv.as_ptr(),
+        auxv_size: (auxv.len() * 8) as u32,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: PR_SET_MM_MAP reads `map` and the auxv it points at, both
+    // alive for the call; the command line area is leaked, so it outlives
+    // the process's use of it.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP,
+            &map as *const MmMap,
+            std::mem::size_of::<MmMap>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_replaced() {
+        // In a child: the test harness's own command line stays.
+        match super::fork().unwrap() {
+            super::Forked::Child => {
+                let set = super::set_command_line(&[b"python3".to_vec(), b"analyse.py".to_vec()]);
+                let shown = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+                let ok = set.is_ok() && shown == b"python3\0analyse.py\0";
+                // SAFETY: _exit ends the forked child without running the parent's atexit.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            super::Forked::Parent(child) => {
+                let status =
+                    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child), 0)
+                );
+            }
+        }
+    }
+}

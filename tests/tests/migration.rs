@@ -93,6 +93,7 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
              homing migrate $pid node2 || exit 8
              homing ps
              echo rss=$(ps -o rss= -p $pid) comm=$(ps -o comm= -p $pid)
+             echo \"args=$(ps -o args= -p $pid)\"
              homing migrate $pid node3 || exit 7
              homing ps
              homing migrate $pid home || exit 6
@@ -134,8 +135,14 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
         .find_map(|l| l.strip_prefix("rss="))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("rss");
-    // `ps` at home still names the program.
+    // `ps` at home still names the program, with its command line.
     assert!(moved.stdout.contains(" comm=checksum\n"), "{moved:?}");
+    assert!(
+        moved
+            .stdout
+            .contains("args=/home/alice/checksum 512 80 /home/alice/ready\n"),
+        "{moved:?}"
+    );
     eprintln!("resident memory of the deputy at home: {rss_kib} KiB");
     assert!(rss_kib < 64 << 10, "deputy resident {rss_kib} KiB");
     // Same output as unmoved, the pid it saw is the one the shell knew,

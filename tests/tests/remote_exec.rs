@@ -97,12 +97,29 @@ fn the_program_sees_its_home_identity() {
     }
     assert_eq!(field(&run.stdout, "cwd"), "/home/alice");
     assert_eq!(field(&run.stdout, "status"), "0");
-    // `pgrep` and `ps` at home find it under its own name.
+    // `pgrep` and `ps` at home find it under its own name and command
+    // line, and under the new ones once it execs another program.
     let named = ok(at_home(
         &cluster,
-        "homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!; wait",
+        r#"homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!
+           echo "args=$(ps -o args= -p $!)"; wait
+           homing run --on node2 -- sh -c 'sleep 0.5; exec sleep 2.5' & sleep 1.5
+           echo "exec=$(ps -o comm= -p $!)/$(ps -o args= -p $!)/$(pgrep -u alice -f '^sleep 2.5$')" child=$!; wait"#,
     ));
     assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
+    assert!(named.stdout.contains("args=sleep 3\n"), "{named:?}");
+    let exec_child = named
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split("child=").nth(1))
+        .expect("child");
+    assert!(
+        named
+            .stdout
+            .contains(&format!("exec=sleep/sleep 2.5/{exec_child} ")),
+        "{named:?}"
+    );
 }
 
 #[test]

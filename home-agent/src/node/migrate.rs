@@ -168,11 +168,7 @@ impl Node {
             }
         };
         let frozen_since = source.frozen_at.unwrap_or_else(Instant::now);
-        let (program, mut argv) = self.deputy_command()?;
-        if let Some(comm) = process_name(pid) {
-            argv.push(c"--comm".to_owned());
-            argv.push(comm);
-        }
+        let (program, argv) = self.deputy_command(pid)?;
         // The copy there may run before the process here has become its
         // deputy: until the deputy calls in, the copy's calls home wait,
         // so nothing it does shows, and the old memory is freed (by the
@@ -253,18 +249,33 @@ impl Node {
     }
 
     /// What a process execs to become its own deputy.
-    fn deputy_command(&self) -> Result<(CString, Vec<CString>), String> {
+    /// What process `pid` execs to become its program's deputy: `homing
+    /// resume`, told the program's name and command line (read now, while
+    /// the process still shows its program's) to show them at home.
+    fn deputy_command(&self, pid: i32) -> Result<(CString, Vec<CString>), String> {
         let socket = CString::new(self.config.control_socket.as_os_str().as_encoded_bytes())
             .map_err(|_| "the control socket path has a NUL".to_owned())?;
-        Ok((
-            deputy_program()?,
-            vec![
-                c"homing".to_owned(),
-                c"--socket".to_owned(),
-                socket,
-                c"resume".to_owned(),
-            ],
-        ))
+        let mut argv = vec![
+            c"homing".to_owned(),
+            c"--socket".to_owned(),
+            socket,
+            c"resume".to_owned(),
+        ];
+        if let Some(comm) = process_name(pid) {
+            argv.push(c"--comm".to_owned());
+            argv.push(comm);
+        }
+        let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<CString> = command_line
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .filter_map(|a| CString::new(a).ok())
+            .collect();
+        if !args.is_empty() {
+            argv.push(c"--".to_owned());
+            argv.extend(args);
+        }
+        Ok((deputy_program()?, argv))
     }
 
     /// Moves an away process on to `node`, or home.
@@ -548,7 +559,7 @@ impl Node {
                 // The program goes on where it was; the process at home
                 // becomes its deputy again and calls in.
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
-                let (program, argv) = self.deputy_command()?;
+                let (program, argv) = self.deputy_command(pid)?;
                 let again = match homecoming {
                     Some(homecoming) => homecoming.exec_instead(program, argv).await,
                     None => match Source::frozen(pid, false).await {
