@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use homing_proto::control::{ControlRequest, ControlResponse, RunSpec};
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
-use nix::sys::signal::{self, SigSet, Signal};
+use nix::sys::signal::{self, Signal};
 
 /// The one connection to the agent, read by the main thread and written by
 /// every thread (one whole frame at a time). A single fd, so that nothing
@@ -276,34 +276,13 @@ fn read_frame<T: serde::de::DeserializeOwned>(
         .map_err(|e| e.to_string())
 }
 
-/// The signals forwarded to the program. Faults stay the deputy's own, and
-/// SIGCHLD is about the deputy's children, not the program's.
-fn forwarded_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for sig in Signal::iterator() {
-        if !matches!(
-            sig,
-            Signal::SIGKILL
-                | Signal::SIGSTOP
-                | Signal::SIGSEGV
-                | Signal::SIGBUS
-                | Signal::SIGILL
-                | Signal::SIGFPE
-                | Signal::SIGTRAP
-                | Signal::SIGSYS
-                | Signal::SIGCHLD
-        ) {
-            set.add(sig);
-        }
-    }
-    set
-}
-
 fn serve(stream: UnixStream) -> i32 {
     let reserved_fd = stream.as_raw_fd();
-    let signals = forwarded_signals();
-    // Blocked in every thread (threads inherit the mask), taken by sigwait.
-    if let Err(error) = signals.thread_block() {
+    // The signals forwarded to the program are blocked in every thread
+    // (threads inherit the mask) and taken by sigwait; the rest are
+    // unblocked (a deputy may start with all blocked).
+    let signals = homing_shim::process::forwarded_signal_mask();
+    if let Err(error) = homing_shim::process::set_thread_signal_mask(signals) {
         eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
@@ -618,18 +597,20 @@ fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     }
 }
 
-fn forward_signals(signals: SigSet, writer: Writer) {
+fn forward_signals(signals: u64, writer: Writer) {
     loop {
-        let Ok(sig) = signals.wait() else { continue };
-        let send = |signal: Signal| {
-            let _ = writer.send(&ToHost::Signal {
-                signal: signal as i32,
-            });
+        let Ok(signal) = homing_shim::process::wait_for_signal(signals) else {
+            continue;
         };
-        send(sig);
+        if writer.send(&ToHost::Signal { signal }).is_err() {
+            // The deputy made way for its program coming home: the signal
+            // waits in the process for it, and this thread takes no more.
+            let _ = homing_shim::process::send_signal(std::process::id() as i32, signal);
+            return;
+        }
         // Job control: the program stops on its node, and the deputy stops
         // here so the shell sees the job stopped; SIGCONT resumes both.
-        if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+        if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
             let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
         }
     }

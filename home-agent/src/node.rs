@@ -102,6 +102,8 @@ enum RelayCommand {
         conn: Connection,
         send: SendStream,
         recv: RecvStream,
+        /// Signals the old host held while the process was frozen there.
+        signals: Vec<i32>,
     },
     /// The process comes home: tell the deputy to make way, and hand the
     /// old host's streams back, once the deputy has closed its connection
@@ -113,7 +115,17 @@ enum RelayCommand {
 enum Outgoing {
     Frame(Vec<u8>),
     Switch(SendStream),
+    /// Sends the signals held while the relay held (after the go).
+    Release,
     GiveBack,
+}
+
+/// The signal a framed [`ToHost`] carries, if it is one.
+fn signal_in(frame: &[u8]) -> Option<i32> {
+    match homing_proto::decode::<ToHost>(frame.get(4..)?) {
+        Ok(ToHost::Signal { signal }) => Some(signal),
+        _ => None,
+    }
 }
 
 /// Counts a guest on a connection for as long as it lives.
@@ -583,7 +595,12 @@ impl Node {
                         if commit {
                             // Once this is said the copy here never runs
                             // again: home need not wait for it to be gone.
-                            let _ = send.write_all(&frozen_for.to_be_bytes()).await;
+                            // The signals home sent it while frozen go back.
+                            let mut answer = frozen_for.to_be_bytes().to_vec();
+                            for signal in departure.held_signals() {
+                                answer.extend_from_slice(&signal.to_be_bytes());
+                            }
+                            let _ = send.write_all(&answer).await;
                             let _ = send.finish();
                         }
                         commit
@@ -855,21 +872,26 @@ impl Node {
         let (mut from_deputy, mut to_deputy) = deputy.into_split();
         // Everything for the host goes through one writer: the deputy's
         // answers and signals, and the answers of the fast path. While a
-        // move holds the relay, nothing reaches the frozen old host.
+        // move holds the relay, nothing reaches the frozen old host; the
+        // signals sent meanwhile wait for wherever the program goes.
         let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (to_host, mut outbox) = mpsc::unbounded_channel::<Outgoing>();
         let writer = {
             let holding = holding.clone();
             tokio::spawn(async move {
                 let mut send = send;
+                let mut held: Vec<Vec<u8>> = Vec::new();
                 while let Some(out) = outbox.recv().await {
                     match out {
                         Outgoing::Frame(frame) => {
                             if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                                if signal_in(&frame).is_some() {
+                                    held.push(frame);
+                                }
                                 continue;
                             }
                             if send.write_all(&frame).await.is_err() {
-                                return Some(send);
+                                return Some((send, held));
                             }
                         }
                         Outgoing::Switch(new_send) => {
@@ -877,7 +899,14 @@ impl Node {
                             send = new_send;
                             holding.store(false, std::sync::atomic::Ordering::SeqCst);
                         }
-                        Outgoing::GiveBack => return Some(send),
+                        Outgoing::Release => {
+                            for frame in std::mem::take(&mut held) {
+                                if send.write_all(&frame).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Outgoing::GiveBack => return Some((send, held)),
                     }
                 }
                 let _ = send.finish();
@@ -886,8 +915,12 @@ impl Node {
         };
         // Deputy to host: signals and syscall results. The deputy's end
         // (it died at home, SIGKILL) ends the program too.
+        // Set once the program comes home: the deputy's end is then its
+        // making way, not its death.
+        let returning = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut upstream = {
             let to_host = to_host.clone();
+            let returning = returning.clone();
             tokio::spawn(async move {
                 while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
                     if homing_proto::decode::<ToHost>(&body).is_err() {
@@ -898,6 +931,9 @@ impl Node {
                     if to_host.send(Outgoing::Frame(framed)).is_err() {
                         return;
                     }
+                }
+                if returning.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
                 }
                 let kill = ToHost::Signal {
                     signal: libc::SIGKILL,
@@ -918,7 +954,7 @@ impl Node {
                 command = commands.recv() => {
                     match command {
                         Some(RelayCommand::Hold) => holding.store(true, std::sync::atomic::Ordering::SeqCst),
-                        Some(RelayCommand::Switch { node: new_node, conn: new_conn, send: new_send, recv: new_recv }) => {
+                        Some(RelayCommand::Switch { node: new_node, conn: new_conn, send: new_send, recv: new_recv, signals }) => {
                             info!(pid, from = node, to = new_node, "the away process moved on");
                             node = new_node;
                             conn = new_conn;
@@ -929,12 +965,21 @@ impl Node {
                             if let Ok(go) = homing_proto::encode(&ToHost::Go) {
                                 let _ = to_host.send(Outgoing::Frame(go));
                             }
+                            // Then the signals sent while it moved: those
+                            // the old host held, then those held here.
+                            for signal in signals {
+                                if let Ok(frame) = homing_proto::encode(&ToHost::Signal { signal }) {
+                                    let _ = to_host.send(Outgoing::Frame(frame));
+                                }
+                            }
+                            let _ = to_host.send(Outgoing::Release);
                             if let Some(mut entry) = self.away.get_mut(&pid) {
                                 entry.node = node.clone();
                                 entry.state = "moving".into();
                             }
                         }
                         Some(RelayCommand::Return(reply)) => {
+                            returning.store(true, std::sync::atomic::Ordering::SeqCst);
                             holding.store(true, std::sync::atomic::Ordering::SeqCst);
                             let _ = write_message(&mut to_deputy, &ToHome::Return).await;
                             give_back = Some(reply);
@@ -1003,7 +1048,17 @@ impl Node {
             upstream.abort();
             let _ = to_host.send(Outgoing::GiveBack);
             drop(to_host);
-            if let Ok(Some(send)) = writer.await {
+            if let Ok(Some((send, held))) = writer.await {
+                // Signals sent while it was held wait in the process, for
+                // the program back in it (or for its deputy again).
+                for signal in held.iter().filter_map(|frame| signal_in(frame)) {
+                    if let Err(error) = homing_shim::process::send_signal(pid, signal) {
+                        warn!(
+                            pid,
+                            signal, "a signal for a program coming home is lost: {error}"
+                        );
+                    }
+                }
                 let _ = reply.send((send, recv, made_way));
             }
             return Ok(());

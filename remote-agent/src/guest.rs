@@ -88,6 +88,9 @@ pub struct Member {
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
+    /// While its process is frozen to move on: the signals home sent it
+    /// meanwhile, which its image does not hold; they go with it.
+    pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
 }
 
 impl Member {
@@ -219,6 +222,7 @@ impl HostRole {
             exits,
             children: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
+            held_signals: Mutex::new(None),
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
@@ -682,6 +686,12 @@ pub(crate) async fn pump_from_home(
         match msg {
             ToHost::Result { id, result } => member.calls.complete(id, result),
             ToHost::Signal { signal } => {
+                if let Ok(mut held) = member.held_signals.lock() {
+                    if let Some(held) = held.as_mut() {
+                        held.push(signal);
+                        continue;
+                    }
+                }
                 let pid = member.host_pid.load(Ordering::Relaxed);
                 if pid != 0 {
                     debug!(
@@ -1416,10 +1426,8 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 }
 
 fn signal_guest(pid: i32, signal: i32) {
-    use nix::sys::signal::{kill, Signal};
-    if let Ok(signal) = Signal::try_from(signal) {
-        let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
-    }
+    // Realtime signals included, which nix's `Signal` lacks.
+    let _ = homing_shim::process::send_signal(pid, signal);
 }
 
 /// Waits for a guest the agent started (its child) to end. The pidfd says

@@ -664,8 +664,10 @@ fn finish_source(frozen: Frozen, afterwards: Afterwards) -> Result<Vec<i32>, Str
             let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
             match frozen.exec_in_place(&program, &argv) {
                 Ok(unmarked) => {
-                    let mask = frozen.leader_sigmask();
-                    frozen.release_exec(Some(mask));
+                    // The deputy starts with the signals it forwards
+                    // blocked: until it takes them, they wait (by default
+                    // most would end it).
+                    frozen.release_exec(Some(homing_shim::process::forwarded_signal_mask()));
                     Ok(unmarked)
                 }
                 Err(error) => {
@@ -806,10 +808,7 @@ impl HostRole {
               bytes = arrival.bytes, last_step = ?going.elapsed(), "moved-in process runs");
         let _ = member.calls.send(ToHome::Started { host_pid: pid });
         for signal in early_signals {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(signal).ok(),
-            );
+            let _ = homing_shim::process::send_signal(pid, signal);
         }
         let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
         let status = self.follow(&member, &mut exits).await;
@@ -921,31 +920,56 @@ impl Departure {
     /// first, or are interrupted (they then run again on the next host);
     /// new ones wait.
     pub async fn freeze(&mut self) -> Result<(), String> {
+        // From here signals from home are held, not delivered: its image
+        // may already be taken.
+        if let Ok(mut held) = self.member.held_signals.lock() {
+            held.get_or_insert_with(Vec::new);
+        }
         let frozen = match quiesce(&self.member).await {
             Ok(()) => self.source.freeze().await,
             Err(error) => Err(error),
         };
         if frozen.is_err() {
             self.member.gate.send_replace(true);
+            deliver_held_signals(&self.member);
         }
         frozen
+    }
+
+    /// The signals home sent while it was frozen, for where it goes.
+    pub fn held_signals(&self) -> Vec<i32> {
+        self.member
+            .held_signals
+            .lock()
+            .map(|mut held| held.as_mut().map(std::mem::take).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Ends the departure: on `commit` the frozen process is killed
     /// (silently: it runs elsewhere), otherwise it goes on here.
     pub async fn end(self, commit: bool) -> Result<(), String> {
-        let member = self.member;
         if commit {
-            member.moved.store(true, Ordering::Relaxed);
+            self.member.moved.store(true, Ordering::Relaxed);
             let outcome = self.source.finish(Afterwards::Kill).await;
             // Calls that waited at the gate find the process gone.
-            member.gate.send_replace(true);
+            self.member.gate.send_replace(true);
             outcome.map(drop)
         } else {
             let outcome = self.source.finish(Afterwards::Thaw).await;
-            member.gate.send_replace(true);
+            self.member.gate.send_replace(true);
+            deliver_held_signals(&self.member);
             outcome.map(drop)
         }
+    }
+}
+
+/// Delivers the signals held while a process was frozen to move on: it
+/// goes on here after all.
+fn deliver_held_signals(member: &crate::guest::Member) {
+    let held = member.held_signals.lock().ok().and_then(|mut h| h.take());
+    let pid = member.host_pid.load(Ordering::Relaxed);
+    for signal in held.unwrap_or_default() {
+        let _ = homing_shim::process::send_signal(pid, signal);
     }
 }
 

@@ -62,10 +62,86 @@ pub fn status_mask(pid: i32, field: &str) -> u64 {
 }
 
 /// The signal the deputy uses to interrupt one of its own threads blocked
-/// in a syscall whose caller went away: the first realtime signal glibc
-/// leaves to applications, plus one.
+/// in a syscall whose caller went away: the last realtime signal, the one
+/// programs are least likely to use (it is the one signal a deputy does
+/// not forward to its program).
 pub fn interrupt_signal() -> i32 {
-    libc::SIGRTMIN() + 1
+    libc::SIGRTMAX()
+}
+
+/// The signals a deputy forwards to its program, as a kernel signal mask
+/// (bit `n - 1` for signal `n`): all but those it cannot or must not take
+/// (SIGKILL, SIGSTOP), faults of its own, SIGCHLD (about its own
+/// children), glibc's two internal ones, and [`interrupt_signal`].
+pub fn forwarded_signal_mask() -> u64 {
+    let kept = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGCHLD,
+        32,
+        33,
+        interrupt_signal(),
+    ];
+    (1..=64)
+        .filter(|signal| !kept.contains(signal))
+        .fold(0, |mask, signal| mask | 1 << (signal - 1))
+}
+
+/// Sets the calling thread's signal mask to `mask` (as
+/// [`forwarded_signal_mask`] gives one), realtime signals included.
+pub fn set_thread_signal_mask(mask: u64) -> std::io::Result<()> {
+    // SAFETY: rt_sigprocmask reads 8 bytes of `mask`, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sends signal `signal` (realtime ones included) to process `pid`.
+pub fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill takes integers.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Waits for one of the signals in `mask` (blocked in every thread) and
+/// takes it; returns its number.
+pub fn wait_for_signal(mask: u64) -> std::io::Result<i32> {
+    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask`; no siginfo is
+    // written (null) and no timeout is given (null: wait for ever).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &mask as *const u64,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            std::ptr::null::<libc::timespec>(),
+            8usize,
+        )
+    };
+    if rc > 0 {
+        Ok(rc as i32)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 extern "C" fn interrupted(_: libc::c_int) {}

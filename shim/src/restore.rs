@@ -196,13 +196,26 @@ impl Restorer {
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
                     Err(e) => return Err(e.into()),
                 }
-                ptrace::interrupt(tid)?;
-                if let Stop::Exited(_) | Stop::Killed(_) = ptrace::wait(tid)? {
-                    continue;
+                // A thread may end of its own meanwhile (the deputy's
+                // signal forwarder does, once its connection is gone).
+                let ended = |error: &io::Error| error.raw_os_error() == Some(libc::ESRCH);
+                match ptrace::interrupt(tid).and_then(|()| ptrace::wait(tid)) {
+                    Ok(Stop::Exited(_) | Stop::Killed(_)) => continue,
+                    Ok(_) => {}
+                    Err(e) if ended(&e) => continue,
+                    Err(e) => return Err(e.into()),
                 }
                 // Signals for the process stay pending for the program.
-                ptrace::set_sigmask(tid, u64::MAX)?;
-                Injector::new(tid, self.injector.syscall_at()).exit_thread()?;
+                match ptrace::set_sigmask(tid, u64::MAX) {
+                    Ok(()) => {}
+                    Err(e) if ended(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                match Injector::new(tid, self.injector.syscall_at()).exit_thread() {
+                    Ok(()) | Err(InjectError::Gone(_)) => {}
+                    Err(InjectError::Ptrace(e)) if ended(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }

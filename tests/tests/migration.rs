@@ -197,6 +197,37 @@ fn a_process_back_home_keeps_its_signal_actions_and_none_of_its_deputys() {
     assert_eq!(line("status="), "141", "{run:?}");
 }
 
+/// Signals sent at home while the process moves are neither lost nor
+/// doubled: every real-time signal sent reaches its handler once, on
+/// whichever node it runs when it comes.
+#[test]
+fn signals_sent_while_a_process_moves_all_arrive_once() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "tally");
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             ~/tally 32 ~/ready > ~/tally.out &
+             pid=$!
+             wait_for ~/ready || exit 9
+             (for i in $(seq 150); do kill -s RTMIN $pid; sleep 0.02; done) &
+             sender=$!
+             while kill -0 $sender 2>/dev/null; do
+                 homing migrate $pid node2 >/dev/null || exit 8
+                 homing migrate $pid node3 >/dev/null || exit 7
+                 homing migrate $pid home >/dev/null || exit 6
+             done
+             wait $sender
+             sleep 0.5
+             kill -USR2 $pid
+             wait $pid; echo status=$?
+             cat ~/tally.out"
+        ),
+    ));
+    assert!(run.stdout.ends_with("status=0\ncount 150\n"), "{run:?}");
+}
+
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);

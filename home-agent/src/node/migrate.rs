@@ -34,6 +34,8 @@ use crate::wire::{read_message, write_message, WireError};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process that became its own deputy may take to call in.
 const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest answer to a commit: the freeze's length and the signals held.
+const COMMIT_ANSWER_MAX: usize = 8 + 4 * 4096;
 /// How often a client hears how far its migration is.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -433,12 +435,13 @@ impl Node {
         };
         // From here the old host hears nothing more, then ends its copy.
         let _ = moving.relay.send(RelayCommand::Hold);
-        moving.commit().await;
+        let signals = moving.commit().await;
         let _ = moving.relay.send(RelayCommand::Switch {
             node: node.to_owned(),
             conn: to_conn,
             send: to_send,
             recv: to_recv,
+            signals,
         });
         let frozen = moving.frozen();
         info!(
@@ -539,11 +542,19 @@ impl Node {
         };
         match restored {
             Ok((homecoming, bytes)) => {
-                moving.commit().await;
+                let signals = moving.commit().await;
                 homecoming
                     .go()
                     .await
                     .map_err(|e| format!("process {pid} could not run at home: {e}"))?;
+                for signal in signals {
+                    if let Err(error) = homing_shim::process::send_signal(pid, signal) {
+                        warn!(
+                            pid,
+                            signal, "a signal for a process come home is lost: {error}"
+                        );
+                    }
+                }
                 self.away.remove(&pid);
                 self.close_on_exec.remove(&pid);
                 let frozen = moving.frozen();
@@ -794,16 +805,26 @@ impl Moving {
     /// Its answer says how long the copy had been frozen when the verdict
     /// came, which dates the freeze here without a shared clock (off by
     /// the verdict's one-way trip).
-    async fn commit(&mut self) {
+    /// The answer also carries the signals home sent the copy while it
+    /// was frozen (its image does not hold them): they are returned, for
+    /// the process where it goes.
+    async fn commit(&mut self) -> Vec<i32> {
         let sent = Instant::now();
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
-        let answer = tokio::time::timeout(RESUME_TIMEOUT, self.from_recv.read_to_end(64)).await;
-        if let Ok(Ok(answer)) = answer {
-            if let Ok(micros) = <[u8; 8]>::try_from(answer.as_slice()) {
-                let before = Duration::from_micros(u64::from_be_bytes(micros));
-                self.frozen_since = Some(sent.checked_sub(before).unwrap_or(sent));
-            }
-        }
+        let answer = self.from_recv.read_to_end(COMMIT_ANSWER_MAX);
+        let Ok(Ok(answer)) = tokio::time::timeout(RESUME_TIMEOUT, answer).await else {
+            return Vec::new();
+        };
+        let Some((micros, signals)) = answer.split_first_chunk::<8>() else {
+            return Vec::new();
+        };
+        let before = Duration::from_micros(u64::from_be_bytes(*micros));
+        self.frozen_since = Some(sent.checked_sub(before).unwrap_or(sent));
+        signals
+            .chunks_exact(4)
+            .map(|s| i32::from_be_bytes(s.try_into().expect("4 bytes")))
+            .filter(|signal| (1..=64).contains(signal))
+            .collect()
     }
 }
 
