@@ -85,6 +85,9 @@ pub struct Node {
     /// The fds each process moved from home had marked close-on-exec
     /// (unmarked while it is its own deputy), by pid.
     close_on_exec: DashMap<i32, Vec<i32>>,
+    /// The program paths of processes that came home: their own
+    /// `/proc/PID/exe` names the homing binary, which they cannot change.
+    came_home_exe: DashMap<i32, Vec<u8>>,
 }
 
 /// How long a deputy may take to make way for its program coming home.
@@ -191,6 +194,7 @@ impl Node {
             resumed: tokio::sync::Notify::new(),
             relays: DashMap::new(),
             close_on_exec: DashMap::new(),
+            came_home_exe: DashMap::new(),
         }))
     }
 

@@ -89,6 +89,11 @@ pub struct Immigrant {
     pub groups: Vec<u32>,
     /// Its command line, for `homing ps`.
     pub command: String,
+    /// Its program's path at home, canonical (what `/proc/self/exe` names
+    /// for it); empty when not known.
+    #[serde(default)]
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub exe: serde_bytes::ByteBuf,
     /// Everything but its memory's contents.
     pub image: ProcessImage,
     /// The first id its forwarded syscalls may use, above any its old host

@@ -91,6 +91,9 @@ pub struct Member {
     /// While its process is frozen to move on: the signals home sent it
     /// meanwhile, which its image does not hold; they go with it.
     pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
+    /// Its program's canonical path at home: what `/proc/self/exe` names
+    /// for it (the deputy's own names the homing binary). Empty: unknown.
+    pub(crate) exe: Mutex<Vec<u8>>,
 }
 
 impl Member {
@@ -168,6 +171,9 @@ impl StartError {
 struct Program {
     local: PathBuf,
     argv: Vec<Vec<u8>>,
+    /// Its canonical path at home (a script's interpreter's, as the kernel
+    /// would have it).
+    home_path: Vec<u8>,
 }
 
 impl HostRole {
@@ -223,6 +229,7 @@ impl HostRole {
             children: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
             held_signals: Mutex::new(None),
+            exe: Mutex::new(Vec::new()),
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
@@ -298,6 +305,9 @@ impl HostRole {
         };
         let creds = (parent.uid, parent.gid, parent.groups.clone());
         let (member, exits) = self.new_member(home_node, home_pid, creds, to_home);
+        if let Ok(mut exe) = member.exe.lock() {
+            *exe = parent.exe.lock().map(|e| e.clone()).unwrap_or_default();
+        }
         if let Ok(mut command) = member.command.lock() {
             *command = parent.command.lock().map(|c| c.clone()).unwrap_or_default();
         }
@@ -391,7 +401,7 @@ impl HostRole {
         path: &[u8],
         argv: Vec<Vec<u8>>,
     ) -> Result<Program, StartError> {
-        let local = self.fetch_program(member, tid, path).await?;
+        let (local, home_path) = self.fetch_program(member, tid, path).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
         if let Some((interpreter, arg)) = shebang(&local) {
@@ -399,13 +409,18 @@ impl HostRole {
             new_argv.extend(arg);
             new_argv.push(path.to_vec());
             new_argv.extend(argv.into_iter().skip(1));
-            let local = self.fetch_program(member, tid, &interpreter).await?;
+            let (local, home_path) = self.fetch_program(member, tid, &interpreter).await?;
             return Ok(Program {
                 local,
                 argv: new_argv,
+                home_path,
             });
         }
-        Ok(Program { local, argv })
+        Ok(Program {
+            local,
+            argv,
+            home_path,
+        })
     }
 
     /// Starts `program` as the member's process; returns its host pid.
@@ -437,6 +452,9 @@ impl HostRole {
         let pid = guest.pid;
         if let Ok(mut current) = member.command.lock() {
             *current = command;
+        }
+        if let Ok(mut exe) = member.exe.lock() {
+            *exe = program.home_path;
         }
         member.host_pid.store(pid, Ordering::Relaxed);
         self.by_host.insert(pid, member.clone());
@@ -618,12 +636,14 @@ impl HostRole {
     }
 
     /// Brings the program at `path` (home) into the cache; returns the local copy.
+    /// Caches the program at `path` at home; returns the local copy and
+    /// the program's canonical path at home.
     async fn fetch_program(
         &self,
         member: &Member,
         tid: i32,
         path: &[u8],
-    ) -> Result<PathBuf, StartError> {
+    ) -> Result<(PathBuf, Vec<u8>), StartError> {
         let calls = &member.calls;
         let shown = String::from_utf8_lossy(path).into_owned();
         let fail = |errno: i64| StartError::Program {
@@ -643,7 +663,13 @@ impl HostRole {
             if !file.is_regular() {
                 return Err(fail(-(libc::EACCES as i64)));
             }
-            self.cache_file(&member.home_node, &file, fd, calls).await
+            let local = self.cache_file(&member.home_node, &file, fd, calls).await?;
+            let fd_link = format!("/proc/self/fd/{fd}");
+            let home_path = calls
+                .readlink(tid, fd_link.as_bytes())
+                .await?
+                .unwrap_or_default();
+            Ok((local, home_path))
         }
         .await;
         calls.close(tid, fd).await?;
@@ -725,6 +751,32 @@ struct Context {
     calls: Arc<HomeCalls>,
     role: Arc<HostRole>,
     member: Arc<Member>,
+}
+
+/// Whether a call on a path follows it if it ends in a symbolic link
+/// (`readlink` reads the link, but its answer is the target's path).
+fn follows_last_link(nr: u64, args: &[u64; 6]) -> bool {
+    let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
+    match nr as i64 {
+        libc::SYS_lstat | libc::SYS_lchown | libc::SYS_lgetxattr | libc::SYS_llistxattr => false,
+        libc::SYS_newfstatat | libc::SYS_fchownat => args[3] & nofollow == 0,
+        libc::SYS_statx | libc::SYS_utimensat => {
+            args[if nr as i64 == libc::SYS_statx { 2 } else { 3 }] & nofollow == 0
+        }
+        libc::SYS_open => args[1] & (libc::O_NOFOLLOW as u64) == 0,
+        libc::SYS_openat => args[2] & (libc::O_NOFOLLOW as u64) == 0,
+        _ => true,
+    }
+}
+
+/// The buffer a `readlink` or `readlinkat` writes the target into:
+/// `(address, size)`.
+fn readlink_buffer(nr: u64, args: &[u64; 6]) -> Option<(u64, usize)> {
+    match nr as i64 {
+        libc::SYS_readlink => Some((args[1], args[2] as usize)),
+        libc::SYS_readlinkat => Some((args[2], args[3] as usize)),
+        _ => None,
+    }
 }
 
 fn errno_of(ret: i64) -> Answer {
@@ -867,6 +919,14 @@ impl Context {
         let Ok(mut path) = memory.read_cstr(n.args[0], syscall::MAX_CSTR) else {
             return Ok(Answer::Errno(libc::EFAULT));
         };
+        // A program that execs itself again through /proc gets itself.
+        if self.names_own_exe(&path) {
+            if let Ok(exe) = self.member.exe.lock() {
+                if !exe.is_empty() {
+                    path = exe.iter().copied().chain([0]).collect();
+                }
+            }
+        }
         path.pop();
         let (argv, envp) = match (
             read_strings(&memory, n.args[1]),
@@ -947,6 +1007,14 @@ impl Context {
         }
     }
 
+    /// Whether `path` (a C string, its NUL included) names the process's
+    /// own executable through `/proc`.
+    fn names_own_exe(&self, path: &[u8]) -> bool {
+        let path = path.strip_suffix(&[0]).unwrap_or(path);
+        let own = format!("/proc/{}/exe", self.home_pid);
+        path == b"/proc/self/exe" || path == b"/proc/thread-self/exe" || path == own.as_bytes()
+    }
+
     /// Host pids the member learned from fork become home pids on the way home.
     async fn translate_in(&self, nr: u64, args: &mut [u64; 6]) {
         let positions: &[usize] = match nr as i64 {
@@ -1025,6 +1093,35 @@ impl Context {
                     return Ok(Answer::Errno(libc::ENAMETOOLONG))
                 }
                 Err(_) => return Ok(Answer::Errno(libc::EFAULT)),
+            }
+        }
+        // `/proc/self/exe` at home is the deputy's (the homing binary):
+        // the program's own path stands for it.
+        let exe = self
+            .member
+            .exe
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        if !exe.is_empty() {
+            for input in inputs.iter_mut().filter(|i| {
+                ptrs.iter()
+                    .any(|p| p.index == i.index && p.len == Len::CStr)
+            }) {
+                // The link itself (lstat, O_NOFOLLOW) is the same at home.
+                if !self.names_own_exe(&input.bytes) || !follows_last_link(n.nr, &n.args) {
+                    continue;
+                }
+                if let Some(buffer) = readlink_buffer(n.nr, &n.args) {
+                    // The link itself is read: its target is the answer.
+                    let (at, size) = buffer;
+                    let shown = &exe[..exe.len().min(size)];
+                    if memory.write(at, shown).is_err() {
+                        return Ok(Answer::Errno(libc::EFAULT));
+                    }
+                    return Ok(Answer::Value(shown.len() as i64));
+                }
+                input.bytes = exe.iter().copied().chain([0]).collect();
             }
         }
         // What we read is the guest's only if its thread still waits.

@@ -188,6 +188,27 @@ impl HomeCalls {
             .unwrap_or_default()))
     }
 
+    /// `readlink(path)` at home: the link's target, or `-errno`.
+    pub async fn readlink(&self, tid: i32, path: &[u8]) -> Result<Result<Vec<u8>, i64>, HomeGone> {
+        let mut cstr = path.to_vec();
+        cstr.push(0);
+        let args = [BUFFER, BUFFER, libc::PATH_MAX as u64, 0, 0, 0];
+        let input = ArgData {
+            index: 0,
+            bytes: cstr,
+        };
+        let result = self.raw(tid, libc::SYS_readlink, args, vec![input]).await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        Ok(Ok(result
+            .outputs
+            .into_iter()
+            .find(|o| o.index == 1)
+            .map(|o| o.bytes)
+            .unwrap_or_default()))
+    }
+
     /// `close(fd)` at home.
     pub async fn close(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
         let args = [fd as u64, 0, 0, 0, 0, 0];

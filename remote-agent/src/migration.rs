@@ -766,6 +766,9 @@ impl HostRole {
         let (member, mut exits) =
             self.new_member(&immigrant.home_node, immigrant.home_pid, creds, to_home);
         member.set_command(&immigrant.command);
+        if let Ok(mut exe) = member.exe.lock() {
+            *exe = immigrant.exe.to_vec();
+        }
         member.calls.start_ids_at(immigrant.next_call_id);
         let _ = member.calls.send(ToHome::Ready);
         // Signals sent at home before the go wait for the process to run.
@@ -879,6 +882,9 @@ impl HostRole {
             gid: member.gid,
             groups: member.groups.clone(),
             command: member.command(),
+            exe: serde_bytes::ByteBuf::from(
+                member.exe.lock().map(|e| e.clone()).unwrap_or_default(),
+            ),
             image: source.layout.clone(),
             next_call_id: member.calls.next_id() + CALL_IDS_AHEAD,
         };

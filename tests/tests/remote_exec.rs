@@ -308,6 +308,53 @@ END"#,
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// `/proc/self/exe` names the program at home, not its deputy's homing
+/// binary: read as a link, opened, and after a move.
+#[test]
+fn a_program_finds_itself_through_proc_self_exe() {
+    let cluster = Cluster::up(2);
+    let script = r#"import os; print(os.readlink('/proc/self/exe'), open('/proc/self/exe', 'rb').read(4), os.path.samefile('/proc/self/exe', os.path.realpath('/usr/bin/python3')))"#;
+    let native = ok(at_home(
+        &cluster,
+        &format!(
+            "readlink /proc/self/exe; python3 -c \"{script}\"; ls -l /proc/self/exe | cut -c1-10"
+        ),
+    ));
+    assert!(
+        native
+            .stdout
+            .starts_with("/usr/bin/readlink\n/usr/bin/python3"),
+        "{native:?}"
+    );
+    assert!(
+        native.stdout.ends_with(" b'\\x7fELF' True\nlrwxrwxrwx\n"),
+        "{native:?}"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        &format!(
+            "homing run --on node2 -- readlink /proc/self/exe; homing run --on node2 -- python3 -c \"{script}\"
+             homing run --on node2 -- ls -l /proc/self/exe | cut -c1-10"
+        ),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    // Moved away while it runs, it still finds itself.
+    let moved = ok(at_home(
+        &cluster,
+        r#"rm -f go; python3 -c "import os, time
+while not os.path.exists('go'): time.sleep(0.05)
+print(os.readlink('/proc/self/exe'))" > exe.out & pid=$!
+           sleep 0.5; homing migrate $pid node2 >/dev/null || exit 9; touch go; wait $pid; cat exe.out"#,
+    ));
+    let python = native
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(' ').next())
+        .expect("python");
+    assert_eq!(moved.stdout, format!("{python}\n"));
+}
+
 #[test]
 fn clear_failures_for_missing_programs_and_nodes() {
     let cluster = Cluster::up(2);

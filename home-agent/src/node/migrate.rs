@@ -117,6 +117,7 @@ impl Node {
             gid,
             groups: supplementary_groups(pid),
             command: command.clone(),
+            exe: serde_bytes::ByteBuf::from(self.program_path(pid)),
             image: source.layout.clone(),
             next_call_id: 0,
         };
@@ -251,6 +252,22 @@ impl Node {
     }
 
     /// What a process execs to become its own deputy.
+    /// The canonical path of the program process `pid` at home runs:
+    /// its `/proc/PID/exe`, unless that names the homing binary (it came
+    /// home), for which the path it had away is remembered.
+    fn program_path(&self, pid: i32) -> Vec<u8> {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let homing = std::env::current_exe().unwrap_or_default();
+        if exe == homing {
+            return self
+                .came_home_exe
+                .get(&pid)
+                .map(|e| e.clone())
+                .unwrap_or_default();
+        }
+        exe.into_os_string().into_encoded_bytes()
+    }
+
     /// What process `pid` execs to become its program's deputy: `homing
     /// resume`, told the program's name and command line (read now, while
     /// the process still shows its program's) to show them at home.
@@ -557,6 +574,10 @@ impl Node {
                 }
                 self.away.remove(&pid);
                 self.close_on_exec.remove(&pid);
+                if !moving.immigrant.exe.is_empty() {
+                    self.came_home_exe
+                        .insert(pid, moving.immigrant.exe.to_vec());
+                }
                 let frozen = moving.frozen();
                 info!(pid, from, bytes, ?frozen, "away process came home");
                 Ok(ControlResponse::Migrated {
