@@ -355,6 +355,26 @@ print(os.readlink('/proc/self/exe'))" > exe.out & pid=$!
     assert_eq!(moved.stdout, format!("{python}\n"));
 }
 
+/// A program that closes many files and ends at once: the closes are
+/// still being done at home when its end comes, and its exit status is
+/// still its own.
+#[test]
+fn a_program_ending_right_after_many_closes_keeps_its_status() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        r#"echo data > data.txt
+           for i in 1 2 3 4 5; do
+               homing run --on node2 -- python3 -c "import os
+fds = [os.open('data.txt', os.O_RDONLY) for _ in range(400)]
+for fd in fds: os.close(fd)
+os._exit(3)"
+               echo status=$?
+           done"#,
+    ));
+    assert_eq!(run.stdout, "status=3\n".repeat(5), "{run:?}");
+}
+
 #[test]
 fn clear_failures_for_missing_programs_and_nodes() {
     let cluster = Cluster::up(2);
