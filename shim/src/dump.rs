@@ -626,11 +626,6 @@ impl Frozen {
         }
         let _ = ptrace::detach(leader, 0);
     }
-
-    /// The leader's signal mask before it was frozen.
-    pub fn leader_sigmask(&self) -> u64 {
-        self.threads[0].sigmask
-    }
 }
 
 /// Writes an execve's program path, `argv` and an empty environment into
