@@ -90,6 +90,10 @@ pub struct Node {
     came_home_exe: DashMap<i32, Vec<u8>>,
 }
 
+/// How long an old host waits, at a commit, for home's word that it
+/// sends nothing more on the guest's stream.
+const HELD_MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a deputy may take to make way for its program coming home.
 const DEPUTY_MAKES_WAY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -120,7 +124,18 @@ enum Outgoing {
     Switch(SendStream),
     /// Sends the signals held while the relay held (after the go).
     Release,
+    /// Written even while holding: the old host's last frame.
+    Marker(Vec<u8>),
     GiveBack,
+}
+
+/// Tells the old host, after everything sent to it so far, that nothing
+/// more comes: the signals it got since its copy froze are then all it
+/// must hand back.
+fn mark_held(to_host: &mpsc::UnboundedSender<Outgoing>) {
+    if let Ok(frame) = homing_proto::encode(&ToHost::Held) {
+        let _ = to_host.send(Outgoing::Marker(frame));
+    }
 }
 
 /// The signal a framed [`ToHost`] carries, if it is one.
@@ -601,7 +616,7 @@ impl Node {
                             // again: home need not wait for it to be gone.
                             // The signals home sent it while frozen go back.
                             let mut answer = frozen_for.to_be_bytes().to_vec();
-                            for signal in departure.held_signals() {
+                            for signal in departure.held_signals(HELD_MARK_WAIT).await {
                                 answer.extend_from_slice(&signal.to_be_bytes());
                             }
                             let _ = send.write_all(&answer).await;
@@ -903,6 +918,11 @@ impl Node {
                             send = new_send;
                             holding.store(false, std::sync::atomic::Ordering::SeqCst);
                         }
+                        Outgoing::Marker(frame) => {
+                            if send.write_all(&frame).await.is_err() {
+                                return Some((send, held));
+                            }
+                        }
                         Outgoing::Release => {
                             for frame in std::mem::take(&mut held) {
                                 if send.write_all(&frame).await.is_err() {
@@ -957,7 +977,10 @@ impl Node {
                 frame = read_frame(&mut recv), if !held => frame,
                 command = commands.recv() => {
                     match command {
-                        Some(RelayCommand::Hold) => holding.store(true, std::sync::atomic::Ordering::SeqCst),
+                        Some(RelayCommand::Hold) => {
+                            holding.store(true, std::sync::atomic::Ordering::SeqCst);
+                            mark_held(&to_host);
+                        }
                         Some(RelayCommand::Switch { node: new_node, conn: new_conn, send: new_send, recv: new_recv, signals }) => {
                             info!(pid, from = node, to = new_node, "the away process moved on");
                             node = new_node;
@@ -985,6 +1008,7 @@ impl Node {
                         Some(RelayCommand::Return(reply)) => {
                             returning.store(true, std::sync::atomic::Ordering::SeqCst);
                             holding.store(true, std::sync::atomic::Ordering::SeqCst);
+                            mark_held(&to_host);
                             let _ = write_message(&mut to_deputy, &ToHome::Return).await;
                             give_back = Some(reply);
                             break Ok(());

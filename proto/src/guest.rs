@@ -107,6 +107,10 @@ pub enum ToHost {
     },
     /// The moved-in process may run: its old copy is gone.
     Go,
+    /// Nothing more comes on this stream: home holds what it would send
+    /// (the process is moving away from this host). What came before,
+    /// signals included, has all been sent.
+    Held,
 }
 
 #[cfg(test)]

@@ -72,6 +72,11 @@ pub struct ThreadImage {
     pub rseq: Option<RseqRegistration>,
     /// `set_tid_address`'s address.
     pub clear_child_tid: u64,
+    /// Its name (`PR_SET_NAME`, `/proc/PID/task/TID/comm`), without the
+    /// newline; empty when not known.
+    #[serde(default)]
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub comm: ByteBuf,
 }
 
 /// An rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).

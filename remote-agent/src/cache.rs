@@ -76,6 +76,38 @@ impl Cache {
         ))
     }
 
+    /// A name for the cached copy `local` that ends in `name` (the file
+    /// name a program exec'd it by), so the kernel names the process as
+    /// it would have at home: a hard link in a directory of its own.
+    /// Falls back to `local` itself.
+    pub fn named(&self, local: &Path, name: &[u8]) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(name);
+        let usable =
+            !name.is_empty() && name != "." && name != ".." && !name.as_bytes().contains(&b'/');
+        let Some(content) = local.file_name().filter(|_| usable) else {
+            return local.to_owned();
+        };
+        let dir = self.dir.join("names").join(content);
+        let linked = dir.join(name);
+        let made = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+                std::fs::set_permissions(
+                    self.dir.join("names"),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+            })
+            .and_then(|()| match std::fs::hard_link(local, &linked) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            });
+        match made {
+            Ok(()) => linked,
+            Err(_) => local.to_owned(),
+        }
+    }
+
     /// The cached copy of `file`, filling it first with `fetch(offset, len)`
     /// chunks if it is not here yet.
     pub async fn ensure<F, Fut, E>(

@@ -91,6 +91,8 @@ pub struct Member {
     /// While its process is frozen to move on: the signals home sent it
     /// meanwhile, which its image does not hold; they go with it.
     pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
+    /// Set when home says it sends nothing more on this stream.
+    pub(crate) home_holds: tokio::sync::watch::Sender<bool>,
     /// Its program's canonical path at home: what `/proc/self/exe` names
     /// for it (the deputy's own names the homing binary). Empty: unknown.
     pub(crate) exe: Mutex<Vec<u8>>,
@@ -174,6 +176,8 @@ struct Program {
     /// Its canonical path at home (a script's interpreter's, as the kernel
     /// would have it).
     home_path: Vec<u8>,
+    /// The file name it was exec'd by: the process's name.
+    name: Vec<u8>,
 }
 
 impl HostRole {
@@ -229,6 +233,7 @@ impl HostRole {
             children: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
             held_signals: Mutex::new(None),
+            home_holds: tokio::sync::watch::channel(false).0,
             exe: Mutex::new(Vec::new()),
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
@@ -401,6 +406,7 @@ impl HostRole {
         path: &[u8],
         argv: Vec<Vec<u8>>,
     ) -> Result<Program, StartError> {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec();
         let (local, home_path) = self.fetch_program(member, tid, path).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
@@ -414,12 +420,14 @@ impl HostRole {
                 local,
                 argv: new_argv,
                 home_path,
+                name,
             });
         }
         Ok(Program {
             local,
             argv,
             home_path,
+            name,
         })
     }
 
@@ -437,8 +445,9 @@ impl HostRole {
                 .collect()
         };
         let command = AwayProcess::command_line(&program.argv);
+        let exe = self.cache.named(&program.local, &program.name);
         let spec = GuestSpec {
-            exe: CString::new(program.local.into_os_string().into_encoded_bytes())
+            exe: CString::new(exe.into_os_string().into_encoded_bytes())
                 .expect("cache paths have no NUL"),
             argv: cstrings(&program.argv),
             envp: cstrings(envp),
@@ -729,6 +738,9 @@ pub(crate) async fn pump_from_home(
             }
             // Only meaningful before a moved-in process runs.
             ToHost::Go => {}
+            ToHost::Held => {
+                member.home_holds.send_replace(true);
+            }
         }
     }
     member.calls.fail_all();

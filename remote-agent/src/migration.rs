@@ -931,6 +931,7 @@ impl Departure {
         if let Ok(mut held) = self.member.held_signals.lock() {
             held.get_or_insert_with(Vec::new);
         }
+        self.member.home_holds.send_replace(false);
         let frozen = match quiesce(&self.member).await {
             Ok(()) => self.source.freeze().await,
             Err(error) => Err(error),
@@ -942,8 +943,15 @@ impl Departure {
         frozen
     }
 
-    /// The signals home sent while it was frozen, for where it goes.
-    pub fn held_signals(&self) -> Vec<i32> {
+    /// The signals home sent while it was frozen, for where it goes:
+    /// once home has said it sends nothing more (or after `limit`).
+    pub async fn held_signals(&self, limit: Duration) -> Vec<i32> {
+        let mut holds = self.member.home_holds.subscribe();
+        let _ = tokio::time::timeout(limit, holds.wait_for(|&held| held)).await;
+        self.taken_signals()
+    }
+
+    fn taken_signals(&self) -> Vec<i32> {
         self.member
             .held_signals
             .lock()

@@ -445,6 +445,7 @@ impl Frozen {
                 robust_list: ptrace::robust_list(tid).map_err(io)?,
                 rseq: ptrace::rseq(tid).map_err(io)?,
                 clear_child_tid,
+                comm: ByteBuf::from(thread_name(pid, tid)),
             });
         }
         let shared_pending = if carry_pending_signals {
@@ -626,6 +627,15 @@ impl Frozen {
         }
         let _ = ptrace::detach(leader, 0);
     }
+}
+
+/// Thread `tid`'s name, without the newline (empty if unreadable).
+fn thread_name(pid: i32, tid: i32) -> Vec<u8> {
+    let mut name = std::fs::read(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+    if name.last() == Some(&b'\n') {
+        name.pop();
+    }
+    name
 }
 
 /// Writes an execve's program path, `argv` and an empty environment into

@@ -840,6 +840,19 @@ fn thread_state(
         libc::SYS_set_tid_address,
         [thread.clear_child_tid, 0, 0, 0, 0, 0],
     )?;
+    // Its name (the kernel keeps 15 bytes and a NUL).
+    if !thread.comm.is_empty() {
+        let mut name: Vec<u8> = thread.comm.iter().copied().take(15).collect();
+        name.push(0);
+        memory
+            .write(scratch, &name)
+            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+        injector.call(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, scratch, 0, 0, 0, 0],
+        )?;
+    }
     Ok(())
 }
 

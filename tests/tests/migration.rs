@@ -228,6 +228,39 @@ fn signals_sent_while_a_process_moves_all_arrive_once() {
     assert!(run.stdout.ends_with("status=0\ncount 150\n"), "{run:?}");
 }
 
+/// A process keeps its name, and its threads theirs, wherever it runs:
+/// what `prctl(PR_GET_NAME)` tells each thread after moves away and back.
+#[test]
+fn a_process_and_its_threads_keep_their_names_as_they_move() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        r#"rm -f go1 go2; python3 -c "import ctypes, os, threading, time
+prctl = ctypes.CDLL(None).prctl
+def name():
+    buffer = ctypes.create_string_buffer(16)
+    prctl(16, buffer)
+    return buffer.value.decode()
+def worker():
+    prctl(15, b'cruncher')
+    while not os.path.exists('go2'): time.sleep(0.02)
+    print('thread', name(), flush=True)
+thread = threading.Thread(target=worker)
+thread.start()
+while not os.path.exists('go1'): time.sleep(0.02)
+print('main', name(), flush=True)
+thread.join()" > names.out & pid=$!
+           sleep 0.5
+           homing migrate $pid node2 >/dev/null || exit 9; touch go1; sleep 0.3
+           homing migrate $pid home >/dev/null || exit 8; touch go2
+           wait $pid; echo status=$?; cat names.out"#,
+    ));
+    assert_eq!(
+        run.stdout, "status=0\nmain python3\nthread cruncher\n",
+        "{run:?}"
+    );
+}
+
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);

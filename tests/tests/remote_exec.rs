@@ -107,6 +107,15 @@ fn the_program_sees_its_home_identity() {
            echo "exec=$(ps -o comm= -p $!)/$(ps -o args= -p $!)/$(pgrep -u alice -f '^sleep 2.5$')" child=$!; wait"#,
     ));
     assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
+    // On its host it has its own name too, as `prctl(PR_GET_NAME)` says.
+    let own_name = "python3 -c 'import ctypes; b = ctypes.create_string_buffer(16); ctypes.CDLL(None).prctl(16, b); print(b.value.decode())'";
+    let here = ok(at_home(&cluster, own_name));
+    let there = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- {own_name}"),
+    ));
+    assert_eq!(here.stdout, "python3\n");
+    assert_eq!(there.stdout, here.stdout);
     assert!(named.stdout.contains("args=sleep 3\n"), "{named:?}");
     let exec_child = named
         .stdout
