@@ -19,6 +19,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -139,6 +140,20 @@ fn name_after(program: &OsStr) {
 /// Nothing else changes: the program's fds, marked close-on-exec or not,
 /// stay as they are.
 fn make_way(agent_fd: i32) -> ! {
+    // The signal forwarder stops first: a signal it took and had not yet
+    // sent would be lost with it when its thread is ended.
+    MAKING_WAY.store(true, Ordering::SeqCst);
+    let forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(forwarder) = forwarder.as_ref() {
+        use std::os::unix::thread::JoinHandleExt;
+        for _ in 0..200 {
+            if FORWARDER_DONE.load(Ordering::SeqCst) {
+                break;
+            }
+            homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
     if let Err(error) = nix::unistd::close(agent_fd) {
         eprintln!("homing: cannot make way for the program coming home: {error}");
         die_by(libc::SIGKILL);
@@ -292,7 +307,13 @@ fn serve(stream: UnixStream) -> i32 {
     });
     {
         let writer = writer.clone();
-        std::thread::spawn(move || forward_signals(signals, writer));
+        let forwarder = std::thread::spawn(move || forward_signals(signals, writer));
+        let mut slot = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
+        // A forked deputy holds a copy of its parent's, naming no thread
+        // here: it is neither joined nor detached.
+        if let Some(inherited) = slot.replace(forwarder) {
+            std::mem::forget(inherited);
+        }
     }
     let mut reader = &writer.stream;
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
@@ -598,15 +619,33 @@ fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     }
 }
 
+/// Set when the deputy makes way for its program coming home: its signal
+/// forwarder takes no more signals.
+static MAKING_WAY: AtomicBool = AtomicBool::new(false);
+/// Set once the forwarder has stopped.
+static FORWARDER_DONE: AtomicBool = AtomicBool::new(false);
+/// The forwarder's thread, to interrupt its wait (kept, never joined, so
+/// that its id stays valid).
+static FORWARDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
 fn forward_signals(signals: u64, writer: Writer) {
+    let own = std::process::id() as i32;
     loop {
-        let Ok(signal) = homing_shim::process::wait_for_signal(signals) else {
+        let taken = homing_shim::process::wait_for_signal(signals);
+        if MAKING_WAY.load(Ordering::SeqCst) {
+            // It waits in the process for the program coming home.
+            if let Ok(signal) = taken {
+                let _ = homing_shim::process::send_signal(own, signal);
+            }
+            FORWARDER_DONE.store(true, Ordering::SeqCst);
+            return;
+        }
+        let Ok(signal) = taken else {
             continue;
         };
         if writer.send(&ToHost::Signal { signal }).is_err() {
-            // The deputy made way for its program coming home: the signal
-            // waits in the process for it, and this thread takes no more.
-            let _ = homing_shim::process::send_signal(std::process::id() as i32, signal);
+            let _ = homing_shim::process::send_signal(own, signal);
+            FORWARDER_DONE.store(true, Ordering::SeqCst);
             return;
         }
         // Job control: the program stops on its node, and the deputy stops

@@ -497,6 +497,8 @@ impl HostRole {
                 move || {
                     let status = wait_for_exit(pid, &pidfd);
                     drop(pidfd);
+                    // Its parent has a SIGCHLD now.
+                    SIGNALLED.notify_waiters();
                     let _ = exits.send((pid, status));
                 }
             });
@@ -858,7 +860,13 @@ impl Context {
         let (id, answer) = self.calls.start(n.tid, call)?;
         let abandoned = async {
             loop {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let woken = SIGNALLED.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                tokio::select! {
+                    _ = tokio::time::sleep(STILL_WAITING_POLL) => {}
+                    _ = &mut woken => {}
+                }
                 if !self.listener.is_pending(n.id) {
                     break;
                 }
@@ -1537,7 +1545,17 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 fn signal_guest(pid: i32, signal: i32) {
     // Realtime signals included, which nix's `Signal` lacks.
     let _ = homing_shim::process::send_signal(pid, signal);
+    SIGNALLED.notify_waiters();
 }
+
+/// Woken whenever a guest may have a new signal: the agent sent one, or a
+/// guest ended (its parent's SIGCHLD). Calls out at home look again then
+/// whether their thread still waits, instead of at the next poll.
+static SIGNALLED: Notify = Notify::const_new();
+
+/// How often a call out at home looks whether its thread still waits,
+/// when nothing woke it sooner (a signal from elsewhere on the host).
+const STILL_WAITING_POLL: Duration = Duration::from_millis(20);
 
 /// Waits for a guest the agent started (its child) to end. The pidfd says
 /// when: a wait alone would also take the stops of a guest being dumped
