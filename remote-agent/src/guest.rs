@@ -116,17 +116,20 @@ impl Member {
     /// Sees a call on its way home: forgets the fds it may close or
     /// replace. Returns whether it is the close of an fd opened read-only.
     fn forget_read_only(&self, nr: u64, args: &[u64; 6]) -> bool {
-        let Ok(mut fds) = self.read_only.lock() else {
-            return false;
-        };
+        // Locked only for calls on the fd table: this is on every call's way.
+        let fds = || self.read_only.lock().ok();
         match nr as i64 {
-            libc::SYS_close => fds.remove(&(args[0] as i32)),
+            libc::SYS_close => fds().is_some_and(|mut fds| fds.remove(&(args[0] as i32))),
             libc::SYS_dup2 | libc::SYS_dup3 => {
-                fds.remove(&(args[1] as i32));
+                if let Some(mut fds) = fds() {
+                    fds.remove(&(args[1] as i32));
+                }
                 false
             }
             libc::SYS_close_range | libc::SYS_execve | libc::SYS_execveat => {
-                fds.clear();
+                if let Some(mut fds) = fds() {
+                    fds.clear();
+                }
                 false
             }
             _ => false,
@@ -1031,8 +1034,13 @@ impl Context {
     /// own executable through `/proc`.
     fn names_own_exe(&self, path: &[u8]) -> bool {
         let path = path.strip_suffix(&[0]).unwrap_or(path);
-        let own = format!("/proc/{}/exe", self.home_pid);
-        path == b"/proc/self/exe" || path == b"/proc/thread-self/exe" || path == own.as_bytes()
+        let Some(entry) = path
+            .strip_prefix(b"/proc/")
+            .and_then(|p| p.strip_suffix(b"/exe"))
+        else {
+            return false;
+        };
+        entry == b"self" || entry == b"thread-self" || entry == self.home_pid.to_string().as_bytes()
     }
 
     /// Host pids the member learned from fork become home pids on the way home.
@@ -1116,33 +1124,33 @@ impl Context {
             }
         }
         // `/proc/self/exe` at home is the deputy's (the homing binary):
-        // the program's own path stands for it.
-        let exe = self
-            .member
-            .exe
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default();
-        if !exe.is_empty() {
-            for input in inputs.iter_mut().filter(|i| {
-                ptrs.iter()
-                    .any(|p| p.index == i.index && p.len == Len::CStr)
-            }) {
-                // The link itself (lstat, O_NOFOLLOW) is the same at home.
-                if !self.names_own_exe(&input.bytes) || !follows_last_link(n.nr, &n.args) {
-                    continue;
-                }
-                if let Some(buffer) = readlink_buffer(n.nr, &n.args) {
-                    // The link itself is read: its target is the answer.
-                    let (at, size) = buffer;
-                    let shown = &exe[..exe.len().min(size)];
-                    if memory.write(at, shown).is_err() {
-                        return Ok(Answer::Errno(libc::EFAULT));
-                    }
-                    return Ok(Answer::Value(shown.len() as i64));
-                }
-                input.bytes = exe.iter().copied().chain([0]).collect();
+        // the program's own path stands for it. The link itself (lstat,
+        // O_NOFOLLOW) is the same at home.
+        for input in inputs.iter_mut().filter(|i| {
+            ptrs.iter()
+                .any(|p| p.index == i.index && p.len == Len::CStr)
+        }) {
+            if !self.names_own_exe(&input.bytes) || !follows_last_link(n.nr, &n.args) {
+                continue;
             }
+            let exe = self
+                .member
+                .exe
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            if exe.is_empty() {
+                continue;
+            }
+            if let Some((at, size)) = readlink_buffer(n.nr, &n.args) {
+                // The link itself is read: its target is the answer.
+                let shown = &exe[..exe.len().min(size)];
+                if memory.write(at, shown).is_err() {
+                    return Ok(Answer::Errno(libc::EFAULT));
+                }
+                return Ok(Answer::Value(shown.len() as i64));
+            }
+            input.bytes = exe.into_iter().chain([0]).collect();
         }
         // What we read is the guest's only if its thread still waits.
         if !self.listener.is_pending(n.id) {
@@ -1320,32 +1328,15 @@ impl Context {
             return Ok(Answer::Errno(libc::ENOBUFS));
         }
         let (name_len, control_len) = (name_len.min(MAX_NAME), control_len.min(MAX_CONTROL));
-        let Ok(raw) = memory.read(iov_at, iov_count * 16) else {
+        let Some(iovecs) = read_iovecs(&memory, iov_at, iov_count) else {
             return Ok(Answer::Errno(libc::EFAULT));
         };
-        let iovecs: Vec<(u64, usize)> = raw
-            .chunks_exact(16)
-            .map(|c| {
-                let base = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
-                let len = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
-                (base, len as usize)
-            })
-            .collect();
-        let total = iovecs
-            .iter()
-            .map(|(_, len)| *len)
-            .sum::<usize>()
-            .min(MAX_DATA);
+        let total = iovecs_total(&iovecs, MAX_DATA);
         let mut inputs = Vec::new();
         if sending {
-            let mut data = Vec::with_capacity(total);
-            for (base, len) in &iovecs {
-                let take = (*len).min(total - data.len());
-                match memory.read(*base, take) {
-                    Ok(bytes) => data.extend_from_slice(&bytes),
-                    Err(_) => return Ok(Answer::Errno(libc::EFAULT)),
-                }
-            }
+            let Some(data) = gather(&memory, &iovecs, total) else {
+                return Ok(Answer::Errno(libc::EFAULT));
+            };
             for (index, from, len) in [
                 (NAME, name_at, name_len),
                 (CONTROL, control_at, control_len),
@@ -1391,17 +1382,8 @@ impl Context {
                 .map(|o| &o.bytes[..])
                 .unwrap_or(&[])
         };
-        let data = output(DATA);
-        let mut from = 0;
-        for (base, len) in iovecs {
-            if from >= data.len() {
-                break;
-            }
-            let take = len.min(data.len() - from);
-            if memory.write(base, &data[from..from + take]).is_err() {
-                return Ok(Answer::Errno(libc::EFAULT));
-            }
-            from += take;
+        if !scatter(&memory, &iovecs, output(DATA)) {
+            return Ok(Answer::Errno(libc::EFAULT));
         }
         let returned = output(RETURNED);
         let (Some(namelen), Some(flags)) = (returned.get(..4), returned.get(4..8)) else {
@@ -1440,22 +1422,10 @@ impl Context {
         if count > IOV_MAX {
             return Ok(Answer::Errno(libc::EINVAL));
         }
-        let Ok(raw) = memory.read(n.args[1], count * 16) else {
+        let Some(iovecs) = read_iovecs(&memory, n.args[1], count) else {
             return Ok(Answer::Errno(libc::EFAULT));
         };
-        let iovecs: Vec<(u64, usize)> = raw
-            .chunks_exact(16)
-            .map(|c| {
-                let base = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
-                let len = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
-                (base, len as usize)
-            })
-            .collect();
-        let total: usize = iovecs
-            .iter()
-            .map(|(_, len)| *len)
-            .sum::<usize>()
-            .min(MAX_TRANSFER);
+        let total = iovecs_total(&iovecs, MAX_TRANSFER);
         let positioned = n.nr != libc::SYS_readv as u64 && n.nr != libc::SYS_writev as u64;
         let offset = n.args[3];
         let fd = n.args[0];
@@ -1469,14 +1439,9 @@ impl Context {
                 vec![],
             ),
             (_, positioned) => {
-                let mut data = Vec::with_capacity(total);
-                for (base, len) in &iovecs {
-                    let take = (*len).min(total - data.len());
-                    match memory.read(*base, take) {
-                        Ok(bytes) => data.extend_from_slice(&bytes),
-                        Err(_) => return Ok(Answer::Errno(libc::EFAULT)),
-                    }
-                }
+                let Some(data) = gather(&memory, &iovecs, total) else {
+                    return Ok(Answer::Errno(libc::EFAULT));
+                };
                 let nr = if positioned {
                     libc::SYS_pwrite64
                 } else {
@@ -1510,20 +1475,57 @@ impl Context {
                 .find(|o| o.index == 1)
                 .map(|o| &o.bytes[..])
                 .unwrap_or(&[]);
-            let mut at = 0;
-            for (base, len) in iovecs {
-                if at >= data.len() {
-                    break;
-                }
-                let take = len.min(data.len() - at);
-                if memory.write(base, &data[at..at + take]).is_err() {
-                    return Ok(Answer::Errno(libc::EFAULT));
-                }
-                at += take;
+            if !scatter(&memory, &iovecs, data) {
+                return Ok(Answer::Errno(libc::EFAULT));
             }
         }
         Ok(errno_of(result.ret))
     }
+}
+
+/// A guest's array of `count` iovecs at `at`, as `(base, len)` pairs.
+fn read_iovecs(memory: &ProcessMemory, at: u64, count: usize) -> Option<Vec<(u64, usize)>> {
+    let raw = memory.read(at, count * 16).ok()?;
+    Some(
+        raw.chunks_exact(16)
+            .map(|c| {
+                let base = u64::from_ne_bytes(c[..8].try_into().expect("8 bytes"));
+                let len = u64::from_ne_bytes(c[8..].try_into().expect("8 bytes"));
+                (base, len as usize)
+            })
+            .collect(),
+    )
+}
+
+/// The bytes `iovecs` describe, at most `max`.
+fn iovecs_total(iovecs: &[(u64, usize)], max: usize) -> usize {
+    iovecs.iter().map(|(_, len)| *len).sum::<usize>().min(max)
+}
+
+/// The first `total` bytes `iovecs` point at, in order; `None` on a fault.
+fn gather(memory: &ProcessMemory, iovecs: &[(u64, usize)], total: usize) -> Option<Vec<u8>> {
+    let mut data = Vec::with_capacity(total);
+    for &(base, len) in iovecs {
+        let take = len.min(total - data.len());
+        data.extend_from_slice(&memory.read(base, take).ok()?);
+    }
+    Some(data)
+}
+
+/// Spreads `data` over `iovecs` in order; false on a fault.
+fn scatter(memory: &ProcessMemory, iovecs: &[(u64, usize)], data: &[u8]) -> bool {
+    let mut at = 0;
+    for &(base, len) in iovecs {
+        if at >= data.len() {
+            break;
+        }
+        let take = len.min(data.len() - at);
+        if memory.write(base, &data[at..at + take]).is_err() {
+            return false;
+        }
+        at += take;
+    }
+    true
 }
 
 /// Shortens the length argument of plain reads and writes to [`MAX_TRANSFER`].

@@ -177,15 +177,7 @@ impl HomeCalls {
     ) -> Result<Result<Vec<u8>, i64>, HomeGone> {
         let args = [fd as u64, BUFFER, len as u64, offset, 0, 0];
         let result = self.raw(tid, libc::SYS_pread64, args, vec![]).await?;
-        if result.ret < 0 {
-            return Ok(Err(result.ret));
-        }
-        Ok(Ok(result
-            .outputs
-            .into_iter()
-            .find(|o| o.index == 1)
-            .map(|o| o.bytes)
-            .unwrap_or_default()))
+        Ok(second_output(result))
     }
 
     /// `readlink(path)` at home: the link's target, or `-errno`.
@@ -198,15 +190,7 @@ impl HomeCalls {
             bytes: cstr,
         };
         let result = self.raw(tid, libc::SYS_readlink, args, vec![input]).await?;
-        if result.ret < 0 {
-            return Ok(Err(result.ret));
-        }
-        Ok(Ok(result
-            .outputs
-            .into_iter()
-            .find(|o| o.index == 1)
-            .map(|o| o.bytes)
-            .unwrap_or_default()))
+        Ok(second_output(result))
     }
 
     /// `close(fd)` at home.
@@ -214,4 +198,18 @@ impl HomeCalls {
         let args = [fd as u64, 0, 0, 0, 0, 0];
         Ok(self.raw(tid, libc::SYS_close, args, vec![]).await?.ret)
     }
+}
+
+/// The bytes a call wrote into its argument 1 (a read's buffer, a
+/// readlink's target), or its `-errno`.
+fn second_output(result: SyscallResult) -> Result<Vec<u8>, i64> {
+    if result.ret < 0 {
+        return Err(result.ret);
+    }
+    Ok(result
+        .outputs
+        .into_iter()
+        .find(|o| o.index == 1)
+        .map(|o| o.bytes)
+        .unwrap_or_default())
 }

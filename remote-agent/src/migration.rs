@@ -1032,14 +1032,28 @@ impl Restoration {
     /// emptied and the image's regions mapped, ready for
     /// [`Self::apply`]. The blank is killed if the restore is given up.
     pub async fn start(pid: i32, image: ProcessImage) -> Result<Self, String> {
+        Self::spawn(format!("restore-{pid}"), move |inbox, prepared| {
+            restore_thread(pid, image, inbox, prepared)
+        })
+        .await
+    }
+
+    /// Runs `work` on a thread of its own named `name`, with the commands
+    /// to come; returns once it says it is ready (or why not).
+    async fn spawn(
+        name: String,
+        work: impl FnOnce(std::sync::mpsc::Receiver<RestoreCommand>, oneshot::Sender<Result<(), String>>)
+            + Send
+            + 'static,
+    ) -> Result<Self, String> {
         let (commands, inbox) = std::sync::mpsc::channel();
-        let (prepared_tx, prepared) = oneshot::channel();
+        let (ready_tx, ready) = oneshot::channel();
         std::thread::Builder::new()
-            .name(format!("restore-{pid}"))
-            .spawn(move || restore_thread(pid, image, inbox, prepared_tx))
+            .name(name)
+            .spawn(move || work(inbox, ready_tx))
             .map_err(|e| format!("cannot start a restore thread: {e}"))?;
         let restoration = Self { commands };
-        match prepared.await {
+        match ready.await {
             Ok(Ok(())) => Ok(restoration),
             Ok(Err(error)) => Err(error),
             Err(_) => Err("the restore thread died".into()),
@@ -1053,18 +1067,10 @@ impl Restoration {
     /// way where it has no room. Given up, [`Self::unstage`] removes the
     /// room; dropped, the deputy is left as it is.
     pub async fn stage(pid: i32, layout: ProcessImage) -> Result<Self, String> {
-        let (commands, inbox) = std::sync::mpsc::channel();
-        let (staged_tx, staged) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("homecoming-{pid}"))
-            .spawn(move || homecoming_thread(pid, layout, inbox, staged_tx))
-            .map_err(|e| format!("cannot start a restore thread: {e}"))?;
-        let restoration = Self { commands };
-        match staged.await {
-            Ok(Ok(())) => Ok(restoration),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err("the restore thread died".into()),
-        }
+        Self::spawn(format!("homecoming-{pid}"), move |inbox, staged| {
+            homecoming_thread(pid, layout, inbox, staged)
+        })
+        .await
     }
 
     /// Gives up before the deputy has made way: the room made in it goes.

@@ -106,21 +106,13 @@ pub fn set_thread_signal_mask(mask: u64) -> std::io::Result<()> {
             8usize,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    zero_or_errno(rc)
 }
 
 /// Sends signal `signal` (realtime ones included) to process `pid`.
 pub fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
     // SAFETY: kill takes integers.
-    if unsafe { libc::kill(pid, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    zero_or_errno(unsafe { libc::kill(pid, signal) }.into())
 }
 
 /// Waits for one of the signals in `mask` (blocked in every thread) and
@@ -155,6 +147,12 @@ pub fn install_interrupt_handler() -> std::io::Result<()> {
     // SAFETY: the handler does nothing, so it is async-signal-safe; the
     // struct outlives the call.
     let rc = unsafe { libc::sigaction(interrupt_signal(), &action, std::ptr::null_mut()) };
+    zero_or_errno(rc.into())
+}
+
+/// A libc call's return value as a result: 0 is success, anything else
+/// the `errno` it left.
+fn zero_or_errno(rc: libc::c_long) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
@@ -258,10 +256,7 @@ pub fn set_command_line(args: &[Vec<u8>]) -> std::io::Result<()> {
             0,
         )
     };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    zero_or_errno(rc.into())
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub enum RestoreError {
     Unfit(String),
 }
 
+impl From<crate::memory::MemoryError> for RestoreError {
+    fn from(error: crate::memory::MemoryError) -> Self {
+        RestoreError::Io(io::Error::other(error.to_string()))
+    }
+}
+
 /// A process made to receive an image: it has nothing of its own but its
 /// credentials and (for a guest) its filter, whose listener the caller holds.
 #[derive(Debug)]
@@ -406,7 +412,7 @@ impl Restorer {
         }
         self.memory
             .write(address, bytes)
-            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))
+            .map_err(RestoreError::from)
     }
 
     /// Makes the memory prepared for a layout fit `image`, the process's
@@ -528,11 +534,7 @@ impl Restorer {
         }
         let scratch = injector.map_scratch(SCRATCH_LEN)?;
         let memory = self.memory;
-        let put = |bytes: &[u8]| {
-            memory
-                .write(scratch, bytes)
-                .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))
-        };
+        let put = |bytes: &[u8]| memory.write(scratch, bytes).map_err(RestoreError::from);
         let words = |values: &[u64]| {
             values
                 .iter()
@@ -562,9 +564,7 @@ impl Restorer {
         map.extend_from_slice(&((auxv.len() * 8) as u32).to_ne_bytes());
         map.extend_from_slice(&u32::MAX.to_ne_bytes()); // exe_fd: keep
         put(&map)?;
-        memory
-            .write(auxv_at, &words(&auxv))
-            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+        memory.write(auxv_at, &words(&auxv))?;
         injector.call(
             "prctl(PR_SET_MM_MAP)",
             libc::SYS_prctl,
@@ -805,9 +805,7 @@ fn thread_state(
         [0, libc::SS_DISABLE as u64, 0]
     };
     let stack: Vec<u8> = stack.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    memory
-        .write(scratch, &stack)
-        .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+    memory.write(scratch, &stack)?;
     injector.call(
         "sigaltstack",
         libc::SYS_sigaltstack,
@@ -844,9 +842,7 @@ fn thread_state(
     if !thread.comm.is_empty() {
         let mut name: Vec<u8> = thread.comm.iter().copied().take(15).collect();
         name.push(0);
-        memory
-            .write(scratch, &name)
-            .map_err(|e| RestoreError::Io(io::Error::other(e.to_string())))?;
+        memory.write(scratch, &name)?;
         injector.call(
             "prctl(PR_SET_NAME)",
             libc::SYS_prctl,

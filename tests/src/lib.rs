@@ -232,3 +232,26 @@ pub fn peer_state(nodes_output: &str, peer: &str) -> Option<String> {
         (cells.next() == Some(peer)).then(|| cells.nth(1).unwrap_or_default().to_owned())
     })
 }
+
+/// The TLS identity a test tool dials or listens with, as node agents do.
+#[derive(clap::Args)]
+pub struct IdentityArgs {
+    /// The cluster's CA certificate (the peer's is checked against it).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// The certificate to present.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+impl IdentityArgs {
+    /// Loads the identity.
+    pub fn load(&self) -> anyhow::Result<homing_home_agent::tls::Identity> {
+        use anyhow::Context;
+        homing_home_agent::tls::Identity::load(&self.ca, &self.cert, &self.key)
+            .context("loading identity")
+    }
+}

@@ -11,13 +11,11 @@
 //! after a warm-up.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use homing_home_agent::link;
-use homing_home_agent::tls::Identity;
 
 /// About the size of a forwarded `stat`'s request.
 const MESSAGE_LEN: usize = 96;
@@ -25,15 +23,8 @@ const WARM_UP: usize = 200;
 
 #[derive(Parser)]
 struct Args {
-    /// The cluster's CA certificate.
-    #[arg(long)]
-    ca: PathBuf,
-    /// This node's certificate.
-    #[arg(long)]
-    cert: PathBuf,
-    /// Its key.
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    identity: homing_tests::IdentityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,7 +45,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let identity = Identity::load(&args.ca, &args.cert, &args.key).context("loading identity")?;
+    let identity = args.identity.load()?;
     match args.command {
         Command::Serve { listen } => {
             let endpoint = link::endpoint(&identity, listen).context("binding the endpoint")?;

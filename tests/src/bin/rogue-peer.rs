@@ -3,27 +3,18 @@
 //! the node did about it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use homing_home_agent::link;
-use homing_home_agent::tls::Identity;
 use homing_home_agent::wire::{read_message, write_message};
 use homing_proto::{Hello, HelloReply, MAX_FRAME_LEN};
 
 #[derive(Parser)]
 struct Args {
-    /// CA certificate used to verify the node.
-    #[arg(long)]
-    ca: PathBuf,
-    /// The certificate to present.
-    #[arg(long)]
-    cert: PathBuf,
-    /// Its key.
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    identity: homing_tests::IdentityArgs,
     /// The node's address.
     #[arg(long)]
     connect: SocketAddr,
@@ -66,7 +57,7 @@ fn bad_bytes(kind: Bad) -> Vec<u8> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let identity = Identity::load(&args.ca, &args.cert, &args.key).context("loading identity")?;
+    let identity = args.identity.load()?;
     let endpoint = link::endpoint(&identity, "0.0.0.0:0".parse()?).context("endpoint")?;
     let conn = match endpoint.connect(args.connect, &args.node)?.await {
         Ok(conn) => conn,
