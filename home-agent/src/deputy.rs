@@ -12,7 +12,7 @@
 //! so that the program's fd numbers are the ones it would get at home. It is
 //! plain threads and blocking I/O: an async runtime would take fds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -347,7 +347,7 @@ fn serve(stream: UnixStream) -> i32 {
                 let worker = workers
                     .entry(tid)
                     .or_insert_with(|| spawn_worker(writer.clone(), reserved_fd));
-                let _ = worker.calls.send((id, call));
+                worker.hand(id, call);
             }
             ToHome::Cancel { id } => {
                 for worker in workers.values() {
@@ -432,31 +432,88 @@ fn never_blocks(call: &SyscallCall) -> bool {
 
 struct Worker {
     calls: mpsc::Sender<(u64, SyscallCall)>,
-    /// The call it is executing now, if any.
-    current: Arc<Mutex<Option<u64>>>,
+    progress: Arc<Mutex<Progress>>,
     thread: std::thread::JoinHandle<()>,
 }
 
+/// Where a worker stands with the calls handed to it. A cancel can arrive
+/// right behind its call, before the worker took it: it must then not run
+/// at all, or it could block for good (a wait for a signal that went to
+/// the guest), holding up every later call of that thread.
+#[derive(Default)]
+struct Progress {
+    executing: Option<u64>,
+    handed: HashSet<u64>,
+    cancelled: HashSet<u64>,
+}
+
 impl Worker {
-    /// Interrupts call `id` if this worker is executing it.
-    fn interrupt(&self, id: u64) {
-        use std::os::unix::thread::JoinHandleExt;
-        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if *current == Some(id) {
-            homing_shim::process::interrupt_thread(self.thread.as_pthread_t());
+    fn hand(&self, id: u64, call: SyscallCall) {
+        lock(&self.progress).handed.insert(id);
+        if self.calls.send((id, call)).is_err() {
+            lock(&self.progress).handed.remove(&id);
         }
     }
+
+    /// Interrupts call `id` if this worker has it: it is not run if not
+    /// begun, and interrupted until it returns if under way. The signal is
+    /// sent again while the call goes on, since it may have landed just
+    /// before the syscall began.
+    fn interrupt(&self, id: u64) {
+        use std::os::unix::thread::JoinHandleExt;
+        let mut progress = lock(&self.progress);
+        if progress.handed.remove(&id) {
+            progress.cancelled.insert(id);
+            return;
+        }
+        if progress.executing != Some(id) {
+            return;
+        }
+        drop(progress);
+        let thread = self.thread.as_pthread_t() as usize;
+        let progress = self.progress.clone();
+        let _ = std::thread::Builder::new()
+            .name("interrupt".into())
+            .spawn(move || {
+                let mut pause = std::time::Duration::from_millis(1);
+                while lock(&progress).executing == Some(id) {
+                    homing_shim::process::interrupt_thread(thread as libc::pthread_t);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+            });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
     let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
-    let current = Arc::new(Mutex::new(None));
-    let executing = current.clone();
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let shared = progress.clone();
     let thread = std::thread::spawn(move || {
         for (id, call) in rx {
-            *executing.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-            let result = execute(&call, reserved_fd);
-            *executing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let cancelled = {
+                let mut progress = lock(&shared);
+                progress.handed.remove(&id);
+                let cancelled = progress.cancelled.remove(&id);
+                if !cancelled {
+                    progress.executing = Some(id);
+                }
+                cancelled
+            };
+            let result = if cancelled {
+                SyscallResult {
+                    ret: -(libc::EINTR as i64),
+                    outputs: Vec::new(),
+                }
+            } else {
+                let result = execute(&call, reserved_fd);
+                lock(&shared).executing = None;
+                result
+            };
             if writer.send(&ToHost::Result { id, result }).is_err() {
                 break;
             }
@@ -464,7 +521,7 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
     });
     Worker {
         calls: tx,
-        current,
+        progress,
         thread,
     }
 }

@@ -24,7 +24,7 @@ use homing_shim::memory::ProcessMemory;
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::cache::{Cache, HomeFile};
 use crate::home_calls::{HomeCalls, HomeGone};
@@ -55,6 +55,9 @@ pub struct HostRole {
     /// Wakes children waiting for their deputy to attach, and anyone
     /// waiting for a child to be bound.
     attached: Notify,
+    /// An empty epoll instance: a file that is never ready, lent to a
+    /// guest whose wait must end on a signal (`let_signal_through`).
+    never_ready: std::os::fd::OwnedFd,
 }
 
 struct PendingFork {
@@ -78,6 +81,9 @@ pub struct Member {
     exits: mpsc::UnboundedSender<(i32, GuestExit)>,
     /// The member's children as it knows them: host pid -> home pid.
     children: DashMap<i32, i32>,
+    /// Children reaped at home: their processes here stay zombies (nothing
+    /// here reaps them), but for the program they are gone.
+    reaped: DashMap<i32, ()>,
     /// Open while its syscalls may go home; closed while it is being
     /// frozen to move, so that no call is half done when it leaves.
     pub(crate) gate: tokio::sync::watch::Sender<bool>,
@@ -195,6 +201,11 @@ impl HostRole {
             pending_forks: Mutex::new(VecDeque::new()),
             binding: DashMap::new(),
             attached: Notify::new(),
+            never_ready: nix::sys::epoll::Epoll::new(
+                nix::sys::epoll::EpollCreateFlags::EPOLL_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)?
+            .0,
         })
     }
 
@@ -234,6 +245,7 @@ impl HostRole {
             host_pid: AtomicI32::new(0),
             exits,
             children: DashMap::new(),
+            reaped: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
             held_signals: Mutex::new(None),
             home_holds: tokio::sync::watch::channel(false).0,
@@ -820,6 +832,13 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
+        trace!(
+            home_pid = self.home_pid,
+            tid = n.tid,
+            syscall = syscall::name(n.nr),
+            ?answer,
+            "answered"
+        );
         // Interrupted at home for a move: unanswered, the call runs again
         // from its start on the next host.
         if answer == Answer::Errno(libc::EINTR) && !*self.member.gate.borrow() {
@@ -849,17 +868,25 @@ impl Context {
     /// waits for it. A signal can take the thread away (its handler runs,
     /// the syscall restarts as a new notification): the call at home is then
     /// interrupted, so that it neither blocks the thread's later calls nor
-    /// consumes data (a tty line, pipe bytes) meant for them. `None` then.
+    /// consumes data (a tty line, pipe bytes) meant for them.
     async fn call_while_waited_for(
         &self,
         n: &Notification,
         call: SyscallCall,
-    ) -> Result<Option<homing_proto::syscall::SyscallResult>, HomeGone> {
+    ) -> Result<Waited, HomeGone> {
         // ppoll/pselect/epoll_pwait wait with a temporary signal mask that
         // belongs on the host, where signals are delivered: a signal pending
-        // here that the mask lets through ends the wait with EINTR, as the
-        // kernel would end it. (The thread's own mask stays as it was.)
+        // here that the mask lets through ends the wait, as the kernel
+        // would end it.
         let wait_mask = self.temporary_mask(n);
+        let let_through = |mask: u64| {
+            let pending = homing_shim::process::status_mask(n.tid, "SigPnd:")
+                | homing_shim::process::status_mask(n.tid, "ShdPnd:");
+            pending & !mask != 0
+        };
+        if wait_mask.is_some_and(let_through) {
+            return Ok(Waited::SignalLetThrough);
+        }
         let (id, answer) = self.calls.start(n.tid, call)?;
         let abandoned = async {
             loop {
@@ -871,23 +898,50 @@ impl Context {
                     _ = &mut woken => {}
                 }
                 if !self.listener.is_pending(n.id) {
-                    break;
+                    return Waited::Left;
                 }
-                if let Some(mask) = wait_mask {
-                    let pending = homing_shim::process::status_mask(n.tid, "SigPnd:")
-                        | homing_shim::process::status_mask(n.tid, "ShdPnd:");
-                    if pending & !mask != 0 {
-                        break;
-                    }
+                if wait_mask.is_some_and(let_through) {
+                    return Waited::SignalLetThrough;
                 }
             }
         };
         tokio::select! {
-            result = answer => result.map(Some).map_err(|_| HomeGone),
-            _ = abandoned => {
+            result = answer => result.map(Waited::Done).map_err(|_| HomeGone),
+            outcome = abandoned => {
                 self.calls.cancel(id);
-                Ok(None)
+                Ok(outcome)
             }
+        }
+    }
+
+    /// Ends a wait whose temporary mask lets a pending signal through the
+    /// way the kernel would: the wait itself runs here, on placeholders
+    /// that are never ready standing in for its home fds, so the kernel
+    /// sets the mask, finds the signal, runs the handler, returns EINTR and
+    /// puts the thread's own mask back. EINTR alone would leave the signal
+    /// blocked and pending: the handler would never run, and every later
+    /// wait would end at once.
+    fn let_signal_through(&self, n: &Notification) -> Answer {
+        // Only a signal pending for this very thread is sure to be there
+        // when the wait runs; a process-wide one may go to another thread,
+        // and the wait on placeholders would then never end.
+        let own = homing_shim::process::status_mask(n.tid, "SigPnd:");
+        let alone = homing_shim::process::status_number(n.tid, "Threads:") == Some(1);
+        let mask = self.temporary_mask(n).unwrap_or(u64::MAX);
+        let shared = homing_shim::process::status_mask(n.tid, "ShdPnd:");
+        let sure = own & !mask != 0 || (alone && shared & !mask != 0);
+        let placed = sure
+            && waited_fds(&self.memory(n), n).is_some_and(|fds| {
+                fds.into_iter().all(|fd| {
+                    self.listener
+                        .install_fd(n.id, self.role.never_ready.as_fd(), fd, true)
+                        .is_ok()
+                })
+            });
+        if placed {
+            Answer::Continue
+        } else {
+            Answer::Errno(libc::EINTR)
         }
     }
 
@@ -1043,8 +1097,10 @@ impl Context {
         entry == b"self" || entry == b"thread-self" || entry == self.home_pid.to_string().as_bytes()
     }
 
-    /// Host pids the member learned from fork become home pids on the way home.
-    async fn translate_in(&self, nr: u64, args: &mut [u64; 6]) {
+    /// Host pids the member learned from fork become home pids on the way
+    /// home. `Err(errno)` for a child already reaped: it is gone.
+    async fn translate_in(&self, nr: u64, args: &mut [u64; 6]) -> Result<(), i32> {
+        self.wait_for_ended_child(nr, args);
         let positions: &[usize] = match nr as i64 {
             libc::SYS_kill | libc::SYS_wait4 | libc::SYS_getpgid | libc::SYS_getsid => &[0],
             libc::SYS_setpgid => &[0, 1],
@@ -1056,6 +1112,10 @@ impl Context {
             if pid <= 0 {
                 continue;
             }
+            if self.member.reaped.contains_key(&pid) {
+                let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(nr as i64));
+                return Err(if waits { libc::ECHILD } else { libc::ESRCH });
+            }
             if !self.member.children.contains_key(&pid)
                 && homing_shim::process::status_number(pid, "PPid:") == Some(self.guest_pid)
             {
@@ -1066,6 +1126,51 @@ impl Context {
             if let Some(home) = self.member.children.get(&pid) {
                 args[at] = *home as u64;
             }
+        }
+        Ok(())
+    }
+
+    /// The program's SIGCHLD comes from here, where its child ended; home
+    /// hears of that end a moment later. A wait that must not block
+    /// (WNOHANG), made right after the signal, could find the child still
+    /// running at home: the program would then wait for a SIGCHLD that
+    /// already came. So such a wait is made to block, at home, for a child
+    /// that has ended here: its end is on its way home.
+    fn wait_for_ended_child(&self, nr: u64, args: &mut [u64; 6]) {
+        let nohang = libc::WNOHANG as u64;
+        let (wanted, options) = match nr as i64 {
+            libc::SYS_wait4 => (args[0] as i32, 2),
+            libc::SYS_waitid if args[3] & libc::WEXITED as u64 != 0 => match args[0] as u32 {
+                libc::P_ALL => (-1, 3),
+                libc::P_PID => (args[1] as i32, 3),
+                _ => return,
+            },
+            _ => return,
+        };
+        if args[options] & nohang == 0 || (wanted <= 0 && wanted != -1) {
+            return;
+        }
+        let ended = |host: i32| {
+            homing_shim::process::status_field(host, "State:").is_some_and(|s| s.starts_with('Z'))
+        };
+        let child = if wanted == -1 {
+            self.member
+                .children
+                .iter()
+                .map(|entry| *entry.key())
+                .find(|host| ended(*host))
+        } else {
+            Some(wanted).filter(|host| self.member.children.contains_key(host) && ended(*host))
+        };
+        let Some(child) = child else {
+            return;
+        };
+        args[options] &= !nohang;
+        if nr as i64 == libc::SYS_wait4 {
+            args[0] = child as u64;
+        } else {
+            args[0] = libc::P_PID as u64;
+            args[1] = child as u64;
         }
     }
 
@@ -1083,6 +1188,7 @@ impl Context {
         match found {
             Some(host) => {
                 self.member.children.remove(&host);
+                self.member.reaped.insert(host, ());
                 host as i64
             }
             None => ret,
@@ -1157,7 +1263,9 @@ impl Context {
             return Ok(Answer::Errno(libc::EINTR));
         }
         let mut args = n.args;
-        self.translate_in(n.nr, &mut args).await;
+        if let Err(errno) = self.translate_in(n.nr, &mut args).await {
+            return Ok(Answer::Errno(errno));
+        }
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
         let call = SyscallCall {
@@ -1174,8 +1282,10 @@ impl Context {
             self.member.calls.start_unanswered(n.tid, call)?;
             return Ok(Answer::Value(0));
         }
-        let Some(result) = self.call_while_waited_for(n, call).await? else {
-            return Ok(Answer::Errno(libc::EINTR));
+        let result = match self.call_while_waited_for(n, call).await? {
+            Waited::Done(result) => result,
+            Waited::Left => return Ok(Answer::Errno(libc::EINTR)),
+            Waited::SignalLetThrough => return Ok(self.let_signal_through(n)),
         };
         self.member.note_read_only(n.nr, &args, result.ret);
         for output in &result.outputs {
@@ -1236,7 +1346,7 @@ impl Context {
         let Ok(local) = std::fs::File::open(&path) else {
             return Ok(Answer::Errno(libc::EIO));
         };
-        match self.listener.install_fd(n.id, local.as_fd(), fd) {
+        match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
             Ok(()) => Ok(Answer::Continue),
             Err(error) => {
                 debug!("installing the mapped file's fd: {error}");
@@ -1368,7 +1478,7 @@ impl Context {
             ],
             inputs,
         };
-        let Some(result) = self.call_while_waited_for(n, call).await? else {
+        let Waited::Done(result) = self.call_while_waited_for(n, call).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
         if sending || result.ret < 0 {
@@ -1465,7 +1575,7 @@ impl Context {
             args,
             inputs,
         };
-        let Some(result) = self.call_while_waited_for(n, call).await? else {
+        let Waited::Done(result) = self.call_while_waited_for(n, call).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
         if special == Special::ReadVector && result.ret > 0 {
@@ -1544,6 +1654,57 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
     }
 }
 
+/// How a call that went home ended for the guest thread that made it.
+enum Waited {
+    /// Home answered.
+    Done(homing_proto::syscall::SyscallResult),
+    /// The thread no longer waits (a signal took it away, or it died).
+    Left,
+    /// A signal pending here ends the wait (its temporary mask lets it through).
+    SignalLetThrough,
+}
+
+/// The fd numbers a waiting call names: a ppoll's pollfds, a pselect's
+/// sets, an epoll_pwait's epoll fd. `None` if they cannot be read.
+fn waited_fds(memory: &ProcessMemory, n: &Notification) -> Option<Vec<i32>> {
+    const POLLFD: usize = 8;
+    const MAX_WAITED: usize = 4096;
+    match n.nr as i64 {
+        libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => Some(vec![n.args[0] as i32]),
+        libc::SYS_ppoll => {
+            let count = n.args[1] as usize;
+            if count > MAX_WAITED {
+                return None;
+            }
+            let bytes = memory.read(n.args[0], count * POLLFD).ok()?;
+            Some(
+                bytes
+                    .chunks_exact(POLLFD)
+                    .map(|pollfd| i32::from_ne_bytes(pollfd[..4].try_into().unwrap_or_default()))
+                    .filter(|fd| *fd >= 0)
+                    .collect(),
+            )
+        }
+        libc::SYS_pselect6 => {
+            let count = n.args[0] as usize;
+            if count > MAX_WAITED {
+                return None;
+            }
+            let set_bytes = count.div_ceil(64) * 8;
+            let mut fds = std::collections::BTreeSet::new();
+            for &set in &n.args[1..4] {
+                if set == 0 {
+                    continue;
+                }
+                let bits = memory.read(set, set_bytes).ok()?;
+                fds.extend((0..count).filter(|fd| bits[fd / 8] & (1 << (fd % 8)) != 0));
+            }
+            Some(fds.into_iter().map(|fd| fd as i32).collect())
+        }
+        _ => None,
+    }
+}
+
 fn signal_guest(pid: i32, signal: i32) {
     // Realtime signals included, which nix's `Signal` lacks.
     let _ = homing_shim::process::send_signal(pid, signal);
@@ -1594,6 +1755,8 @@ fn watch_child_exit(pid: i32, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+        // Its parent has a SIGCHLD now.
+        SIGNALLED.notify_waiters();
         let _ = exits.send((pid, zombie_status(pid)));
     };
     if std::thread::Builder::new()

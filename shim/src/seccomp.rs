@@ -279,13 +279,23 @@ impl Listener {
     }
 
     /// Installs `fd` in the guest thread of notification `id` as fd number `target`.
-    pub fn install_fd(&self, id: u64, fd: BorrowedFd<'_>, target: i32) -> std::io::Result<()> {
+    pub fn install_fd(
+        &self,
+        id: u64,
+        fd: BorrowedFd<'_>,
+        target: i32,
+        close_on_exec: bool,
+    ) -> std::io::Result<()> {
         let addfd = libc::seccomp_notif_addfd {
             id,
             flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
             srcfd: fd.as_raw_fd() as u32,
             newfd: target as u32,
-            newfd_flags: 0,
+            newfd_flags: if close_on_exec {
+                libc::O_CLOEXEC as u32
+            } else {
+                0
+            },
         };
         // SAFETY: ADDFD reads one seccomp_notif_addfd we own; `fd` stays open
         // for the duration of the call.

@@ -449,6 +449,32 @@ fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
 }
 
 #[test]
+fn a_signal_let_in_by_a_waits_temporary_mask_runs_its_handler() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "masked");
+    for mode in ["pselect", "ppoll", "epoll"] {
+        let script = |runner: &str| {
+            format!("{runner}./masked {mode} > out.txt & sleep 1; kill -USR1 $!; wait $!; echo status=$?; cat out.txt")
+        };
+        let native = ok(at_home(&cluster, &script("")));
+        assert!(
+            native.stdout.contains("handled=1 after 1 wakeup(s)"),
+            "{native:?}"
+        );
+        let remote = ok(at_home(&cluster, &script("homing run --on node2 -- ")));
+        assert_eq!(remote.stdout, native.stdout, "{mode}");
+    }
+    // make's way of waiting for its children: SIGCHLD from a child on node2.
+    let native = ok(at_home(&cluster, "./masked child"));
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- ./masked child"));
+    assert_eq!(remote.stdout, native.stdout);
+    assert!(
+        remote.stdout.contains("reaped=1 status=5\ngone=1\n"),
+        "{remote:?}"
+    );
+}
+
+#[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
     let shell = spawn_at_home(
