@@ -171,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Node { config } => {
+            homing_shim::process::keep_freed_heap_memory();
             let config = NodeConfig::load(&config)?;
             runtime.block_on(async { Node::new(config)?.run().await })?;
             Ok(ExitCode::SUCCESS)

@@ -41,18 +41,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         have += n;
     }
     let len = body_len(header)?;
-    let mut body = vec![0u8; len];
-    let mut have = 0;
-    while have < len {
-        let n = reader.read(&mut body[have..]).await?;
-        if n == 0 {
-            return Err(FrameError::Truncated {
-                have: HEADER_LEN + have,
-                want: HEADER_LEN + len,
-            }
-            .into());
+    let body = homing_remote_agent::migration::read_up_to(reader, len).await?;
+    if body.len() < len {
+        return Err(FrameError::Truncated {
+            have: HEADER_LEN + body.len(),
+            want: HEADER_LEN + len,
         }
-        have += n;
+        .into());
     }
     Ok(Some(body))
 }

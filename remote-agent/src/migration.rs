@@ -81,6 +81,28 @@ impl ImageItem {
     }
 }
 
+/// Reads `len` bytes, fewer only if the stream ends first. They go into
+/// spare capacity: zeroing a megabyte of pages first would only be
+/// overwritten.
+pub async fn read_up_to<R: AsyncRead + Unpin>(
+    input: &mut R,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len);
+    let mut rest = input.take(len as u64);
+    while bytes.len() < len && rest.read_buf(&mut bytes).await? > 0 {}
+    Ok(bytes)
+}
+
+/// Reads exactly `len` bytes.
+async fn read_bytes<R: AsyncRead + Unpin>(input: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
+    let bytes = read_up_to(input, len).await?;
+    if bytes.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(bytes)
+}
+
 /// Reads one item of an image stream.
 pub async fn read_image_item<R: AsyncRead + Unpin>(input: &mut R) -> Result<ImageItem, String> {
     let receiving = |e: std::io::Error| format!("receiving memory: {e}");
@@ -100,13 +122,13 @@ pub async fn read_image_item<R: AsyncRead + Unpin>(input: &mut R) -> Result<Imag
         let mut length = [0u8; homing_proto::frame::HEADER_LEN];
         input.read_exact(&mut length).await.map_err(receiving)?;
         let length = homing_proto::frame::body_len(length).map_err(|e| e.to_string())?;
-        let mut body = vec![0u8; length];
-        input.read_exact(&mut body).await.map_err(receiving)?;
+        let body = read_bytes(input, length).await.map_err(receiving)?;
         let last: FinalImage = homing_proto::decode(&body).map_err(|e| e.to_string())?;
         return Ok(ImageItem::Final(Box::new(last)));
     }
-    let mut bytes = vec![0u8; header.length as usize];
-    input.read_exact(&mut bytes).await.map_err(receiving)?;
+    let bytes = read_bytes(input, header.length as usize)
+        .await
+        .map_err(receiving)?;
     Ok(ImageItem::Pages(header.address, bytes))
 }
 
@@ -730,7 +752,7 @@ impl HostRole {
                             complete = true;
                         }
                         arrival.bytes += item.memory_bytes();
-                        restoration.apply(item)?;
+                        restoration.apply(item).await?;
                     }
                 }
             }
@@ -1009,7 +1031,8 @@ impl Arrival {
 }
 
 enum RestoreCommand {
-    Write(u64, Vec<u8>),
+    /// Pages to write; the budget they hold is given back once written.
+    Write(u64, Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>),
     Discard(u64, u64),
     Reconcile(Box<FinalImage>),
     Sync(oneshot::Sender<Result<(), String>>),
@@ -1025,7 +1048,16 @@ enum RestoreCommand {
 /// home, the deputy of a program coming back.
 pub struct Restoration {
     commands: std::sync::mpsc::Sender<RestoreCommand>,
+    /// Pages (4 KiB each) handed to the thread and not yet written. The
+    /// thread is what limits the pace (it is the first to touch the
+    /// memory it writes): pages the stream brings faster wait in the
+    /// stream, not in the agent's heap, whose fresh pages would cost that
+    /// first touch a second time.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Pages handed to a restore thread at most, not yet written: 16 MiB.
+const PAGES_IN_HAND: usize = 4096;
 
 impl Restoration {
     /// Starts restoring `image` into the blank guest `pid`: its memory is
@@ -1052,7 +1084,10 @@ impl Restoration {
             .name(name)
             .spawn(move || work(inbox, ready_tx))
             .map_err(|e| format!("cannot start a restore thread: {e}"))?;
-        let restoration = Self { commands };
+        let restoration = Self {
+            commands,
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(PAGES_IN_HAND)),
+        };
         match ready.await {
             Ok(Ok(())) => Ok(restoration),
             Ok(Err(error)) => Err(error),
@@ -1094,9 +1129,13 @@ impl Restoration {
     /// Applies one item of an image stream: pages are written, dropped
     /// pages emptied, and the final state makes the memory fit it (a
     /// failure is reported by [`Self::ready`]).
-    pub fn apply(&self, item: ImageItem) -> Result<(), String> {
+    pub async fn apply(&self, item: ImageItem) -> Result<(), String> {
         let command = match item {
-            ImageItem::Pages(address, bytes) => RestoreCommand::Write(address, bytes),
+            ImageItem::Pages(address, bytes) => {
+                let pages = bytes.len().div_ceil(4096).clamp(1, PAGES_IN_HAND) as u32;
+                let held = self.budget.clone().acquire_many_owned(pages).await.ok();
+                RestoreCommand::Write(address, bytes, held)
+            }
             ImageItem::Discard(address, bytes) => RestoreCommand::Discard(address, bytes),
             ImageItem::Final(last) => RestoreCommand::Reconcile(last),
             ImageItem::Sync | ImageItem::End => return Ok(()),
@@ -1212,7 +1251,7 @@ fn homecoming_thread(
             break Adoption::Failed;
         };
         match command {
-            RestoreCommand::Write(address, bytes) => {
+            RestoreCommand::Write(address, bytes, _held) => {
                 let end = address + bytes.len() as u64;
                 for (from, to) in covered((address, end), &staged) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
@@ -1222,7 +1261,7 @@ fn homecoming_thread(
                 }
                 for (from, to) in uncovered((address, end), &staged) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
-                    waiting.push(RestoreCommand::Write(from, part.to_vec()));
+                    waiting.push(RestoreCommand::Write(from, part.to_vec(), None));
                 }
             }
             RestoreCommand::Discard(address, len) => {
@@ -1312,7 +1351,7 @@ fn restore(
             continue;
         }
         let outcome = match command {
-            RestoreCommand::Write(address, bytes) => {
+            RestoreCommand::Write(address, bytes, _held) => {
                 restorer.write(address, &bytes).map_err(|e| e.to_string())
             }
             RestoreCommand::Discard(address, bytes) => {
@@ -1397,7 +1436,7 @@ fn write_waiting(
 ) -> Result<(), String> {
     for command in waiting {
         match command {
-            RestoreCommand::Write(address, bytes) => {
+            RestoreCommand::Write(address, bytes, _) => {
                 for (from, to) in covered((address, address + bytes.len() as u64), kept) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
                     restorer.write(from, part).map_err(|e| e.to_string())?;

@@ -61,6 +61,23 @@ pub fn status_mask(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Keeps freed heap memory for reuse rather than handing it back to the
+/// kernel at once. The agents go through megabyte buffers as memory moves;
+/// memory handed back comes again as fresh pages, each zeroed by the kernel
+/// at its first touch: a tenth of the CPU time of a 1 GiB move, measured.
+pub fn keep_freed_heap_memory() {
+    // glibc's largest mmap threshold (half its 64 MiB arena heap): every
+    // buffer up to a whole frame comes from the heap.
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 256 << 20;
+    // SAFETY: mallopt only sets allocator parameters; it touches no memory
+    // of ours.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
 /// The signal the deputy uses to interrupt one of its own threads blocked
 /// in a syscall whose caller went away: the last realtime signal, the one
 /// programs are least likely to use (it is the one signal a deputy does

@@ -655,7 +655,7 @@ impl Node {
                 }
                 item => {
                     bytes += item.memory_bytes();
-                    homecoming.apply(item)?;
+                    homecoming.apply(item).await?;
                 }
             }
             report.now_and_then(client, bytes).await;
@@ -673,7 +673,7 @@ impl Node {
         homecoming: &Restoration,
         mut bytes: u64,
     ) -> Result<u64, String> {
-        homecoming.apply(ImageItem::Final(last))?;
+        homecoming.apply(ImageItem::Final(last)).await?;
         let mut report = Report::new(moving.estimate);
         loop {
             let item = self.next_item(moving).await?;
@@ -681,7 +681,7 @@ impl Node {
                 return Ok(bytes);
             }
             bytes += item.memory_bytes();
-            homecoming.apply(item)?;
+            homecoming.apply(item).await?;
             report.now_and_then(client, bytes).await;
         }
     }
