@@ -238,6 +238,9 @@ pub enum Special {
     WriteVector,
     /// `gettid`: the guest's main thread answers with its home pid.
     Gettid,
+    /// `getpid`: the process's home pid, known on the host (a pid never
+    /// changes: no round trip home needed).
+    Getpid,
     /// `fork`/`vfork`/`clone` of a process: the deputy forks at home, then
     /// the guest forks here.
     Fork,
@@ -762,8 +765,8 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         }
 
         // Identity.
-        libc::SYS_getpid
-        | libc::SYS_getppid
+        libc::SYS_getpid => Route::Special(Special::Getpid),
+        libc::SYS_getppid
         | libc::SYS_getuid
         | libc::SYS_geteuid
         | libc::SYS_getgid
@@ -1241,6 +1244,7 @@ mod tests {
             Route::Special(Special::WriteVector)
         );
         assert_eq!(special(libc::SYS_gettid), Route::Special(Special::Gettid));
+        assert_eq!(special(libc::SYS_getpid), Route::Special(Special::Getpid));
         assert_eq!(special(libc::SYS_sendmsg), Route::Special(Special::Message));
         assert_eq!(special(libc::SYS_recvmsg), Route::Special(Special::Message));
         assert_eq!(std::mem::size_of::<libc::msghdr>(), message::HEADER_LEN);

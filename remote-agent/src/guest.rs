@@ -851,6 +851,7 @@ impl Context {
 
     async fn special(&self, n: &Notification, special: Special) -> Result<Answer, HomeGone> {
         match special {
+            Special::Getpid => Ok(Answer::Value(self.home_pid as i64)),
             Special::Gettid => Ok(Answer::Value(if n.tid == self.guest_pid {
                 self.home_pid as i64
             } else {
