@@ -81,8 +81,9 @@ pub struct Member {
     exits: mpsc::UnboundedSender<(i32, GuestExit)>,
     /// The member's children as it knows them: host pid -> home pid.
     children: DashMap<i32, i32>,
-    /// Children reaped at home: their processes here stay zombies (nothing
-    /// here reaps them), but for the program they are gone.
+    /// Children reaped: for the program they are gone, even where their
+    /// processes here stay zombies (reaped at home by a wait that did not
+    /// run here too).
     reaped: DashMap<i32, ()>,
     /// Open while its syscalls may go home; closed while it is being
     /// frozen to move, so that no call is half done when it leaves.
@@ -607,6 +608,8 @@ impl HostRole {
         self.by_host.insert(tgid, member.clone());
         if let Some(parent) = self.by_host.get(&fork.parent_host) {
             parent.children.insert(tgid, fork.child_home);
+            // Its pid may be that of a child reaped before.
+            parent.reaped.remove(&tgid);
         }
         self.binding.remove(&tgid);
         self.attached.notify_waiters();
@@ -1100,8 +1103,8 @@ impl Context {
 
     /// Host pids the member learned from fork become home pids on the way
     /// home. `Err(errno)` for a child already reaped: it is gone.
-    async fn translate_in(&self, nr: u64, args: &mut [u64; 6]) -> Result<(), i32> {
-        self.wait_for_ended_child(nr, args);
+    async fn translate_in(&self, tid: i32, nr: u64, args: &mut [u64; 6]) -> Result<(), i32> {
+        self.wait_for_ended_child(tid, nr, args);
         let positions: &[usize] = match nr as i64 {
             libc::SYS_kill | libc::SYS_wait4 | libc::SYS_getpgid | libc::SYS_getsid => &[0],
             libc::SYS_setpgid => &[0, 1],
@@ -1135,9 +1138,10 @@ impl Context {
     /// hears of that end a moment later. A wait that must not block
     /// (WNOHANG), made right after the signal, could find the child still
     /// running at home: the program would then wait for a SIGCHLD that
-    /// already came. So such a wait is made to block, at home, for a child
-    /// that has ended here: its end is on its way home.
-    fn wait_for_ended_child(&self, nr: u64, args: &mut [u64; 6]) {
+    /// already came. So a wait is made to block, at home, for a child that
+    /// has ended here (its end is on its way home): the one the kernel
+    /// would reap here, so that [`Self::reaped_here`] can let it.
+    fn wait_for_ended_child(&self, tid: i32, nr: u64, args: &mut [u64; 6]) {
         let nohang = libc::WNOHANG as u64;
         let (wanted, options) = match nr as i64 {
             libc::SYS_wait4 => (args[0] as i32, 2),
@@ -1148,20 +1152,14 @@ impl Context {
             },
             _ => return,
         };
-        if args[options] & nohang == 0 || (wanted <= 0 && wanted != -1) {
+        if wanted <= 0 && wanted != -1 {
             return;
         }
-        let ended = |host: i32| {
-            homing_shim::process::status_field(host, "State:").is_some_and(|s| s.starts_with('Z'))
-        };
+        let unreaped = |host: &i32| self.member.children.contains_key(host);
         let child = if wanted == -1 {
-            self.member
-                .children
-                .iter()
-                .map(|entry| *entry.key())
-                .find(|host| ended(*host))
+            self.ended_children(tid).into_iter().find(unreaped)
         } else {
-            Some(wanted).filter(|host| self.member.children.contains_key(host) && ended(*host))
+            Some(wanted).filter(|host| unreaped(host) && has_ended(*host))
         };
         let Some(child) = child else {
             return;
@@ -1173,6 +1171,71 @@ impl Context {
             args[0] = libc::P_PID as u64;
             args[1] = child as u64;
         }
+    }
+
+    /// The children that have ended, in the order a wait for any child
+    /// looks at them here: the calling thread's, oldest first, then the
+    /// other threads'.
+    fn ended_children(&self, tid: i32) -> Vec<i32> {
+        let group = self.guest_pid;
+        let mut threads = vec![tid];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{group}/task")) {
+            threads.extend(
+                tasks
+                    .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|thread| *thread != tid),
+            );
+        }
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                std::fs::read_to_string(format!("/proc/{group}/task/{thread}/children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|pid| pid.parse::<i32>().ok())
+                    .filter(|pid| has_ended(*pid))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Whether the child that home reaped (`result` of a wait4, its home
+    /// pid) is the one the guest's own wait would reap here, with the same
+    /// status: the wait then runs here too, and the child's process here
+    /// goes with it instead of staying a zombie until its parent ends. (A
+    /// child that exec'd was replaced here: its first process was killed,
+    /// and stays a zombie.)
+    fn reaped_here(&self, n: &Notification, result: &homing_proto::syscall::SyscallResult) -> bool {
+        let ret = result.ret;
+        if n.nr as i64 != libc::SYS_wait4 || ret <= 0 {
+            return false;
+        }
+        let home_status = result
+            .outputs
+            .iter()
+            .find(|output| output.index == 1)
+            .and_then(|output| Some(i32::from_ne_bytes(output.bytes.get(..4)?.try_into().ok()?)));
+        let Some(host) = self
+            .member
+            .children
+            .iter()
+            .find(|entry| *entry.value() as i64 == ret)
+            .map(|entry| *entry.key())
+        else {
+            return false;
+        };
+        let wanted = n.args[0] as i32;
+        let first = if wanted == -1 {
+            self.ended_children(n.tid).first() == Some(&host)
+        } else {
+            wanted == host && has_ended(host)
+        };
+        let reaps = first && home_status.is_some() && raw_zombie_status(host) == home_status;
+        if reaps {
+            self.member.children.remove(&host);
+            self.member.reaped.insert(host, ());
+        }
+        reaps
     }
 
     /// ... and home pids come back as the host pids it knows.
@@ -1264,7 +1327,7 @@ impl Context {
             return Ok(Answer::Errno(libc::EINTR));
         }
         let mut args = n.args;
-        if let Err(errno) = self.translate_in(n.nr, &mut args).await {
+        if let Err(errno) = self.translate_in(n.tid, n.nr, &mut args).await {
             return Ok(Answer::Errno(errno));
         }
         // Large reads are shortened rather than refused.
@@ -1304,6 +1367,9 @@ impl Context {
             if memory.write(addr, &output.bytes).is_err() {
                 return Ok(Answer::Errno(libc::EFAULT));
             }
+        }
+        if self.reaped_here(n, &result) {
+            return Ok(Answer::Continue);
         }
         Ok(errno_of(self.translate_out(n.nr, result.ret)))
     }
@@ -1655,6 +1721,11 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
     }
 }
 
+/// Whether process `pid` (a guest's child) has ended: a zombie.
+fn has_ended(pid: i32) -> bool {
+    homing_shim::process::status_field(pid, "State:").is_some_and(|state| state.starts_with('Z'))
+}
+
 /// How a call that went home ended for the guest thread that made it.
 enum Waited {
     /// Home answered.
@@ -1771,17 +1842,18 @@ fn watch_child_exit(pid: i32, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
 
 /// The wait status of an exited, unreaped process (field 52 of /proc/PID/stat).
 fn zombie_status(pid: i32) -> GuestExit {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_comm = &stat[stat.rfind(')')? + 2..];
-            after_comm.split_whitespace().nth(49)?.parse::<i32>().ok()
-        });
-    match status {
+    match raw_zombie_status(pid) {
         Some(status) if status & 0x7f == 0 => GuestExit::Code((status >> 8) & 0xff),
         Some(status) => GuestExit::Signal(status & 0x7f),
         None => GuestExit::Signal(libc::SIGKILL),
     }
+}
+
+/// The raw wait status of an exited, unreaped process.
+fn raw_zombie_status(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split_whitespace().nth(49)?.parse::<i32>().ok()
 }
 
 /// A NULL-terminated array of C strings in guest memory (argv, envp).

@@ -762,7 +762,7 @@ mod tests {
             einval
         );
         let out_of_range = vec![input(200, b"ab")];
-        assert_eq!(run(libc::SYS_getpid, [0; 6], out_of_range).ret, einval);
+        assert_eq!(run(libc::SYS_getppid, [0; 6], out_of_range).ret, einval);
 
         // Lengths too large to allocate, or overflowing.
         for count in [u64::MAX, 1 << 40, (MAX_BUFFER + 1) as u64] {
@@ -953,8 +953,8 @@ mod tests {
     #[test]
     fn identity_calls() {
         assert_eq!(
-            run(libc::SYS_getpid, [0; 6], vec![]).ret,
-            i64::from(std::process::id())
+            run(libc::SYS_getppid, [0; 6], vec![]).ret,
+            i64::from(std::os::unix::process::parent_id())
         );
         let ids = run(libc::SYS_getresuid, [GUEST, GUEST, GUEST, 0, 0, 0], vec![]);
         assert_eq!(ids.ret, 0);

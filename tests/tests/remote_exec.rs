@@ -568,6 +568,48 @@ fn forked_children_have_their_own_home_pid_and_are_waited_for() {
 }
 
 #[test]
+fn children_that_ended_and_were_waited_for_leave_no_zombies_on_node2() {
+    let cluster = Cluster::up(2);
+    // A shell's subshells and a python's forks, each waited for, then a
+    // child that execs (its status must be its program's); each writes
+    // what it saw, then lingers.
+    let programs = [
+        (
+            "bash -c 'for i in $(seq 40); do ( exit 3 ); s=$?; done; /bin/false; echo ran $i status $s then $? > seen; exec sleep 3'",
+            "ran 40 status 3 then 1\n",
+        ),
+        (
+            "python3 -c 'import os, subprocess, time\nst = set()\nfor _ in range(20):\n    pid = os.fork()\n    if pid == 0: os._exit(3)\n    st.add(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\nrc = subprocess.run([\"false\"]).returncode\nopen(\"seen\", \"w\").write(f\"ran {st} {rc}\\n\")\ntime.sleep(3)'",
+            "ran {3} 1\n",
+        ),
+    ];
+    for (program, expected) in programs {
+        ok(at_home(&cluster, "rm -f seen"));
+        let shell = spawn_at_home(&cluster, &format!("homing run --on node2 -- {program}"));
+        let written = homing_tests::wait_for(std::time::Duration::from_secs(20), || {
+            at_home(&cluster, "cat seen").stdout.ends_with('\n')
+        });
+        assert!(written.is_some(), "{program} never got to its end");
+        assert_eq!(
+            ok(at_home(&cluster, "cat seen")).stdout,
+            expected,
+            "{program}"
+        );
+        // A child that exec'd was replaced by a process of its own here:
+        // only the one it replaced may be left, a zombie.
+        let states = cluster.exec("node2", &["ps", "-u", "alice", "-o", "stat=,comm="]);
+        let zombies = states
+            .stdout
+            .lines()
+            .filter(|line| line.starts_with('Z'))
+            .count();
+        assert!(zombies <= 1, "{program}: {states:?}");
+        let run: Run = shell.wait_with_output().unwrap().into();
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+}
+
+#[test]
 fn shells_compilers_archivers_and_databases_work_on_home_files() {
     let cluster = Cluster::up(2);
     ok(at_home(
