@@ -92,6 +92,11 @@ pub struct Member {
     pub(crate) moved: std::sync::atomic::AtomicBool,
     /// Notifications of its process being handled right now.
     pub(crate) handling: std::sync::atomic::AtomicUsize,
+    /// The process a forked child was before its exec replaced it here
+    /// (the program runs in a process of the agent's): its parent's
+    /// child, kept blocked in its execve, to end as the program ends. Its
+    /// parent's wait can then reap it here too (see `reaped_here`).
+    parked: Mutex<Option<i32>>,
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
@@ -254,6 +259,7 @@ impl HostRole {
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
+            parked: Mutex::new(None),
         });
         self.members
             .insert((home_node.to_owned(), home_pid), member.clone());
@@ -397,6 +403,10 @@ impl HostRole {
 
     pub(crate) fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
         let pid = member.host_pid.load(Ordering::Relaxed);
+        if let Some(parked) = member.parked.lock().ok().and_then(|mut p| p.take()) {
+            // Before home hears of the end: its parent's wait must find it ended.
+            end_parked(parked, status, member.moved.load(Ordering::Relaxed));
+        }
         self.by_host.remove(&pid);
         self.members
             .remove(&(member.home_node.clone(), member.home_pid));
@@ -835,6 +845,9 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
+        if self.member.parked.lock().is_ok_and(|p| *p == Some(n.tid)) {
+            return;
+        }
         trace!(
             home_pid = self.home_pid,
             tid = n.tid,
@@ -1073,7 +1086,9 @@ impl Context {
         {
             Ok(new) => {
                 self.role.by_host.remove(&old);
-                signal_guest(old, libc::SIGKILL);
+                if !self.park(old) {
+                    signal_guest(old, libc::SIGKILL);
+                }
                 debug!(home_pid = self.home_pid, old, new, "exec: guest replaced");
                 Ok(Answer::Value(0))
             }
@@ -1086,6 +1101,24 @@ impl Context {
                 Ok(Answer::Errno(libc::ENOEXEC))
             }
         }
+    }
+
+    /// Keeps `old`, a forked child just replaced by its exec, blocked in
+    /// that execve (unanswered) until the program ends, if it is its
+    /// parent's (a guest's) child: killed now, it would be a zombie whose
+    /// status is not the program's.
+    fn park(&self, old: i32) -> bool {
+        let agent = std::process::id() as i32;
+        let forked = homing_shim::process::status_number(old, "PPid:").is_some_and(|p| p != agent);
+        let alone = homing_shim::process::status_number(old, "Threads:") == Some(1);
+        let Ok(mut parked) = self.member.parked.lock() else {
+            return false;
+        };
+        if !forked || !alone || parked.is_some() {
+            return false;
+        }
+        *parked = Some(old);
+        true
     }
 
     /// Whether `path` (a C string, its NUL included) names the process's
@@ -1718,6 +1751,28 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
     .contains(&nr)
     {
         args[2] = args[2].min(MAX_TRANSFER as u64);
+    }
+}
+
+/// Ends `parked` (see `Member::parked`) as its program ended, where it
+/// can: with the same exit code. A program killed by a signal, or gone on
+/// to another node, ends it by SIGKILL.
+fn end_parked(parked: i32, status: GuestExit, moved: bool) {
+    let ended = match status {
+        GuestExit::Code(code) if !moved => homing_shim::ptrace::exit_from_syscall(parked, code),
+        _ => Err(std::io::Error::other("no exit code to give it")),
+    };
+    if let Err(error) = ended {
+        debug!(parked, "ending a replaced process by SIGKILL: {error}");
+        let _ = homing_shim::process::send_signal(parked, libc::SIGKILL);
+    }
+    // It ends as soon as it runs: give it a moment to, so that its
+    // parent's wait finds it ended.
+    for _ in 0..20 {
+        if has_ended(parked) || homing_shim::process::status_field(parked, "State:").is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
     }
 }
 

@@ -9,6 +9,9 @@ use std::io;
 
 use homing_proto::image::{RseqRegistration, REGS_WORDS, REG_ORIG_RAX, REG_RAX, REG_RIP};
 
+/// Where `rdi` is among the registers (user_regs_struct order).
+const REG_RDI: usize = 14;
+
 /// General registers, in `user_regs_struct` order.
 pub type Regs = [u64; REGS_WORDS];
 
@@ -303,6 +306,36 @@ pub fn resumable(mut regs: Regs) -> Regs {
     }
     regs[REG_ORIG_RAX] = u64::MAX;
     regs
+}
+
+/// Makes thread `tid`, blocked in a syscall that nobody will answer (a
+/// seccomp notification), end its process with exit status `code`: it is
+/// interrupted, and the syscall the kernel then restarts is `exit_group`.
+/// No code of the process runs meanwhile, and none needs to be mapped.
+pub fn exit_from_syscall(tid: i32, code: i32) -> io::Result<()> {
+    seize(tid, Options::default())?;
+    interrupt(tid)?;
+    match wait(tid)? {
+        Stop::Exited(_) | Stop::Killed(_) => return Ok(()),
+        Stop::Syscall | Stop::Event(_) | Stop::Signal(_) => {}
+    }
+    let mut regs = regs(tid)?;
+    let interrupted = matches!(
+        -(regs[REG_RAX] as i64),
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND
+    );
+    if interrupted && regs[REG_ORIG_RAX] as i64 >= 0 {
+        regs[REG_ORIG_RAX] = libc::SYS_exit_group as u64;
+        regs[REG_RDI] = code as u64;
+        set_regs(tid, &regs)?;
+    }
+    // A signal that stopped it is dropped: the process ends.
+    detach(tid, 0)?;
+    if interrupted {
+        Ok(())
+    } else {
+        Err(io::Error::other("the thread was not blocked in a syscall"))
+    }
 }
 
 /// Runs syscalls inside a stopped thread: its registers point at a
