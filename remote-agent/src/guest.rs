@@ -108,6 +108,11 @@ pub struct Member {
     /// Its program's canonical path at home: what `/proc/self/exe` names
     /// for it (the deputy's own names the homing binary). Empty: unknown.
     pub(crate) exe: Mutex<Vec<u8>>,
+    /// Per fd read at home: bytes a read took there for a thread that a
+    /// signal took away before they reached it. The fd's next read gets
+    /// them first; the lock is held while a read of the fd is out at home,
+    /// so that no later read can overtake one whose thread left.
+    unread: DashMap<i32, Arc<tokio::sync::Mutex<Vec<u8>>>>,
 }
 
 impl Member {
@@ -131,14 +136,19 @@ impl Member {
         // Locked only for calls on the fd table: this is on every call's way.
         let fds = || self.read_only.lock().ok();
         match nr as i64 {
-            libc::SYS_close => fds().is_some_and(|mut fds| fds.remove(&(args[0] as i32))),
+            libc::SYS_close => {
+                self.unread.remove(&(args[0] as i32));
+                fds().is_some_and(|mut fds| fds.remove(&(args[0] as i32)))
+            }
             libc::SYS_dup2 | libc::SYS_dup3 => {
+                self.unread.remove(&(args[1] as i32));
                 if let Some(mut fds) = fds() {
                     fds.remove(&(args[1] as i32));
                 }
                 false
             }
             libc::SYS_close_range | libc::SYS_execve | libc::SYS_execveat => {
+                self.unread.clear();
                 if let Some(mut fds) = fds() {
                     fds.clear();
                 }
@@ -260,6 +270,7 @@ impl HostRole {
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
             parked: Mutex::new(None),
+            unread: DashMap::new(),
         });
         self.members
             .insert((home_node.to_owned(), home_pid), member.clone());
@@ -890,6 +901,7 @@ impl Context {
         &self,
         n: &Notification,
         call: SyscallCall,
+        keep_late: bool,
     ) -> Result<Waited, HomeGone> {
         // ppoll/pselect/epoll_pwait wait with a temporary signal mask that
         // belongs on the host, where signals are delivered: a signal pending
@@ -905,6 +917,7 @@ impl Context {
             return Ok(Waited::SignalLetThrough);
         }
         let (id, answer) = self.calls.start(n.tid, call)?;
+        tokio::pin!(answer);
         let abandoned = async {
             loop {
                 let woken = SIGNALLED.notified();
@@ -915,20 +928,25 @@ impl Context {
                     _ = &mut woken => {}
                 }
                 if !self.listener.is_pending(n.id) {
-                    return Waited::Left;
+                    return Waited::Left(None);
                 }
                 if wait_mask.is_some_and(let_through) {
                     return Waited::SignalLetThrough;
                 }
             }
         };
-        tokio::select! {
-            result = answer => result.map(Waited::Done).map_err(|_| HomeGone),
-            outcome = abandoned => {
-                self.calls.cancel(id);
-                Ok(outcome)
+        let outcome = tokio::select! {
+            result = &mut answer => return result.map(Waited::Done).map_err(|_| HomeGone),
+            outcome = abandoned => outcome,
+        };
+        if keep_late && matches!(outcome, Waited::Left(_)) {
+            self.calls.interrupt(id);
+            if let Ok(Ok(late)) = tokio::time::timeout(LATE_ANSWER_WAIT, &mut answer).await {
+                return Ok(Waited::Left(Some(late)));
             }
         }
+        self.calls.cancel(id);
+        Ok(outcome)
     }
 
     /// Ends a wait whose temporary mask lets a pending signal through the
@@ -1379,9 +1397,50 @@ impl Context {
             self.member.calls.start_unanswered(n.tid, call)?;
             return Ok(Answer::Value(0));
         }
-        let result = match self.call_while_waited_for(n, call).await? {
+        // A read holds its fd's unread bytes (see `Member::unread`) while out.
+        let unread = (n.nr as i64 == libc::SYS_read).then(|| {
+            self.member
+                .unread
+                .entry(n.args[0] as i32)
+                .or_default()
+                .clone()
+        });
+        let mut unread = match &unread {
+            Some(bytes) => Some(bytes.lock().await),
+            None => None,
+        };
+        if let Some(bytes) = unread.as_deref_mut().filter(|bytes| !bytes.is_empty()) {
+            let count = (n.args[2] as usize).min(bytes.len());
+            if memory.write(n.args[1], &bytes[..count]).is_err() {
+                return Ok(Answer::Errno(libc::EFAULT));
+            }
+            // Taken only if its thread takes them.
+            if !matches!(
+                self.listener.deliver(n.id, Answer::Value(count as i64)),
+                Ok(false)
+            ) {
+                bytes.drain(..count);
+            }
+            return Ok(Answer::Given);
+        }
+        let read_bytes = |result: &homing_proto::syscall::SyscallResult| {
+            let data = result.outputs.iter().find(|o| o.index == 1);
+            data.filter(|_| result.ret > 0).map(|o| o.bytes.clone())
+        };
+        let result = match self
+            .call_while_waited_for(n, call, unread.is_some())
+            .await?
+        {
             Waited::Done(result) => result,
-            Waited::Left => return Ok(Answer::Errno(libc::EINTR)),
+            Waited::Left(late) => {
+                trace!(tid = n.tid, late = ?late.as_ref().map(|l| l.ret), "read left");
+                if let (Some(bytes), Some(data)) =
+                    (unread.as_deref_mut(), late.as_ref().and_then(read_bytes))
+                {
+                    bytes.extend_from_slice(&data);
+                }
+                return Ok(Answer::Errno(libc::EINTR));
+            }
             Waited::SignalLetThrough => return Ok(self.let_signal_through(n)),
         };
         self.member.note_read_only(n.nr, &args, result.ret);
@@ -1404,7 +1463,19 @@ impl Context {
         if self.reaped_here(n, &result) {
             return Ok(Answer::Continue);
         }
-        Ok(errno_of(self.translate_out(n.nr, result.ret)))
+        let answer = errno_of(self.translate_out(n.nr, result.ret));
+        if let Some(bytes) = unread.as_deref_mut().filter(|_| result.ret > 0) {
+            // Answered here, so that bytes its thread did not take stay.
+            match self.listener.deliver(n.id, answer) {
+                Ok(true) | Err(_) => {}
+                Ok(false) => {
+                    trace!(tid = n.tid, ret = result.ret, "read undelivered");
+                    bytes.extend(read_bytes(&result).unwrap_or_default())
+                }
+            }
+            return Ok(Answer::Given);
+        }
+        Ok(answer)
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -1578,7 +1649,7 @@ impl Context {
             ],
             inputs,
         };
-        let Waited::Done(result) = self.call_while_waited_for(n, call).await? else {
+        let Waited::Done(result) = self.call_while_waited_for(n, call, false).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
         if sending || result.ret < 0 {
@@ -1675,7 +1746,7 @@ impl Context {
             args,
             inputs,
         };
-        let Waited::Done(result) = self.call_while_waited_for(n, call).await? else {
+        let Waited::Done(result) = self.call_while_waited_for(n, call, false).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
         if special == Special::ReadVector && result.ret > 0 {
@@ -1785,8 +1856,9 @@ fn has_ended(pid: i32) -> bool {
 enum Waited {
     /// Home answered.
     Done(homing_proto::syscall::SyscallResult),
-    /// The thread no longer waits (a signal took it away, or it died).
-    Left,
+    /// The thread no longer waits (a signal took it away, or it died);
+    /// with what the call did at home, if it was asked to wait for that.
+    Left(Option<homing_proto::syscall::SyscallResult>),
     /// A signal pending here ends the wait (its temporary mask lets it through).
     SignalLetThrough,
 }
@@ -1842,6 +1914,9 @@ fn signal_guest(pid: i32, signal: i32) {
 /// guest ended (its parent's SIGCHLD). Calls out at home look again then
 /// whether their thread still waits, instead of at the next poll.
 static SIGNALLED: Notify = Notify::const_new();
+
+/// How long a read whose thread left waits for what it did at home.
+const LATE_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a call out at home looks whether its thread still waits,
 /// when nothing woke it sooner (a signal from elsewhere on the host).

@@ -111,6 +111,12 @@ impl HomeCalls {
         let _ = self.to_home.send(ToHome::Cancel { id });
     }
 
+    /// Asks home to interrupt call `id`, whose answer is still wanted (it
+    /// may carry what the call did before the interruption).
+    pub fn interrupt(&self, id: u64) {
+        let _ = self.to_home.send(ToHome::Cancel { id });
+    }
+
     /// Delivers the answer to call `id`. Unknown ids (a confused or hostile peer) are ignored.
     pub fn complete(&self, id: u64, result: SyscallResult) {
         if let Some((_, tx)) = self.pending.remove(&id) {

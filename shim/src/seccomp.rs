@@ -162,6 +162,8 @@ pub enum Answer {
     Errno(i32),
     /// The syscall runs in the guest as if never intercepted.
     Continue,
+    /// Already given (by [`Listener::deliver`]): nothing more to send.
+    Given,
 }
 
 impl Listener {
@@ -249,10 +251,17 @@ impl Listener {
 
     /// Answers notification `id`. An answer to a thread that is gone is not an error.
     pub fn answer(&self, id: u64, answer: Answer) -> std::io::Result<()> {
+        self.deliver(id, answer).map(drop)
+    }
+
+    /// Answers notification `id`; `Ok(false)` if its thread no longer
+    /// waits for the answer (a signal took it away, or it died).
+    pub fn deliver(&self, id: u64, answer: Answer) -> std::io::Result<bool> {
         let (val, error, flags) = match answer {
             Answer::Value(v) => (v, 0, 0),
             Answer::Errno(e) => (0, -e, 0),
             Answer::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+            Answer::Given => return Ok(true),
         };
         let mut resp = libc::seccomp_notif_resp {
             id,
@@ -271,11 +280,11 @@ impl Listener {
         if rc != 0 {
             let error = std::io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(());
+                return Ok(false);
             }
             return Err(error);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Installs `fd` in the guest thread of notification `id` as fd number `target`.

@@ -475,6 +475,34 @@ fn a_signal_let_in_by_a_waits_temporary_mask_runs_its_handler() {
 }
 
 #[test]
+fn signals_arriving_while_a_program_reads_a_home_pipe_lose_no_bytes() {
+    let cluster = Cluster::up(2);
+    // A reader interrupted by a signal again and again as lines arrive: a
+    // read done at home whose thread a signal took away must not take its
+    // bytes with it.
+    let script = |runner: &str| {
+        format!(
+            "rm -f pipe ready; mkfifo pipe
+             {runner}python3 -c 'import signal, sys, hashlib
+signal.signal(signal.SIGUSR1, lambda *a: None)
+open(\"ready\", \"w\").close()
+data = sys.stdin.buffer.read()
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' < pipe & reader=$!
+             exec 3> pipe
+             while [ ! -e ready ]; do sleep 0.05; done
+             (for i in $(seq 400); do echo line$i; sleep 0.002; done >&3) &
+             for i in $(seq 300); do kill -USR1 $reader || break; sleep 0.002; done
+             exec 3>&-; wait $reader; echo status=$?"
+        )
+    };
+    let native = ok(at_home(&cluster, &script("")));
+    assert!(native.stdout.contains(" 400 "), "{native:?}");
+    let remote = ok(at_home(&cluster, &script("homing run --on node2 -- ")));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
+#[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
     let shell = spawn_at_home(
