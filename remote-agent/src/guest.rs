@@ -95,8 +95,8 @@ pub struct Member {
     /// The process a forked child was before its exec replaced it here
     /// (the program runs in a process of the agent's): its parent's
     /// child, kept blocked in its execve, to end as the program ends. Its
-    /// parent's wait can then reap it here too (see `reaped_here`).
-    parked: Mutex<Option<i32>>,
+    /// parent's wait can then reap it here too (see `reaped_here`). 0: none.
+    parked: AtomicI32,
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
@@ -269,7 +269,7 @@ impl HostRole {
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
-            parked: Mutex::new(None),
+            parked: AtomicI32::new(0),
             unread: DashMap::new(),
         });
         self.members
@@ -414,7 +414,8 @@ impl HostRole {
 
     pub(crate) fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
         let pid = member.host_pid.load(Ordering::Relaxed);
-        if let Some(parked) = member.parked.lock().ok().and_then(|mut p| p.take()) {
+        let parked = member.parked.swap(0, Ordering::SeqCst);
+        if parked != 0 {
             // Before home hears of the end: its parent's wait must find it ended.
             end_parked(parked, status, member.moved.load(Ordering::Relaxed));
         }
@@ -856,7 +857,7 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
-        if self.member.parked.lock().is_ok_and(|p| *p == Some(n.tid)) {
+        if self.member.parked.load(Ordering::SeqCst) == n.tid {
             return;
         }
         trace!(
@@ -1129,14 +1130,13 @@ impl Context {
         let agent = std::process::id() as i32;
         let forked = homing_shim::process::status_number(old, "PPid:").is_some_and(|p| p != agent);
         let alone = homing_shim::process::status_number(old, "Threads:") == Some(1);
-        let Ok(mut parked) = self.member.parked.lock() else {
-            return false;
-        };
-        if !forked || !alone || parked.is_some() {
-            return false;
-        }
-        *parked = Some(old);
-        true
+        forked
+            && alone
+            && self
+                .member
+                .parked
+                .compare_exchange(0, old, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
     }
 
     /// Whether `path` (a C string, its NUL included) names the process's
@@ -1254,8 +1254,8 @@ impl Context {
     /// pid) is the one the guest's own wait would reap here, with the same
     /// status: the wait then runs here too, and the child's process here
     /// goes with it instead of staying a zombie until its parent ends. (A
-    /// child that exec'd was replaced here: its first process was killed,
-    /// and stays a zombie.)
+    /// child replaced by its exec ends with its program's code: see
+    /// [`Self::park`].)
     fn reaped_here(&self, n: &Notification, result: &homing_proto::syscall::SyscallResult) -> bool {
         let ret = result.ret;
         if n.nr as i64 != libc::SYS_wait4 || ret <= 0 {
