@@ -313,6 +313,16 @@ pub struct SyscallResult {
     pub outputs: Vec<ArgData>,
 }
 
+impl SyscallResult {
+    /// The bytes the call wrote through pointer argument `index`, if any.
+    pub fn output(&self, index: u8) -> Option<&[u8]> {
+        self.outputs
+            .iter()
+            .find(|o| o.index == index)
+            .map(|o| &o.bytes[..])
+    }
+}
+
 // x86_64 kernel ABI sizes (checked against the libc crate's types in the tests).
 const STAT: usize = 144;
 const STATX: usize = 256;

@@ -914,8 +914,8 @@ impl Context {
                 | homing_shim::process::status_mask(n.tid, "ShdPnd:");
             pending & !mask != 0
         };
-        if wait_mask.is_some_and(let_through) {
-            return Ok(Waited::SignalLetThrough);
+        if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
+            return Ok(Waited::SignalLetThrough(mask));
         }
         let (id, answer) = self.calls.start(n.tid, call)?;
         tokio::pin!(answer);
@@ -931,8 +931,8 @@ impl Context {
                 if !self.listener.is_pending(n.id) {
                     return Waited::Left(None);
                 }
-                if wait_mask.is_some_and(let_through) {
-                    return Waited::SignalLetThrough;
+                if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
+                    return Waited::SignalLetThrough(mask);
                 }
             }
         };
@@ -957,13 +957,12 @@ impl Context {
     /// puts the thread's own mask back. EINTR alone would leave the signal
     /// blocked and pending: the handler would never run, and every later
     /// wait would end at once.
-    fn let_signal_through(&self, n: &Notification) -> Answer {
+    fn let_signal_through(&self, n: &Notification, mask: u64) -> Answer {
         // Only a signal pending for this very thread is sure to be there
         // when the wait runs; a process-wide one may go to another thread,
         // and the wait on placeholders would then never end.
         let own = homing_shim::process::status_mask(n.tid, "SigPnd:");
         let alone = homing_shim::process::status_number(n.tid, "Threads:") == Some(1);
-        let mask = self.temporary_mask(n).unwrap_or(u64::MAX);
         let shared = homing_shim::process::status_mask(n.tid, "ShdPnd:");
         let sure = own & !mask != 0 || (alone && shared & !mask != 0);
         let placed = sure
@@ -1262,17 +1261,9 @@ impl Context {
             return false;
         }
         let home_status = result
-            .outputs
-            .iter()
-            .find(|output| output.index == 1)
-            .and_then(|output| Some(i32::from_ne_bytes(output.bytes.get(..4)?.try_into().ok()?)));
-        let Some(host) = self
-            .member
-            .children
-            .iter()
-            .find(|entry| *entry.value() as i64 == ret)
-            .map(|entry| *entry.key())
-        else {
+            .output(1)
+            .and_then(|status| Some(i32::from_ne_bytes(status.get(..4)?.try_into().ok()?)));
+        let Some(host) = self.child_with_home_pid(ret) else {
             return false;
         };
         let wanted = n.args[0] as i32;
@@ -1283,10 +1274,24 @@ impl Context {
         };
         let reaps = first && home_status.is_some() && raw_zombie_status(host) == home_status;
         if reaps {
-            self.member.children.remove(&host);
-            self.member.reaped.insert(host, ());
+            self.forget_reaped_child(host);
         }
         reaps
+    }
+
+    /// The host pid of the child whose home pid is `home`.
+    fn child_with_home_pid(&self, home: i64) -> Option<i32> {
+        self.member
+            .children
+            .iter()
+            .find(|entry| *entry.value() as i64 == home)
+            .map(|entry| *entry.key())
+    }
+
+    /// Child `host` has been reaped: for the program it is gone.
+    fn forget_reaped_child(&self, host: i32) {
+        self.member.children.remove(&host);
+        self.member.reaped.insert(host, ());
     }
 
     /// ... and home pids come back as the host pids it knows.
@@ -1294,16 +1299,9 @@ impl Context {
         if nr as i64 != libc::SYS_wait4 || ret <= 0 {
             return ret;
         }
-        let found = self
-            .member
-            .children
-            .iter()
-            .find(|entry| *entry.value() as i64 == ret)
-            .map(|entry| *entry.key());
-        match found {
+        match self.child_with_home_pid(ret) {
             Some(host) => {
-                self.member.children.remove(&host);
-                self.member.reaped.insert(host, ());
+                self.forget_reaped_child(host);
                 host as i64
             }
             None => ret,
@@ -1424,8 +1422,10 @@ impl Context {
             return Ok(Answer::Given);
         }
         let read_bytes = |result: &homing_proto::syscall::SyscallResult| {
-            let data = result.outputs.iter().find(|o| o.index == 1);
-            data.filter(|_| result.ret > 0).map(|o| o.bytes.clone())
+            result
+                .output(1)
+                .filter(|_| result.ret > 0)
+                .map(<[u8]>::to_vec)
         };
         let result = match self
             .call_while_waited_for(n, call, unread.is_some())
@@ -1441,7 +1441,7 @@ impl Context {
                 }
                 return Ok(Answer::Errno(libc::EINTR));
             }
-            Waited::SignalLetThrough => return Ok(self.let_signal_through(n)),
+            Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
         };
         self.member.note_read_only(n.nr, &args, result.ret);
         for output in &result.outputs {
@@ -1655,14 +1655,7 @@ impl Context {
         if sending || result.ret < 0 {
             return Ok(errno_of(result.ret));
         }
-        let output = |index: u8| {
-            result
-                .outputs
-                .iter()
-                .find(|o| o.index == index)
-                .map(|o| &o.bytes[..])
-                .unwrap_or(&[])
-        };
+        let output = |index: u8| result.output(index).unwrap_or(&[]);
         if !scatter(&memory, &iovecs, output(DATA)) {
             return Ok(Answer::Errno(libc::EFAULT));
         }
@@ -1749,16 +1742,9 @@ impl Context {
         let Waited::Done(result) = self.call_while_waited_for(n, call, false).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
-        if special == Special::ReadVector && result.ret > 0 {
-            let data = result
-                .outputs
-                .iter()
-                .find(|o| o.index == 1)
-                .map(|o| &o.bytes[..])
-                .unwrap_or(&[]);
-            if !scatter(&memory, &iovecs, data) {
-                return Ok(Answer::Errno(libc::EFAULT));
-            }
+        let read = special == Special::ReadVector && result.ret > 0;
+        if read && !scatter(&memory, &iovecs, result.output(1).unwrap_or(&[])) {
+            return Ok(Answer::Errno(libc::EFAULT));
         }
         Ok(errno_of(result.ret))
     }
@@ -1859,8 +1845,9 @@ enum Waited {
     /// The thread no longer waits (a signal took it away, or it died);
     /// with what the call did at home, if it was asked to wait for that.
     Left(Option<homing_proto::syscall::SyscallResult>),
-    /// A signal pending here ends the wait (its temporary mask lets it through).
-    SignalLetThrough,
+    /// A signal pending here ends the wait: its temporary mask, this one,
+    /// lets it through.
+    SignalLetThrough(u64),
 }
 
 /// The fd numbers a waiting call names: a ppoll's pollfds, a pselect's

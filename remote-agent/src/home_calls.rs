@@ -166,10 +166,10 @@ impl HomeCalls {
         if result.ret < 0 {
             return Ok(Err(result.ret));
         }
-        let stat = result.outputs.iter().find(|o| o.index == 1);
-        Ok(stat
-            .filter(|o| o.bytes.len() == STAT_SIZE)
-            .and_then(|o| HomeFile::from_stat(&o.bytes))
+        Ok(result
+            .output(1)
+            .filter(|stat| stat.len() == STAT_SIZE)
+            .and_then(HomeFile::from_stat)
             .ok_or(-(libc::EIO as i64)))
     }
 
@@ -212,10 +212,5 @@ fn second_output(result: SyscallResult) -> Result<Vec<u8>, i64> {
     if result.ret < 0 {
         return Err(result.ret);
     }
-    Ok(result
-        .outputs
-        .into_iter()
-        .find(|o| o.index == 1)
-        .map(|o| o.bytes)
-        .unwrap_or_default())
+    Ok(result.output(1).map(<[u8]>::to_vec).unwrap_or_default())
 }
