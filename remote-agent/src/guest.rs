@@ -21,6 +21,7 @@ use homing_proto::control::AwayProcess;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::memory::ProcessMemory;
+use homing_shim::pid_namespace::{innermost_pid, PidNamespace};
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
 use tokio::sync::{mpsc, Notify};
@@ -36,6 +37,9 @@ const IOV_MAX: usize = 1024;
 const MAX_TRANSFER: usize = 8 << 20;
 /// Most argv or envp entries copied out of an execve.
 const MAX_EXEC_STRINGS: usize = 65536;
+/// Longest a fork in a home node's pid namespace keeps the next from
+/// setting the next pid: time for the kernel to copy a large process.
+const FORK_TURN: Duration = Duration::from_secs(1);
 /// How long a forked child may wait for its deputy to attach.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +62,27 @@ pub struct HostRole {
     /// An empty epoll instance: a file that is never ready, lent to a
     /// guest whose wait must end on a signal (`let_signal_through`).
     never_ready: std::os::fd::OwnedFd,
+    /// Per home node, the pid namespace its guests live in here (none
+    /// where one cannot be made: they then see host pids).
+    pid_namespaces: DashMap<String, Option<Arc<HomePids>>>,
+}
+
+/// The pid namespace where a home node's guests live here: in it, each
+/// has its home pid where that is free.
+pub(crate) struct HomePids {
+    pub(crate) namespace: PidNamespace,
+    /// Its forks are made one at a time: each sets the next pid first.
+    forks: tokio::sync::Mutex<()>,
+}
+
+/// A forked child as its parent knows it.
+#[derive(Debug, Clone, Copy)]
+struct Child {
+    /// Its home pid (its deputy's).
+    home: i32,
+    /// Its first process here (the agent's pid for it): the parent's child
+    /// in the kernel's eyes even after an exec replaced it (see [`Context::park`]).
+    host: i32,
 }
 
 struct PendingFork {
@@ -79,11 +104,12 @@ pub struct Member {
     pub(crate) host_pid: AtomicI32,
     /// Exits of this member's host processes (old ones after an exec included).
     exits: mpsc::UnboundedSender<(i32, GuestExit)>,
-    /// The member's children as it knows them: host pid -> home pid.
-    children: DashMap<i32, i32>,
-    /// Children reaped: for the program they are gone, even where their
-    /// processes here stay zombies (reaped at home by a wait that did not
-    /// run here too).
+    /// The member's children, by the pid its fork returned (their pid in
+    /// the home node's pid namespace here: their home pid where it was free).
+    children: DashMap<i32, Child>,
+    /// Children reaped, by that pid: for the program they are gone, even
+    /// where their processes here stay zombies (reaped at home by a wait
+    /// that did not run here too).
     reaped: DashMap<i32, ()>,
     /// Open while its syscalls may go home; closed while it is being
     /// frozen to move, so that no call is half done when it leaves.
@@ -222,7 +248,35 @@ impl HostRole {
             )
             .map_err(std::io::Error::from)?
             .0,
+            pid_namespaces: DashMap::new(),
         })
+    }
+
+    /// The pid namespace of `home_node`'s guests, made at its first guest.
+    pub(crate) fn home_pids(&self, home_node: &str) -> Option<Arc<HomePids>> {
+        if let Some(pids) = self.pid_namespaces.get(home_node) {
+            return pids.clone();
+        }
+        self.pid_namespaces
+            .entry(home_node.to_owned())
+            .or_insert_with(|| match PidNamespace::create() {
+                Ok(namespace) => {
+                    info!(
+                        home_node,
+                        init = namespace.init_pid(),
+                        "a pid namespace for the guests of {home_node}"
+                    );
+                    Some(Arc::new(HomePids {
+                        namespace,
+                        forks: tokio::sync::Mutex::new(()),
+                    }))
+                }
+                Err(error) => {
+                    warn!(home_node, "{error}: its guests will see host pids");
+                    None
+                }
+            })
+            .clone()
     }
 
     /// The guests running here now.
@@ -495,7 +549,11 @@ impl HostRole {
             ignored_signals: inherited_signals.0,
             blocked_signals: inherited_signals.1,
         };
-        let guest = spawn(&spec, &self.filter)?;
+        let pids = self.home_pids(&member.home_node);
+        let within = pids
+            .as_ref()
+            .map(|pids| (&pids.namespace, member.home_pid));
+        let guest = spawn(&spec, &self.filter, within)?;
         let pid = guest.pid;
         if let Ok(mut current) = member.command.lock() {
             *current = command;
@@ -629,9 +687,14 @@ impl HostRole {
         member.host_pid.store(tgid, Ordering::Relaxed);
         self.by_host.insert(tgid, member.clone());
         if let Some(parent) = self.by_host.get(&fork.parent_host) {
-            parent.children.insert(tgid, fork.child_home);
+            let seen = innermost_pid(tgid).unwrap_or(tgid);
+            let child = Child {
+                home: fork.child_home,
+                host: tgid,
+            };
+            parent.children.insert(seen, child);
             // Its pid may be that of a child reaped before.
-            parent.reaped.remove(&tgid);
+            parent.reaped.remove(&seen);
         }
         self.binding.remove(&tgid);
         self.attached.notify_waiters();
@@ -883,7 +946,7 @@ impl Context {
             Special::Gettid => Ok(Answer::Value(if n.tid == self.guest_pid {
                 self.home_pid as i64
             } else {
-                n.tid as i64
+                innermost_pid(n.tid).unwrap_or(n.tid) as i64
             })),
             Special::MmapFile => self.mmap_file(n).await,
             Special::ReadVector | Special::WriteVector => self.vector_io(n, special).await,
@@ -1012,14 +1075,39 @@ impl Context {
         if result.ret < 0 {
             return Ok(errno_of(result.ret));
         }
+        let child_home = result.ret as i32;
         if let Ok(mut pending) = self.role.pending_forks.lock() {
             pending.push_back(PendingFork {
                 parent_host: self.guest_pid,
                 home_node: self.home_node.clone(),
-                child_home: result.ret as i32,
+                child_home,
             });
         }
-        Ok(Answer::Continue)
+        let Some(pids) = self.role.home_pids(&self.home_node) else {
+            return Ok(Answer::Continue);
+        };
+        // The child's pid here is its home pid: the fork returns the same
+        // pid to the program as it would at home.
+        let _turn = pids.forks.lock().await;
+        if let Err(error) = pids.namespace.expect_next(child_home) {
+            debug!(home_pid = self.home_pid, child_home, "{error}");
+        }
+        let before = thread_children(self.guest_pid, n.tid);
+        if let Err(error) = self.listener.answer(n.id, Answer::Continue) {
+            debug!(home_pid = self.home_pid, "answering a fork: {error}");
+            return Ok(Answer::Given);
+        }
+        // The next fork may set the next pid once this one has its child
+        // (or has failed, which the wait's end stands for).
+        let mut pause = Duration::from_micros(50);
+        let deadline = tokio::time::Instant::now() + FORK_TURN;
+        while thread_children(self.guest_pid, n.tid) == before
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        Ok(Answer::Given)
     }
 
     /// execve: the new program comes from home and a fresh guest process
@@ -1151,8 +1239,9 @@ impl Context {
         entry == b"self" || entry == b"thread-self" || entry == self.home_pid.to_string().as_bytes()
     }
 
-    /// Host pids the member learned from fork become home pids on the way
-    /// home. `Err(errno)` for a child already reaped: it is gone.
+    /// Pids the member learned from fork become home pids on the way home
+    /// (they are the same unless the home pid was taken here).
+    /// `Err(errno)` for a child already reaped: it is gone.
     async fn translate_in(&self, tid: i32, nr: u64, args: &mut [u64; 6]) -> Result<(), i32> {
         self.wait_for_ended_child(tid, nr, args);
         let positions: &[usize] = match nr as i64 {
@@ -1170,15 +1259,16 @@ impl Context {
                 let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(nr as i64));
                 return Err(if waits { libc::ECHILD } else { libc::ESRCH });
             }
-            if !self.member.children.contains_key(&pid)
-                && homing_shim::process::status_number(pid, "PPid:") == Some(self.guest_pid)
-            {
-                // A child not bound yet (its first syscall has not reached
-                // us, or is being bound now): bind it, or wait for that.
-                let _ = self.role.member_of(pid).await;
+            if !self.member.children.contains_key(&pid) {
+                if let Some(host) = self.unbound_child(pid) {
+                    // A child not bound yet (its first syscall has not
+                    // reached us, or is being bound now): bind it, or wait
+                    // for that.
+                    let _ = self.role.member_of(host).await;
+                }
             }
-            if let Some(home) = self.member.children.get(&pid) {
-                args[at] = *home as u64;
+            if let Some(child) = self.member.children.get(&pid) {
+                args[at] = child.home as u64;
             }
         }
         Ok(())
@@ -1205,11 +1295,17 @@ impl Context {
         if wanted <= 0 && wanted != -1 {
             return;
         }
-        let unreaped = |host: &i32| self.member.children.contains_key(host);
         let child = if wanted == -1 {
-            self.ended_children(tid).into_iter().find(unreaped)
+            self.ended_children(tid)
+                .into_iter()
+                .find_map(|host| self.child_with(|child| child.host == host))
+                .map(|(seen, _)| seen)
         } else {
-            Some(wanted).filter(|host| unreaped(host) && has_ended(*host))
+            self.member
+                .children
+                .get(&wanted)
+                .filter(|child| has_ended(child.host))
+                .map(|_| wanted)
         };
         let Some(child) = child else {
             return;
@@ -1227,23 +1323,25 @@ impl Context {
     /// looks at them here: the calling thread's, oldest first, then the
     /// other threads'.
     fn ended_children(&self, tid: i32) -> Vec<i32> {
+        self.children_here(tid)
+            .into_iter()
+            .filter(|pid| has_ended(*pid))
+            .collect()
+    }
+
+    /// The process's children here, by host pid: thread `tid`'s oldest
+    /// first, then the other threads'.
+    fn children_here(&self, tid: i32) -> Vec<i32> {
         let group = self.guest_pid;
         let mut threads = vec![tid];
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{group}/task")) {
-            threads.extend(
-                tasks
-                    .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                    .filter(|thread| *thread != tid),
-            );
-        }
+        let others = homing_shim::process::threads(group).unwrap_or_default();
+        threads.extend(others.into_iter().filter(|thread| *thread != tid));
         threads
             .into_iter()
             .flat_map(|thread| {
-                std::fs::read_to_string(format!("/proc/{group}/task/{thread}/children"))
-                    .unwrap_or_default()
+                thread_children(group, thread)
                     .split_whitespace()
                     .filter_map(|pid| pid.parse::<i32>().ok())
-                    .filter(|pid| has_ended(*pid))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -1263,49 +1361,74 @@ impl Context {
         let home_status = result
             .output(1)
             .and_then(|status| Some(i32::from_ne_bytes(status.get(..4)?.try_into().ok()?)));
-        let Some(host) = self.child_with_home_pid(ret) else {
+        let Some((seen, child)) = self.child_with(|child| child.home as i64 == ret) else {
             return false;
         };
         let wanted = n.args[0] as i32;
         let first = if wanted == -1 {
-            self.ended_children(n.tid).first() == Some(&host)
+            self.ended_children(n.tid).first() == Some(&child.host)
         } else {
-            wanted == host && has_ended(host)
+            wanted == seen && has_ended(child.host)
         };
-        let reaps = first && home_status.is_some() && raw_zombie_status(host) == home_status;
+        let reaps = first && home_status.is_some() && raw_zombie_status(child.host) == home_status;
         if reaps {
-            self.forget_reaped_child(host);
+            self.forget_reaped_child(seen);
         }
         reaps
     }
 
-    /// The host pid of the child whose home pid is `home`.
-    fn child_with_home_pid(&self, home: i64) -> Option<i32> {
+    /// The child that `matches`, and the pid the member knows it by.
+    fn child_with(&self, matches: impl Fn(&Child) -> bool) -> Option<(i32, Child)> {
         self.member
             .children
             .iter()
-            .find(|entry| *entry.value() as i64 == home)
-            .map(|entry| *entry.key())
+            .find(|entry| matches(entry.value()))
+            .map(|entry| (*entry.key(), *entry.value()))
     }
 
-    /// Child `host` has been reaped: for the program it is gone.
-    fn forget_reaped_child(&self, host: i32) {
-        self.member.children.remove(&host);
-        self.member.reaped.insert(host, ());
+    /// The host pid of the member's child known to it as `seen` that is
+    /// not bound to its deputy yet.
+    fn unbound_child(&self, seen: i32) -> Option<i32> {
+        self.children_here(self.guest_pid)
+            .into_iter()
+            .find(|&host| innermost_pid(host) == Some(seen))
     }
 
-    /// ... and home pids come back as the host pids it knows.
+    /// Child `seen` has been reaped: for the program it is gone.
+    fn forget_reaped_child(&self, seen: i32) {
+        self.member.children.remove(&seen);
+        self.member.reaped.insert(seen, ());
+    }
+
+    /// ... and home pids come back as the pids it knows.
     fn translate_out(&self, nr: u64, ret: i64) -> i64 {
         if nr as i64 != libc::SYS_wait4 || ret <= 0 {
             return ret;
         }
-        match self.child_with_home_pid(ret) {
-            Some(host) => {
-                self.forget_reaped_child(host);
-                host as i64
+        match self.child_with(|child| child.home as i64 == ret) {
+            Some((seen, _)) => {
+                self.forget_reaped_child(seen);
+                seen as i64
             }
             None => ret,
         }
+    }
+
+    /// Whether the call is a `tgkill` of one of the process's own threads
+    /// other than the first (`pthread_kill`, `raise` in a thread), which
+    /// are here, named by their pids in the home node's pid namespace: it
+    /// runs here when the process's own pid here is its home pid (its
+    /// deputy at home has no such thread).
+    fn signals_own_thread(&self, n: &Notification) -> bool {
+        let (group, thread) = (n.args[0] as i32, n.args[1] as i32);
+        n.nr as i64 == libc::SYS_tgkill
+            && group == self.home_pid
+            && thread != group
+            && innermost_pid(self.guest_pid) == Some(group)
+            && homing_shim::process::threads(self.guest_pid)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|task| innermost_pid(task) == Some(thread))
     }
 
     fn memory(&self, n: &Notification) -> ProcessMemory {
@@ -1317,6 +1440,9 @@ impl Context {
         n: &Notification,
         ptrs: &[syscall::PtrArg],
     ) -> Result<Answer, HomeGone> {
+        if self.signals_own_thread(n) {
+            return Ok(Answer::Continue);
+        }
         let memory = self.memory(n);
         let mut inputs = Vec::new();
         for ptr in ptrs {
@@ -1834,6 +1960,11 @@ fn end_parked(parked: i32, status: GuestExit, moved: bool) {
 }
 
 /// Whether process `pid` (a guest's child) has ended: a zombie.
+/// The children of thread `tid` of process `group`, by host pid.
+fn thread_children(group: i32, tid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{group}/task/{tid}/children")).unwrap_or_default()
+}
+
 fn has_ended(pid: i32) -> bool {
     homing_shim::process::status_field(pid, "State:").is_some_and(|state| state.starts_with('Z'))
 }

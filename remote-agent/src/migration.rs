@@ -719,9 +719,11 @@ impl HostRole {
         pages: &mut R,
         answers: &mut W,
     ) -> Result<Arrival, String> {
+        let pids = self.home_pids(&immigrant.home_node);
         let blank = spawn_blank(
             (immigrant.uid, immigrant.gid, &immigrant.groups),
             Some(self.filter()),
+            pids.as_ref().map(|pids| (&pids.namespace, immigrant.home_pid)),
         )
         .map_err(|e| e.to_string())?;
         let pid = blank.pid;

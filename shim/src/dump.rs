@@ -153,9 +153,7 @@ pub fn vdso_syscall_instruction(pid: i32) -> io::Result<u64> {
 }
 
 fn tids(pid: i32) -> io::Result<BTreeSet<i32>> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))?
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().parse().unwrap_or(0)))
-        .collect()
+    Ok(crate::process::threads(pid)?.into_iter().collect())
 }
 
 /// Names the step an io error happened at, keeping its kind.

@@ -54,6 +54,13 @@ pub fn status_number(pid: i32, field: &str) -> Option<i32> {
     status_field(pid, field)?.parse().ok()
 }
 
+/// The tids of process `pid`'s threads.
+pub fn threads(pid: i32) -> std::io::Result<Vec<i32>> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
 /// Signal numbers in a `/proc/PID/status` mask line (`SigIgn:`, `SigBlk:`).
 pub fn status_mask(pid: i32, field: &str) -> u64 {
     status_field(pid, field)

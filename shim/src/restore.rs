@@ -16,6 +16,7 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 use crate::dump::{maps, vdso_syscall_instruction, MapsEntry};
 use crate::memory::ProcessMemory;
+use crate::pid_namespace::innermost_pid;
 use crate::ptrace::{self, InjectError, Injector, Regs, Stop};
 use crate::seccomp::{Filter, Listener};
 
@@ -64,14 +65,17 @@ pub struct Blank {
 /// Forks a blank process with credentials `(uid, gid, groups)` (applied
 /// when the caller is root) and, when `filter` is given, the guest filter.
 /// It dies with the calling thread.
+/// `within`: the pid namespace to fork it in, and the pid it should have
+/// there (it gets another if that one is taken).
 pub fn spawn_blank(
     credentials: (u32, u32, &[u32]),
     filter: Option<&Filter>,
+    within: Option<(&crate::pid_namespace::PidNamespace, i32)>,
 ) -> Result<Blank, RestoreError> {
     let (uid, gid, groups) = credentials;
     let groups: Vec<libc::gid_t> = groups.to_vec();
     let as_root = rustix::process::geteuid().is_root();
-    let pid = crate::spawn::fork_child().map_err(|e| RestoreError::Blank(e.to_string()))?;
+    let pid = crate::spawn::fork_child(within).map_err(|e| RestoreError::Blank(e.to_string()))?;
     if pid == 0 {
         crate::spawn::blank_child(uid, gid, &groups, as_root, filter);
     }
@@ -113,6 +117,15 @@ pub fn spawn_blank(
         }
     }
     made
+}
+
+/// The tid here of the thread of `leader`'s process whose tid in its own
+/// pid namespace is `inside`.
+fn thread_here(leader: i32, inside: i32) -> Result<i32, RestoreError> {
+    crate::process::threads(leader)?
+        .into_iter()
+        .find(|&tid| innermost_pid(tid) == Some(inside))
+        .ok_or_else(|| RestoreError::Blank(format!("no thread {inside} in process {leader}")))
 }
 
 fn sleeping_in_pause(pid: i32) -> bool {
@@ -188,8 +201,8 @@ impl Restorer {
 
     fn end_other_threads(&mut self) -> Result<(), RestoreError> {
         loop {
-            let others: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", self.pid))?
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            let others: Vec<i32> = crate::process::threads(self.pid)?
+                .into_iter()
                 .filter(|&tid| tid != self.pid)
                 .collect();
             if others.is_empty() {
@@ -656,12 +669,17 @@ impl Restorer {
 
         // The leader's own state, then each other thread's, in a thread of
         // its own cloned from the leader.
+        // Each thread by its tid here (for ptrace) and by the one it has
+        // in its own pid namespace (for the calls it makes itself).
         let leader = self.pid;
+        let leader_inside = innermost_pid(leader).unwrap_or(leader);
         let mut threads = vec![leader];
+        let mut inside = vec![leader_inside];
         thread_state(injector, &memory, scratch, &image.threads[0])?;
         for thread in &image.threads[1..] {
-            let tid =
+            let tid_inside =
                 injector.call("clone", libc::SYS_clone, [THREAD_FLAGS, 0, 0, 0, 0, 0])? as i32;
+            let tid = thread_here(leader, tid_inside)?;
             match ptrace::wait(tid)? {
                 Stop::Exited(_) | Stop::Killed(_) => {
                     return Err(RestoreError::Blank("a restored thread ended".into()))
@@ -671,16 +689,17 @@ impl Restorer {
             let mut own = Injector::new(tid, injector.syscall_at());
             thread_state(&mut own, &memory, scratch, thread)?;
             threads.push(tid);
+            inside.push(tid_inside);
         }
         let injector = &mut self.injector;
-        for (tid, thread) in threads.iter().zip(&image.threads) {
+        for (tid, thread) in inside.iter().zip(&image.threads) {
             for pending in &thread.pending {
                 put(&pending.siginfo)?;
                 injector.call(
                     "rt_tgsigqueueinfo",
                     libc::SYS_rt_tgsigqueueinfo,
                     [
-                        leader as u64,
+                        leader_inside as u64,
                         *tid as u64,
                         signal_of(&pending.siginfo),
                         scratch,
@@ -695,7 +714,7 @@ impl Restorer {
             injector.call(
                 "rt_sigqueueinfo",
                 libc::SYS_rt_sigqueueinfo,
-                [leader as u64, signal_of(&pending.siginfo), scratch, 0, 0, 0],
+                [leader_inside as u64, signal_of(&pending.siginfo), scratch, 0, 0, 0],
             )?;
         }
         injector.call(

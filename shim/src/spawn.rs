@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
 
+use crate::pid_namespace::PidNamespace;
 use crate::seccomp::{Answer, Filter, Listener};
 
 /// What to run and as whom.
@@ -65,7 +66,14 @@ const STEP_EXEC: i32 = 122;
 /// The guest dies with the thread that calls this (`PR_SET_PDEATHSIG`), so
 /// call it from a thread that lives as long as the agent. The guest has no
 /// local fds at all: every fd it will use is a home fd.
-pub fn spawn(spec: &GuestSpec, filter: &Filter) -> Result<Guest, SpawnError> {
+///
+/// `within`: the pid namespace to start it in, and the pid it should have
+/// there (it gets another if that one is taken).
+pub fn spawn(
+    spec: &GuestSpec,
+    filter: &Filter,
+    within: Option<(&PidNamespace, i32)>,
+) -> Result<Guest, SpawnError> {
     // Everything the child touches is prepared before fork: after fork it
     // may only issue raw syscalls.
     let argv: Vec<*const libc::c_char> = spec
@@ -83,7 +91,7 @@ pub fn spawn(spec: &GuestSpec, filter: &Filter) -> Result<Guest, SpawnError> {
     let groups: Vec<libc::gid_t> = spec.groups.clone();
     let as_root = rustix::process::geteuid().is_root();
 
-    let pid = fork().map_err(SpawnError::Fork)?;
+    let pid = fork_child(within).map_err(SpawnError::Fork)?;
     if pid == 0 {
         child(spec, filter, &argv, &envp, &groups, as_root);
     }
@@ -118,9 +126,13 @@ pub fn spawn(spec: &GuestSpec, filter: &Filter) -> Result<Guest, SpawnError> {
     })
 }
 
-/// Forks; in the child only raw syscalls on memory prepared before are safe.
-pub(crate) fn fork_child() -> std::io::Result<i32> {
-    fork()
+/// Forks, into `within`'s namespace with its pid if given; in the child
+/// only raw syscalls on memory prepared before are safe.
+pub(crate) fn fork_child(within: Option<(&PidNamespace, i32)>) -> std::io::Result<i32> {
+    match within {
+        Some((namespace, pid)) => namespace.fork_child(pid),
+        None => fork(),
+    }
 }
 
 /// A blank child's side: credentials, no fds, the filter if any, then it

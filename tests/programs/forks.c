@@ -1,5 +1,6 @@
-/* Forks a child that reports its identity and exits 7; the parent waits
- * for it and reports the status it saw. */
+/* Forks a child that reports its identity and exits 7; the parent reports
+ * the pid its fork returned, waits for the child and reports the pid and
+ * status its wait returned. */
 #include <stdio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -20,11 +21,15 @@ int main(void) {
         fflush(stdout);
         _exit(7);
     }
+    printf("forked pid=%d\n", (int)child);
+    fflush(stdout);
     int status;
-    if (waitpid(child, &status, 0) != child) {
-        perror("waitpid");
+    pid_t reaped = wait(&status);
+    if (reaped < 0) {
+        perror("wait");
         return 1;
     }
-    printf("reaped exited=%d status=%d\n", WIFEXITED(status), WEXITSTATUS(status));
+    printf("reaped pid=%d exited=%d status=%d\n", (int)reaped, WIFEXITED(status),
+           WEXITSTATUS(status));
     return 0;
 }

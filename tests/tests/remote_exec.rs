@@ -583,16 +583,66 @@ fn forked_children_have_their_own_home_pid_and_are_waited_for() {
             .unwrap_or_else(|| panic!("{key} in {line}"))
     };
     let parent = field("parent", "pid");
-    assert_ne!(field("child", "pid"), parent);
+    let child = field("child", "pid");
+    assert_ne!(child, parent);
     assert_eq!(field("child", "ppid"), parent);
+    // The parent knows its child by the child's own pid, as at home.
+    assert_eq!(field("forked", "pid"), child, "{run:?}");
+    assert_eq!(field("reaped", "pid"), child, "{run:?}");
     assert!(run.stdout.contains("nodename=node1"), "{run:?}");
-    assert!(run.stdout.contains("reaped exited=1 status=7"), "{run:?}");
+    assert!(run.stdout.contains("exited=1 status=7"), "{run:?}");
     // Both processes ran on node2.
     let log = cluster.log("node2");
     assert!(
         log.contains(&format!("home_pid={}", field("child", "pid"))),
         "{log}"
     );
+    // Unmodified programs: bash's `$!` is the pid its child's shell says
+    // is its own, and `kill` and `wait` by that pid reach the child.
+    let shells = ok(at_home(
+        &cluster,
+        r#"homing run --on node2 -- bash -c 'sh -c "echo child \$\$; exec sleep 5" & sleep 0.5; echo forked $!; kill $!; wait $!; echo status $?'"#,
+    ));
+    let pid_after = |word: &str| -> String {
+        let line = shells.stdout.lines().find(|l| l.starts_with(word));
+        line.unwrap_or_else(|| panic!("{shells:?}"))[word.len()..].to_owned()
+    };
+    assert_eq!(pid_after("child "), pid_after("forked "), "{shells:?}");
+    assert!(shells.stdout.ends_with("status 143\n"), "{shells:?}");
+}
+
+/// A program's threads are its own: `pthread_kill` (python's
+/// `signal.pthread_kill`), which names a thread by the tid the kernel gave
+/// it, signals that thread, and `gettid` in a thread is not the pid.
+#[test]
+fn a_program_signals_its_own_threads() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"cat > threads.py <<'EOF'
+import os, signal, threading, time
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(threading.get_ident()))
+started, done = threading.Event(), threading.Event()
+native = []
+def work():
+    native.append(threading.get_native_id())
+    started.set()
+    done.wait(10)
+worker = threading.Thread(target=work, daemon=True)
+worker.start()
+started.wait()
+signal.pthread_kill(worker.ident, signal.SIGUSR1)
+time.sleep(0.3)
+done.set()
+worker.join()
+print("handled", len(got), "own tid", native[0] != os.getpid(), "pid", os.getpid() == int(open("/proc/self/stat").read().split()[0]))
+EOF"#,
+    ));
+    let native = ok(at_home(&cluster, "python3 threads.py"));
+    assert_eq!(native.stdout, "handled 1 own tid True pid True\n");
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- python3 threads.py"));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
 #[test]

@@ -1,0 +1,332 @@
+//! A pid namespace whose pids the supervisor chooses, so that a guest's
+//! pid on its host can be the one it has at home.
+//!
+//! Its pid 1 is a small process of ours: it reaps orphans, and writes the
+//! namespace's `ns_last_pid` on request, which only a process inside the
+//! namespace can do; the kernel then gives the next fork in the namespace
+//! the pid that follows. Processes the supervisor creates in it get their
+//! pid from `clone3`'s `set_tid`. Where a pid is taken, the kernel gives
+//! another: callers must not count on getting the one they asked for.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use linux_raw_sys::general::{clone_args, CLONE_ARGS_SIZE_VER2, CLONE_NEWPID};
+use nix::sched::{setns, CloneFlags};
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+/// How often the namespace's pid 1 reaps orphans. Not at once: a guest's
+/// exit status is read from its zombie by whoever watches it.
+const REAP_EVERY_MS: i64 = 1000;
+
+/// Why a pid namespace could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum PidNamespaceError {
+    /// Preparing it (our own namespace, `ns_last_pid`, a socket) failed.
+    #[error("cannot prepare a pid namespace: {0}")]
+    Prepare(std::io::Error),
+    /// Creating its pid 1 failed (no CAP_SYS_ADMIN, or namespaces are off).
+    #[error("cannot create a pid namespace: {0}")]
+    Create(std::io::Error),
+    /// Its pid 1 did not answer, or could not set the next pid.
+    #[error("the pid namespace's pid 1 failed: {0}")]
+    Control(std::io::Error),
+}
+
+/// A pid namespace made by us, and its pid 1.
+#[derive(Debug)]
+pub struct PidNamespace {
+    init: i32,
+    init_pidfd: OwnedFd,
+    /// Our own pid namespace, to come back to after a process is created
+    /// in this one.
+    ours: OwnedFd,
+    /// The line to its pid 1: a pid goes down, an errno (0: done) comes back.
+    control: Mutex<UnixStream>,
+}
+
+impl PidNamespace {
+    /// Creates a namespace and its pid 1, which ends (and with it every
+    /// process in the namespace) when this value is dropped or the
+    /// supervisor ends.
+    pub fn create() -> Result<Self, PidNamespaceError> {
+        let ours = std::fs::File::open("/proc/self/ns/pid")
+            .map_err(PidNamespaceError::Prepare)?
+            .into();
+        let last_pid = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/sys/kernel/ns_last_pid")
+            .map_err(PidNamespaceError::Prepare)?;
+        let (control, init_end) = UnixStream::pair().map_err(PidNamespaceError::Prepare)?;
+        let init = clone3(CLONE_NEWPID as u64, None).map_err(PidNamespaceError::Create)?;
+        if init == 0 {
+            namespace_init(init_end.as_raw_fd(), last_pid.as_raw_fd());
+        }
+        drop(init_end);
+        let init_pidfd = pidfd_open(
+            Pid::from_raw(init).expect("clone3 returned a pid"),
+            PidfdFlags::empty(),
+        )
+        .map_err(|e| PidNamespaceError::Create(e.into()))?;
+        Ok(Self {
+            init,
+            init_pidfd,
+            ours,
+            control: Mutex::new(control),
+        })
+    }
+
+    /// Its pid 1's pid in our namespace.
+    pub fn init_pid(&self) -> i32 {
+        self.init
+    }
+
+    /// Makes `pid` the one the namespace's next fork gets, if it is free
+    /// then.
+    pub fn expect_next(&self, pid: i32) -> Result<(), PidNamespaceError> {
+        let mut control = self
+            .control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        control
+            .write_all(&(pid - 1).to_ne_bytes())
+            .map_err(PidNamespaceError::Control)?;
+        let mut errno = [0u8; 4];
+        control
+            .read_exact(&mut errno)
+            .map_err(PidNamespaceError::Control)?;
+        match i32::from_ne_bytes(errno) {
+            0 => Ok(()),
+            errno => Err(PidNamespaceError::Control(
+                std::io::Error::from_raw_os_error(errno),
+            )),
+        }
+    }
+
+    /// Forks a child into the namespace, with pid `wanted` there if that is
+    /// free; like fork, returns 0 in the child (which may only issue raw
+    /// syscalls on memory prepared before) and its pid in ours to the caller.
+    pub(crate) fn fork_child(&self, wanted: i32) -> std::io::Result<i32> {
+        // pid_for_children is the calling thread's own: entering and
+        // leaving it here touches no other thread of the supervisor.
+        setns(self.init_pidfd.as_fd(), CloneFlags::CLONE_NEWPID)?;
+        let mut forked = clone3(0, Some(wanted));
+        if forked.is_err() {
+            // Taken, or beyond the namespace's pid_max: any pid will do.
+            forked = clone3(0, None);
+        }
+        if forked.as_ref().is_ok_and(|&pid| pid == 0) {
+            return forked;
+        }
+        if let Err(error) = setns(self.ours.as_fd(), CloneFlags::CLONE_NEWPID) {
+            tracing::error!("cannot leave a guest pid namespace: {error}");
+        }
+        forked
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        // SAFETY: kill takes integers.
+        unsafe { libc::kill(self.init, libc::SIGKILL) };
+        // Its pid 1 ends only once every process in it has been reaped,
+        // some of them by us: it is reaped apart from this thread.
+        let init = self.init;
+        let reap = move || {
+            // SAFETY: waitpid takes integers and a null status pointer.
+            unsafe { libc::waitpid(init, std::ptr::null_mut(), 0) };
+        };
+        if std::thread::Builder::new()
+            .name(format!("reap-{init}"))
+            .spawn(reap)
+            .is_err()
+        {
+            tracing::warn!(init, "cannot reap a pid namespace's pid 1");
+        }
+    }
+}
+
+/// The innermost pid of process (or thread) `pid`: the one it sees itself,
+/// where it lives in a pid namespace of ours.
+pub fn innermost_pid(pid: i32) -> Option<i32> {
+    crate::process::status_field(pid, "NSpid:")?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// `clone3` as fork: with `set_tid`, the child's pid in the innermost
+/// namespace is `pid`. Returns 0 in the child.
+fn clone3(flags: u64, pid: Option<i32>) -> std::io::Result<i32> {
+    let set_tid = [pid.unwrap_or(0) as libc::pid_t];
+    let args = clone_args {
+        flags,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: if pid.is_some() {
+            set_tid.as_ptr() as u64
+        } else {
+            0
+        },
+        set_tid_size: u64::from(pid.is_some()),
+        cgroup: 0,
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of
+    // our memory and returns here with 0; `args` and `set_tid` outlive the
+    // call, and the size given is theirs.
+    let forked = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const clone_args,
+            CLONE_ARGS_SIZE_VER2 as usize,
+        )
+    };
+    if forked < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(forked as i32)
+    }
+}
+
+/// The namespace's pid 1: sets the next pid when asked, reaps orphans, and
+/// ends when the supervisor's end of `control` closes. Raw syscalls only:
+/// it is a fork of a multithreaded process.
+fn namespace_init(control: RawFd, last_pid: RawFd) -> ! {
+    keep_only(control, last_pid);
+    let timeout = libc::timespec {
+        tv_sec: REAP_EVERY_MS / 1000,
+        tv_nsec: (REAP_EVERY_MS % 1000) * 1_000_000,
+    };
+    loop {
+        let mut ready = libc::pollfd {
+            fd: control,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd and a timespec on our stack; no signal mask.
+        let polled = unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut ready as *mut libc::pollfd,
+                1u64,
+                &timeout as *const libc::timespec,
+                std::ptr::null::<u64>(),
+                8usize,
+            )
+        };
+        if polled == 0 {
+            reap_orphans();
+            continue;
+        }
+        let mut request = [0u8; 4];
+        // SAFETY: reads at most 4 bytes into a buffer of 4 on our stack.
+        let got = unsafe { libc::syscall(libc::SYS_read, control, request.as_mut_ptr(), 4usize) };
+        if got == 0 || (got < 0 && errno() != libc::EINTR) {
+            raw_exit(0);
+        }
+        if got != 4 {
+            continue;
+        }
+        let mut digits = [0u8; 12];
+        let text = decimal(i32::from_ne_bytes(request), &mut digits);
+        // SAFETY: writes `text`, a slice of our stack buffer, at offset 0.
+        let written = unsafe {
+            libc::syscall(
+                libc::SYS_pwrite64,
+                last_pid,
+                text.as_ptr(),
+                text.len(),
+                0i64,
+            )
+        };
+        let answer = if written < 0 { errno() } else { 0 }.to_ne_bytes();
+        // SAFETY: writes 4 bytes from a buffer on our stack.
+        unsafe { libc::syscall(libc::SYS_write, control, answer.as_ptr(), 4usize) };
+    }
+}
+
+/// Closes every fd but `a` and `b`.
+fn keep_only(a: RawFd, b: RawFd) {
+    let (low, high) = (a.min(b) as u32, a.max(b) as u32);
+    // SAFETY: close_range takes integers; the ranges skip the two kept fds.
+    unsafe {
+        if low > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, low - 1, 0u32);
+        }
+        if high > low + 1 {
+            libc::syscall(libc::SYS_close_range, low + 1, high - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, high + 1, u32::MAX, 0u32);
+    }
+}
+
+fn reap_orphans() {
+    loop {
+        // SAFETY: wait4 with integer arguments and null pointers.
+        let reaped = unsafe {
+            libc::syscall(
+                libc::SYS_wait4,
+                -1,
+                std::ptr::null_mut::<i32>(),
+                libc::WNOHANG | libc::__WALL,
+                std::ptr::null_mut::<libc::rusage>(),
+            )
+        };
+        if reaped <= 0 {
+            return;
+        }
+    }
+}
+
+/// `value` in decimal, written into `buffer` without allocating.
+fn decimal(value: i32, buffer: &mut [u8; 12]) -> &[u8] {
+    let negative = value < 0;
+    let mut rest = value.unsigned_abs();
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn raw_exit(code: i32) -> ! {
+    // SAFETY: exit_group never returns.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, code);
+    }
+    unreachable!("exit_group returned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_as_the_kernel_reads_them() {
+        let mut buffer = [0u8; 12];
+        assert_eq!(decimal(0, &mut buffer), b"0");
+        assert_eq!(decimal(4095, &mut buffer), b"4095");
+        assert_eq!(decimal(i32::MIN, &mut buffer), b"-2147483648");
+    }
+}
