@@ -550,9 +550,7 @@ impl HostRole {
             blocked_signals: inherited_signals.1,
         };
         let pids = self.home_pids(&member.home_node);
-        let within = pids
-            .as_ref()
-            .map(|pids| (&pids.namespace, member.home_pid));
+        let within = pids.as_ref().map(|pids| (&pids.namespace, member.home_pid));
         let guest = spawn(&spec, &self.filter, within)?;
         let pid = guest.pid;
         if let Ok(mut current) = member.command.lock() {
@@ -1347,30 +1345,31 @@ impl Context {
             .collect()
     }
 
-    /// Whether the child that home reaped (`result` of a wait4, its home
-    /// pid) is the one the guest's own wait would reap here, with the same
-    /// status: the wait then runs here too, and the child's process here
-    /// goes with it instead of staying a zombie until its parent ends. (A
-    /// child replaced by its exec ends with its program's code: see
-    /// [`Self::park`].)
+    /// Whether the child that home reaped (`result` of a `wait4` or
+    /// `waitid`) is the one the guest's own wait would reap here, with the
+    /// same status where the program sees it: the wait then runs here too,
+    /// and the child's process here goes with it instead of staying a
+    /// zombie until its parent ends. (A child replaced by its exec ends
+    /// with its program's code: see [`Self::park`].)
     fn reaped_here(&self, n: &Notification, result: &homing_proto::syscall::SyscallResult) -> bool {
-        let ret = result.ret;
-        if n.nr as i64 != libc::SYS_wait4 || ret <= 0 {
-            return false;
-        }
-        let home_status = result
-            .output(1)
-            .and_then(|status| Some(i32::from_ne_bytes(status.get(..4)?.try_into().ok()?)));
-        let Some((seen, child)) = self.child_with(|child| child.home as i64 == ret) else {
+        let Some((reaped, home_end)) = reaped_at_home(n, result) else {
             return false;
         };
-        let wanted = n.args[0] as i32;
+        let Some((seen, child)) = self.child_with(|child| child.home == reaped) else {
+            return false;
+        };
+        let wanted = match n.nr as i64 {
+            libc::SYS_wait4 => n.args[0] as i32,
+            _ if n.args[0] == libc::P_PID as u64 => n.args[1] as i32,
+            _ => -1,
+        };
         let first = if wanted == -1 {
             self.ended_children(n.tid).first() == Some(&child.host)
         } else {
             wanted == seen && has_ended(child.host)
         };
-        let reaps = first && home_status.is_some() && raw_zombie_status(child.host) == home_status;
+        let host_end = || raw_zombie_status(child.host).map(ChildEnd::of_status);
+        let reaps = first && home_end.is_none_or(|home| host_end() == Some(home));
         if reaps {
             self.forget_reaped_child(seen);
         }
@@ -2094,6 +2093,66 @@ fn zombie_status(pid: i32) -> GuestExit {
         Some(status) if status & 0x7f == 0 => GuestExit::Code((status >> 8) & 0xff),
         Some(status) => GuestExit::Signal(status & 0x7f),
         None => GuestExit::Signal(libc::SIGKILL),
+    }
+}
+
+/// `waitid`'s flag to leave the child waitable.
+const WNOWAIT: u64 = 0x0100_0000;
+
+/// The child a wait reaped at home (its home pid) and, where the program
+/// asked for it, how it ended.
+fn reaped_at_home(
+    n: &Notification,
+    result: &homing_proto::syscall::SyscallResult,
+) -> Option<(i32, Option<ChildEnd>)> {
+    let word = |bytes: &[u8], at: usize| -> Option<i32> {
+        Some(i32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    match n.nr as i64 {
+        libc::SYS_wait4 if result.ret > 0 => {
+            if n.args[1] == 0 {
+                // No status asked for: none to differ.
+                return Some((result.ret as i32, None));
+            }
+            let raw = word(result.output(1)?, 0)?;
+            Some((result.ret as i32, Some(ChildEnd::of_status(raw))))
+        }
+        libc::SYS_waitid
+            if result.ret == 0
+                && n.args[3] & WNOWAIT == 0
+                && [libc::P_ALL, libc::P_PID].contains(&(n.args[0] as u32)) =>
+        {
+            // x86_64 siginfo_t: si_code at 8, si_pid at 16, si_status at 24.
+            let siginfo = result.output(2)?;
+            let pid = word(siginfo, 16).filter(|&pid| pid > 0)?;
+            let end = ChildEnd {
+                code: word(siginfo, 8)?,
+                status: word(siginfo, 24)?,
+            };
+            Some((pid, Some(end)))
+        }
+        _ => None,
+    }
+}
+
+/// A child's end as `waitid` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChildEnd {
+    /// `si_code`: CLD_EXITED, CLD_KILLED or CLD_DUMPED.
+    code: i32,
+    /// `si_status`: the exit code or the signal.
+    status: i32,
+}
+
+impl ChildEnd {
+    /// A raw wait status's end.
+    fn of_status(raw: i32) -> Self {
+        let (code, status) = match raw & 0x7f {
+            0 => (libc::CLD_EXITED, (raw >> 8) & 0xff),
+            signal if raw & 0x80 != 0 => (libc::CLD_DUMPED, signal),
+            signal => (libc::CLD_KILLED, signal),
+        };
+        Self { code, status }
     }
 }
 

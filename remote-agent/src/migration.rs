@@ -723,7 +723,8 @@ impl HostRole {
         let blank = spawn_blank(
             (immigrant.uid, immigrant.gid, &immigrant.groups),
             Some(self.filter()),
-            pids.as_ref().map(|pids| (&pids.namespace, immigrant.home_pid)),
+            pids.as_ref()
+                .map(|pids| (&pids.namespace, immigrant.home_pid)),
         )
         .map_err(|e| e.to_string())?;
         let pid = blank.pid;

@@ -714,7 +714,14 @@ impl Restorer {
             injector.call(
                 "rt_sigqueueinfo",
                 libc::SYS_rt_sigqueueinfo,
-                [leader_inside as u64, signal_of(&pending.siginfo), scratch, 0, 0, 0],
+                [
+                    leader_inside as u64,
+                    signal_of(&pending.siginfo),
+                    scratch,
+                    0,
+                    0,
+                    0,
+                ],
             )?;
         }
         injector.call(

@@ -15,13 +15,20 @@ fn processes_get_the_pid_asked_for_while_it_is_free_and_end_with_the_namespace()
     let first = spawn_blank((0, 0, &[]), None, Some((&namespace, 4242))).expect("first blank");
     assert_ne!(first.pid, 4242, "its pid out here is another");
     assert_eq!(innermost_pid(first.pid), Some(4242));
-    let second =
-        spawn_blank((0, 0, &[]), None, Some((&namespace, 4242))).expect("second blank");
+    let second = spawn_blank((0, 0, &[]), None, Some((&namespace, 4242))).expect("second blank");
     let inner = innermost_pid(second.pid).expect("its pid in the namespace");
     assert_ne!(inner, 4242, "4242 is taken");
     // The thread that made them makes its own children here again.
-    let outside = std::process::Command::new("true").spawn().expect("true");
-    assert_eq!(innermost_pid(outside.id() as i32), Some(outside.id() as i32));
+    let mut outside = std::process::Command::new("sleep")
+        .arg("1")
+        .spawn()
+        .expect("sleep");
+    let pid = outside.id() as i32;
+    assert_eq!(innermost_pid(pid), Some(pid));
+    outside
+        .kill()
+        .and_then(|_| outside.wait())
+        .expect("sleep ends");
     namespace.expect_next(5000).expect("the next pid is set");
     let init = namespace.init_pid();
     assert!(alive(init) && alive(first.pid) && alive(second.pid));
@@ -32,7 +39,10 @@ fn processes_get_the_pid_asked_for_while_it_is_free_and_end_with_the_namespace()
             !alive(pid)
         })
     };
-    assert!(gone(first.pid) && gone(second.pid), "its processes end with it");
+    assert!(
+        gone(first.pid) && gone(second.pid),
+        "its processes end with it"
+    );
     for pid in [first.pid, second.pid] {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     }

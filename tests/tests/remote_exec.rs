@@ -641,7 +641,10 @@ EOF"#,
     ));
     let native = ok(at_home(&cluster, "python3 threads.py"));
     assert_eq!(native.stdout, "handled 1 own tid True pid True\n");
-    let remote = ok(at_home(&cluster, "homing run --on node2 -- python3 threads.py"));
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 threads.py",
+    ));
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
@@ -649,8 +652,9 @@ EOF"#,
 fn children_that_ended_and_were_waited_for_leave_no_zombies_on_node2() {
     let cluster = Cluster::up(2);
     // A shell's subshells and commands, a python's forks and subprocesses,
-    // each waited for (their statuses must be their programs'); each
-    // writes what it saw, then lingers.
+    // each waited for (their statuses must be their programs'), by
+    // `waitid` and by a `wait` that asks for no status too; each writes
+    // what it saw, then lingers.
     let programs = [
         (
             "bash -c 'for i in $(seq 40); do ( exit 3 ); s=$?; /bin/true; done; /bin/false; echo ran $i status $s then $? > seen; exec sleep 3'",
@@ -659,6 +663,10 @@ fn children_that_ended_and_were_waited_for_leave_no_zombies_on_node2() {
         (
             "python3 -c 'import os, subprocess, time\nst = set()\nfor _ in range(20):\n    pid = os.fork()\n    if pid == 0: os._exit(3)\n    st.add(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n    st.add(subprocess.run([\"true\"]).returncode)\nrc = subprocess.run([\"false\"]).returncode\nopen(\"seen\", \"w\").write(f\"ran {st} {rc}\\n\")\ntime.sleep(3)'",
             "ran {0, 3} 1\n",
+        ),
+        (
+            "python3 -c 'import ctypes, os, time\nlibc = ctypes.CDLL(None)\nw, n = set(), set()\nfor _ in range(10):\n    pid = os.fork()\n    if pid == 0: os._exit(5)\n    r = os.waitid(os.P_PID, pid, os.WEXITED)\n    w.add((r.si_pid == pid, r.si_code == os.CLD_EXITED, r.si_status))\n    pid = os.fork()\n    if pid == 0: os._exit(6)\n    n.add(libc.wait(None) == pid)\nopen(\"seen\", \"w\").write(f\"waitid {w} wait {n}\\n\")\ntime.sleep(3)'",
+            "waitid {(True, True, 5)} wait {True}\n",
         ),
     ];
     for (program, expected) in programs {
