@@ -201,23 +201,25 @@ fn clone3(flags: u64, pid: Option<i32>) -> std::io::Result<i32> {
 /// it is a fork of a multithreaded process.
 fn namespace_init(control: RawFd, last_pid: RawFd) -> ! {
     keep_only(control, last_pid);
-    let timeout = libc::timespec {
-        tv_sec: REAP_EVERY_MS / 1000,
-        tv_nsec: (REAP_EVERY_MS % 1000) * 1_000_000,
-    };
     loop {
         let mut ready = libc::pollfd {
             fd: control,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one pollfd and a timespec on our stack; no signal mask.
+        // Anew each time: ppoll writes back the time it had left.
+        let mut timeout = libc::timespec {
+            tv_sec: REAP_EVERY_MS / 1000,
+            tv_nsec: (REAP_EVERY_MS % 1000) * 1_000_000,
+        };
+        // SAFETY: one pollfd and a timespec on our stack, both writable
+        // by the kernel; no signal mask.
         let polled = unsafe {
             libc::syscall(
                 libc::SYS_ppoll,
                 &mut ready as *mut libc::pollfd,
                 1u64,
-                &timeout as *const libc::timespec,
+                &mut timeout as *mut libc::timespec,
                 std::ptr::null::<u64>(),
                 8usize,
             )

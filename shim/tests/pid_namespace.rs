@@ -31,6 +31,18 @@ fn processes_get_the_pid_asked_for_while_it_is_free_and_end_with_the_namespace()
         .expect("sleep ends");
     namespace.expect_next(5000).expect("the next pid is set");
     let init = namespace.init_pid();
+    // Between requests its pid 1 sleeps (it wakes once a second to reap):
+    // over two of its reaping rounds it uses almost no CPU time.
+    let cpu_ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).expect("its stat");
+        let after_name = &stat[stat.rfind(')').expect("a name") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu_ticks();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let used = cpu_ticks() - before;
+    assert!(used < 25, "pid 1 used {used} ticks of CPU doing nothing");
     assert!(alive(init) && alive(first.pid) && alive(second.pid));
     drop(namespace);
     let gone = |pid: i32| {
