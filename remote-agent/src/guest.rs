@@ -139,9 +139,66 @@ pub struct Member {
     /// them first; the lock is held while a read of the fd is out at home,
     /// so that no later read can overtake one whose thread left.
     unread: DashMap<i32, Arc<tokio::sync::Mutex<Vec<u8>>>>,
+    /// The fd the program's last call was an `fstat` of, what home said of
+    /// it, and that call's number: the `mmap`s of that fd that follow (the
+    /// dynamic loader's, four per library) need not ask home again. Any
+    /// other call begun since (by any thread) makes it void, so that
+    /// nothing the program learned since can make it stale.
+    last_fstat: Mutex<Option<(i32, HomeFile, u64)>>,
+    /// Calls other than `mmap`s of files begun so far: their numbers.
+    calls_begun: std::sync::atomic::AtomicU64,
 }
 
 impl Member {
+    /// Numbers a call as it begins: 0 for an `mmap` of a file, which
+    /// changes nothing at home.
+    fn begin_call(&self, route: &Route) -> u64 {
+        if *route == Route::Special(Special::MmapFile) {
+            return 0;
+        }
+        self.calls_begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Remembers what home said of an fd the program asked `fstat` (or
+    /// `newfstatat` with an empty path) about in call number `call`.
+    fn note_fstat(
+        &self,
+        n: &Notification,
+        call: u64,
+        result: &homing_proto::syscall::SyscallResult,
+    ) {
+        let empty_path = |at: u64| {
+            ProcessMemory::new(n.tid)
+                .read(at, 1)
+                .is_ok_and(|first| first == [0])
+        };
+        let stat = match n.nr as i64 {
+            libc::SYS_fstat => result.output(1),
+            libc::SYS_newfstatat
+                if n.args[3] & libc::AT_EMPTY_PATH as u64 != 0 && empty_path(n.args[1]) =>
+            {
+                result.output(2)
+            }
+            _ => None,
+        };
+        let file = stat
+            .filter(|_| result.ret == 0)
+            .filter(|stat| stat.len() == crate::cache::STAT_SIZE)
+            .and_then(HomeFile::from_stat);
+        if let (Some(file), Ok(mut last)) = (file, self.last_fstat.lock()) {
+            *last = Some((n.args[0] as i32, file, call));
+        }
+    }
+
+    /// What home said of `fd` in the program's last call begun, if that
+    /// was its `fstat`.
+    fn fstat_of(&self, fd: i32) -> Option<HomeFile> {
+        let last = self.last_fstat.lock().ok()?;
+        let begun = self.calls_begun.load(Ordering::SeqCst);
+        last.filter(|&(of, _, call)| of == fd && call == begun)
+            .map(|(_, file, _)| file)
+    }
+
     /// Notes an fd opened read-only by a call that returned `ret`.
     fn note_read_only(&self, nr: u64, args: &[u64; 6], ret: i64) {
         let flags = match nr as i64 {
@@ -325,6 +382,8 @@ impl HostRole {
             handling: std::sync::atomic::AtomicUsize::new(0),
             parked: AtomicI32::new(0),
             unread: DashMap::new(),
+            last_fstat: Mutex::new(None),
+            calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
         self.members
             .insert((home_node.to_owned(), home_pid), member.clone());
@@ -735,6 +794,7 @@ impl HostRole {
             return;
         }
         let ctx = Context {
+            call: member.begin_call(&syscall::route(n.nr, &n.args)),
             home_node: member.home_node.clone(),
             home_pid: member.home_pid,
             guest_pid: member.host_pid.load(Ordering::Relaxed),
@@ -859,6 +919,8 @@ pub(crate) async fn pump_from_home(
 
 /// Everything a notification handler needs.
 struct Context {
+    /// The call's number (see [`Member::begin_call`]).
+    call: u64,
     home_node: String,
     home_pid: i32,
     guest_pid: i32,
@@ -904,7 +966,8 @@ fn errno_of(ret: i64) -> Answer {
 
 impl Context {
     async fn handle(&self, n: Notification) {
-        let answer = match syscall::route(n.nr, &n.args) {
+        let route = syscall::route(n.nr, &n.args);
+        let answer = match route {
             Route::Forward(ptrs) => self.forward(&n, &ptrs).await,
             Route::Special(special) => self.special(&n, special).await,
             Route::Refuse { errno } => {
@@ -1569,6 +1632,7 @@ impl Context {
             Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
         };
         self.member.note_read_only(n.nr, &args, result.ret);
+        self.member.note_fstat(n, self.call, &result);
         for output in &result.outputs {
             let Some(ptr) = ptrs
                 .iter()
@@ -1612,9 +1676,13 @@ impl Context {
             warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file (it would silently diverge from home)");
             return Ok(Answer::Errno(libc::ENODEV));
         }
-        let file = match self.calls.fstat(n.tid, fd).await? {
-            Ok(file) => file,
-            Err(errno) => return Ok(errno_of(errno)),
+        let known = self.member.fstat_of(fd);
+        let file = match known {
+            Some(file) => file,
+            None => match self.calls.fstat(n.tid, fd).await? {
+                Ok(file) => file,
+                Err(errno) => return Ok(errno_of(errno)),
+            },
         };
         if !file.is_regular() {
             warn!(

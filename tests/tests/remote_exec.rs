@@ -867,7 +867,7 @@ fn locks_are_contended_between_node2_and_home() {
 }
 
 #[test]
-fn writable_shared_mappings_of_home_files_are_refused_with_a_reason() {
+fn home_files_map_as_they_are_now_and_writable_shared_mappings_are_refused() {
     let cluster = Cluster::up(2);
     ok(at_home(&cluster, "echo data > mapped"));
     let run = at_home(
@@ -885,6 +885,15 @@ fn writable_shared_mappings_of_home_files_are_refused_with_a_reason() {
         "homing run --on node2 -- python3 -c \"import mmap; f=open('mapped','rb'); print(mmap.mmap(f.fileno(), 4, prot=mmap.PROT_READ)[:4])\"",
     ));
     assert_eq!(run.stdout, "b'data'\n");
+    // A mapping made after the file changed at home maps what it holds
+    // then, though the program looked at the same fd before the change:
+    // what home said of a file is not kept past the program's next call.
+    build_program(&cluster, "mapafter");
+    let run = ok(at_home(
+        &cluster,
+        "(until [ -e mapped.seen ]; do sleep 0.05; done; echo 'DATA, and more' > mapped; echo changed) | homing run --on node2 -- ./mapafter mapped",
+    ));
+    assert_eq!(run.stdout, "5 DATA, and more\n");
 }
 
 #[test]
