@@ -554,7 +554,13 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
         return close_on_exec(reserved_fd);
     }
     match syscall::route(call.nr, &call.args) {
-        Route::Forward(ptrs) => homing_shim::execute::execute(call, &ptrs),
+        Route::Forward(ptrs) => {
+            let mut result = homing_shim::execute::execute(call, &ptrs);
+            if result.ret >= 0 && syscall::opens_for_reading(call.nr, &call.args) {
+                homing_shim::execute::add_prefetch(&mut result);
+            }
+            result
+        }
         Route::Special(syscall::Special::Message) => {
             homing_shim::execute::message(call, reserved_fd)
         }

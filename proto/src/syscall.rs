@@ -280,6 +280,30 @@ pub mod message {
     pub const HEADER_LEN: usize = 56;
 }
 
+/// Output index, in the answer to an `open`/`openat` for reading only that
+/// opened a regular file, of the file's `struct stat` as it was just
+/// after the open. Such an answer also carries [`PREFETCHED_DATA`]: home
+/// reads ahead so that the program's first reads can be answered on the
+/// host (see [`opens_for_reading`]).
+pub const PREFETCHED_STAT: u8 = 250;
+/// Output index of the file's first bytes (up to [`PREFETCH_LEN`], fewer
+/// only at its end), read without moving the fd's offset.
+pub const PREFETCHED_DATA: u8 = 251;
+/// How much of a file opened for reading home sends with the open.
+pub const PREFETCH_LEN: usize = 16 << 10;
+
+/// Whether call `nr` with `args` opens a file for reading only (not
+/// `O_PATH`): home then sends the file's stat and first bytes with its
+/// answer.
+pub fn opens_for_reading(nr: u64, args: &[u64; 6]) -> bool {
+    let flags = match nr as i64 {
+        libc::SYS_open => args[1],
+        libc::SYS_openat => args[2],
+        _ => return false,
+    } as i32;
+    flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0
+}
+
 /// Data for one pointer argument, on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

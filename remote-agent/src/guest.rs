@@ -85,6 +85,23 @@ struct Child {
     host: i32,
 }
 
+/// A file just opened for reading, as home saw it then: its stat and its
+/// first bytes.
+struct Prefetched {
+    fd: i32,
+    stat: Vec<u8>,
+    data: Vec<u8>,
+    /// Where the program's next read of the fd begins: its offset at home
+    /// once the `lseek`s sent for the reads answered here have run.
+    offset: usize,
+    /// The open that brought it (its notification's id).
+    open: u64,
+    /// [`HOME_TRAFFIC`] once that open was answered; it serves only while
+    /// nothing else has gone home or come from there since.
+    armed: Option<u64>,
+    at: std::time::Instant,
+}
+
 struct PendingFork {
     parent_host: i32,
     home_node: String,
@@ -145,6 +162,10 @@ pub struct Member {
     /// other call begun since (by any thread) makes it void, so that
     /// nothing the program learned since can make it stale.
     last_fstat: Mutex<Option<(i32, HomeFile, u64)>>,
+    /// What home sent with the answer to the program's latest open of a
+    /// file for reading: its first reads and its fstat are answered here
+    /// (see [`Context::serve_prefetched`]).
+    prefetched: Mutex<Option<Prefetched>>,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
 }
@@ -187,6 +208,41 @@ impl Member {
             .and_then(HomeFile::from_stat);
         if let (Some(file), Ok(mut last)) = (file, self.last_fstat.lock()) {
             *last = Some((n.args[0] as i32, file, call));
+        }
+    }
+
+    /// Keeps what home sent with the answer to an open for reading, until
+    /// the open is answered ([`Self::arm_prefetched`]).
+    fn note_prefetched(&self, n: &Notification, result: &homing_proto::syscall::SyscallResult) {
+        let (Some(stat), Some(data)) = (
+            result.output(syscall::PREFETCHED_STAT),
+            result.output(syscall::PREFETCHED_DATA),
+        ) else {
+            return;
+        };
+        if result.ret < 0 || !syscall::opens_for_reading(n.nr, &n.args) {
+            return;
+        }
+        if let Ok(mut prefetched) = self.prefetched.lock() {
+            *prefetched = Some(Prefetched {
+                fd: result.ret as i32,
+                stat: stat.to_vec(),
+                data: data.to_vec(),
+                offset: 0,
+                open: n.id,
+                armed: None,
+                at: std::time::Instant::now(),
+            });
+        }
+    }
+
+    /// The open `id` has been answered, at `traffic`: what it brought may
+    /// serve from now on.
+    fn arm_prefetched(&self, id: u64, traffic: u64) {
+        if let Ok(mut prefetched) = self.prefetched.lock() {
+            if let Some(prefetched) = prefetched.as_mut().filter(|p| p.open == id) {
+                prefetched.armed = Some(traffic);
+            }
         }
     }
 
@@ -383,6 +439,7 @@ impl HostRole {
             parked: AtomicI32::new(0),
             unread: DashMap::new(),
             last_fstat: Mutex::new(None),
+            prefetched: Mutex::new(None),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
         self.members
@@ -967,6 +1024,22 @@ fn errno_of(ret: i64) -> Answer {
 impl Context {
     async fn handle(&self, n: Notification) {
         let route = syscall::route(n.nr, &n.args);
+        if matches!(route, Route::Forward(_)) {
+            if let Some(answer) = self.serve_prefetched(&n) {
+                trace!(
+                    home_pid = self.home_pid,
+                    tid = n.tid,
+                    syscall = syscall::name(n.nr),
+                    ?answer,
+                    "answered here"
+                );
+                if let Err(error) = self.listener.answer(n.id, answer) {
+                    debug!("answering {}: {error}", syscall::name(n.nr));
+                }
+                return;
+            }
+        }
+        note_home_traffic();
         let answer = match route {
             Route::Forward(ptrs) => self.forward(&n, &ptrs).await,
             Route::Special(special) => self.special(&n, special).await,
@@ -981,6 +1054,7 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
+        self.member.arm_prefetched(n.id, note_home_traffic());
         if self.member.parked.load(Ordering::SeqCst) == n.tid {
             return;
         }
@@ -1122,6 +1196,100 @@ impl Context {
             return None;
         }
         read_u64(mask_at)
+    }
+
+    /// Answers a `read`, `pread64` or `fstat` of the file the program has
+    /// just opened for reading from what home sent with the open, when
+    /// nothing has gone home or come from there since (the program can
+    /// have learned nothing that the file changed) and that was moments
+    /// ago. A read moves the fd's offset at home by an `lseek` sent after
+    /// it, unanswered: it runs there before any later call of the program.
+    fn serve_prefetched(&self, n: &Notification) -> Option<Answer> {
+        let mut slot = self.member.prefetched.lock().ok()?;
+        let prefetched = slot.as_mut()?;
+        let fresh = prefetched.armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
+            && prefetched.at.elapsed() < PREFETCH_FRESH;
+        if !fresh || n.args[0] as i32 != prefetched.fd {
+            return None;
+        }
+        let memory = ProcessMemory::new(n.tid);
+        // The file ends within the data: a read past it gets what is left.
+        let whole = prefetched.data.len() < syscall::PREFETCH_LEN;
+        let within = |at: usize, count: usize| -> Option<usize> {
+            let left = prefetched.data.len().checked_sub(at)?;
+            if count <= left {
+                Some(count)
+            } else {
+                whole.then_some(left)
+            }
+        };
+        match n.nr as i64 {
+            libc::SYS_read => {
+                let at = prefetched.offset;
+                let given = within(at, n.args[2] as usize)?;
+                if memory
+                    .write(n.args[1], &prefetched.data[at..at + given])
+                    .is_err()
+                {
+                    return Some(Answer::Errno(libc::EFAULT));
+                }
+                prefetched.offset += given;
+                if given > 0 {
+                    let seek = SyscallCall {
+                        nr: libc::SYS_lseek as u64,
+                        args: [
+                            prefetched.fd as u64,
+                            prefetched.offset as u64,
+                            libc::SEEK_SET as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                        inputs: vec![],
+                    };
+                    if self.calls.start_unanswered(n.tid, seek).is_err() {
+                        return Some(Answer::Errno(libc::EIO));
+                    }
+                }
+                Some(Answer::Value(given as i64))
+            }
+            libc::SYS_pread64 => {
+                let at = usize::try_from(n.args[3] as i64).ok()?;
+                let given = within(at.min(prefetched.data.len()), n.args[2] as usize)?;
+                let from = at.min(prefetched.data.len());
+                if memory
+                    .write(n.args[1], &prefetched.data[from..from + given])
+                    .is_err()
+                {
+                    return Some(Answer::Errno(libc::EFAULT));
+                }
+                Some(Answer::Value(given as i64))
+            }
+            libc::SYS_fstat | libc::SYS_newfstatat => {
+                let buffer = if n.nr as i64 == libc::SYS_fstat {
+                    n.args[1]
+                } else {
+                    let empty = memory.read(n.args[1], 1).is_ok_and(|first| first == [0]);
+                    if n.args[3] & libc::AT_EMPTY_PATH as u64 == 0 || !empty {
+                        return None;
+                    }
+                    n.args[2]
+                };
+                if memory.write(buffer, &prefetched.stat).is_err() {
+                    return Some(Answer::Errno(libc::EFAULT));
+                }
+                let file = HomeFile::from_stat(&prefetched.stat)?;
+                if let Ok(mut last) = self.member.last_fstat.lock() {
+                    *last = Some((
+                        prefetched.fd,
+                        file,
+                        self.member.calls_begun.load(Ordering::SeqCst),
+                    ));
+                }
+                Some(Answer::Value(0))
+            }
+            _ => None,
+        }
     }
 
     /// The deputy forks at home first; its child's pid is the new process's
@@ -1633,6 +1801,7 @@ impl Context {
         };
         self.member.note_read_only(n.nr, &args, result.ret);
         self.member.note_fstat(n, self.call, &result);
+        self.member.note_prefetched(n, &result);
         for output in &result.outputs {
             let Some(ptr) = ptrs
                 .iter()
@@ -2092,8 +2261,25 @@ fn waited_fds(memory: &ProcessMemory, n: &Notification) -> Option<Vec<i32>> {
 fn signal_guest(pid: i32, signal: i32) {
     // Realtime signals included, which nix's `Signal` lacks.
     let _ = homing_shim::process::send_signal(pid, signal);
+    note_home_traffic();
     SIGNALLED.notify_waiters();
 }
+
+/// Counts each call that goes home, as it begins and as it is answered,
+/// and each signal the agent gives a guest: the moments a program here
+/// may learn something (that a file changed, say). What home read ahead
+/// for a program serves only while this count stands.
+static HOME_TRAFFIC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one more moment of [`HOME_TRAFFIC`]; returns the new count.
+fn note_home_traffic() -> u64 {
+    HOME_TRAFFIC.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// How long what home read ahead at an open may serve at most: about a
+/// round trip, so that a program cannot see, even by the clock, that the
+/// file was read before it asked.
+const PREFETCH_FRESH: Duration = Duration::from_millis(2);
 
 /// Woken whenever a guest may have a new signal: the agent sent one, or a
 /// guest ended (its parent's SIGCHLD). Calls out at home look again then

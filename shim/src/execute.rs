@@ -139,6 +139,50 @@ pub fn execute(call: &SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
     })
 }
 
+/// Adds to `result`, the answer to an open for reading (see
+/// [`homing_proto::syscall::opens_for_reading`]), the opened file's stat
+/// and first bytes, when it opened a regular file. The fd's offset does
+/// not move.
+pub fn add_prefetch(result: &mut SyscallResult) {
+    let Ok(fd) = i32::try_from(result.ret) else {
+        return;
+    };
+    // SAFETY: the open just returned `fd`, and it stays open while this
+    // thread, which answers for it, reads it.
+    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let Ok(stat) = rustix::fs::fstat(file) else {
+        return;
+    };
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return;
+    }
+    let mut data = vec![0u8; syscall::PREFETCH_LEN];
+    let Ok(read) = rustix::io::pread(file, &mut data[..], 0) else {
+        return;
+    };
+    data.truncate(read);
+    // The stat after the read: a read first, at home, would show its atime.
+    let Ok(stat) = rustix::fs::fstat(file) else {
+        return;
+    };
+    // SAFETY: `stat` is a plain C struct; its bytes are read as they are.
+    let stat_bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&stat as *const rustix::fs::Stat).cast::<u8>(),
+            std::mem::size_of::<rustix::fs::Stat>(),
+        )
+    }
+    .to_vec();
+    result.outputs.push(ArgData {
+        index: syscall::PREFETCHED_STAT,
+        bytes: stat_bytes,
+    });
+    result.outputs.push(ArgData {
+        index: syscall::PREFETCHED_DATA,
+        bytes: data,
+    });
+}
+
 /// [`execute`], with the reason a call was not executed.
 ///
 /// `Ok` means the syscall ran (its `ret` may still be `-errno`).

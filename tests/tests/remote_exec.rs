@@ -824,6 +824,60 @@ fn command_substitution_gets_the_output_of_an_exec_in_a_child() {
     assert_eq!(run.stdout, "[node1] [/home/alice]\n");
 }
 
+/// Home sends a file's first bytes and its stat with the answer to an
+/// open for reading, and the program's first calls on it are answered on
+/// node2: what they return, and the fd's offset at home after them, must
+/// be what they are at home, and a file changed at home after the open
+/// and before a read is read as it is then.
+#[test]
+fn reads_right_after_an_open_see_the_file_as_it_is_and_move_its_offset() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "seq 1 3000 > numbers && printf 'abcdefgh' > small",
+    ));
+    let script = r#"import os
+for name in ("small", "numbers"):
+    fd = os.open(name, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    middle = os.pread(fd, 4, 2)
+    first = os.read(fd, 3)
+    second = os.read(fd, 5000)
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    child = os.fork()
+    if child == 0:
+        print("child", len(os.read(fd, 100000)), flush=True)
+        os._exit(0)
+    os.waitpid(child, 0)
+    print(name, size, middle, first, len(second), offset, os.lseek(fd, 0, os.SEEK_CUR), flush=True)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!(
+            "cat > reads.py <<'EOF'
+{script}EOF"
+        ),
+    ));
+    let native = ok(at_home(&cluster, "python3 reads.py"));
+    assert_eq!(
+        native.stdout,
+        "child 0\nsmall 8 b'cdef' b'abc' 5 8 8\nchild 8890\nnumbers 13893 b'2\\n3\\n' b'1\\n2' 5000 5003 13893\n"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 reads.py",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    // Changed at home while the program sleeps between its open and its
+    // read (a sleep goes nowhere near home): the read sees the change.
+    ok(at_home(&cluster, "echo before > changing"));
+    let run = ok(at_home(
+        &cluster,
+        r#"homing run --on node2 -- python3 -c "import os, time; fd = os.open('changing', os.O_RDONLY); time.sleep(1); print(os.read(fd, 100))" & until ls -l /proc/$!/fd | grep -q changing; do sleep 0.01; done; echo after > changing; wait"#,
+    ));
+    assert_eq!(run.stdout, "b'after\\n'\n");
+}
+
 #[test]
 fn file_semantics_are_home_semantics() {
     let cluster = Cluster::up(2);
