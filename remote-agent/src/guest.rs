@@ -166,6 +166,11 @@ pub struct Member {
     /// file for reading: its first reads and its fstat are answered here
     /// (see [`Context::serve_prefetched`]).
     prefetched: Mutex<Option<Prefetched>>,
+    /// Where reads answered here left an fd's offset, not yet told home:
+    /// `(fd, offset, tid)`. The `lseek` goes just before the program's
+    /// next call home, or not at all when that call closes the fd (no one
+    /// else can have seen the offset: sharing the fd takes a call).
+    pending_seek: Mutex<Option<(i32, u64, i32)>>,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
 }
@@ -188,21 +193,8 @@ impl Member {
         call: u64,
         result: &homing_proto::syscall::SyscallResult,
     ) {
-        let empty_path = |at: u64| {
-            ProcessMemory::new(n.tid)
-                .read(at, 1)
-                .is_ok_and(|first| first == [0])
-        };
-        let stat = match n.nr as i64 {
-            libc::SYS_fstat => result.output(1),
-            libc::SYS_newfstatat
-                if n.args[3] & libc::AT_EMPTY_PATH as u64 != 0 && empty_path(n.args[1]) =>
-            {
-                result.output(2)
-            }
-            _ => None,
-        };
-        let file = stat
+        let file = fd_stat_output(n)
+            .and_then(|index| result.output(index))
             .filter(|_| result.ret == 0)
             .filter(|stat| stat.len() == crate::cache::STAT_SIZE)
             .and_then(HomeFile::from_stat);
@@ -243,6 +235,27 @@ impl Member {
             if let Some(prefetched) = prefetched.as_mut().filter(|p| p.open == id) {
                 prefetched.armed = Some(traffic);
             }
+        }
+    }
+
+    /// Sends home the offset reads answered here left, before call `next`
+    /// (none: before the process is frozen to move); not when `next` closes
+    /// that fd.
+    pub(crate) fn send_pending_seek(&self, next: Option<&Notification>) {
+        let Some((fd, offset, tid)) = self.pending_seek.lock().ok().and_then(|mut p| p.take())
+        else {
+            return;
+        };
+        if next.is_some_and(|n| n.nr as i64 == libc::SYS_close && n.args[0] as i32 == fd) {
+            return;
+        }
+        let seek = SyscallCall {
+            nr: libc::SYS_lseek as u64,
+            args: [fd as u64, offset, libc::SEEK_SET as u64, 0, 0, 0],
+            inputs: vec![],
+        };
+        if self.calls.start_unanswered(tid, seek).is_err() {
+            debug!(home_pid = self.home_pid, fd, "home is gone: an fd's offset stays");
         }
     }
 
@@ -440,6 +453,7 @@ impl HostRole {
             unread: DashMap::new(),
             last_fstat: Mutex::new(None),
             prefetched: Mutex::new(None),
+            pending_seek: Mutex::new(None),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
         self.members
@@ -1040,6 +1054,7 @@ impl Context {
             }
         }
         note_home_traffic();
+        self.member.send_pending_seek(Some(&n));
         let answer = match route {
             Route::Forward(ptrs) => self.forward(&n, &ptrs).await,
             Route::Special(special) => self.special(&n, special).await,
@@ -1202,8 +1217,9 @@ impl Context {
     /// just opened for reading from what home sent with the open, when
     /// nothing has gone home or come from there since (the program can
     /// have learned nothing that the file changed) and that was moments
-    /// ago. A read moves the fd's offset at home by an `lseek` sent after
-    /// it, unanswered: it runs there before any later call of the program.
+    /// ago. A read moves the fd's offset at home by an `lseek` sent,
+    /// unanswered, before the program's next call home (see
+    /// [`Member::send_pending_seek`]).
     fn serve_prefetched(&self, n: &Notification) -> Option<Answer> {
         let mut slot = self.member.prefetched.lock().ok()?;
         let prefetched = slot.as_mut()?;
@@ -1235,28 +1251,18 @@ impl Context {
                 }
                 prefetched.offset += given;
                 if given > 0 {
-                    let seek = SyscallCall {
-                        nr: libc::SYS_lseek as u64,
-                        args: [
-                            prefetched.fd as u64,
-                            prefetched.offset as u64,
-                            libc::SEEK_SET as u64,
-                            0,
-                            0,
-                            0,
-                        ],
-                        inputs: vec![],
-                    };
-                    if self.calls.start_unanswered(n.tid, seek).is_err() {
-                        return Some(Answer::Errno(libc::EIO));
+                    if let Ok(mut pending) = self.member.pending_seek.lock() {
+                        *pending = Some((prefetched.fd, prefetched.offset as u64, n.tid));
                     }
                 }
                 Some(Answer::Value(given as i64))
             }
             libc::SYS_pread64 => {
-                let at = usize::try_from(n.args[3] as i64).ok()?;
-                let given = within(at.min(prefetched.data.len()), n.args[2] as usize)?;
-                let from = at.min(prefetched.data.len());
+                // Past the end of a whole file, a pread reads nothing.
+                let from = usize::try_from(n.args[3] as i64)
+                    .ok()?
+                    .min(prefetched.data.len());
+                let given = within(from, n.args[2] as usize)?;
                 if memory
                     .write(n.args[1], &prefetched.data[from..from + given])
                     .is_err()
@@ -1266,15 +1272,7 @@ impl Context {
                 Some(Answer::Value(given as i64))
             }
             libc::SYS_fstat | libc::SYS_newfstatat => {
-                let buffer = if n.nr as i64 == libc::SYS_fstat {
-                    n.args[1]
-                } else {
-                    let empty = memory.read(n.args[1], 1).is_ok_and(|first| first == [0]);
-                    if n.args[3] & libc::AT_EMPTY_PATH as u64 == 0 || !empty {
-                        return None;
-                    }
-                    n.args[2]
-                };
+                let buffer = n.args[usize::from(fd_stat_output(n)?)];
                 if memory.write(buffer, &prefetched.stat).is_err() {
                     return Some(Answer::Errno(libc::EFAULT));
                 }
@@ -2195,12 +2193,26 @@ fn end_parked(parked: i32, status: GuestExit, moved: bool) {
     }
 }
 
-/// Whether process `pid` (a guest's child) has ended: a zombie.
+/// Where a call that is an `fstat` of its fd argument (`fstat`, or
+/// `newfstatat` with an empty path and `AT_EMPTY_PATH`) puts the stat: the
+/// index of that pointer argument.
+fn fd_stat_output(n: &Notification) -> Option<u8> {
+    match n.nr as i64 {
+        libc::SYS_fstat => Some(1),
+        libc::SYS_newfstatat if n.args[3] & libc::AT_EMPTY_PATH as u64 != 0 => {
+            let path = ProcessMemory::new(n.tid).read(n.args[1], 1).ok()?;
+            (path == [0]).then_some(2)
+        }
+        _ => None,
+    }
+}
+
 /// The children of thread `tid` of process `group`, by host pid.
 fn thread_children(group: i32, tid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{group}/task/{tid}/children")).unwrap_or_default()
 }
 
+/// Whether process `pid` (a guest's child) has ended: a zombie.
 fn has_ended(pid: i32) -> bool {
     homing_shim::process::status_field(pid, "State:").is_some_and(|state| state.starts_with('Z'))
 }
@@ -2350,9 +2362,6 @@ fn zombie_status(pid: i32) -> GuestExit {
     }
 }
 
-/// `waitid`'s flag to leave the child waitable.
-const WNOWAIT: u64 = 0x0100_0000;
-
 /// The child a wait reaped at home (its home pid) and, where the program
 /// asked for it, how it ended.
 fn reaped_at_home(
@@ -2373,7 +2382,7 @@ fn reaped_at_home(
         }
         libc::SYS_waitid
             if result.ret == 0
-                && n.args[3] & WNOWAIT == 0
+                && n.args[3] & libc::WNOWAIT as u64 == 0
                 && [libc::P_ALL, libc::P_PID].contains(&(n.args[0] as u32)) =>
         {
             // x86_64 siginfo_t: si_code at 8, si_pid at 16, si_status at 24.

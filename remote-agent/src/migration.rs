@@ -928,9 +928,13 @@ async fn quiesce(member: &crate::guest::Member) -> Result<(), String> {
     member.gate.send_replace(false);
     let started = Instant::now();
     let mut interrupted = false;
-    // Calls sent home unanswered (a close) are waited for too: home must
-    // have run them before it stops reading this host's stream.
-    while member.handling.load(Ordering::SeqCst) > 0 || member.calls.in_flight() > 0 {
+    // Calls sent home unanswered (a close, the lseek after reads answered
+    // here) are waited for too: home must have run them before it stops
+    // reading this host's stream.
+    while {
+        member.send_pending_seek(None);
+        member.handling.load(Ordering::SeqCst) > 0 || member.calls.in_flight() > 0
+    } {
         if !interrupted && started.elapsed() > DRAIN_GRACE {
             member.calls.interrupt_all();
             interrupted = true;
