@@ -255,7 +255,10 @@ impl Member {
             inputs: vec![],
         };
         if self.calls.start_unanswered(tid, seek).is_err() {
-            debug!(home_pid = self.home_pid, fd, "home is gone: an fd's offset stays");
+            debug!(
+                home_pid = self.home_pid,
+                fd, "home is gone: an fd's offset stays"
+            );
         }
     }
 
@@ -1413,15 +1416,22 @@ impl Context {
             homing_shim::process::status_mask(n.tid, "SigIgn:"),
             homing_shim::process::status_mask(n.tid, "SigBlk:"),
         );
+        let parked = self.park(old);
+        if !parked {
+            // The agent's own child goes before the new process starts, so
+            // that the new one can have its pid here (the home pid). Its
+            // end is not the member's.
+            self.member.host_pid.store(0, Ordering::Relaxed);
+            self.role.by_host.remove(&old);
+            signal_guest(old, libc::SIGKILL);
+            wait_until_reaped(old).await;
+        }
         match self
             .role
             .start_process(&self.member, program, &envp, inherited)
         {
             Ok(new) => {
                 self.role.by_host.remove(&old);
-                if !self.park(old) {
-                    signal_guest(old, libc::SIGKILL);
-                }
                 debug!(home_pid = self.home_pid, old, new, "exec: guest replaced");
                 Ok(Answer::Value(0))
             }
@@ -1430,7 +1440,17 @@ impl Context {
                     home_pid = self.home_pid,
                     "exec failed after the point of no return: {error}"
                 );
-                signal_guest(old, libc::SIGKILL);
+                if parked {
+                    self.member.parked.store(0, Ordering::SeqCst);
+                    signal_guest(old, libc::SIGKILL);
+                } else {
+                    // Its end, unseen a moment ago, is the member's now.
+                    self.member.host_pid.store(old, Ordering::Relaxed);
+                    let _ = self
+                        .member
+                        .exits
+                        .send((old, GuestExit::Signal(libc::SIGKILL)));
+                }
                 Ok(Answer::Errno(libc::ENOEXEC))
             }
         }
@@ -1642,21 +1662,29 @@ impl Context {
         }
     }
 
-    /// Whether the call is a `tgkill` of one of the process's own threads
-    /// other than the first (`pthread_kill`, `raise` in a thread), which
-    /// are here, named by their pids in the home node's pid namespace: it
-    /// runs here when the process's own pid here is its home pid (its
-    /// deputy at home has no such thread).
-    fn signals_own_thread(&self, n: &Notification) -> bool {
-        let (group, thread) = (n.args[0] as i32, n.args[1] as i32);
-        n.nr as i64 == libc::SYS_tgkill
-            && group == self.home_pid
-            && thread != group
-            && innermost_pid(self.guest_pid) == Some(group)
-            && homing_shim::process::threads(self.guest_pid)
-                .unwrap_or_default()
-                .into_iter()
-                .any(|task| innermost_pid(task) == Some(thread))
+    /// A `tgkill` of one of the process's own threads other than the
+    /// first (`pthread_kill`, `raise` in a thread): they are here, named by
+    /// their tids in the home node's pid namespace, and its deputy at home
+    /// has no such thread. It runs here as it is when the process's pid
+    /// here is its home pid; otherwise the agent sends the signal.
+    fn signal_own_thread(&self, n: &Notification) -> Option<Answer> {
+        let (group, thread, signal) = (n.args[0] as i32, n.args[1] as i32, n.args[2] as i32);
+        if n.nr as i64 != libc::SYS_tgkill || group != self.home_pid || thread == group {
+            return None;
+        }
+        let task = homing_shim::process::threads(self.guest_pid)
+            .ok()?
+            .into_iter()
+            .find(|task| innermost_pid(*task) == Some(thread))?;
+        if innermost_pid(self.guest_pid) == Some(group) {
+            return Some(Answer::Continue);
+        }
+        Some(
+            match homing_shim::process::send_thread_signal(self.guest_pid, task, signal) {
+                Ok(()) => Answer::Value(0),
+                Err(error) => Answer::Errno(error.raw_os_error().unwrap_or(libc::ESRCH)),
+            },
+        )
     }
 
     fn memory(&self, n: &Notification) -> ProcessMemory {
@@ -1668,8 +1696,8 @@ impl Context {
         n: &Notification,
         ptrs: &[syscall::PtrArg],
     ) -> Result<Answer, HomeGone> {
-        if self.signals_own_thread(n) {
-            return Ok(Answer::Continue);
+        if let Some(answer) = self.signal_own_thread(n) {
+            return Ok(answer);
         }
         let memory = self.memory(n);
         let mut inputs = Vec::new();
@@ -2204,6 +2232,17 @@ fn fd_stat_output(n: &Notification) -> Option<u8> {
             (path == [0]).then_some(2)
         }
         _ => None,
+    }
+}
+
+/// Waits (up to a second) until process `pid`, the agent's child, killed,
+/// has been reaped by the thread that waits for it: its pid is free then.
+async fn wait_until_reaped(pid: i32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
 

@@ -139,6 +139,12 @@ pub fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
     zero_or_errno(unsafe { libc::kill(pid, signal) }.into())
 }
 
+/// Sends signal `signal` to thread `tid` of process `group` (`tgkill`).
+pub fn send_thread_signal(group: i32, tid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: tgkill takes integers.
+    zero_or_errno(unsafe { libc::syscall(libc::SYS_tgkill, group, tid, signal) })
+}
+
 /// Waits for one of the signals in `mask` (blocked in every thread) and
 /// takes it; returns its number.
 pub fn wait_for_signal(mask: u64) -> std::io::Result<i32> {

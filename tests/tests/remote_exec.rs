@@ -641,11 +641,19 @@ EOF"#,
     ));
     let native = ok(at_home(&cluster, "python3 threads.py"));
     assert_eq!(native.stdout, "handled 1 own tid True pid True\n");
-    let remote = ok(at_home(
-        &cluster,
-        "homing run --on node2 -- python3 threads.py",
-    ));
-    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    // Started by homing, exec'd by the program homing started, and exec'd
+    // by a child the shell forked.
+    for how in [
+        "python3 threads.py",
+        "bash -c 'exec python3 threads.py'",
+        "bash -c 'python3 threads.py; true'",
+    ] {
+        let remote = ok(at_home(
+            &cluster,
+            &format!("homing run --on node2 -- {how}"),
+        ));
+        assert_eq!(remote.stdout, native.stdout, "{how}: {remote:?}");
+    }
 }
 
 #[test]
