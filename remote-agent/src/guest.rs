@@ -1043,16 +1043,7 @@ impl Context {
         let route = syscall::route(n.nr, &n.args);
         if matches!(route, Route::Forward(_)) {
             if let Some(answer) = self.serve_prefetched(&n) {
-                trace!(
-                    home_pid = self.home_pid,
-                    tid = n.tid,
-                    syscall = syscall::name(n.nr),
-                    ?answer,
-                    "answered here"
-                );
-                if let Err(error) = self.listener.answer(n.id, answer) {
-                    debug!("answering {}: {error}", syscall::name(n.nr));
-                }
+                self.give(&n, answer, "answered here");
                 return;
             }
         }
@@ -1076,18 +1067,23 @@ impl Context {
         if self.member.parked.load(Ordering::SeqCst) == n.tid {
             return;
         }
-        trace!(
-            home_pid = self.home_pid,
-            tid = n.tid,
-            syscall = syscall::name(n.nr),
-            ?answer,
-            "answered"
-        );
         // Interrupted at home for a move: unanswered, the call runs again
         // from its start on the next host.
         if answer == Answer::Errno(libc::EINTR) && !*self.member.gate.borrow() {
             return;
         }
+        self.give(&n, answer, "answered");
+    }
+
+    /// Gives the guest thread its answer; `how` names it in the trace.
+    fn give(&self, n: &Notification, answer: Answer, how: &str) {
+        trace!(
+            home_pid = self.home_pid,
+            tid = n.tid,
+            syscall = syscall::name(n.nr),
+            ?answer,
+            "{how}"
+        );
         if let Err(error) = self.listener.answer(n.id, answer) {
             debug!("answering {}: {error}", syscall::name(n.nr));
         }
