@@ -381,31 +381,48 @@ impl HostRole {
         })
     }
 
-    /// The pid namespace of `home_node`'s guests, made at its first guest.
+    /// The pid namespace of `home_node`'s guests, made at its first guest,
+    /// and made again if its pid 1 was killed (which ended its guests).
     pub(crate) fn home_pids(&self, home_node: &str) -> Option<Arc<HomePids>> {
         if let Some(pids) = self.pid_namespaces.get(home_node) {
-            return pids.clone();
+            match pids.as_ref() {
+                Some(live) if !live.namespace.is_alive() => {}
+                _ => return pids.clone(),
+            }
         }
-        self.pid_namespaces
+        let mut entry = self
+            .pid_namespaces
             .entry(home_node.to_owned())
-            .or_insert_with(|| match PidNamespace::create() {
-                Ok(namespace) => {
-                    info!(
-                        home_node,
-                        init = namespace.init_pid(),
-                        "a pid namespace for the guests of {home_node}"
-                    );
-                    Some(Arc::new(HomePids {
-                        namespace,
-                        forks: tokio::sync::Mutex::new(()),
-                    }))
-                }
-                Err(error) => {
-                    warn!(home_node, "{error}: its guests will see host pids");
-                    None
-                }
-            })
-            .clone()
+            .or_insert(None);
+        if let Some(dead) = entry.as_ref().filter(|pids| !pids.namespace.is_alive()) {
+            warn!(
+                home_node,
+                init = dead.namespace.init_pid(),
+                "the guests' pid namespace ended; making another"
+            );
+            *entry = None;
+        }
+        if entry.is_some() {
+            return entry.clone();
+        }
+        *entry = match PidNamespace::create() {
+            Ok(namespace) => {
+                info!(
+                    home_node,
+                    init = namespace.init_pid(),
+                    "a pid namespace for the guests of {home_node}"
+                );
+                Some(Arc::new(HomePids {
+                    namespace,
+                    forks: tokio::sync::Mutex::new(()),
+                }))
+            }
+            Err(error) => {
+                warn!(home_node, "{error}: its guests will see host pids");
+                None
+            }
+        };
+        entry.clone()
     }
 
     /// The guests running here now.

@@ -83,6 +83,16 @@ impl PidNamespace {
         self.init
     }
 
+    /// Whether its pid 1 still runs. Once it has ended (killed by someone),
+    /// so has every process in the namespace, and no process can be made
+    /// in it any more.
+    pub fn is_alive(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // A pidfd is readable once its process has ended.
+        let mut fds = [PollFd::new(self.init_pidfd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready == 0)
+    }
+
     /// Makes `pid` the one the namespace's next fork gets, if it is free
     /// then.
     pub fn expect_next(&self, pid: i32) -> Result<(), PidNamespaceError> {

@@ -31,6 +31,7 @@ fn processes_get_the_pid_asked_for_while_it_is_free_and_end_with_the_namespace()
         .expect("sleep ends");
     namespace.expect_next(5000).expect("the next pid is set");
     let init = namespace.init_pid();
+    assert!(namespace.is_alive());
     // Between requests its pid 1 sleeps (it wakes once a second to reap):
     // over two of its reaping rounds it uses almost no CPU time.
     let cpu_ticks = || -> u64 {

@@ -609,6 +609,22 @@ fn forked_children_have_their_own_home_pid_and_are_waited_for() {
     };
     assert_eq!(pid_after("child "), pid_after("forked "), "{shells:?}");
     assert!(shells.stdout.ends_with("status 143\n"), "{shells:?}");
+    // Guests live in a pid namespace whose pid 1 is the agent's: killed
+    // (with every guest in it), another is made for the next guest.
+    let killed = cluster.exec(
+        "node2",
+        &[
+            "sh",
+            "-c",
+            "for p in $(pgrep -x homing); do grep -qP '^NSpid:.*\\t1$' /proc/$p/status && kill -9 $p && echo killed; done",
+        ],
+    );
+    assert_eq!(killed.stdout, "killed\n", "{killed:?}");
+    let again = ok(at_home(&cluster, "homing run --on node2 -- ./forks"));
+    assert!(again.stdout.contains("exited=1 status=7"), "{again:?}");
+    assert!(cluster
+        .log("node2")
+        .contains("pid namespace ended; making another"));
 }
 
 /// A program's threads are its own: `pthread_kill` (python's
