@@ -1675,29 +1675,53 @@ impl Context {
         }
     }
 
-    /// A `tgkill` of one of the process's own threads other than the
-    /// first (`pthread_kill`, `raise` in a thread): they are here, named by
-    /// their tids in the home node's pid namespace, and its deputy at home
-    /// has no such thread. It runs here as it is when the process's pid
-    /// here is its home pid; otherwise the agent sends the signal.
-    fn signal_own_thread(&self, n: &Notification) -> Option<Answer> {
-        let (group, thread, signal) = (n.args[0] as i32, n.args[1] as i32, n.args[2] as i32);
-        if n.nr as i64 != libc::SYS_tgkill || group != self.home_pid || thread == group {
+    /// A signal the program sends itself (`kill` of its own pid, `raise`,
+    /// `pthread_kill` of one of its threads) is given here, before the call
+    /// returns, as the kernel gives it at home: sent home, it would come
+    /// back after the call had returned, and the program might have gone
+    /// on (or ended) without it. Its threads other than the first are here
+    /// only, named by their tids in the home node's pid namespace. The call
+    /// runs as it is when the process's pid here is its home pid; otherwise
+    /// the agent sends the signal. Job control signals still go home: the
+    /// deputy stops there, for the shell to see.
+    fn signal_self(&self, n: &Notification) -> Option<Answer> {
+        let (target, thread, signal) = match n.nr as i64 {
+            libc::SYS_kill => (n.args[0] as i32, None, n.args[1] as i32),
+            libc::SYS_tgkill => (n.args[0] as i32, Some(n.args[1] as i32), n.args[2] as i32),
+            libc::SYS_tkill => (self.home_pid, Some(n.args[0] as i32), n.args[1] as i32),
+            _ => return None,
+        };
+        let job_control = [
+            libc::SIGSTOP,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGCONT,
+        ];
+        if target != self.home_pid || job_control.contains(&signal) {
             return None;
         }
-        let task = homing_shim::process::threads(self.guest_pid)
-            .ok()?
-            .into_iter()
-            .find(|task| innermost_pid(*task) == Some(thread))?;
-        if innermost_pid(self.guest_pid) == Some(group) {
+        let inside = innermost_pid(self.guest_pid);
+        // The task here that `thread` names: the first thread by the home pid.
+        let task = match thread {
+            None => self.guest_pid,
+            Some(first) if first == self.home_pid => self.guest_pid,
+            Some(other) => homing_shim::process::threads(self.guest_pid)
+                .ok()?
+                .into_iter()
+                .find(|task| *task != self.guest_pid && innermost_pid(*task) == Some(other))?,
+        };
+        if inside == Some(self.home_pid) {
             return Some(Answer::Continue);
         }
-        Some(
-            match homing_shim::process::send_thread_signal(self.guest_pid, task, signal) {
-                Ok(()) => Answer::Value(0),
-                Err(error) => Answer::Errno(error.raw_os_error().unwrap_or(libc::ESRCH)),
-            },
-        )
+        let sent = match thread {
+            None => homing_shim::process::send_signal(self.guest_pid, signal),
+            Some(_) => homing_shim::process::send_thread_signal(self.guest_pid, task, signal),
+        };
+        Some(match sent {
+            Ok(()) => Answer::Value(0),
+            Err(error) => Answer::Errno(error.raw_os_error().unwrap_or(libc::ESRCH)),
+        })
     }
 
     fn memory(&self, n: &Notification) -> ProcessMemory {
@@ -1709,7 +1733,7 @@ impl Context {
         n: &Notification,
         ptrs: &[syscall::PtrArg],
     ) -> Result<Answer, HomeGone> {
-        if let Some(answer) = self.signal_own_thread(n) {
+        if let Some(answer) = self.signal_self(n) {
             return Ok(answer);
         }
         let memory = self.memory(n);
@@ -2217,8 +2241,10 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 /// to another node, ends it by SIGKILL.
 fn end_parked(parked: i32, status: GuestExit, moved: bool) {
     let ended = match status {
-        GuestExit::Code(code) if !moved => homing_shim::ptrace::exit_from_syscall(parked, code),
-        _ => Err(std::io::Error::other("no exit code to give it")),
+        _ if moved => Err(std::io::Error::other("its program moved on")),
+        GuestExit::Code(code) => homing_shim::ptrace::exit_from_syscall(parked, code),
+        GuestExit::Signal(libc::SIGKILL) => Err(std::io::Error::other("killed")),
+        GuestExit::Signal(signal) => homing_shim::ptrace::kill_from_syscall(parked, signal),
     };
     if let Err(error) = ended {
         debug!(parked, "ending a replaced process by SIGKILL: {error}");

@@ -7,7 +7,7 @@
 
 use std::io;
 
-use homing_proto::image::{RseqRegistration, REGS_WORDS, REG_ORIG_RAX, REG_RAX, REG_RIP};
+use homing_proto::image::{RseqRegistration, REGS_WORDS, REG_ORIG_RAX, REG_RAX, REG_RIP, REG_RSP};
 
 /// Where `rdi` is among the registers (user_regs_struct order).
 const REG_RDI: usize = 14;
@@ -313,29 +313,80 @@ pub fn resumable(mut regs: Regs) -> Regs {
 /// interrupted, and the syscall the kernel then restarts is `exit_group`.
 /// No code of the process runs meanwhile, and none needs to be mapped.
 pub fn exit_from_syscall(tid: i32, code: i32) -> io::Result<()> {
+    let Some(mut regs) = stop_in_syscall(tid)? else {
+        return Ok(());
+    };
+    regs[REG_ORIG_RAX] = libc::SYS_exit_group as u64;
+    regs[REG_RDI] = code as u64;
+    set_regs(tid, &regs)?;
+    // A signal that stopped it is dropped: the process ends.
+    detach(tid, 0)
+}
+
+/// Makes thread `tid`, blocked in a syscall that nobody will answer, end
+/// its process killed by `signal`, as that signal's default action would:
+/// calls injected into the thread reset the signal's action and unblock
+/// it, and the signal comes as the thread goes on. No code of the process
+/// runs meanwhile.
+pub fn kill_from_syscall(tid: i32, signal: i32) -> io::Result<()> {
+    if !(1..=64).contains(&signal) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let Some(regs) = stop_in_syscall(tid)? else {
+        return Ok(());
+    };
+    let injected = (|| -> Result<(), InjectError> {
+        // Below the stack's red zone: a zeroed kernel sigaction (SIG_DFL,
+        // no flags, empty mask), then the set holding the signal.
+        let scratch = (regs[REG_RSP] - 512) & !15;
+        let memory = crate::memory::ProcessMemory::new(tid);
+        let set = 1u64 << (signal - 1);
+        let mut room = [0u8; 40];
+        room[32..].copy_from_slice(&set.to_ne_bytes());
+        memory
+            .write(scratch, &room)
+            .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
+        // The thread stopped just past the syscall instruction it was in.
+        let mut injector = Injector::new(tid, regs[REG_RIP] - 2);
+        injector.call(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [signal as u64, scratch, 0, 8, 0, 0],
+        )?;
+        injector.call(
+            "rt_sigprocmask",
+            libc::SYS_rt_sigprocmask,
+            [libc::SIG_UNBLOCK as u64, scratch + 32, 0, 8, 0, 0],
+        )?;
+        Ok(())
+    })();
+    if let Err(error) = injected {
+        let _ = detach(tid, 0);
+        return Err(io::Error::other(error.to_string()));
+    }
+    detach(tid, signal)
+}
+
+/// Seizes thread `tid` and stops it in the syscall it is blocked in;
+/// returns its registers there, or `None` if it has ended. A thread not
+/// blocked in a syscall is let go again, with an error.
+fn stop_in_syscall(tid: i32) -> io::Result<Option<Regs>> {
     seize(tid, Options::default())?;
     interrupt(tid)?;
     match wait(tid)? {
-        Stop::Exited(_) | Stop::Killed(_) => return Ok(()),
+        Stop::Exited(_) | Stop::Killed(_) => return Ok(None),
         Stop::Syscall | Stop::Event(_) | Stop::Signal(_) => {}
     }
-    let mut regs = regs(tid)?;
+    let regs = regs(tid)?;
     let interrupted = matches!(
         -(regs[REG_RAX] as i64),
         ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND
     );
     if interrupted && regs[REG_ORIG_RAX] as i64 >= 0 {
-        regs[REG_ORIG_RAX] = libc::SYS_exit_group as u64;
-        regs[REG_RDI] = code as u64;
-        set_regs(tid, &regs)?;
+        return Ok(Some(regs));
     }
-    // A signal that stopped it is dropped: the process ends.
     detach(tid, 0)?;
-    if interrupted {
-        Ok(())
-    } else {
-        Err(io::Error::other("the thread was not blocked in a syscall"))
-    }
+    Err(io::Error::other("the thread was not blocked in a syscall"))
 }
 
 /// Runs syscalls inside a stopped thread: its registers point at a

@@ -627,6 +627,39 @@ fn forked_children_have_their_own_home_pid_and_are_waited_for() {
         .contains("pid namespace ended; making another"));
 }
 
+/// A signal a program sends itself is there before its `kill` returns,
+/// as at home: python's handler runs before its next statement, and a
+/// shell that kills itself runs nothing more.
+#[test]
+fn a_signal_a_program_sends_itself_arrives_before_its_call_returns() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"cat > selfkill.py <<'EOF'
+import os, signal
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+missed = 0
+for _ in range(200):
+    before = len(got)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    if len(got) == before:
+        missed += 1
+print("missed", missed, "handled", len(got))
+EOF"#,
+    ));
+    let shells = "bash -c 'for i in $(seq 30); do sh -c \"kill -TERM \\$\\$; echo survived\"; done; echo done' 2>/dev/null";
+    for program in ["python3 selfkill.py", shells] {
+        let native = ok(at_home(&cluster, program));
+        assert!(!native.stdout.contains("survived"), "{native:?}");
+        let remote = ok(at_home(
+            &cluster,
+            &format!("homing run --on node2 -- {program}"),
+        ));
+        assert_eq!(remote.stdout, native.stdout, "{program}");
+    }
+}
+
 /// A program's threads are its own: `pthread_kill` (python's
 /// `signal.pthread_kill`), which names a thread by the tid the kernel gave
 /// it, signals that thread, and `gettid` in a thread is not the pid.
@@ -691,6 +724,10 @@ fn children_that_ended_and_were_waited_for_leave_no_zombies_on_node2() {
         (
             "python3 -c 'import ctypes, os, time\nlibc = ctypes.CDLL(None)\nw, n = set(), set()\nfor _ in range(10):\n    pid = os.fork()\n    if pid == 0: os._exit(5)\n    r = os.waitid(os.P_PID, pid, os.WEXITED)\n    w.add((r.si_pid == pid, r.si_code == os.CLD_EXITED, r.si_status))\n    pid = os.fork()\n    if pid == 0: os._exit(6)\n    n.add(libc.wait(None) == pid)\nopen(\"seen\", \"w\").write(f\"waitid {w} wait {n}\\n\")\ntime.sleep(3)'",
             "waitid {(True, True, 5)} wait {True}\n",
+        ),
+        (
+            "bash -c 'for i in $(seq 20); do sh -c \"kill -TERM \\$\\$\"; s=$?; done; echo ran $i status $s > seen; exec sleep 3'",
+            "ran 20 status 143\n",
         ),
     ];
     for (program, expected) in programs {
