@@ -1826,19 +1826,12 @@ impl Context {
             Some(bytes) => Some(bytes.lock().await),
             None => None,
         };
-        if let Some(bytes) = unread.as_deref_mut().filter(|bytes| !bytes.is_empty()) {
-            let count = (n.args[2] as usize).min(bytes.len());
-            if memory.write(n.args[1], &bytes[..count]).is_err() {
-                return Ok(Answer::Errno(libc::EFAULT));
+        if let Some(bytes) = unread.as_deref_mut() {
+            let wanted = n.args[2] as usize;
+            let put = |data: &[u8]| memory.write(n.args[1], data).is_ok();
+            if let Some(answer) = self.give_unread(n, bytes, wanted, put) {
+                return Ok(answer);
             }
-            // Taken only if its thread takes them.
-            if !matches!(
-                self.listener.deliver(n.id, Answer::Value(count as i64)),
-                Ok(false)
-            ) {
-                bytes.drain(..count);
-            }
-            return Ok(Answer::Given);
         }
         let read_bytes = |result: &homing_proto::syscall::SyscallResult| {
             result
@@ -1885,18 +1878,55 @@ impl Context {
             return Ok(Answer::Continue);
         }
         let answer = errno_of(self.translate_out(n.nr, result.ret));
-        if let Some(bytes) = unread.as_deref_mut().filter(|_| result.ret > 0) {
-            // Answered here, so that bytes its thread did not take stay.
-            match self.listener.deliver(n.id, answer) {
-                Ok(true) | Err(_) => {}
-                Ok(false) => {
-                    trace!(tid = n.tid, ret = result.ret, "read undelivered");
-                    bytes.extend(read_bytes(&result).unwrap_or_default())
-                }
-            }
-            return Ok(Answer::Given);
+        match unread.as_deref_mut() {
+            Some(bytes) => Ok(self.deliver_read(n, bytes, &result)),
+            None => Ok(answer),
         }
-        Ok(answer)
+    }
+
+    /// Gives a read bytes its fd's earlier reads took at home for threads
+    /// that left (at most `wanted`, written with `put`); `None` when there
+    /// are none. They are taken only if the thread takes the answer.
+    fn give_unread(
+        &self,
+        n: &Notification,
+        bytes: &mut Vec<u8>,
+        wanted: usize,
+        put: impl Fn(&[u8]) -> bool,
+    ) -> Option<Answer> {
+        if bytes.is_empty() {
+            return None;
+        }
+        let count = wanted.min(bytes.len());
+        if !put(&bytes[..count]) {
+            return Some(Answer::Errno(libc::EFAULT));
+        }
+        if !matches!(
+            self.listener.deliver(n.id, Answer::Value(count as i64)),
+            Ok(false)
+        ) {
+            bytes.drain(..count);
+        }
+        Some(Answer::Given)
+    }
+
+    /// Answers a read whose bytes are in the thread's memory already; if
+    /// its thread does not take the answer, the bytes go to the fd's next
+    /// read.
+    fn deliver_read(
+        &self,
+        n: &Notification,
+        bytes: &mut Vec<u8>,
+        result: &homing_proto::syscall::SyscallResult,
+    ) -> Answer {
+        if result.ret <= 0 {
+            return errno_of(result.ret);
+        }
+        if let Ok(false) = self.listener.deliver(n.id, Answer::Value(result.ret)) {
+            trace!(tid = n.tid, ret = result.ret, "read undelivered");
+            bytes.extend_from_slice(result.output(1).unwrap_or_default());
+        }
+        Answer::Given
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -2159,19 +2189,47 @@ impl Context {
         if !self.listener.is_pending(n.id) {
             return Ok(Answer::Errno(libc::EINTR));
         }
+        // A readv, like a read, holds its fd's unread bytes while out.
+        let unread = (n.nr as i64 == libc::SYS_readv)
+            .then(|| self.member.unread.entry(fd as i32).or_default().clone());
+        let mut unread = match &unread {
+            Some(bytes) => Some(bytes.lock().await),
+            None => None,
+        };
+        if let Some(bytes) = unread.as_deref_mut() {
+            let put = |data: &[u8]| scatter(&memory, &iovecs, data);
+            if let Some(answer) = self.give_unread(n, bytes, total, put) {
+                return Ok(answer);
+            }
+        }
         let call = SyscallCall {
             nr: nr as u64,
             args,
             inputs,
         };
-        let Waited::Done(result) = self.call_while_waited_for(n, call, false).await? else {
-            return Ok(Answer::Errno(libc::EINTR));
+        let result = match self
+            .call_while_waited_for(n, call, unread.is_some())
+            .await?
+        {
+            Waited::Done(result) => result,
+            Waited::Left(late) => {
+                if let (Some(bytes), Some(late)) = (unread.as_deref_mut(), late) {
+                    if late.ret > 0 {
+                        bytes.extend_from_slice(late.output(1).unwrap_or_default());
+                    }
+                }
+                return Ok(Answer::Errno(libc::EINTR));
+            }
+            Waited::SignalLetThrough(_) => return Ok(Answer::Errno(libc::EINTR)),
         };
         let read = special == Special::ReadVector && result.ret > 0;
         if read && !scatter(&memory, &iovecs, result.output(1).unwrap_or(&[])) {
             return Ok(Answer::Errno(libc::EFAULT));
         }
-        Ok(errno_of(result.ret))
+        match unread.as_deref_mut() {
+            Some(bytes) => Ok(self.deliver_read(n, bytes, &result)),
+            None => Ok(errno_of(result.ret)),
+        }
     }
 }
 

@@ -478,15 +478,22 @@ fn a_signal_let_in_by_a_waits_temporary_mask_runs_its_handler() {
 fn signals_arriving_while_a_program_reads_a_home_pipe_lose_no_bytes() {
     let cluster = Cluster::up(2);
     // A reader interrupted by a signal again and again as lines arrive: a
-    // read done at home whose thread a signal took away must not take its
-    // bytes with it.
-    let script = |runner: &str| {
+    // read (or readv) done at home whose thread a signal took away must
+    // not take its bytes with it.
+    let read_all = "data = sys.stdin.buffer.read()";
+    let readv_all = "data = b\"\"
+while True:
+    parts = [bytearray(7), bytearray(50)]
+    got = os.readv(0, parts)
+    if got == 0: break
+    data += (bytes(parts[0]) + bytes(parts[1]))[:got]";
+    let script = |runner: &str, reading: &str| {
         format!(
             "rm -f pipe ready; mkfifo pipe
-             {runner}python3 -c 'import signal, sys, hashlib
+             {runner}python3 -c 'import signal, sys, hashlib, os
 signal.signal(signal.SIGUSR1, lambda *a: None)
 open(\"ready\", \"w\").close()
-data = sys.stdin.buffer.read()
+{reading}
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' < pipe & reader=$!
              exec 3> pipe
@@ -496,10 +503,15 @@ print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' < pipe
              exec 3>&-; wait $reader; echo status=$?"
         )
     };
-    let native = ok(at_home(&cluster, &script("")));
-    assert!(native.stdout.contains(" 400 "), "{native:?}");
-    let remote = ok(at_home(&cluster, &script("homing run --on node2 -- ")));
-    assert_eq!(remote.stdout, native.stdout);
+    for reading in [read_all, readv_all] {
+        let native = ok(at_home(&cluster, &script("", reading)));
+        assert!(native.stdout.contains(" 400 "), "{native:?}");
+        let remote = ok(at_home(
+            &cluster,
+            &script("homing run --on node2 -- ", reading),
+        ));
+        assert_eq!(remote.stdout, native.stdout, "{reading}");
+    }
 }
 
 #[test]
