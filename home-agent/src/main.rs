@@ -137,11 +137,15 @@ fn main() -> ExitCode {
         Command::Node { .. } => "info",
         _ => "warn",
     };
+    // A deputy made in place of a process that moved away has that
+    // program's environment: its RUST_LOG is not homing's to follow.
+    let filter = match cli.command {
+        Command::Resume { .. } => tracing_subscriber::EnvFilter::new(default_level),
+        _ => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -560,11 +560,19 @@ impl Frozen {
                 }
             }
             let scratch = injector.map_scratch(SCRATCH_LEN)?;
-            let (program_at, envp) = write_exec_arguments(&memory, scratch, program, argv)?;
             // Interval timers outlive an exec: the deputy must not get the
             // alarms its program now gets on the other node. Each old value
             // is kept, to set it back if the exec fails.
             let timers_at = scratch + SCRATCH_LEN - 4 * 32;
+            // The deputy keeps the program's environment, for whoever reads
+            // it at home (`/proc/PID/environ`, `ps e`).
+            let (program_at, envp) = write_exec_arguments(
+                &memory,
+                (scratch, timers_at - scratch),
+                program,
+                argv,
+                &environment(self.pid),
+            )?;
             for which in 0..3u64 {
                 injector.call(
                     "setitimer",
@@ -636,36 +644,66 @@ fn thread_name(pid: i32, tid: i32) -> Vec<u8> {
     name
 }
 
-/// Writes an execve's program path, `argv` and an empty environment into
-/// `scratch` in the process: the argv pointers, a null, another null (the
-/// environment), then the strings. Returns the program's and the
-/// environment's addresses; `scratch` is argv's.
+/// Writes an execve's program path, `argv` and `envp` into `scratch`, of
+/// `room` bytes, in the process: the argv pointers and a null, the envp
+/// pointers and a null, then the strings. Returns the program's and the
+/// environment's addresses; `scratch` is argv's. An environment that does
+/// not fit is left out.
 pub(crate) fn write_exec_arguments(
     memory: &ProcessMemory,
-    scratch: u64,
+    (scratch, room): (u64, u64),
     program: &std::ffi::CStr,
     argv: &[&std::ffi::CStr],
+    envp: &[std::ffi::CString],
 ) -> Result<(u64, u64), InjectError> {
+    let size = |strings: &mut dyn Iterator<Item = usize>, count: usize| -> u64 {
+        (8 * (count + 1) + strings.sum::<usize>()) as u64
+    };
+    let needed = |envp: &[std::ffi::CString]| {
+        program.to_bytes_with_nul().len() as u64
+            + size(
+                &mut argv.iter().map(|a| a.to_bytes_with_nul().len()),
+                argv.len(),
+            )
+            + size(
+                &mut envp.iter().map(|e| e.as_bytes_with_nul().len()),
+                envp.len(),
+            )
+    };
+    let envp = if needed(envp) <= room { envp } else { &[] };
     let mut strings = Vec::new();
     let mut pointers = Vec::new();
-    let strings_at = scratch + 8 * (argv.len() as u64 + 2);
-    let place = |s: &std::ffi::CStr, strings: &mut Vec<u8>| {
+    let strings_at = scratch + 8 * (argv.len() + envp.len() + 2) as u64;
+    let mut place = |s: &std::ffi::CStr| {
         let at = strings_at + strings.len() as u64;
         strings.extend_from_slice(s.to_bytes_with_nul());
         at
     };
-    let program_at = place(program, &mut strings);
+    let program_at = place(program);
     for arg in argv {
-        pointers.push(place(arg, &mut strings));
+        pointers.push(place(arg));
     }
     pointers.push(0);
+    for variable in envp {
+        pointers.push(place(variable));
+    }
     pointers.push(0);
     let mut block: Vec<u8> = pointers.iter().flat_map(|p| p.to_ne_bytes()).collect();
     block.extend_from_slice(&strings);
     memory
         .write(scratch, &block)
         .map_err(|e| InjectError::Ptrace(io::Error::other(e.to_string())))?;
-    Ok((program_at, scratch + 8 * argv.len() as u64 + 8))
+    Ok((program_at, scratch + 8 * (argv.len() as u64 + 1)))
+}
+
+/// Process `pid`'s environment as it was given to it (`/proc/PID/environ`).
+pub(crate) fn environment(pid: i32) -> Vec<std::ffi::CString> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|variable| !variable.is_empty())
+        .filter_map(|variable| std::ffi::CString::new(variable).ok())
+        .collect()
 }
 
 /// The most bytes an image's memory can take: the size of its regions

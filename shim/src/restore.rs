@@ -758,8 +758,13 @@ impl Restorer {
         argv: &[&std::ffi::CStr],
     ) -> Result<(), RestoreError> {
         let scratch = self.injector.map_scratch(SCRATCH_LEN)?;
-        let (program_at, envp) =
-            crate::dump::write_exec_arguments(&self.memory, scratch, program, argv)?;
+        let (program_at, envp) = crate::dump::write_exec_arguments(
+            &self.memory,
+            (scratch, SCRATCH_LEN),
+            program,
+            argv,
+            &crate::dump::environment(self.pid),
+        )?;
         self.injector.call(
             "execve",
             libc::SYS_execve,

@@ -230,12 +230,13 @@ fn signals_sent_while_a_process_moves_all_arrive_once() {
 
 /// A process keeps its name, and its threads theirs, wherever it runs:
 /// what `prctl(PR_GET_NAME)` tells each thread after moves away and back.
+/// While it is away, its deputy at home shows its environment.
 #[test]
 fn a_process_and_its_threads_keep_their_names_as_they_move() {
     let cluster = Cluster::up(2);
     let run = ok(at_home(
         &cluster,
-        r#"rm -f go1 go2; python3 -c "import ctypes, os, threading, time
+        r#"rm -f go1 go2; HOMING_TEST_KEPT=yes python3 -c "import ctypes, os, threading, time
 prctl = ctypes.CDLL(None).prctl
 def name():
     buffer = ctypes.create_string_buffer(16)
@@ -251,12 +252,14 @@ while not os.path.exists('go1'): time.sleep(0.02)
 print('main', name(), flush=True)
 thread.join()" > names.out & pid=$!
            sleep 0.5
-           homing migrate $pid node2 >/dev/null || exit 9; touch go1; sleep 0.3
+           homing migrate $pid node2 >/dev/null || exit 9
+           tr '\0' '\n' < /proc/$pid/environ | grep '^HOMING_TEST_KEPT='
+           touch go1; sleep 0.3
            homing migrate $pid home >/dev/null || exit 8; touch go2
            wait $pid; echo status=$?; cat names.out"#,
     ));
     assert_eq!(
-        run.stdout, "status=0\nmain python3\nthread cruncher\n",
+        run.stdout, "HOMING_TEST_KEPT=yes\nstatus=0\nmain python3\nthread cruncher\n",
         "{run:?}"
     );
 }
