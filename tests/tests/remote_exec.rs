@@ -946,7 +946,7 @@ for name in ("small", "numbers"):
     ok(at_home(&cluster, "echo before > changing"));
     let run = ok(at_home(
         &cluster,
-        r#"homing run --on node2 -- python3 -c "import os, time; fd = os.open('changing', os.O_RDONLY); time.sleep(1); print(os.read(fd, 100))" & until ls -l /proc/$!/fd | grep -q changing; do sleep 0.01; done; echo after > changing; wait"#,
+        r#"homing run --on node2 -- python3 -c "import os, time; fd = os.open('changing', os.O_RDONLY); time.sleep(3); print(os.read(fd, 100))" & until ls -l /proc/$!/fd | grep -q changing; do sleep 0.01; done; echo after > changing; wait"#,
     ));
     assert_eq!(run.stdout, "b'after\\n'\n");
 }
