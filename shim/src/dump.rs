@@ -656,21 +656,18 @@ pub(crate) fn write_exec_arguments(
     argv: &[&std::ffi::CStr],
     envp: &[std::ffi::CString],
 ) -> Result<(u64, u64), InjectError> {
-    let size = |strings: &mut dyn Iterator<Item = usize>, count: usize| -> u64 {
-        (8 * (count + 1) + strings.sum::<usize>()) as u64
-    };
-    let needed = |envp: &[std::ffi::CString]| {
-        program.to_bytes_with_nul().len() as u64
-            + size(
-                &mut argv.iter().map(|a| a.to_bytes_with_nul().len()),
-                argv.len(),
-            )
-            + size(
-                &mut envp.iter().map(|e| e.as_bytes_with_nul().len()),
-                envp.len(),
-            )
-    };
-    let envp = if needed(envp) <= room { envp } else { &[] };
+    // Pointers (each list ends with a null), then the strings.
+    let needed = 8 * (argv.len() + envp.len() + 2)
+        + program.to_bytes_with_nul().len()
+        + argv
+            .iter()
+            .map(|a| a.to_bytes_with_nul().len())
+            .sum::<usize>()
+        + envp
+            .iter()
+            .map(|e| e.as_bytes_with_nul().len())
+            .sum::<usize>();
+    let envp = if needed as u64 <= room { envp } else { &[] };
     let mut strings = Vec::new();
     let mut pointers = Vec::new();
     let strings_at = scratch + 8 * (argv.len() + envp.len() + 2) as u64;

@@ -242,7 +242,7 @@ fn namespace_init(control: RawFd, last_pid: RawFd) -> ! {
         // SAFETY: reads at most 4 bytes into a buffer of 4 on our stack.
         let got = unsafe { libc::syscall(libc::SYS_read, control, request.as_mut_ptr(), 4usize) };
         if got == 0 || (got < 0 && errno() != libc::EINTR) {
-            raw_exit(0);
+            crate::spawn::exit(0);
         }
         if got != 4 {
             continue;
@@ -320,14 +320,6 @@ fn decimal(value: i32, buffer: &mut [u8; 12]) -> &[u8] {
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn raw_exit(code: i32) -> ! {
-    // SAFETY: exit_group never returns.
-    unsafe {
-        libc::syscall(libc::SYS_exit_group, code);
-    }
-    unreachable!("exit_group returned")
 }
 
 #[cfg(test)]

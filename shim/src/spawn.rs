@@ -273,7 +273,9 @@ fn exec(exe: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) 
     }
 }
 
-fn exit(code: i32) -> ! {
+/// Ends the calling process at once, by a raw syscall: safe in a fork of
+/// a multithreaded process.
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: exit_group never returns.
     unsafe {
         libc::syscall(libc::SYS_exit_group, code);
