@@ -185,15 +185,24 @@ impl Member {
         self.calls_begun.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// Holds fd `fd`'s unread bytes, for as long as a read of it is out at
+    /// home (see [`Self::unread`]).
+    async fn hold_unread(&self, fd: i32) -> tokio::sync::OwnedMutexGuard<Vec<u8>> {
+        let bytes = self.unread.entry(fd).or_default().clone();
+        bytes.lock_owned().await
+    }
+
     /// Remembers what home said of an fd the program asked `fstat` (or
-    /// `newfstatat` with an empty path) about in call number `call`.
+    /// `newfstatat` with an empty path) about in call number `call`, the
+    /// stat being its output `stat_output`.
     fn note_fstat(
         &self,
         n: &Notification,
         call: u64,
+        stat_output: Option<u8>,
         result: &homing_proto::syscall::SyscallResult,
     ) {
-        let file = fd_stat_output(n)
+        let file = stat_output
             .and_then(|index| result.output(index))
             .filter(|_| result.ret == 0)
             .filter(|stat| stat.len() == crate::cache::STAT_SIZE)
@@ -884,8 +893,9 @@ impl HostRole {
             member.handling.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        let route = syscall::route(n.nr, &n.args);
         let ctx = Context {
-            call: member.begin_call(&syscall::route(n.nr, &n.args)),
+            call: member.begin_call(&route),
             home_node: member.home_node.clone(),
             home_pid: member.home_pid,
             guest_pid: member.host_pid.load(Ordering::Relaxed),
@@ -894,7 +904,7 @@ impl HostRole {
             role: self.clone(),
             member: member.clone(),
         };
-        ctx.handle(n).await;
+        ctx.handle(n, route).await;
         member.handling.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -1056,8 +1066,7 @@ fn errno_of(ret: i64) -> Answer {
 }
 
 impl Context {
-    async fn handle(&self, n: Notification) {
-        let route = syscall::route(n.nr, &n.args);
+    async fn handle(&self, n: Notification, route: Route) {
         if matches!(route, Route::Forward(_)) {
             if let Some(answer) = self.serve_prefetched(&n) {
                 self.give(&n, answer, "answered here");
@@ -1288,7 +1297,8 @@ impl Context {
                 Some(Answer::Value(given as i64))
             }
             libc::SYS_fstat | libc::SYS_newfstatat => {
-                let buffer = n.args[usize::from(fd_stat_output(n)?)];
+                let path_start = || memory.read(n.args[1], 1).ok()?.first().copied();
+                let buffer = n.args[usize::from(fd_stat_output(n, path_start)?)];
                 if memory.write(buffer, &prefetched.stat).is_err() {
                     return Some(Answer::Errno(libc::EFAULT));
                 }
@@ -1800,6 +1810,9 @@ impl Context {
         }
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
+        let stat_output = fd_stat_output(n, || {
+            inputs.iter().find(|i| i.index == 1)?.bytes.first().copied()
+        });
         let call = SyscallCall {
             nr: n.nr,
             args,
@@ -1815,16 +1828,10 @@ impl Context {
             return Ok(Answer::Value(0));
         }
         // A read holds its fd's unread bytes (see `Member::unread`) while out.
-        let unread = (n.nr as i64 == libc::SYS_read).then(|| {
-            self.member
-                .unread
-                .entry(n.args[0] as i32)
-                .or_default()
-                .clone()
-        });
-        let mut unread = match &unread {
-            Some(bytes) => Some(bytes.lock().await),
-            None => None,
+        let mut unread = if n.nr as i64 == libc::SYS_read {
+            Some(self.member.hold_unread(n.args[0] as i32).await)
+        } else {
+            None
         };
         if let Some(bytes) = unread.as_deref_mut() {
             let wanted = n.args[2] as usize;
@@ -1833,12 +1840,6 @@ impl Context {
                 return Ok(answer);
             }
         }
-        let read_bytes = |result: &homing_proto::syscall::SyscallResult| {
-            result
-                .output(1)
-                .filter(|_| result.ret > 0)
-                .map(<[u8]>::to_vec)
-        };
         let result = match self
             .call_while_waited_for(n, call, unread.is_some())
             .await?
@@ -1846,17 +1847,13 @@ impl Context {
             Waited::Done(result) => result,
             Waited::Left(late) => {
                 trace!(tid = n.tid, late = ?late.as_ref().map(|l| l.ret), "read left");
-                if let (Some(bytes), Some(data)) =
-                    (unread.as_deref_mut(), late.as_ref().and_then(read_bytes))
-                {
-                    bytes.extend_from_slice(&data);
-                }
+                keep_late(unread.as_deref_mut(), late.as_ref());
                 return Ok(Answer::Errno(libc::EINTR));
             }
             Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
         };
         self.member.note_read_only(n.nr, &args, result.ret);
-        self.member.note_fstat(n, self.call, &result);
+        self.member.note_fstat(n, self.call, stat_output, &result);
         self.member.note_prefetched(n, &result);
         for output in &result.outputs {
             let Some(ptr) = ptrs
@@ -2190,11 +2187,10 @@ impl Context {
             return Ok(Answer::Errno(libc::EINTR));
         }
         // A readv, like a read, holds its fd's unread bytes while out.
-        let unread = (n.nr as i64 == libc::SYS_readv)
-            .then(|| self.member.unread.entry(fd as i32).or_default().clone());
-        let mut unread = match &unread {
-            Some(bytes) => Some(bytes.lock().await),
-            None => None,
+        let mut unread = if n.nr as i64 == libc::SYS_readv {
+            Some(self.member.hold_unread(fd as i32).await)
+        } else {
+            None
         };
         if let Some(bytes) = unread.as_deref_mut() {
             let put = |data: &[u8]| scatter(&memory, &iovecs, data);
@@ -2213,11 +2209,7 @@ impl Context {
         {
             Waited::Done(result) => result,
             Waited::Left(late) => {
-                if let (Some(bytes), Some(late)) = (unread.as_deref_mut(), late) {
-                    if late.ret > 0 {
-                        bytes.extend_from_slice(late.output(1).unwrap_or_default());
-                    }
-                }
+                keep_late(unread.as_deref_mut(), late.as_ref());
                 return Ok(Answer::Errno(libc::EINTR));
             }
             Waited::SignalLetThrough(_) => return Ok(Answer::Errno(libc::EINTR)),
@@ -2320,15 +2312,23 @@ fn end_parked(parked: i32, status: GuestExit, moved: bool) {
 
 /// Where a call that is an `fstat` of its fd argument (`fstat`, or
 /// `newfstatat` with an empty path and `AT_EMPTY_PATH`) puts the stat: the
-/// index of that pointer argument.
-fn fd_stat_output(n: &Notification) -> Option<u8> {
+/// index of that pointer argument. `path_start` gives the first byte of
+/// the path, wherever the caller has it.
+fn fd_stat_output(n: &Notification, path_start: impl FnOnce() -> Option<u8>) -> Option<u8> {
     match n.nr as i64 {
         libc::SYS_fstat => Some(1),
         libc::SYS_newfstatat if n.args[3] & libc::AT_EMPTY_PATH as u64 != 0 => {
-            let path = ProcessMemory::new(n.tid).read(n.args[1], 1).ok()?;
-            (path == [0]).then_some(2)
+            (path_start()? == 0).then_some(2)
         }
         _ => None,
+    }
+}
+
+/// Keeps for the fd's next read the bytes a read (`late`, its answer)
+/// took at home for a thread that left.
+fn keep_late(unread: Option<&mut Vec<u8>>, late: Option<&homing_proto::syscall::SyscallResult>) {
+    if let (Some(unread), Some(late)) = (unread, late.filter(|late| late.ret > 0)) {
+        unread.extend_from_slice(late.output(1).unwrap_or_default());
     }
 }
 
