@@ -65,6 +65,12 @@ pub struct HostRole {
     /// Per home node, the pid namespace its guests live in here (none
     /// where one cannot be made: they then see host pids).
     pid_namespaces: DashMap<String, Option<Arc<HomePids>>>,
+    /// Threads whose next `execve` is one the agent injected (its path):
+    /// it runs as it is.
+    injected_execs: DashMap<i32, Vec<u8>>,
+    /// Threads whose exec in place failed: their `execve`, made again,
+    /// replaces their process instead.
+    not_in_place: DashMap<i32, ()>,
 }
 
 /// The pid namespace where a home node's guests live here: in it, each
@@ -387,6 +393,8 @@ impl HostRole {
             .map_err(std::io::Error::from)?
             .0,
             pid_namespaces: DashMap::new(),
+            injected_execs: DashMap::new(),
+            not_in_place: DashMap::new(),
         })
     }
 
@@ -1366,6 +1374,12 @@ impl Context {
     /// execve: the new program comes from home and a fresh guest process
     /// runs it as the same member; the old process goes away unseen.
     async fn exec(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        if let Some((_, expected)) = self.role.injected_execs.remove(&n.tid) {
+            let path = ProcessMemory::new(n.tid).read_cstr(n.args[0], syscall::MAX_CSTR);
+            if path.is_ok_and(|path| path.strip_suffix(&[0]) == Some(&expected[..])) {
+                return Ok(Answer::Continue);
+            }
+        }
         // Its close-on-exec fds close at home: which ones is not known here.
         self.member.forget_read_only(n.nr, &n.args);
         let memory = ProcessMemory::new(n.tid);
@@ -1434,6 +1448,9 @@ impl Context {
             inputs: shown,
         };
         self.calls.call(n.tid, exec_done).await?;
+        if let Some(answer) = self.exec_in_place(n, &program, &envp).await {
+            return Ok(answer);
+        }
         let old = self.guest_pid;
         let inherited = (
             homing_shim::process::status_mask(n.tid, "SigIgn:"),
@@ -1475,6 +1492,80 @@ impl Context {
                         .send((old, GuestExit::Signal(libc::SIGKILL)));
                 }
                 Ok(Answer::Errno(libc::ENOEXEC))
+            }
+        }
+    }
+
+    /// Execs `program` in the guest's own process, by an `execve` injected
+    /// into it: the program keeps the process's pid (its home pid) and its
+    /// place as its parent's child, as an exec does. `None` where it
+    /// cannot be done (the process has other threads, or it failed once
+    /// for this thread): the process is then replaced instead.
+    async fn exec_in_place(
+        &self,
+        n: &Notification,
+        program: &Program,
+        envp: &[Vec<u8>],
+    ) -> Option<Answer> {
+        if self.role.not_in_place.remove(&n.tid).is_some()
+            || n.tid != self.guest_pid
+            || homing_shim::process::status_number(n.tid, "Threads:") != Some(1)
+        {
+            return None;
+        }
+        let local = self.role.cache.named(&program.local, &program.name);
+        let path = local.into_os_string().into_encoded_bytes();
+        let cstrings = |list: &[Vec<u8>]| -> Vec<CString> {
+            list.iter()
+                .filter_map(|bytes| CString::new(bytes.clone()).ok())
+                .collect()
+        };
+        let (Ok(exe), argv, envp) = (
+            CString::new(path.clone()),
+            cstrings(&program.argv),
+            cstrings(envp),
+        ) else {
+            return None;
+        };
+        self.role.injected_execs.insert(n.tid, path);
+        let tid = n.tid;
+        let done = tokio::task::spawn_blocking(move || {
+            let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+            homing_shim::ptrace::exec_from_syscall(tid, &exe, &argv, &envp)
+        })
+        .await;
+        self.role.injected_execs.remove(&n.tid);
+        match done {
+            Ok(Ok(())) => {
+                if let Ok(mut command) = self.member.command.lock() {
+                    *command = AwayProcess::command_line(&program.argv);
+                }
+                if let Ok(mut exe) = self.member.exe.lock() {
+                    *exe = program.home_path.clone();
+                }
+                debug!(
+                    home_pid = self.home_pid,
+                    pid = self.guest_pid,
+                    "exec: in place"
+                );
+                // Its own execve, interrupted, is gone with the old program.
+                Some(Answer::Given)
+            }
+            outcome if self.listener.is_pending(n.id) => {
+                // Never interrupted: it is replaced right away.
+                debug!(
+                    home_pid = self.home_pid,
+                    "exec in place not begun ({outcome:?})"
+                );
+                None
+            }
+            outcome => {
+                warn!(
+                    home_pid = self.home_pid,
+                    "exec in place failed ({outcome:?}); its execve, made again, replaces the process"
+                );
+                self.role.not_in_place.insert(n.tid, ());
+                Some(Answer::Given)
             }
         }
     }

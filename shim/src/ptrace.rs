@@ -367,6 +367,57 @@ pub fn kill_from_syscall(tid: i32, signal: i32) -> io::Result<()> {
     detach(tid, signal)
 }
 
+/// Makes thread `tid`, the only thread of its process and blocked in a
+/// syscall that nobody will answer (its `execve`, notified), exec
+/// `program` instead, with `argv` and `envp`: an `execve` injected into
+/// it. The process keeps its pid, its parent, its credentials, its
+/// ignored signals and mask, as an exec does. Injected calls are seen by
+/// its filter like its own: the `execve` is notified, and its supervisor
+/// must let it run. On failure the thread is put back as it was, its own
+/// syscall to restart.
+pub fn exec_from_syscall(
+    tid: i32,
+    program: &std::ffi::CStr,
+    argv: &[&std::ffi::CStr],
+    envp: &[std::ffi::CString],
+) -> io::Result<()> {
+    let Some(regs) = stop_in_syscall(tid)? else {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    };
+    let strings: usize = [program.to_bytes_with_nul().len()]
+        .into_iter()
+        .chain(argv.iter().map(|a| a.to_bytes_with_nul().len()))
+        .chain(envp.iter().map(|e| e.as_bytes_with_nul().len()))
+        .sum();
+    let room = ((strings + 8 * (argv.len() + envp.len() + 2)) as u64 + 4095) & !4095;
+    let memory = crate::memory::ProcessMemory::new(tid);
+    // The thread stopped just past the syscall instruction it was in.
+    let mut injector = Injector::new(tid, regs[REG_RIP] - 2);
+    let outcome = (|| -> Result<i64, InjectError> {
+        let scratch = injector.map_scratch(room)?;
+        let (program_at, envp_at) =
+            crate::dump::write_exec_arguments(&memory, (scratch, room), program, argv, envp)?;
+        let result = injector.raw(libc::SYS_execve, [program_at, scratch, envp_at, 0, 0, 0])?;
+        if result < 0 {
+            let _ = injector.raw(libc::SYS_munmap, [scratch, room, 0, 0, 0, 0]);
+        }
+        Ok(result)
+    })();
+    match outcome {
+        Ok(0) => detach(tid, 0),
+        Ok(errno) => {
+            set_regs(tid, &regs)?;
+            detach(tid, 0)?;
+            Err(io::Error::from_raw_os_error(-errno as i32))
+        }
+        Err(error) => {
+            let _ = set_regs(tid, &regs);
+            let _ = detach(tid, 0);
+            Err(io::Error::other(error.to_string()))
+        }
+    }
+}
+
 /// Seizes thread `tid` and stops it in the syscall it is blocked in;
 /// returns its registers there, or `None` if it has ended. A thread not
 /// blocked in a syscall is let go again, with an error.
