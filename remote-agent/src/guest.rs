@@ -698,18 +698,13 @@ impl HostRole {
         envp: &[Vec<u8>],
         inherited_signals: (u64, u64),
     ) -> Result<i32, StartError> {
-        let cstrings = |list: &[Vec<u8>]| -> Vec<CString> {
-            list.iter()
-                .filter_map(|bytes| CString::new(bytes.clone()).ok())
-                .collect()
-        };
         let command = AwayProcess::command_line(&program.argv);
         let exe = self.cache.named(&program.local, &program.name);
         let spec = GuestSpec {
             exe: CString::new(exe.into_os_string().into_encoded_bytes())
                 .expect("cache paths have no NUL"),
-            argv: cstrings(&program.argv),
-            envp: cstrings(envp),
+            argv: c_strings(&program.argv),
+            envp: c_strings(envp),
             uid: member.uid,
             gid: member.gid,
             groups: member.groups.clone(),
@@ -1371,8 +1366,10 @@ impl Context {
         Ok(Answer::Given)
     }
 
-    /// execve: the new program comes from home and a fresh guest process
-    /// runs it as the same member; the old process goes away unseen.
+    /// execve: the new program comes from home, and runs in the guest's
+    /// own process ([`Self::exec_in_place`]) or, where that cannot be, in
+    /// a fresh guest process as the same member, the old one going away
+    /// unseen.
     async fn exec(&self, n: &Notification) -> Result<Answer, HomeGone> {
         if let Some((_, expected)) = self.role.injected_execs.remove(&n.tid) {
             let path = ProcessMemory::new(n.tid).read_cstr(n.args[0], syscall::MAX_CSTR);
@@ -1515,18 +1512,10 @@ impl Context {
         }
         let local = self.role.cache.named(&program.local, &program.name);
         let path = local.into_os_string().into_encoded_bytes();
-        let cstrings = |list: &[Vec<u8>]| -> Vec<CString> {
-            list.iter()
-                .filter_map(|bytes| CString::new(bytes.clone()).ok())
-                .collect()
-        };
-        let (Ok(exe), argv, envp) = (
-            CString::new(path.clone()),
-            cstrings(&program.argv),
-            cstrings(envp),
-        ) else {
+        let Ok(exe) = CString::new(path.clone()) else {
             return None;
         };
+        let (argv, envp) = (c_strings(&program.argv), c_strings(envp));
         self.role.injected_execs.insert(n.tid, path);
         let tid = n.tid;
         let done = tokio::task::spawn_blocking(move || {
@@ -2421,6 +2410,13 @@ fn keep_late(unread: Option<&mut Vec<u8>>, late: Option<&homing_proto::syscall::
     if let (Some(unread), Some(late)) = (unread, late.filter(|late| late.ret > 0)) {
         unread.extend_from_slice(late.output(1).unwrap_or_default());
     }
+}
+
+/// Byte strings as C strings (one with a NUL inside is left out).
+fn c_strings(list: &[Vec<u8>]) -> Vec<CString> {
+    list.iter()
+        .filter_map(|bytes| CString::new(bytes.clone()).ok())
+        .collect()
 }
 
 /// Waits (up to a second) until process `pid`, the agent's child, killed,
