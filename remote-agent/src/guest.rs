@@ -162,6 +162,17 @@ pub struct Member {
     /// them first; the lock is held while a read of the fd is out at home,
     /// so that no later read can overtake one whose thread left.
     unread: DashMap<i32, Arc<tokio::sync::Mutex<Vec<u8>>>>,
+    /// Children that home reaped for a wait whose thread a signal took
+    /// away before the answer reached it (the host's SIGCHLD for that very
+    /// child, most often): `(syscall, child's home pid, home's answer)`.
+    /// The member's next wait of the same kind that may reap that child
+    /// gets the answer, as the kernel would have given it: at home the
+    /// child is gone.
+    late_reaps: Mutex<Vec<(u64, i32, homing_proto::syscall::SyscallResult)>>,
+    /// Per thread, held while one of its waits is out at home and until
+    /// what that wait reaped is known: the wait its signal handler or its
+    /// restart makes next must not overtake it.
+    wait_turns: DashMap<i32, Arc<tokio::sync::Mutex<()>>>,
     /// The fd the program's last call was an `fstat` of, what home said of
     /// it, and that call's number: the `mmap`s of that fd that follow (the
     /// dynamic loader's, four per library) need not ask home again. Any
@@ -189,6 +200,34 @@ impl Member {
             return 0;
         }
         self.calls_begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Thread `tid`'s turn to wait (see [`Self::wait_turns`]).
+    async fn wait_turn(&self, tid: i32) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self.wait_turns.entry(tid).or_default().clone();
+        turn.lock_owned().await
+    }
+
+    /// Keeps what a wait (`n`) whose thread left reaped at home.
+    fn keep_late_reap(&self, n: &Notification, late: homing_proto::syscall::SyscallResult) {
+        if let Some((child, _)) = reaped_at_home(n, &late) {
+            if let Ok(mut reaps) = self.late_reaps.lock() {
+                reaps.push((n.nr, child, late));
+            }
+        }
+    }
+
+    /// A reap kept for wait `nr` with `args` (home pids), if one matches.
+    fn take_late_reap(
+        &self,
+        nr: u64,
+        args: &[u64; 6],
+    ) -> Option<homing_proto::syscall::SyscallResult> {
+        let mut reaps = self.late_reaps.lock().ok()?;
+        let at = reaps
+            .iter()
+            .position(|(kept_nr, child, _)| *kept_nr == nr && may_reap(nr, args, *child))?;
+        Some(reaps.remove(at).2)
     }
 
     /// Holds fd `fd`'s unread bytes, for as long as a read of it is out at
@@ -488,6 +527,8 @@ impl HostRole {
             handling: std::sync::atomic::AtomicUsize::new(0),
             parked: AtomicI32::new(0),
             unread: DashMap::new(),
+            late_reaps: Mutex::new(Vec::new()),
+            wait_turns: DashMap::new(),
             last_fstat: Mutex::new(None),
             prefetched: Mutex::new(None),
             pending_seek: Mutex::new(None),
@@ -1721,11 +1762,7 @@ impl Context {
             wanted == seen && has_ended(child.host)
         };
         let host_end = || raw_zombie_status(child.host).map(ChildEnd::of_status);
-        let reaps = first && home_end.is_none_or(|home| host_end() == Some(home));
-        if reaps {
-            self.forget_reaped_child(seen);
-        }
-        reaps
+        first && home_end.is_none_or(|home| host_end() == Some(home))
     }
 
     /// The child that `matches`, and the pid the member knows it by.
@@ -1757,12 +1794,36 @@ impl Context {
             return ret;
         }
         match self.child_with(|child| child.home as i64 == ret) {
-            Some((seen, _)) => {
-                self.forget_reaped_child(seen);
-                seen as i64
-            }
+            Some((seen, _)) => seen as i64,
             None => ret,
         }
+    }
+
+    /// Gives a wait home's answer (`result`), here or by letting the
+    /// guest's own wait reap the child here too (see [`Self::reaped_here`]).
+    /// The child is gone for the program only once its thread has taken
+    /// the answer: a thread that a signal took away first (the SIGCHLD of
+    /// that very child, often) gets the answer with its next wait.
+    fn deliver_wait(
+        &self,
+        n: &Notification,
+        result: homing_proto::syscall::SyscallResult,
+    ) -> Answer {
+        let answer = match self.reaped_here(n, &result) {
+            true => Answer::Continue,
+            false => errno_of(self.translate_out(n.nr, result.ret)),
+        };
+        if let Ok(false) = self.listener.deliver(n.id, answer) {
+            trace!(tid = n.tid, ret = result.ret, "wait undelivered");
+            self.member.keep_late_reap(n, result);
+            return Answer::Given;
+        }
+        if let Some((reaped, _)) = reaped_at_home(n, &result) {
+            if let Some((seen, _)) = self.child_with(|child| child.home == reaped) {
+                self.forget_reaped_child(seen);
+            }
+        }
+        Answer::Given
     }
 
     /// A signal the program sends itself (`kill` of its own pid, `raise`,
@@ -1920,17 +1981,31 @@ impl Context {
                 return Ok(answer);
             }
         }
-        let result = match self
-            .call_while_waited_for(n, call, unread.is_some())
-            .await?
-        {
-            Waited::Done(result) => result,
-            Waited::Left(late) => {
-                trace!(tid = n.tid, late = ?late.as_ref().map(|l| l.ret), "read left");
-                keep_late(unread.as_deref_mut(), late.as_ref());
-                return Ok(Answer::Errno(libc::EINTR));
-            }
-            Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
+        let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(n.nr as i64));
+        let _wait_turn = match waits {
+            true => Some(self.member.wait_turn(n.tid).await),
+            false => None,
+        };
+        let kept = waits
+            .then(|| self.member.take_late_reap(n.nr, &args))
+            .flatten();
+        let result = match kept {
+            Some(result) => result,
+            None => match self
+                .call_while_waited_for(n, call, unread.is_some() || waits)
+                .await?
+            {
+                Waited::Done(result) => result,
+                Waited::Left(late) => {
+                    trace!(tid = n.tid, late = ?late.as_ref().map(|l| l.ret), "call left");
+                    keep_late(unread.as_deref_mut(), late.as_ref());
+                    if let Some(late) = late.filter(|_| waits) {
+                        self.member.keep_late_reap(n, late);
+                    }
+                    return Ok(Answer::Errno(libc::EINTR));
+                }
+                Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
+            },
         };
         self.member.note_read_only(n.nr, &args, result.ret);
         self.member.note_fstat(n, self.call, stat_output, &result);
@@ -1943,6 +2018,10 @@ impl Context {
                 continue;
             };
             let addr = n.args[ptr.index as usize];
+            if addr == 0 && waits {
+                // A reap kept from another wait: this one asked for less.
+                continue;
+            }
             let limit = syscall::buffer_len(ptr, &args).unwrap_or(0);
             if addr == 0 || output.bytes.len() > limit {
                 return Ok(Answer::Errno(libc::EFAULT));
@@ -1951,8 +2030,8 @@ impl Context {
                 return Ok(Answer::Errno(libc::EFAULT));
             }
         }
-        if self.reaped_here(n, &result) {
-            return Ok(Answer::Continue);
+        if waits {
+            return Ok(self.deliver_wait(n, result));
         }
         let answer = errno_of(self.translate_out(n.nr, result.ret));
         match unread.as_deref_mut() {
@@ -2618,6 +2697,21 @@ fn reaped_at_home(
             Some((pid, Some(end)))
         }
         _ => None,
+    }
+}
+
+/// Whether wait `nr` with `args` (home pids) may reap child `child`.
+fn may_reap(nr: u64, args: &[u64; 6], child: i32) -> bool {
+    match nr as i64 {
+        // -1: any child; other values <= 0 name process groups, which are
+        // not known here: the kept answer is the one home gave such a wait.
+        libc::SYS_wait4 => args[0] as i32 <= 0 || args[0] as i32 == child,
+        libc::SYS_waitid => match args[0] as u32 {
+            libc::P_ALL | libc::P_PGID => args[3] & libc::WEXITED as u64 != 0,
+            libc::P_PID => args[3] & libc::WEXITED as u64 != 0 && args[1] as i32 == child,
+            _ => false,
+        },
+        _ => false,
     }
 }
 

@@ -579,6 +579,23 @@ fn permissions_are_the_callers() {
 }
 
 #[test]
+fn a_shell_gets_the_status_of_each_program_it_runs() {
+    // dash vforks and waits for the program before it ends: the program's
+    // end reaches dash here (SIGCHLD) while its wait is still out at home,
+    // and takes its thread away from the answer. The status must not be
+    // lost (dash then says 255).
+    let cluster = Cluster::up(2);
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do python3 -c \"import sys; sys.exit($i)\"; echo -n \"$? \"; done";
+    let native = ok(at_home(&cluster, &format!("sh -c '{script}'")));
+    assert_eq!(native.stdout, "1 2 3 4 5 6 7 8 9 10 11 12 ");
+    let run = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- sh -c '{script}'"),
+    ));
+    assert_eq!(run.stdout, native.stdout);
+}
+
+#[test]
 fn forked_children_have_their_own_home_pid_and_are_waited_for() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "forks");
