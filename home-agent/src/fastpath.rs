@@ -12,14 +12,24 @@
 //! Calls that ask who the deputy is (`getppid`, `getuid`, `getpgrp`, …)
 //! are answered from its `/proc` entry, read at the call: the answer is
 //! the one the deputy would get, and never stale.
+//!
+//! A `stat` of a path is looked up here too, as the deputy would look it
+//! up: from its cwd (or the directory fd it names), with its filesystem
+//! uid, gid and groups taken on for the walk by this thread alone, in the
+//! same mount namespace and root. Only a walk that meets no symbolic link
+//! and no `/proc` is made here (a link, or `/proc/self`, could name
+//! something else for the agent than for the deputy); any other goes to
+//! the deputy.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
 
 /// Calls worth taking off the deputy: they act on one fd, arg 0.
@@ -48,6 +58,16 @@ pub struct FastPath {
     /// regular file or directory (a pipe or tty must stay with the deputy:
     /// a read there may block).
     fds: HashMap<i32, Option<Arc<OwnedFd>>>,
+    /// Whether paths may be looked up here: the deputy shares the agent's
+    /// mount namespace and root, and has not changed either since.
+    looks_up_paths: bool,
+    /// The deputy's cwd, opened here (`O_PATH`) at the first lookup and
+    /// forgotten when it changes directory.
+    cwd: Option<Arc<OwnedFd>>,
+    /// The deputy's credentials for a walk (`None` inside: it cannot be
+    /// made here), read at the first lookup and forgotten when a call that
+    /// may change them goes by: only the program's calls change them.
+    walker: Option<Option<Arc<Walker>>>,
 }
 
 impl FastPath {
@@ -60,6 +80,9 @@ impl FastPath {
             proc_stat: File::open(format!("/proc/{pid}/stat")).ok(),
             proc_status: File::open(format!("/proc/{pid}/status")).ok(),
             fds: HashMap::new(),
+            looks_up_paths: same_namespace_and_root(pid),
+            cwd: None,
+            walker: None,
         })
     }
 
@@ -74,7 +97,27 @@ impl FastPath {
                 self.fds.remove(&(call.args[1] as i32));
             }
             // close_range, and exec (close-on-exec fds): forget everything.
-            libc::SYS_close_range | libc::SYS_execve => self.fds.clear(),
+            libc::SYS_close_range => self.fds.clear(),
+            libc::SYS_execve => {
+                self.fds.clear();
+                self.walker = None;
+            }
+            libc::SYS_chdir | libc::SYS_fchdir => self.cwd = None,
+            libc::SYS_setuid
+            | libc::SYS_setgid
+            | libc::SYS_setreuid
+            | libc::SYS_setregid
+            | libc::SYS_setresuid
+            | libc::SYS_setresgid
+            | libc::SYS_setfsuid
+            | libc::SYS_setfsgid
+            | libc::SYS_setgroups
+            | libc::SYS_capset
+            | libc::SYS_prctl => self.walker = None,
+            libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_unshare | libc::SYS_setns => {
+                self.looks_up_paths = false;
+                self.cwd = None;
+            }
             _ => {}
         }
     }
@@ -86,6 +129,9 @@ impl FastPath {
                 ret,
                 outputs: vec![],
             });
+        }
+        if let Some(result) = self.stat_path(call) {
+            return Some(result);
         }
         let nr = call.nr as i64;
         if !DATA_CALLS.contains(&nr) && !stats_the_fd(call) {
@@ -131,6 +177,158 @@ impl FastPath {
             libc::SYS_getegid => status_field("Gid:", 1),
             _ => None,
         }
+    }
+
+    /// A `stat`, `lstat`, `newfstatat` or `statx` of a path, looked up here
+    /// as the deputy would look it up (see the module doc); `None` sends it
+    /// to the deputy.
+    fn stat_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        let args = &call.args;
+        // (dirfd, where the path is, where the buffer is, nofollow)
+        let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
+        let (dirfd, path_at, buffer_at, follows) = match call.nr as i64 {
+            libc::SYS_stat => (libc::AT_FDCWD, 0, 1, true),
+            libc::SYS_lstat => (libc::AT_FDCWD, 0, 1, false),
+            libc::SYS_newfstatat if args[3] & !(nofollow | libc::AT_NO_AUTOMOUNT as u64) == 0 => {
+                (args[0] as i32, 1, 2, args[3] & nofollow == 0)
+            }
+            libc::SYS_statx if args[2] & libc::AT_EMPTY_PATH as u64 == 0 => {
+                (args[0] as i32, 1, 4, args[2] & nofollow == 0)
+            }
+            _ => return None,
+        };
+        if !self.looks_up_paths {
+            return None;
+        }
+        let path = call.inputs.iter().find(|i| i.index == path_at)?;
+        let path = path.bytes.strip_suffix(&[0]).unwrap_or(&path.bytes);
+        if path.is_empty() || path.windows(4).any(|w| w == b"proc") {
+            return None;
+        }
+        let walker = self.walker()?;
+        let dir = match dirfd {
+            // An absolute path starts from the root whatever the fd.
+            fd if fd == libc::AT_FDCWD || path.starts_with(b"/") => self.cwd()?,
+            fd if fd < 0 => return None,
+            fd => self.duplicate(fd)?,
+        };
+        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+        if !follows {
+            flags |= OFlags::NOFOLLOW;
+        }
+        let opened = {
+            let _as_deputy = walker.take_on()?;
+            rustix::fs::openat2(
+                dir.as_fd(),
+                std::ffi::OsStr::from_bytes(path),
+                flags,
+                Mode::empty(),
+                ResolveFlags::NO_SYMLINKS,
+            )
+        };
+        let found = match opened {
+            Ok(found) => found,
+            Err(error) => {
+                let errno = error.raw_os_error();
+                // A symbolic link on the way (ELOOP) or anything unusual:
+                // the deputy looks.
+                let answers = [
+                    libc::ENOENT,
+                    libc::ENOTDIR,
+                    libc::EACCES,
+                    libc::ENAMETOOLONG,
+                ];
+                return answers.contains(&errno).then(|| SyscallResult {
+                    ret: -(errno as i64),
+                    outputs: vec![],
+                });
+            }
+        };
+        if on_procfs(&found) {
+            return None;
+        }
+        // The same call on what was found (an O_PATH fd needs no rights).
+        let mut here = SyscallCall {
+            nr: libc::SYS_newfstatat as u64,
+            args: [
+                found.as_raw_fd() as u64,
+                1,
+                args[buffer_at],
+                libc::AT_EMPTY_PATH as u64,
+                0,
+                0,
+            ],
+            inputs: vec![homing_proto::syscall::ArgData {
+                index: 1,
+                bytes: vec![0],
+            }],
+        };
+        if call.nr as i64 == libc::SYS_statx {
+            here.nr = call.nr;
+            here.args = [
+                found.as_raw_fd() as u64,
+                1,
+                (args[2] & !nofollow) | libc::AT_EMPTY_PATH as u64,
+                args[3],
+                args[4],
+                0,
+            ];
+        }
+        let Route::Forward(ptrs) = syscall::route(here.nr, &here.args) else {
+            return None;
+        };
+        let mut result = homing_shim::execute::execute(&here, &ptrs);
+        for output in &mut result.outputs {
+            output.index = buffer_at as u8;
+        }
+        Some(result)
+    }
+
+    /// The deputy's credentials for a path walk, if the walk can be made
+    /// here with them: a root deputy with all the agent's capabilities, or
+    /// another with none.
+    fn walker(&mut self) -> Option<Arc<Walker>> {
+        if self.walker.is_none() {
+            self.walker = Some(self.read_walker().map(Arc::new));
+        }
+        self.walker.clone().flatten()
+    }
+
+    fn read_walker(&self) -> Option<Walker> {
+        let status = read_again(self.proc_status.as_ref()?)?;
+        let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key));
+        let fs_id =
+            |key: &str| -> Option<u32> { field(key)?.split_whitespace().nth(3)?.parse().ok() };
+        let capabilities = u64::from_str_radix(field("CapEff:")?.trim(), 16).ok()?;
+        let walker = Walker {
+            fsuid: fs_id("Uid:")?,
+            fsgid: fs_id("Gid:")?,
+            groups: field("Groups:")?
+                .split_whitespace()
+                .map(|gid| gid.parse().ok())
+                .collect::<Option<Vec<u32>>>()?,
+        };
+        let agent = agent_identity()?;
+        let as_agent = walker.fsuid == agent.fsuid && capabilities == agent.capabilities;
+        let unprivileged = walker.fsuid != 0 && capabilities == 0;
+        (as_agent || unprivileged).then_some(walker)
+    }
+
+    /// The deputy's cwd, opened here.
+    fn cwd(&mut self) -> Option<Arc<OwnedFd>> {
+        if self.cwd.is_none() {
+            let cwd = rustix::fs::open(
+                format!("/proc/{}/cwd", self.pid),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            if on_procfs(&cwd) {
+                return None;
+            }
+            self.cwd = Some(Arc::new(cwd));
+        }
+        self.cwd.clone()
     }
 
     fn duplicate(&mut self, fd: i32) -> Option<Arc<OwnedFd>> {
@@ -180,4 +378,99 @@ fn read_again(file: &File) -> Option<String> {
     }
     buffer.truncate(length);
     String::from_utf8(buffer).ok()
+}
+
+/// Whether process `pid` resolves paths as the agent does: the same mount
+/// namespace and the same root.
+fn same_namespace_and_root(pid: i32) -> bool {
+    let namespace = |of: &str| std::fs::read_link(format!("/proc/{of}/ns/mnt")).ok();
+    let root = |path: &str| {
+        std::fs::metadata(path).ok().map(|m| {
+            (
+                std::os::unix::fs::MetadataExt::dev(&m),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
+        })
+    };
+    let pid = pid.to_string();
+    namespace(&pid).is_some()
+        && namespace(&pid) == namespace("self")
+        && root(&format!("/proc/{pid}/root")).is_some()
+        && root(&format!("/proc/{pid}/root")) == root("/")
+}
+
+fn on_procfs(fd: &OwnedFd) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type == libc::PROC_SUPER_MAGIC)
+}
+
+/// What a path walk checks a deputy's rights with.
+struct Walker {
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<u32>,
+}
+
+/// The agent's own: its filesystem uid and gid, groups and capabilities.
+struct AgentIdentity {
+    fsuid: u32,
+    fsgid: u32,
+    groups: Vec<rustix::process::Gid>,
+    capabilities: u64,
+}
+
+fn agent_identity() -> Option<&'static AgentIdentity> {
+    static AGENT: std::sync::OnceLock<Option<AgentIdentity>> = std::sync::OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+            let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key));
+            let fs_id =
+                |key: &str| -> Option<u32> { field(key)?.split_whitespace().nth(3)?.parse().ok() };
+            Some(AgentIdentity {
+                fsuid: fs_id("Uid:")?,
+                fsgid: fs_id("Gid:")?,
+                groups: rustix::process::getgroups().ok()?,
+                capabilities: u64::from_str_radix(field("CapEff:")?.trim(), 16).ok()?,
+            })
+        })
+        .as_ref()
+}
+
+impl Walker {
+    /// Takes on these credentials in this thread until the guard goes.
+    /// `None` (nothing changed) where they cannot be taken.
+    fn take_on(&self) -> Option<AsDeputy> {
+        let agent = agent_identity()?;
+        if self.fsuid == agent.fsuid {
+            return Some(AsDeputy { agent: None });
+        }
+        let groups: Vec<rustix::process::Gid> = self
+            .groups
+            .iter()
+            .map(|&g| rustix::process::Gid::from_raw(g))
+            .collect();
+        rustix::thread::set_thread_groups(&groups).ok()?;
+        let guard = AsDeputy { agent: Some(agent) };
+        nix::unistd::setfsgid(nix::unistd::Gid::from_raw(self.fsgid));
+        nix::unistd::setfsuid(nix::unistd::Uid::from_raw(self.fsuid));
+        Some(guard)
+    }
+}
+
+/// The agent's thread walking as a deputy; back to the agent when dropped.
+struct AsDeputy {
+    agent: Option<&'static AgentIdentity>,
+}
+
+impl Drop for AsDeputy {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent {
+            // The fsuid first: going back to it gives the capabilities back.
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(agent.fsuid));
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(agent.fsgid));
+            if let Err(error) = rustix::thread::set_thread_groups(&agent.groups) {
+                tracing::error!("the agent's groups could not be restored: {error}");
+            }
+        }
+    }
 }

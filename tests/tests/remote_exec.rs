@@ -561,6 +561,72 @@ fn a_program_survives_a_cut_link_and_writes_every_line_once() {
 }
 
 #[test]
+fn paths_are_looked_up_with_the_programs_rights_cwd_and_links() {
+    // Home's agent looks some paths up itself, as the deputy would: with
+    // alice's rights, from her cwd (after a chdir too), through a
+    // directory fd; links, and /proc or /dev/fd, which would name the
+    // agent's own things there, must still be the deputy's.
+    let cluster = Cluster::up(2);
+    ok(cluster.exec_as(
+        "node1",
+        "bob",
+        &["sh", "-c", "mkdir -p ~/open/inner; echo b > ~/open/inner/f; chmod 711 ~ ~/open; chmod 700 ~/open/inner"],
+    ));
+    ok(at_home(
+        &cluster,
+        "mkdir -p d/sub && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && chmod 750 d",
+    ));
+    let script = r#"
+import os, sys
+def show(label, call):
+    try:
+        st = call()
+        # /proc's inode numbers are made for each process that looks.
+        ino = '-' if '/proc' in label or '/dev/fd' in label else st.st_ino
+        print(label, st.st_size, oct(st.st_mode), st.st_uid, ino)
+    except OSError as error:
+        print(label, type(error).__name__, error.errno)
+for path in ['d', 'd/sub/f', 'd/link', 'd/sub/nope', 'd/sub/f/x', '/home/bob', '/home/bob/open',
+             '/home/bob/open/inner', '/home/bob/open/inner/f', 'd/bobs/f', '/etc/shadow', '/root/x',
+             '/dev/stdin', '/dev/fd/0', '/proc/self/fd/1', '/proc/self/status', 'd//sub/../sub/f']:
+    show('stat ' + path, lambda: os.stat(path))
+    show('lstat ' + path, lambda: os.lstat(path))
+fd = os.open('d', os.O_RDONLY)
+show('at sub/f', lambda: os.stat('sub/f', dir_fd=fd))
+show('at link', lambda: os.stat('link', dir_fd=fd, follow_symlinks=False))
+show('at /etc/passwd', lambda: os.stat('/etc/passwd', dir_fd=fd))
+show('at bad fd', lambda: os.stat('sub/f', dir_fd=99))
+os.chdir('d')
+show('after chdir sub/f', lambda: os.stat('sub/f'))
+show('after chdir d', lambda: os.stat('d'))
+os.chdir('/home/bob/open')
+show('in bob/open inner', lambda: os.stat('inner'))
+show('in bob/open inner/f', lambda: os.stat('inner/f'))
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > lookups.py <<'EOF'{script}EOF"),
+    ));
+    let native = ok(at_home(&cluster, "python3 lookups.py 0</dev/null"));
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 lookups.py 0</dev/null",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    assert!(
+        native
+            .stdout
+            .contains("stat /home/bob/open/inner/f PermissionError 13"),
+        "{native:?}"
+    );
+    assert!(native.stdout.contains("after chdir sub/f 3 "), "{native:?}");
+    assert!(
+        native.stdout.contains("stat /dev/stdin 0 0o20666"),
+        "{native:?}"
+    );
+}
+
+#[test]
 fn permissions_are_the_callers() {
     let cluster = Cluster::up(2);
     ok(cluster.exec_as(
