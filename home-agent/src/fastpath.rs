@@ -68,6 +68,13 @@ pub struct FastPath {
     /// made here), read at the first lookup and forgotten when a call that
     /// may change them goes by: only the program's calls change them.
     walker: Option<Option<Arc<Walker>>>,
+    /// The program thread seen first, and whether another has been seen.
+    /// Paths are looked up here only for a program of one thread: its
+    /// calls come one at a time, so a `chdir` or `setuid` has run in the
+    /// deputy before the next lookup, which cannot then read the cwd or
+    /// credentials from before it.
+    first_thread: Option<i32>,
+    threads: bool,
 }
 
 impl FastPath {
@@ -83,6 +90,8 @@ impl FastPath {
             looks_up_paths: same_namespace_and_root(pid),
             cwd: None,
             walker: None,
+            first_thread: None,
+            threads: false,
         })
     }
 
@@ -123,7 +132,10 @@ impl FastPath {
     }
 
     /// Runs `call` here if it qualifies; `None` sends it to the deputy.
-    pub fn try_execute(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    pub fn try_execute(&mut self, tid: i32, call: &SyscallCall) -> Option<SyscallResult> {
+        if *self.first_thread.get_or_insert(tid) != tid {
+            self.threads = true;
+        }
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
                 ret,
@@ -197,7 +209,7 @@ impl FastPath {
             }
             _ => return None,
         };
-        if !self.looks_up_paths {
+        if !self.looks_up_paths || self.threads {
             return None;
         }
         let path = call.inputs.iter().find(|i| i.index == path_at)?;

@@ -1050,8 +1050,8 @@ impl Node {
                     | ToHome::Return => {}
                 }
             }
-            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {
-                if let Some(result) = fast.try_execute(call) {
+            if let (ToHome::Syscall { id, tid, call }, Some(fast)) = (&msg, fast.as_mut()) {
+                if let Some(result) = fast.try_execute(*tid, call) {
                     let answer = ToHost::Result { id: *id, result };
                     if let Ok(frame) = homing_proto::encode(&answer) {
                         let _ = to_host.send(Outgoing::Frame(frame));
