@@ -133,7 +133,8 @@ impl FastPath {
 
     /// Runs `call` here if it qualifies; `None` sends it to the deputy.
     pub fn try_execute(&mut self, tid: i32, call: &SyscallCall) -> Option<SyscallResult> {
-        if *self.first_thread.get_or_insert(tid) != tid {
+        // Tid 0: the host agent's own reads (of a program it caches).
+        if tid != 0 && *self.first_thread.get_or_insert(tid) != tid {
             self.threads = true;
         }
         if let Some(ret) = self.identity(call) {
