@@ -13,7 +13,7 @@
 //! are answered from its `/proc` entry, read at the call: the answer is
 //! the one the deputy would get, and never stale.
 //!
-//! A `stat` of a path is looked up here too, as the deputy would look it
+//! A `stat`, `readlink` or `access` of a path is looked up here too, as the deputy would look it
 //! up: from its cwd (or the directory fd it names), with its filesystem
 //! uid, gid and groups taken on for the walk by this thread alone, in the
 //! same mount namespace and root. Only a walk that meets no symbolic link
@@ -143,7 +143,7 @@ impl FastPath {
                 outputs: vec![],
             });
         }
-        if let Some(result) = self.stat_path(call) {
+        if let Some(result) = self.look_up_path(call) {
             return Some(result);
         }
         let nr = call.nr as i64;
@@ -192,22 +192,37 @@ impl FastPath {
         }
     }
 
-    /// A `stat`, `lstat`, `newfstatat` or `statx` of a path, looked up here
-    /// as the deputy would look it up (see the module doc); `None` sends it
-    /// to the deputy.
-    fn stat_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    /// A `stat`, `readlink` or `access` of a path (in any of their forms),
+    /// looked up here as the deputy would look it up (see the module doc);
+    /// `None` sends it to the deputy.
+    fn look_up_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
         let args = &call.args;
-        // (dirfd, where the path is, where the buffer is, nofollow)
         let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
-        let (dirfd, path_at, buffer_at, follows) = match call.nr as i64 {
-            libc::SYS_stat => (libc::AT_FDCWD, 0, 1, true),
-            libc::SYS_lstat => (libc::AT_FDCWD, 0, 1, false),
-            libc::SYS_newfstatat if args[3] & !(nofollow | libc::AT_NO_AUTOMOUNT as u64) == 0 => {
-                (args[0] as i32, 1, 2, args[3] & nofollow == 0)
-            }
+        let follows = |flags: u64| flags & nofollow == 0;
+        // (dirfd, where the path is, whether its last link is followed,
+        // and what is done with what it names)
+        let (dirfd, path_at, follow, then) = match call.nr as i64 {
+            libc::SYS_stat => (libc::AT_FDCWD, 0, true, Then::Stat { buffer_at: 1 }),
+            libc::SYS_lstat => (libc::AT_FDCWD, 0, false, Then::Stat { buffer_at: 1 }),
+            libc::SYS_newfstatat if args[3] & !(nofollow | libc::AT_NO_AUTOMOUNT as u64) == 0 => (
+                args[0] as i32,
+                1,
+                follows(args[3]),
+                Then::Stat { buffer_at: 2 },
+            ),
             libc::SYS_statx if args[2] & libc::AT_EMPTY_PATH as u64 == 0 => {
-                (args[0] as i32, 1, 4, args[2] & nofollow == 0)
+                (args[0] as i32, 1, follows(args[2]), Then::Statx)
             }
+            libc::SYS_readlink => (libc::AT_FDCWD, 0, false, Then::Readlink { buffer_at: 1 }),
+            libc::SYS_readlinkat => (args[0] as i32, 1, false, Then::Readlink { buffer_at: 2 }),
+            libc::SYS_access => (libc::AT_FDCWD, 0, true, Then::Access { mode: args[1] }),
+            libc::SYS_faccessat => (args[0] as i32, 1, true, Then::Access { mode: args[2] }),
+            libc::SYS_faccessat2 if args[3] & !(nofollow | libc::AT_EACCESS as u64) == 0 => (
+                args[0] as i32,
+                1,
+                follows(args[3]),
+                Then::Access { mode: args[2] },
+            ),
             _ => return None,
         };
         if !self.looks_up_paths || self.threads {
@@ -226,19 +241,18 @@ impl FastPath {
             fd => self.duplicate(fd)?,
         };
         let mut flags = OFlags::PATH | OFlags::CLOEXEC;
-        if !follows {
+        if !follow {
             flags |= OFlags::NOFOLLOW;
         }
-        let opened = {
-            let _as_deputy = walker.take_on()?;
-            rustix::fs::openat2(
-                dir.as_fd(),
-                std::ffi::OsStr::from_bytes(path),
-                flags,
-                Mode::empty(),
-                ResolveFlags::NO_SYMLINKS,
-            )
-        };
+        // Access is checked with the deputy's rights too: both under them.
+        let _as_deputy = walker.take_on()?;
+        let opened = rustix::fs::openat2(
+            dir.as_fd(),
+            std::ffi::OsStr::from_bytes(path),
+            flags,
+            Mode::empty(),
+            ResolveFlags::NO_SYMLINKS,
+        );
         let found = match opened {
             Ok(found) => found,
             Err(error) => {
@@ -260,37 +274,47 @@ impl FastPath {
         if on_procfs(&found) {
             return None;
         }
-        // The same call on what was found (an O_PATH fd needs no rights).
-        let mut here = SyscallCall {
-            nr: libc::SYS_newfstatat as u64,
-            args: [
-                found.as_raw_fd() as u64,
-                1,
-                args[buffer_at],
-                libc::AT_EMPTY_PATH as u64,
+        // The same call on what was found: the fd with an empty path.
+        let fd = found.as_raw_fd() as u64;
+        let empty = libc::AT_EMPTY_PATH as u64;
+        let (nr, here_args, buffer_at) = match then {
+            Then::Stat { buffer_at } => (
+                libc::SYS_newfstatat,
+                [fd, 1, args[buffer_at], empty, 0, 0],
+                buffer_at,
+            ),
+            Then::Statx => (
+                libc::SYS_statx,
+                [fd, 1, (args[2] & !nofollow) | empty, args[3], args[4], 0],
+                4,
+            ),
+            Then::Readlink { buffer_at } => (
+                libc::SYS_readlinkat,
+                [fd, 1, args[buffer_at], args[buffer_at + 1], 0, 0],
+                buffer_at,
+            ),
+            Then::Access { mode } => (
+                libc::SYS_faccessat2,
+                [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
-                0,
-            ],
+            ),
+        };
+        let here = SyscallCall {
+            nr: nr as u64,
+            args: here_args,
             inputs: vec![homing_proto::syscall::ArgData {
                 index: 1,
                 bytes: vec![0],
             }],
         };
-        if call.nr as i64 == libc::SYS_statx {
-            here.nr = call.nr;
-            here.args = [
-                found.as_raw_fd() as u64,
-                1,
-                (args[2] & !nofollow) | libc::AT_EMPTY_PATH as u64,
-                args[3],
-                args[4],
-                0,
-            ];
-        }
         let Route::Forward(ptrs) = syscall::route(here.nr, &here.args) else {
             return None;
         };
         let mut result = homing_shim::execute::execute(&here, &ptrs);
+        if matches!(then, Then::Readlink { .. }) && result.ret == -(libc::ENOENT as i64) {
+            // What was found is no link: readlink of a path says EINVAL.
+            result.ret = -(libc::EINVAL as i64);
+        }
         for output in &mut result.outputs {
             output.index = buffer_at as u8;
         }
@@ -310,12 +334,18 @@ impl FastPath {
     fn read_walker(&self) -> Option<Walker> {
         let status = read_again(self.proc_status.as_ref()?)?;
         let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key));
-        let fs_id =
-            |key: &str| -> Option<u32> { field(key)?.split_whitespace().nth(3)?.parse().ok() };
+        // "Uid:\treal\teffective\tsaved\tfs": one identity for every
+        // check (`stat` walks with the fs ids, `access` with the real ones,
+        // AT_EACCESS with the effective ones), or none is made here.
+        let one_id = |key: &str| -> Option<u32> {
+            let ids: Vec<&str> = field(key)?.split_whitespace().collect();
+            let (real, effective, fs) = (ids.first()?, ids.get(1)?, ids.get(3)?);
+            (real == effective && real == fs).then(|| real.parse().ok())?
+        };
         let capabilities = u64::from_str_radix(field("CapEff:")?.trim(), 16).ok()?;
         let walker = Walker {
-            fsuid: fs_id("Uid:")?,
-            fsgid: fs_id("Gid:")?,
+            fsuid: one_id("Uid:")?,
+            fsgid: one_id("Gid:")?,
             groups: field("Groups:")?
                 .split_whitespace()
                 .map(|gid| gid.parse().ok())
@@ -414,6 +444,25 @@ fn same_namespace_and_root(pid: i32) -> bool {
 
 fn on_procfs(fd: &OwnedFd) -> bool {
     rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type == libc::PROC_SUPER_MAGIC)
+}
+
+/// What a path lookup does with what it found.
+#[derive(Clone, Copy)]
+enum Then {
+    /// `stat`, `lstat`, `newfstatat`: the stat buffer is argument `buffer_at`.
+    Stat {
+        buffer_at: usize,
+    },
+    Statx,
+    /// `readlink`, `readlinkat`: the buffer and its size are arguments
+    /// `buffer_at` and the next.
+    Readlink {
+        buffer_at: usize,
+    },
+    /// `access`, `faccessat`, `faccessat2`.
+    Access {
+        mode: u64,
+    },
 }
 
 /// What a path walk checks a deputy's rights with.

@@ -596,6 +596,20 @@ show('at sub/f', lambda: os.stat('sub/f', dir_fd=fd))
 show('at link', lambda: os.stat('link', dir_fd=fd, follow_symlinks=False))
 show('at /etc/passwd', lambda: os.stat('/etc/passwd', dir_fd=fd))
 show('at bad fd', lambda: os.stat('sub/f', dir_fd=99))
+def link(label, call):
+    try:
+        print(label, call())
+    except OSError as error:
+        print(label, type(error).__name__, error.errno)
+for path in ['d/link', 'd/sub/f', 'd/nope', 'd/bobs', 'd/bobs/f', '/home/bob/open/inner/x', '/dev/stdin', 'd/sub/f/x']:
+    link('readlink ' + path, lambda: os.readlink(path))
+    for mode in [os.F_OK, os.R_OK, os.W_OK, os.X_OK, os.R_OK | os.W_OK]:
+        print('access', path, mode, os.access(path, mode), os.access(path, mode, effective_ids=True),
+              os.access(path, mode, follow_symlinks=False))
+for path in ['/etc/shadow', '/etc/passwd', '/home/bob/open', '/home/bob/open/inner', '/usr/bin/env', '/root']:
+    print('access', path, [os.access(path, mode) for mode in [os.F_OK, os.R_OK, os.W_OK, os.X_OK]])
+link('readlinkat', lambda: os.readlink('link', dir_fd=fd))
+print('accessat', os.access('sub/f', os.W_OK, dir_fd=fd), os.access('sub', os.X_OK, dir_fd=fd))
 os.chdir('d')
 show('after chdir sub/f', lambda: os.stat('sub/f'))
 show('after chdir d', lambda: os.stat('d'))
@@ -622,6 +636,20 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
     assert!(native.stdout.contains("after chdir sub/f 3 "), "{native:?}");
     assert!(
         native.stdout.contains("stat /dev/stdin 0 0o20666"),
+        "{native:?}"
+    );
+    assert!(
+        native.stdout.contains("readlink d/link sub/f\n"),
+        "{native:?}"
+    );
+    assert!(
+        native.stdout.contains("readlink d/sub/f OSError 22\n"),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .stdout
+            .contains("access /etc/shadow [True, False, False, False]"),
         "{native:?}"
     );
 }
