@@ -1968,8 +1968,13 @@ impl Context {
             self.member.calls.start_unanswered(n.tid, call)?;
             return Ok(Answer::Value(0));
         }
-        // A read holds its fd's unread bytes (see `Member::unread`) while out.
-        let mut unread = if n.nr as i64 == libc::SYS_read {
+        // A read holds its fd's unread bytes (see `Member::unread`) while
+        // out; so does a `recv` (a `recvfrom` that asks for no address and
+        // takes its bytes as a read does), on a stream socket the same.
+        let plain_recv = n.nr as i64 == libc::SYS_recvfrom
+            && n.args[4] == 0
+            && n.args[3] & !(libc::MSG_DONTWAIT as u64) == 0;
+        let mut unread = if n.nr as i64 == libc::SYS_read || plain_recv {
             Some(self.member.hold_unread(n.args[0] as i32).await)
         } else {
             None

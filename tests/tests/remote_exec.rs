@@ -512,6 +512,45 @@ print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' < pipe
         ));
         assert_eq!(remote.stdout, native.stdout, "{reading}");
     }
+    // The same through a home socket, read with recv.
+    let through_socket = |runner: &str| {
+        format!(
+            "rm -f sock ready
+             python3 -c 'import socket, time
+server = socket.socket(socket.AF_UNIX)
+server.bind(\"sock\"); server.listen(1)
+peer, _ = server.accept()
+for i in range(1, 401):
+    peer.sendall(b\"line%d\\n\" % i); time.sleep(0.002)
+peer.close()' &
+             {runner}python3 -c 'import signal, socket, hashlib, time
+signal.signal(signal.SIGUSR1, lambda *a: None)
+s = socket.socket(socket.AF_UNIX)
+while True:
+    try:
+        s.connect(\"sock\"); break
+    except OSError:
+        time.sleep(0.05)
+open(\"ready\", \"w\").close()
+data = b\"\"
+while True:
+    chunk = s.recv(57)
+    if not chunk: break
+    data += chunk
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' & reader=$!
+             while [ ! -e ready ]; do sleep 0.05; done
+             for i in $(seq 300); do kill -USR1 $reader || break; sleep 0.002; done
+             wait $reader; echo status=$?"
+        )
+    };
+    let native = ok(at_home(&cluster, &through_socket("")));
+    assert!(native.stdout.contains(" 400 "), "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        &through_socket("homing run --on node2 -- "),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
 }
 
 #[test]
