@@ -544,6 +544,17 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     if let Some(result) = signal_to_self(call) {
         return result;
     }
+    let gids = call
+        .inputs
+        .first()
+        .map(|input| &input.bytes[..])
+        .unwrap_or(&[]);
+    if let Some(ret) = homing_shim::process::change_credentials(nr, &call.args, gids) {
+        return SyscallResult {
+            ret,
+            outputs: vec![],
+        };
+    }
     // Two requests that are not the program's syscalls but the host telling
     // the deputy what the program did.
     if nr == libc::SYS_fork {

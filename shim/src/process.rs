@@ -289,6 +289,51 @@ pub fn set_command_line(args: &[Vec<u8>]) -> std::io::Result<()> {
     zero_or_errno(rc.into())
 }
 
+/// Runs a credential change the program made (`setuid` and its kin,
+/// `setgroups`: `nr`, `args`, and for `setgroups` its list of gids) for
+/// this whole process, through the C library: the kernel keeps
+/// credentials per thread, and a raw syscall would change only the thread
+/// that made it, while glibc changes every thread, as a program expects
+/// (the deputy runs the program's calls on several threads). Returns the
+/// syscall's result (`-errno` on failure), or `None` for any other call.
+pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> {
+    let id = |at: usize| args[at] as u32;
+    let outcome = match nr {
+        // SAFETY: each is a plain C library call on integers.
+        libc::SYS_setuid => unsafe { libc::setuid(id(0)) },
+        // SAFETY: as above.
+        libc::SYS_setgid => unsafe { libc::setgid(id(0)) },
+        // SAFETY: as above.
+        libc::SYS_setreuid => unsafe { libc::setreuid(id(0), id(1)) },
+        // SAFETY: as above.
+        libc::SYS_setregid => unsafe { libc::setregid(id(0), id(1)) },
+        // SAFETY: as above.
+        libc::SYS_setresuid => unsafe { libc::setresuid(id(0), id(1), id(2)) },
+        // SAFETY: as above.
+        libc::SYS_setresgid => unsafe { libc::setresgid(id(0), id(1), id(2)) },
+        libc::SYS_setgroups => {
+            let list: Vec<libc::gid_t> = gids
+                .chunks_exact(4)
+                .map(|gid| u32::from_ne_bytes(gid.try_into().expect("4 bytes")))
+                .collect();
+            if list.len() != args[0] as usize {
+                return Some(-(libc::EFAULT as i64));
+            }
+            // SAFETY: the list holds as many gids as its length says.
+            unsafe { libc::setgroups(list.len(), list.as_ptr()) }
+        }
+        _ => return None,
+    };
+    Some(match outcome {
+        0 => 0,
+        _ => {
+            -(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM) as i64)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

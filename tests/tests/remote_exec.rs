@@ -694,6 +694,44 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
 }
 
 #[test]
+fn a_program_that_drops_root_keeps_it_dropped_for_every_call() {
+    // Root's program gives up root for alice's ids: every call after that,
+    // whichever deputy thread runs it at home, has alice's rights only.
+    let cluster = Cluster::up(2);
+    let script = r#"
+import os
+os.setgroups([1001]); os.setgid(1001); os.setuid(1001)
+print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())
+print(os.access('/root', os.R_OK), os.access('/etc/shadow', os.R_OK))
+for attempt in [lambda: os.mkdir('/root/made'), lambda: os.stat('/root/.profile'),
+                lambda: open('/etc/shadow').read(), lambda: os.setuid(0)]:
+    try:
+        attempt(); print('allowed')
+    except OSError as error:
+        print(type(error).__name__, error.errno)
+"#;
+    let as_root = |runner: &str| {
+        cluster.exec(
+            "node1",
+            &[
+                "sh",
+                "-c",
+                &format!("cd /tmp && {runner}python3 -c \"{script}\"; test -e /root/made && echo made || echo none"),
+            ],
+        )
+    };
+    let native = ok(as_root(""));
+    assert!(
+        native
+            .stdout
+            .starts_with("1001 1001 1001 [1001]\nFalse False\n"),
+        "{native:?}"
+    );
+    let remote = ok(as_root("homing run --on node2 -- "));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
+#[test]
 fn permissions_are_the_callers() {
     let cluster = Cluster::up(2);
     ok(cluster.exec_as(
