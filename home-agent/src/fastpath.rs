@@ -13,13 +13,16 @@
 //! are answered from its `/proc` entry, read at the call: the answer is
 //! the one the deputy would get, and never stale.
 //!
-//! A `stat`, `readlink` or `access` of a path is looked up here too, as the deputy would look it
-//! up: from its cwd (or the directory fd it names), with its filesystem
-//! uid, gid and groups taken on for the walk by this thread alone, in the
-//! same mount namespace and root. Only a walk that meets no symbolic link
-//! and no `/proc` is made here (a link, or `/proc/self`, could name
-//! something else for the agent than for the deputy); any other goes to
-//! the deputy.
+//! A `stat`, `readlink` or `access` of a path is looked up here too, as
+//! the deputy would look it up: from its cwd (or the directory fd it
+//! names), with its filesystem uid, gid and groups taken on for the walk
+//! by this thread alone, in the same mount namespace and root, for a
+//! program of one thread. Only a walk that meets no symbolic link and no
+//! `/proc` is made here (a link, or `/proc/self`, could name something
+//! else for the agent than for the deputy); any other goes to the deputy.
+//!
+//! Nothing here may change the deputy: a call that would (an open, a
+//! close, a chdir) is never taken, only seen on its way.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -46,7 +49,8 @@ const DATA_CALLS: &[i64] = &[
     libc::SYS_fdatasync,
 ];
 
-/// One deputy's duplicated fds.
+/// What the fast path keeps for one deputy: duplicates of its fds, its
+/// `/proc` entry, and what its path lookups need.
 pub struct FastPath {
     pid: i32,
     pidfd: OwnedFd,
