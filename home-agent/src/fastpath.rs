@@ -17,9 +17,12 @@
 //! the deputy would look it up: from its cwd (or the directory fd it
 //! names), with its filesystem uid, gid and groups taken on for the walk
 //! by this thread alone, in the same mount namespace and root, for a
-//! program of one thread. Only a walk that meets no symbolic link and no
-//! `/proc` is made here (a link, or `/proc/self`, could name something
-//! else for the agent than for the deputy); any other goes to the deputy.
+//! program of one thread. Only a walk that meets no symbolic link and
+//! crosses no mount is made here, from a directory on a local
+//! filesystem: a link, or `/proc/self` (another mount), could name
+//! something else for the agent than for the deputy, and a lookup on a
+//! network filesystem could hang, and with it the agent and every
+//! program it serves. Any other goes to the deputy.
 //!
 //! Nothing here may change the deputy: a call that would (an open, a
 //! close, a chdir) is never taken, only seen on its way.
@@ -63,7 +66,8 @@ pub struct FastPath {
     /// a read there may block).
     fds: HashMap<i32, Option<Arc<OwnedFd>>>,
     /// Whether paths may be looked up here: the deputy shares the agent's
-    /// mount namespace and root, and has not changed either since.
+    /// mount namespace and root, which is on a local filesystem, and has
+    /// not changed either since.
     looks_up_paths: bool,
     /// The deputy's cwd, opened here (`O_PATH`) at the first lookup and
     /// forgotten when it changes directory.
@@ -91,7 +95,8 @@ impl FastPath {
             proc_stat: File::open(format!("/proc/{pid}/stat")).ok(),
             proc_status: File::open(format!("/proc/{pid}/status")).ok(),
             fds: HashMap::new(),
-            looks_up_paths: same_namespace_and_root(pid),
+            looks_up_paths: same_namespace_and_root(pid)
+                && rustix::fs::statfs("/").is_ok_and(|fs| local_filesystem(fs.f_type)),
             cwd: None,
             walker: None,
             first_thread: None,
@@ -234,7 +239,7 @@ impl FastPath {
         }
         let path = call.inputs.iter().find(|i| i.index == path_at)?;
         let path = path.bytes.strip_suffix(&[0]).unwrap_or(&path.bytes);
-        if path.is_empty() || path.windows(4).any(|w| w == b"proc") {
+        if path.is_empty() {
             return None;
         }
         let walker = self.walker()?;
@@ -242,7 +247,13 @@ impl FastPath {
             // An absolute path starts from the root whatever the fd.
             fd if fd == libc::AT_FDCWD || path.starts_with(b"/") => self.cwd()?,
             fd if fd < 0 => return None,
-            fd => self.duplicate(fd)?,
+            fd => {
+                let dir = self.duplicate(fd)?;
+                if !rustix::fs::fstatfs(&*dir).is_ok_and(|fs| local_filesystem(fs.f_type)) {
+                    return None;
+                }
+                dir
+            }
         };
         let mut flags = OFlags::PATH | OFlags::CLOEXEC;
         if !follow {
@@ -255,7 +266,8 @@ impl FastPath {
             std::ffi::OsStr::from_bytes(path),
             flags,
             Mode::empty(),
-            ResolveFlags::NO_SYMLINKS,
+            // A mount crossed (EXDEV) could lead off this filesystem.
+            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
         );
         let found = match opened {
             Ok(found) => found,
@@ -275,9 +287,6 @@ impl FastPath {
                 });
             }
         };
-        if on_procfs(&found) {
-            return None;
-        }
         // The same call on what was found: the fd with an empty path.
         let fd = found.as_raw_fd() as u64;
         let empty = libc::AT_EMPTY_PATH as u64;
@@ -370,7 +379,7 @@ impl FastPath {
                 Mode::empty(),
             )
             .ok()?;
-            if on_procfs(&cwd) {
+            if !rustix::fs::fstatfs(&cwd).is_ok_and(|fs| local_filesystem(fs.f_type)) {
                 return None;
             }
             self.cwd = Some(Arc::new(cwd));
@@ -446,8 +455,21 @@ fn same_namespace_and_root(pid: i32) -> bool {
         && root(&format!("/proc/{pid}/root")) == root("/")
 }
 
-fn on_procfs(fd: &OwnedFd) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type == libc::PROC_SUPER_MAGIC)
+/// Whether a filesystem of type `kind` (`f_type`) is local: a lookup
+/// there cannot wait on a network.
+fn local_filesystem(kind: i64) -> bool {
+    const LOCAL: &[i64] = &[
+        0xEF53,     // ext2, ext3, ext4
+        0x58465342, // xfs
+        0x9123683E, // btrfs
+        0x01021994, // tmpfs
+        0x858458F6, // ramfs
+        0x794C7630, // overlayfs
+        0xF2F52010, // f2fs
+        0x2FC12FC1, // zfs
+        0xCA451A4E, // bcachefs
+    ];
+    LOCAL.contains(&kind)
 }
 
 /// What a path lookup does with what it found.
