@@ -72,6 +72,9 @@ pub struct FastPath {
     /// The deputy's cwd, opened here (`O_PATH`) at the first lookup and
     /// forgotten when it changes directory.
     cwd: Option<Arc<OwnedFd>>,
+    /// The root (the deputy's is the agent's), where an absolute path
+    /// starts: a walk may not cross from the cwd's mount to the root's.
+    root: Option<Arc<OwnedFd>>,
     /// The deputy's credentials for a walk (`None` inside: it cannot be
     /// made here), read at the first lookup and forgotten when a call that
     /// may change them goes by: only the program's calls change them.
@@ -98,6 +101,13 @@ impl FastPath {
             looks_up_paths: same_namespace_and_root(pid)
                 && rustix::fs::statfs("/").is_ok_and(|fs| local_filesystem(fs.f_type)),
             cwd: None,
+            root: rustix::fs::open(
+                "/",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+            .map(Arc::new),
             walker: None,
             first_thread: None,
             threads: false,
@@ -135,6 +145,7 @@ impl FastPath {
             libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_unshare | libc::SYS_setns => {
                 self.looks_up_paths = false;
                 self.cwd = None;
+                self.root = None;
             }
             _ => {}
         }
@@ -245,7 +256,8 @@ impl FastPath {
         let walker = self.walker()?;
         let dir = match dirfd {
             // An absolute path starts from the root whatever the fd.
-            fd if fd == libc::AT_FDCWD || path.starts_with(b"/") => self.cwd()?,
+            _ if path.starts_with(b"/") => self.root.clone()?,
+            libc::AT_FDCWD => self.cwd()?,
             fd if fd < 0 => return None,
             fd => {
                 let dir = self.duplicate(fd)?;
