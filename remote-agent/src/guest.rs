@@ -192,6 +192,24 @@ pub struct Member {
     calls_begun: std::sync::atomic::AtomicU64,
 }
 
+/// A thread's turn to wait (see [`Member::wait_turns`]). When it goes,
+/// the thread's entry goes too unless another wait of it is queued: a
+/// program that makes threads without end must not grow the map so.
+struct WaitTurn<'a> {
+    member: &'a Member,
+    tid: i32,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for WaitTurn<'_> {
+    fn drop(&mut self) {
+        self.held = None;
+        self.member
+            .wait_turns
+            .remove_if(&self.tid, |_, turn| Arc::strong_count(turn) == 1);
+    }
+}
+
 impl Member {
     /// Numbers a call as it begins: 0 for an `mmap` of a file, which
     /// changes nothing at home.
@@ -202,10 +220,15 @@ impl Member {
         self.calls_begun.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Thread `tid`'s turn to wait (see [`Self::wait_turns`]).
-    async fn wait_turn(&self, tid: i32) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Thread `tid`'s turn to wait (see [`Self::wait_turns`]), until the
+    /// returned turn goes.
+    async fn wait_turn(&self, tid: i32) -> WaitTurn<'_> {
         let turn = self.wait_turns.entry(tid).or_default().clone();
-        turn.lock_owned().await
+        WaitTurn {
+            member: self,
+            tid,
+            held: Some(turn.lock_owned().await),
+        }
     }
 
     /// Keeps what a wait (`n`) whose thread left reaped at home.
