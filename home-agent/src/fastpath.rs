@@ -196,8 +196,11 @@ impl FastPath {
         // /proc/PID/status: "Uid:\treal\teffective\tsaved\tfs".
         let status_field = |key: &str, at: usize| -> Option<i64> {
             let text = read_again(self.proc_status.as_ref()?)?;
-            let line = text.lines().find_map(|line| line.strip_prefix(key))?;
-            line.split_whitespace().nth(at)?.parse().ok()
+            status_line(&text, key)?
+                .split_whitespace()
+                .nth(at)?
+                .parse()
+                .ok()
         };
         match call.nr as i64 {
             libc::SYS_getppid => stat_field(1),
@@ -261,7 +264,7 @@ impl FastPath {
             fd if fd < 0 => return None,
             fd => {
                 let dir = self.duplicate(fd)?;
-                if !rustix::fs::fstatfs(&*dir).is_ok_and(|fs| local_filesystem(fs.f_type)) {
+                if !on_local_filesystem(&dir) {
                     return None;
                 }
                 dir
@@ -358,7 +361,7 @@ impl FastPath {
 
     fn read_walker(&self) -> Option<Walker> {
         let status = read_again(self.proc_status.as_ref()?)?;
-        let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key));
+        let field = |key: &str| status_line(&status, key);
         // "Uid:\treal\teffective\tsaved\tfs": one identity for every
         // check (`stat` walks with the fs ids, `access` with the real ones,
         // AT_EACCESS with the effective ones), or none is made here.
@@ -391,7 +394,7 @@ impl FastPath {
                 Mode::empty(),
             )
             .ok()?;
-            if !rustix::fs::fstatfs(&cwd).is_ok_and(|fs| local_filesystem(fs.f_type)) {
+            if !on_local_filesystem(&cwd) {
                 return None;
             }
             self.cwd = Some(Arc::new(cwd));
@@ -467,6 +470,16 @@ fn same_namespace_and_root(pid: i32) -> bool {
         && root(&format!("/proc/{pid}/root")) == root("/")
 }
 
+/// Whether `dir` is on a local filesystem (see [`local_filesystem`]).
+fn on_local_filesystem(dir: &OwnedFd) -> bool {
+    rustix::fs::fstatfs(dir).is_ok_and(|fs| local_filesystem(fs.f_type))
+}
+
+/// The value of line `key` (`"Uid:"`) of a `/proc/PID/status` text.
+fn status_line<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|line| line.strip_prefix(key))
+}
+
 /// Whether a filesystem of type `kind` (`f_type`) is local: a lookup
 /// there cannot wait on a network.
 fn local_filesystem(kind: i64) -> bool {
@@ -522,15 +535,19 @@ fn agent_identity() -> Option<&'static AgentIdentity> {
     static AGENT: std::sync::OnceLock<Option<AgentIdentity>> = std::sync::OnceLock::new();
     AGENT
         .get_or_init(|| {
-            let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-            let field = |key: &str| status.lines().find_map(|line| line.strip_prefix(key));
-            let fs_id =
-                |key: &str| -> Option<u32> { field(key)?.split_whitespace().nth(3)?.parse().ok() };
+            // Made before any walk: the thread's ids are the agent's own,
+            // and it never changes them but for a walk (its fs ids follow
+            // its effective ones).
+            let own = std::process::id() as i32;
             Some(AgentIdentity {
-                fsuid: fs_id("Uid:")?,
-                fsgid: fs_id("Gid:")?,
+                fsuid: rustix::process::geteuid().as_raw(),
+                fsgid: rustix::process::getegid().as_raw(),
                 groups: rustix::process::getgroups().ok()?,
-                capabilities: u64::from_str_radix(field("CapEff:")?.trim(), 16).ok()?,
+                capabilities: u64::from_str_radix(
+                    &homing_shim::process::status_field(own, "CapEff:")?,
+                    16,
+                )
+                .ok()?,
             })
         })
         .as_ref()
