@@ -2061,10 +2061,9 @@ impl Context {
         if waits {
             return Ok(self.deliver_wait(n, result));
         }
-        let answer = errno_of(self.translate_out(n.nr, result.ret));
         match unread.as_deref_mut() {
             Some(bytes) => Ok(self.deliver_read(n, bytes, &result)),
-            None => Ok(answer),
+            None => Ok(errno_of(result.ret)),
         }
     }
 
