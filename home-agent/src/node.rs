@@ -11,9 +11,8 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
-use homing_proto::peer::{Eviction, PeerRequest, PeerResponse, Verdict};
+use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_remote_agent::guest::HostRole;
-use homing_remote_agent::migration::{write_image_item, ImageItem};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
@@ -88,6 +87,12 @@ pub struct Node {
     /// The program paths of processes that came home: their own
     /// `/proc/PID/exe` names the homing binary, which they cannot change.
     came_home_exe: DashMap<i32, Vec<u8>>,
+    /// As a new host: the halves of moves from one host straight to
+    /// another that have not met yet, by home node and token.
+    handovers: DashMap<(String, u64), migrate::Meeting>,
+    /// As home: the token of the next move from one host straight to
+    /// another.
+    next_handoff: std::sync::atomic::AtomicU64,
 }
 
 /// How long an old host waits, at a commit, for home's word that it
@@ -210,6 +215,8 @@ impl Node {
             relays: DashMap::new(),
             close_on_exec: DashMap::new(),
             came_home_exe: DashMap::new(),
+            handovers: DashMap::new(),
+            next_handoff: std::sync::atomic::AtomicU64::new(1),
         }))
     }
 
@@ -542,99 +549,31 @@ impl Node {
                 // Its home is the authenticated peer, whatever the request says.
                 immigrant.home_node = peer.to_owned();
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
-                let arrival = match self.host.receive(&immigrant, &mut recv, &mut send).await {
-                    Ok(arrival) => arrival,
-                    Err(error) => {
-                        warn!(
-                            peer,
-                            home_pid = immigrant.home_pid,
-                            "cannot restore a moved process: {error}"
-                        );
-                        let refused = ToHome::Exited {
-                            status: GuestExit::Signal(libc::SIGKILL),
-                            reason: Some(format!(
-                                "{} cannot restore it: {error}",
-                                self.config.name
-                            )),
-                        };
-                        write_message(&mut send, &refused).await?;
-                        let _ = send.finish();
-                        return Ok(());
-                    }
-                };
-                let host = self.host.clone();
-                return relay_guest(send, recv, move |to_home, from_home| {
-                    host.run_immigrant(*immigrant, arrival, to_home, from_home)
-                })
-                .await;
+                return self.immigrate(peer, *immigrant, send, recv, None).await;
+            }
+            PeerRequest::ImmigrateFrom {
+                mut immigrant,
+                handoff,
+            } => {
+                immigrant.home_node = peer.to_owned();
+                let _counted = GuestOnConnection::new(&self.guests_on, conn);
+                let image = self.image_handed_over(peer, &handoff).await;
+                return self
+                    .immigrate(peer, *immigrant, send, recv, Some(image))
+                    .await;
+            }
+            PeerRequest::HandOver { home_node, token } => {
+                self.hand_over_arrived(peer, home_node, token, (send, recv))
+                    .await;
+                return Ok(());
             }
             PeerRequest::Evict {
                 home_pid,
                 while_running,
+                hand_to,
             } => {
-                let departing = self.host.depart(peer, home_pid, while_running).await;
-                let mut departure = match departing {
-                    Ok(departure) => departure,
-                    Err(message) => {
-                        write_message(&mut send, &Eviction::Refused { message }).await?;
-                        let _ = send.finish();
-                        return Ok(());
-                    }
-                };
-                let image = Eviction::Image(Box::new(departure.immigrant.clone()));
-                let sent = async {
-                    write_message(&mut send, &image)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let sent = departure.source.send_running(&mut send, |_| {}).await?;
-                    if sent > 0 {
-                        // Frozen once the next host has caught up, so
-                        // little is in flight while it is.
-                        write_image_item(&mut send, &ImageItem::Sync).await?;
-                        match read_message::<Verdict, _>(&mut recv).await {
-                            Ok(Verdict::CaughtUp) => {}
-                            Ok(other) => {
-                                return Err(format!("home answered {other:?} to the sync"))
-                            }
-                            Err(error) => {
-                                return Err(format!("home did not answer the sync: {error}"))
-                            }
-                        }
-                    }
-                    departure.freeze().await?;
-                    departure.source.send_frozen(&mut send, sent, |_| {}).await
-                }
-                .await;
-                let commit = match sent {
-                    Ok(_) => {
-                        let verdict = read_message::<Verdict, _>(&mut recv).await;
-                        // How long it has been frozen, for home to report.
-                        let frozen_for = departure.source.frozen_for().as_micros() as u64;
-                        let commit = matches!(verdict, Ok(Verdict::Commit));
-                        if commit {
-                            // Once this is said the copy here never runs
-                            // again: home need not wait for it to be gone.
-                            // The signals home sent it while frozen go back.
-                            let mut answer = frozen_for.to_be_bytes().to_vec();
-                            for signal in departure.held_signals(HELD_MARK_WAIT).await {
-                                answer.extend_from_slice(&signal.to_be_bytes());
-                            }
-                            let _ = send.write_all(&answer).await;
-                            let _ = send.finish();
-                        }
-                        commit
-                    }
-                    Err(error) => {
-                        // Home sees the image cut short, and calls the move off.
-                        warn!(peer, home_pid, "moving a process on: {error}");
-                        let _ = send.finish();
-                        false
-                    }
-                };
-                if let Err(error) = departure.end(commit).await {
-                    warn!(peer, home_pid, "ending a departure: {error}");
-                }
-                let _ = send.finish();
+                self.evict(peer, home_pid, while_running, hand_to, send, recv)
+                    .await;
                 return Ok(());
             }
             PeerRequest::AttachChild {

@@ -43,6 +43,65 @@ pub enum PeerRequest {
         /// Send its memory while it runs, then freeze it (pre-copy);
         /// otherwise freeze it first.
         while_running: bool,
+        /// Send the image straight to the guest's next host, not to
+        /// home: the host then tells home how far it got
+        /// ([`Handing`]) where it would send the image.
+        #[serde(default)]
+        hand_to: Option<Handoff>,
+    },
+    /// Receive a process moving on from another host, as for
+    /// `Immigrate`, except that its memory comes on the stream that
+    /// `handoff.node` opens with a [`PeerRequest::HandOver`] of the same
+    /// token.
+    ImmigrateFrom {
+        /// The process, as its old host described it to home.
+        immigrant: Box<Immigrant>,
+        /// Its old host, and the token its stream will carry.
+        handoff: Handoff,
+    },
+    /// From the old host of a process moving on, to its new host: the
+    /// stream carries its image, as after `Immigrate`, and the new host
+    /// answers the sync mark on it.
+    HandOver {
+        /// The process's home node, which chose the token.
+        home_node: String,
+        /// The token home gave both hosts for this move.
+        token: u64,
+    },
+}
+
+/// One half of a process's move from one host straight to another: the
+/// other host, and the token that pairs home's request to the new host
+/// with the old host's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Handoff {
+    /// The other host.
+    pub node: String,
+    /// Chosen by home, once per move.
+    pub token: u64,
+}
+
+/// What an old host sending a process's image straight to its new host
+/// tells home on the [`PeerRequest::Evict`] stream, where the image would
+/// otherwise go; a [`Verdict`] follows as for any eviction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Handing {
+    /// Bytes of memory sent so far.
+    Progress {
+        /// Bytes sent.
+        sent: u64,
+    },
+    /// The whole image has gone; the new host says ready to home.
+    Delivered {
+        /// Bytes of memory sent in all.
+        bytes: u64,
+    },
+    /// The image could not be sent: the process goes on at its old host.
+    Failed {
+        /// Why, for the user.
+        message: String,
     },
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::control::{ControlRequest, ControlResponse};
 use crate::guest::{ToHome, ToHost};
-use crate::peer::{Eviction, PeerRequest, PeerResponse, Verdict};
+use crate::peer::{Eviction, Handing, PeerRequest, PeerResponse, Verdict};
 use crate::{decode, encode, FrameDecoder, Hello, HelloReply};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(msg: T) {
@@ -34,6 +34,7 @@ fn decode_everything(bytes: &[u8]) {
         let _ = decode::<ToHost>(&body);
         let _ = decode::<Eviction>(&body);
         let _ = decode::<Verdict>(&body);
+        let _ = decode::<Handing>(&body);
     }
     let _ = decoder.finish();
     let _ = decode::<PeerRequest>(bytes);
@@ -67,6 +68,9 @@ proptest! {
 
     #[test]
     fn eviction_round_trips(msg: Eviction) { round_trip(msg) }
+
+    #[test]
+    fn handing_round_trips(msg: Handing) { round_trip(msg) }
 
     #[test]
     fn verdict_round_trips(msg: Verdict) { round_trip(msg) }

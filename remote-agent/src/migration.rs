@@ -1016,6 +1016,14 @@ fn deliver_held_signals(member: &crate::guest::Member) {
     }
 }
 
+impl Drop for Arrival {
+    /// An arrival dropped before it runs (its restore cancelled) leaves
+    /// no blank behind.
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
 impl Arrival {
     async fn finish(&mut self) -> Result<(), String> {
         let restoration = self

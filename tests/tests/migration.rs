@@ -94,7 +94,10 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
              homing ps
              echo rss=$(ps -o rss= -p $pid) comm=$(ps -o comm= -p $pid)
              echo \"args=$(ps -o args= -p $pid)\"
+             home_bytes() {{ sed -n 's/.*eth0://p' /proc/net/dev | awk '{{print $1 + $9}}'; }}
+             before=$(home_bytes)
              homing migrate $pid node3 || exit 7
+             echo home-bytes=$(( $(home_bytes) - before ))
              homing ps
              homing migrate $pid home || exit 6
              homing ps
@@ -128,6 +131,15 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
         moved.stdout.contains("node1: 0 processes away"),
         "{moved:?}"
     );
+    // Moving on from node2 to node3, its 512 MiB went from host to host,
+    // not through home's link.
+    let home_bytes: u64 = moved
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("home-bytes="))
+        .and_then(|b| b.parse().ok())
+        .expect("home's byte count");
+    assert!(home_bytes < 32 << 20, "{home_bytes} bytes through home: {moved:?}");
     // Its memory is released at home while it is away: the deputy is small.
     let rss_kib: u64 = moved
         .stdout
@@ -543,6 +555,20 @@ fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
         nothing_of_alice_on(&cluster, "node2")
     });
     assert!(cleared.is_some(), "a half-moved copy stayed on node2");
+}
+
+#[test]
+fn a_link_cut_between_hosts_while_moving_on_leaves_the_process_where_it_was() {
+    let cluster = Cluster::up(3);
+    let before = "homing migrate $pid node2 || exit 8";
+    let moved = broken_move(&cluster, 60, before, "node3", || {
+        ok(cluster.script(&["cut", "node2", "node3"]));
+    });
+    moved.assert_failed_but_went_on("it goes on on node2");
+    assert!(moved.stdout.contains(" node2 "), "{}", moved.stdout);
+    // node3 heard from home that the move was off, though not from node2.
+    assert!(nothing_of_alice_on(&cluster, "node3"));
+    ok(cluster.script(&["heal", "node2", "node3"]));
 }
 
 #[test]

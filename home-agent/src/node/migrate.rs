@@ -16,18 +16,22 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
-use homing_proto::guest::{ToHome, ToHost};
+use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::FinalImage;
-use homing_proto::peer::{Eviction, Immigrant, PeerRequest, Verdict};
+use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
-    read_image_item, write_image_item, Afterwards, ImageItem, Restoration, Source,
+    read_image_item, write_image_item, Afterwards, Departure, ImageItem, Restoration, Source,
 };
 use quinn::{Connection, RecvStream, SendStream};
+use serde::Serialize;
+use tokio::io::AsyncWrite;
 use tokio::net::UnixStream;
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{supplementary_groups, Node, RelayCommand};
+use super::{relay_guest, supplementary_groups, Node, RelayCommand, HELD_MARK_WAIT};
 use crate::wire::{read_message, write_message, WireError};
 
 /// How long the destination may take to restore a received image.
@@ -129,12 +133,13 @@ impl Node {
             let sent = AtomicU64::new(0);
             let total = source.estimate;
             let note = |n| sent.store(n, Ordering::Relaxed);
+            let progress = |sent| ControlResponse::Progress { sent, total };
             let running = self
                 .reporting(
                     client,
                     node,
                     &sent,
-                    total,
+                    progress,
                     source.send_running(&mut send, note),
                 )
                 .await?;
@@ -151,7 +156,7 @@ impl Node {
                     client,
                     node,
                     &sent,
-                    total,
+                    progress,
                     source.send_frozen(&mut send, running, note),
                 )
                 .await?;
@@ -222,14 +227,15 @@ impl Node {
         })
     }
 
-    /// Runs `sending`, telling the client every so often how far it got
-    /// (`sent` of `total`); gives up if `node` becomes unreachable.
-    async fn reporting<T>(
+    /// Runs `sending`, telling `out` every so often how far it got (the
+    /// `progress` made of the bytes `sent`); gives up if `node` becomes
+    /// unreachable.
+    async fn reporting<T, M: Serialize, W: AsyncWrite + Unpin>(
         &self,
-        client: &mut UnixStream,
+        out: &mut W,
         node: &str,
         sent: &AtomicU64,
-        total: u64,
+        progress: impl Fn(u64) -> M,
         sending: impl std::future::Future<Output = Result<T, String>>,
     ) -> Result<T, String> {
         tokio::pin!(sending);
@@ -241,11 +247,7 @@ impl Node {
                     if !self.is_connected(node) {
                         return Err(format!("lost {node} (unreachable)"));
                     }
-                    let progress = ControlResponse::Progress {
-                        sent: sent.load(Ordering::Relaxed),
-                        total,
-                    };
-                    let _ = write_message(client, &progress).await;
+                    let _ = write_message(out, &progress(sent.load(Ordering::Relaxed))).await;
                 }
             }
         }
@@ -333,9 +335,15 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| format!("cannot reach {from}: {e}"))?;
+        // A move on goes from host to host: home hears how far it got.
+        let hand_to = to_conn.as_ref().map(|_| Handoff {
+            node: node.to_owned(),
+            token: self.next_handoff.fetch_add(1, Ordering::Relaxed),
+        });
         let evict = PeerRequest::Evict {
             home_pid: pid,
             while_running: true,
+            hand_to: hand_to.clone(),
         };
         write_message(&mut from_send, &evict)
             .await
@@ -368,42 +376,37 @@ impl Node {
             frozen_since: None,
             started,
         };
-        match to_conn {
-            Some(to_conn) => self.move_on(client, moved, node, to_conn).await,
+        match to_conn.zip(hand_to) {
+            Some((to_conn, handoff)) => {
+                self.move_on(client, moved, node, to_conn, handoff.token)
+                    .await
+            }
             None => self.come_home(client, moved).await,
         }
     }
 
-    /// Pipes the image of a departing process from its old host to its
-    /// new one; returns the bytes of memory moved.
-    async fn pass_image_on(
+    /// Follows a departing process's image on its way from its old host
+    /// straight to its new one, `node`; returns the bytes of memory moved.
+    async fn follow_handover(
         &self,
         client: &mut UnixStream,
         moving: &mut Moving,
         node: &str,
-        to_send: &mut SendStream,
-        to_recv: &mut RecvStream,
     ) -> Result<u64, String> {
-        let mut sent = 0u64;
-        let mut report = Report::new(moving.estimate);
+        let total = moving.estimate;
         loop {
-            let item = self.next_item(moving).await?;
-            write_image_item(to_send, &item)
-                .await
-                .map_err(|e| format!("{e} (to {node})"))?;
-            sent += item.memory_bytes();
-            match item {
-                ImageItem::End => return Ok(sent),
-                // The new host's answer goes back to the old one.
-                ImageItem::Sync => {
-                    self.until_answered(node, to_recv, ToHome::CaughtUp).await?;
-                    write_message(&mut moving.from_send, &Verdict::CaughtUp)
-                        .await
-                        .map_err(|e| format!("cannot reach {}: {e}", moving.from))?;
+            let news = read_message::<Handing, _>(&mut moving.from_recv);
+            let news = self.while_connected(node, READY_TIMEOUT, news);
+            let news = self
+                .while_connected(&moving.from, READY_TIMEOUT, news)
+                .await??;
+            match news.map_err(|e| format!("{} did not say how the move went: {e}", moving.from))? {
+                Handing::Progress { sent } => {
+                    let _ = write_message(client, &ControlResponse::Progress { sent, total }).await;
                 }
-                _ => {}
+                Handing::Delivered { bytes } => return Ok(bytes),
+                Handing::Failed { message } => return Err(message),
             }
-            report.now_and_then(client, sent).await;
         }
     }
 
@@ -417,25 +420,32 @@ impl Node {
         .await?
     }
 
+    /// Moves an away process on to `node`: its old host sends the image
+    /// there itself (the move's `token` pairs the two), while home tells
+    /// the new host what comes and keeps the stream to it for the
+    /// process's calls.
     async fn move_on(
         &self,
         client: &mut UnixStream,
         mut moving: Moving,
         node: &str,
         to_conn: Connection,
+        token: u64,
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let transfer = async {
             let (mut to_send, mut to_recv) = to_conn.open_bi().await.map_err(|e| e.to_string())?;
-            write_message(
-                &mut to_send,
-                &PeerRequest::Immigrate(Box::new(moving.immigrant.clone())),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let bytes = self
-                .pass_image_on(client, &mut moving, node, &mut to_send, &mut to_recv)
-                .await?;
+            let request = PeerRequest::ImmigrateFrom {
+                immigrant: Box::new(moving.immigrant.clone()),
+                handoff: Handoff {
+                    node: moving.from.clone(),
+                    token,
+                },
+            };
+            write_message(&mut to_send, &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bytes = self.follow_handover(client, &mut moving, node).await?;
             self.until_ready(node, &mut to_recv).await?;
             Ok::<_, String>((to_send, to_recv, bytes))
         }
@@ -765,6 +775,298 @@ impl Node {
         self.relay(deputy, cred, &node, conn, (send, recv), command)
             .await
     }
+}
+
+/// Where the two halves of a move from one host straight to another meet,
+/// on the new host: home's request, which says what comes, and the old
+/// host's stream, which brings it. Either may come first.
+pub(super) enum Meeting {
+    /// The old host's stream came first.
+    Image {
+        from: String,
+        streams: (SendStream, RecvStream),
+    },
+    /// Home's request came first, and waits for the stream.
+    Awaited {
+        from: String,
+        waiter: oneshot::Sender<(SendStream, RecvStream)>,
+    },
+}
+
+impl Node {
+    /// As a guest's host: gives up the guest `home_pid` of `home`. Its
+    /// image goes back on the stream, or, when home names the next host
+    /// in `hand_to`, straight there, home hearing how far it got. Unless
+    /// home then commits, the guest goes on here.
+    pub(super) async fn evict(
+        &self,
+        home: &str,
+        home_pid: i32,
+        while_running: bool,
+        hand_to: Option<Handoff>,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let mut departure = match self.host.depart(home, home_pid, while_running).await {
+            Ok(departure) => departure,
+            Err(message) => {
+                let _ = write_message(&mut send, &Eviction::Refused { message }).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        let image = Eviction::Image(Box::new(departure.immigrant.clone()));
+        let sent = match write_message(&mut send, &image).await {
+            Err(error) => Err(error.to_string()),
+            Ok(()) => match &hand_to {
+                None => send_image_home(&mut departure, &mut send, &mut recv).await,
+                Some(handoff) => {
+                    let handed = self
+                        .hand_over(home, &mut departure, handoff, &mut send)
+                        .await;
+                    let news = match &handed {
+                        Ok(bytes) => Handing::Delivered { bytes: *bytes },
+                        Err(message) => Handing::Failed {
+                            message: message.clone(),
+                        },
+                    };
+                    let _ = write_message(&mut send, &news).await;
+                    handed
+                }
+            },
+        };
+        let commit = match sent {
+            Ok(_) => {
+                let verdict = read_message::<Verdict, _>(&mut recv).await;
+                // How long it has been frozen, for home to report.
+                let frozen_for = departure.source.frozen_for().as_micros() as u64;
+                let commit = matches!(verdict, Ok(Verdict::Commit));
+                if commit {
+                    // Once this is said the copy here never runs
+                    // again: home need not wait for it to be gone.
+                    // The signals home sent it while frozen go back.
+                    let mut answer = frozen_for.to_be_bytes().to_vec();
+                    for signal in departure.held_signals(HELD_MARK_WAIT).await {
+                        answer.extend_from_slice(&signal.to_be_bytes());
+                    }
+                    let _ = send.write_all(&answer).await;
+                }
+                commit
+            }
+            Err(error) => {
+                // Home sees the image cut short (or hears why), and calls
+                // the move off.
+                warn!(home, home_pid, "moving a process on: {error}");
+                false
+            }
+        };
+        let _ = send.finish();
+        if let Err(error) = departure.end(commit).await {
+            warn!(home, home_pid, "ending a departure: {error}");
+        }
+    }
+
+    /// As a departing guest's old host: sends its image to its new host,
+    /// `handoff.node`, telling `home` on `to_home` how far it got; returns
+    /// the bytes of memory sent.
+    async fn hand_over(
+        &self,
+        home: &str,
+        departure: &mut Departure,
+        handoff: &Handoff,
+        to_home: &mut SendStream,
+    ) -> Result<u64, String> {
+        let node = handoff.node.as_str();
+        let unreachable = |e: &dyn std::fmt::Display| format!("cannot reach {node}: {e}");
+        let conn = self.connection_to(node)?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
+        let request = PeerRequest::HandOver {
+            home_node: home.to_owned(),
+            token: handoff.token,
+        };
+        write_message(&mut send, &request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let sent = AtomicU64::new(0);
+        let note = |n| sent.store(n, Ordering::Relaxed);
+        let progress = |sent| Handing::Progress { sent };
+        let source = &mut departure.source;
+        let running = self
+            .reporting(
+                to_home,
+                node,
+                &sent,
+                progress,
+                source.send_running(&mut send, note),
+            )
+            .await?;
+        if running > 0 {
+            // Frozen once the new host has caught up, so little is in
+            // flight while it is.
+            write_image_item(&mut send, &ImageItem::Sync).await?;
+            self.until_answered(node, &mut recv, ToHome::CaughtUp)
+                .await?;
+        }
+        departure.freeze().await?;
+        let source = &mut departure.source;
+        let bytes = self
+            .reporting(
+                to_home,
+                node,
+                &sent,
+                progress,
+                source.send_frozen(&mut send, running, note),
+            )
+            .await?;
+        let _ = send.finish();
+        Ok(bytes)
+    }
+
+    /// As a new host: the stream on which `handoff.node`, the old host,
+    /// sends the image of the process of `home` moving here.
+    pub(super) async fn image_handed_over(
+        &self,
+        home: &str,
+        handoff: &Handoff,
+    ) -> Result<(SendStream, RecvStream), String> {
+        let key = (home.to_owned(), handoff.token);
+        let (waiter, handed) = oneshot::channel();
+        match self.handovers.entry(key.clone()) {
+            Entry::Occupied(entry) => {
+                return match entry.remove() {
+                    Meeting::Image { from, streams } if from == handoff.node => Ok(streams),
+                    _ => Err(format!(
+                        "the image of move {} came from another node than {}",
+                        handoff.token, handoff.node
+                    )),
+                };
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Meeting::Awaited {
+                    from: handoff.node.clone(),
+                    waiter,
+                });
+            }
+        }
+        let handed = self
+            .while_connected(&handoff.node, READY_TIMEOUT, handed)
+            .await;
+        self.handovers.remove_if(&key, |_, meeting| {
+            matches!(meeting, Meeting::Awaited { .. })
+        });
+        match handed {
+            Ok(Ok(streams)) => Ok(streams),
+            Ok(Err(_)) => Err(format!("{} sent no image", handoff.node)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// As a new host: `from` opened `streams` to send the image of a
+    /// process of `home` moving here, for the move `token`.
+    pub(super) async fn hand_over_arrived(
+        &self,
+        from: &str,
+        home: String,
+        token: u64,
+        streams: (SendStream, RecvStream),
+    ) {
+        let key = (home, token);
+        match self.handovers.entry(key.clone()) {
+            Entry::Occupied(entry) => {
+                let expected = matches!(entry.get(), Meeting::Awaited { from: f, .. } if f == from);
+                if !expected {
+                    // Dropping the streams tells the sender.
+                    warn!(from, home = key.0, token, "an image nobody asked of it");
+                    return;
+                }
+                if let Meeting::Awaited { waiter, .. } = entry.remove() {
+                    let _ = waiter.send(streams);
+                }
+                return;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Meeting::Image {
+                    from: from.to_owned(),
+                    streams,
+                });
+            }
+        }
+        // Home's request follows at once; an image it never asks for goes.
+        tokio::time::sleep(READY_TIMEOUT).await;
+        self.handovers
+            .remove_if(&key, |_, meeting| matches!(meeting, Meeting::Image { .. }));
+    }
+
+    /// As a new host: restores `immigrant`, whose image comes on home's
+    /// stream or, moving on from another host, on that host's `handed`
+    /// stream; then serves it on home's stream.
+    pub(super) async fn immigrate(
+        &self,
+        home: &str,
+        immigrant: Immigrant,
+        mut send: SendStream,
+        mut recv: RecvStream,
+        handed: Option<Result<(SendStream, RecvStream), String>>,
+    ) -> Result<(), WireError> {
+        let arrival = match handed {
+            None => self.host.receive(&immigrant, &mut recv, &mut send).await,
+            Some(Ok((mut image_send, mut image_recv))) => {
+                // Home sends nothing before the process is ready: a word
+                // from it now can only be its stream ending (the move
+                // called off), which must not wait for the old host.
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    arrival = self.host.receive(&immigrant, &mut image_recv, &mut image_send) => arrival,
+                    _ = recv.read(&mut probe) => Err(format!("{home} called the move off")),
+                }
+            }
+            Some(Err(error)) => Err(error),
+        };
+        let arrival = match arrival {
+            Ok(arrival) => arrival,
+            Err(error) => {
+                warn!(
+                    home,
+                    home_pid = immigrant.home_pid,
+                    "cannot restore a moved process: {error}"
+                );
+                let refused = ToHome::Exited {
+                    status: GuestExit::Signal(libc::SIGKILL),
+                    reason: Some(format!("{} cannot restore it: {error}", self.config.name)),
+                };
+                write_message(&mut send, &refused).await?;
+                let _ = send.finish();
+                return Ok(());
+            }
+        };
+        let host = self.host.clone();
+        relay_guest(send, recv, move |to_home, from_home| {
+            host.run_immigrant(immigrant, arrival, to_home, from_home)
+        })
+        .await
+    }
+}
+
+/// Sends a departing guest's image home on `send`, answering home's sync
+/// on `recv`; returns the bytes of memory sent.
+async fn send_image_home(
+    departure: &mut Departure,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<u64, String> {
+    let sent = departure.source.send_running(send, |_| {}).await?;
+    if sent > 0 {
+        // Frozen once home has caught up, so little is in flight while
+        // it is.
+        write_image_item(send, &ImageItem::Sync).await?;
+        match read_message::<Verdict, _>(recv).await {
+            Ok(Verdict::CaughtUp) => {}
+            Ok(other) => return Err(format!("home answered {other:?} to the sync")),
+            Err(error) => return Err(format!("home did not answer the sync: {error}")),
+        }
+    }
+    departure.freeze().await?;
+    departure.source.send_frozen(send, sent, |_| {}).await
 }
 
 /// Tells a client every so often how far its migration got.
