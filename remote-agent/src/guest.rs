@@ -149,6 +149,12 @@ pub struct Member {
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
+    /// Regular files it opened for reading at home, not closed since, with
+    /// the size each had then; forgotten all at once when it forks or
+    /// sends fds (their offsets are then shared with another process). An
+    /// `lseek` to an offset within that size from the start can only
+    /// return that offset (see [`Context::seek_here`]).
+    seekable: Mutex<std::collections::HashMap<i32, u64>>,
     /// While its process is frozen to move on: the signals home sent it
     /// meanwhile, which its image does not hold; they go with it.
     pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
@@ -292,6 +298,13 @@ impl Member {
         if result.ret < 0 || !syscall::opens_for_reading(n.nr, &n.args) {
             return;
         }
+        let size = HomeFile::from_stat(stat).map_or(0, |file| file.size);
+        if let Ok(mut seekable) = self.seekable.lock() {
+            // A file of no size may be one of /proc's, whose seeks differ.
+            if size > 0 {
+                seekable.insert(result.ret as i32, size);
+            }
+        }
         if let Ok(mut prefetched) = self.prefetched.lock() {
             *prefetched = Some(Prefetched {
                 fd: result.ret as i32,
@@ -312,6 +325,21 @@ impl Member {
             if let Some(prefetched) = prefetched.as_mut().filter(|p| p.open == id) {
                 prefetched.armed = Some(traffic);
             }
+        }
+    }
+
+    /// Notes where a call answered here left `fd`'s offset, for home to
+    /// hear later; where another fd's is still to be told, it goes now.
+    fn set_pending_seek(&self, fd: i32, offset: u64, tid: i32) {
+        let other_waits = self
+            .pending_seek
+            .lock()
+            .is_ok_and(|pending| pending.is_some_and(|(other, ..)| other != fd));
+        if other_waits {
+            self.send_pending_seek(None);
+        }
+        if let Ok(mut pending) = self.pending_seek.lock() {
+            *pending = Some((fd, offset, tid));
         }
     }
 
@@ -367,13 +395,23 @@ impl Member {
     fn forget_read_only(&self, nr: u64, args: &[u64; 6]) -> bool {
         // Locked only for calls on the fd table: this is on every call's way.
         let fds = || self.read_only.lock().ok();
+        let forget_seekable = |fd: Option<i32>| {
+            if let Ok(mut seekable) = self.seekable.lock() {
+                match fd {
+                    Some(fd) => drop(seekable.remove(&fd)),
+                    None => seekable.clear(),
+                }
+            }
+        };
         match nr as i64 {
             libc::SYS_close => {
                 self.unread.remove(&(args[0] as i32));
+                forget_seekable(Some(args[0] as i32));
                 fds().is_some_and(|mut fds| fds.remove(&(args[0] as i32)))
             }
             libc::SYS_dup2 | libc::SYS_dup3 => {
                 self.unread.remove(&(args[1] as i32));
+                forget_seekable(Some(args[1] as i32));
                 if let Some(mut fds) = fds() {
                     fds.remove(&(args[1] as i32));
                 }
@@ -381,12 +419,32 @@ impl Member {
             }
             libc::SYS_close_range | libc::SYS_execve | libc::SYS_execveat => {
                 self.unread.clear();
+                forget_seekable(None);
                 if let Some(mut fds) = fds() {
                     fds.clear();
                 }
                 false
             }
             _ => false,
+        }
+    }
+
+    /// Sees a call that may share its open files with another process (a
+    /// fork, a thread, fds sent over a socket): an `lseek` answered here
+    /// and told home only later could then be missed by the other.
+    fn note_sharing(&self, nr: u64) {
+        let shares = [
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_sendmsg,
+            libc::SYS_sendmmsg,
+        ];
+        if shares.contains(&(nr as i64)) {
+            if let Ok(mut seekable) = self.seekable.lock() {
+                seekable.clear();
+            }
         }
     }
 
@@ -542,6 +600,7 @@ impl HostRole {
             children: DashMap::new(),
             reaped: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
+            seekable: Mutex::new(std::collections::HashMap::new()),
             held_signals: Mutex::new(None),
             home_holds: tokio::sync::watch::channel(false).0,
             exe: Mutex::new(Vec::new()),
@@ -1135,11 +1194,12 @@ fn errno_of(ret: i64) -> Answer {
 impl Context {
     async fn handle(&self, n: Notification, route: Route) {
         if matches!(route, Route::Forward(_)) {
-            if let Some(answer) = self.serve_prefetched(&n) {
+            if let Some(answer) = self.serve_prefetched(&n).or_else(|| self.seek_here(&n)) {
                 self.give(&n, answer, "answered here");
                 return;
             }
         }
+        self.member.note_sharing(n.nr);
         note_home_traffic();
         self.member.send_pending_seek(Some(&n));
         let answer = match route {
@@ -1343,9 +1403,8 @@ impl Context {
                 }
                 prefetched.offset += given;
                 if given > 0 {
-                    if let Ok(mut pending) = self.member.pending_seek.lock() {
-                        *pending = Some((prefetched.fd, prefetched.offset as u64, n.tid));
-                    }
+                    let offset = prefetched.offset as u64;
+                    self.member.set_pending_seek(prefetched.fd, offset, n.tid);
                 }
                 Some(Answer::Value(given as i64))
             }
@@ -1381,6 +1440,32 @@ impl Context {
             }
             _ => None,
         }
+    }
+
+    /// Answers an `lseek` from the start of a regular file the program
+    /// opened, to an offset within the size the file had: it can only
+    /// return that offset. The offset goes home unanswered before the
+    /// program's next call home, as a read's answered here does (see
+    /// [`Member::send_pending_seek`]). Only for a program of one thread,
+    /// whose next call cannot overtake the seek.
+    fn seek_here(&self, n: &Notification) -> Option<Answer> {
+        let [fd, offset, whence, ..] = n.args;
+        if n.nr as i64 != libc::SYS_lseek || whence != libc::SEEK_SET as u64 {
+            return None;
+        }
+        let fd = fd as i32;
+        let size = self.member.seekable.lock().ok()?.get(&fd).copied()?;
+        if offset > size || homing_shim::process::status_number(n.tid, "Threads:") != Some(1) {
+            return None;
+        }
+        // A read answered from what the open brought goes on from here.
+        if let Ok(mut prefetched) = self.member.prefetched.lock() {
+            if let Some(prefetched) = prefetched.as_mut().filter(|p| p.fd == fd) {
+                prefetched.offset = usize::try_from(offset).ok()?;
+            }
+        }
+        self.member.set_pending_seek(fd, offset, n.tid);
+        Some(Answer::Value(offset as i64))
     }
 
     /// The deputy forks at home first; its child's pid is the new process's

@@ -139,7 +139,10 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
         .find_map(|l| l.strip_prefix("home-bytes="))
         .and_then(|b| b.parse().ok())
         .expect("home's byte count");
-    assert!(home_bytes < 32 << 20, "{home_bytes} bytes through home: {moved:?}");
+    assert!(
+        home_bytes < 32 << 20,
+        "{home_bytes} bytes through home: {moved:?}"
+    );
     // Its memory is released at home while it is away: the deputy is small.
     let rss_kib: u64 = moved
         .stdout

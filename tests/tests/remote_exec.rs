@@ -1139,6 +1139,74 @@ for name in ("small", "numbers"):
     assert_eq!(run.stdout, "b'after\\n'\n");
 }
 
+/// An `lseek` from the start of a file the program opened is answered on
+/// the host, and home hears the offset before the program's next call:
+/// whatever reads the file next, the program, a forked child or another
+/// program given the fd, reads where the seek left it, as at home.
+#[test]
+fn seeks_leave_the_offset_where_the_next_reader_expects_it() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "seq 1 3000 > numbers && printf 'abcdefgh' > small",
+    ));
+    let script = r#"import os, subprocess, time
+out = []
+fd = os.open("numbers", os.O_RDONLY)
+out += [os.lseek(fd, 10, os.SEEK_SET), os.read(fd, 4)]
+out += [os.lseek(fd, 50, os.SEEK_SET), os.lseek(fd, 0, os.SEEK_CUR)]
+out += [os.lseek(fd, 13900, os.SEEK_SET), os.read(fd, 4)]
+out.append(os.lseek(fd, 20, os.SEEK_SET))
+child = os.fork()
+if child == 0:
+    print("child", os.read(fd, 6), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+out += [os.lseek(fd, 0, os.SEEK_CUR), os.lseek(fd, 30, os.SEEK_SET), os.read(fd, 3)]
+given = os.open("numbers", os.O_RDONLY)
+os.lseek(given, 100, os.SEEK_SET)
+out.append(subprocess.run(["head", "-c", "5"], stdin=given, capture_output=True).stdout)
+out.append(os.lseek(given, 0, os.SEEK_CUR))
+small = os.open("small", os.O_RDONLY)
+out += [os.lseek(small, 4, os.SEEK_SET), os.read(small, 2), os.lseek(small, 1, os.SEEK_SET), os.read(small, 2)]
+first, second = os.open("numbers", os.O_RDONLY), os.open("numbers", os.O_RDONLY)
+out += [os.lseek(first, 7, os.SEEK_SET), os.lseek(second, 9, os.SEEK_SET)]
+out += [os.lseek(first, 0, os.SEEK_CUR), os.lseek(second, 0, os.SEEK_CUR)]
+os.lseek(small, 6, os.SEEK_SET)
+os.dup2(small, second)
+out += [os.lseek(second, 0, os.SEEK_CUR), os.read(second, 5)]
+# A child that shares the offset reads while its parent, which seeked
+# first, calls nothing.
+shared = os.open("numbers", os.O_RDONLY)
+child = os.fork()
+if child == 0:
+    time.sleep(1)
+    print("sharing child", os.read(shared, 4), flush=True)
+    os._exit(0)
+os.lseek(shared, 40, os.SEEK_SET)
+time.sleep(2)
+os.waitpid(child, 0)
+print(out)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!(
+            "cat > seeks.py <<'EOF'
+{script}EOF"
+        ),
+    ));
+    let native = ok(at_home(&cluster, "python3 seeks.py"));
+    assert_eq!(
+        native.stdout,
+        "child b'\\n11\\n12'\nsharing child b'7\\n18'\n[10, b'6\\n7\\n', 50, 50, 13900, b'', 20, 26, 30, b'14\\n', b'7\\n38\\n', 105, 4, b'ef', 1, b'bc', 7, 9, 7, 9, 6, b'gh']\n"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 seeks.py",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 #[test]
 fn file_semantics_are_home_semantics() {
     let cluster = Cluster::up(2);
