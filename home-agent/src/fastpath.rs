@@ -16,8 +16,7 @@
 //! A `stat`, `readlink` or `access` of a path is looked up here too, as
 //! the deputy would look it up: from its cwd (or the directory fd it
 //! names), with its filesystem uid, gid and groups taken on for the walk
-//! by this thread alone, in the same mount namespace and root, for a
-//! program of one thread. Only a walk that meets no symbolic link and
+//! by this thread alone, in the same mount namespace and root. Only a walk that meets no symbolic link and
 //! crosses no mount is made here, from a directory on a local
 //! filesystem: a link, or `/proc/self` (another mount), could name
 //! something else for the agent than for the deputy, and a lookup on a
@@ -25,7 +24,12 @@
 //! program it serves. Any other goes to the deputy.
 //!
 //! Nothing here may change the deputy: a call that would (an open, a
-//! close, a chdir) is never taken, only seen on its way.
+//! close, a chdir) is never taken, only seen on its way. What it may
+//! change (an fd, the cwd, the credentials) is forgotten then, and again
+//! once its answer has gone by on the way back: in a program of several
+//! threads, another thread's call may read it here meanwhile (which at
+//! home could have run first too), but once the change has returned,
+//! every call must see what it did.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,6 +37,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -51,6 +56,78 @@ const DATA_CALLS: &[i64] = &[
     libc::SYS_fsync,
     libc::SYS_fdatasync,
 ];
+
+/// What a call may change of what the fast path keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// One fd (a close, or the target of a dup2).
+    Fd(i32),
+    /// Any fd.
+    Fds,
+    Cwd,
+    Credentials,
+    /// Everything (an exec).
+    All,
+}
+
+impl Change {
+    /// What `call` may change, if anything.
+    fn of(call: &SyscallCall) -> Option<Self> {
+        Some(match call.nr as i64 {
+            libc::SYS_close => Self::Fd(call.args[0] as i32),
+            libc::SYS_dup2 | libc::SYS_dup3 => Self::Fd(call.args[1] as i32),
+            libc::SYS_close_range => Self::Fds,
+            libc::SYS_execve | libc::SYS_execveat => Self::All,
+            libc::SYS_chdir | libc::SYS_fchdir => Self::Cwd,
+            libc::SYS_setuid
+            | libc::SYS_setgid
+            | libc::SYS_setreuid
+            | libc::SYS_setregid
+            | libc::SYS_setresuid
+            | libc::SYS_setresgid
+            | libc::SYS_setfsuid
+            | libc::SYS_setfsgid
+            | libc::SYS_setgroups
+            | libc::SYS_capset
+            | libc::SYS_prctl => Self::Credentials,
+            _ => return None,
+        })
+    }
+}
+
+/// The calls sent to one deputy that may change what its fast path keeps,
+/// not answered yet: noted on their way to the deputy, and settled as
+/// their answers go by on the way back (another task).
+#[derive(Debug, Default)]
+pub struct Changes {
+    under_way: Mutex<HashMap<u64, Change>>,
+    /// Answered since the fast path last looked: what it kept of them
+    /// may be stale.
+    settled: Mutex<Vec<Change>>,
+}
+
+impl Changes {
+    /// Sees the deputy's answer to call `id` go by.
+    pub fn answered(&self, id: u64) {
+        let change = self.under_way.lock().ok().and_then(|mut u| u.remove(&id));
+        if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
+            settled.push(change);
+        }
+    }
+
+    fn note(&self, id: u64, change: Change) {
+        if let Ok(mut under_way) = self.under_way.lock() {
+            under_way.insert(id, change);
+        }
+    }
+
+    fn take_settled(&self) -> Vec<Change> {
+        self.settled
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+}
 
 /// What the fast path keeps for one deputy: duplicates of its fds, its
 /// `/proc` entry, and what its path lookups need.
@@ -79,18 +156,14 @@ pub struct FastPath {
     /// made here), read at the first lookup and forgotten when a call that
     /// may change them goes by: only the program's calls change them.
     walker: Option<Option<Arc<Walker>>>,
-    /// The program thread seen first, and whether another has been seen.
-    /// Paths are looked up here only for a program of one thread: its
-    /// calls come one at a time, so a `chdir` or `setuid` has run in the
-    /// deputy before the next lookup, which cannot then read the cwd or
-    /// credentials from before it.
-    first_thread: Option<i32>,
-    threads: bool,
+    /// Calls under way that may change any of the above.
+    changes: Arc<Changes>,
 }
 
 impl FastPath {
-    /// The fast path for deputy `pid`, if its fds can be duplicated.
-    pub fn new(pid: i32) -> Option<Self> {
+    /// The fast path for deputy `pid`, if its fds can be duplicated;
+    /// `changes` hears the deputy's answers.
+    pub fn new(pid: i32, changes: Arc<Changes>) -> Option<Self> {
         let pidfd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
         Some(Self {
             pid,
@@ -109,53 +182,36 @@ impl FastPath {
             .ok()
             .map(Arc::new),
             walker: None,
-            first_thread: None,
-            threads: false,
+            changes,
         })
     }
 
-    /// Sees a call on its way to the deputy: forgets every fd it may close
-    /// or replace.
-    pub fn observe(&mut self, call: &SyscallCall) {
-        match call.nr as i64 {
-            libc::SYS_close => {
-                self.fds.remove(&(call.args[0] as i32));
-            }
-            libc::SYS_dup2 | libc::SYS_dup3 => {
-                self.fds.remove(&(call.args[1] as i32));
-            }
-            // close_range, and exec (close-on-exec fds): forget everything.
-            libc::SYS_close_range => self.fds.clear(),
-            libc::SYS_execve => {
-                self.fds.clear();
-                self.walker = None;
-            }
-            libc::SYS_chdir | libc::SYS_fchdir => self.cwd = None,
-            libc::SYS_setuid
-            | libc::SYS_setgid
-            | libc::SYS_setreuid
-            | libc::SYS_setregid
-            | libc::SYS_setresuid
-            | libc::SYS_setresgid
-            | libc::SYS_setfsuid
-            | libc::SYS_setfsgid
-            | libc::SYS_setgroups
-            | libc::SYS_capset
-            | libc::SYS_prctl => self.walker = None,
-            libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_unshare | libc::SYS_setns => {
-                self.looks_up_paths = false;
-                self.cwd = None;
-                self.root = None;
-            }
-            _ => {}
+    /// Sees call `id` on its way to the deputy: forgets what it may change
+    /// (every fd it may close or replace, the cwd, the credentials), and
+    /// will again once its answer has gone by.
+    pub fn observe(&mut self, id: u64, call: &SyscallCall) {
+        if let Some(change) = Change::of(call) {
+            self.forget(change);
+            self.changes.note(id, change);
+        }
+        let nr = call.nr as i64;
+        let unshares = [
+            libc::SYS_chroot,
+            libc::SYS_pivot_root,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+        ];
+        if unshares.contains(&nr) {
+            self.looks_up_paths = false;
+            self.cwd = None;
+            self.root = None;
         }
     }
 
     /// Runs `call` here if it qualifies; `None` sends it to the deputy.
-    pub fn try_execute(&mut self, tid: i32, call: &SyscallCall) -> Option<SyscallResult> {
-        // Tid 0: the host agent's own reads (of a program it caches).
-        if tid != 0 && *self.first_thread.get_or_insert(tid) != tid {
-            self.threads = true;
+    pub fn try_execute(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        for change in self.changes.take_settled() {
+            self.forget(change);
         }
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
@@ -248,7 +304,7 @@ impl FastPath {
             ),
             _ => return None,
         };
-        if !self.looks_up_paths || self.threads {
+        if !self.looks_up_paths {
             return None;
         }
         let path = call.inputs.iter().find(|i| i.index == path_at)?;
@@ -352,6 +408,21 @@ impl FastPath {
     /// The deputy's credentials for a path walk, if the walk can be made
     /// here with them: a root deputy with all the agent's capabilities, or
     /// another with none.
+    /// Forgets what a call that has returned may have changed.
+    fn forget(&mut self, change: Change) {
+        match change {
+            Change::Fd(fd) => drop(self.fds.remove(&fd)),
+            Change::Fds => self.fds.clear(),
+            Change::Cwd => self.cwd = None,
+            Change::Credentials => self.walker = None,
+            Change::All => {
+                self.fds.clear();
+                self.cwd = None;
+                self.walker = None;
+            }
+        }
+    }
+
     fn walker(&mut self) -> Option<Arc<Walker>> {
         if self.walker.is_none() {
             self.walker = Some(self.read_walker().map(Arc::new));

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, PeerConfig};
-use crate::fastpath::FastPath;
+use crate::fastpath::{Changes, FastPath};
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{read_frame, read_message, write_message, WireError};
@@ -881,13 +881,17 @@ impl Node {
         // Set once the program comes home: the deputy's end is then its
         // making way, not its death.
         let returning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let changes = Arc::new(Changes::default());
         let mut upstream = {
             let to_host = to_host.clone();
             let returning = returning.clone();
+            let changes = changes.clone();
             tokio::spawn(async move {
                 while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
-                    if homing_proto::decode::<ToHost>(&body).is_err() {
-                        break;
+                    match homing_proto::decode::<ToHost>(&body) {
+                        Ok(ToHost::Result { id, .. }) => changes.answered(id),
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
                     let mut framed = (body.len() as u32).to_be_bytes().to_vec();
                     framed.extend_from_slice(&body);
@@ -906,7 +910,7 @@ impl Node {
                 }
             })
         };
-        let mut fast = FastPath::new(pid);
+        let mut fast = FastPath::new(pid, changes);
         let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
             None;
         // Host to deputy: syscalls and the program's end.
@@ -989,15 +993,15 @@ impl Node {
                     | ToHome::Return => {}
                 }
             }
-            if let (ToHome::Syscall { id, tid, call }, Some(fast)) = (&msg, fast.as_mut()) {
-                if let Some(result) = fast.try_execute(*tid, call) {
+            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {
+                if let Some(result) = fast.try_execute(call) {
                     let answer = ToHost::Result { id: *id, result };
                     if let Ok(frame) = homing_proto::encode(&answer) {
                         let _ = to_host.send(Outgoing::Frame(frame));
                     }
                     continue;
                 }
-                fast.observe(call);
+                fast.observe(*id, call);
             }
             let last = matches!(msg, ToHome::Exited { .. });
             if write_message(&mut to_deputy, &msg).await.is_err() || last {

@@ -1207,6 +1207,72 @@ print(out)
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// Home's agent looks paths up and reads fds itself for a program of
+/// several threads too, but never from what a `chdir` or `dup2` still
+/// under way (another thread's) may change: once that has returned, every
+/// thread sees what it did, however busy the others are meanwhile.
+#[test]
+fn threads_see_a_chdir_or_dup2_of_another_thread_once_it_returns() {
+    let cluster = Cluster::up(2);
+    let script = r#"import os, threading
+ROUNDS = 300
+base = os.getcwd()
+for d, name, text in (("d1", "only1", "one"), ("d2", "only2", "two")):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+shared = [os.open("d1/only1", os.O_RDONLY)]
+stop = False
+def spin():
+    while not stop:
+        os.path.exists("only1")
+        os.access("only2", os.R_OK)
+        try:
+            os.pread(shared[0], 3, 0)
+        except OSError:
+            pass
+go, done = threading.Event(), threading.Event()
+seen = []
+def look():
+    for _ in range(ROUNDS):
+        go.wait()
+        go.clear()
+        seen.append((os.path.exists("only1"), os.path.exists("only2"), os.pread(shared[0], 3, 0)))
+        done.set()
+threads = [threading.Thread(target=spin) for _ in range(2)] + [threading.Thread(target=look)]
+for t in threads:
+    t.start()
+for i in range(ROUNDS):
+    d, name = ("d1", "only1") if i % 2 == 0 else ("d2", "only2")
+    os.chdir(os.path.join(base, d))
+    fd = os.open(name, os.O_RDONLY)
+    os.dup2(fd, shared[0])
+    os.close(fd)
+    go.set()
+    done.wait()
+    done.clear()
+stop = True
+for t in threads:
+    t.join()
+expected = [(True, False, b"one") if i % 2 == 0 else (False, True, b"two") for i in range(ROUNDS)]
+print(len(seen), "wrong:", [i for i, s in enumerate(seen) if s != expected[i]][:5])
+"#;
+    ok(at_home(
+        &cluster,
+        &format!(
+            "cat > chdirs.py <<'EOF'
+{script}EOF"
+        ),
+    ));
+    let native = ok(at_home(&cluster, "python3 chdirs.py"));
+    assert_eq!(native.stdout, "300 wrong: []\n");
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 chdirs.py",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 #[test]
 fn file_semantics_are_home_semantics() {
     let cluster = Cluster::up(2);
