@@ -1112,22 +1112,11 @@ for name in ("small", "numbers"):
     os.waitpid(child, 0)
     print(name, size, middle, first, len(second), offset, os.lseek(fd, 0, os.SEEK_CUR), flush=True)
 "#;
-    ok(at_home(
-        &cluster,
-        &format!(
-            "cat > reads.py <<'EOF'
-{script}EOF"
-        ),
-    ));
-    let native = ok(at_home(&cluster, "python3 reads.py"));
+    let (native, remote) = python_at_home_and_on_node2(&cluster, "reads.py", script);
     assert_eq!(
         native.stdout,
         "child 0\nsmall 8 b'cdef' b'abc' 5 8 8\nchild 8890\nnumbers 13893 b'2\\n3\\n' b'1\\n2' 5000 5003 13893\n"
     );
-    let remote = ok(at_home(
-        &cluster,
-        "homing run --on node2 -- python3 reads.py",
-    ));
     assert_eq!(remote.stdout, native.stdout);
     // Changed at home while the program sleeps between its open and its
     // read (a sleep goes nowhere near home): the read sees the change.
@@ -1137,6 +1126,21 @@ for name in ("small", "numbers"):
         r#"homing run --on node2 -- python3 -c "import os, time; fd = os.open('changing', os.O_RDONLY); time.sleep(3); print(os.read(fd, 100))" & until ls -l /proc/$!/fd | grep -q changing; do sleep 0.01; done; echo after > changing; wait"#,
     ));
     assert_eq!(run.stdout, "b'after\\n'\n");
+}
+
+/// Writes `script` into alice's home at home as `name`, and runs it with
+/// python3 at home, then on node2: (at home, on node2).
+fn python_at_home_and_on_node2(cluster: &Cluster, name: &str, script: &str) -> (Run, Run) {
+    ok(at_home(
+        cluster,
+        &format!("cat > {name} <<'EOF'\n{script}EOF"),
+    ));
+    let native = ok(at_home(cluster, &format!("python3 {name}")));
+    let remote = ok(at_home(
+        cluster,
+        &format!("homing run --on node2 -- python3 {name}"),
+    ));
+    (native, remote)
 }
 
 /// An `lseek` from the start of a file the program opened is answered on
@@ -1188,22 +1192,11 @@ time.sleep(2)
 os.waitpid(child, 0)
 print(out)
 "#;
-    ok(at_home(
-        &cluster,
-        &format!(
-            "cat > seeks.py <<'EOF'
-{script}EOF"
-        ),
-    ));
-    let native = ok(at_home(&cluster, "python3 seeks.py"));
+    let (native, remote) = python_at_home_and_on_node2(&cluster, "seeks.py", script);
     assert_eq!(
         native.stdout,
         "child b'\\n11\\n12'\nsharing child b'7\\n18'\n[10, b'6\\n7\\n', 50, 50, 13900, b'', 20, 26, 30, b'14\\n', b'7\\n38\\n', 105, 4, b'ef', 1, b'bc', 7, 9, 7, 9, 6, b'gh']\n"
     );
-    let remote = ok(at_home(
-        &cluster,
-        "homing run --on node2 -- python3 seeks.py",
-    ));
     assert_eq!(remote.stdout, native.stdout);
 }
 
@@ -1257,19 +1250,8 @@ for t in threads:
 expected = [(True, False, b"one") if i % 2 == 0 else (False, True, b"two") for i in range(ROUNDS)]
 print(len(seen), "wrong:", [i for i, s in enumerate(seen) if s != expected[i]][:5])
 "#;
-    ok(at_home(
-        &cluster,
-        &format!(
-            "cat > chdirs.py <<'EOF'
-{script}EOF"
-        ),
-    ));
-    let native = ok(at_home(&cluster, "python3 chdirs.py"));
+    let (native, remote) = python_at_home_and_on_node2(&cluster, "chdirs.py", script);
     assert_eq!(native.stdout, "300 wrong: []\n");
-    let remote = ok(at_home(
-        &cluster,
-        "homing run --on node2 -- python3 chdirs.py",
-    ));
     assert_eq!(remote.stdout, native.stdout);
 }
 

@@ -130,35 +130,11 @@ impl Node {
             write_message(&mut send, &PeerRequest::Immigrate(Box::new(immigrant)))
                 .await
                 .map_err(|e| e.to_string())?;
-            let sent = AtomicU64::new(0);
             let total = source.estimate;
-            let note = |n| sent.store(n, Ordering::Relaxed);
             let progress = |sent| ControlResponse::Progress { sent, total };
-            let running = self
-                .reporting(
-                    client,
-                    node,
-                    &sent,
-                    progress,
-                    source.send_running(&mut send, note),
-                )
-                .await?;
-            if running > 0 {
-                // Frozen once the destination has caught up, so that
-                // little is in flight while it is.
-                write_image_item(&mut send, &ImageItem::Sync).await?;
-                self.until_answered(node, &mut recv, ToHome::CaughtUp)
-                    .await?;
-            }
-            source.freeze().await?;
+            let streams = (&mut send, &mut recv);
             let bytes = self
-                .reporting(
-                    client,
-                    node,
-                    &sent,
-                    progress,
-                    source.send_frozen(&mut send, running, note),
-                )
+                .send_image(client, node, &mut source, streams, progress)
                 .await?;
             debug!(pid, frozen = ?source.frozen_for(), "image sent");
             self.until_ready(node, &mut recv).await?;
@@ -225,6 +201,33 @@ impl Node {
             total_micros: started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
         })
+    }
+
+    /// Sends a process's image to `node` on `send`: its memory while it
+    /// runs, then, once `node` has caught up (on `recv`), the rest, frozen;
+    /// tells `out` how far it got (the `progress` made of the bytes sent).
+    /// Returns the bytes of memory sent.
+    async fn send_image<M: Serialize, W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut W,
+        node: &str,
+        moving: &mut impl Freezes,
+        (send, recv): (&mut SendStream, &mut RecvStream),
+        progress: impl Fn(u64) -> M,
+    ) -> Result<u64, String> {
+        let sent = AtomicU64::new(0);
+        let note = |n| sent.store(n, Ordering::Relaxed);
+        let sending = moving.source().send_running(send, note);
+        let running = self.reporting(out, node, &sent, &progress, sending).await?;
+        if running > 0 {
+            // Frozen once the destination has caught up, so that little
+            // is in flight while it is.
+            write_image_item(send, &ImageItem::Sync).await?;
+            self.until_answered(node, recv, ToHome::CaughtUp).await?;
+        }
+        moving.freeze().await?;
+        let sending = moving.source().send_frozen(send, running, note);
+        self.reporting(out, node, &sent, &progress, sending).await
     }
 
     /// Runs `sending`, telling `out` every so often how far it got (the
@@ -887,36 +890,10 @@ impl Node {
         write_message(&mut send, &request)
             .await
             .map_err(|e| unreachable(&e))?;
-        let sent = AtomicU64::new(0);
-        let note = |n| sent.store(n, Ordering::Relaxed);
         let progress = |sent| Handing::Progress { sent };
-        let source = &mut departure.source;
-        let running = self
-            .reporting(
-                to_home,
-                node,
-                &sent,
-                progress,
-                source.send_running(&mut send, note),
-            )
-            .await?;
-        if running > 0 {
-            // Frozen once the new host has caught up, so little is in
-            // flight while it is.
-            write_image_item(&mut send, &ImageItem::Sync).await?;
-            self.until_answered(node, &mut recv, ToHome::CaughtUp)
-                .await?;
-        }
-        departure.freeze().await?;
-        let source = &mut departure.source;
+        let streams = (&mut send, &mut recv);
         let bytes = self
-            .reporting(
-                to_home,
-                node,
-                &sent,
-                progress,
-                source.send_frozen(&mut send, running, note),
-            )
+            .send_image(to_home, node, departure, streams, progress)
             .await?;
         let _ = send.finish();
         Ok(bytes)
@@ -1044,6 +1021,34 @@ impl Node {
             host.run_immigrant(immigrant, arrival, to_home, from_home)
         })
         .await
+    }
+}
+
+/// A process whose image is being sent: its source, and how it is frozen
+/// for good once its memory has gone while it ran.
+trait Freezes {
+    fn source(&mut self) -> &mut Source;
+    async fn freeze(&mut self) -> Result<(), String>;
+}
+
+impl Freezes for Source {
+    fn source(&mut self) -> &mut Source {
+        self
+    }
+
+    async fn freeze(&mut self) -> Result<(), String> {
+        Source::freeze(self).await
+    }
+}
+
+/// A guest moving on: its calls under way at home finish first.
+impl Freezes for Departure {
+    fn source(&mut self) -> &mut Source {
+        &mut self.source
+    }
+
+    async fn freeze(&mut self) -> Result<(), String> {
+        Departure::freeze(self).await
     }
 }
 
