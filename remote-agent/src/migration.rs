@@ -1400,6 +1400,7 @@ fn restore(
                 Ok(())
             }
             RestoreCommand::Ready(close_on_exec, reply) => {
+                restorer.all_pages_written();
                 let outcome = match failure.take() {
                     Some(error) => Err(error),
                     None => restorer

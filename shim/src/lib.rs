@@ -19,6 +19,7 @@
 
 pub mod dump;
 pub mod execute;
+pub mod filling;
 pub mod memory;
 pub mod pid_namespace;
 pub mod process;

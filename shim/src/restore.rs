@@ -15,6 +15,7 @@ use homing_proto::image::{timer_left_after, ProcessImage, RegionKind, ThreadImag
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 use crate::dump::{maps, vdso_syscall_instruction, MapsEntry};
+use crate::filling::PageFiller;
 use crate::memory::ProcessMemory;
 use crate::pid_namespace::innermost_pid;
 use crate::ptrace::{self, InjectError, Injector, Regs, Stop};
@@ -142,6 +143,9 @@ pub struct Restorer {
     /// Address ranges the image's pages may be written to.
     writable: Vec<(u64, u64)>,
     image: ProcessImage,
+    /// Fills the pages of the regions mapped for the image, until every
+    /// page is written (it must go before the process runs).
+    filler: Option<PageFiller>,
 }
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -184,6 +188,7 @@ impl Restorer {
             memory: ProcessMemory::new(pid),
             writable: Vec::new(),
             image,
+            filler: None,
         })
     }
 
@@ -407,7 +412,19 @@ impl Restorer {
             )?;
             self.writable.push((region.start, region.end));
         }
+        let filler = PageFiller::register(&mut self.injector, self.pid, &self.writable);
+        self.filler = filler
+            .inspect_err(|error| {
+                tracing::debug!(pid = self.pid, "pages are written plainly: {error}")
+            })
+            .ok();
         Ok(())
+    }
+
+    /// Every page of the image is written: its regions are let go by the
+    /// filler, and the process may touch them.
+    pub fn all_pages_written(&mut self) {
+        self.filler = None;
     }
 
     /// Writes a run of the image's pages.
@@ -423,9 +440,17 @@ impl Restorer {
                 bytes.len()
             )));
         }
-        self.memory
-            .write(address, bytes)
-            .map_err(RestoreError::from)
+        let plainly = |at: u64, bytes: &[u8]| {
+            self.memory
+                .write(at, bytes)
+                .map_err(|e| io::Error::other(e.to_string()))
+        };
+        match &self.filler {
+            Some(filler) => filler
+                .fill(address, bytes, plainly)
+                .map_err(RestoreError::from),
+            None => plainly(address, bytes).map_err(RestoreError::from),
+        }
     }
 
     /// Makes the memory prepared for a layout fit `image`, the process's
@@ -516,6 +541,7 @@ impl Restorer {
     /// Sets every piece of kernel state, creates the other threads and lets
     /// them all run.
     pub fn finish(mut self) -> Result<(), RestoreError> {
+        self.all_pages_written();
         if self.image.threads.is_empty()
             || self
                 .image

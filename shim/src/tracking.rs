@@ -31,7 +31,7 @@ use crate::dump::{step, travels, DumpError, Frozen};
 const PAGEMAP_SCAN: u32 =
     0xc000_0000 | ((std::mem::size_of::<pm_scan_arg>() as u32) << 16) | ((b'f' as u32) << 8) | 16;
 /// The userfaultfd API version.
-const UFFD_API: u64 = 0xaa;
+pub(crate) const UFFD_API: u64 = 0xaa;
 /// `UFFDIO_WRITEPROTECT_MODE_WP`.
 const WRITEPROTECT_MODE_WP: u64 = 1;
 /// Page ranges one `PAGEMAP_SCAN` call returns at most.
@@ -205,7 +205,7 @@ impl WriteTracker {
 }
 
 /// A copy of fd `fd` of process `pid`.
-fn take_fd(pid: i32, fd: i32) -> io::Result<OwnedFd> {
+pub(crate) fn take_fd(pid: i32, fd: i32) -> io::Result<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
@@ -217,7 +217,7 @@ fn take_fd(pid: i32, fd: i32) -> io::Result<OwnedFd> {
 }
 
 /// `ioctl(fd, request, arg)` for a request that reads and writes one `T`.
-fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<i32> {
+pub(crate) fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<i32> {
     // SAFETY: every caller passes the struct its request is defined with,
     // as an exclusive reference that lives across the call.
     let result = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg as *mut T) };
