@@ -1243,8 +1243,8 @@ fn homecoming_thread(
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
     staged_tx: oneshot::Sender<Result<(), String>>,
 ) {
-    let staged = match homing_shim::staging::stage(pid, &layout.regions) {
-        Ok(staged) => staged,
+    let (staged, mut filler) = match homing_shim::staging::stage(pid, &layout.regions) {
+        Ok(room) => (room.ranges, room.filler),
         Err(error) => {
             let _ = staged_tx.send(Err(error.to_string()));
             return;
@@ -1270,7 +1270,7 @@ fn homecoming_thread(
                 let end = address + bytes.len() as u64;
                 for (from, to) in covered((address, end), &staged) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
-                    if let Err(error) = memory.write(from, part) {
+                    if let Err(error) = write_room(filler.as_ref(), &memory, from, part) {
                         failure.get_or_insert(format!("cannot write the deputy's memory: {error}"));
                     }
                 }
@@ -1286,7 +1286,7 @@ fn homecoming_thread(
                     let mut at = from;
                     while at < to {
                         let n = (to - at).min(zeros.len() as u64) as usize;
-                        if let Err(error) = memory.write(at, &zeros[..n]) {
+                        if let Err(error) = write_room(filler.as_ref(), &memory, at, &zeros[..n]) {
                             failure.get_or_insert(format!(
                                 "cannot write the deputy's memory: {error}"
                             ));
@@ -1316,7 +1316,7 @@ fn homecoming_thread(
                         let _ = reply.send(Err((false, error.to_string())));
                         break Adoption::Failed;
                     }
-                    Ok(mut restorer) => match restorer.make_room(staged.clone()) {
+                    Ok(mut restorer) => match restorer.make_room(staged.clone(), filler.take()) {
                         Ok(()) => {
                             let _ = reply.send(Ok(()));
                             break Adoption::Adopted(restorer);
@@ -1424,6 +1424,25 @@ fn restore(
         }
     }
     Some(restorer)
+}
+
+/// Writes `bytes` at `address` in the room staged in a running deputy:
+/// through `filler` where its pages are missing.
+fn write_room(
+    filler: Option<&homing_shim::filling::PageFiller>,
+    memory: &homing_shim::memory::ProcessMemory,
+    address: u64,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let plainly = |at: u64, bytes: &[u8]| {
+        memory
+            .write(at, bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    match filler {
+        Some(filler) => filler.fill(address, bytes, plainly),
+        None => plainly(address, bytes),
+    }
 }
 
 /// A restore that failed at once: only giving the process another

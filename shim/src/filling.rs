@@ -24,7 +24,6 @@ use linux_raw_sys::general::{
 };
 use linux_raw_sys::ioctl::{UFFDIO_API, UFFDIO_COPY, UFFDIO_REGISTER};
 
-use crate::ptrace::{InjectError, Injector};
 use crate::tracking::{ioctl, take_fd, UFFD_API};
 
 /// `UFFDIO_COPY_MODE_DONTWAKE`: nothing waits on the pages (the process
@@ -39,19 +38,21 @@ pub struct PageFiller {
 }
 
 impl PageFiller {
-    /// Makes a userfaultfd inside process `pid`, stopped under `injector`,
-    /// and registers `ranges` (mapped, anonymous, none of their pages
-    /// present yet) with it. A range the kernel will not register is left
-    /// out: its pages are written the other way.
-    pub(crate) fn register(
-        injector: &mut Injector,
+    /// Makes a userfaultfd inside process `pid`, stopped, by syscalls run
+    /// in it with `inject`, and registers `ranges` (mapped, anonymous, none
+    /// of their pages present yet) with it. A range the kernel will not
+    /// register is left out: its pages are written the other way.
+    pub(crate) fn register<E: std::fmt::Display>(
         pid: i32,
         ranges: &[(u64, u64)],
-    ) -> Result<Self, InjectError> {
+        mut inject: impl FnMut(&'static str, i64, [u64; 6]) -> Result<u64, E>,
+    ) -> io::Result<Self> {
+        let injected = |e: E| io::Error::other(e.to_string());
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | u64::from(UFFD_USER_MODE_ONLY);
-        let fd = injector.call("userfaultfd", libc::SYS_userfaultfd, [flags, 0, 0, 0, 0, 0])?;
+        let fd = inject("userfaultfd", libc::SYS_userfaultfd, [flags, 0, 0, 0, 0, 0])
+            .map_err(injected)?;
         let taken = take_fd(pid, fd as i32);
-        injector.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+        inject("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0]).map_err(injected)?;
         let uffd = taken?;
         let mut api = uffdio_api {
             api: UFFD_API,
@@ -78,7 +79,7 @@ impl PageFiller {
     /// Puts `bytes` (whole pages) at `address`. Pages already present, and
     /// memory not registered, are handed to `otherwise` to be written
     /// plainly.
-    pub(crate) fn fill(
+    pub fn fill(
         &self,
         address: u64,
         bytes: &[u8],

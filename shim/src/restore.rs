@@ -197,7 +197,13 @@ impl Restorer {
     /// memory goes but the room `staged` for the program's (see
     /// [`crate::staging`]), which keeps the pages written there. The
     /// deputy has closed its own connection; its fds are the program's.
-    pub fn make_room(&mut self, staged: Vec<(u64, u64)>) -> Result<(), RestoreError> {
+    /// `filler` fills the room's pages still missing.
+    pub fn make_room(
+        &mut self,
+        staged: Vec<(u64, u64)>,
+        filler: Option<PageFiller>,
+    ) -> Result<(), RestoreError> {
+        self.filler = filler;
         self.end_other_threads()?;
         self.empty_address_space(&staged)?;
         self.writable = staged;
@@ -412,7 +418,10 @@ impl Restorer {
             )?;
             self.writable.push((region.start, region.end));
         }
-        let filler = PageFiller::register(&mut self.injector, self.pid, &self.writable);
+        let injector = &mut self.injector;
+        let filler = PageFiller::register(self.pid, &self.writable, |call, nr, args| {
+            injector.call(call, nr, args)
+        });
         self.filler = filler
             .inspect_err(|error| {
                 tracing::debug!(pid = self.pid, "pages are written plainly: {error}")

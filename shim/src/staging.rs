@@ -8,11 +8,15 @@
 //! occupies get no room; their pages wait until it has made way.
 //!
 //! This module only makes and removes the room, by syscalls injected in a
-//! short freeze of the deputy; the pages are written from outside.
+//! short freeze of the deputy; the pages are written from outside, through
+//! a userfaultfd made in the same freeze (see [`crate::filling`]) where the
+//! kernel gives one. The deputy never touches the room, so it never waits
+//! on it.
 
 use homing_proto::image::{Region, RegionKind};
 
 use crate::dump::{self, maps, travels, DumpError};
+use crate::filling::PageFiller;
 use crate::ptrace::InjectError;
 use crate::restore::uncovered;
 
@@ -21,15 +25,32 @@ use crate::restore::uncovered;
 /// thread may need a few MiB more than it has used so far.
 const STACK_ROOM: u64 = 16 << 20;
 
+/// Room made in a deputy.
+#[derive(Debug)]
+pub struct Room {
+    /// The ranges mapped.
+    pub ranges: Vec<(u64, u64)>,
+    /// What fills their pages, if the kernel gave a userfaultfd.
+    pub filler: Option<PageFiller>,
+}
+
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
-/// that travels, where `pid` has nothing; returns the ranges mapped.
-/// The process runs on as before.
-pub fn stage(pid: i32, regions: &[Region]) -> Result<Vec<(u64, u64)>, DumpError> {
+/// that travels, where `pid` has nothing. The process runs on as before.
+pub fn stage(pid: i32, regions: &[Region]) -> Result<Room, DumpError> {
     let frozen = dump::freeze(pid, false)?;
     let mut staged = Vec::new();
     let outcome = make_room(&frozen, regions, &mut staged);
     let outcome = match outcome {
-        Ok(()) => Ok(staged),
+        Ok(()) => {
+            let filler =
+                PageFiller::register(pid, &staged, |call, nr, args| frozen.inject(call, nr, args))
+                    .inspect_err(|error| tracing::debug!(pid, "room written plainly: {error}"))
+                    .ok();
+            Ok(Room {
+                ranges: staged,
+                filler,
+            })
+        }
         Err(error) => {
             let _ = remove(&frozen, &staged);
             Err(error)

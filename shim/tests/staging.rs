@@ -47,22 +47,46 @@ fn room_is_made_only_where_the_process_has_nothing_and_removed_again() {
     let below = (straddling.0, own.start);
     assert!(!before.iter().any(|m| m.start < below.1 && below.0 < m.end));
 
-    let staged = staging::stage(
+    let room = staging::stage(
         pid,
         &[region(free.0, free.1), region(straddling.0, straddling.1)],
     )
     .unwrap();
+    let (staged, filler) = (room.ranges, room.filler);
     assert_eq!(staged, vec![free, below]);
+    let filler = filler.expect("this kernel gives a userfaultfd");
     assert!(mapped(pid, free) && mapped(pid, below));
     // The process's own mapping is untouched.
     let own_after = maps(pid).unwrap();
     assert!(own_after
         .iter()
         .any(|m| m.start == own.start && m.end == own.end && m.inode == own.inode));
-    // The room takes pages written from outside while the process runs.
+    // The room takes pages written from outside while the process runs:
+    // a missing page is filled in place, one there is written plainly.
     let memory = ProcessMemory::new(pid);
-    memory.write(free.0 + PAGE, b"coming home").unwrap();
+    let plainly = |at: u64, bytes: &[u8]| {
+        memory
+            .write(at, bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    let mut page = vec![0u8; PAGE as usize];
+    page[..11].copy_from_slice(b"coming home");
+    let mut plain = 0;
+    let mut counted = |at: u64, bytes: &[u8]| {
+        plain += 1;
+        plainly(at, bytes)
+    };
+    filler.fill(free.0 + PAGE, &page, &mut counted).unwrap();
     assert_eq!(memory.read(free.0 + PAGE, 11).unwrap(), b"coming home");
+    page[..11].copy_from_slice(b"COMING HOME");
+    filler.fill(free.0 + PAGE, &page, &mut counted).unwrap();
+    assert_eq!(plain, 1);
+    assert_eq!(memory.read(free.0 + PAGE, 11).unwrap(), b"COMING HOME");
+    // While the filler holds the room, a missing page cannot be written
+    // from outside; once it lets go, it can.
+    assert!(memory.write(free.0 + 2 * PAGE, b"x").is_err());
+    drop(filler);
+    memory.write(free.0 + 2 * PAGE, b"x").unwrap();
 
     staging::unstage(pid, &staged).unwrap();
     let after = maps(pid).unwrap();
