@@ -13,7 +13,9 @@
 //! are answered from its `/proc` entry, read at the call: the answer is
 //! the one the deputy would get, and never stale.
 //!
-//! A `stat`, `readlink` or `access` of a path is looked up here too, as
+//! A `stat`, `readlink` or `access` of a path, and an open that cannot
+//! create, is looked up here too (an open only to answer why a path leads
+//! nowhere: what is there is opened by the deputy), as
 //! the deputy would look it up: from its cwd (or the directory fd it
 //! names), with its filesystem uid, gid and groups taken on for the walk
 //! by this thread alone, in the same mount namespace and root. Only a walk that meets no symbolic link and
@@ -272,6 +274,7 @@ impl FastPath {
     }
 
     /// A `stat`, `readlink` or `access` of a path (in any of their forms),
+    /// or an open that cannot create (when the path leads nowhere),
     /// looked up here as the deputy would look it up (see the module doc);
     /// `None` sends it to the deputy.
     fn look_up_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
@@ -302,6 +305,12 @@ impl FastPath {
                 follows(args[3]),
                 Then::Access { mode: args[2] },
             ),
+            libc::SYS_open if opens_only_what_is_there(args[1]) => {
+                (libc::AT_FDCWD, 0, open_follows(args[1]), Then::OpenIfThere)
+            }
+            libc::SYS_openat if opens_only_what_is_there(args[2]) => {
+                (args[0] as i32, 1, open_follows(args[2]), Then::OpenIfThere)
+            }
             _ => return None,
         };
         if !self.looks_up_paths {
@@ -358,6 +367,10 @@ impl FastPath {
                 });
             }
         };
+        // What is there is opened by the deputy: the fd must be its own.
+        if matches!(then, Then::OpenIfThere) {
+            return None;
+        }
         // The same call on what was found: the fd with an empty path.
         let fd = found.as_raw_fd() as u64;
         let empty = libc::AT_EMPTY_PATH as u64;
@@ -382,6 +395,7 @@ impl FastPath {
                 [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
             ),
+            Then::OpenIfThere => return None,
         };
         let here = SyscallCall {
             nr: nr as u64,
@@ -405,9 +419,6 @@ impl FastPath {
         Some(result)
     }
 
-    /// The deputy's credentials for a path walk, if the walk can be made
-    /// here with them: a root deputy with all the agent's capabilities, or
-    /// another with none.
     /// Forgets what a call that has returned may have changed.
     fn forget(&mut self, change: Change) {
         match change {
@@ -423,6 +434,9 @@ impl FastPath {
         }
     }
 
+    /// The deputy's credentials for a path walk, if the walk can be made
+    /// here with them: a root deputy with all the agent's capabilities, or
+    /// another with none.
     fn walker(&mut self) -> Option<Arc<Walker>> {
         if self.walker.is_none() {
             self.walker = Some(self.read_walker().map(Arc::new));
@@ -585,6 +599,23 @@ enum Then {
     Access {
         mode: u64,
     },
+    /// `open`, `openat` of what must be there already (no `O_CREAT`):
+    /// a path that leads nowhere is answered here, with why (a compiler's
+    /// search for a header tries every directory of its path); what is
+    /// there is opened by the deputy.
+    OpenIfThere,
+}
+
+/// Whether an open with `flags` only opens what is there already: what it
+/// finds missing it cannot make.
+fn opens_only_what_is_there(flags: u64) -> bool {
+    let flags = flags as i32;
+    flags & libc::O_CREAT == 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE
+}
+
+/// Whether an open with `flags` follows a link its path ends in.
+fn open_follows(flags: u64) -> bool {
+    flags as i32 & libc::O_NOFOLLOW == 0
 }
 
 /// What a path walk checks a deputy's rights with.

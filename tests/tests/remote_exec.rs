@@ -613,7 +613,7 @@ fn paths_are_looked_up_with_the_programs_rights_cwd_and_links() {
     ));
     ok(at_home(
         &cluster,
-        "mkdir -p d/sub && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && chmod 750 d",
+        "mkdir -p d/sub d/locked && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && chmod 750 d && chmod 000 d/locked",
     ));
     let script = r#"
 import os, sys
@@ -649,8 +649,27 @@ for path in ['/etc/shadow', '/etc/passwd', '/home/bob/open', '/home/bob/open/inn
     print('access', path, [os.access(path, mode) for mode in [os.F_OK, os.R_OK, os.W_OK, os.X_OK]])
 link('readlinkat', lambda: os.readlink('link', dir_fd=fd))
 print('accessat', os.access('sub/f', os.W_OK, dir_fd=fd), os.access('sub', os.X_OK, dir_fd=fd))
+def opened(label, path, flags, **kw):
+    try:
+        fd = os.open(path, flags, 0o600, **kw)
+        print(label, path, 'opened', os.fstat(fd).st_size)
+        os.close(fd)
+    except OSError as error:
+        print(label, path, type(error).__name__, error.errno)
+for path in ['d/sub/f', 'd/sub/nope', 'd/nope/f', 'd/sub/f/x', 'd/link', 'd/bobs/f', '/home/bob/open/inner/f',
+             '/home/bob/open/nope', '/home/bob/open/inner/nope', 'd/locked/nope', '/etc/shadow', '/root/nope', '/proc/self/nope', 'd/' + 'n' * 300]:
+    opened('open', path, os.O_RDONLY)
+    opened('open nofollow', path, os.O_RDONLY | os.O_NOFOLLOW)
+    opened('open dir', path, os.O_RDONLY | os.O_DIRECTORY)
+opened('open at', 'sub/nope', os.O_RDONLY, dir_fd=fd)
+opened('open at', 'sub/f', os.O_RDONLY, dir_fd=fd)
+opened('create', 'd/sub/new', os.O_WRONLY | os.O_CREAT)
+opened('create in missing', 'd/nope/new', os.O_WRONLY | os.O_CREAT)
+opened('reopen', 'd/sub/new', os.O_RDONLY)
 os.chdir('d')
 show('after chdir sub/f', lambda: os.stat('sub/f'))
+opened('after chdir', 'sub/nope', os.O_RDONLY)
+opened('after chdir', 'sub/f', os.O_RDONLY)
 show('after chdir d', lambda: os.stat('d'))
 os.chdir('/home/bob/open')
 show('in bob/open inner', lambda: os.stat('inner'))
@@ -689,6 +708,18 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
         native
             .stdout
             .contains("access /etc/shadow [True, False, False, False]"),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .stdout
+            .contains("open d/sub/nope FileNotFoundError 2\n"),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .stdout
+            .contains("open d/locked/nope PermissionError 13\n"),
         "{native:?}"
     );
 }
