@@ -15,12 +15,12 @@
 //!
 //! A `stat`, `readlink` or `access` of a path, and an open that cannot
 //! create, is looked up here too (an open only to answer why a path leads
-//! nowhere: what is there is opened by the deputy), as
-//! the deputy would look it up: from its cwd (or the directory fd it
-//! names), with its filesystem uid, gid and groups taken on for the walk
-//! by this thread alone, in the same mount namespace and root. Only a walk that meets no symbolic link and
-//! crosses no mount is made here, from a directory on a local
-//! filesystem: a link, or `/proc/self` (another mount), could name
+//! nowhere: what is there is opened by the deputy), as the deputy would
+//! look it up: from its cwd (or the directory fd it names), with its
+//! filesystem uid, gid and groups taken on for the walk by this thread
+//! alone, in the same mount namespace and root. Only a walk that meets no
+//! symbolic link and crosses no mount is made here, from a directory on a
+//! local filesystem: a link, or `/proc/self` (another mount), could name
 //! something else for the agent than for the deputy, and a lookup on a
 //! network filesystem could hang, and with it the agent and every
 //! program it serves. Any other goes to the deputy.
@@ -367,10 +367,6 @@ impl FastPath {
                 });
             }
         };
-        // What is there is opened by the deputy: the fd must be its own.
-        if matches!(then, Then::OpenIfThere) {
-            return None;
-        }
         // The same call on what was found: the fd with an empty path.
         let fd = found.as_raw_fd() as u64;
         let empty = libc::AT_EMPTY_PATH as u64;
@@ -395,6 +391,7 @@ impl FastPath {
                 [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
             ),
+            // What is there is opened by the deputy: the fd must be its own.
             Then::OpenIfThere => return None,
         };
         let here = SyscallCall {
