@@ -22,6 +22,7 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
+use homing_shim::filling::write_pages;
 use homing_shim::restore::{covered, spawn_blank, uncovered, Blank, Restorer};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
@@ -1270,7 +1271,7 @@ fn homecoming_thread(
                 let end = address + bytes.len() as u64;
                 for (from, to) in covered((address, end), &staged) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
-                    if let Err(error) = write_room(filler.as_ref(), &memory, from, part) {
+                    if let Err(error) = write_pages(filler.as_ref(), &memory, from, part) {
                         failure.get_or_insert(format!("cannot write the deputy's memory: {error}"));
                     }
                 }
@@ -1286,7 +1287,7 @@ fn homecoming_thread(
                     let mut at = from;
                     while at < to {
                         let n = (to - at).min(zeros.len() as u64) as usize;
-                        if let Err(error) = write_room(filler.as_ref(), &memory, at, &zeros[..n]) {
+                        if let Err(error) = write_pages(filler.as_ref(), &memory, at, &zeros[..n]) {
                             failure.get_or_insert(format!(
                                 "cannot write the deputy's memory: {error}"
                             ));
@@ -1424,25 +1425,6 @@ fn restore(
         }
     }
     Some(restorer)
-}
-
-/// Writes `bytes` at `address` in the room staged in a running deputy:
-/// through `filler` where its pages are missing.
-fn write_room(
-    filler: Option<&homing_shim::filling::PageFiller>,
-    memory: &homing_shim::memory::ProcessMemory,
-    address: u64,
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    let plainly = |at: u64, bytes: &[u8]| {
-        memory
-            .write(at, bytes)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    };
-    match filler {
-        Some(filler) => filler.fill(address, bytes, plainly),
-        None => plainly(address, bytes),
-    }
 }
 
 /// A restore that failed at once: only giving the process another

@@ -24,6 +24,7 @@ use linux_raw_sys::general::{
 };
 use linux_raw_sys::ioctl::{UFFDIO_API, UFFDIO_COPY, UFFDIO_REGISTER};
 
+use crate::memory::ProcessMemory;
 use crate::tracking::{ioctl, take_fd, UFFD_API};
 
 /// `UFFDIO_COPY_MODE_DONTWAKE`: nothing waits on the pages (the process
@@ -121,5 +122,24 @@ impl PageFiller {
             }
         }
         Ok(())
+    }
+}
+
+/// Writes `bytes` at `address` in the memory of `memory`'s process:
+/// through `filler` where it holds the range, plainly otherwise.
+pub fn write_pages(
+    filler: Option<&PageFiller>,
+    memory: &ProcessMemory,
+    address: u64,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let plainly = |at: u64, bytes: &[u8]| {
+        memory
+            .write(at, bytes)
+            .map_err(|e| io::Error::other(e.to_string()))
+    };
+    match filler {
+        Some(filler) => filler.fill(address, bytes, plainly),
+        None => plainly(address, bytes),
     }
 }

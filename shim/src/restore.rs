@@ -449,17 +449,8 @@ impl Restorer {
                 bytes.len()
             )));
         }
-        let plainly = |at: u64, bytes: &[u8]| {
-            self.memory
-                .write(at, bytes)
-                .map_err(|e| io::Error::other(e.to_string()))
-        };
-        match &self.filler {
-            Some(filler) => filler
-                .fill(address, bytes, plainly)
-                .map_err(RestoreError::from),
-            None => plainly(address, bytes).map_err(RestoreError::from),
-        }
+        crate::filling::write_pages(self.filler.as_ref(), &self.memory, address, bytes)
+            .map_err(RestoreError::from)
     }
 
     /// Makes the memory prepared for a layout fit `image`, the process's
