@@ -1327,7 +1327,7 @@ impl Context {
         // when the wait runs; a process-wide one may go to another thread,
         // and the wait on placeholders would then never end.
         let own = homing_shim::process::status_mask(n.tid, "SigPnd:");
-        let alone = homing_shim::process::status_number(n.tid, "Threads:") == Some(1);
+        let alone = homing_shim::process::single_threaded(n.tid);
         let shared = homing_shim::process::status_mask(n.tid, "ShdPnd:");
         let sure = own & !mask != 0 || (alone && shared & !mask != 0);
         let placed = sure
@@ -1455,7 +1455,7 @@ impl Context {
         }
         let fd = fd as i32;
         let size = self.member.seekable.lock().ok()?.get(&fd).copied()?;
-        if offset > size || homing_shim::process::status_number(n.tid, "Threads:") != Some(1) {
+        if offset > size || !homing_shim::process::single_threaded(n.tid) {
             return None;
         }
         // A read answered from what the open brought goes on from here.
@@ -1655,7 +1655,7 @@ impl Context {
     ) -> Option<Answer> {
         if self.role.not_in_place.remove(&n.tid).is_some()
             || n.tid != self.guest_pid
-            || homing_shim::process::status_number(n.tid, "Threads:") != Some(1)
+            || !homing_shim::process::single_threaded(n.tid)
         {
             return None;
         }
@@ -1715,7 +1715,7 @@ impl Context {
     fn park(&self, old: i32) -> bool {
         let agent = std::process::id() as i32;
         let forked = homing_shim::process::status_number(old, "PPid:").is_some_and(|p| p != agent);
-        let alone = homing_shim::process::status_number(old, "Threads:") == Some(1);
+        let alone = homing_shim::process::single_threaded(old);
         forked
             && alone
             && self

@@ -54,6 +54,11 @@ pub fn status_number(pid: i32, field: &str) -> Option<i32> {
     status_field(pid, field)?.parse().ok()
 }
 
+/// Whether the process of thread `tid` has that one thread only.
+pub fn single_threaded(tid: i32) -> bool {
+    status_number(tid, "Threads:") == Some(1)
+}
+
 /// The tids of process `pid`'s threads.
 pub fn threads(pid: i32) -> std::io::Result<Vec<i32>> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?

@@ -1,8 +1,8 @@
 //! The bare quinn round trip between two nodes, for the benchmarks: the
 //! same endpoint, TLS identities, transport settings and single-threaded
-//! runtime as homing's own links, one long-lived stream, a small message echoed back and forth, as
-//! a forwarded syscall's request and answer travel. What a forwarded
-//! syscall costs beyond this is homing's own.
+//! runtime as homing's own links, one long-lived stream, a small message
+//! echoed back and forth, as a forwarded syscall's request and answer
+//! travel. What a forwarded syscall costs beyond this is homing's own.
 //!
 //!   quinn-rtt --ca CA --cert CERT --key KEY serve ADDR
 //!   quinn-rtt --ca CA --cert CERT --key KEY ping ADDR NODE [COUNT]
