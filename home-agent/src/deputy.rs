@@ -373,14 +373,7 @@ fn serve(stream: UnixStream) -> i32 {
 /// on workers even on regular files: measured, inline they halved the
 /// sequential rate (bench/RESULTS.md).
 fn never_blocks(call: &SyscallCall) -> bool {
-    use nix::sys::stat::{fstat, SFlag};
     let nr = call.nr as i64;
-    let on_a_file = || {
-        fstat(call.args[0] as i32).is_ok_and(|st| {
-            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-            kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR
-        })
-    };
     match nr {
         libc::SYS_getpid
         | libc::SYS_getppid
@@ -425,7 +418,7 @@ fn never_blocks(call: &SyscallCall) -> bool {
         | libc::SYS_getrlimit
         | libc::SYS_prlimit64
         | libc::SYS_sysinfo => true,
-        libc::SYS_lseek => on_a_file(),
+        libc::SYS_lseek => fd_is_a_file(call.args[0] as i32),
         _ => false,
     }
 }
@@ -498,7 +491,8 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
             let cancelled = {
                 let mut progress = lock(&shared);
                 progress.handed.remove(&id);
-                let cancelled = progress.cancelled.remove(&id);
+                let cancelled =
+                    progress.cancelled.remove(&id) && !on_a_file_without_waiting(&call);
                 if !cancelled {
                     progress.executing = Some(id);
                 }
@@ -524,6 +518,29 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
         progress,
         thread,
     }
+}
+
+/// Whether `call` reads or writes a regular file or directory: it waits
+/// for no one, and no signal would have ended it, even cancelled before
+/// it began.
+fn on_a_file_without_waiting(call: &SyscallCall) -> bool {
+    let reads_or_writes = [
+        libc::SYS_read,
+        libc::SYS_readv,
+        libc::SYS_write,
+        libc::SYS_writev,
+    ]
+    .contains(&(call.nr as i64));
+    reads_or_writes && fd_is_a_file(call.args[0] as i32)
+}
+
+/// Whether `fd` is open on a regular file or a directory.
+fn fd_is_a_file(fd: i32) -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    fstat(fd).is_ok_and(|st| {
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        kind == SFlag::S_IFREG || kind == SFlag::S_IFDIR
+    })
 }
 
 fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {

@@ -194,6 +194,11 @@ pub struct Member {
     /// next call home, or not at all when that call closes the fd (no one
     /// else can have seen the offset: sharing the fd takes a call).
     pending_seek: Mutex<Option<(i32, u64, i32)>>,
+    /// Signals home sent that wait for the agent to take a call of its
+    /// process's one thread (see [`Member::signal_from_home`]).
+    signals_for_a_call: Mutex<Vec<i32>>,
+    /// The listener of its process's filter, as of its latest call.
+    listener: Mutex<Option<Arc<Listener>>>,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
 }
@@ -219,6 +224,120 @@ impl Drop for WaitTurn<'_> {
 impl Member {
     /// Numbers a call as it begins: 0 for an `mmap` of a file, which
     /// changes nothing at home.
+    /// Keeps `listener` as its process's (an exec here may have put the
+    /// program in another process, under another filter).
+    fn note_listener(&self, listener: &Arc<Listener>) {
+        if let Ok(mut kept) = self.listener.lock() {
+            if !kept.as_ref().is_some_and(|k| Arc::ptr_eq(k, listener)) {
+                *kept = Some(listener.clone());
+            }
+        }
+    }
+
+    /// Gives the guest a signal home sent it, at a moment it can cut no
+    /// call short that the kernel would have let finish.
+    ///
+    /// A call the agent has taken waits for its answer whatever comes but
+    /// a fatal signal (see `Filter::install_with_listener`). One it has
+    /// not taken yet, the kernel ends on any signal, with `EINTR` for a
+    /// program whose handler asks for no restart: even a `close` or a
+    /// write to a file, which nothing interrupts where no agent stands
+    /// between. A thread that may be about to make a call, or is in one
+    /// not taken yet, is therefore not given a signal it has a handler
+    /// for: the signal waits for the next call the agent takes from the
+    /// process's one thread, or until the thread sleeps in a call of its
+    /// own here, or 50 ms at most for one that computes without calls. A
+    /// process of several threads gets it once the agent has taken the
+    /// calls made so far: another thread may be making one meanwhile.
+    pub(crate) async fn signal_from_home(self: &Arc<Self>, signal: i32) {
+        if let Ok(mut held) = self.held_signals.lock() {
+            if let Some(held) = held.as_mut() {
+                held.push(signal);
+                return;
+            }
+        }
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return;
+        }
+        debug!(home_pid = self.home_pid, signal, "forwarding signal to guest");
+        // A signal without a handler ends the process, stops it (its call
+        // then runs again when it goes on) or is ignored: no call of its
+        // can end with EINTR.
+        let caught = homing_shim::process::status_mask(pid, "SigCgt:");
+        let bit = u32::try_from(signal - 1).map_or(0, |at| 1u64.checked_shl(at).unwrap_or(0));
+        if caught & bit == 0 {
+            signal_guest(pid, signal);
+            return;
+        }
+        if !homing_shim::process::single_threaded(pid) {
+            self.calls_taken().await;
+            signal_guest(pid, signal);
+            return;
+        }
+        if let Ok(mut waiting) = self.signals_for_a_call.lock() {
+            waiting.push(signal);
+        }
+        // A call out at home takes it at once (see `call_while_waited_for`).
+        SIGNALLED.notify_waiters();
+        let member = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + SIGNAL_WAITS_FOR_A_CALL * 50;
+            loop {
+                tokio::time::sleep(SIGNAL_WAITS_FOR_A_CALL).await;
+                // A call not taken yet takes the signals when it is; a
+                // thread that runs may make one at any moment. One that
+                // sleeps otherwise does so in a call of its own here (a
+                // `pause`, a futex), which the signal ends as it would
+                // anywhere.
+                let running = homing_shim::process::status_field(pid, "State:")
+                    .is_some_and(|state| state.starts_with('R'));
+                let now = tokio::time::Instant::now();
+                if !(member.has_untaken_calls() || running) || now > deadline {
+                    break;
+                }
+            }
+            member.give_signals_for_a_call();
+        });
+    }
+
+    /// Gives the guest the signals from home that wait for a call of its
+    /// (see [`Member::signal_from_home`]); those that come while it is
+    /// frozen to move go with it.
+    pub(crate) fn give_signals_for_a_call(&self) {
+        let Ok(mut waiting) = self.signals_for_a_call.lock() else {
+            return;
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        if let Ok(mut held) = self.held_signals.lock() {
+            if let Some(held) = held.as_mut() {
+                held.splice(0..0, waiting.drain(..));
+                return;
+            }
+        }
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        for signal in waiting.drain(..) {
+            signal_guest(pid, signal);
+        }
+    }
+
+    /// Waits, briefly, until the agent has taken every call the process
+    /// has made (see [`Member::signal_from_home`]).
+    async fn calls_taken(&self) {
+        let deadline = std::time::Instant::now() + UNTAKEN_CALL_WAIT;
+        while self.has_untaken_calls() && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Whether its process has made a call the agent has not taken yet.
+    fn has_untaken_calls(&self) -> bool {
+        let listener = self.listener.lock().ok().and_then(|l| l.clone());
+        listener.is_some_and(|listener| listener.has_untaken())
+    }
+
     fn begin_call(&self, route: &Route) -> u64 {
         if *route == Route::Special(Special::MmapFile) {
             return 0;
@@ -614,6 +733,8 @@ impl HostRole {
             last_fstat: Mutex::new(None),
             prefetched: Mutex::new(None),
             pending_seek: Mutex::new(None),
+            signals_for_a_call: Mutex::new(Vec::new()),
+            listener: Mutex::new(None),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
         self.members
@@ -996,6 +1117,7 @@ impl HostRole {
             let _ = listener.answer(n.id, Answer::Errno(libc::ESRCH));
             return;
         };
+        member.note_listener(&listener);
         // A member being frozen to move sends nothing more home: its call
         // waits here, and runs wherever the member is when it goes on.
         // Counted as handled before the gate is looked at, so a freeze
@@ -1019,6 +1141,8 @@ impl HostRole {
             member.handling.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        // Its thread waits for this call's answer: no signal can end that.
+        member.give_signals_for_a_call();
         let route = syscall::route(n.nr, &n.args);
         let ctx = Context {
             call: member.begin_call(&route),
@@ -1110,22 +1234,7 @@ pub(crate) async fn pump_from_home(
     while let Some(msg) = from_home.recv().await {
         match msg {
             ToHost::Result { id, result } => member.calls.complete(id, result),
-            ToHost::Signal { signal } => {
-                if let Ok(mut held) = member.held_signals.lock() {
-                    if let Some(held) = held.as_mut() {
-                        held.push(signal);
-                        continue;
-                    }
-                }
-                let pid = member.host_pid.load(Ordering::Relaxed);
-                if pid != 0 {
-                    debug!(
-                        home_pid = member.home_pid,
-                        signal, "forwarding signal to guest"
-                    );
-                    signal_guest(pid, signal);
-                }
-            }
+            ToHost::Signal { signal } => member.signal_from_home(signal).await,
             // Only meaningful before a moved-in process runs.
             ToHost::Go => {}
             ToHost::Held => {
@@ -1284,7 +1393,9 @@ impl Context {
         }
         let (id, answer) = self.calls.start(n.tid, call)?;
         tokio::pin!(answer);
+        let interruptible = wait_mask.is_none() && may_block(n.nr);
         let abandoned = async {
+            let mut shared_seen = false;
             loop {
                 let woken = SIGNALLED.notified();
                 tokio::pin!(woken);
@@ -1293,17 +1404,44 @@ impl Context {
                     _ = tokio::time::sleep(STILL_WAITING_POLL) => {}
                     _ = &mut woken => {}
                 }
+                // Its thread waits for this call: a signal can end no other.
+                self.member.give_signals_for_a_call();
                 if !self.listener.is_pending(n.id) {
-                    return Waited::Left(None);
+                    return Watched::Ended(Waited::Left(None));
                 }
                 if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
-                    return Waited::SignalLetThrough(mask);
+                    return Watched::Ended(Waited::SignalLetThrough(mask));
+                }
+                if !interruptible {
+                    continue;
+                }
+                match signal_waiting(n.tid) {
+                    Some(SignalWaiting::ForThisThread) => {
+                        return Watched::SignalHeldBack { own_signal: true }
+                    }
+                    // Another thread may take it: only one still there a
+                    // poll later is surely held up by this wait or another.
+                    Some(SignalWaiting::ForTheProcess) if shared_seen => {
+                        return Watched::SignalHeldBack { own_signal: false }
+                    }
+                    Some(SignalWaiting::ForTheProcess) => shared_seen = true,
+                    None => shared_seen = false,
                 }
             }
         };
         let outcome = tokio::select! {
             result = &mut answer => return result.map(Waited::Done).map_err(|_| HomeGone),
             outcome = abandoned => outcome,
+        };
+        let outcome = match outcome {
+            Watched::Ended(outcome) => outcome,
+            Watched::SignalHeldBack { own_signal } => {
+                // Home's kernel ends the call as it would end it for a
+                // signal there, or lets it finish if it cannot be.
+                self.calls.interrupt(id);
+                let result = answer.await.map_err(|_| HomeGone)?;
+                return Ok(Waited::Done(interrupted(n.nr, result, own_signal)));
+            }
         };
         if keep_late && matches!(outcome, Waited::Left(_)) {
             self.calls.interrupt(id);
@@ -2643,6 +2781,112 @@ enum Waited {
     SignalLetThrough(u64),
 }
 
+/// What watching a thread whose call is out at home found.
+enum Watched {
+    Ended(Waited),
+    /// A signal waits for the thread, held back by its call (see
+    /// [`SignalWaiting`]): home is to end the call.
+    SignalHeldBack { own_signal: bool },
+}
+
+/// A signal the kernel will give a thread once it leaves the call it is in.
+enum SignalWaiting {
+    /// Pending for the thread, or for its process of one thread.
+    ForThisThread,
+    /// Pending for its process of several threads, which may give it to
+    /// another thread.
+    ForTheProcess,
+}
+
+/// Whether a signal waits for thread `tid`: pending and not blocked. An
+/// ignored signal is never pending, so a waiting one has a handler, or an
+/// action (stop, end) that the thread takes once out of its call.
+fn signal_waiting(tid: i32) -> Option<SignalWaiting> {
+    let signals = homing_shim::process::signals(tid)?;
+    let deliverable = |pending: u64| pending & !signals.blocked != 0;
+    if deliverable(signals.own_pending)
+        || (signals.threads == 1 && deliverable(signals.shared_pending))
+    {
+        Some(SignalWaiting::ForThisThread)
+    } else if deliverable(signals.shared_pending) {
+        Some(SignalWaiting::ForTheProcess)
+    } else {
+        None
+    }
+}
+
+/// Whether a call can block where it runs, for as long as it waits on
+/// something else (data, a peer, a child, a lock), and so be ended by a
+/// signal. Others (a `close`, a `stat`) run to their end whatever comes.
+fn may_block(nr: u64) -> bool {
+    [
+        libc::SYS_read,
+        libc::SYS_readv,
+        libc::SYS_write,
+        libc::SYS_writev,
+        libc::SYS_recvfrom,
+        libc::SYS_recvmsg,
+        libc::SYS_recvmmsg,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_connect,
+        libc::SYS_accept,
+        libc::SYS_accept4,
+        libc::SYS_open,
+        libc::SYS_openat,
+        libc::SYS_openat2,
+        libc::SYS_wait4,
+        libc::SYS_waitid,
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        libc::SYS_select,
+        libc::SYS_pselect6,
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+        libc::SYS_fcntl,
+        libc::SYS_flock,
+        libc::SYS_ioctl,
+        libc::SYS_splice,
+        libc::SYS_tee,
+        libc::SYS_sendfile,
+    ]
+    .contains(&(nr as i64))
+}
+
+/// The kernel's codes for a syscall a signal ended before it did anything
+/// (`include/linux/errno.h`). Returned to a thread that takes a signal on
+/// its way out, they restart the call or fail it with `EINTR` as the
+/// signal's handler asks; they must never reach a thread without one.
+const ERESTARTSYS: i32 = 512;
+const ERESTARTNOHAND: i32 = 514;
+
+/// What a call that home ended for a signal (`result`) returns to its
+/// thread. Interrupted (`EINTR` at home), it returns what the kernel would
+/// have: a read or a wait is restarted after a handler that asks for it,
+/// a poll only when no handler ran, an `epoll_wait` never. A signal that
+/// may go to another thread (`own_signal` false) could leave this one with
+/// nothing to take on its way out: it gets plain `EINTR`.
+fn interrupted(
+    nr: u64,
+    mut result: homing_proto::syscall::SyscallResult,
+    own_signal: bool,
+) -> homing_proto::syscall::SyscallResult {
+    if result.ret != -(libc::EINTR as i64) || !own_signal {
+        return result;
+    }
+    let errno = match nr as i64 {
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => libc::EINTR,
+        libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 => {
+            ERESTARTNOHAND
+        }
+        _ => ERESTARTSYS,
+    };
+    result.ret = -(errno as i64);
+    result
+}
+
 /// The fd numbers a waiting call names: a ppoll's pollfds, a pselect's
 /// sets, an epoll_pwait's epoll fd. `None` if they cannot be read.
 fn waited_fds(memory: &ProcessMemory, n: &Notification) -> Option<Vec<i32>> {
@@ -2715,8 +2959,18 @@ static SIGNALLED: Notify = Notify::const_new();
 /// How long a read whose thread left waits for what it did at home.
 const LATE_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
-/// How often a call out at home looks whether its thread still waits,
-/// when nothing woke it sooner (a signal from elsewhere on the host).
+/// How long a signal for a guest of several threads waits at most for
+/// the agent to take the calls they have made (see [`Member::calls_taken`]).
+const UNTAKEN_CALL_WAIT: Duration = Duration::from_millis(5);
+
+/// How often a signal for a guest of one thread looks whether it can be
+/// given before the agent takes a call of its (see
+/// [`Member::signal_from_home`]); it waits 50 times that at most.
+const SIGNAL_WAITS_FOR_A_CALL: Duration = Duration::from_millis(1);
+
+/// How often a call out at home looks whether a signal waits for its
+/// thread, or the thread is gone, when nothing woke it sooner (a signal
+/// from elsewhere on the host).
 const STILL_WAITING_POLL: Duration = Duration::from_millis(20);
 
 /// Waits for a guest the agent started (its child) to end. The pidfd says

@@ -961,6 +961,7 @@ impl Departure {
         if let Ok(mut held) = self.member.held_signals.lock() {
             held.get_or_insert_with(Vec::new);
         }
+        self.member.give_signals_for_a_call();
         self.member.home_holds.send_replace(false);
         let frozen = match quiesce(&self.member).await {
             Ok(()) => self.source.freeze().await,

@@ -73,6 +73,37 @@ pub fn status_mask(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A thread's signals as `/proc/TID/status` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// Pending for this thread (`SigPnd`).
+    pub own_pending: u64,
+    /// Pending for its process, for whichever thread takes it (`ShdPnd`).
+    pub shared_pending: u64,
+    /// Blocked in this thread (`SigBlk`).
+    pub blocked: u64,
+    /// Threads in its process.
+    pub threads: u32,
+}
+
+/// The signals of thread `tid`, from one read of its status.
+pub fn signals(tid: i32) -> Option<Signals> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let mask = |name: &str| u64::from_str_radix(field(name)?, 16).ok();
+    Some(Signals {
+        own_pending: mask("SigPnd:")?,
+        shared_pending: mask("ShdPnd:")?,
+        blocked: mask("SigBlk:")?,
+        threads: field("Threads:")?.parse().ok()?,
+    })
+}
+
 /// Keeps freed heap memory for reuse rather than handing it back to the
 /// kernel at once. The agents go through megabyte buffers as memory moves;
 /// memory handed back comes again as fresh pages, each zeroed by the kernel

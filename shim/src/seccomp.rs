@@ -110,21 +110,37 @@ impl Filter {
         if rc != 0 {
             return Err(errno());
         }
-        // SAFETY: `prog` points at `self.program`, which outlives the call;
-        // the kernel copies the program before returning.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if fd < 0 {
-            Err(errno())
-        } else {
-            Ok(fd as i32)
+        // Once the supervisor has taken a call, only a fatal signal may end
+        // the thread's wait (Linux 5.19): a call that cannot be interrupted
+        // where it runs, a `close` or a write to a file, is not cut short
+        // here by a signal with a handler. The supervisor ends a call that
+        // may block itself when a signal comes for its thread, answering
+        // with the kernel's restart codes. An older kernel refuses the
+        // flag; its waits end on any signal.
+        let killable = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+            | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        match install_filter(&prog, killable) {
+            Err(libc::EINVAL) => install_filter(&prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER),
+            installed => installed,
         }
+    }
+}
+
+fn install_filter(prog: &libc::sock_fprog, flags: libc::c_ulong) -> Result<i32, i32> {
+    // SAFETY: `prog` points at a program that outlives the call; the
+    // kernel copies it before returning.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            prog as *const libc::sock_fprog,
+        )
+    };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd as i32)
     }
 }
 
@@ -231,6 +247,17 @@ impl Listener {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+    }
+
+    /// Whether a notification waits that the supervisor has not taken yet.
+    /// Until taken, its thread's wait ends on any signal.
+    pub fn has_untaken(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
             && fds[0]
                 .revents()
                 .is_some_and(|r| r.contains(PollFlags::POLLIN))

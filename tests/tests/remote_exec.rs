@@ -554,6 +554,40 @@ print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' & read
 }
 
 #[test]
+fn signals_arriving_while_a_program_writes_home_files_cut_no_call_short() {
+    let cluster = Cluster::up(2);
+    // A signal with a handler that asks for no restart ends a call that
+    // waits, with EINTR; a call on a file waits for nothing and is never
+    // ended so. Where home's answer is what the program waits for, a
+    // signal must not end the wait either: an EINTR from a `close` is an
+    // error python raises, and a write retried after EINTR, having been
+    // done at home, would be there twice.
+    let script = |runner: &str| {
+        format!(
+            "rm -f out ready
+             {runner}python3 -c 'import signal, os, hashlib
+signal.signal(signal.SIGUSR1, lambda *a: None)
+open(\"ready\", \"w\").close()
+for i in range(1500):
+    with open(\"out\", \"a\") as f:
+        f.write(\"line%d\\n\" % i)
+    os.stat(\"out\")
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+data = open(\"out\", \"rb\").read()
+print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' & writer=$!
+             while [ ! -e ready ]; do sleep 0.05; done
+             for i in $(seq 1000); do kill -USR1 $writer 2>/dev/null || break; sleep 0.001; done
+             wait $writer; echo status=$?"
+        )
+    };
+    let native = ok(at_home(&cluster, &script("")));
+    assert!(native.stdout.starts_with("12390 1500 "), "{native:?}");
+    assert!(native.stdout.ends_with("status=0\n"), "{native:?}");
+    let remote = ok(at_home(&cluster, &script("homing run --on node2 -- ")));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
+#[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
     let shell = spawn_at_home(
