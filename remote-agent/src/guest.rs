@@ -194,6 +194,12 @@ pub struct Member {
     /// next call home, or not at all when that call closes the fd (no one
     /// else can have seen the offset: sharing the fd takes a call).
     pending_seek: Mutex<Option<(i32, u64, i32)>>,
+    /// The calls of its threads the agent has taken and not answered:
+    /// by notification id, the thread and the listener to answer on. A
+    /// thread in one waits for the answer whatever comes but a fatal
+    /// signal, so ptrace stops it only once the call is answered (see
+    /// [`Member::release_calls`]).
+    taken_calls: DashMap<u64, (i32, Arc<Listener>)>,
     /// Signals home sent that wait for the agent to take a call of its
     /// process's one thread (see [`Member::signal_from_home`]).
     signals_for_a_call: Mutex<Vec<i32>>,
@@ -224,6 +230,27 @@ impl Drop for WaitTurn<'_> {
 impl Member {
     /// Numbers a call as it begins: 0 for an `mmap` of a file, which
     /// changes nothing at home.
+    /// Ends, with a restart code, the calls the agent holds of thread
+    /// `tid` (of every thread: `None`), so that ptrace can stop it: the
+    /// call runs again when the thread goes on. Only for a thread that
+    /// ptrace has interrupted, whose way out then stops at once: a restart
+    /// code must never reach a thread with no signal to take.
+    pub(crate) fn release_calls(&self, tid: Option<i32>) {
+        self.taken_calls.retain(|&id, (thread, listener)| {
+            if tid.is_some_and(|tid| tid != *thread) {
+                return true;
+            }
+            let _ = listener.answer(id, Answer::Errno(ERESTARTSYS));
+            false
+        });
+    }
+
+    /// [`Member::release_calls`] of every thread, for a freeze.
+    pub(crate) fn releaser(self: &Arc<Self>) -> crate::migration::ReleaseCalls {
+        let member = self.clone();
+        Arc::new(move || member.release_calls(None))
+    }
+
     /// Keeps `listener` as its process's (an exec here may have put the
     /// program in another process, under another filter).
     fn note_listener(&self, listener: &Arc<Listener>) {
@@ -733,6 +760,7 @@ impl HostRole {
             last_fstat: Mutex::new(None),
             prefetched: Mutex::new(None),
             pending_seek: Mutex::new(None),
+            taken_calls: DashMap::new(),
             signals_for_a_call: Mutex::new(Vec::new()),
             listener: Mutex::new(None),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
@@ -882,7 +910,7 @@ impl HostRole {
         let parked = member.parked.swap(0, Ordering::SeqCst);
         if parked != 0 {
             // Before home hears of the end: its parent's wait must find it ended.
-            end_parked(parked, status, member.moved.load(Ordering::Relaxed));
+            end_parked(member, parked, status);
         }
         self.by_host.remove(&pid);
         self.members
@@ -1118,6 +1146,7 @@ impl HostRole {
             return;
         };
         member.note_listener(&listener);
+        member.taken_calls.insert(n.id, (n.tid, listener.clone()));
         // A member being frozen to move sends nothing more home: its call
         // waits here, and runs wherever the member is when it goes on.
         // Counted as handled before the gate is looked at, so a freeze
@@ -1132,12 +1161,14 @@ impl HostRole {
             member.handling.fetch_sub(1, Ordering::SeqCst);
             waited = true;
             if gate.wait_for(|open| *open).await.is_err() {
+                member.taken_calls.remove(&n.id);
                 return;
             }
         }
         // The freeze withdrew a call that waited: the thread makes it
         // again, and that one is served.
         if waited && !listener.is_pending(n.id) {
+            member.taken_calls.remove(&n.id);
             member.handling.fetch_sub(1, Ordering::SeqCst);
             return;
         }
@@ -1154,7 +1185,10 @@ impl HostRole {
             role: self.clone(),
             member: member.clone(),
         };
-        ctx.handle(n, route).await;
+        let id = n.id;
+        if ctx.handle(n, route).await == Held::Answered {
+            member.taken_calls.remove(&id);
+        }
         member.handling.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -1301,11 +1335,11 @@ fn errno_of(ret: i64) -> Answer {
 }
 
 impl Context {
-    async fn handle(&self, n: Notification, route: Route) {
+    async fn handle(&self, n: Notification, route: Route) -> Held {
         if matches!(route, Route::Forward(_)) {
             if let Some(answer) = self.serve_prefetched(&n).or_else(|| self.seek_here(&n)) {
                 self.give(&n, answer, "answered here");
-                return;
+                return Held::Answered;
             }
         }
         self.member.note_sharing(n.nr);
@@ -1327,14 +1361,15 @@ impl Context {
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
         self.member.arm_prefetched(n.id, note_home_traffic());
         if self.member.parked.load(Ordering::SeqCst) == n.tid {
-            return;
+            return Held::Unanswered;
         }
         // Interrupted at home for a move: unanswered, the call runs again
         // from its start on the next host.
         if answer == Answer::Errno(libc::EINTR) && !*self.member.gate.borrow() {
-            return;
+            return Held::Unanswered;
         }
         self.give(&n, answer, "answered");
+        Held::Answered
     }
 
     /// Gives the guest thread its answer; `how` names it in the trace.
@@ -1394,6 +1429,8 @@ impl Context {
         let (id, answer) = self.calls.start(n.tid, call)?;
         tokio::pin!(answer);
         let interruptible = wait_mask.is_none() && may_block(n.nr);
+        let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(n.nr as i64));
+        let started = std::time::Instant::now();
         let abandoned = async {
             let mut shared_seen = false;
             loop {
@@ -1415,7 +1452,14 @@ impl Context {
                 if !interruptible {
                     continue;
                 }
-                match signal_waiting(n.tid) {
+                // A child's end reaches its parent here (SIGCHLD) before
+                // home has seen it: a wait for it is about to be answered,
+                // as at home, where the signal comes with the child ready.
+                let disregarded = match waits && started.elapsed() < CHILD_END_REACHES_HOME {
+                    true => 1 << (libc::SIGCHLD - 1),
+                    false => 0,
+                };
+                match signal_waiting(n.tid, disregarded) {
                     Some(SignalWaiting::ForThisThread) => {
                         return Watched::SignalHeldBack { own_signal: true }
                     }
@@ -1805,9 +1849,11 @@ impl Context {
         let (argv, envp) = (c_strings(&program.argv), c_strings(envp));
         self.role.injected_execs.insert(n.tid, path);
         let tid = n.tid;
+        let member = self.member.clone();
         let done = tokio::task::spawn_blocking(move || {
             let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
-            homing_shim::ptrace::exec_from_syscall(tid, &exe, &argv, &envp)
+            let release = || member.release_calls(Some(tid));
+            homing_shim::ptrace::exec_from_syscall(tid, &exe, &argv, &envp, &release)
         })
         .await;
         self.role.injected_execs.remove(&n.tid);
@@ -2698,12 +2744,17 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 /// Ends `parked` (see `Member::parked`) as its program ended, where it
 /// can: with the same exit code. A program killed by a signal, or gone on
 /// to another node, ends it by SIGKILL.
-fn end_parked(parked: i32, status: GuestExit, moved: bool) {
+fn end_parked(member: &Member, parked: i32, status: GuestExit) {
+    let release = || member.release_calls(Some(parked));
     let ended = match status {
-        _ if moved => Err(std::io::Error::other("its program moved on")),
-        GuestExit::Code(code) => homing_shim::ptrace::exit_from_syscall(parked, code),
+        _ if member.moved.load(Ordering::Relaxed) => {
+            Err(std::io::Error::other("its program moved on"))
+        }
+        GuestExit::Code(code) => homing_shim::ptrace::exit_from_syscall(parked, code, &release),
         GuestExit::Signal(libc::SIGKILL) => Err(std::io::Error::other("killed")),
-        GuestExit::Signal(signal) => homing_shim::ptrace::kill_from_syscall(parked, signal),
+        GuestExit::Signal(signal) => {
+            homing_shim::ptrace::kill_from_syscall(parked, signal, &release)
+        }
     };
     if let Err(error) = ended {
         debug!(parked, "ending a replaced process by SIGKILL: {error}");
@@ -2781,6 +2832,14 @@ enum Waited {
     SignalLetThrough(u64),
 }
 
+/// Whether the agent answered a call it took, or holds it unanswered
+/// (see [`Member::taken_calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Answered,
+    Unanswered,
+}
+
 /// What watching a thread whose call is out at home found.
 enum Watched {
     Ended(Waited),
@@ -2801,9 +2860,9 @@ enum SignalWaiting {
 /// Whether a signal waits for thread `tid`: pending and not blocked. An
 /// ignored signal is never pending, so a waiting one has a handler, or an
 /// action (stop, end) that the thread takes once out of its call.
-fn signal_waiting(tid: i32) -> Option<SignalWaiting> {
+fn signal_waiting(tid: i32, disregarded: u64) -> Option<SignalWaiting> {
     let signals = homing_shim::process::signals(tid)?;
-    let deliverable = |pending: u64| pending & !signals.blocked != 0;
+    let deliverable = |pending: u64| pending & !(signals.blocked | disregarded) != 0;
     if deliverable(signals.own_pending)
         || (signals.threads == 1 && deliverable(signals.shared_pending))
     {
@@ -2958,6 +3017,10 @@ static SIGNALLED: Notify = Notify::const_new();
 
 /// How long a read whose thread left waits for what it did at home.
 const LATE_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a wait out at home is not ended for a SIGCHLD here: the
+/// child's end takes a round trip to reach home.
+const CHILD_END_REACHES_HOME: Duration = Duration::from_millis(500);
 
 /// How long a signal for a guest of several threads waits at most for
 /// the agent to take the calls they have made (see [`Member::calls_taken`]).

@@ -195,6 +195,20 @@ enum SourceCommand {
     Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
 }
 
+/// For a process that is a guest here: ends the calls of its threads
+/// that the agent holds, so that they can be frozen (see
+/// `Member::release_calls`).
+pub type ReleaseCalls = Arc<dyn Fn() + Send + Sync>;
+
+/// What [`dump::freeze`] calls to release a guest's calls.
+fn release_calls(guest: &Option<ReleaseCalls>) -> impl Fn() + '_ {
+    move || {
+        if let Some(release) = guest {
+            release();
+        }
+    }
+}
+
 /// A process being moved, held by a thread of its own: it runs, its
 /// writes tracked, while its memory is sent, then it is frozen.
 pub struct Source {
@@ -211,20 +225,21 @@ pub struct Source {
 
 impl Source {
     /// Starts moving `pid`: a short freeze takes its memory map and
-    /// starts tracking its writes. `guest`: it is a guest here (its
-    /// pending signals move with it; its filter is passed by). Where the
+    /// starts tracking its writes. `guest`, for a guest here: how to end
+    /// the calls the agent holds for it (its pending signals move with it;
+    /// its filter is passed by). Where the
     /// kernel cannot track writes, the process stays frozen from here on.
-    pub async fn track(pid: i32, guest: bool) -> Result<Self, String> {
+    pub async fn track(pid: i32, guest: Option<ReleaseCalls>) -> Result<Self, String> {
         Self::start(pid, guest, true).await
     }
 
     /// Freezes `pid` at once, to be sent frozen, or simply turned into
     /// another program by [`Self::finish`].
-    pub async fn frozen(pid: i32, guest: bool) -> Result<Self, String> {
+    pub async fn frozen(pid: i32, guest: Option<ReleaseCalls>) -> Result<Self, String> {
         Self::start(pid, guest, false).await
     }
 
-    async fn start(pid: i32, guest: bool, track: bool) -> Result<Self, String> {
+    async fn start(pid: i32, guest: Option<ReleaseCalls>, track: bool) -> Result<Self, String> {
         let (commands, inbox) = std::sync::mpsc::channel();
         let (ready, layout) = oneshot::channel();
         std::thread::Builder::new()
@@ -374,7 +389,7 @@ struct Tracking {
 /// The dump thread's hold on the process.
 struct Held {
     pid: i32,
-    guest: bool,
+    guest: Option<ReleaseCalls>,
     layout: Vec<Region>,
     tracker: Option<WriteTracker>,
     frozen: Option<Frozen>,
@@ -391,13 +406,13 @@ struct Held {
 
 fn source_thread(
     pid: i32,
-    guest: bool,
+    guest: Option<ReleaseCalls>,
     track: bool,
     commands: std::sync::mpsc::Receiver<SourceCommand>,
     ready: oneshot::Sender<Result<Tracking, String>>,
 ) {
     let setup = Instant::now();
-    let frozen = match dump::freeze(pid, guest) {
+    let frozen = match dump::freeze(pid, guest.is_some(), &release_calls(&guest)) {
         Ok(frozen) => frozen,
         Err(error) => {
             let _ = ready.send(Err(error.to_string()));
@@ -565,11 +580,13 @@ impl Held {
     fn freeze(&mut self) -> Result<Instant, String> {
         if self.frozen.is_none() {
             let started = Instant::now();
-            self.frozen = Some(dump::freeze(self.pid, self.guest).map_err(|e| e.to_string())?);
+            let release = release_calls(&self.guest);
+            let frozen = dump::freeze(self.pid, self.guest.is_some(), &release);
+            self.frozen = Some(frozen.map_err(|e| e.to_string())?);
             self.frozen_at = Some(started);
         }
         let frozen = self.frozen.as_ref().expect("frozen just now");
-        match frozen.image(self.guest) {
+        match frozen.image(self.guest.is_some()) {
             Ok(image) => {
                 self.image = Some(image);
                 Ok(self.frozen_at.unwrap_or_else(Instant::now))
@@ -895,8 +912,8 @@ impl HostRole {
         // Even the short freeze that starts tracking must not catch a call
         // under way at home: the guest would make it again once thawed.
         let tracked = match quiesce(&member).await {
-            Ok(()) if while_running => Source::track(pid, true).await,
-            Ok(()) => Source::frozen(pid, true).await,
+            Ok(()) if while_running => Source::track(pid, Some(member.releaser())).await,
+            Ok(()) => Source::frozen(pid, Some(member.releaser())).await,
             Err(error) => Err(error),
         };
         member.gate.send_replace(true);

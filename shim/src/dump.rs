@@ -162,8 +162,10 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 }
 
 /// Freezes every thread of `pid`. `guest`: the process runs under the
-/// guest filter, which injected syscalls must pass by.
-pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
+/// guest filter, which injected syscalls must pass by. `release` answers
+/// the calls of its threads that the filter's supervisor holds (see
+/// [`ptrace::wait_releasing`]).
+pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpError> {
     let io_error = |error: io::Error| {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             DumpError::Gone(pid)
@@ -202,7 +204,9 @@ pub fn freeze(pid: i32, guest: bool) -> Result<Frozen, DumpError> {
         }
         let mut threads = Vec::new();
         for &tid in &seized {
-            match ptrace::wait(tid).map_err(|e| step("waiting for it to stop", e))? {
+            match ptrace::wait_releasing(tid, release)
+                .map_err(|e| step("waiting for it to stop", e))?
+            {
                 Stop::Exited(_) | Stop::Killed(_) => continue,
                 _ => {}
             }

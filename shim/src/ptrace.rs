@@ -93,6 +93,30 @@ pub fn wait(tid: i32) -> io::Result<Stop> {
     waitpid(tid, libc::__WALL).map(|(_, stop)| stop)
 }
 
+/// Waits, as [`wait`] does, for `tid` to stop or end after an
+/// interrupt, calling `release` meanwhile. A thread in a syscall its
+/// seccomp supervisor has taken waits for the answer whatever comes but a
+/// fatal signal: it stops only once `release` has answered that call (with
+/// a restart code, so that the call runs again when the thread goes on).
+pub fn wait_releasing(tid: i32, release: &dyn Fn()) -> io::Result<Stop> {
+    loop {
+        release();
+        let mut status = 0;
+        // SAFETY: `status` is a live int the kernel writes.
+        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+        if rc > 0 {
+            return Ok(decode_status(status));
+        }
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
 /// Waits for any tracee or child of this very thread (not of the other
 /// threads of its process, whose children are not its business) to stop
 /// or end.
@@ -312,8 +336,8 @@ pub fn resumable(mut regs: Regs) -> Regs {
 /// seccomp notification), end its process with exit status `code`: it is
 /// interrupted, and the syscall the kernel then restarts is `exit_group`.
 /// No code of the process runs meanwhile, and none needs to be mapped.
-pub fn exit_from_syscall(tid: i32, code: i32) -> io::Result<()> {
-    let Some(mut regs) = stop_in_syscall(tid)? else {
+pub fn exit_from_syscall(tid: i32, code: i32, release: &dyn Fn()) -> io::Result<()> {
+    let Some(mut regs) = stop_in_syscall(tid, release)? else {
         return Ok(());
     };
     regs[REG_ORIG_RAX] = libc::SYS_exit_group as u64;
@@ -328,11 +352,11 @@ pub fn exit_from_syscall(tid: i32, code: i32) -> io::Result<()> {
 /// calls injected into the thread reset the signal's action and unblock
 /// it, and the signal comes as the thread goes on. No code of the process
 /// runs meanwhile.
-pub fn kill_from_syscall(tid: i32, signal: i32) -> io::Result<()> {
+pub fn kill_from_syscall(tid: i32, signal: i32, release: &dyn Fn()) -> io::Result<()> {
     if !(1..=64).contains(&signal) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let Some(regs) = stop_in_syscall(tid)? else {
+    let Some(regs) = stop_in_syscall(tid, release)? else {
         return Ok(());
     };
     let injected = (|| -> Result<(), InjectError> {
@@ -380,8 +404,9 @@ pub fn exec_from_syscall(
     program: &std::ffi::CStr,
     argv: &[&std::ffi::CStr],
     envp: &[std::ffi::CString],
+    release: &dyn Fn(),
 ) -> io::Result<()> {
-    let Some(regs) = stop_in_syscall(tid)? else {
+    let Some(regs) = stop_in_syscall(tid, release)? else {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     };
     let strings: usize = [program.to_bytes_with_nul().len()]
@@ -420,11 +445,13 @@ pub fn exec_from_syscall(
 
 /// Seizes thread `tid` and stops it in the syscall it is blocked in;
 /// returns its registers there, or `None` if it has ended. A thread not
-/// blocked in a syscall is let go again, with an error.
-fn stop_in_syscall(tid: i32) -> io::Result<Option<Regs>> {
+/// blocked in a syscall is let go again, with an error. `release`
+/// answers the call if its seccomp supervisor holds it (see
+/// [`wait_releasing`]).
+fn stop_in_syscall(tid: i32, release: &dyn Fn()) -> io::Result<Option<Regs>> {
     seize(tid, Options::default())?;
     interrupt(tid)?;
-    match wait(tid)? {
+    match wait_releasing(tid, release)? {
         Stop::Exited(_) | Stop::Killed(_) => return Ok(None),
         Stop::Syscall | Stop::Event(_) | Stop::Signal(_) => {}
     }

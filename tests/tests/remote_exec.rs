@@ -815,11 +815,10 @@ fn permissions_are_the_callers() {
 }
 
 #[test]
-fn a_shell_gets_the_status_of_each_program_it_runs() {
+fn a_parent_gets_the_status_of_each_child_it_waits_for() {
     // dash vforks and waits for the program before it ends: the program's
-    // end reaches dash here (SIGCHLD) while its wait is still out at home,
-    // and takes its thread away from the answer. The status must not be
-    // lost (dash then says 255).
+    // end reaches dash here (SIGCHLD) while its wait is still out at home.
+    // The status must not be lost (dash then says 255).
     let cluster = Cluster::up(2);
     let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do python3 -c \"import sys; sys.exit($i)\"; echo -n \"$? \"; done";
     let native = ok(at_home(&cluster, &format!("sh -c '{script}'")));
@@ -828,6 +827,16 @@ fn a_shell_gets_the_status_of_each_program_it_runs() {
         &cluster,
         &format!("homing run --on node2 -- sh -c '{script}'"),
     ));
+    assert_eq!(run.stdout, native.stdout);
+    // The same with a SIGCHLD handler that asks for no restart: each wait
+    // gets its child's status, whatever the signal interrupted.
+    build_program(&cluster, "childwait");
+    let native = ok(at_home(&cluster, "./childwait"));
+    assert!(
+        native.stdout.ends_with("child 20 status 20\nhandled=1\n"),
+        "{native:?}"
+    );
+    let run = ok(at_home(&cluster, "homing run --on node2 -- ./childwait"));
     assert_eq!(run.stdout, native.stdout);
 }
 

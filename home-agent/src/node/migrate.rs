@@ -112,7 +112,7 @@ impl Node {
             .unwrap_or(owner);
         let command = command_line(pid);
 
-        let mut source = Source::track(pid, false).await?;
+        let mut source = Source::track(pid, None).await?;
         info!(pid, node, "moving a process");
         let immigrant = Immigrant {
             home_node: self.config.name.clone(),
@@ -607,7 +607,7 @@ impl Node {
                 let (program, argv) = self.deputy_command(pid)?;
                 let again = match homecoming {
                     Some(homecoming) => homecoming.exec_instead(program, argv).await,
-                    None => match Source::frozen(pid, false).await {
+                    None => match Source::frozen(pid, None).await {
                         Ok(source) => source
                             .finish(Afterwards::BecomeDeputy { program, argv })
                             .await
