@@ -491,8 +491,7 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
             let cancelled = {
                 let mut progress = lock(&shared);
                 progress.handed.remove(&id);
-                let cancelled =
-                    progress.cancelled.remove(&id) && !on_a_file_without_waiting(&call);
+                let cancelled = progress.cancelled.remove(&id) && !on_a_file_without_waiting(&call);
                 if !cancelled {
                     progress.executing = Some(id);
                 }

@@ -287,7 +287,10 @@ impl Member {
         if pid == 0 {
             return;
         }
-        debug!(home_pid = self.home_pid, signal, "forwarding signal to guest");
+        debug!(
+            home_pid = self.home_pid,
+            signal, "forwarding signal to guest"
+        );
         // A signal without a handler ends the process, stops it (its call
         // then runs again when it goes on) or is ignored: no call of its
         // can end with EINTR.
@@ -2845,7 +2848,9 @@ enum Watched {
     Ended(Waited),
     /// A signal waits for the thread, held back by its call (see
     /// [`SignalWaiting`]): home is to end the call.
-    SignalHeldBack { own_signal: bool },
+    SignalHeldBack {
+        own_signal: bool,
+    },
 }
 
 /// A signal the kernel will give a thread once it leaves the call it is in.
@@ -2937,9 +2942,7 @@ fn interrupted(
     }
     let errno = match nr as i64 {
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => libc::EINTR,
-        libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 => {
-            ERESTARTNOHAND
-        }
+        libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 => ERESTARTNOHAND,
         _ => ERESTARTSYS,
     };
     result.ret = -(errno as i64);

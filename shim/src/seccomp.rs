@@ -117,8 +117,8 @@ impl Filter {
         // may block itself when a signal comes for its thread, answering
         // with the kernel's restart codes. An older kernel refuses the
         // flag; its waits end on any signal.
-        let killable = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-            | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+        let killable =
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
         match install_filter(&prog, killable) {
             Err(libc::EINVAL) => install_filter(&prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER),
             installed => installed,
