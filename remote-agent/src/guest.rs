@@ -22,6 +22,7 @@ use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::memory::ProcessMemory;
 use homing_shim::pid_namespace::{innermost_pid, PidNamespace};
+use homing_shim::ptrace::{ERESTARTNOHAND, ERESTARTSYS};
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
 use tokio::sync::{mpsc, Notify};
@@ -228,8 +229,6 @@ impl Drop for WaitTurn<'_> {
 }
 
 impl Member {
-    /// Numbers a call as it begins: 0 for an `mmap` of a file, which
-    /// changes nothing at home.
     /// Ends, with a restart code, the calls the agent holds of thread
     /// `tid` (of every thread: `None`), so that ptrace can stop it: the
     /// call runs again when the thread goes on. Only for a thread that
@@ -240,7 +239,7 @@ impl Member {
             if tid.is_some_and(|tid| tid != *thread) {
                 return true;
             }
-            let _ = listener.answer(id, Answer::Errno(ERESTARTSYS));
+            let _ = listener.answer(id, Answer::Errno(ERESTARTSYS as i32));
             false
         });
     }
@@ -368,6 +367,8 @@ impl Member {
         listener.is_some_and(|listener| listener.has_untaken())
     }
 
+    /// Numbers a call as it begins: 0 for an `mmap` of a file, which
+    /// changes nothing at home.
     fn begin_call(&self, route: &Route) -> u64 {
         if *route == Route::Special(Special::MmapFile) {
             return 0;
@@ -2919,15 +2920,8 @@ fn may_block(nr: u64) -> bool {
     .contains(&(nr as i64))
 }
 
-/// The kernel's codes for a syscall a signal ended before it did anything
-/// (`include/linux/errno.h`). Returned to a thread that takes a signal on
-/// its way out, they restart the call or fail it with `EINTR` as the
-/// signal's handler asks; they must never reach a thread without one.
-const ERESTARTSYS: i32 = 512;
-const ERESTARTNOHAND: i32 = 514;
-
 /// What a call that home ended for a signal (`result`) returns to its
-/// thread. Interrupted (`EINTR` at home), it returns what the kernel would
+/// thread (see [`ERESTARTSYS`]). Interrupted (`EINTR` at home), it returns what the kernel would
 /// have: a read or a wait is restarted after a handler that asks for it,
 /// a poll only when no handler ran, an `epoll_wait` never. A signal that
 /// may go to another thread (`own_signal` false) could leave this one with
@@ -2941,11 +2935,11 @@ fn interrupted(
         return result;
     }
     let errno = match nr as i64 {
-        libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => libc::EINTR,
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => libc::EINTR as i64,
         libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 => ERESTARTNOHAND,
         _ => ERESTARTSYS,
     };
-    result.ret = -(errno as i64);
+    result.ret = -errno;
     result
 }
 

@@ -306,10 +306,18 @@ pub fn robust_list(tid: i32) -> io::Result<(u64, u64)> {
     Ok((head, len as u64))
 }
 
-const ERESTARTSYS: i64 = 512;
-const ERESTARTNOINTR: i64 = 513;
-const ERESTARTNOHAND: i64 = 514;
-const ERESTART_RESTARTBLOCK: i64 = 516;
+/// The kernel's codes for a syscall a signal ended before it did anything
+/// (`include/linux/errno.h`). A thread that takes a signal on its way out
+/// of the call restarts it or fails it with `EINTR`, as the signal's
+/// handler asks (`ERESTARTNOHAND`: restarts only if no handler ran); one
+/// with no signal to take would see the code itself.
+pub const ERESTARTSYS: i64 = 512;
+/// Restarts whatever the handler asks.
+pub const ERESTARTNOINTR: i64 = 513;
+/// Restarts only if no handler ran (`poll`, `select`).
+pub const ERESTARTNOHAND: i64 = 514;
+/// Restarts by `restart_syscall`, with what the call saved.
+pub const ERESTART_RESTARTBLOCK: i64 = 516;
 
 /// Registers to resume a thread frozen at `regs` later, possibly on
 /// another host: a syscall the freeze interrupted is set to run again from
