@@ -162,9 +162,9 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 }
 
 /// Freezes every thread of `pid`. `guest`: the process runs under the
-/// guest filter, which injected syscalls must pass by. `release` answers
-/// the calls of its threads that the filter's supervisor holds (see
-/// [`ptrace::wait_releasing`]).
+/// guest filter, which injected syscalls must pass by, and `release`
+/// answers the calls of its threads that the filter's supervisor holds
+/// (see [`ptrace::wait_releasing`]).
 pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpError> {
     let io_error = |error: io::Error| {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -204,9 +204,11 @@ pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpE
         }
         let mut threads = Vec::new();
         for &tid in &seized {
-            match ptrace::wait_releasing(tid, release)
-                .map_err(|e| step("waiting for it to stop", e))?
-            {
+            let stopped = match guest {
+                true => ptrace::wait_releasing(tid, release),
+                false => ptrace::wait(tid),
+            };
+            match stopped.map_err(|e| step("waiting for it to stop", e))? {
                 Stop::Exited(_) | Stop::Killed(_) => continue,
                 _ => {}
             }

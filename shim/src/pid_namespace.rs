@@ -211,16 +211,25 @@ fn clone3(flags: u64, pid: Option<i32>) -> std::io::Result<i32> {
 /// it is a fork of a multithreaded process.
 fn namespace_init(control: RawFd, last_pid: RawFd) -> ! {
     keep_only(control, last_pid);
+    // Orphans are reaped every REAP_EVERY_MS even while requests keep
+    // coming (a shell's pipelines, one fork after another).
+    let mut next_reap = monotonic_ms() + REAP_EVERY_MS;
     loop {
+        let now = monotonic_ms();
+        if now >= next_reap {
+            reap_orphans();
+            next_reap = now + REAP_EVERY_MS;
+        }
         let mut ready = libc::pollfd {
             fd: control,
             events: libc::POLLIN,
             revents: 0,
         };
+        let wait = next_reap - now;
         // Anew each time: ppoll writes back the time it had left.
         let mut timeout = libc::timespec {
-            tv_sec: REAP_EVERY_MS / 1000,
-            tv_nsec: (REAP_EVERY_MS % 1000) * 1_000_000,
+            tv_sec: wait / 1000,
+            tv_nsec: (wait % 1000) * 1_000_000,
         };
         // SAFETY: one pollfd and a timespec on our stack, both writable
         // by the kernel; no signal mask.
@@ -235,7 +244,6 @@ fn namespace_init(control: RawFd, last_pid: RawFd) -> ! {
             )
         };
         if polled == 0 {
-            reap_orphans();
             continue;
         }
         let mut request = [0u8; 4];
@@ -278,6 +286,23 @@ fn keep_only(a: RawFd, b: RawFd) {
         }
         libc::syscall(libc::SYS_close_range, high + 1, u32::MAX, 0u32);
     }
+}
+
+/// Milliseconds of the monotonic clock, by a raw syscall.
+fn monotonic_ms() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec on our stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clock_gettime,
+            libc::CLOCK_MONOTONIC,
+            &mut now as *mut libc::timespec,
+        )
+    };
+    now.tv_sec * 1000 + now.tv_nsec / 1_000_000
 }
 
 fn reap_orphans() {

@@ -99,6 +99,7 @@ pub fn wait(tid: i32) -> io::Result<Stop> {
 /// fatal signal: it stops only once `release` has answered that call (with
 /// a restart code, so that the call runs again when the thread goes on).
 pub fn wait_releasing(tid: i32, release: &dyn Fn()) -> io::Result<Stop> {
+    let mut pause = std::time::Duration::from_micros(20);
     loop {
         release();
         let mut status = 0;
@@ -113,7 +114,8 @@ pub fn wait_releasing(tid: i32, release: &dyn Fn()) -> io::Result<Stop> {
                 return Err(error);
             }
         }
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_micros(500));
     }
 }
 
