@@ -227,8 +227,8 @@ impl Source {
     /// Starts moving `pid`: a short freeze takes its memory map and
     /// starts tracking its writes. `guest`, for a guest here: how to end
     /// the calls the agent holds for it (its pending signals move with it;
-    /// its filter is passed by). Where the
-    /// kernel cannot track writes, the process stays frozen from here on.
+    /// its filter is passed by). Where the kernel cannot track writes, the
+    /// process stays frozen from here on.
     pub async fn track(pid: i32, guest: Option<ReleaseCalls>) -> Result<Self, String> {
         Self::start(pid, guest, true).await
     }
