@@ -293,13 +293,16 @@ impl Member {
         // A signal without a handler ends the process, stops it (its call
         // then runs again when it goes on) or is ignored: no call of its
         // can end with EINTR.
-        let caught = homing_shim::process::status_mask(pid, "SigCgt:");
+        let Some(signals) = homing_shim::process::signals(pid) else {
+            signal_guest(pid, signal);
+            return;
+        };
         let bit = u32::try_from(signal - 1).map_or(0, |at| 1u64.checked_shl(at).unwrap_or(0));
-        if caught & bit == 0 {
+        if signals.caught & bit == 0 {
             signal_guest(pid, signal);
             return;
         }
-        if !homing_shim::process::single_threaded(pid) {
+        if signals.threads != 1 {
             self.calls_taken().await;
             signal_guest(pid, signal);
             return;
@@ -1423,9 +1426,8 @@ impl Context {
         // would end it.
         let wait_mask = self.temporary_mask(n);
         let let_through = |mask: u64| {
-            let pending = homing_shim::process::status_mask(n.tid, "SigPnd:")
-                | homing_shim::process::status_mask(n.tid, "ShdPnd:");
-            pending & !mask != 0
+            homing_shim::process::signals(n.tid)
+                .is_some_and(|s| (s.own_pending | s.shared_pending) & !mask != 0)
         };
         if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
             return Ok(Waited::SignalLetThrough(mask));
@@ -1433,7 +1435,7 @@ impl Context {
         let (id, answer) = self.calls.start(n.tid, call)?;
         tokio::pin!(answer);
         let interruptible = wait_mask.is_none() && may_block(n.nr);
-        let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(n.nr as i64));
+        let waits = is_wait(n.nr);
         let started = std::time::Instant::now();
         let abandoned = async {
             let mut shared_seen = false;
@@ -1512,10 +1514,9 @@ impl Context {
         // Only a signal pending for this very thread is sure to be there
         // when the wait runs; a process-wide one may go to another thread,
         // and the wait on placeholders would then never end.
-        let own = homing_shim::process::status_mask(n.tid, "SigPnd:");
-        let alone = homing_shim::process::single_threaded(n.tid);
-        let shared = homing_shim::process::status_mask(n.tid, "ShdPnd:");
-        let sure = own & !mask != 0 || (alone && shared & !mask != 0);
+        let sure = homing_shim::process::signals(n.tid).is_some_and(|s| {
+            s.own_pending & !mask != 0 || (s.threads == 1 && s.shared_pending & !mask != 0)
+        });
         let placed = sure
             && waited_fds(&self.memory(n), n).is_some_and(|fds| {
                 fds.into_iter().all(|fd| {
@@ -1943,7 +1944,7 @@ impl Context {
                 continue;
             }
             if self.member.reaped.contains_key(&pid) {
-                let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(nr as i64));
+                let waits = is_wait(nr);
                 return Err(if waits { libc::ECHILD } else { libc::ESRCH });
             }
             if !self.member.children.contains_key(&pid) {
@@ -2282,7 +2283,7 @@ impl Context {
                 return Ok(answer);
             }
         }
-        let waits = [libc::SYS_wait4, libc::SYS_waitid].contains(&(n.nr as i64));
+        let waits = is_wait(n.nr);
         let _wait_turn = match waits {
             true => Some(self.member.wait_turn(n.tid).await),
             false => None,
@@ -2878,6 +2879,11 @@ fn signal_waiting(tid: i32, disregarded: u64) -> Option<SignalWaiting> {
     } else {
         None
     }
+}
+
+/// Whether call `nr` waits for a child (`wait4`, `waitid`).
+fn is_wait(nr: u64) -> bool {
+    [libc::SYS_wait4, libc::SYS_waitid].contains(&(nr as i64))
 }
 
 /// Whether a call can block where it runs, for as long as it waits on

@@ -200,13 +200,9 @@ enum SourceCommand {
 /// `Member::release_calls`).
 pub type ReleaseCalls = Arc<dyn Fn() + Send + Sync>;
 
-/// What [`dump::freeze`] calls to release a guest's calls.
-fn release_calls(guest: &Option<ReleaseCalls>) -> impl Fn() + '_ {
-    move || {
-        if let Some(release) = guest {
-            release();
-        }
-    }
+/// A guest's [`ReleaseCalls`] as [`dump::freeze`] takes it.
+fn as_release(guest: &Option<ReleaseCalls>) -> Option<&dyn Fn()> {
+    guest.as_ref().map(|release| release.as_ref() as &dyn Fn())
 }
 
 /// A process being moved, held by a thread of its own: it runs, its
@@ -412,7 +408,7 @@ fn source_thread(
     ready: oneshot::Sender<Result<Tracking, String>>,
 ) {
     let setup = Instant::now();
-    let frozen = match dump::freeze(pid, guest.is_some(), &release_calls(&guest)) {
+    let frozen = match dump::freeze(pid, as_release(&guest)) {
         Ok(frozen) => frozen,
         Err(error) => {
             let _ = ready.send(Err(error.to_string()));
@@ -580,8 +576,7 @@ impl Held {
     fn freeze(&mut self) -> Result<Instant, String> {
         if self.frozen.is_none() {
             let started = Instant::now();
-            let release = release_calls(&self.guest);
-            let frozen = dump::freeze(self.pid, self.guest.is_some(), &release);
+            let frozen = dump::freeze(self.pid, as_release(&self.guest));
             self.frozen = Some(frozen.map_err(|e| e.to_string())?);
             self.frozen_at = Some(started);
         }

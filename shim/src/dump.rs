@@ -161,11 +161,11 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
     io::Error::new(error.kind(), format!("{what}: {error}"))
 }
 
-/// Freezes every thread of `pid`. `guest`: the process runs under the
-/// guest filter, which injected syscalls must pass by, and `release`
-/// answers the calls of its threads that the filter's supervisor holds
-/// (see [`ptrace::wait_releasing`]).
-pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpError> {
+/// Freezes every thread of `pid`. `guest`, for a process under the guest
+/// filter (which injected syscalls must pass by): what answers the calls
+/// of its threads that the filter's supervisor holds (see
+/// [`ptrace::wait_releasing`]).
+pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
     let io_error = |error: io::Error| {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             DumpError::Gone(pid)
@@ -190,7 +190,7 @@ pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpE
                 match ptrace::seize(
                     tid,
                     ptrace::Options {
-                        suspend_seccomp: guest,
+                        suspend_seccomp: guest.is_some(),
                         trace_clone: false,
                     },
                 ) {
@@ -205,8 +205,8 @@ pub fn freeze(pid: i32, guest: bool, release: &dyn Fn()) -> Result<Frozen, DumpE
         let mut threads = Vec::new();
         for &tid in &seized {
             let stopped = match guest {
-                true => ptrace::wait_releasing(tid, release),
-                false => ptrace::wait(tid),
+                Some(release) => ptrace::wait_releasing(tid, release),
+                None => ptrace::wait(tid),
             };
             match stopped.map_err(|e| step("waiting for it to stop", e))? {
                 Stop::Exited(_) | Stop::Killed(_) => continue,

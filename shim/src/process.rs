@@ -82,6 +82,8 @@ pub struct Signals {
     pub shared_pending: u64,
     /// Blocked in this thread (`SigBlk`).
     pub blocked: u64,
+    /// With a handler in its process (`SigCgt`).
+    pub caught: u64,
     /// Threads in its process.
     pub threads: u32,
 }
@@ -100,6 +102,7 @@ pub fn signals(tid: i32) -> Option<Signals> {
         own_pending: mask("SigPnd:")?,
         shared_pending: mask("ShdPnd:")?,
         blocked: mask("SigBlk:")?,
+        caught: mask("SigCgt:")?,
         threads: field("Threads:")?.parse().ok()?,
     })
 }

@@ -102,17 +102,10 @@ pub fn wait_releasing(tid: i32, release: &dyn Fn()) -> io::Result<Stop> {
     let mut pause = std::time::Duration::from_micros(20);
     loop {
         release();
-        let mut status = 0;
-        // SAFETY: `status` is a live int the kernel writes.
-        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
-        if rc > 0 {
-            return Ok(decode_status(status));
-        }
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
-            }
+        // 0: it has not stopped yet.
+        let (stopped, stop) = waitpid(tid, libc::__WALL | libc::WNOHANG)?;
+        if stopped > 0 {
+            return Ok(stop);
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_micros(500));

@@ -37,7 +37,7 @@ pub struct Room {
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
 /// that travels, where `pid` has nothing. The process runs on as before.
 pub fn stage(pid: i32, regions: &[Region]) -> Result<Room, DumpError> {
-    let frozen = dump::freeze(pid, false, &|| {})?;
+    let frozen = dump::freeze(pid, None)?;
     let mut staged = Vec::new();
     let outcome = make_room(&frozen, regions, &mut staged);
     let outcome = match outcome {
@@ -116,7 +116,7 @@ fn make_room(
 
 /// Removes the room [`stage`] made (the program stays away after all).
 pub fn unstage(pid: i32, staged: &[(u64, u64)]) -> Result<(), DumpError> {
-    let frozen = dump::freeze(pid, false, &|| {})?;
+    let frozen = dump::freeze(pid, None)?;
     let outcome = remove(&frozen, staged);
     frozen.thaw();
     outcome

@@ -76,7 +76,7 @@ fn move_while_running(threads: usize) {
     // Let it get well into its work (filling memory, then computing).
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id() as i32;
-    let frozen = dump::freeze(pid, false, &|| {}).expect("freeze");
+    let frozen = dump::freeze(pid, None).expect("freeze");
     let image = frozen.image(true).expect("image");
     assert!(
         image.threads.len() > threads,

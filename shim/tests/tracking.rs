@@ -71,7 +71,7 @@ fn a_tracker_lists_the_pages_written_since_the_last_look() {
         }
     };
     let pid = child.id() as i32;
-    let frozen = dump::freeze(pid, false, &|| {}).expect("freeze");
+    let frozen = dump::freeze(pid, None).expect("freeze");
     let layout = frozen.layout().expect("layout");
     let mut tracker = WriteTracker::create(&frozen).expect("userfaultfd");
     frozen.thaw();
