@@ -1,9 +1,10 @@
 /* Holds MIB mebibytes of pseudo-random data (resident), as much again
  * allocated but never touched, and 16 MiB touched but all zero; then
- * keeps computing over its data until killed. The migration benchmark
- * moves it: only the random pages should travel.
+ * keeps computing over its data until killed (or, given "idle", sleeps
+ * until killed). The migration benchmark moves it: only the random pages
+ * should travel.
  *
- *   hold MIB ready-file */
+ *   hold MIB ready-file [idle] */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@ int main(int argc, char **argv) {
         data[i] = state;
     }
     close(open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    if (argc > 3 && strcmp(argv[3], "idle") == 0)
+        for (;;)
+            pause();
     uint64_t sum = 0;
     for (;;)
         for (size_t i = 0; i < words; i += 512)

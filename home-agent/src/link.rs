@@ -102,6 +102,25 @@ fn is_crypto_or_refusal(error: &ConnectionError) -> bool {
     }
 }
 
+/// What the endpoint's socket may hold, each way.
+const SOCKET_BUFFER: usize = 32 << 20;
+
+/// Lets the socket hold a burst. The kernel's default (208 KiB, some two
+/// dozen jumbo datagrams) overflows whenever the agent is off its CPU for
+/// a moment during a migration, and each datagram dropped there makes
+/// quinn halve its rate. Root may go past the system's limit; anyone else
+/// gets up to it.
+fn widen_buffers(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let receive = setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER)
+        .or_else(|_| setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER));
+    let send = setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER)
+        .or_else(|_| setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER));
+    if let Err(error) = receive.and(send) {
+        tracing::warn!("cannot widen the endpoint's socket buffers: {error}");
+    }
+}
+
 /// Bytes one stream may have in flight.
 const STREAM_WINDOW: u32 = 32 << 20;
 
@@ -135,6 +154,7 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Lin
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
     let socket = std::net::UdpSocket::bind(listen)?;
+    widen_buffers(&socket);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
     // Resets and connection ids keyed by the node's identity: a restarted

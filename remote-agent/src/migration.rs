@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
@@ -52,7 +53,7 @@ const MAX_ROUNDS: usize = 8;
 #[derive(Debug)]
 pub enum ImageItem {
     /// A run of pages: `(address, bytes)`.
-    Pages(u64, Vec<u8>),
+    Pages(u64, Bytes),
     /// Pages to empty: `(address, bytes)`.
     Discard(u64, u64),
     /// The pages sent while the process runs end here: the destination
@@ -66,9 +67,9 @@ pub enum ImageItem {
 
 impl ImageItem {
     /// The item that carries a run of pages read from a process.
-    fn from_run(address: u64, run: Run<'_>) -> Self {
+    fn from_run(address: u64, run: Run) -> Self {
         match run {
-            Run::Bytes(bytes) => Self::Pages(address, bytes.to_vec()),
+            Run::Bytes(bytes) => Self::Pages(address, bytes),
             Run::Zeros(len) => Self::Discard(address, len),
         }
     }
@@ -130,14 +131,23 @@ pub async fn read_image_item<R: AsyncRead + Unpin>(input: &mut R) -> Result<Imag
     let bytes = read_bytes(input, header.length as usize)
         .await
         .map_err(receiving)?;
-    Ok(ImageItem::Pages(header.address, bytes))
+    Ok(ImageItem::Pages(header.address, Bytes::from(bytes)))
+}
+
+/// Where an image stream is written: a byte stream that also takes a run
+/// of pages as it is. A transport that keeps what it is given until the
+/// peer has it (a QUIC stream) then sends the pages without a copy of
+/// its own, which at a gigabyte a second is worth a tenth of a second.
+pub trait ImageOut: AsyncWrite + Unpin {
+    /// Writes all of `bytes`.
+    fn write_shared(
+        &mut self,
+        bytes: Bytes,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 /// Writes one item of an image stream.
-pub async fn write_image_item<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    item: &ImageItem,
-) -> Result<(), String> {
+pub async fn write_image_item<W: ImageOut>(out: &mut W, item: &ImageItem) -> Result<(), String> {
     let sending = |e: std::io::Error| format!("sending memory: {e}");
     match item {
         ImageItem::Pages(address, bytes) => {
@@ -146,7 +156,7 @@ pub async fn write_image_item<W: AsyncWrite + Unpin>(
                 length: bytes.len() as u32,
             };
             out.write_all(&header.encode()).await.map_err(sending)?;
-            out.write_all(bytes).await.map_err(sending)
+            out.write_shared(bytes.clone()).await.map_err(sending)
         }
         ImageItem::Discard(address, bytes) => {
             let pages = u32::try_from(bytes / 4096).unwrap_or(u32::MAX);
@@ -263,7 +273,7 @@ impl Source {
     /// Sends the memory while the process runs: all of it, then what it
     /// wrote meanwhile, round after round until little is left.
     /// `progress` hears the bytes sent so far. Returns the bytes sent.
-    pub async fn send_running<W: AsyncWrite + Unpin>(
+    pub async fn send_running<W: ImageOut>(
         &mut self,
         out: &mut W,
         progress: impl FnMut(u64),
@@ -287,7 +297,7 @@ impl Source {
     /// Sends the frozen process's final image, what it wrote since it was
     /// last looked at, and the end mark. `progress` hears the bytes sent,
     /// counted on from `sent_before`. Returns the bytes sent in all.
-    pub async fn send_frozen<W: AsyncWrite + Unpin>(
+    pub async fn send_frozen<W: ImageOut>(
         &mut self,
         out: &mut W,
         sent_before: u64,
@@ -336,7 +346,7 @@ impl Drop for Source {
 
 /// Writes the items the dump thread hands over until it is done with
 /// them; returns the memory bytes sent, counted from `sent`.
-async fn pump<W: AsyncWrite + Unpin>(
+async fn pump<W: ImageOut>(
     mut inbox: mpsc::Receiver<ImageItem>,
     out: &mut W,
     mut progress: impl FnMut(u64),
@@ -509,8 +519,7 @@ impl Held {
         let Some(tracker) = self.tracker.as_mut().filter(|_| self.frozen.is_none()) else {
             return Ok(());
         };
-        let send =
-            |address: u64, run: Run<'_>| items.blocking_send(ImageItem::from_run(address, run));
+        let send = |address: u64, run: Run| items.blocking_send(ImageItem::from_run(address, run));
         let closed = |_| "the stream went away".to_owned();
         // A process that would rewrite most of its memory while it is
         // sent is sent frozen, once.
@@ -623,8 +632,7 @@ impl Held {
         items
             .blocking_send(ImageItem::Final(Box::new(last)))
             .map_err(closed)?;
-        let send =
-            |address: u64, run: Run<'_>| items.blocking_send(ImageItem::from_run(address, run));
+        let send = |address: u64, run: Run| items.blocking_send(ImageItem::from_run(address, run));
         dump::read_pages(self.pid, &plan.fresh, Pick::Kept, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
@@ -1061,7 +1069,7 @@ impl Arrival {
 
 enum RestoreCommand {
     /// Pages to write; the budget they hold is given back once written.
-    Write(u64, Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>),
+    Write(u64, Bytes, Option<tokio::sync::OwnedSemaphorePermit>),
     Discard(u64, u64),
     Reconcile(Box<FinalImage>),
     Sync(oneshot::Sender<Result<(), String>>),
@@ -1289,8 +1297,8 @@ fn homecoming_thread(
                     }
                 }
                 for (from, to) in uncovered((address, end), &staged) {
-                    let part = &bytes[(from - address) as usize..(to - address) as usize];
-                    waiting.push(RestoreCommand::Write(from, part.to_vec(), None));
+                    let part = bytes.slice((from - address) as usize..(to - address) as usize);
+                    waiting.push(RestoreCommand::Write(from, part, None));
                 }
             }
             RestoreCommand::Discard(address, len) => {

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use homing_proto::image::{
     Itimer, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction, ThreadImage,
 };
@@ -498,8 +499,8 @@ impl Frozen {
         max_run: usize,
         mut sink: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<Result<u64, E>, DumpError> {
-        let sink = |address: u64, run: Run<'_>| match run {
-            Run::Bytes(bytes) => sink(address, bytes),
+        let sink = |address: u64, run: Run| match run {
+            Run::Bytes(bytes) => sink(address, &bytes),
             Run::Zeros(_) => Ok(()),
         };
         let ranges: Vec<(u64, u64)> = image
@@ -738,16 +739,17 @@ pub enum Pick {
 }
 
 /// A run of pages [`read_pages`] hands over.
-#[derive(Debug, Clone, Copy)]
-pub enum Run<'a> {
-    /// Their bytes.
-    Bytes(&'a [u8]),
+#[derive(Debug, Clone)]
+pub enum Run {
+    /// Their bytes: a share of the buffer they were read into, so that
+    /// they can be sent on without a copy.
+    Bytes(Bytes),
     /// So many bytes of pages that are all zero now ([`Pick::All`]).
     Zeros(u64),
 }
 
-impl Run<'_> {
-    fn same_kind(&self, other: &Run<'_>) -> bool {
+impl Run {
+    fn same_kind(&self, other: &Run) -> bool {
         matches!(
             (self, other),
             (Run::Bytes(_), Run::Bytes(_)) | (Run::Zeros(_), Run::Zeros(_))
@@ -773,7 +775,7 @@ pub fn read_pages<E>(
     ranges: &[(u64, u64)],
     pick: Pick,
     max_run: usize,
-    mut sink: impl FnMut(u64, Run<'_>) -> Result<(), E>,
+    mut sink: impl FnMut(u64, Run) -> Result<(), E>,
 ) -> Result<Result<PagesRead, E>, DumpError> {
     let io_error = |error| DumpError::Io { pid, error };
     let memory = ProcessMemory::new(pid);
@@ -802,6 +804,7 @@ pub fn read_pages<E>(
             } else {
                 (Vec::new(), Vec::new())
             };
+            let bytes = Bytes::from(bytes);
             let pages = bytes.len() / page;
             if pick == Pick::All {
                 for index in (0..pages).filter(|&i| !readable[i]) {
@@ -820,7 +823,7 @@ pub fn read_pages<E>(
                 } else if is_zero(&bytes[index * page..(index + 1) * page]) {
                     (pick == Pick::All).then_some(Run::Zeros(PAGE))
                 } else {
-                    Some(Run::Bytes(&[]))
+                    Some(Run::Bytes(Bytes::new()))
                 }
             };
             let mut index = 0;
@@ -839,7 +842,7 @@ pub fn read_pages<E>(
                 let at = address + (first * page) as u64;
                 let run = match kind {
                     Run::Bytes(_) => {
-                        let run = &bytes[first * page..index * page];
+                        let run = bytes.slice(first * page..index * page);
                         read.bytes += run.len() as u64;
                         Run::Bytes(run)
                     }

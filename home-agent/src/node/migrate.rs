@@ -13,8 +13,12 @@
 //! stream ends without a go.
 
 use std::ffi::CString;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
@@ -22,7 +26,8 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::FinalImage;
 use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
-    read_image_item, write_image_item, Afterwards, Departure, ImageItem, Restoration, Source,
+    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Restoration,
+    Source,
 };
 use quinn::{Connection, RecvStream, SendStream};
 use serde::Serialize;
@@ -215,6 +220,7 @@ impl Node {
         (send, recv): (&mut SendStream, &mut RecvStream),
         progress: impl Fn(u64) -> M,
     ) -> Result<u64, String> {
+        let send = &mut ImageStream(send);
         let sent = AtomicU64::new(0);
         let note = |n| sent.store(n, Ordering::Relaxed);
         let sending = moving.source().send_running(send, note);
@@ -1059,6 +1065,7 @@ async fn send_image_home(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<u64, String> {
+    let send = &mut ImageStream(send);
     let sent = departure.source.send_running(send, |_| {}).await?;
     if sent > 0 {
         // Frozen once home has caught up, so little is in flight while
@@ -1072,6 +1079,44 @@ async fn send_image_home(
     }
     departure.freeze().await?;
     departure.source.send_frozen(send, sent, |_| {}).await
+}
+
+/// A QUIC stream an image goes out on. Runs of pages are handed to
+/// quinn as they are: it keeps them until the peer has them, so they are
+/// copied once, into packets, rather than twice.
+struct ImageStream<'a>(&'a mut SendStream);
+
+impl AsyncWrite for ImageStream<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut *self.0), context, bytes)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut *self.0), context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut *self.0), context)
+    }
+}
+
+impl ImageOut for ImageStream<'_> {
+    async fn write_shared(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.0
+            .write_chunk(bytes)
+            .await
+            .map_err(std::io::Error::from)
+    }
 }
 
 /// Tells a client every so often how far its migration got.
