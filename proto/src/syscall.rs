@@ -59,9 +59,10 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 ///   the `sched_*` ones with pid 0 (themselves); a nonzero pid would be
 ///   resolved among the host's pids.
 /// - **Process-local state** (`prctl`, `capget`, `personality`,
-///   `getrandom`, `exit`, `exit_group`): nothing in them names a file, an fd,
-///   a pid of another process or an identity that lives at home. (The
-///   agent learns of an exit by waiting for the guest.)
+///   `getrandom`, `exit`): nothing in them names a file, an fd, a pid of
+///   another process or an identity that lives at home. (The agent learns
+///   of an exit by waiting for the guest; `exit_group` it sees first, see
+///   [`Special::Exit`].)
 ///
 /// Nothing here takes a file descriptor or a path, or changes credentials.
 pub const LOCAL: &[i64] = &[
@@ -137,7 +138,6 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_personality,
     libc::SYS_getrandom,
     libc::SYS_exit,
-    libc::SYS_exit_group,
 ];
 
 /// Whether `nr` is in [`LOCAL`].
@@ -249,6 +249,10 @@ pub enum Special {
     /// `sendmsg`/`recvmsg`, and `sendmmsg`/`recvmmsg` as one of those per
     /// message: the message header is flattened (see [`message`]).
     Message,
+    /// `exit_group`: the process ends on the host, and the host holds
+    /// that end back from a parent that is a guest too until the parent
+    /// can take its SIGCHLD as it would at home.
+    Exit,
 }
 
 /// How `sendmsg` and `recvmsg` travel. Their `struct msghdr` points at an
@@ -851,6 +855,7 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         // glibc falls back to clone when clone3 is missing.
         libc::SYS_clone3 => refuse(libc::ENOSYS),
         libc::SYS_execve => Route::Special(Special::Exec),
+        libc::SYS_exit_group => Route::Special(Special::Exit),
         libc::SYS_execveat => refuse(libc::ENOSYS),
 
         _ => refuse(libc::ENOSYS),
@@ -1282,6 +1287,7 @@ mod tests {
         assert_eq!(special(libc::SYS_sendmsg), Route::Special(Special::Message));
         assert_eq!(special(libc::SYS_recvmsg), Route::Special(Special::Message));
         assert_eq!(std::mem::size_of::<libc::msghdr>(), message::HEADER_LEN);
+        assert_eq!(special(libc::SYS_exit_group), Route::Special(Special::Exit));
         assert_eq!(special(libc::SYS_execve), Route::Special(Special::Exec));
         assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
         assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));

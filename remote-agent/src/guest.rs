@@ -20,6 +20,7 @@ use dashmap::DashMap;
 use homing_proto::control::AwayProcess;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
+use homing_shim::held_ends::EndHolder;
 use homing_shim::memory::ProcessMemory;
 use homing_shim::pid_namespace::{innermost_pid, PidNamespace};
 use homing_shim::ptrace::{ERESTARTNOHAND, ERESTARTSYS};
@@ -72,6 +73,9 @@ pub struct HostRole {
     /// Threads whose exec in place failed: their `execve`, made again,
     /// replaces their process instead.
     not_in_place: DashMap<i32, ()>,
+    /// Traces guests about to end whose parents are guests too (see
+    /// [`HostRole::hold_end`]); none where it cannot start.
+    end_holder: Option<EndHolder>,
 }
 
 /// The pid namespace where a home node's guests live here: in it, each
@@ -201,13 +205,37 @@ pub struct Member {
     /// signal, so ptrace stops it only once the call is answered (see
     /// [`Member::release_calls`]).
     taken_calls: DashMap<u64, (i32, Arc<Listener>)>,
-    /// Signals home sent that wait for the agent to take a call of its
-    /// process's one thread (see [`Member::signal_from_home`]).
-    signals_for_a_call: Mutex<Vec<i32>>,
+    /// Signals home sent, and ends of its children, that wait for the
+    /// agent to take a call of its process's one thread (see
+    /// [`Member::give_when_safe`]).
+    signals_for_a_call: Mutex<Vec<ForACall>>,
+    /// Its children here (host pids) that have ended, or are ending, and
+    /// whose ends are held back from it (see [`HostRole::hold_end`]).
+    held_children: DashMap<i32, ()>,
     /// The listener of its process's filter, as of its latest call.
     listener: Mutex<Option<Arc<Listener>>>,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
+}
+
+/// What waits for a call of a guest's (see [`Member::give_when_safe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForACall {
+    /// A signal home sent it.
+    Signal(i32),
+    /// The end of its child here (host pid), held back from it so far:
+    /// its SIGCHLD.
+    ChildEnd(i32),
+}
+
+impl ForACall {
+    /// The signal it brings.
+    fn signal(self) -> i32 {
+        match self {
+            Self::Signal(signal) => signal,
+            Self::ChildEnd(_) => libc::SIGCHLD,
+        }
+    }
 }
 
 /// A thread's turn to wait (see [`Member::wait_turns`]). When it goes,
@@ -261,7 +289,42 @@ impl Member {
     }
 
     /// Gives the guest a signal home sent it, at a moment it can cut no
-    /// call short that the kernel would have let finish.
+    /// call short that the kernel would have let finish (see
+    /// [`Member::give_when_safe`]).
+    pub(crate) async fn signal_from_home(self: &Arc<Self>, signal: i32) {
+        self.give_when_safe(ForACall::Signal(signal)).await;
+    }
+
+    /// Lets the guest hear of the end of its child `child` (host pid),
+    /// held back from it so far (see [`HostRole::hold_end`]), as it would
+    /// at home. Under the default action nothing shows the end but a
+    /// wait: it stays held until one of the guest's waits gets that child
+    /// from home, so that the wait reaps here the child home reaped. An
+    /// ignored SIGCHLD makes the kernel reap the child at once, as at
+    /// home. A handler gets its SIGCHLD as a signal from home would come.
+    fn child_ended(self: &Arc<Self>, child: i32) {
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        let bit = 1u64 << (libc::SIGCHLD - 1);
+        match homing_shim::process::signals(pid) {
+            Some(signals) if signals.caught & bit != 0 => {
+                let member = self.clone();
+                tokio::spawn(async move { member.give_when_safe(ForACall::ChildEnd(child)).await });
+            }
+            Some(signals) if signals.ignored & bit == 0 => {}
+            _ => self.release_child(child),
+        }
+    }
+
+    /// Lets the guest hear of the end of its held child `child` now: its
+    /// SIGCHLD comes, and its wait finds the child here.
+    fn release_child(&self, child: i32) {
+        if self.held_children.remove(&child).is_some() {
+            release_end(child);
+        }
+    }
+
+    /// Gives the guest `what` at a moment it can cut no call short that
+    /// the kernel would have let finish.
     ///
     /// A call the agent has taken waits for its answer whatever comes but
     /// a fatal signal (see `Filter::install_with_listener`). One it has
@@ -275,40 +338,43 @@ impl Member {
     /// own here, or 50 ms at most for one that computes without calls. A
     /// process of several threads gets it once the agent has taken the
     /// calls made so far: another thread may be making one meanwhile.
-    pub(crate) async fn signal_from_home(self: &Arc<Self>, signal: i32) {
-        if let Ok(mut held) = self.held_signals.lock() {
-            if let Some(held) = held.as_mut() {
-                held.push(signal);
-                return;
+    async fn give_when_safe(self: &Arc<Self>, what: ForACall) {
+        if let ForACall::Signal(signal) = what {
+            if let Ok(mut held) = self.held_signals.lock() {
+                if let Some(held) = held.as_mut() {
+                    held.push(signal);
+                    return;
+                }
             }
         }
         let pid = self.host_pid.load(Ordering::Relaxed);
         if pid == 0 {
+            if let ForACall::ChildEnd(child) = what {
+                self.release_child(child);
+            }
             return;
         }
-        debug!(
-            home_pid = self.home_pid,
-            signal, "forwarding signal to guest"
-        );
+        debug!(home_pid = self.home_pid, ?what, "giving to guest");
         // A signal without a handler ends the process, stops it (its call
         // then runs again when it goes on) or is ignored: no call of its
         // can end with EINTR.
         let Some(signals) = homing_shim::process::signals(pid) else {
-            signal_guest(pid, signal);
+            self.give(pid, what);
             return;
         };
-        let bit = u32::try_from(signal - 1).map_or(0, |at| 1u64.checked_shl(at).unwrap_or(0));
+        let bit =
+            u32::try_from(what.signal() - 1).map_or(0, |at| 1u64.checked_shl(at).unwrap_or(0));
         if signals.caught & bit == 0 {
-            signal_guest(pid, signal);
+            self.give(pid, what);
             return;
         }
         if signals.threads != 1 {
             self.calls_taken().await;
-            signal_guest(pid, signal);
+            self.give(pid, what);
             return;
         }
         if let Ok(mut waiting) = self.signals_for_a_call.lock() {
-            waiting.push(signal);
+            waiting.push(what);
         }
         // A call out at home takes it at once (see `call_while_waited_for`).
         SIGNALLED.notify_waiters();
@@ -333,25 +399,34 @@ impl Member {
         });
     }
 
-    /// Gives the guest the signals from home that wait for a call of its
-    /// (see [`Member::signal_from_home`]); those that come while it is
+    /// Gives process `pid` (the member's) `what` now.
+    fn give(&self, pid: i32, what: ForACall) {
+        match what {
+            ForACall::Signal(signal) => signal_guest(pid, signal),
+            ForACall::ChildEnd(child) => self.release_child(child),
+        }
+    }
+
+    /// Gives the guest the signals from home, and the ends of its
+    /// children, that wait for a call of its (see
+    /// [`Member::give_when_safe`]); the signals that come while it is
     /// frozen to move go with it.
     pub(crate) fn give_signals_for_a_call(&self) {
-        let Ok(mut waiting) = self.signals_for_a_call.lock() else {
-            return;
+        let waiting: Vec<ForACall> = match self.signals_for_a_call.lock() {
+            Ok(mut waiting) if !waiting.is_empty() => waiting.drain(..).collect(),
+            _ => return,
         };
-        if waiting.is_empty() {
-            return;
-        }
-        if let Ok(mut held) = self.held_signals.lock() {
-            if let Some(held) = held.as_mut() {
-                held.splice(0..0, waiting.drain(..));
-                return;
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        let mut frozen = self.held_signals.lock().ok();
+        let mut signals = Vec::new();
+        for what in waiting {
+            match (what, frozen.as_mut().and_then(|held| held.as_mut())) {
+                (ForACall::Signal(signal), Some(_)) => signals.push(signal),
+                (what, _) => self.give(pid, what),
             }
         }
-        let pid = self.host_pid.load(Ordering::Relaxed);
-        for signal in waiting.drain(..) {
-            signal_guest(pid, signal);
+        if let Some(held) = frozen.as_mut().and_then(|held| held.as_mut()) {
+            held.splice(0..0, signals);
         }
     }
 
@@ -668,6 +743,9 @@ impl HostRole {
             pid_namespaces: DashMap::new(),
             injected_execs: DashMap::new(),
             not_in_place: DashMap::new(),
+            end_holder: EndHolder::start()
+                .inspect_err(|error| warn!("children's ends go to their parents unheld: {error}"))
+                .ok(),
         })
     }
 
@@ -769,6 +847,7 @@ impl HostRole {
             pending_seek: Mutex::new(None),
             taken_calls: DashMap::new(),
             signals_for_a_call: Mutex::new(Vec::new()),
+            held_children: DashMap::new(),
             listener: Mutex::new(None),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
@@ -922,6 +1001,13 @@ impl HostRole {
         self.by_host.remove(&pid);
         self.members
             .remove(&(member.home_node.clone(), member.home_pid));
+        // Its children whose ends it was not told of go to its
+        // namespace's pid 1, which reaps them.
+        let orphans: Vec<i32> = member.held_children.iter().map(|c| *c.key()).collect();
+        member.held_children.clear();
+        if !orphans.is_empty() {
+            tokio::task::spawn_blocking(move || orphans.into_iter().for_each(release_end));
+        }
         if member.moved.load(Ordering::Relaxed) {
             info!(home_pid = member.home_pid, host_pid = pid, "guest moved on");
             return;
@@ -934,6 +1020,7 @@ impl HostRole {
             "guest ended"
         );
         let _ = member.calls.send(ToHome::Exited { status, reason });
+        self.hand_end_to_parent(pid);
     }
 
     /// Fetches the program at `path` (home) and, for a script, its interpreter.
@@ -1084,6 +1171,46 @@ impl HostRole {
         }
     }
 
+    /// Holds the end of the process thread `tid` is ending (its
+    /// `exit_group`) back from its parent, when that parent is a guest
+    /// here too: the kernel would tell the parent at once, with a SIGCHLD
+    /// that may end a call of its not taken yet (`EINTR`, where at home
+    /// its `wait4` would have returned the child), and with a zombie its
+    /// own waits here could reap before the one home reaped. The parent
+    /// hears of the end once home has (see [`Member::child_ended`]).
+    fn hold_end(&self, tid: i32) {
+        let Some(holder) = &self.end_holder else {
+            return;
+        };
+        let pid = homing_shim::process::status_number(tid, "Tgid:").unwrap_or(tid);
+        let parent = homing_shim::process::status_number(pid, "PPid:")
+            .and_then(|parent| self.by_host.get(&parent).map(|m| m.clone()));
+        let Some(parent) = parent else {
+            return;
+        };
+        match holder.hold(pid) {
+            Ok(()) => {
+                parent.held_children.insert(pid, ());
+            }
+            Err(error) => debug!(pid, "its end goes to its parent unheld: {error}"),
+        }
+    }
+
+    /// Lets the parent of process `pid`, whose end was held back from it,
+    /// hear of that end (see [`Self::hold_end`]) now that home has. A
+    /// parent gone meanwhile leaves it to its namespace's pid 1.
+    fn hand_end_to_parent(&self, pid: i32) {
+        let parent = self
+            .members
+            .iter()
+            .find(|member| member.held_children.contains_key(&pid))
+            .map(|member| member.clone());
+        match parent {
+            Some(parent) => parent.child_ended(pid),
+            None => release_end(pid),
+        }
+    }
+
     /// Takes the pending fork that produced process `tgid`, if any.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
         let parent = homing_shim::process::status_number(tgid, "PPid:").unwrap_or(0);
@@ -1148,6 +1275,15 @@ impl HostRole {
     }
 
     async fn handle(self: Arc<Self>, listener: Arc<Listener>, n: Notification) {
+        // Its process ends: its member, bound now if it was not yet (a
+        // child's first call may be its last), reports the end home once
+        // the process is gone; whether it is frozen to move is moot.
+        if n.nr == libc::SYS_exit_group as u64 {
+            let _ = self.member_of(n.tid).await;
+            self.hold_end(n.tid);
+            let _ = listener.answer(n.id, Answer::Continue);
+            return;
+        }
         let Some(member) = self.member_of(n.tid).await else {
             let _ = listener.answer(n.id, Answer::Errno(libc::ESRCH));
             return;
@@ -1406,6 +1542,8 @@ impl Context {
             Special::Fork => self.fork(n).await,
             Special::Exec => self.exec(n).await,
             Special::Message => self.message(n).await,
+            // Taken before any member is looked for (see `HostRole::handle`).
+            Special::Exit => Ok(Answer::Continue),
         }
     }
 
@@ -2054,7 +2192,11 @@ impl Context {
             _ => -1,
         };
         let first = if wanted == -1 {
-            self.ended_children(n.tid).first() == Some(&child.host)
+            // Held ends are the agent's to take: the wait here passes them by.
+            self.ended_children(n.tid)
+                .into_iter()
+                .find(|ended| !self.member.held_children.contains_key(ended))
+                == Some(child.host)
         } else {
             wanted == seen && has_ended(child.host)
         };
@@ -2106,6 +2248,17 @@ impl Context {
         n: &Notification,
         result: homing_proto::syscall::SyscallResult,
     ) -> Answer {
+        // The child home reaped: if its end was held back, the guest
+        // hears of it now, in a wait that cannot be cut short, and its
+        // own wait here can reap it.
+        if let Some((reaped, _)) = reaped_at_home(n, &result) {
+            if let Some((_, child)) = self.child_with(|child| child.home == reaped) {
+                if let Ok(mut waiting) = self.member.signals_for_a_call.lock() {
+                    waiting.retain(|what| *what != ForACall::ChildEnd(child.host));
+                }
+                self.member.release_child(child.host);
+            }
+        }
         let answer = match self.reaped_here(n, &result) {
             true => Answer::Continue,
             false => errno_of(self.translate_out(n.nr, result.ret)),
@@ -2987,6 +3140,16 @@ fn waited_fds(memory: &ProcessMemory, n: &Notification) -> Option<Vec<i32>> {
             Some(fds.into_iter().map(|fd| fd as i32).collect())
         }
         _ => None,
+    }
+}
+
+/// Lets the parent of process `pid`, whose end was held back from it,
+/// hear of that end (see [`HostRole::hold_end`]).
+fn release_end(pid: i32) {
+    match homing_shim::held_ends::release(pid) {
+        Ok(true) => trace!(pid, "end handed to its parent"),
+        Ok(false) => warn!(pid, "a held process has not ended in time; still held"),
+        Err(error) => warn!(pid, "cannot hand a held end to its parent: {error}"),
     }
 }
 

@@ -20,6 +20,7 @@
 pub mod dump;
 pub mod execute;
 pub mod filling;
+pub mod held_ends;
 pub mod memory;
 pub mod pid_namespace;
 pub mod process;

@@ -84,6 +84,8 @@ pub struct Signals {
     pub blocked: u64,
     /// With a handler in its process (`SigCgt`).
     pub caught: u64,
+    /// Ignored by its process (`SigIgn`).
+    pub ignored: u64,
     /// Threads in its process.
     pub threads: u32,
 }
@@ -103,6 +105,7 @@ pub fn signals(tid: i32) -> Option<Signals> {
         shared_pending: mask("ShdPnd:")?,
         blocked: mask("SigBlk:")?,
         caught: mask("SigCgt:")?,
+        ignored: mask("SigIgn:")?,
         threads: field("Threads:")?.parse().ok()?,
     })
 }

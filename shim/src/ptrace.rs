@@ -112,6 +112,22 @@ pub fn wait_releasing(tid: i32, release: &dyn Fn()) -> io::Result<Stop> {
     }
 }
 
+/// Takes the end of tracee `pid` if it has come: its parent hears of it
+/// then (see [`crate::held_ends`]). `Ok(false)` while it has not ended.
+/// A tracee stopped on its way (a signal came before it ended) is let
+/// go: its end then goes to its parent as the kernel gives it.
+pub fn take_end(pid: i32) -> io::Result<bool> {
+    match waitpid(pid, libc::__WALL | libc::WNOHANG) {
+        Ok((0, _)) => Ok(false),
+        Ok((_, Stop::Exited(_) | Stop::Killed(_))) => Ok(true),
+        Ok((_, Stop::Signal(signal))) => detach(pid, signal).map(|()| true),
+        Ok((_, Stop::Syscall | Stop::Event(_))) => detach(pid, 0).map(|()| true),
+        // Not traced here (any more): nothing is held.
+        Err(error) if error.raw_os_error() == Some(libc::ECHILD) => Ok(true),
+        Err(error) => Err(error),
+    }
+}
+
 /// Waits for any tracee or child of this very thread (not of the other
 /// threads of its process, whose children are not its business) to stop
 /// or end.
