@@ -37,9 +37,10 @@ use crate::guest::{pump_from_home, HostRole};
 const RUN_BYTES: usize = 1 << 20;
 /// Items in flight between the thread reading memory and the stream.
 const ITEMS_IN_FLIGHT: usize = 16;
-/// How long the writes of a process are sampled before its memory is
-/// sent while it runs.
-const SAMPLE: Duration = Duration::from_millis(20);
+/// The least time the writes of a process are sampled for before its
+/// memory is sent while it runs. They are counted from when tracking
+/// began: setting up the move has most often taken longer than this.
+const MIN_SAMPLE: Duration = Duration::from_millis(10);
 /// The rate memory is assumed to move at, to judge from the sample.
 const ASSUMED_RATE: f64 = 1e9;
 /// Sending while the process runs stops once a round has this little to
@@ -398,6 +399,8 @@ struct Held {
     guest: Option<ReleaseCalls>,
     layout: Vec<Region>,
     tracker: Option<WriteTracker>,
+    /// When its writes began to be tracked.
+    tracked_at: Option<Instant>,
     frozen: Option<Frozen>,
     image: Option<ProcessImage>,
     /// Written pages not sent while it ran: left for when it is frozen.
@@ -438,6 +441,7 @@ fn source_thread(
         guest,
         layout: layout.clone(),
         tracker: None,
+        tracked_at: None,
         frozen: None,
         image: None,
         unsent: Vec::new(),
@@ -472,6 +476,7 @@ fn source_thread(
             }
             debug!(pid, ?frozen_for, took = ?setup.elapsed(), "tracking its writes");
             held.tracker = Some(tracker);
+            held.tracked_at = Some(Instant::now());
         }
         None => {
             held.frozen = Some(frozen);
@@ -523,16 +528,17 @@ impl Held {
         let closed = |_| "the stream went away".to_owned();
         // A process that would rewrite most of its memory while it is
         // sent is sent frozen, once.
-        tracker.written().map_err(|e| e.to_string())?;
-        std::thread::sleep(SAMPLE);
+        let tracked_at = self.tracked_at.unwrap_or_else(Instant::now);
+        std::thread::sleep(MIN_SAMPLE.saturating_sub(tracked_at.elapsed()));
         let sample: u64 = tracker
             .written()
             .map_err(|e| e.to_string())?
             .iter()
             .map(|(start, end)| end - start)
             .sum();
+        let sampled_for = tracked_at.elapsed().max(MIN_SAMPLE);
         let sending = Duration::from_secs_f64(self.estimate as f64 / ASSUMED_RATE);
-        let rewritten = sample as f64 * sending.as_secs_f64() / SAMPLE.as_secs_f64();
+        let rewritten = sample as f64 * sending.as_secs_f64() / sampled_for.as_secs_f64();
         if rewritten > self.estimate as f64 / 2.0 {
             debug!(
                 pid = self.pid,
