@@ -1,8 +1,8 @@
 //! Reading and writing another process's memory (a guest's, at the host).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 
-use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
+use nix::sys::uio::{process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
 
 const PAGE: usize = 4096;
@@ -44,16 +44,15 @@ impl ProcessMemory {
         }
     }
 
-    /// Reads exactly `len` bytes at `addr`.
+    /// Reads exactly `len` bytes at `addr`. They go into spare capacity:
+    /// zeroing a megabyte first (a migration reads a gigabyte so) would
+    /// only be overwritten.
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let remote = [RemoteIoVec {
-                base: addr as usize + done,
-                len: len - done,
-            }];
-            let n = process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut buf[done..])], &remote)
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let done = buf.len();
+            let n = self
+                .read_into_spare(addr + done as u64, &mut buf)
                 .map_err(|errno| MemoryError::Fault { addr, len, errno })?;
             if n == 0 {
                 return Err(MemoryError::Fault {
@@ -62,9 +61,30 @@ impl ProcessMemory {
                     errno: nix::Error::EFAULT,
                 });
             }
-            done += n;
+            // SAFETY: the kernel wrote `n` bytes just past the `done`
+            // already there, within the capacity it was given.
+            unsafe { buf.set_len(done + n) };
         }
         Ok(buf)
+    }
+
+    /// Reads at `addr` into the spare capacity of `buf`, as much as fits
+    /// or can be read; returns the bytes read (not yet in `buf`'s length).
+    fn read_into_spare(&self, addr: u64, buf: &mut Vec<u8>) -> Result<usize, nix::Error> {
+        let spare = buf.spare_capacity_mut();
+        let local = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as usize as *mut libc::c_void,
+            iov_len: spare.len(),
+        };
+        // SAFETY: `local` covers `buf`'s spare capacity, which the kernel
+        // may write (uninitialised bytes are fine to overwrite); `remote`
+        // names memory of the other process, which the kernel checks.
+        let n = unsafe { libc::process_vm_readv(self.pid.as_raw(), &local, 1, &remote, 1, 0) };
+        nix::errno::Errno::result(n).map(|n| n as usize)
     }
 
     /// Reads a NUL-terminated string at `addr`, terminator included, of at most `max` bytes.
