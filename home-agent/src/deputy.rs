@@ -571,14 +571,27 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
             outputs: vec![],
         };
     }
-    // Two requests that are not the program's syscalls but the host telling
-    // the deputy what the program did.
+    // Three requests that are not the program's syscalls but the host
+    // telling the deputy what the program did: it forked, it exec'd, it
+    // changed what its children's ends leave (`rt_sigaction` of SIGCHLD,
+    // args: SIGCHLD, ignored, SA_NOCLDWAIT).
     if nr == libc::SYS_fork {
         return fork_deputy(reserved_fd);
     }
     if nr == libc::SYS_execve {
         take_program_identity(call);
         return close_on_exec(reserved_fd);
+    }
+    if nr == libc::SYS_rt_sigaction {
+        let (ignore, no_wait) = (call.args[1] != 0, call.args[2] != 0);
+        let ret = match homing_shim::process::set_child_signal_stand(ignore, no_wait) {
+            Ok(()) => 0,
+            Err(error) => -(error.raw_os_error().unwrap_or(libc::EINVAL) as i64),
+        };
+        return SyscallResult {
+            ret,
+            outputs: vec![],
+        };
     }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) => {

@@ -44,11 +44,13 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 /// - **Futexes and thread bookkeeping** (`futex`, `futex_waitv`,
 ///   `futex_wake`/`wait`/`requeue`, robust lists, `set_tid_address`, `rseq`,
 ///   `arch_prctl`): they name memory and threads on the host.
-/// - **Signals** (`rt_sigaction`, `rt_sigprocmask`, `rt_sigreturn`,
-///   `rt_sigpending`, `rt_sigsuspend`, `rt_sigtimedwait`, `sigaltstack`,
-///   `restart_syscall`, `pause`): signals are delivered to the guest on the
-///   host, so its handlers, mask and pending set live there. Timers that
-///   raise signals (`alarm`, `getitimer`, `setitimer`, `timer_*`) too.
+/// - **Signals** (`rt_sigprocmask`, `rt_sigreturn`, `rt_sigpending`,
+///   `rt_sigsuspend`, `rt_sigtimedwait`, `sigaltstack`, `restart_syscall`,
+///   `pause`): signals are delivered to the guest on the host, so its
+///   handlers, mask and pending set live there. Timers that raise signals
+///   (`alarm`, `getitimer`, `setitimer`, `timer_*`) too. `rt_sigaction`
+///   is local too but for SIGCHLD, which the filter sends to the
+///   supervisor ([`Special::ChildSignal`]).
 /// - **Clocks and sleeps** (`clock_gettime`, `clock_getres`,
 ///   `gettimeofday`, `time`, `nanosleep`, `clock_nanosleep`): the nodes'
 ///   clocks agree through NTP, and sleeping is the host CPU's business.
@@ -97,7 +99,6 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_rseq,
     libc::SYS_arch_prctl,
     // Signals.
-    libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
     libc::SYS_rt_sigpending,
@@ -249,6 +250,11 @@ pub enum Special {
     /// `sendmsg`/`recvmsg`, and `sendmmsg`/`recvmmsg` as one of those per
     /// message: the message header is flattened (see [`message`]).
     Message,
+    /// `rt_sigaction` of SIGCHLD (the filter lets any other through): it
+    /// runs on the host, and the deputy takes the same stand on its
+    /// children's zombies (ignored, or `SA_NOCLDWAIT`), since they are
+    /// the deputies of the program's children.
+    ChildSignal,
     /// `exit_group`: the process ends on the host, and the host holds
     /// that end back from a parent that is a guest too until the parent
     /// can take its SIGCHLD as it would at home.
@@ -856,6 +862,7 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_clone3 => refuse(libc::ENOSYS),
         libc::SYS_execve => Route::Special(Special::Exec),
         libc::SYS_exit_group => Route::Special(Special::Exit),
+        libc::SYS_rt_sigaction => Route::Special(Special::ChildSignal),
         libc::SYS_execveat => refuse(libc::ENOSYS),
 
         _ => refuse(libc::ENOSYS),
@@ -1288,6 +1295,10 @@ mod tests {
         assert_eq!(special(libc::SYS_recvmsg), Route::Special(Special::Message));
         assert_eq!(std::mem::size_of::<libc::msghdr>(), message::HEADER_LEN);
         assert_eq!(special(libc::SYS_exit_group), Route::Special(Special::Exit));
+        assert_eq!(
+            special(libc::SYS_rt_sigaction),
+            Route::Special(Special::ChildSignal)
+        );
         assert_eq!(special(libc::SYS_execve), Route::Special(Special::Exec));
         assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
         assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));

@@ -1544,6 +1544,7 @@ impl Context {
             Special::Message => self.message(n).await,
             // Taken before any member is looked for (see `HostRole::handle`).
             Special::Exit => Ok(Answer::Continue),
+            Special::ChildSignal => self.child_signal(n).await,
         }
     }
 
@@ -1791,6 +1792,40 @@ impl Context {
         }
         self.member.set_pending_seek(fd, offset, n.tid);
         Some(Answer::Value(offset as i64))
+    }
+
+    /// `rt_sigaction` of SIGCHLD runs here, where the program's signals
+    /// are; its deputy at home takes the same stand on the zombies of its
+    /// children, the deputies of the program's: ignored, or
+    /// `SA_NOCLDWAIT`, they leave none, and a wait there finds no child
+    /// once all have ended, as the program's would at home.
+    async fn child_signal(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        if n.args[0] != libc::SIGCHLD as u64 || n.args[1] == 0 {
+            return Ok(Answer::Continue);
+        }
+        // The kernel's struct sigaction: handler, then flags. One that
+        // cannot be read gets EFAULT from the kernel here.
+        let Ok(action) = ProcessMemory::new(n.tid).read(n.args[1], 16) else {
+            return Ok(Answer::Continue);
+        };
+        let word =
+            |at: usize| u64::from_ne_bytes(action[at..at + 8].try_into().expect("8 bytes of 16"));
+        let ignore = word(0) == libc::SIG_IGN as u64;
+        let no_wait = word(8) & libc::SA_NOCLDWAIT as u64 != 0;
+        let stand = SyscallCall {
+            nr: libc::SYS_rt_sigaction as u64,
+            args: [libc::SIGCHLD as u64, ignore as u64, no_wait as u64, 0, 0, 0],
+            inputs: vec![],
+        };
+        let told = self.calls.call(n.tid, stand).await?;
+        if told.ret < 0 {
+            warn!(
+                home_pid = self.home_pid,
+                errno = -told.ret,
+                "the deputy did not take the program's SIGCHLD stand"
+            );
+        }
+        Ok(Answer::Continue)
     }
 
     /// The deputy forks at home first; its child's pid is the new process's

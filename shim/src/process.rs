@@ -175,6 +175,37 @@ pub fn set_thread_signal_mask(mask: u64) -> std::io::Result<()> {
     zero_or_errno(rc)
 }
 
+/// Makes the calling process's children leave no zombie when they end
+/// (`ignore`: SIGCHLD ignored; `no_wait`: `SA_NOCLDWAIT`), or leave one
+/// for a wait again, as the kernel does for a program that asks so. A
+/// handler the program has is not taken on: SIGCHLD stays at its default
+/// action otherwise.
+pub fn set_child_signal_stand(ignore: bool, no_wait: bool) -> std::io::Result<()> {
+    // The kernel's struct sigaction on x86-64: handler, flags, restorer, mask.
+    let action: [u64; 4] = [
+        if ignore { 1 } else { 0 },
+        if no_wait {
+            libc::SA_NOCLDWAIT as u64
+        } else {
+            0
+        },
+        0,
+        0,
+    ];
+    // SAFETY: rt_sigaction reads 32 bytes of `action`, which outlives the
+    // call; the handler is SIG_IGN or SIG_DFL, no code of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGCHLD,
+            action.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    zero_or_errno(rc)
+}
+
 /// Sends signal `signal` (realtime ones included) to process `pid`.
 pub fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
     // SAFETY: kill takes integers.

@@ -3,7 +3,8 @@
 //!
 //! The filter is deny-by-default: every syscall goes to the supervisor
 //! except the local ones of [`homing_proto::syscall::LOCAL`], anonymous
-//! `mmap`, and `clone` of a thread. A local syscall costs the guest nothing.
+//! `mmap`, `clone` of a thread, and `rt_sigaction` of any signal but
+//! SIGCHLD. A local syscall costs the guest nothing.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl Filter {
         // Layout: a prologue, then one jump per local syscall, then three
         // returns (notify, allow, kill). Every jump targets a return, so
         // offsets are computed from the distance to the end.
-        let prologue = 9usize;
+        let prologue = 12usize;
         let body = prologue + locals.len();
         let (notify, allow, kill) = (body, body + 1, body + 2);
         let to = |from: usize, target: usize| -> u8 {
@@ -83,6 +84,21 @@ impl Filter {
                 libc::CLONE_THREAD as u32,
                 to(8, allow),
                 to(8, notify),
+            ),
+            // rt_sigaction of SIGCHLD: the supervisor's (the deputy must
+            // treat its children's zombies alike); of any other: local.
+            jump(
+                BPF_JMP | BPF_JEQ | BPF_K,
+                libc::SYS_rt_sigaction as u32,
+                0,
+                2,
+            ),
+            load(data_arg_low(0)),
+            jump(
+                BPF_JMP | BPF_JEQ | BPF_K,
+                libc::SIGCHLD as u32,
+                to(11, notify),
+                to(11, allow),
             ),
         ];
         debug_assert_eq!(program.len(), prologue);

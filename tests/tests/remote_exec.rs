@@ -844,6 +844,46 @@ fn a_parent_gets_the_status_of_each_child_it_waits_for() {
 }
 
 #[test]
+fn children_of_a_program_that_ignores_sigchld_leave_no_zombie() {
+    // A program that ignores SIGCHLD (servers do, to reap nothing) leaves
+    // no zombie of its children, and its wait, once they have ended,
+    // finds no child (ECHILD). Its children's deputies at home must not
+    // pile up as zombies either. Setting SIGCHLD back makes a child
+    // waitable again.
+    let cluster = Cluster::up(2);
+    let script = r#"import os, signal, time
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+kids = [os.fork() or os._exit(i) for i in range(4)]
+time.sleep(0.5)
+states = os.popen("ps -o stat= --ppid %d" % os.getpid()).read().split()
+try:
+    print("waited", os.wait())
+except ChildProcessError:
+    print("no child to wait for")
+print("zombies", states.count("Z"))
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+child = os.fork() or os._exit(5)
+print("status", os.waitpid(child, 0)[1] >> 8)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > ignore.py <<'END'\n{script}END"),
+    ));
+    let native = ok(at_home(&cluster, "python3 ignore.py"));
+    assert_eq!(
+        native.stdout, "no child to wait for\nzombies 0\nstatus 5\n",
+        "{native:?}"
+    );
+    // The deputies' zombies would be at home, children of the program's.
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 ignore.py & sleep 0.4; \
+         ps -eo stat=,user=,comm= | grep -c '^Z.*alice' ; wait",
+    ));
+    assert_eq!(run.stdout, format!("0\n{}", native.stdout), "{run:?}");
+}
+
+#[test]
 fn forked_children_have_their_own_home_pid_and_are_waited_for() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "forks");
