@@ -76,6 +76,9 @@ pub struct HostRole {
     /// Traces guests about to end whose parents are guests too (see
     /// [`HostRole::hold_end`]); none where it cannot start.
     end_holder: Option<EndHolder>,
+    /// Replaced processes the agent is ending (see `end_parked`): their
+    /// ends go to their parents as the kernel gives them.
+    ending_parked: DashMap<i32, ()>,
 }
 
 /// The pid namespace where a home node's guests live here: in it, each
@@ -746,6 +749,7 @@ impl HostRole {
             end_holder: EndHolder::start()
                 .inspect_err(|error| warn!("children's ends go to their parents unheld: {error}"))
                 .ok(),
+            ending_parked: DashMap::new(),
         })
     }
 
@@ -893,7 +897,7 @@ impl HostRole {
                 )
             }
         };
-        self.finish(&member, status, reason);
+        self.finish(&member, status, reason).await;
         pump.abort();
     }
 
@@ -943,7 +947,7 @@ impl HostRole {
                 }
             }
         };
-        self.finish(&member, status, None);
+        self.finish(&member, status, None).await;
         pump.abort();
     }
 
@@ -991,12 +995,15 @@ impl HostRole {
         self.clone().supervise(guest, member.exits.clone());
     }
 
-    pub(crate) fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
+    pub(crate) async fn finish(&self, member: &Member, status: GuestExit, reason: Option<String>) {
         let pid = member.host_pid.load(Ordering::Relaxed);
         let parked = member.parked.swap(0, Ordering::SeqCst);
         if parked != 0 {
-            // Before home hears of the end: its parent's wait must find it ended.
-            end_parked(member, parked, status);
+            // Before home hears of the end: its parent's wait must find it
+            // ended. Its exit_group comes to the agent as it ends.
+            self.ending_parked.insert(parked, ());
+            end_parked(member, parked, status).await;
+            self.ending_parked.remove(&parked);
         }
         self.by_host.remove(&pid);
         self.members
@@ -1178,16 +1185,33 @@ impl HostRole {
     /// its `wait4` would have returned the child), and with a zombie its
     /// own waits here could reap before the one home reaped. The parent
     /// hears of the end once home has (see [`Member::child_ended`]).
-    fn hold_end(&self, tid: i32) {
+    async fn hold_end(self: &Arc<Self>, tid: i32) {
         let Some(holder) = &self.end_holder else {
             return;
         };
+        if self.ending_parked.contains_key(&tid) {
+            return;
+        }
         let pid = homing_shim::process::status_number(tid, "Tgid:").unwrap_or(tid);
-        let parent = homing_shim::process::status_number(pid, "PPid:")
-            .and_then(|parent| self.by_host.get(&parent).map(|m| m.clone()));
-        let Some(parent) = parent else {
+        let Some(parent_pid) = homing_shim::process::status_number(pid, "PPid:") else {
             return;
         };
+        let Some(parent) = self.by_host.get(&parent_pid).map(|m| m.clone()) else {
+            return;
+        };
+        // A child whose first call is its last is bound to its deputy
+        // now: its end must reach home.
+        let unbound = !self.by_host.contains_key(&pid);
+        let forked = || {
+            self.binding.contains_key(&pid)
+                || self
+                    .pending_forks
+                    .lock()
+                    .is_ok_and(|forks| forks.iter().any(|f| f.parent_host == parent_pid))
+        };
+        if unbound && forked() {
+            let _ = self.member_of(tid).await;
+        }
         match holder.hold(pid) {
             Ok(()) => {
                 parent.held_children.insert(pid, ());
@@ -1275,12 +1299,9 @@ impl HostRole {
     }
 
     async fn handle(self: Arc<Self>, listener: Arc<Listener>, n: Notification) {
-        // Its process ends: its member, bound now if it was not yet (a
-        // child's first call may be its last), reports the end home once
-        // the process is gone; whether it is frozen to move is moot.
+        // Its process ends: whether it is frozen to move is moot.
         if n.nr == libc::SYS_exit_group as u64 {
-            let _ = self.member_of(n.tid).await;
-            self.hold_end(n.tid);
+            self.hold_end(n.tid).await;
             let _ = listener.answer(n.id, Answer::Continue);
             return;
         }
@@ -2937,7 +2958,7 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 /// Ends `parked` (see `Member::parked`) as its program ended, where it
 /// can: with the same exit code. A program killed by a signal, or gone on
 /// to another node, ends it by SIGKILL.
-fn end_parked(member: &Member, parked: i32, status: GuestExit) {
+async fn end_parked(member: &Member, parked: i32, status: GuestExit) {
     let release = || member.release_calls(Some(parked));
     let ended = match status {
         _ if member.moved.load(Ordering::Relaxed) => {
@@ -2953,13 +2974,13 @@ fn end_parked(member: &Member, parked: i32, status: GuestExit) {
         debug!(parked, "ending a replaced process by SIGKILL: {error}");
         let _ = homing_shim::process::send_signal(parked, libc::SIGKILL);
     }
-    // It ends as soon as it runs: give it a moment to, so that its
-    // parent's wait finds it ended.
+    // It ends as soon as it runs (its exit_group taken meanwhile): give
+    // it a moment to, so that its parent's wait finds it ended.
     for _ in 0..20 {
         if has_ended(parked) || homing_shim::process::status_field(parked, "State:").is_none() {
             break;
         }
-        std::thread::sleep(Duration::from_micros(100));
+        tokio::time::sleep(Duration::from_micros(100)).await;
     }
 }
 

@@ -848,7 +848,8 @@ impl HostRole {
                 &member,
                 GuestExit::Signal(libc::SIGKILL),
                 Some(format!("the move failed at the last step: {error}")),
-            );
+            )
+            .await;
             return;
         }
         let blank = arrival.blank.take().expect("a blank until finished");
@@ -867,7 +868,7 @@ impl HostRole {
         }
         let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
         let status = self.follow(&member, &mut exits).await;
-        self.finish(&member, status, None);
+        self.finish(&member, status, None).await;
         pump.abort();
     }
 }
