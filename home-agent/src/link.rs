@@ -108,8 +108,8 @@ const SOCKET_BUFFER: usize = 32 << 20;
 /// Lets the socket hold a burst. The kernel's default (208 KiB, some two
 /// dozen jumbo datagrams) overflows whenever the agent is off its CPU for
 /// a moment during a migration, and each datagram dropped there makes
-/// quinn halve its rate. Root may go past the system's limit; anyone else
-/// gets up to it.
+/// quinn's congestion control cut its rate. Root may go past the
+/// system's limit; anyone else gets up to it.
 fn widen_buffers(socket: &std::net::UdpSocket) {
     use nix::sys::socket::{setsockopt, sockopt};
     let receive = setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER)

@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-
 use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
