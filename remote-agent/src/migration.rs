@@ -399,7 +399,7 @@ struct Held {
     guest: Option<ReleaseCalls>,
     layout: Vec<Region>,
     tracker: Option<WriteTracker>,
-    /// When its writes began to be tracked.
+    /// When its writes began to be tracked (protecting its pages began).
     tracked_at: Option<Instant>,
     frozen: Option<Frozen>,
     image: Option<ProcessImage>,
@@ -468,6 +468,9 @@ fn source_thread(
             // read only once they are protected.
             frozen.thaw();
             let frozen_for = setup.elapsed();
+            // Pages are tracked as they are protected: the sample of its
+            // writes spans the protecting too.
+            let tracking_from = Instant::now();
             if let Err(error) = tracker.track(&layout) {
                 let _ = ready.send(Err(format!(
                     "cannot track the writes of process {pid}: {error}"
@@ -476,7 +479,7 @@ fn source_thread(
             }
             debug!(pid, ?frozen_for, took = ?setup.elapsed(), "tracking its writes");
             held.tracker = Some(tracker);
-            held.tracked_at = Some(Instant::now());
+            held.tracked_at = Some(tracking_from);
         }
         None => {
             held.frozen = Some(frozen);
