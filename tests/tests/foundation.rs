@@ -301,6 +301,7 @@ fn malformed_frames_close_that_connection_and_nothing_else() {
         ("--after-hello", "oversized", "exceeds the limit"),
         ("--after-hello", "truncated", "stream ended inside a frame"),
     ] {
+        let said_before = cluster.log("node1").matches(expected).count();
         let run = rogue(
             &cluster,
             "node3",
@@ -308,10 +309,14 @@ fn malformed_frames_close_that_connection_and_nothing_else() {
             "node3",
             &["--claim", "node3", when, kind],
         );
-        assert!(
-            run.stdout.contains("closed: closed by peer") && run.stdout.contains(expected),
-            "{when} {kind}: {run:?}"
-        );
+        // The node closes the connection saying why. Once in a while the
+        // impostor hears a stateless reset before that close (the node
+        // had already forgotten the connection): it then learns nothing
+        // more, but the node's log must still say why.
+        let told = run.stdout.contains("closed: closed by peer") && run.stdout.contains(expected);
+        let reset_but_logged = run.stdout.contains("closed: reset by peer")
+            && cluster.log("node1").matches(expected).count() > said_before;
+        assert!(told || reset_but_logged, "{when} {kind}: {run:?}");
         let status = nodes(&cluster, "node1");
         assert_eq!(
             status.code, 0,
