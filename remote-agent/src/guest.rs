@@ -307,7 +307,7 @@ impl Member {
     /// home. A handler gets its SIGCHLD as a signal from home would come.
     fn child_ended(self: &Arc<Self>, child: i32) {
         let pid = self.host_pid.load(Ordering::Relaxed);
-        let bit = 1u64 << (libc::SIGCHLD - 1);
+        let bit = homing_shim::process::signal_bit(libc::SIGCHLD);
         match homing_shim::process::signals(pid) {
             Some(signals) if signals.caught & bit != 0 => {
                 let member = self.clone();
@@ -365,8 +365,7 @@ impl Member {
             self.give(pid, what);
             return;
         };
-        let bit =
-            u32::try_from(what.signal() - 1).map_or(0, |at| 1u64.checked_shl(at).unwrap_or(0));
+        let bit = homing_shim::process::signal_bit(what.signal());
         if signals.caught & bit == 0 {
             self.give(pid, what);
             return;
@@ -1010,8 +1009,11 @@ impl HostRole {
             .remove(&(member.home_node.clone(), member.home_pid));
         // Its children whose ends it was not told of go to its
         // namespace's pid 1, which reaps them.
-        let orphans: Vec<i32> = member.held_children.iter().map(|c| *c.key()).collect();
-        member.held_children.clear();
+        let mut orphans = Vec::new();
+        member.held_children.retain(|child, _| {
+            orphans.push(*child);
+            false
+        });
         if !orphans.is_empty() {
             tokio::task::spawn_blocking(move || orphans.into_iter().for_each(release_end));
         }
@@ -1622,7 +1624,7 @@ impl Context {
                 // home has seen it: a wait for it is about to be answered,
                 // as at home, where the signal comes with the child ready.
                 let disregarded = match waits && started.elapsed() < CHILD_END_REACHES_HOME {
-                    true => 1 << (libc::SIGCHLD - 1),
+                    true => homing_shim::process::signal_bit(libc::SIGCHLD),
                     false => 0,
                 };
                 match signal_waiting(n.tid, disregarded) {
@@ -1979,10 +1981,8 @@ impl Context {
             return Ok(answer);
         }
         let old = self.guest_pid;
-        let inherited = (
-            homing_shim::process::status_mask(n.tid, "SigIgn:"),
-            homing_shim::process::status_mask(n.tid, "SigBlk:"),
-        );
+        let inherited = homing_shim::process::signals(n.tid)
+            .map_or((0, 0), |signals| (signals.ignored, signals.blocked));
         let parked = self.park(old);
         if !parked {
             // The agent's own child goes before the new process starts, so
@@ -2306,7 +2306,8 @@ impl Context {
     ) -> Answer {
         // The child home reaped: if its end was held back, the guest
         // hears of it now, in a wait that cannot be cut short, and its
-        // own wait here can reap it.
+        // own wait here can reap it. Its end queued for a call goes too:
+        // given later, it would name whatever process took the pid since.
         if let Some((reaped, _)) = reaped_at_home(n, &result) {
             if let Some((_, child)) = self.child_with(|child| child.home == reaped) {
                 if let Ok(mut waiting) = self.member.signals_for_a_call.lock() {
@@ -3136,11 +3137,12 @@ fn may_block(nr: u64) -> bool {
 }
 
 /// What a call that home ended for a signal (`result`) returns to its
-/// thread (see [`ERESTARTSYS`]). Interrupted (`EINTR` at home), it returns what the kernel would
-/// have: a read or a wait is restarted after a handler that asks for it,
-/// a poll only when no handler ran, an `epoll_wait` never. A signal that
-/// may go to another thread (`own_signal` false) could leave this one with
-/// nothing to take on its way out: it gets plain `EINTR`.
+/// thread (see [`ERESTARTSYS`]). Interrupted (`EINTR` at home), it
+/// returns what the kernel would have: a read or a wait is restarted
+/// after a handler that asks for it, a poll only when no handler ran, an
+/// `epoll_wait` never. A signal that may go to another thread
+/// (`own_signal` false) could leave this one with nothing to take on its
+/// way out: it gets plain `EINTR`.
 fn interrupted(
     nr: u64,
     mut result: homing_proto::syscall::SyscallResult,

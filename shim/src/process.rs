@@ -66,10 +66,12 @@ pub fn threads(pid: i32) -> std::io::Result<Vec<i32>> {
         .collect())
 }
 
-/// Signal numbers in a `/proc/PID/status` mask line (`SigIgn:`, `SigBlk:`).
-pub fn status_mask(pid: i32, field: &str) -> u64 {
-    status_field(pid, field)
-        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+/// Signal `signal`'s bit in a kernel signal mask (bit `signal - 1`); 0
+/// for a number that is no signal.
+pub fn signal_bit(signal: i32) -> u64 {
+    u32::try_from(signal - 1)
+        .ok()
+        .and_then(|at| 1u64.checked_shl(at))
         .unwrap_or(0)
 }
 
@@ -156,7 +158,7 @@ pub fn forwarded_signal_mask() -> u64 {
     ];
     (1..=64)
         .filter(|signal| !kept.contains(signal))
-        .fold(0, |mask, signal| mask | 1 << (signal - 1))
+        .fold(0, |mask, signal| mask | signal_bit(signal))
 }
 
 /// Sets the calling thread's signal mask to `mask` (as

@@ -383,7 +383,7 @@ pub fn kill_from_syscall(tid: i32, signal: i32, release: &dyn Fn()) -> io::Resul
         // no flags, empty mask), then the set holding the signal.
         let scratch = (regs[REG_RSP] - 512) & !15;
         let memory = crate::memory::ProcessMemory::new(tid);
-        let set = 1u64 << (signal - 1);
+        let set = crate::process::signal_bit(signal);
         let mut room = [0u8; 40];
         room[32..].copy_from_slice(&set.to_ne_bytes());
         memory

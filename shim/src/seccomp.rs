@@ -258,16 +258,6 @@ impl Listener {
         }))
     }
 
-    /// Whether a notification waits to be received now.
-    fn readable_now(&self) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-            && fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-    }
-
     /// Whether a notification waits that the supervisor has not taken yet.
     /// Until taken, its thread's wait ends on any signal.
     pub fn has_untaken(&self) -> bool {
@@ -403,7 +393,7 @@ impl AsyncListener {
             match listener.recv(Duration::ZERO)? {
                 Some(notification) => return Ok(notification),
                 // Withdrawn before it was taken: another may wait still.
-                None if listener.readable_now() => {}
+                None if listener.has_untaken() => {}
                 None => ready.clear_ready(),
             }
         }

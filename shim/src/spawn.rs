@@ -241,7 +241,7 @@ fn inherit_signals(ignored: u64, blocked: u64) {
         mask: 0,
     };
     for signal in 1..=64 {
-        if ignored & (1u64 << (signal - 1)) != 0 {
+        if ignored & crate::process::signal_bit(signal) != 0 {
             // SAFETY: a raw rt_sigaction with a struct we own; SIG_IGN runs no code.
             unsafe {
                 libc::syscall(
