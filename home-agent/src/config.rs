@@ -26,10 +26,24 @@ pub struct NodeConfig {
     /// The other nodes of the cluster.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// How long the agent keeps polling after a forwarded call or answer
+    /// passes, in microseconds, instead of sleeping (see
+    /// [`crate::spin`]); 0 never polls.
+    #[serde(default = "default_spin_us")]
+    pub spin_us: u64,
 }
 
 fn default_control_socket() -> PathBuf {
     PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+
+/// The default polling window: a few round trips, so that a program
+/// making calls back to back keeps both agents awake, and one that
+/// computes between calls lets them sleep.
+pub const DEFAULT_SPIN_US: u64 = 200;
+
+fn default_spin_us() -> u64 {
+    DEFAULT_SPIN_US
 }
 
 /// Certificate and key files of a node.
@@ -149,7 +163,18 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(config.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+        assert_eq!(config.spin_us, DEFAULT_SPIN_US);
         assert_eq!(config.peer("node2").unwrap().address.port(), 7070);
+    }
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let example = include_str!("../../deploy/node.example.toml");
+        let config = parse(example).unwrap();
+        assert_eq!(config.peers.len(), 2);
+        assert_eq!(config.spin_us, DEFAULT_SPIN_US);
+        let no_polling = example.replace("spin_us = 200", "spin_us = 0");
+        assert_eq!(parse(&no_polling).unwrap().spin_us, 0);
     }
 
     #[test]

@@ -344,6 +344,10 @@ fn serve(stream: UnixStream) -> i32 {
                 let _ = writer.send(&ToHost::Result { id, result });
             }
             ToHome::Syscall { id, tid, call } => {
+                if let Some(result) = open_without_blocking(&call, reserved_fd) {
+                    let _ = writer.send(&ToHost::Result { id, result });
+                    continue;
+                }
                 let worker = workers
                     .entry(tid)
                     .or_insert_with(|| spawn_worker(writer.clone(), reserved_fd));
@@ -542,6 +546,54 @@ fn fd_is_a_file(fd: i32) -> bool {
     })
 }
 
+/// Runs an open for reading of what is a regular file here, on the main
+/// thread: a compiler's header opens are the most common of the calls the
+/// deputy runs, and handing one to a worker costs a wakeup. Only what may
+/// not block: a FIFO's open waits for a writer, and a device's may do
+/// anything. The open itself is made non-blocking (and without taking a
+/// terminal), so that a file swapped for a FIFO since the look, or one
+/// whose lease must first be broken, cannot block it either; such an open
+/// is undone and left to a worker, as is anything not opened so.
+fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<SyscallResult> {
+    if !syscall::opens_for_reading(call.nr, &call.args) {
+        return None;
+    }
+    let (dir, path_index, flags_index) = match call.nr as i64 {
+        libc::SYS_open => (libc::AT_FDCWD, 0, 1),
+        libc::SYS_openat => (call.args[0] as i32, 1, 2),
+        _ => return None,
+    };
+    let path = call.inputs.iter().find(|input| input.index == path_index)?;
+    if dir == reserved_fd || !homing_shim::execute::names_a_regular_file(dir, &path.bytes) {
+        return None;
+    }
+    let flags = call.args[flags_index] as i32;
+    let mut trial = call.clone();
+    trial.args[flags_index] = (flags | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
+    let result = execute(&trial, reserved_fd);
+    if result.ret < 0 {
+        // EAGAIN: a lease to break first, which the worker waits for.
+        return (result.ret != -i64::from(libc::EAGAIN)).then_some(result);
+    }
+    let fd = result.ret as i32;
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let opened_right = || -> nix::Result<bool> {
+        if nix::sys::stat::fstat(fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(false);
+        }
+        if flags & libc::O_NONBLOCK == 0 {
+            let status = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+            fcntl(fd, FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK))?;
+        }
+        Ok(true)
+    };
+    if opened_right().unwrap_or(false) {
+        return Some(result);
+    }
+    let _ = nix::unistd::close(fd);
+    None
+}
+
 fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     let fail = |errno: i32| SyscallResult {
         ret: -(errno as i64),
@@ -675,8 +727,11 @@ fn close_on_exec(reserved_fd: i32) -> SyscallResult {
 /// would land on one deputy thread, where nothing takes it; sent to the
 /// process instead, the deputy's signal thread forwards it to the program.
 fn signal_to_self(call: &SyscallCall) -> Option<SyscallResult> {
-    let me = std::process::id() as u64;
     let nr = call.nr as i64;
+    if nr != libc::SYS_tgkill && nr != libc::SYS_tkill {
+        return None;
+    }
+    let me = std::process::id() as u64;
     let signal = match nr {
         libc::SYS_tgkill if call.args[0] == me && call.args[1] == me => call.args[2],
         libc::SYS_tkill if call.args[0] == me => call.args[1],

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::config::{NodeConfig, PeerConfig};
 use crate::fastpath::{Changes, FastPath};
 use crate::link::{self, close_code, LinkError};
+use crate::spin;
 use crate::tls::Identity;
 use crate::wire::{read_frame, read_message, write_message, WireError};
 
@@ -250,6 +251,7 @@ impl Node {
                     self.config.listen
                 )
             })?;
+        spin::start(Duration::from_micros(self.config.spin_us));
         tokio::spawn(self.clone().accept_peers());
         for peer in &self.config.peers {
             // One side dials so that a pair never holds two connections:
@@ -917,7 +919,11 @@ impl Node {
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
             let frame = tokio::select! {
-                frame = read_frame(&mut recv), if !held => frame,
+                frame = read_frame(&mut recv), if !held => {
+                    // The program's next call follows this one's answer closely.
+                    spin::keep_hot();
+                    frame
+                }
                 command = commands.recv() => {
                     match command {
                         Some(RelayCommand::Hold) => {
@@ -1085,6 +1091,8 @@ where
     let guest = tokio::spawn(run(to_home, from_home));
     let writer = tokio::spawn(async move {
         while let Some(msg) = outbox.recv().await {
+            // Its answer comes one round trip later.
+            spin::keep_hot();
             let last = matches!(msg, ToHome::Exited { .. });
             if write_message(&mut send, &msg).await.is_err() {
                 break;
@@ -1099,6 +1107,8 @@ where
         match read_frame(&mut recv).await {
             Ok(Some(body)) => match homing_proto::decode::<ToHost>(&body) {
                 Ok(msg) => {
+                    // The program's next call follows this answer closely.
+                    spin::keep_hot();
                     if inbox.send(msg).is_err() {
                         break Ok(());
                     }

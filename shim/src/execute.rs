@@ -183,6 +183,21 @@ pub fn add_prefetch(result: &mut SyscallResult) {
     });
 }
 
+/// Whether `path` (NUL-terminated, as a call's input carries it), looked
+/// up from directory fd `dir` (or `AT_FDCWD`) and through any links, names
+/// a regular file now.
+pub fn names_a_regular_file(dir: i32, path: &[u8]) -> bool {
+    if path.last() != Some(&0) {
+        return false;
+    }
+    // SAFETY: stat is plain data the kernel fills in.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is ours; a `dir` that is
+    // not open only fails the call.
+    let rc = unsafe { libc::fstatat(dir, path.as_ptr().cast(), &mut stat, 0) };
+    rc == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
 /// [`execute`], with the reason a call was not executed.
 ///
 /// `Ok` means the syscall ran (its `ret` may still be `-errno`).

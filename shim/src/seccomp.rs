@@ -217,18 +217,30 @@ impl Listener {
     /// Waits up to `timeout` for a notification. `Ok(None)` on timeout;
     /// `Err` with `ENOTCONN` once no process uses the filter any more.
     pub fn recv(&self, timeout: Duration) -> std::io::Result<Option<Notification>> {
+        match self.take(timeout)? {
+            Taken::Call(notification) => Ok(Some(notification)),
+            Taken::Nothing | Taken::Withdrawn => Ok(None),
+        }
+    }
+
+    /// Takes the next notification if one comes within `timeout`, and
+    /// tells a notification withdrawn before it was taken from none at all.
+    fn take(&self, timeout: Duration) -> std::io::Result<Taken> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
-            Ok(0) => return Ok(None),
+            Ok(0) => return Ok(Taken::Nothing),
             Ok(_) => {}
-            Err(nix::Error::EINTR) => return Ok(None),
+            Err(nix::Error::EINTR) => return Ok(Taken::Nothing),
             Err(e) => return Err(e.into()),
         }
         let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-        if !revents.contains(PollFlags::POLLIN) && revents.contains(PollFlags::POLLHUP) {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOTCONN));
+        if !revents.contains(PollFlags::POLLIN) {
+            if revents.contains(PollFlags::POLLHUP) {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOTCONN));
+            }
+            return Ok(Taken::Nothing);
         }
         // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
         let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
@@ -246,11 +258,11 @@ impl Listener {
             if error.raw_os_error() == Some(libc::ENOENT)
                 || error.raw_os_error() == Some(libc::EINTR)
             {
-                return Ok(None);
+                return Ok(Taken::Withdrawn);
             }
             return Err(error);
         }
-        Ok(Some(Notification {
+        Ok(Taken::Call(Notification {
             id: notif.id,
             tid: notif.pid as i32,
             nr: notif.data.nr as u64,
@@ -355,6 +367,15 @@ impl Listener {
     }
 }
 
+/// What one look at the listener found.
+enum Taken {
+    Call(Notification),
+    /// A notification was there, but its thread was interrupted or killed
+    /// before it could be taken.
+    Withdrawn,
+    Nothing,
+}
+
 /// A listener whose notifications are awaited on the tokio runtime, where
 /// they are handled: a thread of their own would add a wakeup to every
 /// call.
@@ -390,11 +411,11 @@ impl AsyncListener {
         let listener = &self.readiness.get_ref().0;
         loop {
             let mut ready = self.readiness.readable().await?;
-            match listener.recv(Duration::ZERO)? {
-                Some(notification) => return Ok(notification),
-                // Withdrawn before it was taken: another may wait still.
-                None if listener.has_untaken() => {}
-                None => ready.clear_ready(),
+            match listener.take(Duration::ZERO)? {
+                Taken::Call(notification) => return Ok(notification),
+                // Another may wait still: look again before sleeping.
+                Taken::Withdrawn => {}
+                Taken::Nothing => ready.clear_ready(),
             }
         }
     }

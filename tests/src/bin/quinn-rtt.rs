@@ -3,19 +3,21 @@
 //! runtime as homing's own links, one long-lived stream, a small message
 //! echoed back and forth, as a forwarded syscall's request and answer
 //! travel. What a forwarded syscall costs beyond this is homing's own.
+//! Both ends poll after each message for the window the agents use
+//! (`--spin-us`, default the agents' default), as the agents do.
 //!
-//!   quinn-rtt --ca CA --cert CERT --key KEY serve ADDR
-//!   quinn-rtt --ca CA --cert CERT --key KEY ping ADDR NODE [COUNT]
+//!   quinn-rtt --ca CA --cert CERT --key KEY [--spin-us US] serve ADDR
+//!   quinn-rtt --ca CA --cert CERT --key KEY [--spin-us US] ping ADDR NODE [COUNT]
 //!
 //! `ping` prints `quinn_rtt MICROSECONDS us`, the mean over COUNT trips
 //! after a warm-up.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use homing_home_agent::link;
+use homing_home_agent::{config::DEFAULT_SPIN_US, link, spin};
 
 /// About the size of a forwarded `stat`'s request.
 const MESSAGE_LEN: usize = 96;
@@ -25,6 +27,9 @@ const WARM_UP: usize = 200;
 struct Args {
     #[command(flatten)]
     identity: homing_tests::IdentityArgs,
+    /// Keep polling this long after each message (0: sleep at once).
+    #[arg(long, default_value_t = DEFAULT_SPIN_US)]
+    spin_us: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +54,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let identity = args.identity.load()?;
+    spin::start(Duration::from_micros(args.spin_us));
     match args.command {
         Command::Serve { listen } => {
             let endpoint = link::endpoint(&identity, listen).context("binding the endpoint")?;
@@ -59,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
                         tokio::spawn(async move {
                             let mut message = [0u8; MESSAGE_LEN];
                             while recv.read_exact(&mut message).await.is_ok() {
+                                spin::keep_hot();
                                 if send.write_all(&message).await.is_err() {
                                     return;
                                 }
@@ -88,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 if trip == WARM_UP {
                     started = Instant::now();
                 }
+                spin::keep_hot();
                 send.write_all(&message).await?;
                 recv.read_exact(&mut message).await?;
             }
