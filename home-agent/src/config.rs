@@ -28,7 +28,7 @@ pub struct NodeConfig {
     pub peers: Vec<PeerConfig>,
     /// How long the agent keeps polling after a forwarded call or answer
     /// passes, in microseconds, instead of sleeping (see
-    /// [`crate::spin`]); 0 never polls.
+    /// [`homing_remote_agent::spin`]); 0 never polls.
     #[serde(default = "default_spin_us")]
     pub spin_us: u64,
 }

@@ -3,8 +3,7 @@
 //! This crate owns the node process that `homing node` starts: the QUIC
 //! endpoint and the one authenticated connection per peer ([`link`]), the
 //! cluster CA and mutual TLS ([`tls`]), the peer table and the local control
-//! socket ([`node`]), the `homing` command's client side ([`client`]), and
-//! the busy-polling that keeps a forwarded call's wakeups cheap ([`spin`]).
+//! socket ([`node`]), and the `homing` command's client side ([`client`]).
 //! The home role — deputies and forwarded system calls — grows here too.
 //!
 //! It must not hold Linux process mechanics (ptrace, seccomp, memory of other
@@ -19,6 +18,5 @@ pub mod deputy;
 pub mod fastpath;
 pub mod link;
 pub mod node;
-pub mod spin;
 pub mod tls;
 pub mod wire;

@@ -22,9 +22,9 @@ use tracing::{debug, info, warn};
 use crate::config::{NodeConfig, PeerConfig};
 use crate::fastpath::{Changes, FastPath};
 use crate::link::{self, close_code, LinkError};
-use crate::spin;
 use crate::tls::Identity;
 use crate::wire::{read_frame, read_message, write_message, WireError};
+use homing_remote_agent::spin;
 
 mod migrate;
 

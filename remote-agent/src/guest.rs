@@ -1148,6 +1148,8 @@ impl HostRole {
         notifications: AsyncListener,
     ) {
         while let Ok(n) = notifications.recv().await {
+            // The program's next call, or its answer from home, is near.
+            crate::spin::keep_hot();
             let role = self.clone();
             let listener = listener.clone();
             tokio::spawn(async move { role.handle(listener, n).await });

@@ -8,7 +8,9 @@
 //! guest's end. For migrations it drives both ends' process mechanics on
 //! threads of their own: freezing a process and streaming its image out,
 //! and restoring a received image into a blank guest (or into a deputy at
-//! home), over whatever async streams the caller gives it.
+//! home), over whatever async streams the caller gives it. It keeps the
+//! agent's runtime polling while calls flow ([`spin`]), for the node and
+//! for the guests' own calls alike.
 //!
 //! It must not decide anything that belongs to the process's identity —
 //! pid, fds, cwd, credentials live at home — nor hold process mechanics
@@ -21,3 +23,4 @@ pub mod cache;
 pub mod guest;
 pub mod home_calls;
 pub mod migration;
+pub mod spin;

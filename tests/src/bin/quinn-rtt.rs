@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use homing_home_agent::{config::DEFAULT_SPIN_US, link, spin};
+use homing_home_agent::{config::DEFAULT_SPIN_US, link};
+use homing_remote_agent::spin;
 
 /// About the size of a forwarded `stat`'s request.
 const MESSAGE_LEN: usize = 96;
