@@ -317,6 +317,48 @@ END"#,
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// The deputy opens a regular file on its main thread, non-blocking, and
+/// gives the fd back the flags the program asked for; anything else (a
+/// FIFO here) is opened as the program would, blocking until a writer
+/// comes.
+#[test]
+fn opens_for_reading_keep_their_flags_and_a_fifo_still_waits_for_its_writer() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"echo data > data.txt
+cat > opens.py <<'END'
+import fcntl, os, sys, time
+for asked in (0, os.O_NONBLOCK):
+    fd = os.open('data.txt', os.O_RDONLY | asked)
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    print('asked nonblock', bool(asked), 'has nonblock', bool(flags & os.O_NONBLOCK), os.read(fd, 10))
+    os.close(fd)
+open('opening', 'w').close()
+started = time.monotonic()
+fd = os.open('fifo', os.O_RDONLY)
+waited = time.monotonic() - started
+print('fifo waited for its writer', waited > 0.3, 'nonblock', bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK), os.read(fd, 10))
+END"#,
+    ));
+    let run = |runner: &str| {
+        format!(
+            "rm -f fifo opening; mkfifo fifo
+             (while [ ! -e opening ]; do sleep 0.05; done; sleep 0.6; echo hello > fifo) &
+             {runner}python3 opens.py; wait"
+        )
+    };
+    let native = ok(at_home(&cluster, &run("")));
+    assert_eq!(
+        native.stdout,
+        "asked nonblock False has nonblock False b'data\\n'\n\
+         asked nonblock True has nonblock True b'data\\n'\n\
+         fifo waited for its writer True nonblock False b'hello\\n'\n"
+    );
+    let remote = ok(at_home(&cluster, &run("homing run --on node2 -- ")));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 /// `/proc/self/exe` names the program at home, not its deputy's homing
 /// binary: read as a link, opened, and after a move.
 #[test]
