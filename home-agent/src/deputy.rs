@@ -553,7 +553,8 @@ fn fd_is_a_file(fd: i32) -> bool {
 /// anything. The open itself is made non-blocking (and without taking a
 /// terminal), so that a file swapped for a FIFO since the look, or one
 /// whose lease must first be broken, cannot block it either; such an open
-/// is undone and left to a worker, as is anything not opened so.
+/// is undone and left to a worker, as is anything not opened so (a
+/// regular file whose first bytes could not be read ahead included).
 fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<SyscallResult> {
     if !syscall::opens_for_reading(call.nr, &call.args) {
         return None;
@@ -577,17 +578,16 @@ fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<Syscall
     }
     let fd = result.ret as i32;
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let opened_right = || -> nix::Result<bool> {
-        if nix::sys::stat::fstat(fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(false);
-        }
+    // The read ahead comes only with a regular file (see `add_prefetch`).
+    let regular = result.output(syscall::PREFETCHED_STAT).is_some();
+    let flags_restored = || -> nix::Result<()> {
         if flags & libc::O_NONBLOCK == 0 {
             let status = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
             fcntl(fd, FcntlArg::F_SETFL(status - OFlag::O_NONBLOCK))?;
         }
-        Ok(true)
+        Ok(())
     };
-    if opened_right().unwrap_or(false) {
+    if regular && flags_restored().is_ok() {
         return Some(result);
     }
     let _ = nix::unistd::close(fd);
