@@ -18,12 +18,15 @@
 //! nowhere: what is there is opened by the deputy), as the deputy would
 //! look it up: from its cwd (or the directory fd it names), with its
 //! filesystem uid, gid and groups taken on for the walk by this thread
-//! alone, in the same mount namespace and root. Only a walk that meets no
-//! symbolic link and crosses no mount is made here, from a directory on a
-//! local filesystem: a link, or `/proc/self` (another mount), could name
-//! something else for the agent than for the deputy, and a lookup on a
-//! network filesystem could hang, and with it the agent and every
-//! program it serves. Any other goes to the deputy.
+//! alone, in the same mount namespace and root. Only a walk that crosses
+//! no mount and meets no "magic" link (`/proc/PID/fd/N`, `exe`, `cwd`) is
+//! made here, from a directory on a local filesystem. What names one
+//! thing for the agent and another for the deputy lives in `/proc` (or
+//! leads there, as `/dev/fd` does), another mount, so an ordinary
+//! symbolic link (`/lib -> usr/lib`) is followed as the deputy's own walk
+//! would follow it; and a lookup on a network filesystem could hang, and
+//! with it the agent and every program it serves. Any other goes to the
+//! deputy.
 //!
 //! Nothing here may change the deputy: a call that would (an open, a
 //! close, a chdir) is never taken, only seen on its way. What it may
@@ -346,15 +349,16 @@ impl FastPath {
             std::ffi::OsStr::from_bytes(path),
             flags,
             Mode::empty(),
-            // A mount crossed (EXDEV) could lead off this filesystem.
-            ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+            // A mount crossed (EXDEV) could lead off this filesystem, or
+            // into /proc, where "self" is the agent.
+            ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
         );
         let found = match opened {
             Ok(found) => found,
             Err(error) => {
                 let errno = error.raw_os_error();
-                // A symbolic link on the way (ELOOP) or anything unusual:
-                // the deputy looks.
+                // A magic link on the way, a loop (ELOOP), a mount
+                // crossed (EXDEV) or anything unusual: the deputy looks.
                 let answers = [
                     libc::ENOENT,
                     libc::ENOTDIR,

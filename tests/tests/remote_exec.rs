@@ -689,7 +689,7 @@ fn paths_are_looked_up_with_the_programs_rights_cwd_and_links() {
     ));
     ok(at_home(
         &cluster,
-        "mkdir -p d/sub d/locked && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && chmod 750 d && chmod 000 d/locked",
+        "mkdir -p d/sub d/locked && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && ln -sfn /proc/self d/me && ln -sfn sub d/sublink && chmod 750 d && chmod 000 d/locked",
     ));
     let script = r#"
 import os, sys
@@ -711,6 +711,11 @@ show('at sub/f', lambda: os.stat('sub/f', dir_fd=fd))
 show('at link', lambda: os.stat('link', dir_fd=fd, follow_symlinks=False))
 show('at /etc/passwd', lambda: os.stat('/etc/passwd', dir_fd=fd))
 show('at bad fd', lambda: os.stat('sub/f', dir_fd=99))
+show('through sublink', lambda: os.stat('d/sublink/f'))
+# A link into /proc names the program's own entries, as at home.
+own = os.stat('/proc/%d' % os.getpid()).st_ino
+print('me', os.stat('d/me').st_ino == own, os.stat('d/me/status').st_ino == os.stat('/proc/self/status').st_ino,
+      os.path.realpath('d/me') == '/proc/%d' % os.getpid())
 def link(label, call):
     try:
         print(label, call())
@@ -768,6 +773,8 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
         "{native:?}"
     );
     assert!(native.stdout.contains("after chdir sub/f 3 "), "{native:?}");
+    assert!(native.stdout.contains("me True True True\n"), "{native:?}");
+    assert!(native.stdout.contains("through sublink 3 "), "{native:?}");
     assert!(
         native.stdout.contains("stat /dev/stdin 0 0o20666"),
         "{native:?}"
