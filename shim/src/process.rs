@@ -54,9 +54,13 @@ pub fn status_number(pid: i32, field: &str) -> Option<i32> {
     status_field(pid, field)?.parse().ok()
 }
 
-/// Whether the process of thread `tid` has that one thread only.
+/// Whether the process of thread `tid` has that one thread only. Its
+/// `task` directory counts a link per thread besides `.` and `..`: one
+/// `stat`, where reading `status` costs five calls (this is asked on
+/// calls the agent answers itself, such as an `lseek`).
 pub fn single_threaded(tid: i32) -> bool {
-    status_number(tid, "Threads:") == Some(1)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{tid}/task")).is_ok_and(|task| task.nlink() == 3)
 }
 
 /// The tids of process `pid`'s threads.
@@ -411,6 +415,25 @@ pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_thread_is_told_from_several() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let alone = super::single_threaded(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(alone);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || stopped.recv().is_ok());
+        let several = !super::single_threaded(std::process::id() as i32);
+        drop(stop);
+        helper.join().unwrap();
+        assert!(several);
+        assert!(!super::single_threaded(i32::MAX));
+    }
+
     #[test]
     fn the_command_line_is_replaced() {
         // In a child: the test harness's own command line stays.
