@@ -42,6 +42,9 @@ const MAX_EXEC_STRINGS: usize = 65536;
 /// Longest a fork in a home node's pid namespace keeps the next from
 /// setting the next pid: time for the kernel to copy a large process.
 const FORK_TURN: Duration = Duration::from_secs(1);
+/// For how long a fork looks for its child again as soon as other tasks
+/// have run, before it sleeps between looks.
+const FORK_LOOKS_AT_ONCE: Duration = Duration::from_millis(2);
 /// How long a forked child may wait for its deputy to attach.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1888,14 +1891,19 @@ impl Context {
             return Ok(Answer::Given);
         }
         // The next fork may set the next pid once this one has its child
-        // (or has failed, which the wait's end stands for).
-        let mut pause = Duration::from_micros(50);
-        let deadline = tokio::time::Instant::now() + FORK_TURN;
-        while thread_children(self.guest_pid, n.tid) == before
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(5));
+        // (or has failed, which the wait's end stands for). The child
+        // comes within tens of microseconds: the runtime's timers, which
+        // round a sleep up to a millisecond, would hold the next fork (a
+        // `make -j` starts them in bursts) for much longer than that.
+        let began = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        while thread_children(self.guest_pid, n.tid) == before && began.elapsed() < FORK_TURN {
+            if began.elapsed() < FORK_LOOKS_AT_ONCE {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
         }
         Ok(Answer::Given)
     }
