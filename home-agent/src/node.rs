@@ -23,7 +23,9 @@ use crate::config::{NodeConfig, PeerConfig};
 use crate::fastpath::{Changes, FastPath};
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
-use crate::wire::{read_frame, read_message, write_message, WireError};
+use crate::wire::{
+    read_frame, read_message, read_whole_frame, send_frame, send_message, write_message, WireError,
+};
 use homing_remote_agent::spin;
 
 mod migrate;
@@ -850,7 +852,7 @@ impl Node {
                                 }
                                 continue;
                             }
-                            if send.write_all(&frame).await.is_err() {
+                            if send_frame(&mut send, frame).await.is_err() {
                                 return Some((send, held));
                             }
                         }
@@ -860,13 +862,13 @@ impl Node {
                             holding.store(false, std::sync::atomic::Ordering::SeqCst);
                         }
                         Outgoing::Marker(frame) => {
-                            if send.write_all(&frame).await.is_err() {
+                            if send_frame(&mut send, frame).await.is_err() {
                                 return Some((send, held));
                             }
                         }
                         Outgoing::Release => {
                             for frame in std::mem::take(&mut held) {
-                                if send.write_all(&frame).await.is_err() {
+                                if send_frame(&mut send, frame).await.is_err() {
                                     break;
                                 }
                             }
@@ -889,15 +891,13 @@ impl Node {
             let returning = returning.clone();
             let changes = changes.clone();
             tokio::spawn(async move {
-                while let Ok(Some(body)) = read_frame(&mut from_deputy).await {
-                    match homing_proto::decode::<ToHost>(&body) {
-                        Ok(ToHost::Result { id, .. }) => changes.answered(id),
-                        Ok(_) => {}
+                while let Ok(Some(frame)) = read_whole_frame(&mut from_deputy).await {
+                    match ToHost::answered_id(&frame[homing_proto::frame::HEADER_LEN..]) {
+                        Ok(Some(id)) => changes.answered(id),
+                        Ok(None) => {}
                         Err(_) => break,
                     }
-                    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-                    framed.extend_from_slice(&body);
-                    if to_host.send(Outgoing::Frame(framed)).is_err() {
+                    if to_host.send(Outgoing::Frame(frame)).is_err() {
                         return;
                     }
                 }
@@ -1094,7 +1094,7 @@ where
             // Its answer comes one round trip later.
             spin::keep_hot();
             let last = matches!(msg, ToHome::Exited { .. });
-            if write_message(&mut send, &msg).await.is_err() {
+            if send_message(&mut send, &msg).await.is_err() {
                 break;
             }
             if last {

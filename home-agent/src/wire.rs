@@ -24,6 +24,50 @@ pub enum WireError {
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<Vec<u8>>, WireError> {
+    let Some(header) = read_header(reader).await? else {
+        return Ok(None);
+    };
+    let len = body_len(header)?;
+    let body = homing_remote_agent::migration::read_up_to(reader, len).await?;
+    if body.len() < len {
+        return Err(FrameError::Truncated {
+            have: HEADER_LEN + body.len(),
+            want: HEADER_LEN + len,
+        }
+        .into());
+    }
+    Ok(Some(body))
+}
+
+/// Reads one frame whole, its length prefix included, for a relay that
+/// passes it on as it came; `Ok(None)` if the stream ended cleanly
+/// before it.
+pub async fn read_whole_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, WireError> {
+    let Some(header) = read_header(reader).await? else {
+        return Ok(None);
+    };
+    let want = HEADER_LEN + body_len(header)?;
+    let mut frame = Vec::with_capacity(want);
+    frame.extend_from_slice(&header);
+    let mut rest = reader.take((want - HEADER_LEN) as u64);
+    while frame.len() < want && rest.read_buf(&mut frame).await? > 0 {}
+    if frame.len() < want {
+        return Err(FrameError::Truncated {
+            have: frame.len(),
+            want,
+        }
+        .into());
+    }
+    Ok(Some(frame))
+}
+
+/// Reads a frame's length prefix; `Ok(None)` if the stream ended cleanly
+/// before it.
+async fn read_header<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<[u8; HEADER_LEN]>, WireError> {
     let mut header = [0u8; HEADER_LEN];
     let mut have = 0;
     while have < HEADER_LEN {
@@ -40,16 +84,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         have += n;
     }
-    let len = body_len(header)?;
-    let body = homing_remote_agent::migration::read_up_to(reader, len).await?;
-    if body.len() < len {
-        return Err(FrameError::Truncated {
-            have: HEADER_LEN + body.len(),
-            want: HEADER_LEN + len,
-        }
-        .into());
-    }
-    Ok(Some(body))
+    Ok(Some(header))
 }
 
 /// Reads and decodes one message; a clean end of stream is [`WireError::Closed`].
@@ -70,6 +105,24 @@ pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Encodes and sends one message on a QUIC stream (see [`send_frame`]).
+pub async fn send_message<T: Serialize>(
+    send: &mut quinn::SendStream,
+    msg: &T,
+) -> Result<(), WireError> {
+    send_frame(send, homing_proto::encode(msg)?).await
+}
+
+/// Sends one encoded frame on a QUIC stream. quinn takes the frame as it
+/// is: `write_all` would copy it into a buffer of its own first, once
+/// more for each megabyte a bulk read or write moves.
+pub async fn send_frame(send: &mut quinn::SendStream, frame: Vec<u8>) -> Result<(), WireError> {
+    send.write_chunk(bytes::Bytes::from(frame))
+        .await
+        .map_err(std::io::Error::from)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,10 +134,13 @@ mod tests {
             write_message(&mut a, &"over the wire".to_string())
                 .await
                 .unwrap();
+            write_message(&mut a, &"as it came").await.unwrap();
             a.write_all(&[0, 0, 0, 9, 1, 2]).await.unwrap();
         });
         let first: String = read_message(&mut b).await.unwrap();
         assert_eq!(first, "over the wire");
+        let passed_on = read_whole_frame(&mut b).await.unwrap().unwrap();
+        assert_eq!(passed_on, homing_proto::encode(&"as it came").unwrap());
         writer.await.unwrap();
         assert!(matches!(
             read_frame(&mut b).await,

@@ -113,6 +113,29 @@ pub enum ToHost {
     Held,
 }
 
+impl ToHost {
+    /// Whether the frame body `body` is a valid [`ToHost`], and if it is a
+    /// [`ToHost::Result`], the id it answers. The result itself is skipped
+    /// unread: decoding it whole would copy each byte of data it carries,
+    /// which a relay that passes the frame on as it came never needs.
+    pub fn answered_id(body: &[u8]) -> Result<Option<u64>, crate::FrameError> {
+        use serde::de::IgnoredAny;
+        // The same variants as `ToHost`, each field taken as anything.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        enum Outline {
+            Result { id: u64, result: IgnoredAny },
+            Signal { signal: IgnoredAny },
+            Go,
+            Held,
+        }
+        Ok(match crate::decode::<Outline>(body)? {
+            Outline::Result { id, .. } => Some(id),
+            _ => None,
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn arbitrary_bytes() -> impl proptest::strategy::Strategy<Value = ByteBuf> {
     use proptest::prelude::*;

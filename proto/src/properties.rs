@@ -32,6 +32,7 @@ fn decode_everything(bytes: &[u8]) {
         let _ = decode::<ControlResponse>(&body);
         let _ = decode::<ToHome>(&body);
         let _ = decode::<ToHost>(&body);
+        let _ = ToHost::answered_id(&body);
         let _ = decode::<Eviction>(&body);
         let _ = decode::<Verdict>(&body);
         let _ = decode::<Handing>(&body);
@@ -65,6 +66,18 @@ proptest! {
 
     #[test]
     fn to_host_round_trips(msg: ToHost) { round_trip(msg) }
+
+    #[test]
+    fn to_host_outlines_agree_with_the_whole(msg: ToHost) {
+        let frame = encode(&msg).expect("encodes");
+        let answered = match msg {
+            ToHost::Result { id, .. } => Some(id),
+            _ => None,
+        };
+        prop_assert_eq!(ToHost::answered_id(&frame[4..]).expect("outlines"), answered);
+        // What is no ToHost is no outline of one either.
+        prop_assert!(ToHost::answered_id(&encode(&"Result").expect("encodes")[4..]).is_err());
+    }
 
     #[test]
     fn eviction_round_trips(msg: Eviction) { round_trip(msg) }
