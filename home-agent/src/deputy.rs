@@ -422,6 +422,11 @@ fn never_blocks(call: &SyscallCall) -> bool {
         | libc::SYS_getrlimit
         | libc::SYS_prlimit64
         | libc::SYS_sysinfo => true,
+        // The host telling what the program did (see `execute`): this
+        // deputy forks, or closes its close-on-exec fds, or takes a stand
+        // on its children's ends. None waits; on a worker, each would
+        // cost a fresh deputy (a forked child's first exec) a thread.
+        libc::SYS_fork | libc::SYS_execve | libc::SYS_rt_sigaction => true,
         libc::SYS_lseek => fd_is_a_file(call.args[0] as i32),
         _ => false,
     }

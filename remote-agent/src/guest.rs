@@ -1379,15 +1379,15 @@ impl HostRole {
             message: std::io::Error::from_raw_os_error(-errno as i32).to_string(),
             errno: -errno as i32,
         };
-        let fd = calls
-            .open(tid, path, libc::O_RDONLY | libc::O_CLOEXEC)
-            .await?;
-        if fd < 0 {
-            return Err(fail(fd));
-        }
-        let fd = fd as i32;
+        let (fd, known) = calls
+            .open_to_read(tid, path, libc::O_RDONLY | libc::O_CLOEXEC)
+            .await?
+            .map_err(fail)?;
         let result = async {
-            let file = calls.fstat(tid, fd).await?.map_err(fail)?;
+            let file = match known {
+                Some(file) => file,
+                None => calls.fstat(tid, fd).await?.map_err(fail)?,
+            };
             if !file.is_regular() {
                 return Err(fail(-(libc::EACCES as i64)));
             }
@@ -1400,7 +1400,7 @@ impl HostRole {
             Ok((local, home_path))
         }
         .await;
-        calls.close(tid, fd).await?;
+        calls.close_read_only(tid, fd)?;
         result
     }
 

@@ -144,8 +144,16 @@ impl HomeCalls {
         self.call(tid, call).await
     }
 
-    /// `openat(AT_FDCWD, path, flags)` at home; the fd or `-errno`.
-    pub async fn open(&self, tid: i32, path: &[u8], flags: i32) -> Result<i64, HomeGone> {
+    /// `openat(AT_FDCWD, path, flags)` at home, for reading: the fd and,
+    /// when it is a regular file, its identity, which home sends with the
+    /// answer (see [`homing_proto::syscall::PREFETCHED_STAT`]); or
+    /// `-errno`.
+    pub async fn open_to_read(
+        &self,
+        tid: i32,
+        path: &[u8],
+        flags: i32,
+    ) -> Result<Result<(i32, Option<HomeFile>), i64>, HomeGone> {
         let mut cstr = path.to_vec();
         cstr.push(0);
         let args = [libc::AT_FDCWD as u64, BUFFER, flags as u64, 0, 0, 0];
@@ -153,10 +161,14 @@ impl HomeCalls {
             index: 1,
             bytes: cstr,
         };
-        Ok(self
-            .raw(tid, libc::SYS_openat, args, vec![input])
-            .await?
-            .ret)
+        let result = self.raw(tid, libc::SYS_openat, args, vec![input]).await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        let file = result
+            .output(homing_proto::syscall::PREFETCHED_STAT)
+            .and_then(HomeFile::from_stat);
+        Ok(Ok((result.ret as i32, file)))
     }
 
     /// `fstat(fd)` at home: the file's identity, or `-errno`.
@@ -199,10 +211,16 @@ impl HomeCalls {
         Ok(second_output(result))
     }
 
-    /// `close(fd)` at home.
-    pub async fn close(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
-        let args = [fd as u64, 0, 0, 0, 0, 0];
-        Ok(self.raw(tid, libc::SYS_close, args, vec![]).await?.ret)
+    /// `close(fd)` at home, of an fd opened read-only: that cannot fail
+    /// (nothing is left to write back), so nothing waits for its answer.
+    /// Calls sent later travel behind it and see the fd closed.
+    pub fn close_read_only(&self, tid: i32, fd: i32) -> Result<(), HomeGone> {
+        let call = SyscallCall {
+            nr: libc::SYS_close as u64,
+            args: [fd as u64, 0, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        self.start_unanswered(tid, call)
     }
 }
 
