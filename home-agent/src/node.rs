@@ -32,6 +32,9 @@ mod migrate;
 
 /// Pause between dial attempts to an absent peer.
 const REDIAL_DELAY: Duration = Duration::from_millis(250);
+/// How long a program whose start met a restarted agent waits for a new
+/// connection to its node.
+const START_AGAIN_WITHIN: Duration = Duration::from_secs(3);
 /// How often a connected peer is pinged.
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long one ping may take.
@@ -795,13 +798,44 @@ impl Node {
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
             }
         };
-        self.relay(deputy, cred, node, conn, streams, command).await
+        // A program that starts may start again on a fresh connection if
+        // its own turns out to have been to an agent that is no more (see
+        // `Node::start_again`); a forked child's connection carries its
+        // parent, which would have been lost with it.
+        let start_again = matches!(request, PeerRequest::StartGuest(_)).then_some(request);
+        self.relay(deputy, cred, node, conn, streams, command, start_again)
+            .await
+    }
+
+    /// A fresh stream to `node`, on a connection other than `stale`, with
+    /// `request` sent on it: for a program whose start went to an agent
+    /// that had died (its node answered with a stateless reset, so nothing
+    /// sent reached it). The node's agent, restarted, dials this one, or
+    /// this one dials it again.
+    async fn start_again(
+        &self,
+        node: &str,
+        stale: &Connection,
+        request: &PeerRequest,
+    ) -> Option<(Connection, SendStream, RecvStream)> {
+        let deadline = tokio::time::Instant::now() + START_AGAIN_WITHIN;
+        let fresh = loop {
+            match self.connection_to(node) {
+                Ok(conn) if conn.stable_id() != stale.stable_id() => break conn,
+                _ if tokio::time::Instant::now() >= deadline => return None,
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let (mut send, recv) = fresh.open_bi().await.ok()?;
+        send_message(&mut send, request).await.ok()?;
+        Some((fresh, send, recv))
     }
 
     /// Relays between a deputy and its program's stream to `node` until
     /// the program ends. A migration of the program steers the relay with
     /// [`RelayCommand`]s: hold the old host's stream, switch to a new host's,
     /// or hand the streams back.
+    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &self,
         mut deputy: UnixStream,
@@ -810,6 +844,7 @@ impl Node {
         conn: Connection,
         (send, mut recv): (SendStream, RecvStream),
         command: String,
+        mut start_again: Option<PeerRequest>,
     ) -> Result<(), WireError> {
         let pid = cred.pid().unwrap_or(0);
         let mut node = node.to_owned();
@@ -969,10 +1004,37 @@ impl Node {
             };
             let msg = match frame {
                 Ok(Some(body)) => match homing_proto::decode::<ToHome>(&body) {
-                    Ok(msg) => msg,
+                    Ok(msg) => {
+                        // The host has the program: a start is not made twice.
+                        start_again = None;
+                        msg
+                    }
                     Err(error) => break Err(format!("{node} sent a malformed frame: {error}")),
                 },
                 Ok(None) => break Err(format!("{node} ended the program's stream")),
+                Err(_)
+                    if start_again.is_some()
+                        && matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset)) =>
+                {
+                    let request = start_again.take().expect("looked at just now");
+                    let Some((new_conn, new_send, new_recv)) =
+                        self.start_again(&node, &conn, &request).await
+                    else {
+                        break Err(format!(
+                            "lost {node} (its agent restarted; no new connection came)"
+                        ));
+                    };
+                    info!(
+                        pid,
+                        node,
+                        "the host's agent had restarted: the program starts on a new connection"
+                    );
+                    conn = new_conn;
+                    counted = GuestOnConnection::new(&self.guests_on, &conn);
+                    recv = new_recv;
+                    let _ = to_host.send(Outgoing::Switch(new_send));
+                    continue;
+                }
                 Err(_) => {
                     let why = match conn.close_reason() {
                         Some(quinn::ConnectionError::LocallyClosed) | None => self

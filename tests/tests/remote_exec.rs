@@ -459,6 +459,28 @@ fn clear_failures_for_missing_programs_and_nodes() {
 }
 
 #[test]
+fn a_program_started_just_after_its_hosts_agent_restarted_runs() {
+    // Home's connection to the agent that died is still up when the new
+    // agent starts: a program sent over it is answered by a stateless
+    // reset, and must start again on a fresh connection, not be lost.
+    let cluster = Cluster::up(2);
+    for attempt in 1..=4 {
+        ok(cluster.script(&["stop-agent", "node2"]));
+        ok(cluster.script(&["start-agent", "node2"]));
+        let run = at_home(
+            &cluster,
+            &format!("homing run --on node2 -- sh -c 'echo run {attempt} on $(uname -n); exit 3'; echo status=$?"),
+        );
+        assert_eq!(
+            run.stdout,
+            format!("run {attempt} on node1\nstatus=3\n"),
+            "{run:?}"
+        );
+        assert_eq!(run.stderr, "", "{run:?}");
+    }
+}
+
+#[test]
 fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "signals");

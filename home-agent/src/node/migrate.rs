@@ -780,7 +780,7 @@ impl Node {
             recv,
             command,
         } = pending;
-        self.relay(deputy, cred, &node, conn, (send, recv), command)
+        self.relay(deputy, cred, &node, conn, (send, recv), command, None)
             .await
     }
 }
