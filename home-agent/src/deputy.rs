@@ -315,7 +315,8 @@ fn serve(stream: UnixStream) -> i32 {
             std::mem::forget(inherited);
         }
     }
-    let mut reader = &writer.stream;
+    // Buffered: a call's length and body then come in one receive.
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, &writer.stream);
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
         return 1;
