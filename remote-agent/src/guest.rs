@@ -1379,10 +1379,10 @@ impl HostRole {
             message: std::io::Error::from_raw_os_error(-errno as i32).to_string(),
             errno: -errno as i32,
         };
-        let (fd, known) = calls
-            .open_to_read(tid, path, libc::O_RDONLY | libc::O_CLOEXEC)
-            .await?
-            .map_err(fail)?;
+        // Without blocking: what is there may be a FIFO or a device, which
+        // an exec refuses (EACCES) where an open would wait for a writer.
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let (fd, known) = calls.open_to_read(tid, path, flags).await?.map_err(fail)?;
         let result = async {
             let file = match known {
                 Some(file) => file,

@@ -459,6 +459,34 @@ fn clear_failures_for_missing_programs_and_nodes() {
 }
 
 #[test]
+fn execs_of_what_cannot_run_fail_as_at_home() {
+    // The host learns a program's identity from the open that fetches it;
+    // what is no regular file, or may not be executed, must fail the exec
+    // with the errno home's kernel gives.
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "mkdir -p ex/adir && cd ex && printf 'echo ran script\\n' > noexec.sh && chmod 644 noexec.sh && printf '#!/bin/sh\\necho ran $0\\n' > script.sh && chmod 755 script.sh && mkfifo afifo && chmod 755 afifo adir",
+    ));
+    let script = "cd ex; for p in ./noexec.sh ./adir ./afifo ./script.sh ./nope; do sh -c \"$p\"; echo \"$p status=$?\"; done 2>&1";
+    let native = ok(at_home(&cluster, script));
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- sh -c '{script}'"),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    for expected in [
+        "./noexec.sh status=126",
+        "./adir status=126",
+        "./afifo status=126",
+        "ran ./script.sh\n./script.sh status=0",
+        "./nope status=127",
+    ] {
+        assert!(native.stdout.contains(expected), "{expected}: {native:?}");
+    }
+}
+
+#[test]
 fn a_program_started_just_after_its_hosts_agent_restarted_runs() {
     // Home's connection to the agent that died is still up when the new
     // agent starts: a program sent over it is answered by a stateless
