@@ -56,8 +56,9 @@ pub fn status_number(pid: i32, field: &str) -> Option<i32> {
 
 /// Whether the process of thread `tid` has that one thread only. Its
 /// `task` directory counts a link per thread besides `.` and `..`: one
-/// `stat`, where reading `status` costs five calls (this is asked on
-/// calls the agent answers itself, such as an `lseek`).
+/// `stat`, where reading `status` takes an open, a stat, several reads
+/// and a close (this is asked on calls the agent answers itself, such as
+/// an `lseek`).
 pub fn single_threaded(tid: i32) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(format!("/proc/{tid}/task")).is_ok_and(|task| task.nlink() == 3)
