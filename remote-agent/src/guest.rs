@@ -1381,8 +1381,17 @@ impl HostRole {
         };
         // Without blocking: what is there may be a FIFO or a device, which
         // an exec refuses (EACCES) where an open would wait for a writer.
+        // A socket (or a device with no driver) cannot be opened at all:
+        // an exec refuses it as it refuses any file that is not regular.
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let (fd, known) = calls.open_to_read(tid, path, flags).await?.map_err(fail)?;
+        let (fd, known) =
+            calls
+                .open_to_read(tid, path, flags)
+                .await?
+                .map_err(|errno| match -errno as i32 {
+                    libc::ENXIO | libc::ENODEV => fail(-(libc::EACCES as i64)),
+                    _ => fail(errno),
+                })?;
         let result = async {
             let file = match known {
                 Some(file) => file,

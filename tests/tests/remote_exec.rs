@@ -466,9 +466,9 @@ fn execs_of_what_cannot_run_fail_as_at_home() {
     let cluster = Cluster::up(2);
     ok(at_home(
         &cluster,
-        "mkdir -p ex/adir && cd ex && printf 'echo ran script\\n' > noexec.sh && chmod 644 noexec.sh && printf '#!/bin/sh\\necho ran $0\\n' > script.sh && chmod 755 script.sh && mkfifo afifo && chmod 755 afifo adir",
+        "mkdir -p ex/adir && cd ex && printf 'echo ran script\\n' > noexec.sh && chmod 644 noexec.sh && printf '#!/bin/sh\\necho ran $0\\n' > script.sh && chmod 755 script.sh && mkfifo afifo && python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"asock\")' && chmod 755 afifo adir asock",
     ));
-    let script = "cd ex; for p in ./noexec.sh ./adir ./afifo ./script.sh ./nope; do sh -c \"$p\"; echo \"$p status=$?\"; done 2>&1";
+    let script = "cd ex; for p in ./noexec.sh ./adir ./afifo ./asock ./script.sh ./nope; do sh -c \"$p\"; echo \"$p status=$?\"; done 2>&1";
     let native = ok(at_home(&cluster, script));
     let remote = ok(at_home(
         &cluster,
@@ -479,6 +479,7 @@ fn execs_of_what_cannot_run_fail_as_at_home() {
         "./noexec.sh status=126",
         "./adir status=126",
         "./afifo status=126",
+        "./asock status=126",
         "ran ./script.sh\n./script.sh status=0",
         "./nope status=127",
     ] {
