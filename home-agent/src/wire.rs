@@ -24,19 +24,7 @@ pub enum WireError {
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<Vec<u8>>, WireError> {
-    let Some(header) = read_header(reader).await? else {
-        return Ok(None);
-    };
-    let len = body_len(header)?;
-    let body = homing_remote_agent::migration::read_up_to(reader, len).await?;
-    if body.len() < len {
-        return Err(FrameError::Truncated {
-            have: HEADER_LEN + body.len(),
-            want: HEADER_LEN + len,
-        }
-        .into());
-    }
-    Ok(Some(body))
+    read_frame_keeping(reader, false).await
 }
 
 /// Reads one frame whole, its length prefix included, for a relay that
@@ -45,18 +33,30 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 pub async fn read_whole_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<Vec<u8>>, WireError> {
+    read_frame_keeping(reader, true).await
+}
+
+/// Reads one frame: its body, after its length prefix if `prefix`. The
+/// body goes into spare capacity: zeroing a megabyte first would only be
+/// overwritten.
+async fn read_frame_keeping<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    prefix: bool,
+) -> Result<Option<Vec<u8>>, WireError> {
     let Some(header) = read_header(reader).await? else {
         return Ok(None);
     };
-    let want = HEADER_LEN + body_len(header)?;
-    let mut frame = Vec::with_capacity(want);
-    frame.extend_from_slice(&header);
-    let mut rest = reader.take((want - HEADER_LEN) as u64);
-    while frame.len() < want && rest.read_buf(&mut frame).await? > 0 {}
-    if frame.len() < want {
+    let len = body_len(header)?;
+    let kept = if prefix { HEADER_LEN } else { 0 };
+    let mut frame = Vec::with_capacity(kept + len);
+    frame.extend_from_slice(&header[..kept]);
+    let mut rest = reader.take(len as u64);
+    while frame.len() < kept + len && rest.read_buf(&mut frame).await? > 0 {}
+    let have = frame.len() - kept;
+    if have < len {
         return Err(FrameError::Truncated {
-            have: frame.len(),
-            want,
+            have: HEADER_LEN + have,
+            want: HEADER_LEN + len,
         }
         .into());
     }

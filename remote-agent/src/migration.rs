@@ -87,10 +87,7 @@ impl ImageItem {
 /// Reads `len` bytes, fewer only if the stream ends first. They go into
 /// spare capacity: zeroing a megabyte of pages first would only be
 /// overwritten.
-pub async fn read_up_to<R: AsyncRead + Unpin>(
-    input: &mut R,
-    len: usize,
-) -> std::io::Result<Vec<u8>> {
+async fn read_up_to<R: AsyncRead + Unpin>(input: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len);
     let mut rest = input.take(len as u64);
     while bytes.len() < len && rest.read_buf(&mut bytes).await? > 0 {}
