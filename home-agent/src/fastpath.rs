@@ -241,7 +241,17 @@ impl FastPath {
         };
         let mut here = call.clone();
         here.args[0] = local.as_raw_fd() as u64;
-        Some(homing_shim::execute::execute(&here, &ptrs))
+        let mut result = homing_shim::execute::execute(&here, &ptrs);
+        if nr == libc::SYS_read && result.ret > 0 {
+            // Where the next read begins, for the host to ask ahead.
+            if let Ok(offset) = rustix::fs::seek(&*local, rustix::fs::SeekFrom::Current(0)) {
+                result.outputs.push(syscall::ArgData {
+                    index: syscall::OFFSET_AFTER,
+                    bytes: offset.to_ne_bytes().to_vec(),
+                });
+            }
+        }
+        Some(result)
     }
 
     /// The answer to a call about the deputy's identity that returns it

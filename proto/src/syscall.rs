@@ -301,6 +301,11 @@ pub const PREFETCHED_STAT: u8 = 250;
 pub const PREFETCHED_DATA: u8 = 251;
 /// How much of a file opened for reading home sends with the open.
 pub const PREFETCH_LEN: usize = 16 << 10;
+/// Output index, in the answer to a `read` of a regular file that home
+/// ran on its fast path, of the fd's offset just after the read (8 bytes,
+/// native order): where the program's next read begins, which the host may
+/// ask for before the program does (a `pread64` there).
+pub const OFFSET_AFTER: u8 = 252;
 
 /// Whether call `nr` with `args` opens a file for reading only (not
 /// `O_PATH`): home then sends the file's stat and first bytes with its

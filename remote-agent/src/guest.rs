@@ -31,6 +31,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::cache::{Cache, HomeFile};
 use crate::home_calls::{HomeCalls, HomeGone};
+use crate::read_ahead::{Ahead, Pace, ReadAhead};
 
 /// Longest iovec array accepted (the kernel's IOV_MAX).
 const IOV_MAX: usize = 1024;
@@ -119,6 +120,15 @@ struct Prefetched {
     at: std::time::Instant,
 }
 
+/// A regular file the program opened for reading (see [`Member::seekable`]).
+#[derive(Debug, Clone, Copy)]
+struct Seekable {
+    /// Its size then.
+    size: u64,
+    /// How much of it to read ahead of the program next.
+    pace: Pace,
+}
+
 struct PendingFork {
     parent_host: i32,
     home_node: String,
@@ -165,7 +175,7 @@ pub struct Member {
     /// sends fds (their offsets are then shared with another process). An
     /// `lseek` to an offset within that size from the start can only
     /// return that offset (see [`Context::seek_here`]).
-    seekable: Mutex<std::collections::HashMap<i32, u64>>,
+    seekable: Mutex<std::collections::HashMap<i32, Seekable>>,
     /// While its process is frozen to move on: the signals home sent it
     /// meanwhile, which its image does not hold; they go with it.
     pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
@@ -220,6 +230,12 @@ pub struct Member {
     held_children: DashMap<i32, ()>,
     /// The listener of its process's filter, as of its latest call.
     listener: Mutex<Option<Arc<Listener>>>,
+    /// Its next read, asked of home before it makes it (see
+    /// [`Context::serve_read_ahead`]).
+    read_ahead: Mutex<Option<Ahead>>,
+    /// The notification whose answer was counted in [`HOME_TRAFFIC`] as
+    /// it was given, before its handling ended (0: none).
+    answer_counted: std::sync::atomic::AtomicU64,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
 }
@@ -535,7 +551,11 @@ impl Member {
         if let Ok(mut seekable) = self.seekable.lock() {
             // A file of no size may be one of /proc's, whose seeks differ.
             if size > 0 {
-                seekable.insert(result.ret as i32, size);
+                let file = Seekable {
+                    size,
+                    pace: Pace::Untried,
+                };
+                seekable.insert(result.ret as i32, file);
             }
         }
         if let Ok(mut prefetched) = self.prefetched.lock() {
@@ -557,6 +577,37 @@ impl Member {
         if let Ok(mut prefetched) = self.prefetched.lock() {
             if let Some(prefetched) = prefetched.as_mut().filter(|p| p.open == id) {
                 prefetched.armed = Some(traffic);
+            }
+        }
+    }
+
+    /// Drops what was read ahead of the program, if anything: the call
+    /// it makes now is not a read it can answer.
+    fn drop_read_ahead(&self) {
+        let dropped = self.read_ahead.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(ahead) = dropped {
+            self.left_ahead(&ahead.now);
+        }
+    }
+
+    /// How much of `fd` to read ahead of the program next (see [`Pace`]).
+    fn pace(&self, fd: i32) -> Pace {
+        let files = self.seekable.lock();
+        files
+            .ok()
+            .and_then(|files| Some(files.get(&fd)?.pace))
+            .unwrap_or(Pace::Off)
+    }
+
+    /// The program left `ahead` (see [`Pace::left`]).
+    fn left_ahead(&self, ahead: &ReadAhead) {
+        self.set_pace(ahead.fd, self.pace(ahead.fd).left(ahead));
+    }
+
+    fn set_pace(&self, fd: i32, pace: Pace) {
+        if let Ok(mut files) = self.seekable.lock() {
+            if let Some(file) = files.get_mut(&fd) {
+                file.pace = pace;
             }
         }
     }
@@ -855,6 +906,8 @@ impl HostRole {
             signals_for_a_call: Mutex::new(Vec::new()),
             held_children: DashMap::new(),
             listener: Mutex::new(None),
+            read_ahead: Mutex::new(None),
+            answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
         self.members
@@ -1521,7 +1574,12 @@ impl Context {
                 self.give(&n, answer, "answered here");
                 return Held::Answered;
             }
+            if let Some(answer) = self.serve_read_ahead(&n).await {
+                self.give(&n, answer, "answered from a read ahead");
+                return Held::Answered;
+            }
         }
+        self.member.drop_read_ahead();
         self.member.note_sharing(n.nr);
         note_home_traffic();
         self.member.send_pending_seek(Some(&n));
@@ -1539,7 +1597,17 @@ impl Context {
             }
         };
         let answer = answer.unwrap_or(Answer::Errno(libc::EIO));
-        self.member.arm_prefetched(n.id, note_home_traffic());
+        let counted = self.member.answer_counted.compare_exchange(
+            n.id,
+            0,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        let traffic = match counted {
+            Ok(_) => HOME_TRAFFIC.load(Ordering::SeqCst),
+            Err(_) => note_home_traffic(),
+        };
+        self.member.arm_prefetched(n.id, traffic);
         if self.member.parked.load(Ordering::SeqCst) == n.tid {
             return Held::Unanswered;
         }
@@ -1817,10 +1885,12 @@ impl Context {
             return None;
         }
         let fd = fd as i32;
-        let size = self.member.seekable.lock().ok()?.get(&fd).copied()?;
+        let size = self.member.seekable.lock().ok()?.get(&fd)?.size;
         if offset > size || !homing_shim::process::single_threaded(n.tid) {
             return None;
         }
+        // What was read ahead was read from elsewhere.
+        self.member.drop_read_ahead();
         // A read answered from what the open brought goes on from here.
         if let Ok(mut prefetched) = self.member.prefetched.lock() {
             if let Some(prefetched) = prefetched.as_mut().filter(|p| p.fd == fd) {
@@ -2608,11 +2678,125 @@ impl Context {
         if result.ret <= 0 {
             return errno_of(result.ret);
         }
+        // The program may learn something from here on: counted now, so
+        // that a read asked ahead of it counts from here.
+        let traffic = note_home_traffic();
+        self.member.answer_counted.store(n.id, Ordering::SeqCst);
+        self.read_ahead_after(n, result, traffic);
         if let Ok(false) = self.listener.deliver(n.id, Answer::Value(result.ret)) {
             trace!(tid = n.tid, ret = result.ret, "read undelivered");
             bytes.extend_from_slice(result.output(1).unwrap_or_default());
+            self.member.drop_read_ahead();
         }
         Answer::Given
+    }
+
+    /// After home answered read `n` with `result` (all it asked for, at
+    /// traffic count `traffic`): asks home for the read that would follow
+    /// it, before the program makes it, if the program reads a file it
+    /// opened itself and shares with no one, has one thread, and has not
+    /// left a read ahead of that file unused (see [`crate::read_ahead`]).
+    fn read_ahead_after(
+        &self,
+        n: &Notification,
+        result: &homing_proto::syscall::SyscallResult,
+        traffic: u64,
+    ) {
+        let fd = n.args[0] as i32;
+        let len = result.ret as usize;
+        let full = n.nr as i64 == libc::SYS_read && len == (n.args[2] as usize).min(MAX_TRANSFER);
+        let Some(offset) = result
+            .output(syscall::OFFSET_AFTER)
+            .and_then(|bytes| Some(u64::from_ne_bytes(bytes.try_into().ok()?)))
+            .filter(|_| full)
+        else {
+            return;
+        };
+        let Some(len) = self.member.pace(fd).len(len) else {
+            return;
+        };
+        if !homing_shim::process::single_threaded(n.tid) {
+            return;
+        }
+        self.member.drop_read_ahead();
+        let Ok(answer) = self.member.calls.start_pread(n.tid, fd, offset, len) else {
+            return;
+        };
+        if let Ok(mut slot) = self.member.read_ahead.lock() {
+            let now = ReadAhead::new(fd, offset, len, traffic, answer);
+            *slot = Some(Ahead { now, after: None });
+        }
+    }
+
+    /// Answers a `read` from what was read ahead of it, when that may
+    /// serve (see [`crate::read_ahead`]), and asks for the next once the
+    /// program has had it all. `None` sends the read home; a read ahead
+    /// of that fd that could not answer it is not tried again.
+    async fn serve_read_ahead(&self, n: &Notification) -> Option<Answer> {
+        if n.nr as i64 != libc::SYS_read {
+            return None;
+        }
+        let fd = n.args[0] as i32;
+        let Ahead {
+            now: mut ahead,
+            mut after,
+        } = {
+            let mut slot = self.member.read_ahead.lock().ok()?;
+            slot.take_if(|ahead| ahead.now.fd == fd)?
+        };
+        let unread_none = self
+            .member
+            .unread
+            .get(&fd)
+            .is_none_or(|bytes| bytes.try_lock().is_ok_and(|bytes| bytes.is_empty()));
+        let may_serve = ahead.fresh(HOME_TRAFFIC.load(Ordering::SeqCst))
+            && unread_none
+            && homing_shim::process::single_threaded(n.tid);
+        let want = (n.args[2] as usize).min(MAX_TRANSFER);
+        let bytes = match may_serve && ahead.arrive().await {
+            true => ahead.serve(want),
+            false => None,
+        };
+        let Some(bytes) = bytes else {
+            self.member.left_ahead(&ahead);
+            return None;
+        };
+        let count = bytes.len();
+        if self.memory(n).write(n.args[1], bytes).is_err() {
+            self.member.left_ahead(&ahead);
+            return None;
+        }
+        let offset = ahead.take(count);
+        self.member.set_pending_seek(fd, offset, n.tid);
+        // What comes next is asked for before this answer is given: the
+        // program's next read may come at once.
+        let ask = |at: u64, pace: Pace| {
+            let len = pace.len(want).unwrap_or(want);
+            let traffic = HOME_TRAFFIC.load(Ordering::SeqCst);
+            let answer = self.member.calls.start_pread(n.tid, fd, at, len).ok()?;
+            Some(ReadAhead::new(fd, at, len, traffic, answer))
+        };
+        if let Some(at) = ahead.half_read(want).filter(|_| after.is_none()) {
+            after = ask(at, self.member.pace(fd));
+        }
+        if let Some(at) = ahead.next() {
+            let pace = Pace::used_up(&ahead);
+            self.member.set_pace(fd, pace);
+            ahead = match after.take() {
+                Some(after) => after,
+                None => ask(at, pace)?,
+            };
+        }
+        if let Ok(mut slot) = self.member.read_ahead.lock() {
+            *slot = Some(Ahead { now: ahead, after });
+        }
+        if let Ok(false) = self.listener.deliver(n.id, Answer::Value(count as i64)) {
+            // Its thread left: the bytes stay unread, at home too.
+            self.member.drop_read_ahead();
+            self.member
+                .set_pending_seek(fd, offset - count as u64, n.tid);
+        }
+        Some(Answer::Given)
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -3248,10 +3432,9 @@ fn note_home_traffic() -> u64 {
     HOME_TRAFFIC.fetch_add(1, Ordering::SeqCst) + 1
 }
 
-/// How long what home read ahead at an open may serve at most: about a
-/// round trip, so that a program cannot see, even by the clock, that the
-/// file was read before it asked.
-const PREFETCH_FRESH: Duration = Duration::from_millis(2);
+/// How long what home read ahead at an open may serve at most: as long as
+/// a read asked ahead of the program.
+const PREFETCH_FRESH: Duration = crate::read_ahead::FRESH_FOR;
 
 /// Woken whenever a guest may have a new signal: the agent sent one, or a
 /// guest ended (its parent's SIGCHLD). Calls out at home look again then

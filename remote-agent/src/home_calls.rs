@@ -198,6 +198,23 @@ impl HomeCalls {
         Ok(second_output(result))
     }
 
+    /// Sends `pread64(fd, len, offset)` home; returns where its answer
+    /// will arrive (the bytes are its output 1).
+    pub fn start_pread(
+        &self,
+        tid: i32,
+        fd: i32,
+        offset: u64,
+        len: usize,
+    ) -> Result<oneshot::Receiver<SyscallResult>, HomeGone> {
+        let call = SyscallCall {
+            nr: libc::SYS_pread64 as u64,
+            args: [fd as u64, BUFFER, len as u64, offset, 0, 0],
+            inputs: vec![],
+        };
+        self.start(tid, call).map(|(_, answer)| answer)
+    }
+
     /// `readlink(path)` at home: the link's target, or `-errno`.
     pub async fn readlink(&self, tid: i32, path: &[u8]) -> Result<Result<Vec<u8>, i64>, HomeGone> {
         let mut cstr = path.to_vec();

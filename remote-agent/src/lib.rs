@@ -23,4 +23,5 @@ pub mod cache;
 pub mod guest;
 pub mod home_calls;
 pub mod migration;
+mod read_ahead;
 pub mod spin;

@@ -1345,6 +1345,91 @@ for name in ("small", "numbers"):
     assert_eq!(run.stdout, "b'after\\n'\n");
 }
 
+/// A program reading a file from start to end has its next reads asked
+/// of home before it makes them, several at once: what each read returns
+/// must be what it returns at home, whatever the sizes of the reads and
+/// the seeks between them, and a change to the file that the program can
+/// know of before it reads (made by itself through another fd, or at home
+/// before its next line of input came) must be read.
+#[test]
+fn reads_asked_ahead_of_the_program_are_never_stale() {
+    let cluster = Cluster::up(2);
+    let script = r#"import hashlib, os, sys
+def blocks():
+    with open("blocks", "wb") as f:
+        for n in range(1024):
+            f.write(b"%07d" % n * 585 + b"\n")
+blocks()
+out = []
+def note(fd, size):
+    data = os.read(fd, size)
+    out.append((len(data), hashlib.sha256(data).hexdigest()[:12]))
+    return data
+fd = os.open("blocks", os.O_RDONLY)
+for size in [65536] * 6 + [4096] * 4:
+    note(fd, size)
+out.append(os.lseek(fd, 12345, os.SEEK_SET))
+for size in [4096] * 4 + [65536] * 5 + [1000, 7, 65536 * 3, 32768 * 5]:
+    note(fd, size)
+out.append(os.lseek(fd, 0, os.SEEK_CUR))
+for size in [32768] * 8:
+    note(fd, size)
+# Changed by the program itself, just ahead of where it reads.
+at = os.lseek(fd, 0, os.SEEK_CUR)
+writer = os.open("blocks", os.O_WRONLY)
+for size in [4096] * 16:
+    os.pwrite(writer, b"CHANGED", at + 100)
+    at += size
+    if b"CHANGED" in note(fd, size):
+        out.append("changed")
+# Changed at home while the program waits for its next line.
+for size in [32768] * 8:
+    note(fd, size)
+at = os.lseek(fd, 0, os.SEEK_CUR)
+print(at, flush=True)
+sys.stdin.readline()
+for size in [32768] * 8:
+    if b"AT HOME" in note(fd, size):
+        out.append("changed at home")
+while note(fd, 65536):
+    pass
+print(out)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > ahead.py <<'EOF'\n{script}EOF\nmkfifo ahead.fifo"),
+    ));
+    // The change at home is made once the program has said where it
+    // reads, and only then is it given the line it waits for.
+    let run_with_change = |command: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "exec 3<>ahead.fifo; {{ read at <&3; printf 'AT HOME' | dd of=blocks bs=1 seek=$((at + 70000)) conv=notrunc status=none; echo go; read -r result <&3; echo \"$result\" > ahead.out; }} | {command} >&3; cat ahead.out"
+            ),
+        ))
+    };
+    let native = run_with_change("python3 ahead.py");
+    let remote = run_with_change("homing run --on node2 -- python3 ahead.py");
+    assert_eq!(
+        native.stdout.matches("'changed'").count(),
+        16,
+        "{}",
+        native.stdout
+    );
+    assert!(
+        native.stdout.contains("'changed at home'"),
+        "{}",
+        native.stdout
+    );
+    assert!(
+        native.stdout.contains("(0, 'e3b0c44298fc')"),
+        "{}",
+        native.stdout
+    );
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 /// Writes `script` into alice's home at home as `name`, and runs it with
 /// python3 at home, then on node2: (at home, on node2).
 fn python_at_home_and_on_node2(cluster: &Cluster, name: &str, script: &str) -> (Run, Run) {
