@@ -163,6 +163,10 @@ pub struct FastPath {
     walker: Option<Option<Arc<Walker>>>,
     /// Calls under way that may change any of the above.
     changes: Arc<Changes>,
+    /// Programs opened for a host to fetch for an exec (see
+    /// [`syscall::OPEN_PROGRAM`]), by the number the host knows each by.
+    programs: HashMap<i32, Arc<OwnedFd>>,
+    next_program: i32,
 }
 
 impl FastPath {
@@ -188,6 +192,8 @@ impl FastPath {
             .map(Arc::new),
             walker: None,
             changes,
+            programs: HashMap::new(),
+            next_program: syscall::PROGRAM_FDS_FROM,
         })
     }
 
@@ -226,6 +232,14 @@ impl FastPath {
         }
         if let Some(result) = self.look_up_path(call) {
             return Some(result);
+        }
+        if call.nr == syscall::OPEN_PROGRAM {
+            return self.open_program(call);
+        }
+        let on_program = [libc::SYS_pread64, libc::SYS_close].contains(&(call.nr as i64))
+            && call.args[0] as i32 >= syscall::PROGRAM_FDS_FROM;
+        if on_program {
+            return self.use_program(call);
         }
         let nr = call.nr as i64;
         if !DATA_CALLS.contains(&nr) && !stats_the_fd(call) {
@@ -430,6 +444,129 @@ impl FastPath {
         Some(result)
     }
 
+    /// Opens a program for a host to fetch for an exec (see
+    /// [`syscall::OPEN_PROGRAM`]): found by its path, looked up here with
+    /// the deputy's credentials, or by an fd of the deputy's that the
+    /// deputy opened with `O_PATH`; checked for execution with those
+    /// credentials, then opened for reading with the agent's, which may
+    /// read what the deputy may only execute. `None`: not here (the deputy
+    /// answers ENOSYS).
+    fn open_program(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        let walker = self.walker()?;
+        let found = match call.inputs.iter().find(|i| i.index == 0) {
+            Some(path) => match self.walk_to_program(&walker, &path.bytes)? {
+                Ok(found) => found,
+                Err(errno) => return Some(failed(errno)),
+            },
+            None => {
+                let fd = i32::try_from(call.args[0]).ok()?;
+                pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?
+            }
+        };
+        {
+            // As `execve` checks it: with the effective ids.
+            let _as_deputy = walker.take_on()?;
+            let flags = libc::AT_EMPTY_PATH | libc::AT_EACCESS;
+            let may_run = on_found(&found, libc::SYS_faccessat2, libc::X_OK as u64, flags)?;
+            if may_run.ret < 0 {
+                return Some(may_run);
+            }
+        }
+        let regular = rustix::fs::fstat(&found).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        });
+        if !regular {
+            return Some(failed(libc::EACCES));
+        }
+        let link = format!("/proc/self/fd/{}", found.as_raw_fd());
+        let home_path = rustix::fs::readlink(link.as_str(), Vec::new()).ok()?;
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let opened = rustix::fs::open(link.as_str(), flags, Mode::empty()).ok()?;
+        let stat = on_found(&opened, libc::SYS_newfstatat, 1, libc::AT_EMPTY_PATH)?;
+        let stat = stat.outputs.into_iter().find(|o| o.index == 2)?.bytes;
+        let number = self.next_program;
+        self.next_program = self.next_program.checked_add(1)?;
+        self.programs.insert(number, Arc::new(opened));
+        Some(SyscallResult {
+            ret: number.into(),
+            outputs: vec![
+                syscall::ArgData {
+                    index: syscall::PREFETCHED_STAT,
+                    bytes: stat,
+                },
+                syscall::ArgData {
+                    index: syscall::PROGRAM_PATH,
+                    bytes: home_path.into_bytes(),
+                },
+            ],
+        })
+    }
+
+    /// Looks up the program at `path` (NUL-terminated) with the deputy's
+    /// credentials, following links, as a path lookup here may (see the
+    /// module doc): what it found (`O_PATH`), or why nothing; `None`:
+    /// not here.
+    fn walk_to_program(&mut self, walker: &Walker, path: &[u8]) -> Option<Result<OwnedFd, i32>> {
+        let path = path.strip_suffix(&[0]).unwrap_or(path);
+        if path.is_empty() {
+            return Some(Err(libc::ENOENT));
+        }
+        if !self.looks_up_paths {
+            return None;
+        }
+        let dir = match path.starts_with(b"/") {
+            true => self.root.clone()?,
+            false => self.cwd()?,
+        };
+        let _as_deputy = walker.take_on()?;
+        let found = rustix::fs::openat2(
+            dir.as_fd(),
+            std::ffi::OsStr::from_bytes(path),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        );
+        match found {
+            Ok(found) => Some(Ok(found)),
+            Err(error) => {
+                let answers = [
+                    libc::ENOENT,
+                    libc::ENOTDIR,
+                    libc::EACCES,
+                    libc::ENAMETOOLONG,
+                ];
+                let errno = error.raw_os_error();
+                answers.contains(&errno).then_some(Err(errno))
+            }
+        }
+    }
+
+    /// A `pread64` or `close` of a program opened for an exec.
+    fn use_program(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        let number = call.args[0] as i32;
+        match call.nr as i64 {
+            libc::SYS_close => Some(match self.programs.remove(&number) {
+                Some(_) => SyscallResult {
+                    ret: 0,
+                    outputs: vec![],
+                },
+                None => failed(libc::EBADF),
+            }),
+            libc::SYS_pread64 => {
+                let Some(program) = self.programs.get(&number) else {
+                    return Some(failed(libc::EBADF));
+                };
+                let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
+                    return None;
+                };
+                let mut here = call.clone();
+                here.args[0] = program.as_raw_fd() as u64;
+                Some(homing_shim::execute::execute(&here, &ptrs))
+            }
+            _ => None,
+        }
+    }
+
     /// Forgets what a call that has returned may have changed.
     fn forget(&mut self, change: Change) {
         match change {
@@ -510,6 +647,31 @@ impl FastPath {
         let entry = eligible.then(|| Arc::new(dup));
         self.fds.insert(fd, entry.clone());
         entry
+    }
+}
+
+/// Runs `nr` (`faccessat2` or `newfstatat`) on `found` itself, an empty
+/// path, with `arg` (the mode, or a stat buffer's stand-in) and `flags`.
+fn on_found(found: &OwnedFd, nr: i64, arg: u64, flags: i32) -> Option<SyscallResult> {
+    let call = SyscallCall {
+        nr: nr as u64,
+        args: [found.as_raw_fd() as u64, 1, arg, flags as u64, 0, 0],
+        inputs: vec![syscall::ArgData {
+            index: 1,
+            bytes: vec![0],
+        }],
+    };
+    let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
+        return None;
+    };
+    Some(homing_shim::execute::execute(&call, &ptrs))
+}
+
+/// A call's answer that it failed with `errno`.
+fn failed(errno: i32) -> SyscallResult {
+    SyscallResult {
+        ret: -i64::from(errno),
+        outputs: vec![],
     }
 }
 

@@ -307,6 +307,28 @@ pub const PREFETCH_LEN: usize = 16 << 10;
 /// ask for before the program does (a `pread64` there).
 pub const OFFSET_AFTER: u8 = 252;
 
+/// A call no kernel has, which only the home agent answers: opens a
+/// program for an exec, for reading whatever its read permission, if the
+/// program's credentials may execute it. The program is the one at the
+/// path in input 0, looked up with those credentials as `execve` would
+/// look it up (from the cwd, following links); or, with no input, what
+/// the deputy's fd arg 0 (opened with `O_PATH`) names. What they may not
+/// execute, or is no regular file, is refused with EACCES, as `execve`
+/// refuses it. The answer is an fd that only `pread64` and `close` may
+/// use (the deputy never has it), with the file's stat as output
+/// [`PREFETCHED_STAT`] and its canonical path as output [`PROGRAM_PATH`].
+/// ENOSYS: not answered there (the deputy got it): by path, the agent
+/// cannot look it up (another mount on the way, a magic link); by fd, it
+/// cannot open programs at all.
+pub const OPEN_PROGRAM: u64 = 0x7000_0001;
+/// Where the fds [`OPEN_PROGRAM`] answers with begin: past any fd a
+/// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
+/// ever the deputy's. A guest's own call on one is refused on its host.
+pub const PROGRAM_FDS_FROM: i32 = 1 << 30;
+/// Output index of the path of what [`OPEN_PROGRAM`] opened, as
+/// `/proc/self/exe` would name it.
+pub const PROGRAM_PATH: u8 = 253;
+
 /// Whether call `nr` with `args` opens a file for reading only (not
 /// `O_PATH`): home then sends the file's stat and first bytes with its
 /// answer.

@@ -2,7 +2,10 @@
 //!
 //! An entry is named by the home file's identity (home node, device, inode,
 //! size, modification time), so a file changed at home is fetched again and
-//! a file already here is never sent twice.
+//! a file already here is never sent twice. An entry keeps the home file's
+//! owner, group and permission bits (never its set-id bits): a user of this
+//! node can read or run a copy only where the same user could read or run
+//! the file at home.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +21,10 @@ pub struct HomeFile {
     pub ino: u64,
     /// st_mode.
     pub mode: u32,
+    /// st_uid.
+    pub uid: u32,
+    /// st_gid.
+    pub gid: u32,
     /// st_size.
     pub size: u64,
     /// st_mtime (seconds).
@@ -38,6 +45,8 @@ impl HomeFile {
             dev: u64_at(0)?,
             ino: u64_at(8)?,
             mode: u32_at(24)?,
+            uid: u32_at(28)?,
+            gid: u32_at(32)?,
             size: u64_at(48)?,
             mtime: u64_at(88)? as i64,
             mtime_nsec: u64_at(96)? as i64,
@@ -50,6 +59,9 @@ impl HomeFile {
     }
 }
 
+/// The cache's directories: anyone may pass through, only root may list.
+const SEARCH_ONLY: u32 = 0o711;
+
 /// The cache directory.
 #[derive(Debug)]
 pub struct Cache {
@@ -58,10 +70,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache in `dir` (created if missing, readable by the guests' users).
+    /// A cache in `dir` (created if missing). The guests' users may reach
+    /// an entry by its name but not list them: a name tells a file's size
+    /// and modification time.
     pub fn new(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SEARCH_ONLY))?;
         Ok(Self {
             dir: dir.to_owned(),
             counter: AtomicU64::new(0),
@@ -92,10 +106,10 @@ impl Cache {
         let linked = dir.join(name);
         let made = std::fs::create_dir_all(&dir)
             .and_then(|()| {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(SEARCH_ONLY))?;
                 std::fs::set_permissions(
                     self.dir.join("names"),
-                    std::fs::Permissions::from_mode(0o755),
+                    std::fs::Permissions::from_mode(SEARCH_ONLY),
                 )
             })
             .and_then(|()| match std::fs::hard_link(local, &linked) {
@@ -123,6 +137,8 @@ impl Cache {
         const CHUNK: usize = 4 << 20;
         let path = self.path(home_node, file);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == file.size) {
+            // A chmod or chown at home leaves the name as it was.
+            set_access(&path, file).map_err(CacheError::Io)?;
             return Ok(path);
         }
         let tmp = self.dir.join(format!(
@@ -143,11 +159,25 @@ impl Cache {
             offset += bytes.len() as u64;
         }
         drop(out);
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .map_err(CacheError::Io)?;
+        set_access(&tmp, file).map_err(CacheError::Io)?;
         std::fs::rename(&tmp, &path).map_err(CacheError::Io)?;
         Ok(path)
     }
+}
+
+/// Gives the copy at `path` the owner, group and permission bits `file`
+/// has at home, where it has others.
+fn set_access(path: &Path, file: &HomeFile) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let bits = file.mode & 0o777;
+    let now = std::fs::metadata(path)?;
+    if (now.uid(), now.gid()) != (file.uid, file.gid) {
+        std::os::unix::fs::chown(path, Some(file.uid), Some(file.gid))?;
+    }
+    if now.mode() & 0o7777 != bits {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits))?;
+    }
+    Ok(())
 }
 
 /// Why a file could not be cached.

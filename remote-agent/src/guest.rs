@@ -1437,14 +1437,31 @@ impl HostRole {
         // A socket (or a device with no driver) cannot be opened at all:
         // an exec refuses it as it refuses any file that is not regular.
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let (fd, known) =
-            calls
-                .open_to_read(tid, path, flags)
-                .await?
-                .map_err(|errno| match -errno as i32 {
-                    libc::ENXIO | libc::ENODEV => fail(-(libc::EACCES as i64)),
-                    _ => fail(errno),
-                })?;
+        // Home's agent opens it for us if it can: then a program the user
+        // may run but not read runs here too, as it does at home. Where
+        // the agent cannot look its path up, the deputy does.
+        let enosys = -(libc::ENOSYS as i64);
+        let mut opened = calls.open_program(tid, path).await?;
+        if opened == Err(enosys) {
+            let at = libc::O_PATH | libc::O_CLOEXEC;
+            let (found, _) = calls.open_to_read(tid, path, at).await?.map_err(fail)?;
+            opened = calls.open_program_at(tid, found).await?;
+            calls.close_read_only(tid, found)?;
+        }
+        let (fd, known, home_path) = match opened {
+            Ok((fd, known, home_path)) => (fd, known, Some(home_path)),
+            Err(errno) if errno == enosys => {
+                let (fd, known) = calls
+                    .open_to_read(tid, path, flags)
+                    .await?
+                    .map_err(|errno| match -errno as i32 {
+                        libc::ENXIO | libc::ENODEV => fail(-(libc::EACCES as i64)),
+                        _ => fail(errno),
+                    })?;
+                (fd, known, None)
+            }
+            Err(errno) => return Err(fail(errno)),
+        };
         let result = async {
             let file = match known {
                 Some(file) => file,
@@ -1454,11 +1471,14 @@ impl HostRole {
                 return Err(fail(-(libc::EACCES as i64)));
             }
             let local = self.cache_file(&member.home_node, &file, fd, calls).await?;
-            let fd_link = format!("/proc/self/fd/{fd}");
-            let home_path = calls
-                .readlink(tid, fd_link.as_bytes())
-                .await?
-                .unwrap_or_default();
+            let home_path = match home_path {
+                Some(home_path) => home_path,
+                None => {
+                    let fd_link = format!("/proc/self/fd/{fd}");
+                    let home_path = calls.readlink(tid, fd_link.as_bytes()).await?;
+                    home_path.unwrap_or_default()
+                }
+            };
             Ok((local, home_path))
         }
         .await;
@@ -2482,6 +2502,13 @@ impl Context {
     ) -> Result<Answer, HomeGone> {
         if let Some(answer) = self.signal_self(n) {
             return Ok(answer);
+        }
+        // No fd of the program's is that high: it would be one home opened
+        // for this host to fetch a program through.
+        let on_program = [libc::SYS_pread64, libc::SYS_close].contains(&(n.nr as i64))
+            && n.args[0] as i32 >= syscall::PROGRAM_FDS_FROM;
+        if on_program {
+            return Ok(Answer::Errno(libc::EBADF));
         }
         let memory = self.memory(n);
         let mut inputs = Vec::new();

@@ -23,6 +23,10 @@ pub struct HomeCalls {
     forwarded: AtomicU64,
 }
 
+/// A program home opened for an exec: the fd to fetch it through, its
+/// identity and its path at home; or `-errno`.
+pub type OpenedProgram = Result<(i32, Option<HomeFile>, Vec<u8>), i64>;
+
 /// A non-null placeholder for a pointer argument whose buffer travels as data.
 const BUFFER: u64 = 1;
 
@@ -169,6 +173,53 @@ impl HomeCalls {
             .output(homing_proto::syscall::PREFETCHED_STAT)
             .and_then(HomeFile::from_stat);
         Ok(Ok((result.ret as i32, file)))
+    }
+
+    /// Opens the program at `path` at home for an exec (see
+    /// [`homing_proto::syscall::OPEN_PROGRAM`]): the fd to fetch it
+    /// through, its identity and its path at home; or `-errno` (`-ENOSYS`:
+    /// home's agent cannot look the path up).
+    pub async fn open_program(&self, tid: i32, path: &[u8]) -> Result<OpenedProgram, HomeGone> {
+        let mut cstr = path.to_vec();
+        cstr.push(0);
+        let input = ArgData {
+            index: 0,
+            bytes: cstr,
+        };
+        self.program_call(tid, [BUFFER, 0, 0, 0, 0, 0], vec![input])
+            .await
+    }
+
+    /// The same for what the deputy's fd `fd` (opened with `O_PATH`)
+    /// names (`-ENOSYS`: home's agent cannot open programs).
+    pub async fn open_program_at(&self, tid: i32, fd: i32) -> Result<OpenedProgram, HomeGone> {
+        self.program_call(tid, [fd as u64, 0, 0, 0, 0, 0], vec![])
+            .await
+    }
+
+    async fn program_call(
+        &self,
+        tid: i32,
+        args: [u64; 6],
+        inputs: Vec<ArgData>,
+    ) -> Result<OpenedProgram, HomeGone> {
+        let call = SyscallCall {
+            nr: homing_proto::syscall::OPEN_PROGRAM,
+            args,
+            inputs,
+        };
+        let result = self.call(tid, call).await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        let file = result
+            .output(homing_proto::syscall::PREFETCHED_STAT)
+            .and_then(HomeFile::from_stat);
+        let home_path = result
+            .output(homing_proto::syscall::PROGRAM_PATH)
+            .unwrap_or_default()
+            .to_vec();
+        Ok(Ok((result.ret as i32, file, home_path)))
     }
 
     /// `fstat(fd)` at home: the file's identity, or `-errno`.

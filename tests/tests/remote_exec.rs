@@ -458,6 +458,72 @@ fn clear_failures_for_missing_programs_and_nodes() {
     assert!(run.stderr.contains("node node2 is unreachable"), "{run:?}");
 }
 
+/// A program its user may run but not read (mode 711 and someone else's,
+/// as some sites install licensed tools) runs on node2 as it runs at home.
+/// Its copy there keeps its owner and mode, and so does the copy of a
+/// private file a program mapped: no other user of node2 can read what
+/// they could not read at home, nor list the copies.
+#[test]
+fn a_program_its_user_may_run_but_not_read_runs_and_its_copy_stays_unreadable() {
+    let cluster = Cluster::up(2);
+    ok(cluster.exec(
+        "node1",
+        &[
+            "sh",
+            "-c",
+            "cp /usr/bin/basename /home/alice/runonly && chown bob: /home/alice/runonly && chmod 711 /home/alice/runonly",
+        ],
+    ));
+    // Found from the cwd, and by an absolute path that crosses into the
+    // mount /home is (which home's agent leaves to the deputy to look up).
+    let script =
+        "cat runonly >/dev/null; ./runonly /a/b/leaf; /home/alice/runonly /c/d; echo status=$?";
+    let native = at_home(&cluster, script);
+    assert!(native.stderr.contains("Permission denied"), "{native:?}");
+    assert_eq!(native.stdout, "leaf\nd\nstatus=0\n");
+    let remote = at_home(
+        &cluster,
+        &format!("homing run --on node2 -- sh -c '{script}'"),
+    );
+    assert_eq!(remote.stdout, native.stdout);
+    assert!(remote.stderr.contains("Permission denied"), "{remote:?}");
+    ok(at_home(
+        &cluster,
+        "printf 'alice private' > secret && chmod 600 secret && homing run --on node2 -- python3 -c \"import mmap; f = open('secret', 'rb'); print(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)[:5])\"",
+    ));
+    // On node2, root finds the copies; alice and bob try to read them.
+    let copies = ok(cluster.exec(
+        "node2",
+        &[
+            "sh",
+            "-c",
+            "cd /var/lib/homing/cache && for f in node1-*; do cmp -s $f /usr/bin/basename && echo program=$PWD/$f; grep -qx 'alice private' $f && echo secret=$PWD/$f; done; stat -c %a .",
+        ],
+    ));
+    let copy = |what: &str| -> String {
+        copies
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(what))
+            .unwrap_or_else(|| panic!("no copy of the {what} in {copies:?}"))
+            .to_owned()
+    };
+    let (program, secret) = (copy("program="), copy("secret="));
+    assert!(copies.stdout.ends_with("711\n"), "{copies:?}");
+    let stat = ok(cluster.exec("node2", &["stat", "-c", "%U %a", &program, &secret]));
+    assert_eq!(stat.stdout, "bob 711\nalice 600\n");
+    for (user, file) in [("alice", &program), ("bob", &secret)] {
+        let read = cluster.exec_as("node2", user, &["cat", file]);
+        assert!(
+            read.stderr.contains("Permission denied"),
+            "{user}: {read:?}"
+        );
+        assert!(read.stdout.is_empty(), "{user}: {read:?}");
+    }
+    let listed = cluster.exec_as("node2", "bob", &["ls", "/var/lib/homing/cache"]);
+    assert!(listed.stderr.contains("Permission denied"), "{listed:?}");
+}
+
 #[test]
 fn execs_of_what_cannot_run_fail_as_at_home() {
     // The host learns a program's identity from the open that fetches it;
