@@ -479,7 +479,12 @@ impl FastPath {
             return Some(failed(libc::EACCES));
         }
         let link = format!("/proc/self/fd/{}", found.as_raw_fd());
-        let home_path = rustix::fs::readlink(link.as_str(), Vec::new()).ok()?;
+        // Its path as the deputy would name it, where the agent sees the
+        // same mounts from the same root (the host asks the deputy else).
+        let home_path = match self.looks_up_paths {
+            true => rustix::fs::readlink(link.as_str(), Vec::new()).ok()?,
+            false => Default::default(),
+        };
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
         let opened = rustix::fs::open(link.as_str(), flags, Mode::empty()).ok()?;
         let stat = on_found(&opened, libc::SYS_newfstatat, 1, libc::AT_EMPTY_PATH)?;

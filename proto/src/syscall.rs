@@ -316,7 +316,9 @@ pub const OFFSET_AFTER: u8 = 252;
 /// execute, or is no regular file, is refused with EACCES, as `execve`
 /// refuses it. The answer is an fd that only `pread64` and `close` may
 /// use (the deputy never has it), with the file's stat as output
-/// [`PREFETCHED_STAT`] and its canonical path as output [`PROGRAM_PATH`].
+/// [`PREFETCHED_STAT`] and its canonical path as output [`PROGRAM_PATH`]
+/// (empty where the agent and the deputy do not see the same mounts from
+/// the same root: the deputy's `/proc/self/fd` link names it then).
 /// ENOSYS: not answered there (the deputy got it): by path, the agent
 /// cannot look it up (another mount on the way, a magic link); by fd, it
 /// cannot open programs at all.

@@ -1449,8 +1449,9 @@ impl HostRole {
             calls.close_read_only(tid, found)?;
         }
         let (fd, known, home_path) = match opened {
-            Ok((fd, known, home_path)) => (fd, known, Some(home_path)),
+            Ok((fd, known, home_path)) => (fd, known, Some(home_path).filter(|p| !p.is_empty())),
             Err(errno) if errno == enosys => {
+                calls.may_execute(tid, path).await?.map_err(fail)?;
                 let (fd, known) = calls
                     .open_to_read(tid, path, flags)
                     .await?
@@ -2041,21 +2042,8 @@ impl Context {
             (Err(errno), _) | (_, Err(errno)) => return Ok(Answer::Errno(errno)),
         };
         debug!(home_pid = self.home_pid, path = %String::from_utf8_lossy(&path), "execve");
-        // Permission to execute is home's to decide.
-        let mut cpath = path.clone();
-        cpath.push(0);
-        let access = SyscallCall {
-            nr: libc::SYS_access as u64,
-            args: [1, libc::X_OK as u64, 0, 0, 0, 0],
-            inputs: vec![ArgData {
-                index: 0,
-                bytes: cpath,
-            }],
-        };
-        let allowed = self.calls.call(n.tid, access).await?;
-        if allowed.ret < 0 {
-            return Ok(errno_of(allowed.ret));
-        }
+        // Permission to execute is home's to decide: the program is
+        // opened there for it only where it may run (see `fetch_program`).
         // What the deputy shows at home from now on, as the exec would.
         let command_line: Vec<u8> = argv
             .iter()
@@ -2719,10 +2707,11 @@ impl Context {
     }
 
     /// After home answered read `n` with `result` (all it asked for, at
-    /// traffic count `traffic`): asks home for the read that would follow
-    /// it, before the program makes it, if the program reads a file it
-    /// opened itself and shares with no one, has one thread, and has not
-    /// left a read ahead of that file unused (see [`crate::read_ahead`]).
+    /// traffic count `traffic`): asks home for what would follow it,
+    /// before the program asks, if the program reads a file it opened
+    /// itself and shares with no one, has one thread, and has not left
+    /// reads ahead of that file unread so far that they stopped (see
+    /// [`crate::read_ahead`]).
     fn read_ahead_after(
         &self,
         n: &Notification,
@@ -2756,9 +2745,9 @@ impl Context {
     }
 
     /// Answers a `read` from what was read ahead of it, when that may
-    /// serve (see [`crate::read_ahead`]), and asks for the next once the
-    /// program has had it all. `None` sends the read home; a read ahead
-    /// of that fd that could not answer it is not tried again.
+    /// serve (see [`crate::read_ahead`]), and asks for what follows in
+    /// time. `None` sends the read home, and what was read ahead of that
+    /// fd counts as left.
     async fn serve_read_ahead(&self, n: &Notification) -> Option<Answer> {
         if n.nr as i64 != libc::SYS_read {
             return None;
@@ -2806,16 +2795,14 @@ impl Context {
         if let Some(at) = ahead.half_read(want).filter(|_| after.is_none()) {
             after = ask(at, self.member.pace(fd));
         }
-        if let Some(at) = ahead.next() {
-            let pace = Pace::used_up(&ahead);
+        let mut now = Some(ahead);
+        if let Some(at) = now.as_ref().and_then(ReadAhead::next) {
+            let pace = now.as_ref().map_or(Pace::Off, Pace::used_up);
             self.member.set_pace(fd, pace);
-            ahead = match after.take() {
-                Some(after) => after,
-                None => ask(at, pace)?,
-            };
+            now = after.take().or_else(|| ask(at, pace));
         }
-        if let Ok(mut slot) = self.member.read_ahead.lock() {
-            *slot = Some(Ahead { now: ahead, after });
+        if let (Some(now), Ok(mut slot)) = (now, self.member.read_ahead.lock()) {
+            *slot = Some(Ahead { now, after });
         }
         if let Ok(false) = self.listener.deliver(n.id, Answer::Value(count as i64)) {
             // Its thread left: the bytes stay unread, at home too.

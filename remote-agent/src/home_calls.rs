@@ -222,6 +222,24 @@ impl HomeCalls {
         Ok(Ok((result.ret as i32, file, home_path)))
     }
 
+    /// `access(path, X_OK)` at home: whether the program may execute
+    /// what `path` names, or `-errno`.
+    pub async fn may_execute(&self, tid: i32, path: &[u8]) -> Result<Result<(), i64>, HomeGone> {
+        let mut cstr = path.to_vec();
+        cstr.push(0);
+        let input = ArgData {
+            index: 0,
+            bytes: cstr,
+        };
+        let args = [BUFFER, libc::X_OK as u64, 0, 0, 0, 0];
+        let result = self.raw(tid, libc::SYS_access, args, vec![input]).await?;
+        Ok(if result.ret < 0 {
+            Err(result.ret)
+        } else {
+            Ok(())
+        })
+    }
+
     /// `fstat(fd)` at home: the file's identity, or `-errno`.
     pub async fn fstat(&self, tid: i32, fd: i32) -> Result<Result<HomeFile, i64>, HomeGone> {
         let args = [fd as u64, BUFFER, 0, 0, 0, 0];
