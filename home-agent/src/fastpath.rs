@@ -126,6 +126,16 @@ impl Changes {
         }
     }
 
+    /// Whether an exec is under way: the host does not wait for its
+    /// answer before the new program runs, so the new program's calls
+    /// may come before the deputy has closed the old one's close-on-exec
+    /// fds. Until it has, none of its fds is taken from the deputy here.
+    fn exec_under_way(&self) -> bool {
+        self.under_way.lock().map_or(true, |under_way| {
+            under_way.values().any(|c| *c == Change::All)
+        })
+    }
+
     fn take_settled(&self) -> Vec<Change> {
         self.settled
             .lock()
@@ -641,6 +651,9 @@ impl FastPath {
     }
 
     fn duplicate(&mut self, fd: i32) -> Option<Arc<OwnedFd>> {
+        if self.changes.exec_under_way() {
+            return None;
+        }
         if let Some(known) = self.fds.get(&fd) {
             return known.clone();
         }

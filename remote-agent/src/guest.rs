@@ -2067,13 +2067,16 @@ impl Context {
         if !self.listener.is_pending(n.id) {
             return Ok(Answer::Errno(libc::EINTR));
         }
-        // From here the old program is gone: its close-on-exec fds close at home.
+        // From here the old program is gone: its close-on-exec fds close at
+        // home. Nothing waits for that: the deputy does it as the call
+        // comes, before it reads the new program's first call, which
+        // travels behind it.
         let exec_done = SyscallCall {
             nr: libc::SYS_execve as u64,
             args: [0; 6],
             inputs: shown,
         };
-        self.calls.call(n.tid, exec_done).await?;
+        self.calls.start_unanswered(n.tid, exec_done)?;
         if let Some(answer) = self.exec_in_place(n, &program, &envp).await {
             return Ok(answer);
         }

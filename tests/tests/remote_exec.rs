@@ -524,6 +524,34 @@ fn a_program_its_user_may_run_but_not_read_runs_and_its_copy_stays_unreadable() 
     assert!(listed.stderr.contains("Permission denied"), "{listed:?}");
 }
 
+/// An exec closes the program's close-on-exec fds at home and keeps the
+/// others: the new program finds the ones it inherited and not the rest,
+/// as at home.
+#[test]
+fn an_exec_leaves_the_new_program_only_the_fds_it_inherits() {
+    let cluster = Cluster::up(2);
+    let script = r#"import os
+kept = os.open("kept", os.O_RDONLY)
+os.set_inheritable(kept, True)
+closed = os.open("closed", os.O_RDONLY)
+os.dup2(kept, 7)
+os.execv("/bin/sh", ["sh", "-c", "cat <&%d; echo kept=$?; cat <&%d; echo closed=$?; cat <&7; echo seven=$?" % (kept, closed)])
+"#;
+    ok(at_home(
+        &cluster,
+        &format!(
+            "echo inherited > kept && echo gone > closed && cat > exec.py <<'EOF'\n{script}EOF"
+        ),
+    ));
+    let native = at_home(&cluster, "python3 exec.py 2>/dev/null");
+    assert_eq!(native.stdout, "inherited\nkept=0\nclosed=2\nseven=0\n");
+    let remote = at_home(
+        &cluster,
+        "homing run --on node2 -- python3 exec.py 2>/dev/null",
+    );
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 #[test]
 fn execs_of_what_cannot_run_fail_as_at_home() {
     // The host learns a program's identity from the open that fetches it;
