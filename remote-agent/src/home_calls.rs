@@ -158,13 +158,8 @@ impl HomeCalls {
         path: &[u8],
         flags: i32,
     ) -> Result<Result<(i32, Option<HomeFile>), i64>, HomeGone> {
-        let mut cstr = path.to_vec();
-        cstr.push(0);
         let args = [libc::AT_FDCWD as u64, BUFFER, flags as u64, 0, 0, 0];
-        let input = ArgData {
-            index: 1,
-            bytes: cstr,
-        };
+        let input = path_input(1, path);
         let result = self.raw(tid, libc::SYS_openat, args, vec![input]).await?;
         if result.ret < 0 {
             return Ok(Err(result.ret));
@@ -180,12 +175,7 @@ impl HomeCalls {
     /// through, its identity and its path at home; or `-errno` (`-ENOSYS`:
     /// home's agent cannot look the path up).
     pub async fn open_program(&self, tid: i32, path: &[u8]) -> Result<OpenedProgram, HomeGone> {
-        let mut cstr = path.to_vec();
-        cstr.push(0);
-        let input = ArgData {
-            index: 0,
-            bytes: cstr,
-        };
+        let input = path_input(0, path);
         self.program_call(tid, [BUFFER, 0, 0, 0, 0, 0], vec![input])
             .await
     }
@@ -225,12 +215,7 @@ impl HomeCalls {
     /// `access(path, X_OK)` at home: whether the program may execute
     /// what `path` names, or `-errno`.
     pub async fn may_execute(&self, tid: i32, path: &[u8]) -> Result<Result<(), i64>, HomeGone> {
-        let mut cstr = path.to_vec();
-        cstr.push(0);
-        let input = ArgData {
-            index: 0,
-            bytes: cstr,
-        };
+        let input = path_input(0, path);
         let args = [BUFFER, libc::X_OK as u64, 0, 0, 0, 0];
         let result = self.raw(tid, libc::SYS_access, args, vec![input]).await?;
         Ok(if result.ret < 0 {
@@ -286,13 +271,8 @@ impl HomeCalls {
 
     /// `readlink(path)` at home: the link's target, or `-errno`.
     pub async fn readlink(&self, tid: i32, path: &[u8]) -> Result<Result<Vec<u8>, i64>, HomeGone> {
-        let mut cstr = path.to_vec();
-        cstr.push(0);
         let args = [BUFFER, BUFFER, libc::PATH_MAX as u64, 0, 0, 0];
-        let input = ArgData {
-            index: 0,
-            bytes: cstr,
-        };
+        let input = path_input(0, path);
         let result = self.raw(tid, libc::SYS_readlink, args, vec![input]).await?;
         Ok(second_output(result))
     }
@@ -308,6 +288,14 @@ impl HomeCalls {
         };
         self.start_unanswered(tid, call)
     }
+}
+
+/// A path as a call's input `index`: NUL-terminated, as the kernel reads it.
+fn path_input(index: u8, path: &[u8]) -> ArgData {
+    let mut bytes = Vec::with_capacity(path.len() + 1);
+    bytes.extend_from_slice(path);
+    bytes.push(0);
+    ArgData { index, bytes }
 }
 
 /// The bytes a call wrote into its argument 1 (a read's buffer, a

@@ -49,7 +49,7 @@ pub enum Pace {
     Untried,
     /// This much, or the program's read if that is longer.
     Ask(usize),
-    /// One went unused: no more.
+    /// Two in a row went wholly unread: no more.
     Off,
 }
 
@@ -93,7 +93,7 @@ pub struct Ahead {
 pub struct ReadAhead {
     pub fd: i32,
     /// Where its bytes begin in the file.
-    pub offset: u64,
+    offset: u64,
     /// How many it asked for (fewer came back only at the file's end).
     len: usize,
     /// The caller's traffic count when it was asked for.
