@@ -266,6 +266,12 @@ impl FastPath {
         let mut here = call.clone();
         here.args[0] = local.as_raw_fd() as u64;
         let mut result = homing_shim::execute::execute(&here, &ptrs);
+        if nr == libc::SYS_getdents64 && result.ret > 0 && at_directory_end(&local) {
+            result.outputs.push(syscall::ArgData {
+                index: syscall::DIRECTORY_END,
+                bytes: vec![],
+            });
+        }
         if nr == libc::SYS_read && result.ret > 0 {
             // Where the next read begins, for the host to ask ahead.
             if let Ok(offset) = rustix::fs::seek(&*local, rustix::fs::SeekFrom::Current(0)) {
@@ -683,6 +689,25 @@ fn on_found(found: &OwnedFd, nr: i64, arg: u64, flags: i32) -> Option<SyscallRes
         return None;
     };
     Some(homing_shim::execute::execute(&call, &ptrs))
+}
+
+/// Whether a directory's listing has nothing left from its position: a
+/// `getdents64` with room for no entry returns 0 there, and EINVAL (having
+/// moved nowhere: an entry that does not fit is not passed) where one is
+/// left. Only on a local filesystem, whose listing is known to work so.
+fn at_directory_end(dir: &OwnedFd) -> bool {
+    if !on_local_filesystem(dir) {
+        return false;
+    }
+    let probe = SyscallCall {
+        nr: libc::SYS_getdents64 as u64,
+        args: [dir.as_raw_fd() as u64, 1, 1, 0, 0, 0],
+        inputs: vec![],
+    };
+    let Route::Forward(ptrs) = syscall::route(probe.nr, &probe.args) else {
+        return false;
+    };
+    homing_shim::execute::execute(&probe, &ptrs).ret == 0
 }
 
 /// A call's answer that it failed with `errno`.

@@ -306,6 +306,10 @@ pub const PREFETCH_LEN: usize = 16 << 10;
 /// native order): where the program's next read begins, which the host may
 /// ask for before the program does (a `pread64` there).
 pub const OFFSET_AFTER: u8 = 252;
+/// Output index, in the answer to a `getdents64` that returned entries,
+/// that home's agent adds (empty) when nothing was left after them: a
+/// `getdents64` made then would have returned 0.
+pub const DIRECTORY_END: u8 = 254;
 
 /// A call no kernel has, which only the home agent answers: opens a
 /// program for an exec, for reading whatever its read permission, if the

@@ -129,6 +129,18 @@ struct Seekable {
     pace: Pace,
 }
 
+/// A directory home listed to its end in answer to a `getdents64`, with
+/// nothing left after (see [`syscall::DIRECTORY_END`]).
+struct DirectoryEnd {
+    fd: i32,
+    /// The call that listed it (its notification's id).
+    call: u64,
+    /// [`HOME_TRAFFIC`] once that call was answered: the program's next
+    /// `getdents64` of the fd gets 0 here while this count stands.
+    armed: Option<u64>,
+    at: std::time::Instant,
+}
+
 struct PendingFork {
     parent_host: i32,
     home_node: String,
@@ -233,6 +245,9 @@ pub struct Member {
     /// Its next read, asked of home before it makes it (see
     /// [`Context::serve_read_ahead`]).
     read_ahead: Mutex<Option<Ahead>>,
+    /// The directory the program's last `getdents64` listed to its end
+    /// (see [`Context::serve_directory_end`]).
+    directory_end: Mutex<Option<DirectoryEnd>>,
     /// The notification whose answer was counted in [`HOME_TRAFFIC`] as
     /// it was given, before its handling ended (0: none).
     answer_counted: std::sync::atomic::AtomicU64,
@@ -572,12 +587,33 @@ impl Member {
     }
 
     /// The open `id` has been answered, at `traffic`: what it brought may
-    /// serve from now on.
+    /// serve from now on; so may the end of a directory call `id` listed.
     fn arm_prefetched(&self, id: u64, traffic: u64) {
         if let Ok(mut prefetched) = self.prefetched.lock() {
             if let Some(prefetched) = prefetched.as_mut().filter(|p| p.open == id) {
                 prefetched.armed = Some(traffic);
             }
+        }
+        if let Ok(mut end) = self.directory_end.lock() {
+            if let Some(end) = end.as_mut().filter(|end| end.call == id) {
+                end.armed = Some(traffic);
+            }
+        }
+    }
+
+    /// Keeps that call `n`, a `getdents64`, listed its directory to the
+    /// end, if home says so, until it is answered ([`Self::arm_prefetched`]).
+    fn note_directory_end(&self, n: &Notification, result: &homing_proto::syscall::SyscallResult) {
+        if n.nr as i64 != libc::SYS_getdents64 || result.output(syscall::DIRECTORY_END).is_none() {
+            return;
+        }
+        if let Ok(mut end) = self.directory_end.lock() {
+            *end = Some(DirectoryEnd {
+                fd: n.args[0] as i32,
+                call: n.id,
+                armed: None,
+                at: std::time::Instant::now(),
+            });
         }
     }
 
@@ -907,6 +943,7 @@ impl HostRole {
             held_children: DashMap::new(),
             listener: Mutex::new(None),
             read_ahead: Mutex::new(None),
+            directory_end: Mutex::new(None),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
@@ -1591,7 +1628,9 @@ fn errno_of(ret: i64) -> Answer {
 impl Context {
     async fn handle(&self, n: Notification, route: Route) -> Held {
         if matches!(route, Route::Forward(_)) {
-            if let Some(answer) = self.serve_prefetched(&n).or_else(|| self.seek_here(&n)) {
+            let here = self.serve_prefetched(&n);
+            let here = here.or_else(|| self.seek_here(&n));
+            if let Some(answer) = here.or_else(|| self.serve_directory_end(&n)) {
                 self.give(&n, answer, "answered here");
                 return Held::Answered;
             }
@@ -1892,6 +1931,22 @@ impl Context {
             }
             _ => None,
         }
+    }
+
+    /// Answers a `getdents64` of the directory the program's last one
+    /// listed to its end with that end (0), when nothing has gone home or
+    /// come from there since that was answered, moments ago: a call at
+    /// home would find the same (under the rule of [`Self::serve_prefetched`]).
+    /// Nothing moves: home's listing is at its end already.
+    fn serve_directory_end(&self, n: &Notification) -> Option<Answer> {
+        if n.nr as i64 != libc::SYS_getdents64 {
+            return None;
+        }
+        let end = self.member.directory_end.lock().ok()?;
+        let end = end.as_ref()?;
+        let fresh = end.armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
+            && end.at.elapsed() < PREFETCH_FRESH;
+        (fresh && end.fd == n.args[0] as i32).then_some(Answer::Value(0))
     }
 
     /// Answers an `lseek` from the start of a regular file the program
@@ -2629,6 +2684,7 @@ impl Context {
         self.member.note_read_only(n.nr, &args, result.ret);
         self.member.note_fstat(n, self.call, stat_output, &result);
         self.member.note_prefetched(n, &result);
+        self.member.note_directory_end(n, &result);
         for output in &result.outputs {
             let Some(ptr) = ptrs
                 .iter()

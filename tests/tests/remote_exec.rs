@@ -458,6 +458,32 @@ fn clear_failures_for_missing_programs_and_nodes() {
     assert!(run.stderr.contains("node node2 is unreachable"), "{run:?}");
 }
 
+/// A directory listed to its end: the next `getdents64` of the same fd
+/// is answered on node2 while nothing can have told the program of a
+/// change; once something has (a line on stdin, sent after a file was
+/// added at home), the listing from its start is home's as it is then.
+#[test]
+fn a_directory_listed_to_its_end_then_again_shows_what_was_added() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "listing");
+    let run = |command: &str, dir: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "rm -rf {dir} && mkdir {dir} && touch {dir}/a {dir}/b && exec 3<>{dir}.fifo; {{ read first <&3; read again <&3; touch {dir}/c; echo go; read then <&3; printf '%s\\n' \"$first\" \"$again\" \"$then\" > {dir}.out; }} | {command} {dir} >&3; cat {dir}.out"
+            ),
+        ))
+    };
+    ok(at_home(&cluster, "mkfifo home.fifo away.fifo"));
+    let native = run("./listing", "home");
+    let remote = run("homing run --on node2 -- ./listing", "away");
+    let lines: Vec<&str> = native.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{native:?}");
+    assert!(lines[1].ends_with("again: (end 0)"), "{native:?}");
+    assert!(lines[2].contains(" c "), "{native:?}");
+    assert_eq!(remote.stdout.replace("away", "home"), native.stdout);
+}
+
 /// A program its user may run but not read (mode 711 and someone else's,
 /// as some sites install licensed tools) runs on node2 as it runs at home.
 /// Its copy there keeps its owner and mode, and so does the copy of a
