@@ -57,6 +57,8 @@ struct PeerEntry {
     rtt: Option<Duration>,
     /// Since when pings go unanswered.
     silent_since: Option<tokio::time::Instant>,
+    /// When its last connection ended, while it has no other.
+    lost_at: Option<tokio::time::Instant>,
 }
 
 impl PeerEntry {
@@ -199,6 +201,7 @@ impl Node {
                     last_error: None,
                     rtt: None,
                     silent_since: None,
+                    lost_at: None,
                 };
                 (peer.name.clone(), entry)
             })
@@ -302,6 +305,7 @@ impl Node {
         entry.last_error = None;
         entry.rtt = None;
         entry.silent_since = None;
+        entry.lost_at = None;
         drop(entry);
         info!(peer, address = %conn.remote_address(), rtt = ?conn.rtt(), "peer connected");
         tokio::spawn(self.clone().heartbeat(peer.to_owned(), conn.clone()));
@@ -421,6 +425,7 @@ impl Node {
         }
         entry.connection = None;
         entry.state = PeerState::Unreachable;
+        entry.lost_at = Some(tokio::time::Instant::now());
         let reason = match reason {
             quinn::ConnectionError::LocallyClosed => {
                 entry.last_error.clone().unwrap_or_else(|| "closed".into())
@@ -710,7 +715,7 @@ impl Node {
         spec: RunSpec,
     ) -> Result<(), WireError> {
         let pid = cred.pid().unwrap_or(0);
-        let conn = match self.connection_to(node) {
+        let conn = match self.connection_to_start(node).await {
             Ok(conn) => conn,
             Err(message) => {
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
@@ -1116,6 +1121,24 @@ impl Node {
             let _ = write_message(&mut to_deputy, &exited).await;
         }
         Ok(())
+    }
+
+    /// The live connection to `node` for a program to start on, or why
+    /// there is none. A connection that ended moments ago (its agent
+    /// restarting, most often) is waited for, as a start sent on it would
+    /// be started again (see [`Self::start_again`]).
+    async fn connection_to_start(&self, node: &str) -> Result<Connection, String> {
+        loop {
+            let error = match self.connection_to(node) {
+                Ok(conn) => return Ok(conn),
+                Err(error) => error,
+            };
+            let lost_at = self.peers.get(node).and_then(|entry| entry.lost_at);
+            if lost_at.is_none_or(|at| at.elapsed() >= START_AGAIN_WITHIN) {
+                return Err(error);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The live connection to `node`, or why there is none.
