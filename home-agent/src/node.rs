@@ -824,13 +824,10 @@ impl Node {
         request: &PeerRequest,
     ) -> Option<(Connection, SendStream, RecvStream)> {
         let deadline = tokio::time::Instant::now() + START_AGAIN_WITHIN;
-        let fresh = loop {
-            match self.connection_to(node) {
-                Ok(conn) if conn.stable_id() != stale.stable_id() => break conn,
-                _ if tokio::time::Instant::now() >= deadline => return None,
-                _ => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        };
+        let fresh = self
+            .connection_by(node, deadline, |conn| conn.stable_id() != stale.stable_id())
+            .await
+            .ok()?;
         let (mut send, recv) = fresh.open_bi().await.ok()?;
         send_message(&mut send, request).await.ok()?;
         Some((fresh, send, recv))
@@ -1128,13 +1125,26 @@ impl Node {
     /// restarting, most often) is waited for, as a start sent on it would
     /// be started again (see [`Self::start_again`]).
     async fn connection_to_start(&self, node: &str) -> Result<Connection, String> {
+        let lost_at = self.peers.get(node).and_then(|entry| entry.lost_at);
+        let deadline = lost_at.map_or_else(tokio::time::Instant::now, |at| at + START_AGAIN_WITHIN);
+        self.connection_by(node, deadline, |_| true).await
+    }
+
+    /// A live connection to `node` that `wanted` takes, looked for every
+    /// 5 ms until `deadline`; else why there is none.
+    async fn connection_by(
+        &self,
+        node: &str,
+        deadline: tokio::time::Instant,
+        wanted: impl Fn(&Connection) -> bool,
+    ) -> Result<Connection, String> {
         loop {
             let error = match self.connection_to(node) {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) if wanted(&conn) => return Ok(conn),
+                Ok(_) => format!("node {node} has no connection but the one that failed"),
                 Err(error) => error,
             };
-            let lost_at = self.peers.get(node).and_then(|entry| entry.lost_at);
-            if lost_at.is_none_or(|at| at.elapsed() >= START_AGAIN_WITHIN) {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(error);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1866,8 +1866,7 @@ impl Context {
     fn serve_prefetched(&self, n: &Notification) -> Option<Answer> {
         let mut slot = self.member.prefetched.lock().ok()?;
         let prefetched = slot.as_mut()?;
-        let fresh = prefetched.armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
-            && prefetched.at.elapsed() < PREFETCH_FRESH;
+        let fresh = nothing_learned_since(prefetched.armed, prefetched.at);
         if !fresh || n.args[0] as i32 != prefetched.fd {
             return None;
         }
@@ -1944,8 +1943,7 @@ impl Context {
         }
         let end = self.member.directory_end.lock().ok()?;
         let end = end.as_ref()?;
-        let fresh = end.armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
-            && end.at.elapsed() < PREFETCH_FRESH;
+        let fresh = nothing_learned_since(end.armed, end.at);
         (fresh && end.fd == n.args[0] as i32).then_some(Answer::Value(0))
     }
 
@@ -3505,9 +3503,14 @@ fn note_home_traffic() -> u64 {
     HOME_TRAFFIC.fetch_add(1, Ordering::SeqCst) + 1
 }
 
-/// How long what home read ahead at an open may serve at most: as long as
-/// a read asked ahead of the program.
-const PREFETCH_FRESH: Duration = crate::read_ahead::FRESH_FOR;
+/// Whether what home said at traffic count `armed` (`None`: not answered
+/// yet), `at` then, may still answer the program: nothing has gone home
+/// or come from there since, and it is as recent as a read asked ahead of
+/// the program must be.
+fn nothing_learned_since(armed: Option<u64>, at: std::time::Instant) -> bool {
+    armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
+        && at.elapsed() < crate::read_ahead::FRESH_FOR
+}
 
 /// Woken whenever a guest may have a new signal: the agent sent one, or a
 /// guest ended (its parent's SIGCHLD). Calls out at home look again then

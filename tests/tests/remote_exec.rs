@@ -565,16 +565,10 @@ os.execv("/bin/sh", ["sh", "-c", "cat <&%d; echo kept=$?; cat <&%d; echo closed=
 "#;
     ok(at_home(
         &cluster,
-        &format!(
-            "echo inherited > kept && echo gone > closed && cat > exec.py <<'EOF'\n{script}EOF"
-        ),
+        "echo inherited > kept && echo gone > closed",
     ));
-    let native = at_home(&cluster, "python3 exec.py 2>/dev/null");
+    let (native, remote) = python_at_home_and_on_node2(&cluster, "exec.py", script);
     assert_eq!(native.stdout, "inherited\nkept=0\nclosed=2\nseven=0\n");
-    let remote = at_home(
-        &cluster,
-        "homing run --on node2 -- python3 exec.py 2>/dev/null",
-    );
     assert_eq!(remote.stdout, native.stdout);
 }
 
