@@ -229,8 +229,9 @@ impl FastPath {
         }
     }
 
-    /// Runs `call` here if it qualifies; `None` sends it to the deputy.
-    pub fn try_execute(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    /// Runs `call` here if it qualifies, taking its input buffers; `None`
+    /// sends it, untouched, to the deputy.
+    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
         for change in self.changes.take_settled() {
             self.forget(change);
         }
@@ -263,9 +264,14 @@ impl FastPath {
         let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
             return None;
         };
-        let mut here = call.clone();
+        // A write's bytes go to the kernel as they came.
+        let mut here = SyscallCall {
+            nr: call.nr,
+            args: call.args,
+            inputs: std::mem::take(&mut call.inputs),
+        };
         here.args[0] = local.as_raw_fd() as u64;
-        let mut result = homing_shim::execute::execute(&here, &ptrs);
+        let mut result = homing_shim::execute::execute_owned(here, &ptrs);
         if nr == libc::SYS_getdents64 && result.ret > 0 && at_directory_end(&local) {
             result.outputs.push(syscall::ArgData {
                 index: syscall::DIRECTORY_END,

@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
+use homing_proto::frame::decode_bulk;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_remote_agent::guest::HostRole;
@@ -24,7 +25,8 @@ use crate::fastpath::{Changes, FastPath};
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
-    read_frame, read_message, read_whole_frame, send_frame, send_message, write_message, WireError,
+    read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
+    send_message, write_message, WireError,
 };
 use homing_remote_agent::spin;
 
@@ -134,6 +136,8 @@ enum RelayCommand {
 /// What the relay's writer sends to the host.
 enum Outgoing {
     Frame(Vec<u8>),
+    /// A bulk frame and its bytes (an answer: never held).
+    Bulk(Vec<u8>, Vec<u8>),
     Switch(SendStream),
     /// Sends the signals held while the relay held (after the go).
     Release,
@@ -893,6 +897,18 @@ impl Node {
                                 return Some((send, held));
                             }
                         }
+                        Outgoing::Bulk(frame, bytes) => {
+                            if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                                continue;
+                            }
+                            let sent = match send_frame(&mut send, frame).await {
+                                Ok(()) => send_frame(&mut send, bytes).await,
+                                Err(error) => Err(error),
+                            };
+                            if sent.is_err() {
+                                return Some((send, held));
+                            }
+                        }
                         Outgoing::Switch(new_send) => {
                             let _ = send.finish();
                             send = new_send;
@@ -956,7 +972,7 @@ impl Node {
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
             let frame = tokio::select! {
-                frame = read_frame(&mut recv), if !held => {
+                frame = read_bulk_frame(&mut recv), if !held => {
                     // The program's next call follows this one's answer closely.
                     spin::keep_hot();
                     frame
@@ -1004,8 +1020,8 @@ impl Node {
                     continue;
                 }
             };
-            let msg = match frame {
-                Ok(Some(body)) => match homing_proto::decode::<ToHome>(&body) {
+            let mut msg = match frame {
+                Ok(Some((body, bytes))) => match decode_bulk::<ToHome>(&body, bytes) {
                     Ok(msg) => {
                         // The host has the program: a start is not made twice.
                         start_again = None;
@@ -1063,12 +1079,14 @@ impl Node {
                     | ToHome::Return => {}
                 }
             }
-            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&msg, fast.as_mut()) {
+            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&mut msg, fast.as_mut()) {
                 if let Some(result) = fast.try_execute(call) {
                     let answer = ToHost::Result { id: *id, result };
-                    if let Ok(frame) = homing_proto::encode(&answer) {
-                        let _ = to_host.send(Outgoing::Frame(frame));
-                    }
+                    let _ = match homing_proto::frame::encode_bulk(answer) {
+                        Ok((frame, Some(bytes))) => to_host.send(Outgoing::Bulk(frame, bytes)),
+                        Ok((frame, None)) => to_host.send(Outgoing::Frame(frame)),
+                        Err(_) => continue,
+                    };
                     continue;
                 }
                 fast.observe(*id, call);
@@ -1189,7 +1207,7 @@ where
             // Its answer comes one round trip later.
             spin::keep_hot();
             let last = matches!(msg, ToHome::Exited { .. });
-            if send_message(&mut send, &msg).await.is_err() {
+            if send_bulk_message(&mut send, msg).await.is_err() {
                 break;
             }
             if last {
@@ -1199,8 +1217,8 @@ where
         }
     });
     let result = loop {
-        match read_frame(&mut recv).await {
-            Ok(Some(body)) => match homing_proto::decode::<ToHost>(&body) {
+        match read_bulk_frame(&mut recv).await {
+            Ok(Some((body, bytes))) => match decode_bulk::<ToHost>(&body, bytes) {
                 Ok(msg) => {
                     // The program's next call follows this answer closely.
                     spin::keep_hot();

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::frame::{put_back, take_longest, Bulk, FrameError};
 use crate::syscall::{SyscallCall, SyscallResult};
 
 /// What the host needs to start a guest.
@@ -111,6 +112,38 @@ pub enum ToHost {
     /// (the process is moving away from this host). What came before,
     /// signals included, has all been sent.
     Held,
+}
+
+impl Bulk for ToHome {
+    fn take_bulk(&mut self) -> Option<(u32, Vec<u8>)> {
+        match self {
+            Self::Syscall { call, .. } => take_longest(&mut call.inputs),
+            _ => None,
+        }
+    }
+
+    fn put_bulk(&mut self, at: u32, bytes: Vec<u8>) -> Result<(), FrameError> {
+        match self {
+            Self::Syscall { call, .. } => put_back(&mut call.inputs, at, bytes),
+            _ => Err(FrameError::MisplacedBulk { at }),
+        }
+    }
+}
+
+impl Bulk for ToHost {
+    fn take_bulk(&mut self) -> Option<(u32, Vec<u8>)> {
+        match self {
+            Self::Result { result, .. } => take_longest(&mut result.outputs),
+            _ => None,
+        }
+    }
+
+    fn put_bulk(&mut self, at: u32, bytes: Vec<u8>) -> Result<(), FrameError> {
+        match self {
+            Self::Result { result, .. } => put_back(&mut result.outputs, at, bytes),
+            _ => Err(FrameError::MisplacedBulk { at }),
+        }
+    }
 }
 
 impl ToHost {

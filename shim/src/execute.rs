@@ -117,19 +117,22 @@ impl CallError {
 /// A call that cannot be executed as given returns `-errno` (see
 /// [`CallError::errno`]) and no outputs; it is logged.
 pub fn execute(call: &SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
-    try_execute(call, ptrs).unwrap_or_else(|error| {
+    execute_owned(call.clone(), ptrs)
+}
+
+/// [`execute`], on a call of the caller's to give: its input buffers
+/// become the call's own, uncopied (a write's megabyte, say).
+pub fn execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
+    let nr = call.nr;
+    try_execute_owned(call, ptrs).unwrap_or_else(|error| {
         match error {
             CallError::Refused { .. } => {
-                tracing::debug!(
-                    nr = call.nr,
-                    "not executing {}: {error}",
-                    syscall::name(call.nr)
-                )
+                tracing::debug!(nr, "not executing {}: {error}", syscall::name(nr))
             }
             _ => tracing::warn!(
-                nr = call.nr,
+                nr,
                 "malformed forwarded call to {}: {error}",
-                syscall::name(call.nr)
+                syscall::name(nr)
             ),
         }
         SyscallResult {
@@ -202,9 +205,15 @@ pub fn names_a_regular_file(dir: i32, path: &[u8]) -> bool {
 ///
 /// `Ok` means the syscall ran (its `ret` may still be `-errno`).
 pub fn try_execute(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult, CallError> {
-    check_table(call, ptrs)?;
-    let mut buffers = Buffers::prepare(call, ptrs)?;
+    try_execute_owned(call.clone(), ptrs)
+}
+
+/// [`try_execute`], on a call of the caller's to give (see [`execute_owned`]).
+pub fn try_execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult, CallError> {
+    check_table(&call, ptrs)?;
+    let nr = call.nr;
     let mut args = call.args;
+    let mut buffers = Buffers::prepare(call, ptrs)?;
     for (index, arg) in args.iter_mut().enumerate() {
         if let Some(slot) = &mut buffers.slots[index] {
             *arg = match &mut slot.data {
@@ -223,7 +232,7 @@ pub fn try_execute(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult,
     // this process's memory map or creates a thread or process, so the
     // kernel touches no memory of ours but those buffers, which live until
     // after the call.
-    let ret = unsafe { raw_syscall(call.nr, &args) };
+    let ret = unsafe { raw_syscall(nr, &args) };
     Ok(SyscallResult {
         ret,
         outputs: buffers.outputs(ret),
@@ -422,22 +431,22 @@ struct Buffers {
 impl Buffers {
     /// Builds the buffers of `call` from its inputs, checking every input
     /// against the table.
-    fn prepare(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<Self, CallError> {
+    fn prepare(call: SyscallCall, ptrs: &[PtrArg]) -> Result<Self, CallError> {
         let args = &call.args;
         let is_live = |p: &PtrArg| args[usize::from(p.index)] != 0;
 
         // Inputs, by argument; each must be for a live In/InOut/Host argument.
-        let mut inputs: [Option<&[u8]>; 6] = [None; 6];
-        for ArgData { index, bytes } in &call.inputs {
+        let mut inputs: [Option<Vec<u8>>; 6] = Default::default();
+        for ArgData { index, bytes } in call.inputs {
             let takes_input = ptrs
                 .iter()
-                .any(|p| p.index == *index && p.dir != Dir::Out && is_live(p));
+                .any(|p| p.index == index && p.dir != Dir::Out && is_live(p));
             if !takes_input {
-                return Err(CallError::UnexpectedInput(*index));
+                return Err(CallError::UnexpectedInput(index));
             }
-            let slot = &mut inputs[usize::from(*index)];
+            let slot = &mut inputs[usize::from(index)];
             if slot.is_some() {
-                return Err(CallError::DuplicateInput(*index));
+                return Err(CallError::DuplicateInput(index));
             }
             *slot = Some(bytes);
         }
@@ -450,7 +459,7 @@ impl Buffers {
             .filter(|p| is_live(p))
             .partition(|p| matches!(p.len, Len::ValueResult { .. }));
         for ptr in plain {
-            let input = inputs[usize::from(ptr.index)];
+            let input = inputs[usize::from(ptr.index)].take();
             let slot = Self::plain_slot(ptr, input, args)?;
             total = add_total(total, slot.data.as_ref().map_or(0, Vec::len), ptr.index)?;
             slots[usize::from(ptr.index)] = Some(slot);
@@ -497,7 +506,11 @@ impl Buffers {
     }
 
     /// The buffer of a live pointer argument that is not value-result.
-    fn plain_slot(ptr: &PtrArg, input: Option<&[u8]>, args: &[u64; 6]) -> Result<Slot, CallError> {
+    fn plain_slot(
+        ptr: &PtrArg,
+        input: Option<Vec<u8>>,
+        args: &[u64; 6],
+    ) -> Result<Slot, CallError> {
         let index = ptr.index;
         let slot = |data: Option<Vec<u8>>, len| Slot {
             ptr: *ptr,
@@ -510,7 +523,8 @@ impl Buffers {
             if bytes.is_empty() || bytes.len() > MAX_CSTR || bytes.last() != Some(&0) {
                 return Err(CallError::BadString(index));
             }
-            return Ok(slot(Some(bytes.to_vec()), bytes.len()));
+            let len = bytes.len();
+            return Ok(slot(Some(bytes), len));
         }
         let len = syscall::buffer_len(ptr, args)
             .filter(|&len| len <= MAX_BUFFER)
@@ -532,16 +546,14 @@ impl Buffers {
             Dir::Host => {
                 // The host may send what it read; it is not used here.
                 if let Some(bytes) = input {
-                    check(bytes)?;
+                    check(&bytes)?;
                 }
                 Ok(slot(None, 0))
             }
             Dir::Out => Ok(slot(Some(vec![0; len.max(1)]), len)),
             Dir::In | Dir::InOut => {
-                let bytes = input.ok_or(CallError::MissingInput(index))?;
-                check(bytes)?;
-                let mut data = Vec::with_capacity(len.max(1));
-                data.extend_from_slice(bytes);
+                let mut data = input.ok_or(CallError::MissingInput(index))?;
+                check(&data)?;
                 if data.is_empty() {
                     data.push(0);
                 }

@@ -46,6 +46,14 @@ enum Command {
         #[arg(default_value_t = 20000)]
         count: usize,
     },
+    /// Send MIB mebibytes on one stream to a `serve` at ADDR, a node named
+    /// NODE, in 1 MiB writes, and time them until the server has had all.
+    Bulk {
+        address: SocketAddr,
+        node: String,
+        #[arg(default_value_t = 1024)]
+        mib: usize,
+    },
 }
 
 // One thread, as the agents run: with tokio's default of a thread per
@@ -62,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             while let Some(incoming) = endpoint.accept().await {
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
+                    tokio::spawn(swallow_bulk(conn.clone()));
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         tokio::spawn(async move {
                             let mut message = [0u8; MESSAGE_LEN];
@@ -105,6 +114,41 @@ async fn main() -> anyhow::Result<()> {
             conn.close(0u32.into(), b"done");
             endpoint.wait_idle().await;
             Ok(())
+        }
+        Command::Bulk { address, node, mib } => {
+            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+            let endpoint =
+                link::endpoint(&identity, unspecified).context("binding the endpoint")?;
+            let conn = endpoint
+                .connect(address, &node)?
+                .await
+                .with_context(|| format!("connecting to {node} at {address}"))?;
+            let block = bytes::Bytes::from(vec![7u8; 1 << 20]);
+            let started = Instant::now();
+            let mut send = conn.open_uni().await?;
+            for _ in 0..mib {
+                send.write_chunk(block.clone()).await?;
+            }
+            send.finish()?;
+            let mut done = conn.accept_uni().await?;
+            done.read_to_end(1).await?;
+            let rate = (mib << 20) as f64 / started.elapsed().as_secs_f64() / 1e6;
+            println!("quinn_bulk {rate:.0} MB/s");
+            conn.close(0u32.into(), b"done");
+            endpoint.wait_idle().await;
+            Ok(())
+        }
+    }
+}
+
+/// Reads each one-way stream of `conn` to its end, then says so on a
+/// one-way stream back.
+async fn swallow_bulk(conn: quinn::Connection) {
+    while let Ok(mut recv) = conn.accept_uni().await {
+        while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {}
+        if let Ok(mut done) = conn.open_uni().await {
+            let _ = done.write_all(b"!").await;
+            let _ = done.finish();
         }
     }
 }
