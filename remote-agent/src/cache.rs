@@ -122,6 +122,17 @@ impl Cache {
         }
     }
 
+    /// The cached copy of `file`, if it is here.
+    pub fn cached(&self, home_node: &str, file: &HomeFile) -> std::io::Result<Option<PathBuf>> {
+        let path = self.path(home_node, file);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() == file.size) {
+            return Ok(None);
+        }
+        // A chmod or chown at home leaves the name as it was.
+        set_access(&path, file)?;
+        Ok(Some(path))
+    }
+
     /// The cached copy of `file`, filling it first with `fetch(offset, len)`
     /// chunks if it is not here yet.
     pub async fn ensure<F, Fut, E>(
@@ -135,12 +146,10 @@ impl Cache {
         Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
     {
         const CHUNK: usize = 4 << 20;
-        let path = self.path(home_node, file);
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == file.size) {
-            // A chmod or chown at home leaves the name as it was.
-            set_access(&path, file).map_err(CacheError::Io)?;
+        if let Some(path) = self.cached(home_node, file).map_err(CacheError::Io)? {
             return Ok(path);
         }
+        let path = self.path(home_node, file);
         let tmp = self.dir.join(format!(
             ".fetch-{}-{}",
             std::process::id(),

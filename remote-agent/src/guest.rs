@@ -1639,6 +1639,12 @@ impl Context {
                 return Held::Answered;
             }
         }
+        if route == Route::Special(Special::MmapFile) {
+            if let Some(answer) = self.map_prefetched(&n) {
+                self.give(&n, answer, "mapped as the open said");
+                return Held::Answered;
+            }
+        }
         self.member.drop_read_ahead();
         self.member.note_sharing(n.nr);
         note_home_traffic();
@@ -2868,6 +2874,37 @@ impl Context {
                 .set_pending_seek(fd, offset - count as u64, n.tid);
         }
         Some(Answer::Given)
+    }
+
+    /// An mmap of the file the program's last open brought (a library the
+    /// loader maps in four pieces, say), answered from what that open
+    /// said the file is, under the never-stale rule of what it brought
+    /// (see [`Prefetched`]), when the cache holds its copy: nothing to
+    /// ask home. `None` for any other: [`Self::mmap_file`] judges it.
+    fn map_prefetched(&self, n: &Notification) -> Option<Answer> {
+        let (prot, flags, fd) = (n.args[2] as i32, n.args[3] as i32, n.args[4] as i32);
+        let file = {
+            let slot = self.member.prefetched.lock().ok()?;
+            let prefetched = slot.as_ref()?;
+            let fresh = nothing_learned_since(prefetched.armed, prefetched.at);
+            if !fresh || prefetched.fd != fd {
+                return None;
+            }
+            HomeFile::from_stat(&prefetched.stat)?
+        };
+        let shared = flags & 0x3 != libc::MAP_PRIVATE;
+        if (shared && prot & libc::PROT_WRITE != 0) || !file.is_regular() {
+            return None;
+        }
+        let path = self.role.cache.cached(&self.home_node, &file).ok()??;
+        let local = std::fs::File::open(path).ok()?;
+        match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
+            Ok(()) => Some(Answer::Continue),
+            Err(error) => {
+                debug!("installing the mapped file's fd: {error}");
+                None
+            }
+        }
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
