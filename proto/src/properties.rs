@@ -73,12 +73,23 @@ fn decode_everything(bytes: &[u8]) {
         let _ = decode::<ControlResponse>(&body);
         let _ = decode::<ToHome>(&body);
         let _ = decode::<ToHost>(&body);
+        // The same bodies as bulk frames', with bytes for any place.
+        for at in [0, 1, 5, u32::MAX] {
+            let _ = decode_bulk::<ToHome>(&body, Some((at, vec![7; 3])));
+            let _ = decode_bulk::<ToHost>(&body, Some((at, vec![7; 3])));
+        }
         let _ = ToHost::answered_id(&body);
         let _ = decode::<Eviction>(&body);
         let _ = decode::<Verdict>(&body);
         let _ = decode::<Handing>(&body);
     }
     let _ = decoder.finish();
+    if let Some(word) = bytes.first_chunk::<4>() {
+        let _ = read_header(*word);
+    }
+    if let Some(rest) = bytes.first_chunk::<8>() {
+        let _ = bulk_header(*rest);
+    }
     let _ = decode::<PeerRequest>(bytes);
     let _ = decode::<ControlResponse>(bytes);
 }
