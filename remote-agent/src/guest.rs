@@ -31,6 +31,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::cache::{Cache, HomeFile};
 use crate::home_calls::{HomeCalls, HomeGone};
+use crate::lookup_ahead::{LookupKey, LookupsAhead, Successors};
 use crate::read_ahead::{Ahead, Pace, ReadAhead};
 
 /// Longest iovec array accepted (the kernel's IOV_MAX).
@@ -83,6 +84,9 @@ pub struct HostRole {
     /// Replaced processes the agent is ending (see `end_parked`): their
     /// ends go to their parents as the kernel gives them.
     ending_parked: DashMap<i32, ()>,
+    /// Which path lookup followed which in the programs here (see
+    /// [`crate::lookup_ahead`]).
+    lookup_successors: Mutex<Successors>,
 }
 
 /// The pid namespace where a home node's guests live here: in it, each
@@ -248,6 +252,13 @@ pub struct Member {
     /// The directory the program's last `getdents64` listed to its end
     /// (see [`Context::serve_directory_end`]).
     directory_end: Mutex<Option<DirectoryEnd>>,
+    /// Its next path lookups, asked of home behind one of its own (see
+    /// [`Context::serve_lookup_ahead`]).
+    lookups_ahead: Mutex<Option<LookupsAhead>>,
+    /// Its last call, if that was a path lookup: what the next follows.
+    last_lookup: Mutex<Option<LookupKey>>,
+    /// How many of its lookups were answered from those asked ahead.
+    lookups_answered_ahead: std::sync::atomic::AtomicU64,
     /// The notification whose answer was counted in [`HOME_TRAFFIC`] as
     /// it was given, before its handling ended (0: none).
     answer_counted: std::sync::atomic::AtomicU64,
@@ -599,6 +610,23 @@ impl Member {
                 end.armed = Some(traffic);
             }
         }
+        if let Ok(mut ahead) = self.lookups_ahead.lock() {
+            if let Some(ahead) = ahead.as_mut().filter(|ahead| ahead.behind == id) {
+                ahead.arm(traffic);
+            }
+        }
+    }
+
+    /// The program's call just begun is the lookup `key` (`None`: no
+    /// lookup): what followed its last call, if that was one.
+    fn learn_lookup(&self, successors: &Mutex<Successors>, key: Option<LookupKey>) {
+        let Ok(mut last) = self.last_lookup.lock() else {
+            return;
+        };
+        let before = std::mem::replace(&mut *last, key.clone());
+        if let (Some(before), Ok(mut successors)) = (before, successors.lock()) {
+            successors.learn(before, key);
+        }
     }
 
     /// Keeps that call `n`, a `getdents64`, listed its directory to the
@@ -839,6 +867,7 @@ impl HostRole {
                 .inspect_err(|error| warn!("children's ends go to their parents unheld: {error}"))
                 .ok(),
             ending_parked: DashMap::new(),
+            lookup_successors: Mutex::new(Successors::default()),
         })
     }
 
@@ -944,6 +973,9 @@ impl HostRole {
             listener: Mutex::new(None),
             read_ahead: Mutex::new(None),
             directory_end: Mutex::new(None),
+            lookups_ahead: Mutex::new(None),
+            last_lookup: Mutex::new(None),
+            lookups_answered_ahead: std::sync::atomic::AtomicU64::new(0),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
         });
@@ -1119,6 +1151,7 @@ impl HostRole {
             host_pid = pid,
             ?status,
             forwarded = member.calls.forwarded(),
+            lookups_answered_ahead = member.lookups_answered_ahead.load(Ordering::Relaxed),
             "guest ended"
         );
         let _ = member.calls.send(ToHome::Exited { status, reason });
@@ -1627,6 +1660,9 @@ fn errno_of(ret: i64) -> Answer {
 
 impl Context {
     async fn handle(&self, n: Notification, route: Route) -> Held {
+        if !crate::lookup_ahead::is_lookup(n.nr, &n.args) {
+            self.member.learn_lookup(&self.role.lookup_successors, None);
+        }
         if matches!(route, Route::Forward(_)) {
             let here = self.serve_prefetched(&n);
             let here = here.or_else(|| self.seek_here(&n));
@@ -1639,6 +1675,13 @@ impl Context {
                 return Held::Answered;
             }
         }
+        if let Route::Forward(ptrs) = &route {
+            if let Some(answer) = self.serve_lookup_ahead(&n, ptrs).await {
+                self.give(&n, answer, "answered from lookups ahead");
+                return Held::Answered;
+            }
+        }
+
         if route == Route::Special(Special::MmapFile) {
             if let Some(answer) = self.map_prefetched(&n) {
                 self.give(&n, answer, "mapped as the open said");
@@ -1646,6 +1689,9 @@ impl Context {
             }
         }
         self.member.drop_read_ahead();
+        if let Ok(mut ahead) = self.member.lookups_ahead.lock() {
+            *ahead = None;
+        }
         self.member.note_sharing(n.nr);
         note_home_traffic();
         self.member.send_pending_seek(Some(&n));
@@ -1729,6 +1775,7 @@ impl Context {
         n: &Notification,
         call: SyscallCall,
         keep_late: bool,
+        lookups_ahead: Vec<LookupKey>,
     ) -> Result<Waited, HomeGone> {
         // ppoll/pselect/epoll_pwait wait with a temporary signal mask that
         // belongs on the host, where signals are delivered: a signal pending
@@ -1743,6 +1790,7 @@ impl Context {
             return Ok(Waited::SignalLetThrough(mask));
         }
         let (id, answer) = self.calls.start(n.tid, call)?;
+        self.ask_lookups_ahead(n, lookups_ahead);
         tokio::pin!(answer);
         let interruptible = wait_mask.is_none() && may_block(n.nr);
         let waits = is_wait(n.nr);
@@ -2632,6 +2680,7 @@ impl Context {
             args,
             inputs,
         };
+        let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
         // without waiting a round trip. Its later calls travel behind it
@@ -2670,7 +2719,7 @@ impl Context {
         let result = match kept {
             Some(result) => result,
             None => match self
-                .call_while_waited_for(n, call, unread.is_some() || waits)
+                .call_while_waited_for(n, call, unread.is_some() || waits, ahead)
                 .await?
             {
                 Waited::Done(result) => result,
@@ -2874,6 +2923,130 @@ impl Context {
                 .set_pending_seek(fd, offset - count as u64, n.tid);
         }
         Some(Answer::Given)
+    }
+
+    /// For the program's call `call` (pointer arguments `ptrs`) about to
+    /// go home: if it is a path lookup of a program of one thread, notes
+    /// it, and returns the lookups that followed it last time, to ask
+    /// behind it (see [`crate::lookup_ahead`]).
+    fn lookups_to_ask_ahead(
+        &self,
+        n: &Notification,
+        call: &SyscallCall,
+        ptrs: &[syscall::PtrArg],
+    ) -> Vec<LookupKey> {
+        if !crate::lookup_ahead::is_lookup(n.nr, &n.args) || !crate::lookup_ahead::only_paths(ptrs)
+        {
+            return vec![];
+        }
+        let key = LookupKey::of(call, ptrs);
+        self.member
+            .learn_lookup(&self.role.lookup_successors, Some(key.clone()));
+        let ahead = self
+            .role
+            .lookup_successors
+            .lock()
+            .map(|successors| successors.predict(&key))
+            .unwrap_or_default();
+        match ahead.is_empty() || !homing_shim::process::single_threaded(n.tid) {
+            true => vec![],
+            false => ahead,
+        }
+    }
+
+    /// Sends `keys` home right behind the program's call `n`, to answer
+    /// its next calls if they are those.
+    fn ask_lookups_ahead(&self, n: &Notification, keys: Vec<LookupKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut queue = std::collections::VecDeque::with_capacity(keys.len());
+        for (key, call) in keys.iter().zip(crate::lookup_ahead::calls(&keys)) {
+            let Ok((_, answer)) = self.calls.start(n.tid, call) else {
+                return;
+            };
+            queue.push_back((key.clone(), answer));
+        }
+        if let Ok(mut ahead) = self.member.lookups_ahead.lock() {
+            *ahead = Some(LookupsAhead::new(n.id, queue));
+        }
+    }
+
+    /// Answers a path lookup from those asked ahead of the program, when
+    /// it is the next one expected and they may serve (see
+    /// [`crate::lookup_ahead`]); `None` sends it home, and the rest are
+    /// dropped.
+    async fn serve_lookup_ahead(
+        &self,
+        n: &Notification,
+        ptrs: &[syscall::PtrArg],
+    ) -> Option<Answer> {
+        if !crate::lookup_ahead::is_lookup(n.nr, &n.args) || !crate::lookup_ahead::only_paths(ptrs)
+        {
+            return None;
+        }
+        let mut ahead = self.member.lookups_ahead.lock().ok()?.take()?;
+        if !ahead.fresh(HOME_TRAFFIC.load(Ordering::SeqCst))
+            || !homing_shim::process::single_threaded(n.tid)
+        {
+            return None;
+        }
+        let memory = self.memory(n);
+        let mut inputs = Vec::new();
+        for ptr in ptrs.iter().filter(|p| p.dir != Dir::Out) {
+            let addr = n.args[ptr.index as usize];
+            if addr == 0 {
+                continue;
+            }
+            let bytes = memory.read_cstr(addr, syscall::MAX_CSTR).ok()?;
+            // `/proc/self/exe` stands for the program's own path: home is
+            // asked that instead (see `forward`).
+            if self.names_own_exe(&bytes) {
+                return None;
+            }
+            inputs.push(ArgData {
+                index: ptr.index,
+                bytes,
+            });
+        }
+        let call = SyscallCall {
+            nr: n.nr,
+            args: n.args,
+            inputs,
+        };
+        let key = LookupKey::of(&call, ptrs);
+        let answer = ahead.next_for(&key)?;
+        // Sent right behind the lookup already answered, it comes right
+        // behind its answer; one that does not (home held it for a move)
+        // is asked again.
+        let result = tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
+            .await
+            .ok()?
+            .ok()?;
+        for output in &result.outputs {
+            let ptr = ptrs
+                .iter()
+                .find(|p| p.index == output.index && p.dir != Dir::In)?;
+            let addr = n.args[ptr.index as usize];
+            let limit = syscall::buffer_len(ptr, &n.args).unwrap_or(0);
+            if addr == 0 || output.bytes.len() > limit {
+                return Some(Answer::Errno(libc::EFAULT));
+            }
+            if memory.write(addr, &output.bytes).is_err() {
+                return Some(Answer::Errno(libc::EFAULT));
+            }
+        }
+        self.member
+            .learn_lookup(&self.role.lookup_successors, Some(key));
+        self.member
+            .lookups_answered_ahead
+            .fetch_add(1, Ordering::Relaxed);
+        if !ahead.is_empty() {
+            if let Ok(mut slot) = self.member.lookups_ahead.lock() {
+                *slot = Some(ahead);
+            }
+        }
+        Some(errno_of(result.ret))
     }
 
     /// An mmap of the file the program's last open brought (a library the
@@ -3082,7 +3255,7 @@ impl Context {
             ],
             inputs,
         };
-        let Waited::Done(result) = self.call_while_waited_for(n, call, false).await? else {
+        let Waited::Done(result) = self.call_while_waited_for(n, call, false, vec![]).await? else {
             return Ok(Answer::Errno(libc::EINTR));
         };
         if sending || result.ret < 0 {
@@ -3185,7 +3358,7 @@ impl Context {
             inputs,
         };
         let result = match self
-            .call_while_waited_for(n, call, unread.is_some())
+            .call_while_waited_for(n, call, unread.is_some(), vec![])
             .await?
         {
             Waited::Done(result) => result,

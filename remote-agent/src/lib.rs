@@ -22,6 +22,7 @@
 pub mod cache;
 pub mod guest;
 pub mod home_calls;
+mod lookup_ahead;
 pub mod migration;
 mod read_ahead;
 pub mod spin;

@@ -484,6 +484,49 @@ fn a_directory_listed_to_its_end_then_again_shows_what_was_added() {
     assert_eq!(remote.stdout.replace("away", "home"), native.stdout);
 }
 
+/// A program that looks the same paths up the same way again and again
+/// has its next lookups asked of home behind the one that goes there; the
+/// answers are home's at the time all the same: after the files changed
+/// at home while it waited for a line in the middle of a run the host
+/// expected whole, and when it looks them up in another order than the
+/// one it taught the host.
+#[test]
+fn lookups_asked_ahead_of_the_program_are_never_stale() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "lookups");
+    let run = |command: &str, dir: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "rm -rf {dir} {dir}.trained && mkdir {dir} && echo x > {dir}/a && echo yy > {dir}/b && echo zzz > {dir}/c && echo w > {dir}/d && ln -s a {dir}/f && \
+                 (until [ -e {dir}.trained ]; do sleep 0.05; done; rm {dir}/a {dir}/b {dir}/f; ln -s c {dir}/b; echo more >> {dir}/c; chmod 000 {dir}/d; touch {dir}/e; ln -s b {dir}/f; echo go) | {command} {dir}"
+            ),
+        ))
+    };
+    let native = run("./lookups", "home");
+    let remote = run("homing run --on node2 -- ./lookups", "away");
+    let lines: Vec<&str> = native.stdout.lines().collect();
+    assert_eq!(lines.len(), 30, "{native:?}");
+    // The last three, looked up after the change, and the first again.
+    assert!(lines[21].contains("access=Permission denied"), "{native:?}");
+    assert!(lines[22].starts_with("e stat=ok size=0"), "{native:?}");
+    assert!(lines[23].contains("link=b"), "{native:?}");
+    assert!(lines[24].starts_with("a stat=No such file"), "{native:?}");
+    assert_eq!(remote.stdout, native.stdout);
+    // The run at home taught node2 nothing: the program itself did, in
+    // its first rounds, and was answered ahead in the next.
+    let answered_ahead: u64 = cluster
+        .log("node2")
+        .lines()
+        .filter_map(|line| line.split("lookups_answered_ahead=").nth(1))
+        .filter_map(|count| count.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        answered_ahead > 0,
+        "no lookup was answered ahead: the test tests nothing"
+    );
+}
+
 /// A program its user may run but not read (mode 711 and someone else's,
 /// as some sites install licensed tools) runs on node2 as it runs at home.
 /// Its copy there keeps its owner and mode, and so does the copy of a
