@@ -344,7 +344,7 @@ fn serve(stream: UnixStream) -> i32 {
                 // closed: the program's end, read next, still comes.
                 let _ = writer.send(&ToHost::Result { id, result });
             }
-            ToHome::Syscall { id, tid, call } => {
+            ToHome::Syscall { id, tid, call, .. } => {
                 if let Some(result) = open_without_blocking(&call, reserved_fd) {
                     let _ = writer.send(&ToHost::Result { id, result });
                     continue;

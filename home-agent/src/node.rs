@@ -13,6 +13,7 @@ use homing_proto::control::{
 use homing_proto::frame::decode_bulk;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
+use homing_proto::syscall::{ArgData, SyscallResult};
 use homing_remote_agent::guest::HostRole;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
@@ -1067,7 +1068,8 @@ impl Node {
             };
             if let Some(mut entry) = self.away.get_mut(&pid) {
                 match &msg {
-                    ToHome::Syscall { .. } => entry.syscalls += 1,
+                    ToHome::Syscall { ahead: false, .. } => entry.syscalls += 1,
+                    ToHome::Syscall { .. } => {}
                     ToHome::Started { host_pid } => {
                         entry.state = "running".into();
                         entry.host_pid = *host_pid;
@@ -1078,6 +1080,28 @@ impl Node {
                     | ToHome::Ready
                     | ToHome::Return => {}
                 }
+            }
+            if let ToHome::Syscall {
+                id, ahead: true, ..
+            } = msg
+            {
+                // Asked ahead of the program: the deputy's next call may be
+                // the program's own, which must not wait behind it.
+                let answered = match (&mut msg, fast.as_mut()) {
+                    (ToHome::Syscall { call, .. }, Some(fast)) => fast.try_execute(call),
+                    _ => None,
+                };
+                let result = answered.unwrap_or_else(|| SyscallResult {
+                    ret: -i64::from(libc::ENOSYS),
+                    outputs: vec![ArgData {
+                        index: homing_proto::syscall::NOT_ANSWERED_AHEAD,
+                        bytes: vec![],
+                    }],
+                });
+                if let Ok(frame) = homing_proto::encode(&ToHost::Result { id, result }) {
+                    let _ = to_host.send(Outgoing::Frame(frame));
+                }
+                continue;
             }
             if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&mut msg, fast.as_mut()) {
                 if let Some(result) = fast.try_execute(call) {

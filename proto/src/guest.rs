@@ -65,6 +65,12 @@ pub enum ToHome {
         tid: i32,
         /// The call.
         call: SyscallCall,
+        /// Asked ahead of the program, which may never make it: home's
+        /// agent answers it only if it can itself, never through the
+        /// deputy (whose next call, the program's, would wait behind it),
+        /// and says [`crate::syscall::NOT_ANSWERED_AHEAD`] otherwise.
+        #[serde(default)]
+        ahead: bool,
     },
     /// The guest thread that made syscall `id` stopped waiting for it (a
     /// signal interrupted it): interrupt it at home, its answer is not wanted.

@@ -310,6 +310,11 @@ pub const OFFSET_AFTER: u8 = 252;
 /// that home's agent adds (empty) when nothing was left after them: a
 /// `getdents64` made then would have returned 0.
 pub const DIRECTORY_END: u8 = 254;
+/// Output index, in the answer to a call asked ahead of the program
+/// ([`crate::guest::ToHome::Syscall`]'s `ahead`), that home's agent adds
+/// (empty, and nothing else) when it could not answer the call itself:
+/// such a call never goes to the deputy.
+pub const NOT_ANSWERED_AHEAD: u8 = 249;
 
 /// A call no kernel has, which only the home agent answers: opens a
 /// program for an exec, for reading whatever its read permission, if the

@@ -84,9 +84,10 @@ pub struct HostRole {
     /// Replaced processes the agent is ending (see `end_parked`): their
     /// ends go to their parents as the kernel gives them.
     ending_parked: DashMap<i32, ()>,
-    /// Which path lookup followed which in the programs here (see
+    /// Which path lookup followed which in the programs here, per home
+    /// node and user: one user's lookups never send another's ahead (see
     /// [`crate::lookup_ahead`]).
-    lookup_successors: Mutex<Successors>,
+    lookup_successors: DashMap<(String, u32), Arc<Mutex<Successors>>>,
 }
 
 /// The pid namespace where a home node's guests live here: in it, each
@@ -257,6 +258,9 @@ pub struct Member {
     lookups_ahead: Mutex<Option<LookupsAhead>>,
     /// Its last call, if that was a path lookup: what the next follows.
     last_lookup: Mutex<Option<LookupKey>>,
+    /// What the programs of its user from its home node taught the host
+    /// of the lookups that follow which.
+    lookup_successors: Arc<Mutex<Successors>>,
     /// How many of its lookups were answered from those asked ahead.
     lookups_answered_ahead: std::sync::atomic::AtomicU64,
     /// The notification whose answer was counted in [`HOME_TRAFFIC`] as
@@ -619,12 +623,12 @@ impl Member {
 
     /// The program's call just begun is the lookup `key` (`None`: no
     /// lookup): what followed its last call, if that was one.
-    fn learn_lookup(&self, successors: &Mutex<Successors>, key: Option<LookupKey>) {
+    fn learn_lookup(&self, key: Option<LookupKey>) {
         let Ok(mut last) = self.last_lookup.lock() else {
             return;
         };
         let before = std::mem::replace(&mut *last, key.clone());
-        if let (Some(before), Ok(mut successors)) = (before, successors.lock()) {
+        if let (Some(before), Ok(mut successors)) = (before, self.lookup_successors.lock()) {
             successors.learn(before, key);
         }
     }
@@ -867,7 +871,7 @@ impl HostRole {
                 .inspect_err(|error| warn!("children's ends go to their parents unheld: {error}"))
                 .ok(),
             ending_parked: DashMap::new(),
-            lookup_successors: Mutex::new(Successors::default()),
+            lookup_successors: DashMap::new(),
         })
     }
 
@@ -975,6 +979,11 @@ impl HostRole {
             directory_end: Mutex::new(None),
             lookups_ahead: Mutex::new(None),
             last_lookup: Mutex::new(None),
+            lookup_successors: self
+                .lookup_successors
+                .entry((home_node.to_owned(), creds.0))
+                .or_default()
+                .clone(),
             lookups_answered_ahead: std::sync::atomic::AtomicU64::new(0),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
@@ -1661,7 +1670,7 @@ fn errno_of(ret: i64) -> Answer {
 impl Context {
     async fn handle(&self, n: Notification, route: Route) -> Held {
         if !crate::lookup_ahead::is_lookup(n.nr, &n.args) {
-            self.member.learn_lookup(&self.role.lookup_successors, None);
+            self.member.learn_lookup(None);
         }
         if matches!(route, Route::Forward(_)) {
             let here = self.serve_prefetched(&n);
@@ -2940,10 +2949,9 @@ impl Context {
             return vec![];
         }
         let key = LookupKey::of(call, ptrs);
-        self.member
-            .learn_lookup(&self.role.lookup_successors, Some(key.clone()));
+        self.member.learn_lookup(Some(key.clone()));
         let ahead = self
-            .role
+            .member
             .lookup_successors
             .lock()
             .map(|successors| successors.predict(&key))
@@ -2962,7 +2970,7 @@ impl Context {
         }
         let mut queue = std::collections::VecDeque::with_capacity(keys.len());
         for (key, call) in keys.iter().zip(crate::lookup_ahead::calls(&keys)) {
-            let Ok((_, answer)) = self.calls.start(n.tid, call) else {
+            let Ok(answer) = self.calls.start_ahead(n.tid, call) else {
                 return;
             };
             queue.push_back((key.clone(), answer));
@@ -3022,7 +3030,8 @@ impl Context {
         let result = tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
             .await
             .ok()?
-            .ok()?;
+            .ok()
+            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())?;
         for output in &result.outputs {
             let ptr = ptrs
                 .iter()
@@ -3036,8 +3045,7 @@ impl Context {
                 return Some(Answer::Errno(libc::EFAULT));
             }
         }
-        self.member
-            .learn_lookup(&self.role.lookup_successors, Some(key));
+        self.member.learn_lookup(Some(key));
         self.member
             .lookups_answered_ahead
             .fetch_add(1, Ordering::Relaxed);

@@ -86,13 +86,40 @@ impl HomeCalls {
         tid: i32,
         call: SyscallCall,
     ) -> Result<(u64, oneshot::Receiver<SyscallResult>), HomeGone> {
+        self.start_as(tid, call, false)
+    }
+
+    /// Sends `call` home ahead of the program, which may never make it:
+    /// home's agent answers it only if it can itself (see
+    /// [`ToHome::Syscall`]). Returns where its answer will arrive.
+    pub fn start_ahead(
+        &self,
+        tid: i32,
+        call: SyscallCall,
+    ) -> Result<oneshot::Receiver<SyscallResult>, HomeGone> {
+        self.start_as(tid, call, true).map(|(_, answer)| answer)
+    }
+
+    fn start_as(
+        &self,
+        tid: i32,
+        call: SyscallCall,
+        ahead: bool,
+    ) -> Result<(u64, oneshot::Receiver<SyscallResult>), HomeGone> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        if !ahead {
+            self.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
         if self
             .to_home
-            .send(ToHome::Syscall { id, tid, call })
+            .send(ToHome::Syscall {
+                id,
+                tid,
+                call,
+                ahead,
+            })
             .is_err()
         {
             self.pending.remove(&id);

@@ -513,6 +513,12 @@ fn lookups_asked_ahead_of_the_program_are_never_stale() {
     assert!(lines[23].contains("link=b"), "{native:?}");
     assert!(lines[24].starts_with("a stat=No such file"), "{native:?}");
     assert_eq!(remote.stdout, native.stdout);
+    // By a path through the mount /home is, which home's agent leaves to
+    // the deputy to look up: lookups asked ahead are not answered (the
+    // deputy's next call, the program's own, would wait behind them), and
+    // each goes home as the program makes it.
+    let through_mount = run("homing run --on node2 -- ./lookups", "/home/alice/mounted");
+    assert_eq!(through_mount.stdout, native.stdout);
     // The run at home taught node2 nothing: the program itself did, in
     // its first rounds, and was answered ahead in the next.
     let answered_ahead: u64 = cluster
