@@ -91,13 +91,7 @@ async fn main() -> anyhow::Result<()> {
             node,
             count,
         } => {
-            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-            let endpoint =
-                link::endpoint(&identity, unspecified).context("binding the endpoint")?;
-            let conn = endpoint
-                .connect(address, &node)?
-                .await
-                .with_context(|| format!("connecting to {node} at {address}"))?;
+            let (endpoint, conn) = connect(&identity, address, &node).await?;
             let (mut send, mut recv) = conn.open_bi().await?;
             let mut message = [7u8; MESSAGE_LEN];
             let mut started = Instant::now();
@@ -116,13 +110,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bulk { address, node, mib } => {
-            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-            let endpoint =
-                link::endpoint(&identity, unspecified).context("binding the endpoint")?;
-            let conn = endpoint
-                .connect(address, &node)?
-                .await
-                .with_context(|| format!("connecting to {node} at {address}"))?;
+            let (endpoint, conn) = connect(&identity, address, &node).await?;
             let block = bytes::Bytes::from(vec![7u8; 1 << 20]);
             let started = Instant::now();
             let mut send = conn.open_uni().await?;
@@ -139,6 +127,21 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A connection to node `node` at `address`, from an endpoint of its own.
+async fn connect(
+    identity: &homing_home_agent::tls::Identity,
+    address: SocketAddr,
+    node: &str,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let endpoint = link::endpoint(identity, unspecified).context("binding the endpoint")?;
+    let conn = endpoint
+        .connect(address, node)?
+        .await
+        .with_context(|| format!("connecting to {node} at {address}"))?;
+    Ok((endpoint, conn))
 }
 
 /// Reads each one-way stream of `conn` to its end, then says so on a
