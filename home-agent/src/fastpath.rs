@@ -285,56 +285,7 @@ impl FastPath {
         }
         Some(result)
     }
-}
 
-/// Runs `call` on `local`, this agent's duplicate of its fd, taking its
-/// input buffers.
-fn execute_on(local: &OwnedFd, call: &mut SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
-    // A write's bytes go to the kernel as they came.
-    let mut here = SyscallCall {
-        nr: call.nr,
-        args: call.args,
-        inputs: std::mem::take(&mut call.inputs),
-    };
-    here.args[0] = local.as_raw_fd() as u64;
-    homing_shim::execute::execute_owned(here, ptrs)
-}
-
-/// A `read` or `pread64` of `file`, a well-formed one (a buffer, no
-/// input, a length the executor takes, not 0), into a buffer the kernel fills
-/// without zeroing it first: the answer the executor would give, a
-/// megabyte's `memset` cheaper. `None` for any other call.
-fn read_unzeroed(file: &OwnedFd, call: &SyscallCall) -> Option<SyscallResult> {
-    let nr = call.nr as i64;
-    let [_, buffer, len, offset, ..] = call.args;
-    let len = usize::try_from(len).ok()?;
-    // An empty read has no buffer to fill (and rustix wants room for one
-    // byte at least).
-    let well_formed = buffer != 0
-        && call.inputs.is_empty()
-        && (1..=homing_shim::execute::MAX_BUFFER).contains(&len);
-    if !well_formed {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(len);
-    let spare = rustix::buffer::spare_capacity(&mut bytes);
-    let read = match nr {
-        libc::SYS_read => rustix::io::read(file, spare),
-        libc::SYS_pread64 if i64::try_from(offset).is_ok() => {
-            rustix::io::pread(file, spare, offset)
-        }
-        _ => return None,
-    };
-    Some(match read {
-        Ok(count) => SyscallResult {
-            ret: count as i64,
-            outputs: vec![syscall::ArgData { index: 1, bytes }],
-        },
-        Err(errno) => failed(errno.raw_os_error()),
-    })
-}
-
-impl FastPath {
     /// The answer to a call about the deputy's identity that returns it
     /// whole, read from `/proc` now; `None` for any other call.
     fn identity(&self, call: &SyscallCall) -> Option<i64> {
@@ -762,6 +713,54 @@ fn at_directory_end(dir: &OwnedFd) -> bool {
 }
 
 /// A call's answer that it failed with `errno`.
+
+/// Runs `call` on `local`, this agent's duplicate of its fd, taking its
+/// input buffers.
+fn execute_on(local: &OwnedFd, call: &mut SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
+    // A write's bytes go to the kernel as they came.
+    let mut here = SyscallCall {
+        nr: call.nr,
+        args: call.args,
+        inputs: std::mem::take(&mut call.inputs),
+    };
+    here.args[0] = local.as_raw_fd() as u64;
+    homing_shim::execute::execute_owned(here, ptrs)
+}
+
+/// A `read` or `pread64` of `file`, a well-formed one (a buffer, no
+/// input, a length the executor takes, not 0), into a buffer the kernel
+/// fills without zeroing it first: the answer the executor would give, a
+/// megabyte's `memset` cheaper. `None` for any other call.
+fn read_unzeroed(file: &OwnedFd, call: &SyscallCall) -> Option<SyscallResult> {
+    let nr = call.nr as i64;
+    let [_, buffer, len, offset, ..] = call.args;
+    let len = usize::try_from(len).ok()?;
+    // An empty read has no buffer to fill (and rustix wants room for one
+    // byte at least).
+    let well_formed = buffer != 0
+        && call.inputs.is_empty()
+        && (1..=homing_shim::execute::MAX_BUFFER).contains(&len);
+    if !well_formed {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(len);
+    let spare = rustix::buffer::spare_capacity(&mut bytes);
+    let read = match nr {
+        libc::SYS_read => rustix::io::read(file, spare),
+        libc::SYS_pread64 if i64::try_from(offset).is_ok() => {
+            rustix::io::pread(file, spare, offset)
+        }
+        _ => return None,
+    };
+    Some(match read {
+        Ok(count) => SyscallResult {
+            ret: count as i64,
+            outputs: vec![syscall::ArgData { index: 1, bytes }],
+        },
+        Err(errno) => failed(errno.raw_os_error()),
+    })
+}
+
 fn failed(errno: i32) -> SyscallResult {
     SyscallResult {
         ret: -i64::from(errno),
