@@ -712,8 +712,6 @@ fn at_directory_end(dir: &OwnedFd) -> bool {
     homing_shim::execute::execute(&probe, &ptrs).ret == 0
 }
 
-/// A call's answer that it failed with `errno`.
-
 /// Runs `call` on `local`, this agent's duplicate of its fd, taking its
 /// input buffers.
 fn execute_on(local: &OwnedFd, call: &mut SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
@@ -761,6 +759,7 @@ fn read_unzeroed(file: &OwnedFd, call: &SyscallCall) -> Option<SyscallResult> {
     })
 }
 
+/// A call's answer that it failed with `errno`.
 fn failed(errno: i32) -> SyscallResult {
     SyscallResult {
         ret: -i64::from(errno),
