@@ -62,6 +62,16 @@ const DATA_CALLS: &[i64] = &[
     libc::SYS_fdatasync,
 ];
 
+/// Why a walk here found nothing that is the answer the deputy's own walk
+/// would give. A magic link on the way, a loop (ELOOP), a mount crossed
+/// (EXDEV) or anything unusual: the deputy looks instead.
+const WALK_ANSWERS: [i32; 4] = [
+    libc::ENOENT,
+    libc::ENOTDIR,
+    libc::EACCES,
+    libc::ENAMETOOLONG,
+];
+
 /// What a call may change of what the fast path keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -264,10 +274,7 @@ impl FastPath {
         let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
             return None;
         };
-        let mut result = match read_unzeroed(&local, call) {
-            Some(result) => result,
-            None => execute_on(&local, call, &ptrs),
-        };
+        let mut result = run_on(&local, call, &ptrs);
         if nr == libc::SYS_getdents64 && result.ret > 0 && at_directory_end(&local) {
             result.outputs.push(syscall::ArgData {
                 index: syscall::DIRECTORY_END,
@@ -399,15 +406,7 @@ impl FastPath {
             Ok(found) => found,
             Err(error) => {
                 let errno = error.raw_os_error();
-                // A magic link on the way, a loop (ELOOP), a mount
-                // crossed (EXDEV) or anything unusual: the deputy looks.
-                let answers = [
-                    libc::ENOENT,
-                    libc::ENOTDIR,
-                    libc::EACCES,
-                    libc::ENAMETOOLONG,
-                ];
-                return answers.contains(&errno).then(|| SyscallResult {
+                return WALK_ANSWERS.contains(&errno).then(|| SyscallResult {
                     ret: -(errno as i64),
                     outputs: vec![],
                 });
@@ -552,20 +551,14 @@ impl FastPath {
         match found {
             Ok(found) => Some(Ok(found)),
             Err(error) => {
-                let answers = [
-                    libc::ENOENT,
-                    libc::ENOTDIR,
-                    libc::EACCES,
-                    libc::ENAMETOOLONG,
-                ];
                 let errno = error.raw_os_error();
-                answers.contains(&errno).then_some(Err(errno))
+                WALK_ANSWERS.contains(&errno).then_some(Err(errno))
             }
         }
     }
 
     /// A `pread64` or `close` of a program opened for an exec.
-    fn use_program(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    fn use_program(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
         let number = call.args[0] as i32;
         match call.nr as i64 {
             libc::SYS_close => Some(match self.programs.remove(&number) {
@@ -582,9 +575,7 @@ impl FastPath {
                 let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
                     return None;
                 };
-                let mut here = call.clone();
-                here.args[0] = program.as_raw_fd() as u64;
-                Some(homing_shim::execute::execute(&here, &ptrs))
+                Some(run_on(program, call, &ptrs))
             }
             _ => None,
         }
@@ -712,8 +703,14 @@ fn at_directory_end(dir: &OwnedFd) -> bool {
     homing_shim::execute::execute(&probe, &ptrs).ret == 0
 }
 
-/// Runs `call` on `local`, this agent's duplicate of its fd, taking its
-/// input buffers.
+/// Runs `call` on `local`, an fd of this agent's standing for the one it
+/// names, taking its input buffers: a read into a buffer not zeroed
+/// first ([`read_unzeroed`]), anything else through the executor.
+fn run_on(local: &OwnedFd, call: &mut SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
+    read_unzeroed(local, call).unwrap_or_else(|| execute_on(local, call, ptrs))
+}
+
+/// Runs `call` on `local` through the executor, taking its input buffers.
 fn execute_on(local: &OwnedFd, call: &mut SyscallCall, ptrs: &[PtrArg]) -> SyscallResult {
     // A write's bytes go to the kernel as they came.
     let mut here = SyscallCall {

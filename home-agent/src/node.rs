@@ -156,6 +156,18 @@ fn mark_held(to_host: &mpsc::UnboundedSender<Outgoing>) {
     }
 }
 
+/// The answer to a call asked ahead of the program that this agent could
+/// not answer itself (see [`ToHome::Syscall`]).
+fn not_answered_ahead() -> SyscallResult {
+    SyscallResult {
+        ret: -i64::from(libc::ENOSYS),
+        outputs: vec![ArgData {
+            index: homing_proto::syscall::NOT_ANSWERED_AHEAD,
+            bytes: vec![],
+        }],
+    }
+}
+
 /// The signal a framed [`ToHost`] carries, if it is one.
 fn signal_in(frame: &[u8]) -> Option<i32> {
     match homing_proto::decode::<ToHost>(frame.get(4..)?) {
@@ -1082,38 +1094,28 @@ impl Node {
                 }
             }
             if let ToHome::Syscall {
-                id, ahead: true, ..
-            } = msg
+                id, call, ahead, ..
+            } = &mut msg
             {
-                // Asked ahead of the program: the deputy's next call may be
+                let answered = fast.as_mut().and_then(|fast| fast.try_execute(call));
+                // Asked ahead of the program, a call this agent cannot
+                // answer is not answered: the deputy's next call may be
                 // the program's own, which must not wait behind it.
-                let answered = match (&mut msg, fast.as_mut()) {
-                    (ToHome::Syscall { call, .. }, Some(fast)) => fast.try_execute(call),
-                    _ => None,
-                };
-                let result = answered.unwrap_or_else(|| SyscallResult {
-                    ret: -i64::from(libc::ENOSYS),
-                    outputs: vec![ArgData {
-                        index: homing_proto::syscall::NOT_ANSWERED_AHEAD,
-                        bytes: vec![],
-                    }],
-                });
-                if let Ok(frame) = homing_proto::encode(&ToHost::Result { id, result }) {
-                    let _ = to_host.send(Outgoing::Frame(frame));
-                }
-                continue;
-            }
-            if let (ToHome::Syscall { id, call, .. }, Some(fast)) = (&mut msg, fast.as_mut()) {
-                if let Some(result) = fast.try_execute(call) {
-                    let answer = ToHost::Result { id: *id, result };
-                    let _ = match homing_proto::frame::encode_bulk(answer) {
+                let answered = answered.or_else(|| ahead.then(not_answered_ahead));
+                if let Some(result) = answered {
+                    let _ = match homing_proto::frame::encode_bulk(ToHost::Result {
+                        id: *id,
+                        result,
+                    }) {
                         Ok((frame, Some(bytes))) => to_host.send(Outgoing::Bulk(frame, bytes)),
                         Ok((frame, None)) => to_host.send(Outgoing::Frame(frame)),
                         Err(_) => continue,
                     };
                     continue;
                 }
-                fast.observe(*id, call);
+                if let Some(fast) = fast.as_mut() {
+                    fast.observe(*id, call);
+                }
             }
             let last = matches!(msg, ToHome::Exited { .. });
             if write_message(&mut to_deputy, &msg).await.is_err() || last {

@@ -1672,7 +1672,7 @@ impl Context {
         if !crate::lookup_ahead::is_lookup(n.nr, &n.args) {
             self.member.learn_lookup(None);
         }
-        if matches!(route, Route::Forward(_)) {
+        if let Route::Forward(ptrs) = &route {
             let here = self.serve_prefetched(&n);
             let here = here.or_else(|| self.seek_here(&n));
             if let Some(answer) = here.or_else(|| self.serve_directory_end(&n)) {
@@ -1683,14 +1683,11 @@ impl Context {
                 self.give(&n, answer, "answered from a read ahead");
                 return Held::Answered;
             }
-        }
-        if let Route::Forward(ptrs) = &route {
             if let Some(answer) = self.serve_lookup_ahead(&n, ptrs).await {
                 self.give(&n, answer, "answered from lookups ahead");
                 return Held::Answered;
             }
         }
-
         if route == Route::Special(Special::MmapFile) {
             if let Some(answer) = self.map_prefetched(&n) {
                 self.give(&n, answer, "mapped as the open said");
@@ -2618,30 +2615,10 @@ impl Context {
             return Ok(Answer::Errno(libc::EBADF));
         }
         let memory = self.memory(n);
-        let mut inputs = Vec::new();
-        for ptr in ptrs {
-            let addr = n.args[ptr.index as usize];
-            if addr == 0 || ptr.dir == Dir::Out {
-                continue;
-            }
-            let bytes = match ptr.len {
-                Len::CStr => memory.read_cstr(addr, syscall::MAX_CSTR),
-                _ => match syscall::buffer_len(ptr, &n.args) {
-                    Some(len) if len <= MAX_TRANSFER => memory.read(addr, len),
-                    _ => return Ok(Answer::Errno(libc::EINVAL)),
-                },
-            };
-            match bytes {
-                Ok(bytes) => inputs.push(ArgData {
-                    index: ptr.index,
-                    bytes,
-                }),
-                Err(homing_shim::memory::MemoryError::StringTooLong { .. }) => {
-                    return Ok(Answer::Errno(libc::ENAMETOOLONG))
-                }
-                Err(_) => return Ok(Answer::Errno(libc::EFAULT)),
-            }
-        }
+        let mut inputs = match read_inputs(&memory, n, ptrs) {
+            Ok(inputs) => inputs,
+            Err(answer) => return Ok(answer),
+        };
         // `/proc/self/exe` at home is the deputy's (the homing binary):
         // the program's own path stands for it. The link itself (lstat,
         // O_NOFOLLOW) is the same at home.
@@ -2747,25 +2724,8 @@ impl Context {
         self.member.note_fstat(n, self.call, stat_output, &result);
         self.member.note_prefetched(n, &result);
         self.member.note_directory_end(n, &result);
-        for output in &result.outputs {
-            let Some(ptr) = ptrs
-                .iter()
-                .find(|p| p.index == output.index && p.dir != Dir::In)
-            else {
-                continue;
-            };
-            let addr = n.args[ptr.index as usize];
-            if addr == 0 && waits {
-                // A reap kept from another wait: this one asked for less.
-                continue;
-            }
-            let limit = syscall::buffer_len(ptr, &args).unwrap_or(0);
-            if addr == 0 || output.bytes.len() > limit {
-                return Ok(Answer::Errno(libc::EFAULT));
-            }
-            if memory.write(addr, &output.bytes).is_err() {
-                return Ok(Answer::Errno(libc::EFAULT));
-            }
+        if let Err(answer) = write_outputs(&memory, n, &args, ptrs, &result.outputs, waits) {
+            return Ok(answer);
         }
         if waits {
             return Ok(self.deliver_wait(n, result));
@@ -3000,22 +2960,11 @@ impl Context {
             return None;
         }
         let memory = self.memory(n);
-        let mut inputs = Vec::new();
-        for ptr in ptrs.iter().filter(|p| p.dir != Dir::Out) {
-            let addr = n.args[ptr.index as usize];
-            if addr == 0 {
-                continue;
-            }
-            let bytes = memory.read_cstr(addr, syscall::MAX_CSTR).ok()?;
-            // `/proc/self/exe` stands for the program's own path: home is
-            // asked that instead (see `forward`).
-            if self.names_own_exe(&bytes) {
-                return None;
-            }
-            inputs.push(ArgData {
-                index: ptr.index,
-                bytes,
-            });
+        let inputs = read_inputs(&memory, n, ptrs).ok()?;
+        // `/proc/self/exe` stands for the program's own path: home is
+        // asked that instead (see `forward`).
+        if inputs.iter().any(|input| self.names_own_exe(&input.bytes)) {
+            return None;
         }
         let call = SyscallCall {
             nr: n.nr,
@@ -3032,18 +2981,8 @@ impl Context {
             .ok()?
             .ok()
             .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())?;
-        for output in &result.outputs {
-            let ptr = ptrs
-                .iter()
-                .find(|p| p.index == output.index && p.dir != Dir::In)?;
-            let addr = n.args[ptr.index as usize];
-            let limit = syscall::buffer_len(ptr, &n.args).unwrap_or(0);
-            if addr == 0 || output.bytes.len() > limit {
-                return Some(Answer::Errno(libc::EFAULT));
-            }
-            if memory.write(addr, &output.bytes).is_err() {
-                return Some(Answer::Errno(libc::EFAULT));
-            }
+        if let Err(answer) = write_outputs(&memory, n, &n.args, ptrs, &result.outputs, false) {
+            return Some(answer);
         }
         self.member.learn_lookup(Some(key));
         self.member
@@ -3721,13 +3660,83 @@ fn note_home_traffic() -> u64 {
     HOME_TRAFFIC.fetch_add(1, Ordering::SeqCst) + 1
 }
 
+/// The buffers call `n` hands the kernel to read, from the guest's memory
+/// (pointer arguments `ptrs`): each live one the call reads, a path up to
+/// its NUL. `Err`: the answer the call gets instead.
+fn read_inputs(
+    memory: &ProcessMemory,
+    n: &Notification,
+    ptrs: &[syscall::PtrArg],
+) -> Result<Vec<ArgData>, Answer> {
+    let mut inputs = Vec::new();
+    for ptr in ptrs {
+        let addr = n.args[ptr.index as usize];
+        if addr == 0 || ptr.dir == Dir::Out {
+            continue;
+        }
+        let bytes = match ptr.len {
+            Len::CStr => memory.read_cstr(addr, syscall::MAX_CSTR),
+            _ => match syscall::buffer_len(ptr, &n.args) {
+                Some(len) if len <= MAX_TRANSFER => memory.read(addr, len),
+                _ => return Err(Answer::Errno(libc::EINVAL)),
+            },
+        };
+        match bytes {
+            Ok(bytes) => inputs.push(ArgData {
+                index: ptr.index,
+                bytes,
+            }),
+            Err(homing_shim::memory::MemoryError::StringTooLong { .. }) => {
+                return Err(Answer::Errno(libc::ENAMETOOLONG))
+            }
+            Err(_) => return Err(Answer::Errno(libc::EFAULT)),
+        }
+    }
+    Ok(inputs)
+}
+
+/// Writes what a call home wrote (`outputs`) into the guest's buffers of
+/// call `n` (pointer arguments `ptrs`, lengths as `args` give them), each
+/// where the table says; an output the table names no buffer for is not
+/// the guest's. `waits`: the call is a wait, whose reap kept from another
+/// wait may bring what this one did not ask for. `Err`: the answer the
+/// call gets instead (EFAULT).
+fn write_outputs(
+    memory: &ProcessMemory,
+    n: &Notification,
+    args: &[u64; 6],
+    ptrs: &[syscall::PtrArg],
+    outputs: &[ArgData],
+    waits: bool,
+) -> Result<(), Answer> {
+    for output in outputs {
+        let Some(ptr) = ptrs
+            .iter()
+            .find(|p| p.index == output.index && p.dir != Dir::In)
+        else {
+            continue;
+        };
+        let addr = n.args[ptr.index as usize];
+        if addr == 0 && waits {
+            // A reap kept from another wait: this one asked for less.
+            continue;
+        }
+        let limit = syscall::buffer_len(ptr, args).unwrap_or(0);
+        if addr == 0 || output.bytes.len() > limit {
+            return Err(Answer::Errno(libc::EFAULT));
+        }
+        if memory.write(addr, &output.bytes).is_err() {
+            return Err(Answer::Errno(libc::EFAULT));
+        }
+    }
+    Ok(())
+}
+
 /// Whether what home said at traffic count `armed` (`None`: not answered
-/// yet), `at` then, may still answer the program: nothing has gone home
-/// or come from there since, and it is as recent as a read asked ahead of
-/// the program must be.
+/// yet), `at` then, may still answer the program now (see
+/// [`crate::read_ahead::fresh`]).
 fn nothing_learned_since(armed: Option<u64>, at: std::time::Instant) -> bool {
-    armed == Some(HOME_TRAFFIC.load(Ordering::SeqCst))
-        && at.elapsed() < crate::read_ahead::FRESH_FOR
+    crate::read_ahead::fresh(armed, at, HOME_TRAFFIC.load(Ordering::SeqCst))
 }
 
 /// Woken whenever a guest may have a new signal: the agent sent one, or a

@@ -183,7 +183,7 @@ impl LookupsAhead {
     /// Whether they may still answer the program, the traffic count being
     /// `traffic` now.
     pub fn fresh(&self, traffic: u64) -> bool {
-        self.armed == Some(traffic) && self.asked.elapsed() < crate::read_ahead::FRESH_FOR
+        crate::read_ahead::fresh(self.armed, self.asked, traffic)
     }
 
     /// Where the answer to `key` comes, if it is the next one expected; any

@@ -42,6 +42,15 @@ pub const FRESH_FOR: Duration = Duration::from_millis(2);
 /// it still finds it fresh.
 pub const LONGEST: usize = 256 << 10;
 
+/// The never-stale rule for anything home said before the program
+/// asked: what home answered at traffic count `armed` (`None`: not
+/// answered yet), asked for at `asked`, may still answer the program, the
+/// count being `traffic` now, if nothing has gone home or come from there
+/// since, and within [`FRESH_FOR`].
+pub fn fresh(armed: Option<u64>, asked: Instant, traffic: u64) -> bool {
+    armed == Some(traffic) && asked.elapsed() < FRESH_FOR
+}
+
 /// How much of a file the next read ahead asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -133,7 +142,7 @@ impl ReadAhead {
     /// Whether it may still answer the program, the traffic count being
     /// `traffic` now.
     pub fn fresh(&self, traffic: u64) -> bool {
-        self.traffic == traffic && self.asked.elapsed() < FRESH_FOR
+        fresh(Some(self.traffic), self.asked, traffic)
     }
 
     /// Waits for its bytes, if they have not come yet; `false` if home
