@@ -54,12 +54,14 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 /// - **Clocks and sleeps** (`clock_gettime`, `clock_getres`,
 ///   `gettimeofday`, `time`, `nanosleep`, `clock_nanosleep`): the nodes'
 ///   clocks agree through NTP, and sleeping is the host CPU's business.
-/// - **CPU and scheduling** (`sched_yield`, `sched_getaffinity`,
-///   `sched_setaffinity`, `sched_getparam`, `sched_getscheduler`,
-///   `sched_get_priority_max`/`min`, `getcpu`, `getrusage`, `times`): the
-///   process runs on the host's CPUs and is accounted there. Programs call
-///   the `sched_*` ones with pid 0 (themselves); a nonzero pid would be
-///   resolved among the host's pids.
+/// - **CPU and scheduling** (`sched_yield`, `sched_getparam`,
+///   `sched_getscheduler`, `sched_get_priority_max`/`min`, `getcpu`,
+///   `getrusage`, `times`): the process runs on the host's CPUs and is
+///   accounted there. Programs call the `sched_*` ones with pid 0
+///   (themselves); a nonzero pid would be resolved among the host's pids.
+///   `sched_getaffinity` and `sched_setaffinity` are local too where they
+///   name the caller (pid 0): the filter sends another's to the
+///   supervisor ([`Special::Affinity`]).
 /// - **Process-local state** (`prctl`, `capget`, `personality`,
 ///   `getrandom`, `exit`): nothing in them names a file, an fd, a pid of
 ///   another process or an identity that lives at home. (The agent learns
@@ -124,8 +126,6 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_clock_nanosleep,
     // CPU and scheduling.
     libc::SYS_sched_yield,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_sched_setaffinity,
     libc::SYS_sched_getparam,
     libc::SYS_sched_getscheduler,
     libc::SYS_sched_get_priority_max,
@@ -259,6 +259,12 @@ pub enum Special {
     /// that end back from a parent that is a guest too until the parent
     /// can take its SIGCHLD as it would at home.
     Exit,
+    /// `sched_getaffinity`/`sched_setaffinity` of another process (the
+    /// filter lets a process's own through): it runs on the host, but one
+    /// guest may learn through it what another did, which the host must
+    /// see (a process's affinity is the one thing of its that another
+    /// guest can set, and it can read, without a call home).
+    Affinity,
 }
 
 /// How `sendmsg` and `recvmsg` travel. Their `struct msghdr` points at an
@@ -901,6 +907,9 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_execve => Route::Special(Special::Exec),
         libc::SYS_exit_group => Route::Special(Special::Exit),
         libc::SYS_rt_sigaction => Route::Special(Special::ChildSignal),
+        libc::SYS_sched_getaffinity | libc::SYS_sched_setaffinity => {
+            Route::Special(Special::Affinity)
+        }
         libc::SYS_execveat => refuse(libc::ENOSYS),
 
         _ => refuse(libc::ENOSYS),

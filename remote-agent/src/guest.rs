@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,7 +119,7 @@ struct Prefetched {
     offset: usize,
     /// The open that brought it (its notification's id).
     open: u64,
-    /// [`HOME_TRAFFIC`] once that open was answered; it serves only while
+    /// [`Member::traffic`] once that open was answered; it serves only while
     /// nothing else has gone home or come from there since.
     armed: Option<u64>,
     at: std::time::Instant,
@@ -140,7 +140,7 @@ struct DirectoryEnd {
     fd: i32,
     /// The call that listed it (its notification's id).
     call: u64,
-    /// [`HOME_TRAFFIC`] once that call was answered: the program's next
+    /// [`Member::traffic`] once that call was answered: the program's next
     /// `getdents64` of the fd gets 0 here while this count stands.
     armed: Option<u64>,
     at: std::time::Instant,
@@ -263,11 +263,15 @@ pub struct Member {
     lookup_successors: Arc<Mutex<Successors>>,
     /// How many of its lookups were answered from those asked ahead.
     lookups_answered_ahead: std::sync::atomic::AtomicU64,
-    /// The notification whose answer was counted in [`HOME_TRAFFIC`] as
+    /// The notification whose answer was counted in its traffic as
     /// it was given, before its handling ended (0: none).
     answer_counted: std::sync::atomic::AtomicU64,
     /// Calls other than `mmap`s of files begun so far: their numbers.
     calls_begun: std::sync::atomic::AtomicU64,
+    /// The count of the moments its family may have learned something
+    /// from home (see [`Member::traffic`]), shared with every process
+    /// here it may share memory with.
+    family: Mutex<Arc<AtomicU64>>,
 }
 
 /// What waits for a call of a guest's (see [`Member::give_when_safe`]).
@@ -371,6 +375,7 @@ impl Member {
     /// SIGCHLD comes, and its wait finds the child here.
     fn release_child(&self, child: i32) {
         if self.held_children.remove(&child).is_some() {
+            self.note_traffic();
             release_end(child);
         }
     }
@@ -453,7 +458,10 @@ impl Member {
     /// Gives process `pid` (the member's) `what` now.
     fn give(&self, pid: i32, what: ForACall) {
         match what {
-            ForACall::Signal(signal) => signal_guest(pid, signal),
+            ForACall::Signal(signal) => {
+                self.note_traffic();
+                signal_guest(pid, signal);
+            }
             ForACall::ChildEnd(child) => self.release_child(child),
         }
     }
@@ -647,6 +655,58 @@ impl Member {
                 at: std::time::Instant::now(),
             });
         }
+    }
+
+    /// Its family's traffic count: how many moments it, or a process
+    /// here it may share memory with, may have learned something from
+    /// home (a call that went home, as it began and as it was answered, a
+    /// signal the agent gave it, a child's end told), plus each moment
+    /// that crossed families. What home said for it in the past serves
+    /// only while this count stands.
+    ///
+    /// A program can learn what another program learned only through
+    /// memory they share or through home, where its own call counts. So a
+    /// family is a process and its forks until they exec (an exec leaves
+    /// no memory shared; a fork may leave `MAP_SHARED` memory and a
+    /// `vfork` all of it), and the agent gives every signal and child's
+    /// end itself. Threads are one process. Nothing else the kernel keeps
+    /// here for a guest can be seen by another, but for CPU affinity,
+    /// which one may set for another (see [`Context::other_process`]):
+    /// that crosses every family.
+    pub(crate) fn traffic(&self) -> u64 {
+        self.family().load(Ordering::SeqCst) + CROSSED_FAMILIES.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more moment of its family's traffic; returns the count.
+    pub(crate) fn note_traffic(&self) -> u64 {
+        self.family().fetch_add(1, Ordering::SeqCst) + 1 + CROSSED_FAMILIES.load(Ordering::SeqCst)
+    }
+
+    fn family(&self) -> Arc<AtomicU64> {
+        self.family
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes it one of `parent`'s family (a fork's child).
+    fn join_family_of(&self, parent: &Member) {
+        *self
+            .family
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = parent.family();
+    }
+
+    /// Makes it a family of its own: its exec left it no memory shared.
+    /// The new count starts past the old one, so that nothing counted by
+    /// the old can pass for fresh.
+    fn leave_family(&self) {
+        let from = self.traffic();
+        *self
+            .family
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(AtomicU64::new(from + 1));
     }
 
     /// Drops what was read ahead of the program, if anything: the call
@@ -987,6 +1047,7 @@ impl HostRole {
             lookups_answered_ahead: std::sync::atomic::AtomicU64::new(0),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
+            family: Mutex::new(Arc::default()),
         });
         self.members
             .insert((home_node.to_owned(), home_pid), member.clone());
@@ -1059,6 +1120,8 @@ impl HostRole {
         };
         let creds = (parent.uid, parent.gid, parent.groups.clone());
         let (member, exits) = self.new_member(home_node, home_pid, creds, to_home);
+        // Until it execs, it may share memory with its parent.
+        member.join_family_of(&parent);
         if let Ok(mut exe) = member.exe.lock() {
             *exe = parent.exe.lock().map(|e| e.clone()).unwrap_or_default();
         }
@@ -1699,7 +1762,7 @@ impl Context {
             *ahead = None;
         }
         self.member.note_sharing(n.nr);
-        note_home_traffic();
+        self.member.note_traffic();
         self.member.send_pending_seek(Some(&n));
         let answer = match route {
             Route::Forward(ptrs) => self.forward(&n, &ptrs).await,
@@ -1722,8 +1785,8 @@ impl Context {
             Ordering::SeqCst,
         );
         let traffic = match counted {
-            Ok(_) => HOME_TRAFFIC.load(Ordering::SeqCst),
-            Err(_) => note_home_traffic(),
+            Ok(_) => self.member.traffic(),
+            Err(_) => self.member.note_traffic(),
         };
         self.member.arm_prefetched(n.id, traffic);
         if self.member.parked.load(Ordering::SeqCst) == n.tid {
@@ -1768,7 +1831,20 @@ impl Context {
             // Taken before any member is looked for (see `HostRole::handle`).
             Special::Exit => Ok(Answer::Continue),
             Special::ChildSignal => self.child_signal(n).await,
+            Special::Affinity => Ok(self.other_process(n)),
         }
+    }
+
+    /// `sched_getaffinity` or `sched_setaffinity` of another process: it
+    /// runs here. Reading another's is a call that may tell the program
+    /// something, counted as every call that reaches here is; setting
+    /// another's may tell that process something, which counts for every
+    /// family (see [`Member::traffic`]), before it is set.
+    fn other_process(&self, n: &Notification) -> Answer {
+        if n.nr as i64 == libc::SYS_sched_setaffinity {
+            CROSSED_FAMILIES.fetch_add(1, Ordering::SeqCst);
+        }
+        Answer::Continue
     }
 
     /// Executes the guest's call at home for as long as the guest thread
@@ -1926,7 +2002,7 @@ impl Context {
     fn serve_prefetched(&self, n: &Notification) -> Option<Answer> {
         let mut slot = self.member.prefetched.lock().ok()?;
         let prefetched = slot.as_mut()?;
-        let fresh = nothing_learned_since(prefetched.armed, prefetched.at);
+        let fresh = nothing_learned_since(&self.member, prefetched.armed, prefetched.at);
         if !fresh || n.args[0] as i32 != prefetched.fd {
             return None;
         }
@@ -2003,7 +2079,7 @@ impl Context {
         }
         let end = self.member.directory_end.lock().ok()?;
         let end = end.as_ref()?;
-        let fresh = nothing_learned_since(end.armed, end.at);
+        let fresh = nothing_learned_since(&self.member, end.armed, end.at);
         (fresh && end.fd == n.args[0] as i32).then_some(Answer::Value(0))
     }
 
@@ -2212,6 +2288,7 @@ impl Context {
         {
             Ok(new) => {
                 self.role.by_host.remove(&old);
+                self.member.leave_family();
                 debug!(home_pid = self.home_pid, old, new, "exec: guest replaced");
                 Ok(Answer::Value(0))
             }
@@ -2277,6 +2354,7 @@ impl Context {
                 if let Ok(mut exe) = self.member.exe.lock() {
                     *exe = program.home_path.clone();
                 }
+                self.member.leave_family();
                 debug!(
                     home_pid = self.home_pid,
                     pid = self.guest_pid,
@@ -2776,7 +2854,7 @@ impl Context {
         }
         // The program may learn something from here on: counted now, so
         // that a read asked ahead of it counts from here.
-        let traffic = note_home_traffic();
+        let traffic = self.member.note_traffic();
         self.member.answer_counted.store(n.id, Ordering::SeqCst);
         self.read_ahead_after(n, result, traffic);
         if let Ok(false) = self.listener.deliver(n.id, Answer::Value(result.ret)) {
@@ -2846,7 +2924,7 @@ impl Context {
             .unread
             .get(&fd)
             .is_none_or(|bytes| bytes.try_lock().is_ok_and(|bytes| bytes.is_empty()));
-        let may_serve = ahead.fresh(HOME_TRAFFIC.load(Ordering::SeqCst))
+        let may_serve = ahead.fresh(self.member.traffic())
             && unread_none
             && homing_shim::process::single_threaded(n.tid);
         let want = (n.args[2] as usize).min(MAX_TRANSFER);
@@ -2869,7 +2947,7 @@ impl Context {
         // program's next read may come at once.
         let ask = |at: u64, pace: Pace| {
             let len = pace.len(want).unwrap_or(want);
-            let traffic = HOME_TRAFFIC.load(Ordering::SeqCst);
+            let traffic = self.member.traffic();
             let answer = self.member.calls.start_pread(n.tid, fd, at, len).ok()?;
             Some(ReadAhead::new(fd, at, len, traffic, answer))
         };
@@ -2954,9 +3032,7 @@ impl Context {
             return None;
         }
         let mut ahead = self.member.lookups_ahead.lock().ok()?.take()?;
-        if !ahead.fresh(HOME_TRAFFIC.load(Ordering::SeqCst))
-            || !homing_shim::process::single_threaded(n.tid)
-        {
+        if !ahead.fresh(self.member.traffic()) || !homing_shim::process::single_threaded(n.tid) {
             return None;
         }
         let memory = self.memory(n);
@@ -3006,7 +3082,7 @@ impl Context {
         let file = {
             let slot = self.member.prefetched.lock().ok()?;
             let prefetched = slot.as_ref()?;
-            let fresh = nothing_learned_since(prefetched.armed, prefetched.at);
+            let fresh = nothing_learned_since(&self.member, prefetched.armed, prefetched.at);
             if !fresh || prefetched.fd != fd {
                 return None;
             }
@@ -3642,23 +3718,17 @@ fn release_end(pid: i32) {
     }
 }
 
+/// Sends a guest a signal; one it may learn from is counted in its
+/// family's traffic first (see [`Member::give`]).
 fn signal_guest(pid: i32, signal: i32) {
     // Realtime signals included, which nix's `Signal` lacks.
     let _ = homing_shim::process::send_signal(pid, signal);
-    note_home_traffic();
     SIGNALLED.notify_waiters();
 }
 
-/// Counts each call that goes home, as it begins and as it is answered,
-/// and each signal the agent gives a guest: the moments a program here
-/// may learn something (that a file changed, say). What home read ahead
-/// for a program serves only while this count stands.
-static HOME_TRAFFIC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Counts one more moment of [`HOME_TRAFFIC`]; returns the new count.
-fn note_home_traffic() -> u64 {
-    HOME_TRAFFIC.fetch_add(1, Ordering::SeqCst) + 1
-}
+/// Moments that may have told something to a program of any family (see
+/// [`Member::traffic`]).
+static CROSSED_FAMILIES: AtomicU64 = AtomicU64::new(0);
 
 /// The buffers call `n` hands the kernel to read, from the guest's memory
 /// (pointer arguments `ptrs`): each live one the call reads, a path up to
@@ -3735,8 +3805,8 @@ fn write_outputs(
 /// Whether what home said at traffic count `armed` (`None`: not answered
 /// yet), `at` then, may still answer the program now (see
 /// [`crate::read_ahead::fresh`]).
-fn nothing_learned_since(armed: Option<u64>, at: std::time::Instant) -> bool {
-    crate::read_ahead::fresh(armed, at, HOME_TRAFFIC.load(Ordering::SeqCst))
+fn nothing_learned_since(member: &Member, armed: Option<u64>, at: std::time::Instant) -> bool {
+    crate::read_ahead::fresh(armed, at, member.traffic())
 }
 
 /// Woken whenever a guest may have a new signal: the agent sent one, or a

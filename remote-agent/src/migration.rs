@@ -1040,7 +1040,11 @@ impl Departure {
 fn deliver_held_signals(member: &crate::guest::Member) {
     let held = member.held_signals.lock().ok().and_then(|mut h| h.take());
     let pid = member.host_pid.load(Ordering::Relaxed);
-    for signal in held.unwrap_or_default() {
+    let held = held.unwrap_or_default();
+    if !held.is_empty() {
+        member.note_traffic();
+    }
+    for signal in held {
         let _ = homing_shim::process::send_signal(pid, signal);
     }
 }

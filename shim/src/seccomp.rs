@@ -3,8 +3,9 @@
 //!
 //! The filter is deny-by-default: every syscall goes to the supervisor
 //! except the local ones of [`homing_proto::syscall::LOCAL`], anonymous
-//! `mmap`, `clone` of a thread, and `rt_sigaction` of any signal but
-//! SIGCHLD. A local syscall costs the guest nothing.
+//! `mmap`, `clone` of a thread, `rt_sigaction` of any signal but SIGCHLD,
+//! and `sched_getaffinity`/`sched_setaffinity` of the caller itself. A
+//! local syscall costs the guest nothing.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -57,7 +58,7 @@ impl Filter {
         // Layout: a prologue, then one jump per local syscall, then three
         // returns (notify, allow, kill). Every jump targets a return, so
         // offsets are computed from the distance to the end.
-        let prologue = 12usize;
+        let prologue = 18usize;
         let body = prologue + locals.len();
         let (notify, allow, kill) = (body, body + 1, body + 2);
         let to = |from: usize, target: usize| -> u8 {
@@ -100,6 +101,24 @@ impl Filter {
                 to(11, notify),
                 to(11, allow),
             ),
+            // A process's own CPU affinity (pid 0): local; another's: the
+            // supervisor's.
+            jump(
+                BPF_JMP | BPF_JEQ | BPF_K,
+                libc::SYS_sched_getaffinity as u32,
+                0,
+                2,
+            ),
+            load(data_arg_low(0)),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, 0, to(14, allow), to(14, notify)),
+            jump(
+                BPF_JMP | BPF_JEQ | BPF_K,
+                libc::SYS_sched_setaffinity as u32,
+                0,
+                2,
+            ),
+            load(data_arg_low(0)),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, 0, to(17, allow), to(17, notify)),
         ];
         debug_assert_eq!(program.len(), prologue);
         for (i, nr) in locals.iter().enumerate() {

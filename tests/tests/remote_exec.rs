@@ -521,14 +521,64 @@ fn lookups_asked_ahead_of_the_program_are_never_stale() {
     assert_eq!(through_mount.stdout, native.stdout);
     // The run at home taught node2 nothing: the program itself did, in
     // its first rounds, and was answered ahead in the next.
-    let answered_ahead: u64 = cluster
+    assert!(
+        lookups_answered_ahead(&cluster) > 0,
+        "no lookup was answered ahead: the test tests nothing"
+    );
+}
+
+/// CPU affinity is the host's, the program's own and another's alike
+/// (the filter lets a program's own through, and sends another's to the
+/// agent, which must let it run here).
+#[test]
+fn cpu_affinity_of_itself_and_of_another_process_is_the_hosts() {
+    let cluster = Cluster::up(2);
+    let script =
+        "nproc; sleep 5 & taskset -p 1 $! >/dev/null && taskset -p $! | cut -d: -f2; kill $!";
+    let native = ok(at_home(&cluster, script));
+    assert!(native.stdout.ends_with("\n 1\n"), "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- sh -c '{script}'"),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+}
+
+/// How many lookups node2's guests had answered from those asked ahead.
+fn lookups_answered_ahead(cluster: &Cluster) -> u64 {
+    cluster
         .log("node2")
         .lines()
         .filter_map(|line| line.split("lookups_answered_ahead=").nth(1))
         .filter_map(|count| count.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
+        .sum()
+}
+
+/// What one program learned from home, another that shares memory with it
+/// may learn through that memory, or through a signal, with no call home
+/// of its own: lookups asked ahead for it must not answer it then. Each
+/// round, a program looks a file up just after the other removed it, told
+/// so one way or the other: at home the file is always gone.
+#[test]
+fn what_another_process_learned_makes_lookups_asked_ahead_stale() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "family");
+    let run = |command: &str, mode: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "rm -rf fam && mkdir fam && for i in $(seq 0 7); do touch fam/a$i fam/b$i; done && {command} {mode} fam 8"
+            ),
+        ))
+    };
+    for mode in ["memory", "signal"] {
+        let native = run("./family", mode);
+        assert_eq!(native.stdout.matches("gone").count(), 8, "{native:?}");
+        let remote = run("homing run --on node2 -- ./family", mode);
+        assert_eq!(remote.stdout, native.stdout, "{mode}");
+    }
     assert!(
-        answered_ahead > 0,
+        lookups_answered_ahead(&cluster) > 0,
         "no lookup was answered ahead: the test tests nothing"
     );
 }
