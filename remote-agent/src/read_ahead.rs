@@ -11,7 +11,8 @@
 //! read at home before the program asked are what it would have read then
 //! if nothing could have told it that the file changed since: they serve
 //! only while nothing has gone home or come from there since the read was
-//! asked for (the caller's traffic count), and only for a few milliseconds
+//! asked for (the traffic count of the caller's family, see
+//! `Member::traffic`), and only for a few milliseconds
 //! (so that not even the clock can tell), to a program of one thread
 //! reading an fd it opened itself and shares with no one (no one else
 //! can see the offset that the reads answered here leave unmoved at home
