@@ -1067,7 +1067,7 @@ impl HostRole {
         let argv: Vec<Vec<u8>> = start.argv.iter().map(|a| a.to_vec()).collect();
         let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
         let started = async {
-            let program = self.prepare(&member, 0, &start.exe, argv).await?;
+            let program = self.prepare(&member, 0, &start.exe, argv, || {}).await?;
             self.start_process(&member, program, &envp, (0, 0))
         }
         .await;
@@ -1237,9 +1237,10 @@ impl HostRole {
         tid: i32,
         path: &[u8],
         argv: Vec<Vec<u8>>,
+        behind: impl FnOnce(),
     ) -> Result<Program, StartError> {
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec();
-        let (local, home_path) = self.fetch_program(member, tid, path).await?;
+        let (local, home_path) = self.fetch_program(member, tid, path, behind).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
         if let Some((interpreter, arg)) = shebang(&local) {
@@ -1247,7 +1248,7 @@ impl HostRole {
             new_argv.extend(arg);
             new_argv.push(path.to_vec());
             new_argv.extend(argv.into_iter().skip(1));
-            let (local, home_path) = self.fetch_program(member, tid, &interpreter).await?;
+            let (local, home_path) = self.fetch_program(member, tid, &interpreter, || {}).await?;
             return Ok(Program {
                 local,
                 argv: new_argv,
@@ -1561,11 +1562,13 @@ impl HostRole {
     /// Brings the program at `path` (home) into the cache; returns the local copy.
     /// Caches the program at `path` at home; returns the local copy and
     /// the program's canonical path at home.
+    /// `behind` runs once the program's open is on its way home.
     async fn fetch_program(
         &self,
         member: &Member,
         tid: i32,
         path: &[u8],
+        behind: impl FnOnce(),
     ) -> Result<(PathBuf, Vec<u8>), StartError> {
         let calls = &member.calls;
         let shown = String::from_utf8_lossy(path).into_owned();
@@ -1583,7 +1586,7 @@ impl HostRole {
         // may run but not read runs here too, as it does at home. Where
         // the agent cannot look its path up, the deputy does.
         let enosys = -(libc::ENOSYS as i64);
-        let mut opened = calls.open_program(tid, path).await?;
+        let mut opened = calls.open_program(tid, path, behind).await?;
         if opened == Err(enosys) {
             let at = libc::O_PATH | libc::O_CLOEXEC;
             let (found, _) = calls.open_to_read(tid, path, at).await?.map_err(fail)?;
@@ -1732,7 +1735,9 @@ fn errno_of(ret: i64) -> Answer {
 
 impl Context {
     async fn handle(&self, n: Notification, route: Route) -> Held {
-        if !crate::lookup_ahead::is_lookup(n.nr, &n.args) {
+        // An exec is learned as a lookup of its path once it is read.
+        if !crate::lookup_ahead::is_lookup(n.nr, &n.args) && route != Route::Special(Special::Exec)
+        {
             self.member.learn_lookup(None);
         }
         if let Route::Forward(ptrs) = &route {
@@ -1754,6 +1759,12 @@ impl Context {
         if route == Route::Special(Special::MmapFile) {
             if let Some(answer) = self.map_prefetched(&n) {
                 self.give(&n, answer, "mapped as the open said");
+                return Held::Answered;
+            }
+        }
+        if route == Route::Special(Special::Exec) {
+            if let Some(answer) = self.serve_exec_ahead(&n).await {
+                self.give(&n, answer, "refused from lookups ahead");
                 return Held::Answered;
             }
         }
@@ -2212,6 +2223,7 @@ impl Context {
         self.member.forget_read_only(n.nr, &n.args);
         let memory = ProcessMemory::new(n.tid);
         let Ok(mut path) = memory.read_cstr(n.args[0], syscall::MAX_CSTR) else {
+            self.member.learn_lookup(None);
             return Ok(Answer::Errno(libc::EFAULT));
         };
         // A program that execs itself again through /proc gets itself.
@@ -2223,6 +2235,9 @@ impl Context {
             }
         }
         path.pop();
+        let key = LookupKey::exec(&path);
+        self.member.learn_lookup(Some(key.clone()));
+        let ahead = self.predicted_after(n, &key);
         let (argv, envp) = match (
             read_strings(&memory, n.args[1]),
             read_strings(&memory, n.args[2]),
@@ -2248,7 +2263,14 @@ impl Context {
                 bytes: path.clone(),
             },
         ];
-        let program = match self.role.prepare(&self.member, n.tid, &path, argv).await {
+        // The places a program is looked for in turn (a `PATH`) go
+        // behind the first, each a `stat` standing for the exec.
+        let behind = || self.ask_lookups_ahead(n, ahead);
+        let program = match self
+            .role
+            .prepare(&self.member, n.tid, &path, argv, behind)
+            .await
+        {
             Ok(program) => program,
             Err(error) => return Ok(Answer::Errno(error.errno())),
         };
@@ -2988,11 +3010,17 @@ impl Context {
         }
         let key = LookupKey::of(call, ptrs);
         self.member.learn_lookup(Some(key.clone()));
+        self.predicted_after(n, &key)
+    }
+
+    /// The lookups that followed `key` last time, to ask behind it: none
+    /// for a program of several threads.
+    fn predicted_after(&self, n: &Notification, key: &LookupKey) -> Vec<LookupKey> {
         let ahead = self
             .member
             .lookup_successors
             .lock()
-            .map(|successors| successors.predict(&key))
+            .map(|successors| successors.predict(key))
             .unwrap_or_default();
         match ahead.is_empty() || !homing_shim::process::single_threaded(n.tid) {
             true => vec![],
@@ -3056,7 +3084,9 @@ impl Context {
             .await
             .ok()?
             .ok()
-            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())?;
+            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())
+            // An fd opened ahead would be no fd of the deputy's.
+            .filter(|result| !crate::lookup_ahead::is_open(n.nr) || result.ret < 0)?;
         if let Err(answer) = write_outputs(&memory, n, &n.args, ptrs, &result.outputs, false) {
             return Some(answer);
         }
@@ -3070,6 +3100,45 @@ impl Context {
             }
         }
         Some(errno_of(result.ret))
+    }
+
+    /// Refuses an `execve` of a path that the `stat` asked ahead for it
+    /// found leads nowhere, when it is the next lookup expected and the
+    /// lookups asked ahead may serve; `None` leaves it to [`Self::exec`].
+    async fn serve_exec_ahead(&self, n: &Notification) -> Option<Answer> {
+        if self.role.injected_execs.contains_key(&n.tid) {
+            return None;
+        }
+        let mut ahead = self.member.lookups_ahead.lock().ok()?.take()?;
+        if !ahead.fresh(self.member.traffic()) || !homing_shim::process::single_threaded(n.tid) {
+            return None;
+        }
+        let mut path = self
+            .memory(n)
+            .read_cstr(n.args[0], syscall::MAX_CSTR)
+            .ok()?;
+        if self.names_own_exe(&path) {
+            return None;
+        }
+        path.pop();
+        let key = LookupKey::exec(&path);
+        let answer = ahead.next_for(&key)?;
+        let errno = tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
+            .await
+            .ok()?
+            .ok()
+            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())
+            .and_then(|result| crate::lookup_ahead::exec_refused(&result))?;
+        self.member.learn_lookup(Some(key));
+        self.member
+            .lookups_answered_ahead
+            .fetch_add(1, Ordering::Relaxed);
+        if !ahead.is_empty() {
+            if let Ok(mut slot) = self.member.lookups_ahead.lock() {
+                *slot = Some(ahead);
+            }
+        }
+        Some(Answer::Errno(errno))
     }
 
     /// An mmap of the file the program's last open brought (a library the

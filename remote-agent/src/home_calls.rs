@@ -200,17 +200,24 @@ impl HomeCalls {
     /// Opens the program at `path` at home for an exec (see
     /// [`homing_proto::syscall::OPEN_PROGRAM`]): the fd to fetch it
     /// through, its identity and its path at home; or `-errno` (`-ENOSYS`:
-    /// home's agent cannot look the path up).
-    pub async fn open_program(&self, tid: i32, path: &[u8]) -> Result<OpenedProgram, HomeGone> {
+    /// home's agent cannot look the path up). `behind` runs once the call
+    /// is on its way, before its answer comes: what it sends goes right
+    /// behind it.
+    pub async fn open_program(
+        &self,
+        tid: i32,
+        path: &[u8],
+        behind: impl FnOnce(),
+    ) -> Result<OpenedProgram, HomeGone> {
         let input = path_input(0, path);
-        self.program_call(tid, [BUFFER, 0, 0, 0, 0, 0], vec![input])
+        self.program_call(tid, [BUFFER, 0, 0, 0, 0, 0], vec![input], behind)
             .await
     }
 
     /// The same for what the deputy's fd `fd` (opened with `O_PATH`)
     /// names (`-ENOSYS`: home's agent cannot open programs).
     pub async fn open_program_at(&self, tid: i32, fd: i32) -> Result<OpenedProgram, HomeGone> {
-        self.program_call(tid, [fd as u64, 0, 0, 0, 0, 0], vec![])
+        self.program_call(tid, [fd as u64, 0, 0, 0, 0, 0], vec![], || {})
             .await
     }
 
@@ -219,13 +226,16 @@ impl HomeCalls {
         tid: i32,
         args: [u64; 6],
         inputs: Vec<ArgData>,
+        behind: impl FnOnce(),
     ) -> Result<OpenedProgram, HomeGone> {
         let call = SyscallCall {
             nr: homing_proto::syscall::OPEN_PROGRAM,
             args,
             inputs,
         };
-        let result = self.call(tid, call).await?;
+        let (_, answer) = self.start(tid, call)?;
+        behind();
+        let result = answer.await.map_err(|_| HomeGone)?;
         if result.ret < 0 {
             return Ok(Err(result.ret));
         }

@@ -11,12 +11,17 @@
 //! Only lookups that change nothing go ahead ([`is_lookup`]: `stat`,
 //! `access`, `readlink` and their `at` forms, of a path), so one asked
 //! for and never made leaves no trace at home but a symbolic link's
-//! atime. Their answers serve under the rule that keeps every answer the
+//! atime. An open that cannot create goes ahead too, for the answer that
+//! a path leads nowhere (a compiler tries each directory of its include
+//! path in turn): home's agent only looks its path up and answers why it
+//! found nothing, never opens what it finds, and only such an answer
+//! serves. Their answers serve under the rule that keeps every answer the
 //! host gives from home's past never stale: nothing has gone home or come
-//! from there since the lookup that brought them was answered, for any
-//! guest on the host, at most [`crate::read_ahead::FRESH_FOR`] has passed
-//! since they were asked for, and the program has one thread. Any call
-//! the program makes that is not the next one expected drops the rest.
+//! from there since the lookup that brought them was answered, for the
+//! program's family (see `Member::traffic`), at most
+//! [`crate::read_ahead::FRESH_FOR`] has passed since they were asked
+//! for, and the program has one thread. Any call the program makes that
+//! is not the next one expected drops the rest.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -37,22 +42,36 @@ const MOST_REMEMBERED: usize = 16384;
 const CONFIRMED: u8 = 2;
 
 /// Whether `nr(args)` only looks a path up: a `stat`, `access` or
-/// `readlink` of a path (not of an fd, `AT_EMPTY_PATH`).
+/// `readlink` of a path (not of an fd, `AT_EMPTY_PATH`), or an open that
+/// cannot create (see [`is_open`]).
 pub fn is_lookup(nr: u64, args: &[u64; 6]) -> bool {
     let empty_path = |flags: u64| flags & libc::AT_EMPTY_PATH as u64 != 0;
+    let creates = |flags: u64| {
+        let flags = flags as i32;
+        flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
+    };
     match nr as i64 {
         libc::SYS_newfstatat | libc::SYS_faccessat2 => !empty_path(args[3]),
         libc::SYS_statx => !empty_path(args[2]),
+        libc::SYS_open => !creates(args[1]),
+        libc::SYS_openat => !creates(args[2]),
         _ => arguments(nr).is_some(),
     }
 }
 
+/// Whether lookup `nr` is an open: asked ahead, only an answer that its
+/// path leads nowhere may serve (home's agent gives no other).
+pub fn is_open(nr: u64) -> bool {
+    [libc::SYS_open, libc::SYS_openat].contains(&(nr as i64))
+}
+
 /// How many arguments lookup `nr` takes; the registers past them hold
-/// whatever the program left there.
+/// whatever the program left there (an open that cannot create takes no
+/// mode).
 fn arguments(nr: u64) -> Option<usize> {
     Some(match nr as i64 {
-        libc::SYS_stat | libc::SYS_lstat | libc::SYS_access => 2,
-        libc::SYS_readlink | libc::SYS_faccessat => 3,
+        libc::SYS_stat | libc::SYS_lstat | libc::SYS_access | libc::SYS_open => 2,
+        libc::SYS_readlink | libc::SYS_faccessat | libc::SYS_openat => 3,
         libc::SYS_readlinkat | libc::SYS_newfstatat | libc::SYS_faccessat2 => 4,
         libc::SYS_statx => 5,
         _ => return None,
@@ -90,9 +109,34 @@ impl LookupKey {
         }
     }
 
+    /// The key of an `execve` of `path`: asked ahead, a `stat` of the
+    /// path stands for it, whose answer serves only where it says the
+    /// path leads nowhere (see [`exec_refused`]).
+    pub fn exec(path: &[u8]) -> Self {
+        Self {
+            nr: libc::SYS_execve as u64,
+            args: [1, 0, 0, 0, 0, 0],
+            inputs: vec![(0, path.iter().copied().chain([0]).collect())],
+        }
+    }
+
     /// The call to send home for it (pointers only need to be non-null
     /// there: the answer comes back as bytes).
     fn call(&self) -> SyscallCall {
+        if self.nr == libc::SYS_execve as u64 {
+            return SyscallCall {
+                nr: libc::SYS_newfstatat as u64,
+                args: [libc::AT_FDCWD as u64, 1, 1, 0, 0, 0],
+                inputs: self
+                    .inputs
+                    .iter()
+                    .map(|(_, path)| homing_proto::syscall::ArgData {
+                        index: 1,
+                        bytes: path.clone(),
+                    })
+                    .collect(),
+            };
+        }
         SyscallCall {
             nr: self.nr,
             args: self.args,
@@ -204,6 +248,23 @@ impl LookupsAhead {
     }
 }
 
+/// The error an `execve` of a path gets where a `stat` of it got
+/// `result`: one the walk to the path gives (it leads nowhere, or
+/// somewhere its user may not search), which the exec's own walk, made
+/// with the same rights and following links alike, would give too.
+/// `None` where the path leads somewhere: only the exec can tell then.
+pub fn exec_refused(result: &SyscallResult) -> Option<i32> {
+    let walk_errors = [
+        libc::ENOENT,
+        libc::ENOTDIR,
+        libc::EACCES,
+        libc::ELOOP,
+        libc::ENAMETOOLONG,
+    ];
+    let errno = i32::try_from(-result.ret).ok()?;
+    walk_errors.contains(&errno).then_some(errno)
+}
+
 /// The calls to send for `keys`.
 pub fn calls(keys: &[LookupKey]) -> impl Iterator<Item = SyscallCall> + '_ {
     keys.iter().map(LookupKey::call)
@@ -249,7 +310,15 @@ mod tests {
         ));
         assert!(is_lookup(libc::SYS_newfstatat as u64, &[3, 0, 0, 0, 0, 0]));
         assert!(!is_lookup(libc::SYS_statx as u64, &[3, 0, empty, 0, 0, 0]));
-        assert!(!is_lookup(libc::SYS_openat as u64, &none));
+        assert!(is_lookup(libc::SYS_openat as u64, &none));
+        let create = libc::O_CREAT as u64;
+        assert!(!is_lookup(
+            libc::SYS_openat as u64,
+            &[3, 0, create, 0, 0, 0]
+        ));
+        assert!(!is_lookup(libc::SYS_open as u64, &[0, create, 0, 0, 0, 0]));
+        let tmpfile = libc::O_TMPFILE as u64;
+        assert!(!is_lookup(libc::SYS_open as u64, &[0, tmpfile, 0, 0, 0, 0]));
         assert!(!is_lookup(libc::SYS_unlink as u64, &none));
     }
 
@@ -265,6 +334,26 @@ mod tests {
         assert_eq!(LookupKey::of(&call, &ptrs), here);
         assert_ne!(here, stat("/usr/lib", 0x7ffc_0000).1);
         assert_eq!(here.call().args[1], 1);
+    }
+
+    #[test]
+    fn an_exec_is_asked_ahead_as_a_stat_that_serves_only_where_the_path_leads_nowhere() {
+        let key = LookupKey::exec(b"/usr/local/bin/as");
+        let call = key.call();
+        assert_eq!(call.nr, libc::SYS_newfstatat as u64);
+        assert_eq!(call.args[0], libc::AT_FDCWD as u64);
+        assert_eq!(call.args[3], 0, "follows links, as an exec does");
+        assert_eq!(call.inputs[0].index, 1);
+        assert_eq!(call.inputs[0].bytes, b"/usr/local/bin/as\0");
+        assert_ne!(key, stat("/usr/local/bin/as", 8).1);
+        let answer = |ret: i64| SyscallResult {
+            ret,
+            outputs: vec![],
+        };
+        assert_eq!(exec_refused(&answer(-2)), Some(libc::ENOENT));
+        assert_eq!(exec_refused(&answer(-13)), Some(libc::EACCES));
+        assert_eq!(exec_refused(&answer(0)), None);
+        assert_eq!(exec_refused(&answer(-(libc::EIO as i64))), None);
     }
 
     #[test]

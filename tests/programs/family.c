@@ -12,6 +12,11 @@
  *                             to go on through a pipe, and telling back
  *                             with a SIGUSR1, which the first waits for
  *                             with sigwaitinfo.
+ *   family made DIR 0         as memory, but the other makes what was
+ *                             missing: an open of DIR/o, failed three
+ *                             times, must then open it, and an exec of
+ *                             DIR/x (a link to this program), failed
+ *                             three times, must then run it.
  *
  * Every result is printed at the end. */
 #define _GNU_SOURCE
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +94,73 @@ static int memory(const char *dir, int rounds) {
     waitpid(child, NULL, 0);
     fputs(out, stdout);
     return 0;
+}
+
+/* Waits until the other process has taken step `step`. */
+static void await_step(volatile int *at, int step) {
+    while (*at != step) {
+        sched_yield();
+    }
+}
+
+static int made(const char *self, const char *dir) {
+    char opened[4096], program[4096], target[4096];
+    snprintf(opened, sizeof opened, "%s/o", dir);
+    snprintf(program, sizeof program, "%s/x", dir);
+    if (!realpath(self, target)) {
+        perror(self);
+        return 1;
+    }
+    volatile int *step = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (step == MAP_FAILED) {
+        perror("mmap");
+        return 1;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (child == 0) {
+        await_step(step, 1);
+        close(open(opened, O_WRONLY | O_CREAT, 0644));
+        *step = 2;
+        await_step(step, 3);
+        if (symlink(target, program) < 0) {
+            perror("symlink");
+        }
+        *step = 4;
+        _exit(0);
+    }
+    /* A call home that is no lookup (getppid) before each look at aN:
+     * the open or exec that follows it is then the one lookup asked
+     * ahead behind it. */
+    char *argv[] = {program, "ran", "-", "0", NULL};
+    for (int i = 0; i < 3; i++) {
+        getppid();
+        there(dir, 'a', 0);
+        close(open(opened, O_RDONLY));
+    }
+    getppid();
+    there(dir, 'a', 0);
+    *step = 1;
+    await_step(step, 2);
+    int fd = open(opened, O_RDONLY);
+    printf("open: o %s\n", fd >= 0 ? "opened" : "still missing");
+    /* Before the exec's lookups: a write home would end them. */
+    fflush(stdout);
+    for (int i = 0; i < 3; i++) {
+        getppid();
+        there(dir, 'a', 1);
+        execv(program, argv);
+    }
+    getppid();
+    there(dir, 'a', 1);
+    *step = 3;
+    await_step(step, 4);
+    execv(program, argv);
+    printf("exec: x still missing\n");
+    return 1;
 }
 
 static int signal_mode(const char *self, const char *dir, int rounds) {
@@ -165,6 +238,13 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "signaller")) {
         return signaller(argv[2], rounds);
+    }
+    if (!strcmp(argv[1], "made")) {
+        return made(argv[0], argv[2]);
+    }
+    if (!strcmp(argv[1], "ran")) {
+        printf("exec: x ran\n");
+        return 0;
     }
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;

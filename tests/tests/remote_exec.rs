@@ -558,7 +558,9 @@ fn lookups_answered_ahead(cluster: &Cluster) -> u64 {
 /// may learn through that memory, or through a signal, with no call home
 /// of its own: lookups asked ahead for it must not answer it then. Each
 /// round, a program looks a file up just after the other removed it, told
-/// so one way or the other: at home the file is always gone.
+/// so one way or the other: at home the file is always gone. And an open
+/// or an exec that failed, asked ahead once more just before the other
+/// made what was missing, must then open it, or run it.
 #[test]
 fn what_another_process_learned_makes_lookups_asked_ahead_stale() {
     let cluster = Cluster::up(2);
@@ -577,6 +579,10 @@ fn what_another_process_learned_makes_lookups_asked_ahead_stale() {
         let remote = run("homing run --on node2 -- ./family", mode);
         assert_eq!(remote.stdout, native.stdout, "{mode}");
     }
+    let native = run("./family", "made");
+    assert_eq!(native.stdout, "open: o opened\nexec: x ran\n");
+    let remote = run("homing run --on node2 -- ./family", "made");
+    assert_eq!(remote.stdout, native.stdout);
     assert!(
         lookups_answered_ahead(&cluster) > 0,
         "no lookup was answered ahead: the test tests nothing"
