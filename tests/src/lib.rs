@@ -161,8 +161,22 @@ impl Cluster {
     }
 }
 
+/// How much of each agent's log a failed test shows.
+const LOG_TAIL_LINES: usize = 40;
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the agents saw last: a failure that comes only under
+            // load (in CI) may never be seen again.
+            for node in 1..=self.nodes {
+                let node = format!("node{node}");
+                let log = self.log(&node);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!("--- {node}'s agent, last lines ---\n{}", tail.join("\n"));
+            }
+        }
         let run = self.down();
         if run.code != 0 && !std::thread::panicking() {
             panic!("local-cluster down failed: {}", run.stderr);
