@@ -120,10 +120,14 @@ impl LookupKey {
         }
     }
 
+    fn is_exec(&self) -> bool {
+        self.nr == libc::SYS_execve as u64
+    }
+
     /// The call to send home for it (pointers only need to be non-null
     /// there: the answer comes back as bytes).
     fn call(&self) -> SyscallCall {
-        if self.nr == libc::SYS_execve as u64 {
+        if self.is_exec() {
             return SyscallCall {
                 nr: libc::SYS_newfstatat as u64,
                 args: [libc::AT_FDCWD as u64, 1, 1, 0, 0, 0],
@@ -176,7 +180,10 @@ impl Successors {
     }
 
     /// The lookups that followed `from` the last times, in order, as far
-    /// as each was confirmed, at most [`MOST_AHEAD`] and none twice.
+    /// as each was confirmed, at most [`MOST_AHEAD`] and none twice. Past
+    /// an exec only another exec (the next place a `PATH` search tries):
+    /// what followed an exec that worked was the new program's, which
+    /// nothing asked before the exec may answer.
     pub fn predict(&self, from: &LookupKey) -> Vec<LookupKey> {
         let mut ahead: Vec<LookupKey> = Vec::new();
         let mut at = from;
@@ -185,6 +192,9 @@ impl Successors {
                 break;
             };
             if *times < CONFIRMED || next == from || ahead.contains(next) {
+                break;
+            }
+            if at.is_exec() && !next.is_exec() {
                 break;
             }
             ahead.push(next.clone());
@@ -354,6 +364,25 @@ mod tests {
         assert_eq!(exec_refused(&answer(-13)), Some(libc::EACCES));
         assert_eq!(exec_refused(&answer(0)), None);
         assert_eq!(exec_refused(&answer(-(libc::EIO as i64))), None);
+    }
+
+    #[test]
+    fn past_an_exec_only_the_next_exec_is_predicted() {
+        let run = [
+            stat("/usr/bin/as", 8).1,
+            LookupKey::exec(b"/usr/local/bin/as"),
+            LookupKey::exec(b"/usr/bin/as"),
+            stat("/etc/ld.so.preload", 8).1,
+        ];
+        let mut successors = Successors::default();
+        for _ in 0..2 {
+            for pair in run.windows(2) {
+                successors.learn(pair[0].clone(), Some(pair[1].clone()));
+            }
+        }
+        assert_eq!(successors.predict(&run[0]), run[1..3].to_vec());
+        assert_eq!(successors.predict(&run[1]), run[2..3].to_vec());
+        assert!(successors.predict(&run[2]).is_empty());
     }
 
     #[test]

@@ -103,7 +103,8 @@ fn the_program_sees_its_home_identity() {
         &cluster,
         r#"homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!
            echo "args=$(ps -o args= -p $!)"; wait
-           homing run --on node2 -- sh -c 'sleep 0.5; exec sleep 2.5' & sleep 1.5
+           homing run --on node2 -- sh -c 'sleep 0.5; exec sleep 2.5' &
+           for i in $(seq 100); do pgrep -u alice -f '^sleep 2.5$' >/dev/null && break; sleep 0.1; done
            echo "exec=$(ps -o comm= -p $!)/$(ps -o args= -p $!)/$(pgrep -u alice -f '^sleep 2.5$')" child=$!; wait"#,
     ));
     assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
