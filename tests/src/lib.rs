@@ -168,14 +168,19 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // What the agents saw last: a failure that comes only under
-            // load (in CI) may never be seen again.
+            // load (in CI) may never be seen again. Whole logs stay in
+            // target/failed-tests.
+            let kept = workspace().join("target/failed-tests").join(&self.name);
+            let _ = std::fs::create_dir_all(&kept);
             for node in 1..=self.nodes {
                 let node = format!("node{node}");
                 let log = self.log(&node);
+                let _ = std::fs::write(kept.join(format!("{node}.log")), &log);
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
                 eprintln!("--- {node}'s agent, last lines ---\n{}", tail.join("\n"));
             }
+            eprintln!("--- whole logs in {} ---", kept.display());
         }
         let run = self.down();
         if run.code != 0 && !std::thread::panicking() {
