@@ -263,6 +263,8 @@ pub struct Member {
     lookup_successors: Arc<Mutex<Successors>>,
     /// How many of its lookups were answered from those asked ahead.
     lookups_answered_ahead: std::sync::atomic::AtomicU64,
+    /// How many lookups go ahead of its next one to go home.
+    lookups_pace: Mutex<crate::lookup_ahead::Pace>,
     /// The notification whose answer was counted in its traffic as
     /// it was given, before its handling ended (0: none).
     answer_counted: std::sync::atomic::AtomicU64,
@@ -1045,6 +1047,7 @@ impl HostRole {
                 .or_default()
                 .clone(),
             lookups_answered_ahead: std::sync::atomic::AtomicU64::new(0),
+            lookups_pace: Mutex::new(Default::default()),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
             family: Mutex::new(Arc::default()),
@@ -3016,16 +3019,23 @@ impl Context {
     /// The lookups that followed `key` last time, to ask behind it: none
     /// for a program of several threads.
     fn predicted_after(&self, n: &Notification, key: &LookupKey) -> Vec<LookupKey> {
+        if !homing_shim::process::single_threaded(n.tid) {
+            return vec![];
+        }
+        let Ok(mut pace) = self.member.lookups_pace.lock() else {
+            return vec![];
+        };
+        let most = pace.count();
         let ahead = self
             .member
             .lookup_successors
             .lock()
-            .map(|successors| successors.predict(key))
+            .map(|successors| successors.predict(key, most))
             .unwrap_or_default();
-        match ahead.is_empty() || !homing_shim::process::single_threaded(n.tid) {
-            true => vec![],
-            false => ahead,
+        if !ahead.is_empty() {
+            pace.asked();
         }
+        ahead
     }
 
     /// Sends `keys` home right behind the program's call `n`, to answer
@@ -3094,6 +3104,9 @@ impl Context {
         self.member
             .lookups_answered_ahead
             .fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut pace) = self.member.lookups_pace.lock() {
+            pace.served();
+        }
         if !ahead.is_empty() {
             if let Ok(mut slot) = self.member.lookups_ahead.lock() {
                 *slot = Some(ahead);
@@ -3133,6 +3146,9 @@ impl Context {
         self.member
             .lookups_answered_ahead
             .fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut pace) = self.member.lookups_pace.lock() {
+            pace.served();
+        }
         if !ahead.is_empty() {
             if let Ok(mut slot) = self.member.lookups_ahead.lock() {
                 *slot = Some(ahead);

@@ -32,6 +32,9 @@ use tokio::sync::oneshot;
 /// How many lookups go ahead of one at most.
 pub const MOST_AHEAD: usize = 48;
 
+/// How many go ahead of a program's first lookup to go home.
+const FIRST_AHEAD: usize = 8;
+
 /// How many lookups the host remembers the successor of; past that it
 /// forgets them all and learns again.
 const MOST_REMEMBERED: usize = 16384;
@@ -180,14 +183,14 @@ impl Successors {
     }
 
     /// The lookups that followed `from` the last times, in order, as far
-    /// as each was confirmed, at most [`MOST_AHEAD`] and none twice. Past
+    /// as each was confirmed, at most `most` and none twice. Past
     /// an exec only another exec (the next place a `PATH` search tries):
     /// what followed an exec that worked was the new program's, which
     /// nothing asked before the exec may answer.
-    pub fn predict(&self, from: &LookupKey) -> Vec<LookupKey> {
+    pub fn predict(&self, from: &LookupKey, most: usize) -> Vec<LookupKey> {
         let mut ahead: Vec<LookupKey> = Vec::new();
         let mut at = from;
-        while ahead.len() < MOST_AHEAD {
+        while ahead.len() < most.min(MOST_AHEAD) {
             let Some((Some(next), times)) = self.next.get(at) else {
                 break;
             };
@@ -201,6 +204,55 @@ impl Successors {
             at = next;
         }
         ahead
+    }
+}
+
+/// How many lookups go ahead of a program's next one to go home: twice
+/// as many as the last time when one of those served the program, half
+/// as many when none did (home answered too late for them to be fresh,
+/// or the program did something else), from [`FIRST_AHEAD`] up to
+/// [`MOST_AHEAD`] and never fewer than one. A program whose lookups
+/// cannot be answered ahead (a loaded machine makes every round trip
+/// longer than an answer stays fresh) then costs home one more lookup
+/// per lookup, not [`MOST_AHEAD`] more.
+#[derive(Debug)]
+pub struct Pace {
+    count: usize,
+    /// Whether the last lookups asked ahead served the program so far
+    /// (`None`: none are out).
+    out: Option<bool>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            count: FIRST_AHEAD,
+            out: None,
+        }
+    }
+}
+
+impl Pace {
+    /// How many may go ahead now, the last ones having done what they did.
+    pub fn count(&mut self) -> usize {
+        match self.out.take() {
+            Some(true) => self.count = (self.count * 2).min(MOST_AHEAD),
+            Some(false) => self.count = (self.count / 2).max(1),
+            None => {}
+        }
+        self.count
+    }
+
+    /// Some went ahead.
+    pub fn asked(&mut self) {
+        self.out = Some(false);
+    }
+
+    /// One of those served the program.
+    pub fn served(&mut self) {
+        if self.out.is_some() {
+            self.out = Some(true);
+        }
     }
 }
 
@@ -380,9 +432,9 @@ mod tests {
                 successors.learn(pair[0].clone(), Some(pair[1].clone()));
             }
         }
-        assert_eq!(successors.predict(&run[0]), run[1..3].to_vec());
-        assert_eq!(successors.predict(&run[1]), run[2..3].to_vec());
-        assert!(successors.predict(&run[2]).is_empty());
+        assert_eq!(successors.predict(&run[0], MOST_AHEAD), run[1..3].to_vec());
+        assert_eq!(successors.predict(&run[1], MOST_AHEAD), run[2..3].to_vec());
+        assert!(successors.predict(&run[2], MOST_AHEAD).is_empty());
     }
 
     #[test]
@@ -397,11 +449,40 @@ mod tests {
             successors.learn(run[1].clone(), Some(run[2].clone()));
             successors.learn(run[2].clone(), None);
         }
-        assert_eq!(successors.predict(&run[0]), run[1..].to_vec());
+        assert_eq!(successors.predict(&run[0], MOST_AHEAD), run[1..].to_vec());
         // Followed once by something else: unconfirmed, nothing goes ahead.
         successors.learn(run[1].clone(), Some(stat("/x", 8).1));
-        assert_eq!(successors.predict(&run[0]), run[1..2].to_vec());
-        assert!(successors.predict(&run[1]).is_empty());
+        assert_eq!(successors.predict(&run[0], MOST_AHEAD), run[1..2].to_vec());
+        assert!(successors.predict(&run[1], MOST_AHEAD).is_empty());
+    }
+
+    #[test]
+    fn the_pace_doubles_while_lookups_ahead_serve_and_halves_while_they_do_not() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.count(), FIRST_AHEAD);
+        pace.asked();
+        pace.served();
+        assert_eq!(pace.count(), 2 * FIRST_AHEAD);
+        pace.asked();
+        pace.served();
+        assert_eq!(pace.count(), 4 * FIRST_AHEAD);
+        pace.asked();
+        pace.served();
+        assert_eq!(pace.count(), MOST_AHEAD, "at most");
+        // Nothing asked: nothing learned.
+        assert_eq!(pace.count(), MOST_AHEAD);
+        for _ in 0..10 {
+            pace.asked();
+            pace.count();
+        }
+        assert_eq!(pace.count(), 1, "never fewer than one");
+        let run: Vec<LookupKey> = ["/a", "/b", "/c"].iter().map(|p| stat(p, 8).1).collect();
+        let mut successors = Successors::default();
+        for _ in 0..2 {
+            successors.learn(run[0].clone(), Some(run[1].clone()));
+            successors.learn(run[1].clone(), Some(run[2].clone()));
+        }
+        assert_eq!(successors.predict(&run[0], 1), run[1..2].to_vec());
     }
 
     #[test]
@@ -412,7 +493,7 @@ mod tests {
             successors.learn(a.clone(), Some(b.clone()));
             successors.learn(b.clone(), Some(a.clone()));
         }
-        assert_eq!(successors.predict(&a), vec![b]);
+        assert_eq!(successors.predict(&a, MOST_AHEAD), vec![b]);
     }
 
     #[test]

@@ -127,6 +127,11 @@ impl Cluster {
             .args(args)
             .env("HOMING_CLUSTER", &self.name)
             .env("HOMING_BIN", homing_bin())
+            // Cargo's test runner points this at its own build
+            // directories: passed on, every dynamic program in a node
+            // would first look for its libraries in each of them (some
+            // 150 lookups home for a `/bin/true`), as no user's would.
+            .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null());
         command
     }
