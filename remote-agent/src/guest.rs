@@ -3069,10 +3069,7 @@ impl Context {
         {
             return None;
         }
-        let mut ahead = self.member.lookups_ahead.lock().ok()?.take()?;
-        if !ahead.fresh(self.member.traffic()) || !homing_shim::process::single_threaded(n.tid) {
-            return None;
-        }
+        let mut ahead = self.lookups_that_may_serve(n)?;
         let memory = self.memory(n);
         let inputs = read_inputs(&memory, n, ptrs).ok()?;
         // `/proc/self/exe` stands for the program's own path: home is
@@ -3086,20 +3083,29 @@ impl Context {
             inputs,
         };
         let key = LookupKey::of(&call, ptrs);
-        let answer = ahead.next_for(&key)?;
-        // Sent right behind the lookup already answered, it comes right
-        // behind its answer; one that does not (home held it for a move)
-        // is asked again.
-        let result = tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
+        let result = answered_ahead(ahead.next_for(&key)?)
             .await
-            .ok()?
-            .ok()
-            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())
             // An fd opened ahead would be no fd of the deputy's.
             .filter(|result| !crate::lookup_ahead::is_open(n.nr) || result.ret < 0)?;
         if let Err(answer) = write_outputs(&memory, n, &n.args, ptrs, &result.outputs, false) {
             return Some(answer);
         }
+        self.served_ahead(key, ahead);
+        Some(errno_of(result.ret))
+    }
+
+    /// The lookups asked ahead of the program, taken, if they may serve
+    /// its call `n` (see [`crate::lookup_ahead`]).
+    fn lookups_that_may_serve(&self, n: &Notification) -> Option<LookupsAhead> {
+        let ahead = self.member.lookups_ahead.lock().ok()?.take()?;
+        let may =
+            ahead.fresh(self.member.traffic()) && homing_shim::process::single_threaded(n.tid);
+        may.then_some(ahead)
+    }
+
+    /// One of the lookups asked ahead, `key`, answered the program: the
+    /// rest wait for its next calls.
+    fn served_ahead(&self, key: LookupKey, ahead: LookupsAhead) {
         self.member.learn_lookup(Some(key));
         self.member
             .lookups_answered_ahead
@@ -3112,7 +3118,6 @@ impl Context {
                 *slot = Some(ahead);
             }
         }
-        Some(errno_of(result.ret))
     }
 
     /// Refuses an `execve` of a path that the `stat` asked ahead for it
@@ -3122,10 +3127,7 @@ impl Context {
         if self.role.injected_execs.contains_key(&n.tid) {
             return None;
         }
-        let mut ahead = self.member.lookups_ahead.lock().ok()?.take()?;
-        if !ahead.fresh(self.member.traffic()) || !homing_shim::process::single_threaded(n.tid) {
-            return None;
-        }
+        let mut ahead = self.lookups_that_may_serve(n)?;
         let mut path = self
             .memory(n)
             .read_cstr(n.args[0], syscall::MAX_CSTR)
@@ -3135,25 +3137,9 @@ impl Context {
         }
         path.pop();
         let key = LookupKey::exec(&path);
-        let answer = ahead.next_for(&key)?;
-        let errno = tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
-            .await
-            .ok()?
-            .ok()
-            .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())
-            .and_then(|result| crate::lookup_ahead::exec_refused(&result))?;
-        self.member.learn_lookup(Some(key));
-        self.member
-            .lookups_answered_ahead
-            .fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut pace) = self.member.lookups_pace.lock() {
-            pace.served();
-        }
-        if !ahead.is_empty() {
-            if let Ok(mut slot) = self.member.lookups_ahead.lock() {
-                *slot = Some(ahead);
-            }
-        }
+        let result = answered_ahead(ahead.next_for(&key)?).await?;
+        let errno = crate::lookup_ahead::exec_refused(&result)?;
+        self.served_ahead(key, ahead);
         Some(Answer::Errno(errno))
     }
 
@@ -3801,6 +3787,19 @@ fn release_end(pid: i32) {
         Ok(false) => warn!(pid, "a held process has not ended in time; still held"),
         Err(error) => warn!(pid, "cannot hand a held end to its parent: {error}"),
     }
+}
+
+/// Home's answer to a lookup asked ahead, if it has one: sent right
+/// behind the lookup already answered, it comes right behind its answer;
+/// one that does not (home held it for a move) is asked again.
+async fn answered_ahead(
+    answer: tokio::sync::oneshot::Receiver<syscall::SyscallResult>,
+) -> Option<syscall::SyscallResult> {
+    tokio::time::timeout(crate::read_ahead::FRESH_FOR, answer)
+        .await
+        .ok()?
+        .ok()
+        .filter(|result| result.output(syscall::NOT_ANSWERED_AHEAD).is_none())
 }
 
 /// Sends a guest a signal; one it may learn from is counted in its

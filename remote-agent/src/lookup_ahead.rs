@@ -15,7 +15,9 @@
 //! a path leads nowhere (a compiler tries each directory of its include
 //! path in turn): home's agent only looks its path up and answers why it
 //! found nothing, never opens what it finds, and only such an answer
-//! serves. Their answers serve under the rule that keeps every answer the
+//! serves. So does an exec, as a `stat` of its path, for the error its
+//! walk meets (`execvp` tries each directory of `PATH`; see
+//! [`exec_refused`]). Their answers serve under the rule that keeps every answer the
 //! host gives from home's past never stale: nothing has gone home or come
 //! from there since the lookup that brought them was answered, for the
 //! program's family (see `Member::traffic`), at most
