@@ -60,22 +60,37 @@ static void report(int round, int b_there) {
                      b_there ? "still there" : "gone");
 }
 
-static int memory(const char *dir, int rounds) {
+/* Waits until the other process has taken step `step`. */
+static void await_step(volatile int *at, int step) {
+    while (*at != step) {
+        sched_yield();
+    }
+}
+
+/* Forks, the two sharing a MAP_SHARED page of steps; NULL on failure. */
+static volatile int *fork_sharing_steps(pid_t *child) {
     volatile int *step = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (step == MAP_FAILED) {
         perror("mmap");
-        return 1;
+        return NULL;
     }
-    pid_t child = fork();
-    if (child < 0) {
+    *child = fork();
+    if (*child < 0) {
         perror("fork");
+        return NULL;
+    }
+    return step;
+}
+
+static int memory(const char *dir, int rounds) {
+    pid_t child;
+    volatile int *step = fork_sharing_steps(&child);
+    if (!step) {
         return 1;
     }
     if (child == 0) {
         for (int round = 0; round < rounds; round++) {
-            while (*step != 2 * round + 1) {
-                sched_yield();
-            }
+            await_step(step, 2 * round + 1);
             char p[4096];
             path(p, sizeof p, dir, 'b', round);
             unlink(p);
@@ -86,21 +101,12 @@ static int memory(const char *dir, int rounds) {
     for (int round = 0; round < rounds; round++) {
         train_and_look(dir, round);
         *step = 2 * round + 1;
-        while (*step != 2 * round + 2) {
-            sched_yield();
-        }
+        await_step(step, 2 * round + 2);
         report(round, there(dir, 'b', round));
     }
     waitpid(child, NULL, 0);
     fputs(out, stdout);
     return 0;
-}
-
-/* Waits until the other process has taken step `step`. */
-static void await_step(volatile int *at, int step) {
-    while (*at != step) {
-        sched_yield();
-    }
 }
 
 static int made(const char *self, const char *dir) {
@@ -111,14 +117,9 @@ static int made(const char *self, const char *dir) {
         perror(self);
         return 1;
     }
-    volatile int *step = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (step == MAP_FAILED) {
-        perror("mmap");
-        return 1;
-    }
-    pid_t child = fork();
-    if (child < 0) {
-        perror("fork");
+    pid_t child;
+    volatile int *step = fork_sharing_steps(&child);
+    if (!step) {
         return 1;
     }
     if (child == 0) {
