@@ -2240,7 +2240,6 @@ impl Context {
         path.pop();
         let key = LookupKey::exec(&path);
         self.member.learn_lookup(Some(key.clone()));
-        let ahead = self.predicted_after(n, &key);
         let (argv, envp) = match (
             read_strings(&memory, n.args[1]),
             read_strings(&memory, n.args[2]),
@@ -2267,8 +2266,9 @@ impl Context {
             },
         ];
         // The places a program is looked for in turn (a `PATH`) go
-        // behind the first, each a `stat` standing for the exec.
-        let behind = || self.ask_lookups_ahead(n, ahead);
+        // behind the first, each a `stat` standing for the exec; predicted
+        // only then, so that the pace counts only lookups that went.
+        let behind = || self.ask_lookups_ahead(n, self.predicted_after(n, &key));
         let program = match self
             .role
             .prepare(&self.member, n.tid, &path, argv, behind)
