@@ -176,6 +176,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node { config } => {
             homing_shim::process::keep_freed_heap_memory();
+            homing_home_agent::fastpath::drop_own_groups()
+                .context("dropping the agent's supplementary groups")?;
             let config = NodeConfig::load(&config)?;
             runtime.block_on(async { Node::new(config)?.run().await })?;
             Ok(ExitCode::SUCCESS)

@@ -71,6 +71,52 @@ pub fn threads(pid: i32) -> std::io::Result<Vec<i32>> {
         .collect())
 }
 
+/// Who a process is, as `PIDFD_GET_INFO` tells it (Linux 6.13 and
+/// later): its parent and its ids, in the caller's pid and user
+/// namespaces, as the process itself would get them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidfdIdentity {
+    /// `getppid`.
+    pub ppid: u32,
+    /// `getuid`.
+    pub ruid: u32,
+    /// `geteuid`.
+    pub euid: u32,
+    /// `getgid`.
+    pub rgid: u32,
+    /// `getegid`.
+    pub egid: u32,
+}
+
+/// The identity of the process `pidfd` refers to, in one `ioctl` (where
+/// reading it from `/proc` takes a read and a parse). An error where the
+/// kernel is older, or the process has ended or its parent is outside
+/// the caller's pid namespace (ESRCH).
+pub fn pidfd_identity(pidfd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<PidfdIdentity> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `pidfd_info` is plain integers, for which all zeros is a
+    // valid value.
+    let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
+    info.mask = u64::from(libc::PIDFD_INFO_PID | libc::PIDFD_INFO_CREDS);
+    // SAFETY: the ioctl writes at most `size_of::<pidfd_info>()` bytes (the
+    // size is in its number) into `info`, which lives through the call.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let wanted = u64::from(libc::PIDFD_INFO_PID | libc::PIDFD_INFO_CREDS);
+    if info.mask & wanted != wanted {
+        return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    Ok(PidfdIdentity {
+        ppid: info.ppid,
+        ruid: info.ruid,
+        euid: info.euid,
+        rgid: info.rgid,
+        egid: info.egid,
+    })
+}
+
 /// Signal `signal`'s bit in a kernel signal mask (bit `signal - 1`); 0
 /// for a number that is no signal.
 pub fn signal_bit(signal: i32) -> u64 {
@@ -433,6 +479,24 @@ mod tests {
         helper.join().unwrap();
         assert!(several);
         assert!(!super::single_threaded(i32::MAX));
+    }
+
+    #[test]
+    fn a_pidfd_tells_the_identity_the_process_itself_gets() {
+        use std::os::fd::AsFd;
+        let me = rustix::process::getpid();
+        let pidfd = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()).unwrap();
+        let told = super::pidfd_identity(pidfd.as_fd()).unwrap();
+        assert_eq!(
+            told,
+            super::PidfdIdentity {
+                ppid: nix::unistd::getppid().as_raw() as u32,
+                ruid: nix::unistd::getuid().as_raw(),
+                euid: nix::unistd::geteuid().as_raw(),
+                rgid: nix::unistd::getgid().as_raw(),
+                egid: nix::unistd::getegid().as_raw(),
+            }
+        );
     }
 
     #[test]

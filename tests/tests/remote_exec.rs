@@ -958,6 +958,13 @@ fn paths_are_looked_up_with_the_programs_rights_cwd_and_links() {
         "bob",
         &["sh", "-c", "mkdir -p ~/open/inner; echo b > ~/open/inner/f; chmod 711 ~ ~/open; chmod 700 ~/open/inner"],
     ));
+    // Open to root's group only, in alice's home (a walk here stays on
+    // one filesystem): the agent's own groups must not count in a walk
+    // made for alice.
+    ok(cluster.exec(
+        "node1",
+        &["sh", "-c", "cd /home/alice && mkdir rootgroup && echo r > rootgroup/f && chmod 050 rootgroup && echo g > rootgroup.txt && chmod 040 rootgroup.txt"],
+    ));
     ok(at_home(
         &cluster,
         "mkdir -p d/sub d/locked && echo hi > d/sub/f && ln -sf sub/f d/link && ln -sf /home/bob/open/inner d/bobs && ln -sfn /proc/self d/me && ln -sfn sub d/sublink && chmod 750 d && chmod 000 d/locked",
@@ -974,7 +981,8 @@ def show(label, call):
         print(label, type(error).__name__, error.errno)
 for path in ['d', 'd/sub/f', 'd/link', 'd/sub/nope', 'd/sub/f/x', '/home/bob', '/home/bob/open',
              '/home/bob/open/inner', '/home/bob/open/inner/f', 'd/bobs/f', '/etc/shadow', '/root/x',
-             '/dev/stdin', '/dev/fd/0', '/proc/self/fd/1', '/proc/self/status', 'd//sub/../sub/f']:
+             '/dev/stdin', '/dev/fd/0', '/proc/self/fd/1', '/proc/self/status', 'd//sub/../sub/f',
+             'rootgroup/f']:
     show('stat ' + path, lambda: os.stat(path))
     show('lstat ' + path, lambda: os.lstat(path))
 fd = os.open('d', os.O_RDONLY)
@@ -997,7 +1005,8 @@ for path in ['d/link', 'd/sub/f', 'd/nope', 'd/bobs', 'd/bobs/f', '/home/bob/ope
     for mode in [os.F_OK, os.R_OK, os.W_OK, os.X_OK, os.R_OK | os.W_OK]:
         print('access', path, mode, os.access(path, mode), os.access(path, mode, effective_ids=True),
               os.access(path, mode, follow_symlinks=False))
-for path in ['/etc/shadow', '/etc/passwd', '/home/bob/open', '/home/bob/open/inner', '/usr/bin/env', '/root']:
+for path in ['/etc/shadow', '/etc/passwd', '/home/bob/open', '/home/bob/open/inner', '/usr/bin/env', '/root',
+             'rootgroup', 'rootgroup.txt']:
     print('access', path, [os.access(path, mode) for mode in [os.F_OK, os.R_OK, os.W_OK, os.X_OK]])
 link('readlinkat', lambda: os.readlink('link', dir_fd=fd))
 print('accessat', os.access('sub/f', os.W_OK, dir_fd=fd), os.access('sub', os.X_OK, dir_fd=fd))
@@ -1044,6 +1053,18 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
         "{native:?}"
     );
     assert!(native.stdout.contains("after chdir sub/f 3 "), "{native:?}");
+    assert!(
+        native
+            .stdout
+            .contains("stat rootgroup/f PermissionError 13\n"),
+        "{native:?}"
+    );
+    assert!(
+        native
+            .stdout
+            .contains("access rootgroup.txt [True, False, False, False]\n"),
+        "{native:?}"
+    );
     assert!(native.stdout.contains("me True True True\n"), "{native:?}");
     assert!(native.stdout.contains("through sublink 3 "), "{native:?}");
     assert!(
