@@ -301,6 +301,13 @@ fn serve(stream: UnixStream) -> i32 {
         eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
+    // Ignored (as the Rust runtime leaves it), a SIGPIPE sent to the
+    // program's pid, or raised by its write to a pipe no one reads, would
+    // be lost; blocked, it waits to be forwarded.
+    if let Err(error) = homing_shim::process::default_action(libc::SIGPIPE) {
+        eprintln!("homing: cannot take SIGPIPE: {error}");
+        return 1;
+    }
     let writer: Writer = Arc::new(Agent {
         stream,
         write_lock: Mutex::new(()),
@@ -338,7 +345,7 @@ fn serve(stream: UnixStream) -> i32 {
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {
-                let result = execute(&call, reserved_fd);
+                let result = execute_for_program(&call, reserved_fd, &writer);
                 // An answer nobody waits for (a close sent unanswered just
                 // before the program ended) may find the agent's end
                 // closed: the program's end, read next, still comes.
@@ -513,7 +520,7 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
                     outputs: Vec::new(),
                 }
             } else {
-                let result = execute(&call, reserved_fd);
+                let result = execute_for_program(&call, reserved_fd, &writer);
                 lock(&shared).executing = None;
                 result
             };
@@ -598,6 +605,25 @@ fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<Syscall
     }
     let _ = nix::unistd::close(fd);
     None
+}
+
+/// Executes `call` as [`execute`] does; a signal the kernel raised for
+/// it in this thread (SIGPIPE for a write to a pipe no one reads, SIGXFSZ
+/// for one past the file size limit), which stays pending here since
+/// every deputy thread blocks it, is the program's: it goes to the
+/// program before the call's answer, as the kernel gives it before the
+/// call returns.
+fn execute_for_program(call: &SyscallCall, reserved_fd: i32, writer: &Writer) -> SyscallResult {
+    let result = execute(call, reserved_fd);
+    let raised = [libc::EPIPE, libc::EFBIG].map(|errno| -(errno as i64));
+    if raised.contains(&result.ret) {
+        let mask = homing_shim::process::signal_bit(libc::SIGPIPE)
+            | homing_shim::process::signal_bit(libc::SIGXFSZ);
+        if let Some(signal) = homing_shim::process::take_pending_signal(mask) {
+            let _ = writer.send(&ToHost::Signal { signal });
+        }
+    }
+    result
 }
 
 fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {

@@ -165,6 +165,9 @@ pub struct FastPath {
     /// and read again from the start for each call they answer.
     proc_stat: Option<File>,
     proc_status: Option<File>,
+    /// Its `/proc/PID/limits`: an agent may lack the `CAP_SYS_RESOURCE`
+    /// that `prlimit` on another user's process takes.
+    proc_limits: Option<File>,
     /// Deputy fd number -> our duplicate, or `None` when it is not a
     /// regular file or directory (a pipe or tty must stay with the deputy:
     /// a read there may block).
@@ -201,6 +204,7 @@ impl FastPath {
             pidfd,
             proc_stat: File::open(format!("/proc/{pid}/stat")).ok(),
             proc_status: File::open(format!("/proc/{pid}/status")).ok(),
+            proc_limits: File::open(format!("/proc/{pid}/limits")).ok(),
             fds: HashMap::new(),
             looks_up_paths: same_namespace_and_root(pid)
                 && rustix::fs::statfs("/").is_ok_and(|fs| local_filesystem(fs.f_type)),
@@ -256,6 +260,9 @@ impl FastPath {
         if let Some(result) = self.look_up_path(call) {
             return Some(result);
         }
+        if let Some(result) = self.read_limit(call) {
+            return Some(result);
+        }
         if call.nr == syscall::OPEN_PROGRAM {
             return self.open_program(call);
         }
@@ -270,6 +277,13 @@ impl FastPath {
         }
         let fd = call.args[0] as i32;
         if fd < 0 {
+            return None;
+        }
+        // The deputy's limit on the size of what it writes holds its own
+        // writes only: under one, the deputy writes (and gets EFBIG and
+        // SIGXFSZ where it should).
+        let writes = [libc::SYS_write, libc::SYS_pwrite64].contains(&nr);
+        if writes && !self.writes_any_size() {
             return None;
         }
         let local = self.duplicate(fd)?;
@@ -331,6 +345,49 @@ impl FastPath {
             libc::SYS_getegid => told(|i| i.egid).or_else(|| status_field("Gid:", 1)),
             _ => None,
         }
+    }
+
+    /// A `getrlimit`, or a `prlimit64` that only reads, of the deputy
+    /// itself: its limit, read now (limits are the process's, not a
+    /// thread's). `None` for any other call, and where the deputy's own
+    /// call would fail (a resource that is none, no buffer).
+    fn read_limit(&self, call: &SyscallCall) -> Option<SyscallResult> {
+        let args = &call.args;
+        let itself = args[0] == 0 || args[0] == self.pid as u64;
+        let (resource, buffer_at) = match call.nr as i64 {
+            libc::SYS_getrlimit => (args[0], 1),
+            libc::SYS_prlimit64 if itself && args[2] == 0 => (args[1], 3),
+            _ => return None,
+        };
+        if args[buffer_at] == 0 {
+            return None;
+        }
+        let resource = u32::try_from(resource).ok()?;
+        let (soft, hard) = self.limit(resource)?;
+        Some(SyscallResult {
+            ret: 0,
+            outputs: vec![syscall::ArgData {
+                index: buffer_at as u8,
+                bytes: [soft.to_ne_bytes(), hard.to_ne_bytes()].concat(),
+            }],
+        })
+    }
+
+    /// Whether the deputy may write a file of any size (no
+    /// `RLIMIT_FSIZE`), read now: another process may set it
+    /// (`prlimit --pid`).
+    fn writes_any_size(&self) -> bool {
+        self.limit(libc::RLIMIT_FSIZE)
+            .is_some_and(|(soft, _)| soft == libc::RLIM_INFINITY)
+    }
+
+    /// The deputy's limit of `resource` as (soft, hard), read now.
+    fn limit(&self, resource: u32) -> Option<(u64, u64)> {
+        let text = read_again(self.proc_limits.as_ref()?)?;
+        homing_shim::process::parse_limits(&text)
+            .into_iter()
+            .find(|(of, ..)| *of == resource)
+            .map(|(_, soft, hard)| (soft, hard))
     }
 
     /// A `stat`, `readlink` or `access` of a path (in any of their forms),

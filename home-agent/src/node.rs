@@ -738,6 +738,13 @@ impl Node {
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
             }
         };
+        let limits = match homing_shim::process::limits(pid) {
+            Ok(limits) => limits,
+            Err(error) => {
+                let message = format!("cannot read the resource limits of process {pid}: {error}");
+                return write_message(&mut deputy, &ControlResponse::Error { message }).await;
+            }
+        };
         let start = GuestStart {
             home_node: self.config.name.clone(),
             home_pid: pid,
@@ -747,6 +754,11 @@ impl Node {
             exe: ByteBuf::from(spec.exe),
             argv: spec.argv.iter().cloned().map(ByteBuf::from).collect(),
             envp: spec.envp.into_iter().map(ByteBuf::from).collect(),
+            limits,
+            // Not SIGPIPE: the Rust runtime ignores it in every deputy.
+            ignored_signals: homing_shim::process::signals(pid).map_or(0, |signals| {
+                signals.ignored & !homing_shim::process::signal_bit(libc::SIGPIPE)
+            }),
         };
         let command = AwayProcess::command_line(&spec.argv);
         self.send_away(

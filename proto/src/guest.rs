@@ -36,6 +36,14 @@ pub struct GuestStart {
     /// Environment.
     #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_byte_list()"))]
     pub envp: Vec<ByteBuf>,
+    /// The deputy's resource limits, as (resource, soft, hard) with
+    /// `u64::MAX` for unlimited: the host enforces those that govern what
+    /// it gives the program (CPU time, memory).
+    pub limits: Vec<(u32, u64, u64)>,
+    /// The signals the deputy was started with ignored (bit N-1 for
+    /// signal N), as execve keeps them for the program (`nohup`, a
+    /// background job's SIGINT).
+    pub ignored_signals: u64,
 }
 
 /// How a guest ended.

@@ -1071,7 +1071,11 @@ impl HostRole {
         let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
         let started = async {
             let program = self.prepare(&member, 0, &start.exe, argv, || {}).await?;
-            self.start_process(&member, program, &envp, (0, 0))
+            let carried = CarriedOver {
+                signals: (start.ignored_signals, 0),
+                limits: start.limits.clone(),
+            };
+            self.start_process(&member, program, &envp, carried)
         }
         .await;
         let (status, reason) = match started {
@@ -1273,7 +1277,7 @@ impl HostRole {
         member: &Arc<Member>,
         program: Program,
         envp: &[Vec<u8>],
-        inherited_signals: (u64, u64),
+        carried: CarriedOver,
     ) -> Result<i32, StartError> {
         let command = AwayProcess::command_line(&program.argv);
         let exe = self.cache.named(&program.local, &program.name);
@@ -1285,8 +1289,9 @@ impl HostRole {
             uid: member.uid,
             gid: member.gid,
             groups: member.groups.clone(),
-            ignored_signals: inherited_signals.0,
-            blocked_signals: inherited_signals.1,
+            ignored_signals: carried.signals.0,
+            blocked_signals: carried.signals.1,
+            limits: homing_shim::process::enforced_on_host(&carried.limits),
         };
         let pids = self.home_pids(&member.home_node);
         let within = pids.as_ref().map(|pids| (&pids.namespace, member.home_pid));
@@ -2295,8 +2300,11 @@ impl Context {
             return Ok(answer);
         }
         let old = self.guest_pid;
-        let inherited = homing_shim::process::signals(n.tid)
-            .map_or((0, 0), |signals| (signals.ignored, signals.blocked));
+        let inherited = CarriedOver {
+            signals: homing_shim::process::signals(n.tid)
+                .map_or((0, 0), |signals| (signals.ignored, signals.blocked)),
+            limits: homing_shim::process::limits(old).unwrap_or_default(),
+        };
         let parked = self.park(old);
         if !parked {
             // The agent's own child goes before the new process starts, so
@@ -2770,6 +2778,7 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
+        let limit_set = sets_limit_enforced_here(n);
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
         // without waiting a round trip. Its later calls travel behind it
@@ -2832,6 +2841,12 @@ impl Context {
         }
         if waits {
             return Ok(self.deliver_wait(n, result));
+        }
+        if limit_set && result.ret == 0 {
+            // Set at home, where it is read back; and here by the
+            // program's own call, since the host enforces it (an agent
+            // may not set another user's limits).
+            return Ok(Answer::Continue);
         }
         match unread.as_deref_mut() {
             Some(bytes) => Ok(self.deliver_read(n, bytes, &result)),
@@ -3884,6 +3899,27 @@ fn write_outputs(
         }
     }
     Ok(())
+}
+
+/// Whether call `n` is a `setrlimit`, or a `prlimit64` of the process
+/// itself that sets a limit, of a resource the host enforces (see
+/// [`homing_shim::process::ENFORCED_ON_HOST`]).
+fn sets_limit_enforced_here(n: &Notification) -> bool {
+    let resource = match n.nr as i64 {
+        libc::SYS_setrlimit => n.args[0],
+        libc::SYS_prlimit64 if n.args[0] == 0 && n.args[2] != 0 => n.args[1],
+        _ => return false,
+    };
+    u32::try_from(resource).is_ok_and(|r| homing_shim::process::ENFORCED_ON_HOST.contains(&r))
+}
+
+/// What a member's new process takes over from the one it replaces by
+/// an exec, or from its deputy at its start: what execve keeps.
+struct CarriedOver {
+    /// Ignored signals and the signal mask (bit N-1 for signal N).
+    signals: (u64, u64),
+    /// Resource limits, as (resource, soft, hard).
+    limits: Vec<(u32, u64, u64)>,
 }
 
 /// Whether what home said at traffic count `armed` (`None`: not answered

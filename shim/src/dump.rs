@@ -485,7 +485,11 @@ impl Frozen {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0),
             personality,
-            rlimits: rlimits(pid).map_err(|e| self.io_error(e))?,
+            // Only those the host enforces: the others are the deputy's at home,
+            // where every change to one is made.
+            rlimits: crate::process::enforced_on_host(
+                &crate::process::limits(pid).map_err(|e| self.io_error(e))?,
+            ),
             page_bytes,
         })
     }
@@ -987,27 +991,6 @@ fn mm_fields(pid: i32) -> io::Result<MmFields> {
         env_start: field(50),
         env_end: field(51),
     })
-}
-
-/// Every resource limit of `pid`, from `/proc/PID/limits` (whose lines
-/// are in resource order): `prlimit` on another user's process needs
-/// `CAP_SYS_RESOURCE`, which agents may lack.
-fn rlimits(pid: i32) -> io::Result<Vec<(u32, u64, u64)>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
-    let value = |column: &str| match column.trim() {
-        "unlimited" => Some(u64::MAX),
-        number => number.parse().ok(),
-    };
-    Ok(text
-        .lines()
-        .skip(1)
-        .enumerate()
-        .filter_map(|(resource, line)| {
-            let soft = value(line.get(26..46)?)?;
-            let hard = value(line.get(47..67)?)?;
-            Some((resource as u32, soft, hard))
-        })
-        .collect())
 }
 
 #[cfg(test)]

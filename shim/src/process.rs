@@ -19,6 +19,18 @@ pub fn die_by_signal(signal: i32) -> ! {
     std::process::exit(128 + signal)
 }
 
+/// Gives `signal` its default action in the calling process (the Rust
+/// runtime ignores SIGPIPE, and an ignored signal is never queued, even
+/// while blocked).
+pub fn default_action(signal: i32) -> std::io::Result<()> {
+    let sig = Signal::try_from(signal).map_err(std::io::Error::from)?;
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default disposition runs no handler code.
+    unsafe { signal::sigaction(sig, &default) }
+        .map(drop)
+        .map_err(std::io::Error::from)
+}
+
 /// Which side of a fork the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
@@ -115,6 +127,90 @@ pub fn pidfd_identity(pidfd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Pid
         rgid: info.rgid,
         egid: info.egid,
     })
+}
+
+/// Every resource limit of `pid` as (resource, soft, hard), `u64::MAX`
+/// for unlimited, from `/proc/PID/limits` (whose lines are in resource
+/// order): `prlimit` on another user's process needs
+/// `CAP_SYS_RESOURCE`, which agents may lack.
+pub fn limits(pid: i32) -> std::io::Result<Vec<(u32, u64, u64)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    Ok(parse_limits(&text))
+}
+
+/// The limits in `text`, the content of a `/proc/PID/limits`, as
+/// [`limits`] gives them.
+pub fn parse_limits(text: &str) -> Vec<(u32, u64, u64)> {
+    let value = |column: &str| match column.trim() {
+        "unlimited" => Some(u64::MAX),
+        number => number.parse().ok(),
+    };
+    text.lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(resource, line)| {
+            let soft = value(line.get(26..46)?)?;
+            let hard = value(line.get(47..67)?)?;
+            Some((resource as u32, soft, hard))
+        })
+        .collect()
+}
+
+/// The resource limits that govern what a host gives a program away
+/// from home: its CPU time, its memory, its signals queued and its
+/// scheduling. The others (open files, file size, processes, locks)
+/// count what is at home, where the deputy's own limits hold them; and
+/// a core dump is never left on a host.
+pub const ENFORCED_ON_HOST: [u32; 10] = [
+    libc::RLIMIT_CPU,
+    libc::RLIMIT_DATA,
+    libc::RLIMIT_STACK,
+    libc::RLIMIT_RSS,
+    libc::RLIMIT_MEMLOCK,
+    libc::RLIMIT_AS,
+    libc::RLIMIT_SIGPENDING,
+    libc::RLIMIT_NICE,
+    libc::RLIMIT_RTPRIO,
+    libc::RLIMIT_RTTIME,
+];
+
+/// Of `limits` (as [`limits`] gives them), those a host enforces (see
+/// [`ENFORCED_ON_HOST`]).
+pub fn enforced_on_host(limits: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
+    limits
+        .iter()
+        .filter(|(resource, ..)| ENFORCED_ON_HOST.contains(resource))
+        .copied()
+        .collect()
+}
+
+/// One resource limit of process `pid` (0: the caller) as (soft, hard),
+/// `u64::MAX` for unlimited; with `new`, set to that first (returning
+/// the old one), as `prlimit64` does.
+pub fn limit(pid: i32, resource: u32, new: Option<(u64, u64)>) -> std::io::Result<(u64, u64)> {
+    let new = new.map(|(soft, hard)| libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |new| new as *const libc::rlimit64);
+    // SAFETY: `new_ptr` is null or points at a live rlimit64 the kernel
+    // only reads; `old` is a live rlimit64 it writes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            pid,
+            resource,
+            new_ptr,
+            &mut old as *mut libc::rlimit64,
+        )
+    };
+    zero_or_errno(rc).map(|()| (old.rlim_cur, old.rlim_max))
 }
 
 /// Signal `signal`'s bit in a kernel signal mask (bit `signal - 1`); 0
@@ -290,6 +386,27 @@ pub fn wait_for_signal(mask: u64) -> std::io::Result<i32> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Takes one of the signals in `mask` (blocked) that is pending for the
+/// calling thread or its process, without waiting; `None` if none is.
+pub fn take_pending_signal(mask: u64) -> Option<i32> {
+    let no_wait = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask` and the timespec,
+    // both ours; no siginfo is written (null).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &mask as *const u64,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            &no_wait as *const libc::timespec,
+            8usize,
+        )
+    };
+    (rc > 0).then_some(rc as i32)
 }
 
 extern "C" fn interrupted(_: libc::c_int) {}

@@ -29,6 +29,10 @@ pub struct GuestSpec {
     pub ignored_signals: u64,
     /// The signal mask, as execve keeps it.
     pub blocked_signals: u64,
+    /// Resource limits to run under, as (resource, soft, hard) with
+    /// `u64::MAX` for unlimited: those of the process at home that the
+    /// host enforces (its CPU time, its memory).
+    pub limits: Vec<(u32, u64, u64)>,
 }
 
 /// A running guest.
@@ -179,6 +183,7 @@ fn child(
     groups: &[libc::gid_t],
     as_root: bool,
 ) -> ! {
+    set_limits(&spec.limits);
     if as_root && set_credentials(spec.uid, spec.gid, groups).is_err() {
         exit(STEP_CREDENTIALS);
     }
@@ -189,6 +194,23 @@ fn child(
     }
     exec(&spec.exe, argv, envp);
     exit(STEP_EXEC)
+}
+
+/// Sets each of `limits` on the calling process. A hard limit may be
+/// raised only with `CAP_SYS_RESOURCE`, which an agent may lack: where
+/// one cannot be, the limit is lowered to it instead, never raised.
+/// Raw syscalls only: safe after a fork.
+fn set_limits(limits: &[(u32, u64, u64)]) {
+    use crate::process::limit;
+    for &(resource, soft, hard) in limits {
+        if limit(0, resource, Some((soft, hard))).is_ok() {
+            continue;
+        }
+        if let Ok((_, own_hard)) = limit(0, resource, None) {
+            let hard = hard.min(own_hard);
+            let _ = limit(0, resource, Some((soft.min(hard), hard)));
+        }
+    }
 }
 
 fn set_credentials(uid: u32, gid: u32, groups: &[libc::gid_t]) -> Result<(), ()> {
@@ -232,26 +254,31 @@ struct KernelSigaction {
 }
 
 /// Applies what execve carries over from the program being replaced:
-/// ignored signals stay ignored, the mask stays.
+/// ignored signals stay ignored, the mask stays. Every other signal
+/// takes its default action: the agent's own dispositions are not the
+/// program's (the Rust runtime ignores SIGPIPE, which execve would keep).
 fn inherit_signals(ignored: u64, blocked: u64) {
-    let ignore = KernelSigaction {
-        handler: libc::SIG_IGN,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
     for signal in 1..=64 {
-        if ignored & crate::process::signal_bit(signal) != 0 {
-            // SAFETY: a raw rt_sigaction with a struct we own; SIG_IGN runs no code.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signal,
-                    &ignore as *const KernelSigaction,
-                    std::ptr::null::<KernelSigaction>(),
-                    8usize,
-                );
-            }
+        let handler = match ignored & crate::process::signal_bit(signal) {
+            0 => libc::SIG_DFL,
+            _ => libc::SIG_IGN,
+        };
+        let action = KernelSigaction {
+            handler,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a raw rt_sigaction with a struct we own; SIG_DFL and
+        // SIG_IGN run no code. SIGKILL and SIGSTOP refuse it, harmlessly.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &action as *const KernelSigaction,
+                std::ptr::null::<KernelSigaction>(),
+                8usize,
+            );
         }
     }
     // SAFETY: a raw rt_sigprocmask with a mask we own.

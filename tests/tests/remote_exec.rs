@@ -1100,6 +1100,53 @@ show('in bob/open inner/f', lambda: os.stat('inner/f'))
 }
 
 #[test]
+fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
+    // A job's `ulimit -t` and `-v` hold where it runs, as does a limit
+    // set at home before it left; a write past the file size limit, or to
+    // a pipe no one reads, ends the program by the signal it raises; and
+    // what the shell ignored stays ignored, and nothing else is.
+    let cluster = Cluster::up(2);
+    let limits = r#"
+(ulimit -S -n 100; echo nofile $(ulimit -n))
+(ulimit -S -t 1; python3 -c 'while True: pass'; echo cpu status $?)
+(ulimit -S -v 200000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
+(ulimit -S -f 8; head -c 20000 /dev/zero > big; echo fsize status $? size $(stat -c %s big))
+(ulimit -S -s 4096; python3 -c 'import resource; print(resource.getrlimit(resource.RLIMIT_STACK))')
+(set -o pipefail; yes | head -1; echo pipe status $?)
+(trap '' HUP; bash -c 'trap -p')
+"#;
+    let before = r#"
+(ulimit -S -t 1; trap '' HUP; homing run --on node2 -- bash -c 'trap -p; python3 -c "while True: pass"'; echo status $?)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > limits.sh <<'EOF'{limits}EOF\ncat > before.sh <<'EOF'{before}EOF"),
+    ));
+    // bash names the pid of a job a signal ended, which differs.
+    let pids_out = " 2>&1 | sed -E 's/line ([0-9]+): +[0-9]+ /line \\1: /'";
+    let native = ok(at_home(&cluster, &format!("bash limits.sh{pids_out}")));
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- bash limits.sh{pids_out}"),
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    for expected in [
+        "nofile 100\n",
+        "CPU time limit exceeded",
+        "cpu status 152\n",
+        "MemoryError\n",
+        "fsize status 153 size 8192\n",
+        "(4194304, ",
+        "pipe status 141\n",
+        "trap -- '' SIGHUP\n",
+    ] {
+        assert!(native.stdout.contains(expected), "{expected}: {native:?}");
+    }
+    let started_limited = ok(at_home(&cluster, "bash before.sh 2>/dev/null"));
+    assert_eq!(started_limited.stdout, "trap -- '' SIGHUP\nstatus 152\n");
+}
+
+#[test]
 fn a_program_that_drops_root_keeps_it_dropped_for_every_call() {
     // Root's program gives up root for alice's ids: every call after that,
     // whichever deputy thread runs it at home, has alice's rights only.
