@@ -436,6 +436,12 @@ fn never_blocks(call: &SyscallCall) -> bool {
         // cost a fresh deputy (a forked child's first exec) a thread.
         libc::SYS_fork | libc::SYS_execve | libc::SYS_rt_sigaction => true,
         libc::SYS_lseek => fd_is_a_file(call.args[0] as i32),
+        // A shell's plumbing around each command it starts: a pipe, fds
+        // moved into place, and the look for more ended children.
+        libc::SYS_pipe | libc::SYS_pipe2 | libc::SYS_dup2 | libc::SYS_dup3 => true,
+        libc::SYS_fcntl => !matches!(call.args[1] as i32, libc::F_SETLKW | libc::F_OFD_SETLKW),
+        libc::SYS_wait4 => call.args[2] & libc::WNOHANG as u64 != 0,
+        libc::SYS_waitid => call.args[3] & libc::WNOHANG as u64 != 0,
         _ => false,
     }
 }

@@ -165,9 +165,13 @@ pub struct FastPath {
     /// and read again from the start for each call they answer.
     proc_stat: Option<File>,
     proc_status: Option<File>,
-    /// Its `/proc/PID/limits`: an agent may lack the `CAP_SYS_RESOURCE`
-    /// that `prlimit` on another user's process takes.
+    /// Its `/proc/PID/limits`, read where `prlimit` may not be: on
+    /// another user's process it takes `CAP_SYS_RESOURCE`, which an agent
+    /// may lack.
     proc_limits: Option<File>,
+    /// Whether `prlimit` on the deputy works (one syscall, where reading
+    /// `/proc/PID/limits` takes a few microseconds).
+    prlimit_works: bool,
     /// Deputy fd number -> our duplicate, or `None` when it is not a
     /// regular file or directory (a pipe or tty must stay with the deputy:
     /// a read there may block).
@@ -205,6 +209,7 @@ impl FastPath {
             proc_stat: File::open(format!("/proc/{pid}/stat")).ok(),
             proc_status: File::open(format!("/proc/{pid}/status")).ok(),
             proc_limits: File::open(format!("/proc/{pid}/limits")).ok(),
+            prlimit_works: homing_shim::process::limit(pid, libc::RLIMIT_FSIZE, None).is_ok(),
             fds: HashMap::new(),
             looks_up_paths: same_namespace_and_root(pid)
                 && rustix::fs::statfs("/").is_ok_and(|fs| local_filesystem(fs.f_type)),
@@ -383,6 +388,9 @@ impl FastPath {
 
     /// The deputy's limit of `resource` as (soft, hard), read now.
     fn limit(&self, resource: u32) -> Option<(u64, u64)> {
+        if self.prlimit_works {
+            return homing_shim::process::limit(self.pid, resource, None).ok();
+        }
         let text = read_again(self.proc_limits.as_ref()?)?;
         homing_shim::process::parse_limits(&text)
             .into_iter()
