@@ -2778,7 +2778,11 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
-        let limit_set = sets_limit_enforced_here(n);
+        let limit_set = sets_limit_enforced_here(n, |pid| {
+            pid == 0
+                || (pid == self.home_pid as u64
+                    && innermost_pid(self.guest_pid) == Some(self.home_pid))
+        });
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
         // without waiting a round trip. Its later calls travel behind it
@@ -3902,12 +3906,13 @@ fn write_outputs(
 }
 
 /// Whether call `n` is a `setrlimit`, or a `prlimit64` of the process
-/// itself that sets a limit, of a resource the host enforces (see
-/// [`homing_shim::process::ENFORCED_ON_HOST`]).
-fn sets_limit_enforced_here(n: &Notification) -> bool {
+/// `itself` names (0, or its home pid where its own call here names
+/// itself by that pid too) that sets a limit, of a resource the host
+/// enforces (see [`homing_shim::process::ENFORCED_ON_HOST`]).
+fn sets_limit_enforced_here(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
     let resource = match n.nr as i64 {
         libc::SYS_setrlimit => n.args[0],
-        libc::SYS_prlimit64 if n.args[0] == 0 && n.args[2] != 0 => n.args[1],
+        libc::SYS_prlimit64 if itself(n.args[0]) && n.args[2] != 0 => n.args[1],
         _ => return false,
     };
     u32::try_from(resource).is_ok_and(|r| homing_shim::process::ENFORCED_ON_HOST.contains(&r))

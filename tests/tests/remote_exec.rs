@@ -1112,6 +1112,8 @@ fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
 (ulimit -S -v 200000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
 (ulimit -S -f 8; head -c 20000 /dev/zero > big; echo fsize status $? size $(stat -c %s big))
 (ulimit -S -s 4096; python3 -c 'import resource; print(resource.getrlimit(resource.RLIMIT_STACK))')
+python3 -c 'import os, resource; resource.prlimit(os.getpid(), resource.RLIMIT_CPU, (1, resource.RLIM_INFINITY))
+while True: pass'; echo own pid status $?
 (set -o pipefail; yes | head -1; echo pipe status $?)
 (trap '' HUP; bash -c 'trap -p')
 "#;
@@ -1134,6 +1136,7 @@ fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
         "nofile 100\n",
         "CPU time limit exceeded",
         "cpu status 152\n",
+        "own pid status 152\n",
         "MemoryError\n",
         "fsize status 153 size 8192\n",
         "(4194304, ",
