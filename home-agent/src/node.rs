@@ -759,6 +759,7 @@ impl Node {
             ignored_signals: homing_shim::process::signals(pid).map_or(0, |signals| {
                 signals.ignored & !homing_shim::process::signal_bit(libc::SIGPIPE)
             }),
+            nice: homing_shim::process::nice(pid).unwrap_or(0),
         };
         let command = AwayProcess::command_line(&spec.argv);
         self.send_away(

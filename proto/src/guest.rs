@@ -44,6 +44,8 @@ pub struct GuestStart {
     /// signal N), as execve keeps them for the program (`nohup`, a
     /// background job's SIGINT).
     pub ignored_signals: u64,
+    /// The deputy's nice value, which the program starts with.
+    pub nice: i32,
 }
 
 /// How a guest ended.

@@ -881,6 +881,9 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         }
         libc::SYS_uname => forward(&[output(0, UTSNAME)]),
         libc::SYS_sethostname | libc::SYS_setdomainname => forward(&[input_counted(0, 1, 1)]),
+        // The deputy's nice value, home's to allow; the host runs one of
+        // the process's own on its CPU too (see the host agent).
+        libc::SYS_getpriority | libc::SYS_setpriority => forward(&[]),
         libc::SYS_getrlimit => forward(&[output(1, RLIMIT)]),
         libc::SYS_setrlimit => forward(&[input(1, RLIMIT)]),
         libc::SYS_prlimit64 => forward(&[input(2, RLIMIT), output(3, RLIMIT)]),

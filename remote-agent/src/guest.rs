@@ -1074,6 +1074,7 @@ impl HostRole {
             let carried = CarriedOver {
                 signals: (start.ignored_signals, 0),
                 limits: start.limits.clone(),
+                nice: start.nice,
             };
             self.start_process(&member, program, &envp, carried)
         }
@@ -1292,6 +1293,7 @@ impl HostRole {
             ignored_signals: carried.signals.0,
             blocked_signals: carried.signals.1,
             limits: homing_shim::process::enforced_on_host(&carried.limits),
+            nice: carried.nice,
         };
         let pids = self.home_pids(&member.home_node);
         let within = pids.as_ref().map(|pids| (&pids.namespace, member.home_pid));
@@ -2304,6 +2306,7 @@ impl Context {
             signals: homing_shim::process::signals(n.tid)
                 .map_or((0, 0), |signals| (signals.ignored, signals.blocked)),
             limits: homing_shim::process::limits(old).unwrap_or_default(),
+            nice: homing_shim::process::nice(n.tid).unwrap_or(0),
         };
         let parked = self.park(old);
         if !parked {
@@ -2718,6 +2721,13 @@ impl Context {
         if let Some(answer) = self.signal_self(n) {
             return Ok(answer);
         }
+        // A thread's own nice value is the one the host schedules it by,
+        // set from home's at its start and at each change.
+        let reads_own_priority =
+            n.nr as i64 == libc::SYS_getpriority && own_priority(n, |pid| self.names_itself(pid));
+        if reads_own_priority {
+            return Ok(Answer::Continue);
+        }
         // No fd of the program's is that high: it would be one home opened
         // for this host to fetch a program through.
         let on_program = [libc::SYS_pread64, libc::SYS_close].contains(&(n.nr as i64))
@@ -2778,11 +2788,7 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
-        let limit_set = sets_limit_enforced_here(n, |pid| {
-            pid == 0
-                || (pid == self.home_pid as u64
-                    && innermost_pid(self.guest_pid) == Some(self.home_pid))
-        });
+        let set_here = set_here_too(n, |pid| self.names_itself(pid));
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
         // without waiting a round trip. Its later calls travel behind it
@@ -2846,16 +2852,71 @@ impl Context {
         if waits {
             return Ok(self.deliver_wait(n, result));
         }
-        if limit_set && result.ret == 0 {
+        if n.nr as i64 == libc::SYS_setpriority && result.ret == 0 {
+            if let Some(answer) = self.renice_here(n) {
+                return Ok(answer);
+            }
+        }
+        if set_here && result.ret == 0 {
             // Set at home, where it is read back; and here by the
             // program's own call, since the host enforces it (an agent
-            // may not set another user's limits).
+            // may not set another user's limits or nice value).
             return Ok(Answer::Continue);
         }
         match unread.as_deref_mut() {
             Some(bytes) => Ok(self.deliver_read(n, bytes, &result)),
             None => Ok(errno_of(result.ret)),
         }
+    }
+
+    /// A `setpriority` home has made: the thread it named runs here too
+    /// (this program's own, or another guest of the same home here), and
+    /// the host schedules it by its nice value. Set by the agent (which
+    /// may, with `CAP_SYS_NICE`), or else by the calling thread's own call
+    /// where it named itself; `None` where it named no thread here (a
+    /// process group, a user, a process elsewhere: home's alone).
+    fn renice_here(&self, n: &Notification) -> Option<Answer> {
+        let [which, who, nice, ..] = n.args;
+        if which != libc::PRIO_PROCESS as u64 {
+            return None;
+        }
+        let own = who == 0 || (n.tid == self.guest_pid && self.names_itself(who));
+        let target = match own {
+            true => n.tid,
+            false => self.host_thread(who as i32)?,
+        };
+        match homing_shim::process::set_nice(target, nice as i32) {
+            Ok(()) => Some(Answer::Value(0)),
+            Err(_) if own => Some(Answer::Continue),
+            Err(error) => {
+                warn!(
+                    home_pid = self.home_pid,
+                    target, "a nice value set at home is not taken on here: {error}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The thread here that home knows as `home_tid`: a process's main
+    /// thread (a guest from the same home), or a thread of this process.
+    fn host_thread(&self, home_tid: i32) -> Option<i32> {
+        if let Some(member) = self.role.members.get(&(self.home_node.clone(), home_tid)) {
+            let host = member.host_pid.load(Ordering::Relaxed);
+            return (host > 0).then_some(host);
+        }
+        homing_shim::process::threads(self.guest_pid)
+            .ok()?
+            .into_iter()
+            .find(|&tid| innermost_pid(tid) == Some(home_tid))
+    }
+
+    /// Whether `pid` in a call names the calling process (0, or its home
+    /// pid) in a way its own call here would read alike: a home pid only
+    /// where the guest's pid here is that one.
+    fn names_itself(&self, pid: u64) -> bool {
+        pid == 0
+            || (pid == self.home_pid as u64 && innermost_pid(self.guest_pid) == Some(self.home_pid))
     }
 
     /// Gives a read bytes its fd's earlier reads took at home for threads
@@ -3905,17 +3966,26 @@ fn write_outputs(
     Ok(())
 }
 
-/// Whether call `n` is a `setrlimit`, or a `prlimit64` of the process
+/// Whether call `n`, once home has made it, is made here too, by the
+/// guest's own call: it sets a limit the host enforces (see
+/// [`homing_shim::process::ENFORCED_ON_HOST`]) of the process that
 /// `itself` names (0, or its home pid where its own call here names
-/// itself by that pid too) that sets a limit, of a resource the host
-/// enforces (see [`homing_shim::process::ENFORCED_ON_HOST`]).
-fn sets_limit_enforced_here(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
+/// itself by that pid too): a `setrlimit`, or a `prlimit64` that sets
+/// one.
+fn set_here_too(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
     let resource = match n.nr as i64 {
         libc::SYS_setrlimit => n.args[0],
         libc::SYS_prlimit64 if itself(n.args[0]) && n.args[2] != 0 => n.args[1],
         _ => return false,
     };
     u32::try_from(resource).is_ok_and(|r| homing_shim::process::ENFORCED_ON_HOST.contains(&r))
+}
+
+/// Whether call `n`, a `getpriority` or `setpriority`, is of the nice
+/// value of the calling thread (`PRIO_PROCESS`, the thread `itself`
+/// names): a thread's own, which the host schedules by.
+fn own_priority(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
+    n.args[0] == libc::PRIO_PROCESS as u64 && itself(n.args[1])
 }
 
 /// What a member's new process takes over from the one it replaces by
@@ -3925,6 +3995,8 @@ struct CarriedOver {
     signals: (u64, u64),
     /// Resource limits, as (resource, soft, hard).
     limits: Vec<(u32, u64, u64)>,
+    /// The nice value.
+    nice: i32,
 }
 
 /// Whether what home said at traffic count `armed` (`None`: not answered

@@ -156,6 +156,22 @@ pub fn parse_limits(text: &str) -> Vec<(u32, u64, u64)> {
         .collect()
 }
 
+/// The nice value of process (or thread) `pid`, from its `/proc/PID/stat`.
+pub fn nice(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ... : nice is the 19th field, the 17th after comm.
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    after_comm.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// Sets the nice value of thread `tid` (0: the caller); a raw syscall,
+/// safe after a fork.
+pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority takes integers.
+    let rc = unsafe { libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, tid, nice) };
+    zero_or_errno(rc)
+}
+
 /// The resource limits that govern what a host gives a program away
 /// from home: its CPU time, its memory, its signals queued and its
 /// scheduling. The others (open files, file size, processes, locks)

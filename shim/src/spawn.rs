@@ -33,6 +33,8 @@ pub struct GuestSpec {
     /// `u64::MAX` for unlimited: those of the process at home that the
     /// host enforces (its CPU time, its memory).
     pub limits: Vec<(u32, u64, u64)>,
+    /// Nice value to run at.
+    pub nice: i32,
 }
 
 /// A running guest.
@@ -184,6 +186,9 @@ fn child(
     as_root: bool,
 ) -> ! {
     set_limits(&spec.limits);
+    // Before the credentials go: a nice value below the agent's takes
+    // privilege (the deputy had it, or `RLIMIT_NICE` let it).
+    let _ = crate::process::set_nice(0, spec.nice);
     if as_root && set_credentials(spec.uid, spec.gid, groups).is_err() {
         exit(STEP_CREDENTIALS);
     }

@@ -1150,6 +1150,57 @@ while True: pass'; echo own pid status $?
 }
 
 #[test]
+fn nice_values_are_homes_and_the_host_schedules_by_them() {
+    // `nice -n 7 homing run …` runs at 7 on node2; `renice`, `nice` and
+    // Python's os.nice and getpriority answer as at home, home decides
+    // what may be lowered, and node2 runs each thread at its value.
+    let cluster = Cluster::up(2);
+    let script = r#"
+nice
+(renice -n 9 -p $BASHPID >/dev/null; nice; python3 -c 'import os; print(os.nice(0), os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, os.getpid()))')
+python3 -c 'import os; os.nice(3); print(os.nice(0))'
+(renice -n 2 -p $BASHPID >/dev/null 2>&1; echo lower status $?)
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > nice.sh <<'EOF'{script}EOF"),
+    ));
+    let native = ok(at_home(&cluster, "nice -n 7 bash nice.sh"));
+    assert_eq!(
+        native.stdout, "7\n9\n9 9 9\n10\nlower status 1\n",
+        "{native:?}"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "nice -n 7 homing run --on node2 -- bash nice.sh",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    let shell = spawn_at_home(
+        &cluster,
+        "nice -n 7 homing run --on node2 -- sh -c 'sleep 4 & renice -n 12 -p $$ >/dev/null; sleep 4'",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (seen, ps) = loop {
+        let ps = cluster.exec("node2", &["ps", "-eo", "ni=,args="]);
+        let mut values: Vec<String> = ps
+            .stdout
+            .lines()
+            .filter_map(|line| {
+                let (nice, args) = line.trim_start().split_once(' ')?;
+                (args.trim() == "sleep 4").then(|| nice.to_owned())
+            })
+            .collect();
+        values.sort();
+        if values.len() == 2 || std::time::Instant::now() > deadline {
+            break (values, ps);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let run: Run = shell.wait_with_output().unwrap().into();
+    assert_eq!(seen, ["12", "7"], "{run:?} {ps:?}");
+}
+
+#[test]
 fn a_program_that_drops_root_keeps_it_dropped_for_every_call() {
     // Root's program gives up root for alice's ids: every call after that,
     // whichever deputy thread runs it at home, has alice's rights only.
