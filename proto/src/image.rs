@@ -77,6 +77,9 @@ pub struct ThreadImage {
     #[serde(default)]
     #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
     pub comm: ByteBuf,
+    /// Its nice value, which its host schedules it by.
+    #[serde(default)]
+    pub nice: i32,
 }
 
 /// An rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).

@@ -451,6 +451,7 @@ impl Frozen {
                 rseq: ptrace::rseq(tid).map_err(io)?,
                 clear_child_tid,
                 comm: ByteBuf::from(thread_name(pid, tid)),
+                nice: crate::process::nice(tid).unwrap_or(0),
             });
         }
         let shared_pending = if carry_pending_signals {

@@ -895,6 +895,19 @@ fn thread_state(
         libc::SYS_set_tid_address,
         [thread.clear_child_tid, 0, 0, 0, 0, 0],
     )?;
+    // Its nice value: one below the restoring agent's may take a
+    // privilege the thread lacks, and then it stays at the agent's.
+    let reniced = injector.raw(
+        libc::SYS_setpriority,
+        [libc::PRIO_PROCESS as u64, 0, thread.nice as u64, 0, 0, 0],
+    )?;
+    if reniced < 0 {
+        tracing::debug!(
+            nice = thread.nice,
+            errno = -reniced,
+            "a nice value was not restored"
+        );
+    }
     // Its name (the kernel keeps 15 bytes and a NUL).
     if !thread.comm.is_empty() {
         let mut name: Vec<u8> = thread.comm.iter().copied().take(15).collect();
