@@ -55,10 +55,45 @@ impl Filter {
         };
         let load = |offset| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
         let locals: Vec<u32> = LOCAL.iter().map(|&nr| nr as u32).collect();
-        // Layout: a prologue, then one jump per local syscall, then three
-        // returns (notify, allow, kill). Every jump targets a return, so
-        // offsets are computed from the distance to the end.
-        let prologue = 18usize;
+        // Syscalls local or not by one argument: (syscall, the argument's
+        // index, the test, its operand, whether a pass makes it local).
+        let by_argument = [
+            // mmap without a file: local.
+            (
+                libc::SYS_mmap,
+                3,
+                BPF_JSET,
+                libc::MAP_ANONYMOUS as u32,
+                true,
+            ),
+            // clone of a thread: local; of a process: the supervisor's.
+            (
+                libc::SYS_clone,
+                0,
+                BPF_JSET,
+                libc::CLONE_THREAD as u32,
+                true,
+            ),
+            // rt_sigaction of SIGCHLD: the supervisor's (the deputy must
+            // treat its children's zombies alike); of any other: local.
+            (
+                libc::SYS_rt_sigaction,
+                0,
+                BPF_JEQ,
+                libc::SIGCHLD as u32,
+                false,
+            ),
+            // A process's own CPU affinity (pid 0): local; another's: the
+            // supervisor's.
+            (libc::SYS_sched_getaffinity, 0, BPF_JEQ, 0, true),
+            (libc::SYS_sched_setaffinity, 0, BPF_JEQ, 0, true),
+        ];
+        // Layout: a prologue (the architecture, the number, then three
+        // instructions per syscall decided by an argument), then one jump
+        // per local syscall, then three returns (notify, allow, kill).
+        // Every jump targets a return, so offsets are computed from the
+        // distance to the end.
+        let prologue = 3 + 3 * by_argument.len();
         let body = prologue + locals.len();
         let (notify, allow, kill) = (body, body + 1, body + 2);
         let to = |from: usize, target: usize| -> u8 {
@@ -68,58 +103,23 @@ impl Filter {
             load(DATA_ARCH),
             jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, to(1, kill)),
             load(DATA_NR),
-            // mmap without a file: local.
-            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_mmap as u32, 0, 2),
-            load(data_arg_low(3)),
-            jump(
-                BPF_JMP | BPF_JSET | BPF_K,
-                libc::MAP_ANONYMOUS as u32,
-                to(5, allow),
-                to(5, notify),
-            ),
-            // clone of a thread: local; of a process: the supervisor's.
-            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_clone as u32, 0, 2),
-            load(data_arg_low(0)),
-            jump(
-                BPF_JMP | BPF_JSET | BPF_K,
-                libc::CLONE_THREAD as u32,
-                to(8, allow),
-                to(8, notify),
-            ),
-            // rt_sigaction of SIGCHLD: the supervisor's (the deputy must
-            // treat its children's zombies alike); of any other: local.
-            jump(
-                BPF_JMP | BPF_JEQ | BPF_K,
-                libc::SYS_rt_sigaction as u32,
-                0,
-                2,
-            ),
-            load(data_arg_low(0)),
-            jump(
-                BPF_JMP | BPF_JEQ | BPF_K,
-                libc::SIGCHLD as u32,
-                to(11, notify),
-                to(11, allow),
-            ),
-            // A process's own CPU affinity (pid 0): local; another's: the
-            // supervisor's.
-            jump(
-                BPF_JMP | BPF_JEQ | BPF_K,
-                libc::SYS_sched_getaffinity as u32,
-                0,
-                2,
-            ),
-            load(data_arg_low(0)),
-            jump(BPF_JMP | BPF_JEQ | BPF_K, 0, to(14, allow), to(14, notify)),
-            jump(
-                BPF_JMP | BPF_JEQ | BPF_K,
-                libc::SYS_sched_setaffinity as u32,
-                0,
-                2,
-            ),
-            load(data_arg_low(0)),
-            jump(BPF_JMP | BPF_JEQ | BPF_K, 0, to(17, allow), to(17, notify)),
         ];
+        for (nr, argument, test, operand, passing_is_local) in by_argument {
+            // Not this syscall: on to the next one's three.
+            program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 2));
+            program.push(load(data_arg_low(argument)));
+            let at = program.len();
+            let (pass, fail) = match passing_is_local {
+                true => (allow, notify),
+                false => (notify, allow),
+            };
+            program.push(jump(
+                BPF_JMP | test | BPF_K,
+                operand,
+                to(at, pass),
+                to(at, fail),
+            ));
+        }
         debug_assert_eq!(program.len(), prologue);
         for (i, nr) in locals.iter().enumerate() {
             let at = prologue + i;
