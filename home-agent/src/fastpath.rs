@@ -430,10 +430,10 @@ impl FastPath {
                 follows(args[3]),
                 Then::Access { mode: args[2] },
             ),
-            libc::SYS_open if opens_only_what_is_there(args[1]) => {
+            libc::SYS_open if syscall::opens_only_what_is_there(args[1]) => {
                 (libc::AT_FDCWD, 0, open_follows(args[1]), Then::OpenIfThere)
             }
-            libc::SYS_openat if opens_only_what_is_there(args[2]) => {
+            libc::SYS_openat if syscall::opens_only_what_is_there(args[2]) => {
                 (args[0] as i32, 1, open_follows(args[2]), Then::OpenIfThere)
             }
             _ => return None,
@@ -939,13 +939,6 @@ enum Then {
     /// search for a header tries every directory of its path); what is
     /// there is opened by the deputy.
     OpenIfThere,
-}
-
-/// Whether an open with `flags` only opens what is there already: what it
-/// finds missing it cannot make.
-fn opens_only_what_is_there(flags: u64) -> bool {
-    let flags = flags as i32;
-    flags & libc::O_CREAT == 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE
 }
 
 /// Whether an open with `flags` follows a link its path ends in.

@@ -358,6 +358,15 @@ pub fn opens_for_reading(nr: u64, args: &[u64; 6]) -> bool {
     flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0
 }
 
+/// Whether an open with `flags` only opens what is there already: what it
+/// finds missing it cannot make (no `O_CREAT`, no `O_TMPFILE`). Such an
+/// open is a lookup, which home's agent may answer where its path leads
+/// nowhere.
+pub fn opens_only_what_is_there(flags: u64) -> bool {
+    let flags = flags as i32;
+    flags & libc::O_CREAT == 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE
+}
+
 /// Data for one pointer argument, on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

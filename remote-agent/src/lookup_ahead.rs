@@ -28,7 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use homing_proto::syscall::{Dir, PtrArg, SyscallCall, SyscallResult};
+use homing_proto::syscall::{opens_only_what_is_there, Dir, PtrArg, SyscallCall, SyscallResult};
 use tokio::sync::oneshot;
 
 /// How many lookups go ahead of one at most.
@@ -51,15 +51,11 @@ const CONFIRMED: u8 = 2;
 /// cannot create (see [`is_open`]).
 pub fn is_lookup(nr: u64, args: &[u64; 6]) -> bool {
     let empty_path = |flags: u64| flags & libc::AT_EMPTY_PATH as u64 != 0;
-    let creates = |flags: u64| {
-        let flags = flags as i32;
-        flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
-    };
     match nr as i64 {
         libc::SYS_newfstatat | libc::SYS_faccessat2 => !empty_path(args[3]),
         libc::SYS_statx => !empty_path(args[2]),
-        libc::SYS_open => !creates(args[1]),
-        libc::SYS_openat => !creates(args[2]),
+        libc::SYS_open => opens_only_what_is_there(args[1]),
+        libc::SYS_openat => opens_only_what_is_there(args[2]),
         _ => arguments(nr).is_some(),
     }
 }
