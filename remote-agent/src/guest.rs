@@ -2723,9 +2723,7 @@ impl Context {
         }
         // A thread's own nice value is the one the host schedules it by,
         // set from home's at its start and at each change.
-        let reads_own_priority =
-            n.nr as i64 == libc::SYS_getpriority && own_priority(n, |pid| self.names_itself(pid));
-        if reads_own_priority {
+        if n.nr as i64 == libc::SYS_getpriority && self.own_priority(n) {
             return Ok(Answer::Continue);
         }
         // No fd of the program's is that high: it would be one home opened
@@ -2788,7 +2786,7 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
-        let set_here = set_here_too(n, |pid| self.names_itself(pid));
+        let set_here = self.sets_enforced_limit(n);
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
         // without waiting a round trip. Its later calls travel behind it
@@ -2872,22 +2870,22 @@ impl Context {
     /// A `setpriority` home has made: the thread it named runs here too
     /// (this program's own, or another guest of the same home here), and
     /// the host schedules it by its nice value. Set by the agent (which
-    /// may, with `CAP_SYS_NICE`), or else by the calling thread's own call
-    /// where it named itself; `None` where it named no thread here (a
+    /// may, with `CAP_SYS_NICE`), or else by the guest's own call where
+    /// it named its own process (see [`Self::own_priority`]); `None`
+    /// where it named no thread here (a
     /// process group, a user, a process elsewhere: home's alone).
     fn renice_here(&self, n: &Notification) -> Option<Answer> {
         let [which, who, nice, ..] = n.args;
         if which != libc::PRIO_PROCESS as u64 {
             return None;
         }
-        let own = who == 0 || (n.tid == self.guest_pid && self.names_itself(who));
-        let target = match own {
-            true => n.tid,
-            false => self.host_thread(who as i32)?,
+        let target = match who {
+            0 => n.tid,
+            _ => self.host_thread(who as i32)?,
         };
         match homing_shim::process::set_nice(target, nice as i32) {
             Ok(()) => Some(Answer::Value(0)),
-            Err(_) if own => Some(Answer::Continue),
+            Err(_) if self.own_priority(n) => Some(Answer::Continue),
             Err(error) => {
                 warn!(
                     home_pid = self.home_pid,
@@ -2917,6 +2915,28 @@ impl Context {
     fn names_itself(&self, pid: u64) -> bool {
         pid == 0
             || (pid == self.home_pid as u64 && innermost_pid(self.guest_pid) == Some(self.home_pid))
+    }
+
+    /// Whether call `n`, once home has made it, is made here too, by the
+    /// guest's own call: it sets a limit the host enforces (see
+    /// [`homing_shim::process::ENFORCED_ON_HOST`]) of the process itself
+    /// (see [`Self::names_itself`]): a `setrlimit`, or a `prlimit64` that
+    /// sets one.
+    fn sets_enforced_limit(&self, n: &Notification) -> bool {
+        let resource = match n.nr as i64 {
+            libc::SYS_setrlimit => n.args[0],
+            libc::SYS_prlimit64 if self.names_itself(n.args[0]) && n.args[2] != 0 => n.args[1],
+            _ => return false,
+        };
+        u32::try_from(resource).is_ok_and(|r| homing_shim::process::ENFORCED_ON_HOST.contains(&r))
+    }
+
+    /// Whether call `n`, a `getpriority` or `setpriority`, is of a nice
+    /// value of the calling process (`PRIO_PROCESS`, a thread it names
+    /// as its own call here would): one the guest's own call can read or
+    /// set here, where the host schedules by it.
+    fn own_priority(&self, n: &Notification) -> bool {
+        n.args[0] == libc::PRIO_PROCESS as u64 && self.names_itself(n.args[1])
     }
 
     /// Gives a read bytes its fd's earlier reads took at home for threads
@@ -3964,28 +3984,6 @@ fn write_outputs(
         }
     }
     Ok(())
-}
-
-/// Whether call `n`, once home has made it, is made here too, by the
-/// guest's own call: it sets a limit the host enforces (see
-/// [`homing_shim::process::ENFORCED_ON_HOST`]) of the process that
-/// `itself` names (0, or its home pid where its own call here names
-/// itself by that pid too): a `setrlimit`, or a `prlimit64` that sets
-/// one.
-fn set_here_too(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
-    let resource = match n.nr as i64 {
-        libc::SYS_setrlimit => n.args[0],
-        libc::SYS_prlimit64 if itself(n.args[0]) && n.args[2] != 0 => n.args[1],
-        _ => return false,
-    };
-    u32::try_from(resource).is_ok_and(|r| homing_shim::process::ENFORCED_ON_HOST.contains(&r))
-}
-
-/// Whether call `n`, a `getpriority` or `setpriority`, is of the nice
-/// value of the calling thread (`PRIO_PROCESS`, the thread `itself`
-/// names): a thread's own, which the host schedules by.
-fn own_priority(n: &Notification, itself: impl Fn(u64) -> bool) -> bool {
-    n.args[0] == libc::PRIO_PROCESS as u64 && itself(n.args[1])
 }
 
 /// What a member's new process takes over from the one it replaces by
