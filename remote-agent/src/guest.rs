@@ -685,18 +685,20 @@ impl Member {
     }
 
     fn family(&self) -> Arc<AtomicU64> {
+        self.family_slot().clone()
+    }
+
+    /// Its family's count, to look at or replace: a count is never left
+    /// half-changed, so a poisoned lock still holds a whole one.
+    fn family_slot(&self) -> std::sync::MutexGuard<'_, Arc<AtomicU64>> {
         self.family
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Makes it one of `parent`'s family (a fork's child).
     fn join_family_of(&self, parent: &Member) {
-        *self
-            .family
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = parent.family();
+        *self.family_slot() = parent.family();
     }
 
     /// Makes it a family of its own: its exec left it no memory shared.
@@ -704,11 +706,7 @@ impl Member {
     /// the old can pass for fresh.
     fn leave_family(&self) {
         let from = self.traffic();
-        *self
-            .family
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Arc::new(AtomicU64::new(from + 1));
+        *self.family_slot() = Arc::new(AtomicU64::new(from + 1));
     }
 
     /// Drops what was read ahead of the program, if anything: the call
