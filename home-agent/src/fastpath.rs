@@ -317,7 +317,6 @@ impl FastPath {
     /// The answer to a call about the deputy's identity that returns it
     /// whole, read from `/proc` now; `None` for any other call.
     fn identity(&self, call: &SyscallCall) -> Option<i64> {
-        let itself = |arg: u64| arg == 0 || arg as i32 == self.pid;
         // /proc/PID/stat: pid (comm) state ppid pgrp session ...
         let stat_field = |at: usize| -> Option<i64> {
             let text = read_again(self.proc_stat.as_ref()?)?;
@@ -342,8 +341,8 @@ impl FastPath {
         match call.nr as i64 {
             libc::SYS_getppid => told(|i| i.ppid).or_else(|| stat_field(1)),
             libc::SYS_getpgrp => stat_field(2),
-            libc::SYS_getpgid if itself(call.args[0]) => stat_field(2),
-            libc::SYS_getsid if itself(call.args[0]) => stat_field(3),
+            libc::SYS_getpgid if self.names_deputy(call.args[0]) => stat_field(2),
+            libc::SYS_getsid if self.names_deputy(call.args[0]) => stat_field(3),
             libc::SYS_getuid => told(|i| i.ruid).or_else(|| status_field("Uid:", 0)),
             libc::SYS_geteuid => told(|i| i.euid).or_else(|| status_field("Uid:", 1)),
             libc::SYS_getgid => told(|i| i.rgid).or_else(|| status_field("Gid:", 0)),
@@ -352,16 +351,20 @@ impl FastPath {
         }
     }
 
+    /// Whether a pid argument names the deputy itself (0, or its pid).
+    fn names_deputy(&self, pid: u64) -> bool {
+        pid == 0 || pid as i32 == self.pid
+    }
+
     /// A `getrlimit`, or a `prlimit64` that only reads, of the deputy
     /// itself: its limit, read now (limits are the process's, not a
     /// thread's). `None` for any other call, and where the deputy's own
     /// call would fail (a resource that is none, no buffer).
     fn read_limit(&self, call: &SyscallCall) -> Option<SyscallResult> {
         let args = &call.args;
-        let itself = args[0] == 0 || args[0] == self.pid as u64;
         let (resource, buffer_at) = match call.nr as i64 {
             libc::SYS_getrlimit => (args[0], 1),
-            libc::SYS_prlimit64 if itself && args[2] == 0 => (args[1], 3),
+            libc::SYS_prlimit64 if self.names_deputy(args[0]) && args[2] == 0 => (args[1], 3),
             _ => return None,
         };
         if args[buffer_at] == 0 {
