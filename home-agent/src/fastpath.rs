@@ -320,8 +320,7 @@ impl FastPath {
         // /proc/PID/stat: pid (comm) state ppid pgrp session ...
         let stat_field = |at: usize| -> Option<i64> {
             let text = read_again(self.proc_stat.as_ref()?)?;
-            let after_comm = text.get(text.rfind(')')? + 2..)?;
-            after_comm.split_whitespace().nth(at)?.parse().ok()
+            homing_shim::process::stat_field_in(&text, at)?.parse().ok()
         };
         // /proc/PID/status: "Uid:\treal\teffective\tsaved\tfs".
         let status_field = |key: &str, at: usize| -> Option<i64> {

@@ -4159,9 +4159,7 @@ impl ChildEnd {
 
 /// The raw wait status of an exited, unreaped process.
 fn raw_zombie_status(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split_whitespace().nth(49)?.parse::<i32>().ok()
+    homing_shim::process::stat_field(pid, 49)
 }
 
 /// A NULL-terminated array of C strings in guest memory (argv, envp).

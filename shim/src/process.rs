@@ -6,9 +6,7 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow,
 /// that status (and a shell prints what it would have printed).
 pub fn die_by_signal(signal: i32) -> ! {
     if let Ok(sig) = Signal::try_from(signal) {
-        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        // SAFETY: the default disposition runs no handler code.
-        let _ = unsafe { signal::sigaction(sig, &default) };
+        let _ = default_action(signal);
         let mut only = SigSet::empty();
         only.add(sig);
         let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
@@ -156,12 +154,25 @@ pub fn parse_limits(text: &str) -> Vec<(u32, u64, u64)> {
         .collect()
 }
 
-/// The nice value of process (or thread) `pid`, from its `/proc/PID/stat`.
-pub fn nice(pid: i32) -> Option<i32> {
+/// Field `at` of `text`, a `/proc/PID/stat`, counted from the one after
+/// the command name (0: the state, 1: the parent, …): the name may hold
+/// spaces and parentheses, so the fields are found after its last `)`.
+pub fn stat_field_in(text: &str, at: usize) -> Option<&str> {
+    let after_comm = text.get(text.rfind(')')? + 2..)?;
+    after_comm.split_whitespace().nth(at)
+}
+
+/// Field `at` (see [`stat_field_in`]) of process (or thread) `pid`'s
+/// `/proc/PID/stat`, read now, parsed.
+pub fn stat_field<T: std::str::FromStr>(pid: i32, at: usize) -> Option<T> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // pid (comm) state ppid ... : nice is the 19th field, the 17th after comm.
-    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
-    after_comm.split_whitespace().nth(16)?.parse().ok()
+    stat_field_in(&stat, at)?.parse().ok()
+}
+
+/// The nice value of process (or thread) `pid`.
+pub fn nice(pid: i32) -> Option<i32> {
+    // The 19th field of all, the 17th after the command name.
+    stat_field(pid, 16)
 }
 
 /// Sets the nice value of thread `tid` (0: the caller); a raw syscall,
@@ -612,6 +623,20 @@ mod tests {
         helper.join().unwrap();
         assert!(several);
         assert!(!super::single_threaded(i32::MAX));
+    }
+
+    #[test]
+    fn stat_fields_are_counted_past_a_name_with_spaces_and_parentheses() {
+        let text = "41 (odd) name )) S 7 41 41 0 -1\n";
+        assert_eq!(super::stat_field_in(text, 0), Some("S"));
+        assert_eq!(super::stat_field_in(text, 1), Some("7"));
+        assert_eq!(super::stat_field_in(text, 5), Some("-1"));
+        assert_eq!(super::stat_field_in(text, 6), None);
+        let me = std::process::id() as i32;
+        assert_eq!(
+            super::stat_field::<i32>(me, 1),
+            Some(nix::unistd::getppid().as_raw())
+        );
     }
 
     #[test]
