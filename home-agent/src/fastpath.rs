@@ -83,6 +83,8 @@ enum Change {
     Fds,
     Cwd,
     Credentials,
+    /// The deputy's nice value, by the program's own `setpriority`.
+    Nice,
     /// Everything (an exec).
     All,
 }
@@ -107,6 +109,7 @@ impl Change {
             | libc::SYS_setgroups
             | libc::SYS_capset
             | libc::SYS_prctl => Self::Credentials,
+            libc::SYS_setpriority => Self::Nice,
             _ => return None,
         })
     }
@@ -143,9 +146,14 @@ impl Changes {
     /// may come before the deputy has closed the old one's close-on-exec
     /// fds. Until it has, none of its fds is taken from the deputy here.
     fn exec_under_way(&self) -> bool {
-        self.under_way.lock().map_or(true, |under_way| {
-            under_way.values().any(|c| *c == Change::All)
-        })
+        self.under_way(Change::All)
+    }
+
+    /// Whether a call that may change `change` is under way.
+    fn under_way(&self, change: Change) -> bool {
+        self.under_way
+            .lock()
+            .map_or(true, |under_way| under_way.values().any(|c| *c == change))
     }
 
     fn take_settled(&self) -> Vec<Change> {
@@ -196,6 +204,9 @@ pub struct FastPath {
     /// [`syscall::OPEN_PROGRAM`]), by the number the host knows each by.
     programs: HashMap<i32, Arc<OwnedFd>>,
     next_program: i32,
+    /// The deputy's nice value as the host last had it for the program's
+    /// main thread (`None`: not known, read again at the next look).
+    nice_on_host: Option<i32>,
 }
 
 impl FastPath {
@@ -225,6 +236,8 @@ impl FastPath {
             changes,
             programs: HashMap::new(),
             next_program: syscall::PROGRAM_FDS_FROM,
+            // The program started with the deputy's.
+            nice_on_host: homing_shim::process::nice(pid),
         })
     }
 
@@ -250,12 +263,33 @@ impl FastPath {
         }
     }
 
-    /// Runs `call` here if it qualifies, taking its input buffers; `None`
-    /// sends it, untouched, to the deputy.
-    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
+    /// The deputy's nice value, if it has changed since the host last
+    /// had it by other means than the program's own calls: a `renice` at
+    /// home of its pid, group or user, which the program's main thread
+    /// takes on where it runs.
+    pub fn reniced(&mut self) -> Option<i32> {
+        self.settle();
+        if self.changes.under_way(Change::Nice) {
+            return None;
+        }
+        let now = homing_shim::process::nice(self.pid)?;
+        match self.nice_on_host.replace(now) {
+            Some(before) => (before != now).then_some(now),
+            None => None,
+        }
+    }
+
+    /// Forgets what the calls answered since last time may have changed.
+    fn settle(&mut self) {
         for change in self.changes.take_settled() {
             self.forget(change);
         }
+    }
+
+    /// Runs `call` here if it qualifies, taking its input buffers; `None`
+    /// sends it, untouched, to the deputy.
+    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
+        self.settle();
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
                 ret,
@@ -663,6 +697,9 @@ impl FastPath {
             Change::Fds => self.fds.clear(),
             Change::Cwd => self.cwd = None,
             Change::Credentials => self.walker = None,
+            // The program's own: its host has it already, or it named
+            // another thread, which the deputy's main one stands for here.
+            Change::Nice => self.nice_on_host = None,
             Change::All => {
                 self.fds.clear();
                 self.cwd = None;

@@ -110,6 +110,10 @@ pub struct Node {
 /// sends nothing more on the guest's stream.
 const HELD_MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often a relay looks at its deputy's nice value for a `renice`
+/// made at home, which nothing announces.
+const NICE_LOOK: Duration = Duration::from_secs(1);
+
 /// How long a deputy may take to make way for its program coming home.
 const DEPUTY_MAKES_WAY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -992,6 +996,8 @@ impl Node {
             })
         };
         let mut fast = FastPath::new(pid, changes);
+        let mut nice_look = tokio::time::interval(NICE_LOOK);
+        nice_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
             None;
         // Host to deputy: syscalls and the program's end.
@@ -1042,6 +1048,14 @@ impl Node {
                             break Ok(());
                         }
                         None => {}
+                    }
+                    continue;
+                }
+                _ = nice_look.tick() => {
+                    // Held while the program moves, sent once it is there.
+                    let reniced = fast.as_mut().and_then(|fast| fast.reniced());
+                    if let Some(frame) = reniced.and_then(|nice| homing_proto::encode(&ToHost::Nice { nice }).ok()) {
+                        let _ = to_host.send(Outgoing::Frame(frame));
                     }
                     continue;
                 }

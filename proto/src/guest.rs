@@ -122,6 +122,13 @@ pub enum ToHost {
         /// Signal number.
         signal: i32,
     },
+    /// The deputy's nice value changed at home by other means than the
+    /// program's own calls (`renice` of its pid, of its group or user):
+    /// the program's main thread takes it on, where it runs.
+    Nice {
+        /// The new nice value.
+        nice: i32,
+    },
     /// The moved-in process may run: its old copy is gone.
     Go,
     /// Nothing more comes on this stream: home holds what it would send
@@ -175,6 +182,7 @@ impl ToHost {
         enum Outline {
             Result { id: u64, result: IgnoredAny },
             Signal { signal: IgnoredAny },
+            Nice { nice: IgnoredAny },
             Go,
             Held,
         }

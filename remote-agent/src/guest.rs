@@ -353,6 +353,22 @@ impl Member {
         self.give_when_safe(ForACall::Signal(signal)).await;
     }
 
+    /// Sets the nice value of the program's main thread, reniced at home
+    /// (see [`ToHost::Nice`]).
+    fn renice(&self, nice: i32) {
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return;
+        }
+        match homing_shim::process::set_nice(pid, nice) {
+            Ok(()) => debug!(home_pid = self.home_pid, nice, "reniced at home"),
+            Err(error) => warn!(
+                home_pid = self.home_pid,
+                nice, "a renice at home is not taken on here: {error}"
+            ),
+        }
+    }
+
     /// Lets the guest hear of the end of its child `child` (host pid),
     /// held back from it so far (see [`HostRole::hold_end`]), as it would
     /// at home. Under the default action nothing shows the end but a
@@ -1676,6 +1692,7 @@ pub(crate) async fn pump_from_home(
         match msg {
             ToHost::Result { id, result } => member.calls.complete(id, result),
             ToHost::Signal { signal } => member.signal_from_home(signal).await,
+            ToHost::Nice { nice } => member.renice(nice),
             // Only meaningful before a moved-in process runs.
             ToHost::Go => {}
             ToHost::Held => {

@@ -1201,6 +1201,41 @@ python3 -c 'import os; os.nice(3); print(os.nice(0))'
 }
 
 #[test]
+fn a_renice_at_home_reaches_the_program_where_it_runs() {
+    // Nothing tells a program that someone reniced it: home's agent sees
+    // its deputy's nice value change, and node2 runs the program's main
+    // thread at the new value; the program reads it there (its own
+    // getpriority is answered by the host that schedules it), as at home.
+    let cluster = Cluster::up(2);
+    let script = r#"
+import os, time
+open('started', 'w').close()
+deadline = time.time() + 8
+while os.getpriority(os.PRIO_PROCESS, 0) != 11 and time.time() < deadline:
+    time.sleep(0.05)
+print(os.getpriority(os.PRIO_PROCESS, 0), os.nice(0))
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > renice.py <<'EOF'{script}EOF"),
+    ));
+    let run = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "rm -f started; {runner}python3 renice.py & pid=$!
+                 while [ ! -e started ]; do sleep 0.05; done
+                 renice -n 11 -p $pid >/dev/null; wait $pid"
+            ),
+        ))
+    };
+    let native = run("");
+    assert_eq!(native.stdout, "11 11\n", "{native:?}");
+    let remote = run("homing run --on node2 -- ");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
+#[test]
 fn a_program_that_drops_root_keeps_it_dropped_for_every_call() {
     // Root's program gives up root for alice's ids: every call after that,
     // whichever deputy thread runs it at home, has alice's rights only.
