@@ -16,6 +16,26 @@ fn spawn_at_home(cluster: &Cluster, script: &str) -> std::process::Child {
     cluster.spawn_script("node1", "alice", "sh", script)
 }
 
+/// Writes `text` (ending in a newline) into alice's home on node1 as
+/// file `name`.
+fn write_at_home(cluster: &Cluster, name: &str, text: &str) {
+    ok(at_home(
+        cluster,
+        &format!("cat > {name} <<'EOF'\n{text}EOF"),
+    ));
+}
+
+/// Runs shell command line `command` at home, then the same under
+/// `homing run --on node2`: (at home, on node2), both succeeded.
+fn at_home_and_on_node2(cluster: &Cluster, command: &str) -> (Run, Run) {
+    let native = ok(at_home(cluster, command));
+    let remote = ok(at_home(
+        cluster,
+        &format!("homing run --on node2 -- {command}"),
+    ));
+    (native, remote)
+}
+
 /// Builds tests/programs/NAME.c into alice's home on node1.
 fn build_program(cluster: &Cluster, name: &str) {
     cluster.build_program("node1", "alice", name, "-O1");
@@ -1036,15 +1056,8 @@ os.chdir('/home/bob/open')
 show('in bob/open inner', lambda: os.stat('inner'))
 show('in bob/open inner/f', lambda: os.stat('inner/f'))
 "#;
-    ok(at_home(
-        &cluster,
-        &format!("cat > lookups.py <<'EOF'{script}EOF"),
-    ));
-    let native = ok(at_home(&cluster, "python3 lookups.py 0</dev/null"));
-    let remote = ok(at_home(
-        &cluster,
-        "homing run --on node2 -- python3 lookups.py 0</dev/null",
-    ));
+    write_at_home(&cluster, "lookups.py", script);
+    let (native, remote) = at_home_and_on_node2(&cluster, "python3 lookups.py 0</dev/null");
     assert_eq!(remote.stdout, native.stdout);
     assert!(
         native
@@ -1120,17 +1133,13 @@ while True: pass'; echo own pid status $?
     let before = r#"
 (ulimit -S -t 1; trap '' HUP; homing run --on node2 -- bash -c 'trap -p; python3 -c "while True: pass"'; echo status $?)
 "#;
-    ok(at_home(
-        &cluster,
-        &format!("cat > limits.sh <<'EOF'{limits}EOF\ncat > before.sh <<'EOF'{before}EOF"),
-    ));
+    write_at_home(&cluster, "limits.sh", limits);
+    write_at_home(&cluster, "before.sh", before);
     // bash names the pid of a job a signal ended, which differs.
-    let pids_out = " 2>&1 | sed -E 's/line ([0-9]+): +[0-9]+ /line \\1: /'";
-    let native = ok(at_home(&cluster, &format!("bash limits.sh{pids_out}")));
-    let remote = ok(at_home(
+    let (native, remote) = at_home_and_on_node2(
         &cluster,
-        &format!("homing run --on node2 -- bash limits.sh{pids_out}"),
-    ));
+        "bash limits.sh 2>&1 | sed -E 's/line ([0-9]+): +[0-9]+ /line \\1: /'",
+    );
     assert_eq!(remote.stdout, native.stdout);
     for expected in [
         "nofile 100\n",
@@ -1161,10 +1170,7 @@ nice
 python3 -c 'import os; os.nice(3); print(os.nice(0))'
 (renice -n 2 -p $BASHPID >/dev/null 2>&1; echo lower status $?)
 "#;
-    ok(at_home(
-        &cluster,
-        &format!("cat > nice.sh <<'EOF'{script}EOF"),
-    ));
+    write_at_home(&cluster, "nice.sh", script);
     let native = ok(at_home(&cluster, "nice -n 7 bash nice.sh"));
     assert_eq!(
         native.stdout, "7\n9\n9 9 9\n10\nlower status 1\n",
@@ -1215,10 +1221,7 @@ while os.getpriority(os.PRIO_PROCESS, 0) != 11 and time.time() < deadline:
     time.sleep(0.05)
 print(os.getpriority(os.PRIO_PROCESS, 0), os.nice(0))
 "#;
-    ok(at_home(
-        &cluster,
-        &format!("cat > renice.py <<'EOF'{script}EOF"),
-    ));
+    write_at_home(&cluster, "renice.py", script);
     let run = |runner: &str| {
         ok(at_home(
             &cluster,
@@ -1810,16 +1813,8 @@ print(out)
 /// Writes `script` into alice's home at home as `name`, and runs it with
 /// python3 at home, then on node2: (at home, on node2).
 fn python_at_home_and_on_node2(cluster: &Cluster, name: &str, script: &str) -> (Run, Run) {
-    ok(at_home(
-        cluster,
-        &format!("cat > {name} <<'EOF'\n{script}EOF"),
-    ));
-    let native = ok(at_home(cluster, &format!("python3 {name}")));
-    let remote = ok(at_home(
-        cluster,
-        &format!("homing run --on node2 -- python3 {name}"),
-    ));
-    (native, remote)
+    write_at_home(cluster, name, script);
+    at_home_and_on_node2(cluster, &format!("python3 {name}"))
 }
 
 /// An `lseek` from the start of a file the program opened is answered on
