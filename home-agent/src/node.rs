@@ -27,7 +27,7 @@ use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
     read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
-    send_message, write_message, WireError,
+    send_message, write_message, FrameReader, WireError,
 };
 use homing_remote_agent::spin;
 
@@ -1000,11 +1000,14 @@ impl Node {
         nice_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
             None;
+        // Kept across the select's turns: a frame half read when another
+        // branch is taken is finished by the next turn.
+        let mut frames = FrameReader::default();
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
             let frame = tokio::select! {
-                frame = read_bulk_frame(&mut recv), if !held => {
+                frame = frames.next(&mut recv), if !held => {
                     // The program's next call follows this one's answer closely.
                     spin::keep_hot();
                     frame
@@ -1021,6 +1024,10 @@ impl Node {
                             conn = new_conn;
                             counted = GuestOnConnection::new(&self.guests_on, &conn);
                             recv = new_recv;
+                            if frames.inside_a_frame() {
+                                warn!(pid, "the old host's stream ended inside a frame");
+                            }
+                            frames = FrameReader::default();
                             holding.store(false, std::sync::atomic::Ordering::SeqCst);
                             let _ = to_host.send(Outgoing::Switch(new_send));
                             if let Ok(go) = homing_proto::encode(&ToHost::Go) {
@@ -1090,6 +1097,7 @@ impl Node {
                     conn = new_conn;
                     counted = GuestOnConnection::new(&self.guests_on, &conn);
                     recv = new_recv;
+                    frames = FrameReader::default();
                     let _ = to_host.send(Outgoing::Switch(new_send));
                     continue;
                 }

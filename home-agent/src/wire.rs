@@ -1,6 +1,8 @@
 //! Frames over async byte streams (QUIC streams and the control socket).
 
-use homing_proto::frame::{bulk_header, encode_bulk, read_header, Bulk, Header, HEADER_LEN};
+use homing_proto::frame::{
+    bulk_header, encode_bulk, read_header, Bulk, Header, BULK_FLAG, BULK_HEADER_LEN, HEADER_LEN,
+};
 use homing_proto::FrameError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,7 +54,7 @@ async fn read_frame_keeping<R: AsyncRead + Unpin>(
     let kept = if prefix { HEADER_LEN } else { 0 };
     let mut frame = Vec::with_capacity(kept + len);
     frame.extend_from_slice(&header[..kept]);
-    read_into(reader, &mut frame, len, HEADER_LEN).await?;
+    fill(reader, &mut frame, kept + len, HEADER_LEN - kept).await?;
     Ok(Some(frame))
 }
 
@@ -64,51 +66,122 @@ pub type BulkFrame = (Vec<u8>, Option<(u32, Vec<u8>)>);
 pub async fn read_bulk_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<BulkFrame>, WireError> {
-    let Some(header) = read_exact_or_end::<HEADER_LEN, _>(reader).await? else {
-        return Ok(None);
-    };
-    let len = match read_header(header)? {
-        Header::Plain(len) => {
-            let mut body = Vec::with_capacity(len);
-            read_into(reader, &mut body, len, HEADER_LEN).await?;
-            return Ok(Some((body, None)));
-        }
-        Header::Bulk(len) => len,
-    };
-    let rest = read_exact_or_end(reader)
-        .await?
-        .ok_or(FrameError::Truncated {
-            have: HEADER_LEN,
-            want: HEADER_LEN + homing_proto::frame::BULK_HEADER_LEN,
-        })?;
-    let (bytes_len, at) = bulk_header(rest)?;
-    let header_len = HEADER_LEN + homing_proto::frame::BULK_HEADER_LEN;
-    let mut body = Vec::with_capacity(len);
-    read_into(reader, &mut body, len, header_len).await?;
-    let mut bytes = Vec::with_capacity(bytes_len);
-    read_into(reader, &mut bytes, bytes_len, header_len + len).await?;
-    Ok(Some((body, Some((at, bytes)))))
+    FrameReader::default().next(reader).await
 }
 
-/// Appends the next `len` bytes of `reader` to `buffer`, into its spare
-/// capacity: zeroing a megabyte first would only be overwritten. A
-/// truncation counts the `before` bytes of the frame read before these.
-async fn read_into<R: AsyncRead + Unpin>(
+/// Reads frames, plain or bulk, from one stream, keeping what it has read
+/// of a frame from one call to the next. [`FrameReader::next`] may be
+/// dropped at any await, as a `select!` does when another branch is ready
+/// first, and the next call goes on where it stopped: a frame read by a
+/// future that is dropped half way loses the bytes it had, and every frame
+/// after it is read from the middle of one.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    header: [u8; HEADER_LEN + BULK_HEADER_LEN],
+    header_have: usize,
+    /// Once the header is whole: the body's length, and for a bulk frame
+    /// its bytes' length and place.
+    shape: Option<(usize, Option<(usize, u32)>)>,
+    body: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Whether part of a frame has been read and the rest has not.
+    pub fn inside_a_frame(&self) -> bool {
+        self.header_have > 0
+    }
+
+    /// Reads the next frame, or the rest of the one a dropped call began;
+    /// `Ok(None)` if the stream ended cleanly before it. Cancel safe.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<BulkFrame>, WireError> {
+        let (body_len, bulk) = match self.shape {
+            Some(shape) => shape,
+            None => match self.read_header(reader).await? {
+                Some(shape) => shape,
+                None => return Ok(None),
+            },
+        };
+        let header_len = self.header_have;
+        fill(reader, &mut self.body, body_len, header_len).await?;
+        if let Some((bytes_len, _)) = bulk {
+            fill(reader, &mut self.bytes, bytes_len, header_len + body_len).await?;
+        }
+        let body = std::mem::take(&mut self.body);
+        let bytes = std::mem::take(&mut self.bytes);
+        self.header_have = 0;
+        self.shape = None;
+        Ok(Some((body, bulk.map(|(_, at)| (at, bytes)))))
+    }
+
+    /// Reads the length word, and a bulk frame's header rest after it, and
+    /// makes room for what they announce.
+    async fn read_header<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<(usize, Option<(usize, u32)>)>, WireError> {
+        loop {
+            let [a, b, c, d, ..] = self.header;
+            let want = if self.header_have >= HEADER_LEN
+                && u32::from_be_bytes([a, b, c, d]) & BULK_FLAG != 0
+            {
+                HEADER_LEN + BULK_HEADER_LEN
+            } else {
+                HEADER_LEN
+            };
+            if self.header_have == want {
+                break;
+            }
+            let n = reader
+                .read(&mut self.header[self.header_have..want])
+                .await?;
+            if n == 0 {
+                if self.header_have == 0 {
+                    return Ok(None);
+                }
+                return Err(FrameError::Truncated {
+                    have: self.header_have,
+                    want,
+                }
+                .into());
+            }
+            self.header_have += n;
+        }
+        let [a, b, c, d, rest @ ..] = self.header;
+        let shape = match read_header([a, b, c, d])? {
+            Header::Plain(len) => (len, None),
+            Header::Bulk(len) => (len, Some(bulk_header(rest)?)),
+        };
+        self.body = Vec::with_capacity(shape.0);
+        self.bytes = Vec::with_capacity(shape.1.map_or(0, |(len, _)| len));
+        self.shape = Some(shape);
+        Ok(Some(shape))
+    }
+}
+
+/// Reads into `buffer` until it holds `len` bytes, into its spare
+/// capacity: zeroing a megabyte first would only be overwritten. Cancel
+/// safe: what one read brings is in `buffer` before the next is awaited.
+/// A truncation counts the `elsewhere` bytes of the frame read but not
+/// kept in `buffer`.
+async fn fill<R: AsyncRead + Unpin>(
     reader: &mut R,
     buffer: &mut Vec<u8>,
     len: usize,
-    before: usize,
+    elsewhere: usize,
 ) -> Result<(), WireError> {
-    let start = buffer.len();
-    let mut rest = reader.take(len as u64);
-    while buffer.len() < start + len && rest.read_buf(buffer).await? > 0 {}
-    let have = buffer.len() - start;
-    if have < len {
-        return Err(FrameError::Truncated {
-            have: before + have,
-            want: before + len,
+    while buffer.len() < len {
+        let rest = (len - buffer.len()) as u64;
+        if (&mut *reader).take(rest).read_buf(buffer).await? == 0 {
+            return Err(FrameError::Truncated {
+                have: elsewhere + buffer.len(),
+                want: elsewhere + len,
+            }
+            .into());
         }
-        .into());
     }
     Ok(())
 }
@@ -185,8 +258,8 @@ pub async fn send_frame(send: &mut quinn::SendStream, frame: Vec<u8>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homing_proto::guest::ToHost;
-    use homing_proto::syscall::{ArgData, SyscallResult};
+    use homing_proto::guest::{ToHome, ToHost};
+    use homing_proto::syscall::{ArgData, SyscallCall, SyscallResult};
 
     #[tokio::test]
     async fn a_bulk_frame_crosses_a_stream_and_a_plain_reader_refuses_it() {
@@ -237,6 +310,59 @@ mod tests {
             }
             other => panic!("expected a truncation, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_frame_reader_dropped_half_way_goes_on_where_it_stopped() {
+        let calls: Vec<ToHome> = (0..6u8)
+            .map(|n| ToHome::Syscall {
+                id: u64::from(n),
+                tid: 7,
+                call: SyscallCall {
+                    nr: 1,
+                    args: [3, 0, 0, 0, 0, 0],
+                    inputs: vec![ArgData {
+                        index: 1,
+                        // Bulk and plain frames in turn.
+                        bytes: vec![n; if n % 2 == 0 { 100_000 } else { 10 }],
+                    }],
+                },
+                ahead: false,
+            })
+            .collect();
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let sent = calls.clone();
+        let writer = tokio::spawn(async move {
+            for call in sent {
+                let (frame, bytes) = encode_bulk(call).unwrap();
+                a.write_all(&frame).await.unwrap();
+                a.write_all(&bytes.unwrap_or_default()).await.unwrap();
+            }
+        });
+        let mut frames = FrameReader::default();
+        let mut received = Vec::new();
+        let mut dropped_inside = 0;
+        while received.len() < calls.len() {
+            // Another branch ready first drops the read, as a relay's
+            // timer does.
+            tokio::select! {
+                biased;
+                frame = frames.next(&mut b) => {
+                    let (body, bulk) = frame.unwrap().unwrap();
+                    received.push(homing_proto::frame::decode_bulk::<ToHome>(&body, bulk).unwrap());
+                }
+                () = tokio::task::yield_now() => {
+                    dropped_inside += usize::from(frames.inside_a_frame());
+                }
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(received, calls);
+        assert!(
+            dropped_inside > 10,
+            "reads were dropped inside frames {dropped_inside} times"
+        );
+        assert!(frames.next(&mut b).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -920,6 +920,46 @@ print(len(data), data.count(b\"\\n\"), hashlib.sha256(data).hexdigest())' & writ
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// Large writes keep crossing the link while home's agent turns to other
+/// work each second (it looks whether the program was reniced): a frame
+/// it was reading when it turned is finished, not lost.
+#[test]
+fn a_program_writing_megabytes_for_seconds_loses_no_byte() {
+    let cluster = Cluster::up(2);
+    // 4 MiB blocks, each numbered, for 3 s (three of home's turns),
+    // written round 64 MiB of file; the program says what the file must
+    // hold, and home's own sha256sum must agree.
+    write_at_home(
+        &cluster,
+        "stream.py",
+        r#"
+import hashlib, os, time
+size, slots = 4 << 20, 16
+last = [None] * slots
+fd = os.open("stream.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+n, end = 0, time.monotonic() + 3
+while time.monotonic() < end:
+    block = n.to_bytes(8, "little") * (size // 8)
+    assert os.pwrite(fd, block, (n % slots) * size) == size
+    last[n % slots] = block
+    n += 1
+os.close(fd)
+print(hashlib.sha256(b"".join(b for b in last if b is not None)).hexdigest())
+"#,
+    );
+    for runner in ["", "homing run --on node2 -- "] {
+        let run = ok(at_home(
+            &cluster,
+            &format!("{runner}python3 stream.py && sha256sum < stream.bin"),
+        ));
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        let [expected, at_home] = lines[..] else {
+            panic!("{run:?}");
+        };
+        assert_eq!(at_home, format!("{expected}  -"), "{runner}: {run:?}");
+    }
+}
+
 #[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
