@@ -1025,7 +1025,7 @@ impl Node {
                             counted = GuestOnConnection::new(&self.guests_on, &conn);
                             recv = new_recv;
                             if frames.inside_a_frame() {
-                                warn!(pid, "the old host's stream ended inside a frame");
+                                warn!(pid, "the old host's stream was left inside a frame, whose rest is dropped");
                             }
                             frames = FrameReader::default();
                             holding.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -1047,6 +1047,9 @@ impl Node {
                             }
                         }
                         Some(RelayCommand::Return(reply)) => {
+                            if frames.inside_a_frame() {
+                                warn!(pid, "the stream goes back to the move inside a frame");
+                            }
                             returning.store(true, std::sync::atomic::Ordering::SeqCst);
                             holding.store(true, std::sync::atomic::Ordering::SeqCst);
                             mark_held(&to_host);
