@@ -685,6 +685,9 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
             outputs: vec![],
         };
     }
+    if call.nr == syscall::OPEN_PROC_VIEW {
+        return crate::proc_view::open(call);
+    }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) => {
             let mut result = homing_shim::execute::execute(call, &ptrs);

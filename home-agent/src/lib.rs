@@ -18,5 +18,6 @@ pub mod deputy;
 pub mod fastpath;
 pub mod link;
 pub mod node;
+pub mod proc_view;
 pub mod tls;
 pub mod wire;

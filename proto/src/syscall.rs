@@ -338,6 +338,18 @@ pub const NOT_ANSWERED_AHEAD: u8 = 249;
 /// cannot look it up (another mount on the way, a magic link); by fd, it
 /// cannot open programs at all.
 pub const OPEN_PROGRAM: u64 = 0x7000_0001;
+/// A call no kernel has, which the deputy answers: the program's open of
+/// one of its own files in `/proc` that tell of its memory, threads and
+/// signals ([`PROC_VIEWS`]; its name is input 0). At home those would be
+/// the deputy's; the host reads the program's own (input 1), and the
+/// deputy opens its file as the program's `open` would (flags arg 0),
+/// then gives the program, at the fd number that open took, a copy of it
+/// with what belongs to where the program runs taken from the host's: its
+/// memory, threads, signal masks, CPU time and state. Its ids, parent,
+/// nice value, limits and start time stay home's.
+pub const OPEN_PROC_VIEW: u64 = 0x7000_0002;
+/// The files of `/proc/PID` that [`OPEN_PROC_VIEW`] serves.
+pub const PROC_VIEWS: [&str; 6] = ["status", "stat", "statm", "maps", "smaps", "smaps_rollup"];
 /// Where the fds [`OPEN_PROGRAM`] answers with begin: past any fd a
 /// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
 /// ever the deputy's. A guest's own call on one is refused on its host.

@@ -2804,6 +2804,9 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
+        // Its own memory, threads and signals are here, not the deputy's.
+        let call =
+            crate::proc_view::as_view(call, self.home_pid, self.guest_pid, n.tid == self.guest_pid);
         let set_here = self.sets_enforced_limit(n);
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on

@@ -24,5 +24,6 @@ pub mod guest;
 pub mod home_calls;
 mod lookup_ahead;
 pub mod migration;
+mod proc_view;
 mod read_ahead;
 pub mod spin;

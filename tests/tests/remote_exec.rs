@@ -960,6 +960,19 @@ print(hashlib.sha256(b"".join(b for b in last if b is not None)).hexdigest())
     }
 }
 
+/// An away program's own `/proc` files that tell of its memory, threads
+/// and signals are its own, not its deputy's (a few megabytes of the
+/// homing binary, its workers, every signal blocked); its ids there stay
+/// home's. glibc finds the main thread's stack through `/proc/self/maps`.
+#[test]
+fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "procself");
+    let (native, remote) = at_home_and_on_node2(&cluster, "./procself");
+    assert!(!native.stdout.contains(" no"), "{native:?}");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 #[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);

@@ -1,0 +1,158 @@
+//! A program's opens of its own `/proc` files that tell of its memory,
+//! threads and signals (`status`, `stat`, `maps`, …).
+//!
+//! Every open goes home, where `/proc/self` is the deputy: its memory is a
+//! few megabytes of the homing binary, its threads are its workers, its
+//! signals all blocked. So such an open becomes
+//! [`homing_proto::syscall::OPEN_PROC_VIEW`], which carries the file as it
+//! reads here, for the program's process; the deputy keeps what is home's
+//! (ids, parent, nice value, limits) and takes the rest from it.
+
+use homing_proto::syscall::{ArgData, SyscallCall, OPEN_PROC_VIEW, PROC_VIEWS};
+
+/// The flags an open may have for its file to be served as a view: a
+/// plain read-only open. Any other (`O_PATH`, `O_DIRECTORY`, `O_NOATIME`,
+/// a write) goes home as it is.
+const VIEW_FLAGS: i32 = libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY | libc::O_NONBLOCK;
+
+/// `call` as an open of a view of the program's own `/proc` file, if it
+/// opens one (by `/proc/self/NAME` or `/proc/HOME_PID/NAME`) for reading
+/// and that file of `host_pid`, the program's process here, can be read;
+/// otherwise `call` as it was. `by_main_thread`: the caller is the
+/// process's main thread, whose state the file tells.
+pub fn as_view(
+    call: SyscallCall,
+    home_pid: i32,
+    host_pid: i32,
+    by_main_thread: bool,
+) -> SyscallCall {
+    let (path_index, flags) = match call.nr as i64 {
+        libc::SYS_open => (0, call.args[1]),
+        libc::SYS_openat => (1, call.args[2]),
+        _ => return call,
+    };
+    let flags = flags as i32;
+    if flags & !VIEW_FLAGS != 0 {
+        return call;
+    }
+    let Some(name) = call
+        .inputs
+        .iter()
+        .find(|input| input.index == path_index)
+        .and_then(|input| own_file(&input.bytes, home_pid))
+    else {
+        return call;
+    };
+    let Ok(mut here) = std::fs::read(format!("/proc/{host_pid}/{name}")) else {
+        return call;
+    };
+    if by_main_thread {
+        running(name, &mut here);
+    }
+    SyscallCall {
+        nr: OPEN_PROC_VIEW,
+        args: [flags as u64, 0, 0, 0, 0, 0],
+        inputs: vec![
+            ArgData {
+                index: 0,
+                bytes: name.as_bytes().to_vec(),
+            },
+            ArgData {
+                index: 1,
+                bytes: here,
+            },
+        ],
+    }
+}
+
+/// Says in `text`, the main thread's file `name`, that it runs: it does,
+/// reading it. Here it waits for this open to be answered.
+fn running(name: &str, text: &mut Vec<u8>) {
+    match name {
+        "status" => {
+            let Some(start) = find(text, b"\nState:\t").map(|at| at + b"\nState:\t".len()) else {
+                return;
+            };
+            let end = find(&text[start..], b"\n").map_or(text.len(), |at| start + at);
+            text.splice(start..end, b"R (running)".iter().copied());
+        }
+        "stat" => {
+            // The state is the word after the comm, which ends at the last `)`.
+            if let Some(at) = text.iter().rposition(|&b| b == b')') {
+                if let Some(state) = text.get_mut(at + 2) {
+                    *state = b'R';
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn find(text: &[u8], what: &[u8]) -> Option<usize> {
+    text.windows(what.len()).position(|window| window == what)
+}
+
+/// Which of [`PROC_VIEWS`] `path` (a C string, its NUL included) names
+/// as the process's own: through `/proc/self` or its home pid.
+fn own_file(path: &[u8], home_pid: i32) -> Option<&'static str> {
+    let path = path.strip_suffix(&[0]).unwrap_or(path);
+    let rest = path.strip_prefix(b"/proc/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (entry, name) = (&rest[..slash], &rest[slash + 1..]);
+    if entry != b"self" && entry != home_pid.to_string().as_bytes() {
+        return None;
+    }
+    PROC_VIEWS.into_iter().find(|view| view.as_bytes() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &str, flags: i32) -> SyscallCall {
+        SyscallCall {
+            nr: libc::SYS_openat as u64,
+            args: [libc::AT_FDCWD as u64, 0x1000, flags as u64, 0, 0, 0],
+            inputs: vec![ArgData {
+                index: 1,
+                bytes: [path.as_bytes(), &[0]].concat(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_main_thread_reading_its_state_reads_that_it_runs() {
+        let mut status = b"Name:\tcat\nState:\tS (sleeping)\nTgid:\t7\n".to_vec();
+        running("status", &mut status);
+        assert_eq!(status, b"Name:\tcat\nState:\tR (running)\nTgid:\t7\n");
+        let mut stat = b"7 (a) b) S 1 7 7 0 -1\n".to_vec();
+        running("stat", &mut stat);
+        assert_eq!(stat, b"7 (a) b) R 1 7 7 0 -1\n");
+    }
+
+    #[test]
+    fn own_files_read_plainly_become_views_of_what_they_say_here() {
+        let me = std::process::id() as i32;
+        for path in ["/proc/self/status", "/proc/77/maps"] {
+            let view = as_view(open(path, libc::O_RDONLY | libc::O_CLOEXEC), 77, me, false);
+            assert_eq!(view.nr, OPEN_PROC_VIEW, "{path}");
+            assert_eq!(view.args[0], (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
+            let name = std::str::from_utf8(&view.inputs[0].bytes).unwrap();
+            assert!(path.ends_with(name));
+            // What this process's own file said (its first line names it).
+            let first = view.inputs[1].bytes.split(|&b| b == b'\n').next().unwrap();
+            assert!(!first.is_empty(), "{path}");
+        }
+        let kept = [
+            open("/proc/self/status", libc::O_WRONLY),
+            open("/proc/self/status", libc::O_RDONLY | libc::O_PATH),
+            open("/proc/78/status", libc::O_RDONLY),
+            open("/proc/self/limits", libc::O_RDONLY),
+            open("/proc/self/task/77/status", libc::O_RDONLY),
+            open("status", libc::O_RDONLY),
+        ];
+        for call in kept {
+            assert_eq!(as_view(call.clone(), 77, me, true), call);
+        }
+    }
+}

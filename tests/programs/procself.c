@@ -1,0 +1,130 @@
+/* Reads its own /proc files and prints, as yes or no, whether each tells
+ * the truth about this process: that it runs, its pid and parent, its
+ * four threads, the 64 MiB it holds, the signal it blocks, where its
+ * stack is (as glibc's pthread_getattr_np finds it, through
+ * /proc/self/maps). Run at home every answer is yes. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HELD (64L << 20)
+
+static pthread_barrier_t started, finished;
+
+static void *wait_for_the_end(void *unused) {
+    (void)unused;
+    pthread_barrier_wait(&started);
+    pthread_barrier_wait(&finished);
+    return NULL;
+}
+
+static char *slurp(const char *path) {
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
+        perror(path);
+        exit(2);
+    }
+    size_t cap = 1 << 16, len = 0, n;
+    char *text = malloc(cap);
+    while ((n = fread(text + len, 1, cap - len - 1, file)) > 0) {
+        len += n;
+        if (cap - len < 4096)
+            text = realloc(text, cap *= 2);
+    }
+    text[len] = 0;
+    fclose(file);
+    return text;
+}
+
+/* The number after "\nKEY:" in a status-like text, or -1. */
+static long number_after(const char *text, const char *key) {
+    const char *at = strstr(text, key);
+    return at ? strtol(at + strlen(key), NULL, 10) : -1;
+}
+
+static const char *yes(int truth) { return truth ? "yes" : "no"; }
+
+static int holds(uintptr_t start, uintptr_t end, const void *address) {
+    return start <= (uintptr_t)address && (uintptr_t)address < end;
+}
+
+int main(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    int local = 0;
+    char *held = malloc(HELD);
+    memset(held, 1, HELD);
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+    pthread_barrier_init(&started, NULL, 4);
+    pthread_barrier_init(&finished, NULL, 4);
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&threads[i], NULL, wait_for_the_end, NULL);
+    pthread_barrier_wait(&started);
+
+    char *status = slurp("/proc/self/status");
+    printf("status: running %s, pid %s, parent %s, threads %s, resident %s, blocked %s\n",
+           yes(strstr(status, "\nState:\tR (running)\n") != NULL),
+           yes(number_after(status, "\nPid:") == getpid()),
+           yes(number_after(status, "\nPPid:") == getppid()),
+           yes(number_after(status, "\nThreads:") == 4),
+           yes(number_after(status, "\nVmRSS:") * 1024 >= HELD),
+           yes(strstr(status, "\nSigBlk:\t0000000000000800\n") != NULL));
+
+    char by_pid[64];
+    snprintf(by_pid, sizeof by_pid, "/proc/%d/status", (int)getpid());
+    printf("status by pid: threads %s\n", yes(number_after(slurp(by_pid), "\nThreads:") == 4));
+
+    /* Field N of stat is words[N - 3]: the words after the comm. */
+    char *stat = slurp("/proc/self/stat");
+    long pid = strtol(stat, NULL, 10);
+    char *words[64];
+    int count = 0;
+    for (char *word = strtok(strrchr(stat, ')') + 1, " \n"); word && count < 64;
+         word = strtok(NULL, " \n"))
+        words[count++] = word;
+    printf("stat: pid %s, running %s, parent %s, threads %s, virtual %s, resident %s\n",
+           yes(pid == getpid()), yes(count > 21 && strcmp(words[0], "R") == 0),
+           yes(count > 21 && atol(words[1]) == getppid()),
+           yes(count > 21 && atol(words[17]) == 4),
+           yes(count > 21 && strtol(words[20], NULL, 10) >= HELD),
+           yes(count > 21 && atol(words[21]) * page >= HELD));
+
+    long size = 0, resident = 0;
+    sscanf(slurp("/proc/self/statm"), "%ld %ld", &size, &resident);
+    printf("statm: resident %s\n", yes(resident * page >= HELD));
+
+    printf("smaps_rollup: resident %s\n",
+           yes(number_after(slurp("/proc/self/smaps_rollup"), "\nRss:") * 1024 >= HELD));
+
+    int heap_found = 0, stack_found = 0;
+    char *maps = slurp("/proc/self/maps");
+    for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx", &start, &end) != 2)
+            continue;
+        heap_found |= holds(start, end, held);
+        stack_found |= holds(start, end, &local) && strstr(line, "[stack]") != NULL;
+    }
+    printf("maps: held memory %s, stack %s\n", yes(heap_found), yes(stack_found));
+
+    pthread_attr_t attr;
+    void *stack;
+    size_t stack_size;
+    int got = pthread_getattr_np(pthread_self(), &attr) == 0 &&
+              pthread_attr_getstack(&attr, &stack, &stack_size) == 0;
+    printf("pthread_getattr_np: stack %s\n",
+           yes(got && holds((uintptr_t)stack, (uintptr_t)stack + stack_size, &local)));
+
+    pthread_barrier_wait(&finished);
+    for (int i = 0; i < 3; i++)
+        pthread_join(threads[i], NULL);
+    return 0;
+}
