@@ -403,6 +403,62 @@ print('done', file=out)
     assert!(run.stdout.ends_with("status=0\nsame\n"), "{run:?}");
 }
 
+/// A process writing megabytes to a home file without pause, moved away,
+/// onward and home: each move waits for its writes under way at home,
+/// and not one byte is lost or written twice.
+#[test]
+fn a_process_writing_megabytes_moves_away_onward_and_home_losing_no_byte() {
+    let cluster = Cluster::up(3);
+    // 1 MiB blocks, each numbered, written round 32 MiB of file until
+    // ~/stop appears; then it says what the file must hold.
+    let script = r#"
+import hashlib, os
+size, slots = 1 << 20, 32
+last = [None] * slots
+fd = os.open("blocks.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+n = 0
+open("writing", "w").close()
+while not os.path.exists("stop"):
+    block = n.to_bytes(8, "little") * (size // 8)
+    assert os.pwrite(fd, block, (n % slots) * size) == size
+    last[n % slots] = block
+    n += 1
+os.close(fd)
+print(n > 0, hashlib.sha256(b"".join(b for b in last if b is not None)).hexdigest())
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > ~/blocks.py <<'EOF'{script}EOF"),
+    ));
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             cd && rm -f stop writing
+             python3 blocks.py > said.txt &
+             pid=$!
+             wait_for writing || exit 9
+             homing migrate $pid node2 >/dev/null || exit 8
+             sleep 0.5
+             homing migrate $pid node3 >/dev/null || exit 7
+             sleep 0.5
+             homing migrate $pid home >/dev/null || exit 6
+             sleep 0.5
+             touch stop
+             wait $pid; echo status=$?
+             cat said.txt
+             sha256sum < blocks.bin"
+        ),
+    ));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let [status, said, at_home] = lines[..] else {
+        panic!("{run:?}");
+    };
+    assert_eq!(status, "status=0", "{run:?}");
+    let expected = said.strip_prefix("True ").expect("it wrote");
+    assert_eq!(at_home, format!("{expected}  -"), "{run:?}");
+}
+
 #[test]
 fn a_process_that_cannot_move_is_refused_and_goes_on() {
     let cluster = Cluster::up(2);
