@@ -338,6 +338,14 @@ pub const NOT_ANSWERED_AHEAD: u8 = 249;
 /// cannot look it up (another mount on the way, a magic link); by fd, it
 /// cannot open programs at all.
 pub const OPEN_PROGRAM: u64 = 0x7000_0001;
+/// Where the fds [`OPEN_PROGRAM`] answers with begin: past any fd a
+/// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
+/// ever the deputy's. A guest's own call on one is refused on its host.
+pub const PROGRAM_FDS_FROM: i32 = 1 << 30;
+/// Output index of the path of what [`OPEN_PROGRAM`] opened, as
+/// `/proc/self/exe` would name it.
+pub const PROGRAM_PATH: u8 = 253;
+
 /// A call no kernel has, which the deputy answers: the program's open of
 /// one of its own files in `/proc` that tell of its memory, threads and
 /// signals ([`PROC_VIEWS`]; its name is input 0). At home those would be
@@ -350,13 +358,6 @@ pub const OPEN_PROGRAM: u64 = 0x7000_0001;
 pub const OPEN_PROC_VIEW: u64 = 0x7000_0002;
 /// The files of `/proc/PID` that [`OPEN_PROC_VIEW`] serves.
 pub const PROC_VIEWS: [&str; 6] = ["status", "stat", "statm", "maps", "smaps", "smaps_rollup"];
-/// Where the fds [`OPEN_PROGRAM`] answers with begin: past any fd a
-/// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
-/// ever the deputy's. A guest's own call on one is refused on its host.
-pub const PROGRAM_FDS_FROM: i32 = 1 << 30;
-/// Output index of the path of what [`OPEN_PROGRAM`] opened, as
-/// `/proc/self/exe` would name it.
-pub const PROGRAM_PATH: u8 = 253;
 
 /// Whether call `nr` with `args` opens a file for reading only (not
 /// `O_PATH`): home then sends the file's stat and first bytes with its
