@@ -15,6 +15,9 @@ use homing_proto::syscall::{ArgData, SyscallCall, OPEN_PROC_VIEW, PROC_VIEWS};
 /// a write) goes home as it is.
 const VIEW_FLAGS: i32 = libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOCTTY | libc::O_NONBLOCK;
 
+/// The longest file sent home as a view, well within a frame.
+const MOST_SENT: usize = homing_proto::frame::MAX_FRAME_LEN / 2;
+
 /// `call` as an open of a view of the program's own `/proc` file, if it
 /// opens one (by `/proc/self/NAME` or `/proc/HOME_PID/NAME`) for reading
 /// and that file of `host_pid`, the program's process here, can be read;
@@ -46,6 +49,10 @@ pub fn as_view(
     let Ok(mut here) = std::fs::read(format!("/proc/{host_pid}/{name}")) else {
         return call;
     };
+    // The `smaps` of tens of thousands of mappings would not fit a frame.
+    if here.len() > MOST_SENT {
+        return call;
+    }
     if by_main_thread {
         running(name, &mut here);
     }
