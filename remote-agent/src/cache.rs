@@ -59,6 +59,17 @@ impl HomeFile {
     }
 }
 
+/// Where a cached copy came from at home (see [`Cache::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The home file's st_dev.
+    pub dev: u64,
+    /// The home file's st_ino.
+    pub ino: u64,
+    /// The home file's path.
+    pub path: Vec<u8>,
+}
+
 /// The cache's directories: anyone may pass through, only root may list.
 const SEARCH_ONLY: u32 = 0o711;
 
@@ -120,6 +131,63 @@ impl Cache {
             Ok(()) => linked,
             Err(_) => local.to_owned(),
         }
+    }
+
+    /// Remembers where the copy `local` came from at home: its path
+    /// there, as the home kernel names it (`/proc/self/fd`), which a
+    /// program's own `/proc/self/maps` shows for a mapping of it.
+    pub fn note_home_path(&self, local: &Path, home_path: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(entry) = self.entry_of(local) else {
+            return Ok(());
+        };
+        let dir = self.dir.join("paths");
+        std::fs::create_dir_all(&dir)?;
+        // Root's alone: a path at home is the home user's to know.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let tmp = dir.join(format!(
+            ".{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&tmp, home_path)?;
+        std::fs::rename(&tmp, dir.join(std::ffi::OsStr::from_bytes(entry)))
+    }
+
+    /// Where the copy `local` (an entry, or a name of one: see
+    /// [`Cache::named`]) came from at home, if noted: the home file's
+    /// device and inode, and its path.
+    pub fn origin(&self, local: &Path) -> Option<Origin> {
+        use std::os::unix::ffi::OsStrExt;
+        let entry = self.entry_of(local)?;
+        let path = std::fs::read(
+            self.dir
+                .join("paths")
+                .join(std::ffi::OsStr::from_bytes(entry)),
+        )
+        .ok()?;
+        // `{home_node}-{dev}-{ino}-{size}-{mtime}.{nsec}`, the node's name
+        // perhaps holding dashes itself.
+        let mut fields = entry.rsplit(|&b| b == b'-');
+        let (_mtime, _size) = (fields.next()?, fields.next()?);
+        let hex = |field: &[u8]| u64::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok();
+        let ino = hex(fields.next()?)?;
+        let dev = hex(fields.next()?)?;
+        Some(Origin { dev, ino, path })
+    }
+
+    /// The entry's file name of `local`, an entry or a name of one.
+    fn entry_of<'a>(&self, local: &'a Path) -> Option<&'a [u8]> {
+        use std::os::unix::ffi::OsStrExt;
+        let parent = local.parent()?;
+        let entry = if parent == self.dir {
+            local.file_name()?
+        } else if parent.parent()? == self.dir.join("names") {
+            parent.file_name()?
+        } else {
+            return None;
+        };
+        Some(entry.as_bytes())
     }
 
     /// The cached copy of `file`, if it is here.
@@ -201,4 +269,32 @@ pub enum CacheError<E> {
     /// The local cache failed.
     #[error("cache: {0}")]
     Io(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_and_its_names_tell_where_they_came_from_once_noted() {
+        let dir = std::env::temp_dir().join(format!("homing-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::new(&dir).unwrap();
+        // A node whose name holds dashes.
+        let entry = dir.join("node-1-fe00-3c831-8b50-6329dbdf.000000000");
+        std::fs::write(&entry, b"program").unwrap();
+        let named = cache.named(&entry, b"true");
+        assert_ne!(named, entry);
+        assert_eq!(cache.origin(&named), None);
+        cache.note_home_path(&named, b"/usr/bin/true").unwrap();
+        let origin = Origin {
+            dev: 0xfe00,
+            ino: 0x3c831,
+            path: b"/usr/bin/true".to_vec(),
+        };
+        assert_eq!(cache.origin(&entry), Some(origin.clone()));
+        assert_eq!(cache.origin(&named), Some(origin));
+        assert_eq!(cache.origin(Path::new("/usr/bin/true")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1649,6 +1649,11 @@ impl HostRole {
                     home_path.unwrap_or_default()
                 }
             };
+            if !home_path.is_empty() {
+                if let Err(error) = self.cache.note_home_path(&local, &home_path) {
+                    debug!("noting where a cached program came from: {error}");
+                }
+            }
             Ok((local, home_path))
         }
         .await;
@@ -2805,8 +2810,13 @@ impl Context {
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
         // Its own memory, threads and signals are here, not the deputy's.
-        let call =
-            crate::proc_view::as_view(call, self.home_pid, self.guest_pid, n.tid == self.guest_pid);
+        let call = crate::proc_view::as_view(
+            call,
+            self.home_pid,
+            self.guest_pid,
+            n.tid == self.guest_pid,
+            &self.role.cache,
+        );
         let set_here = self.sets_enforced_limit(n);
         // Closing an fd opened read-only cannot fail (nothing is left to
         // write back): it goes home unanswered, and the program goes on
@@ -3335,6 +3345,16 @@ impl Context {
                 return Ok(Answer::Errno(libc::EIO));
             }
         };
+        if self.role.cache.origin(&path).is_none() {
+            // Once per copy: its path at home, which the program's own
+            // `/proc/self/maps` shows (see `proc_view`).
+            let fd_link = format!("/proc/self/fd/{fd}");
+            if let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? {
+                if let Err(error) = self.role.cache.note_home_path(&path, &home_path) {
+                    debug!("noting where a mapped file came from: {error}");
+                }
+            }
+        }
         let Ok(local) = std::fs::File::open(&path) else {
             return Ok(Answer::Errno(libc::EIO));
         };

@@ -10,6 +10,8 @@
 
 use homing_proto::syscall::{ArgData, SyscallCall, OPEN_PROC_VIEW, PROC_VIEWS};
 
+use crate::cache::Cache;
+
 /// The flags an open may have for its file to be served as a view: a
 /// plain read-only open. Any other (`O_PATH`, `O_DIRECTORY`, `O_NOATIME`,
 /// a write) goes home as it is.
@@ -28,6 +30,7 @@ pub fn as_view(
     home_pid: i32,
     host_pid: i32,
     by_main_thread: bool,
+    cache: &Cache,
 ) -> SyscallCall {
     let (path_index, flags) = match call.nr as i64 {
         libc::SYS_open => (0, call.args[1]),
@@ -55,6 +58,9 @@ pub fn as_view(
     }
     if by_main_thread {
         running(name, &mut here);
+    }
+    if name == "maps" || name == "smaps" {
+        here = shown_as_home(&here, cache);
     }
     SyscallCall {
         nr: OPEN_PROC_VIEW,
@@ -99,6 +105,69 @@ fn find(text: &[u8], what: &[u8]) -> Option<usize> {
     text.windows(what.len()).position(|window| window == what)
 }
 
+/// `maps` or `smaps` with each mapping of a cached copy of a home file
+/// shown as that file: its device, inode and path at home, where the
+/// cache knows them.
+fn shown_as_home(text: &[u8], cache: &Cache) -> Vec<u8> {
+    let mut shown = Vec::with_capacity(text.len());
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        match mapping_as_home(line, cache) {
+            Some(home) => shown.extend_from_slice(&home),
+            None => shown.extend_from_slice(line),
+        }
+    }
+    shown
+}
+
+/// The kernel pads a mapping's line to this column before the path (and
+/// one space more).
+const PATH_COLUMN: usize = 25 + 6 * std::mem::size_of::<usize>() - 1;
+
+/// One line of `maps` (`start-end perms offset dev inode   path`) naming
+/// a cached copy, as it reads at home.
+fn mapping_as_home(line: &[u8], cache: &Cache) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let body = line.strip_suffix(b"\n")?;
+    let mut fields = body.splitn(6, |&b| b == b' ');
+    let (range, perms, offset) = (fields.next()?, fields.next()?, fields.next()?);
+    let (_dev, _inode, rest) = (fields.next()?, fields.next()?, fields.next()?);
+    if !range.contains(&b'-') {
+        return None;
+    }
+    let path = rest.trim_ascii_start();
+    let origin = cache.origin(std::path::Path::new(std::ffi::OsStr::from_bytes(path)))?;
+    Some(mapping_line(
+        range,
+        perms,
+        offset,
+        origin.dev,
+        origin.ino,
+        &origin.path,
+    ))
+}
+
+/// A line of `maps`, laid out as the kernel lays it out.
+fn mapping_line(
+    range: &[u8],
+    perms: &[u8],
+    offset: &[u8],
+    dev: u64,
+    ino: u64,
+    path: &[u8],
+) -> Vec<u8> {
+    let mut line = [range, b" ", perms, b" ", offset, b" "].concat();
+    line.extend_from_slice(
+        format!("{:02x}:{:02x} {ino} ", libc::major(dev), libc::minor(dev)).as_bytes(),
+    );
+    if line.len() < PATH_COLUMN {
+        line.resize(PATH_COLUMN, b' ');
+    }
+    line.push(b' ');
+    line.extend_from_slice(path);
+    line.push(b'\n');
+    line
+}
+
 /// Which of [`PROC_VIEWS`] `path` (a C string, its NUL included) names
 /// as the process's own: through `/proc/self` or its home pid.
 fn own_file(path: &[u8], home_pid: i32) -> Option<&'static str> {
@@ -128,6 +197,73 @@ mod tests {
     }
 
     #[test]
+    fn a_mapping_line_is_laid_out_as_the_kernel_lays_it_out() {
+        use std::os::unix::fs::MetadataExt;
+        let maps = std::fs::read("/proc/self/maps").unwrap();
+        let mut checked = 0;
+        for line in maps.split_inclusive(|&b| b == b'\n') {
+            let body = line.strip_suffix(b"\n").unwrap();
+            let fields: Vec<&[u8]> = body.splitn(6, |&b| b == b' ').collect();
+            let path = fields[5].trim_ascii_start();
+            if !path.starts_with(b"/") {
+                continue;
+            }
+            let file = std::str::from_utf8(path).unwrap();
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            let built = mapping_line(
+                fields[0],
+                fields[1],
+                fields[2],
+                meta.dev(),
+                meta.ino(),
+                path,
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&built),
+                String::from_utf8_lossy(line)
+            );
+            checked += 1;
+        }
+        assert!(checked > 0);
+    }
+
+    #[test]
+    fn mappings_of_cached_copies_show_the_home_files() {
+        let dir = std::env::temp_dir().join(format!("homing-view-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::new(&dir).unwrap();
+        let noted = dir.join("node1-fe00-3c831-8b50-6329dbdf.000000000");
+        cache
+            .note_home_path(&noted, b"/usr/lib/x86_64-linux-gnu/libc.so.6")
+            .unwrap();
+        let unnoted = dir.join("node1-fe00-11-8b50-6329dbdf.000000000");
+        let line = |dev: &str, ino: u64, path: &std::path::Path| {
+            let mut line = format!("7f5de5685000-7f5de56ab000 r--p 00000000 {dev} {ino}");
+            line.extend(std::iter::repeat_n(' ', PATH_COLUMN - line.len() + 1));
+            format!("{line}{}\n", path.display())
+        };
+        let here = [
+            line("00:32", 7, &noted),
+            line("00:32", 8, &unnoted),
+            "7ffe6cc9e000-7ffe6ccbf000 rw-p 00000000 00:00 0                          [stack]\n"
+                .into(),
+            "Rss:                 152 kB\n".into(),
+        ]
+        .concat();
+        let shown = String::from_utf8(shown_as_home(here.as_bytes(), &cache)).unwrap();
+        let home = line(
+            "fe:00",
+            0x3c831,
+            std::path::Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+        );
+        let rest = here.split_inclusive('\n').skip(1).collect::<String>();
+        assert_eq!(shown, home + &rest);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_main_thread_reading_its_state_reads_that_it_runs() {
         let mut status = b"Name:\tcat\nState:\tS (sleeping)\nTgid:\t7\n".to_vec();
         running("status", &mut status);
@@ -140,8 +276,16 @@ mod tests {
     #[test]
     fn own_files_read_plainly_become_views_of_what_they_say_here() {
         let me = std::process::id() as i32;
+        let dir = std::env::temp_dir().join(format!("homing-views-{me}"));
+        let cache = Cache::new(&dir).unwrap();
         for path in ["/proc/self/status", "/proc/77/maps"] {
-            let view = as_view(open(path, libc::O_RDONLY | libc::O_CLOEXEC), 77, me, false);
+            let view = as_view(
+                open(path, libc::O_RDONLY | libc::O_CLOEXEC),
+                77,
+                me,
+                false,
+                &cache,
+            );
             assert_eq!(view.nr, OPEN_PROC_VIEW, "{path}");
             assert_eq!(view.args[0], (libc::O_RDONLY | libc::O_CLOEXEC) as u64);
             let name = std::str::from_utf8(&view.inputs[0].bytes).unwrap();
@@ -159,7 +303,8 @@ mod tests {
             open("status", libc::O_RDONLY),
         ];
         for call in kept {
-            assert_eq!(as_view(call.clone(), 77, me, true), call);
+            assert_eq!(as_view(call.clone(), 77, me, true, &cache), call);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

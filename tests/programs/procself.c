@@ -2,7 +2,8 @@
  * the truth about this process: that it runs, its pid and parent, its
  * four threads, the 64 MiB it holds, the signal it blocks, where its
  * stack is (as glibc's pthread_getattr_np finds it, through
- * /proc/self/maps). Run at home every answer is yes. */
+ * /proc/self/maps), the files it maps (by their paths, devices and
+ * inodes). Run at home every answer is yes. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define HELD (64L << 20)
@@ -83,11 +86,11 @@ int main(void) {
     printf("status by pid: threads %s\n", yes(number_after(slurp(by_pid), "\nThreads:") == 4));
 
     /* Field N of stat is words[N - 3]: the words after the comm. */
-    char *stat = slurp("/proc/self/stat");
-    long pid = strtol(stat, NULL, 10);
+    char *stat_text = slurp("/proc/self/stat");
+    long pid = strtol(stat_text, NULL, 10);
     char *words[64];
     int count = 0;
-    for (char *word = strtok(strrchr(stat, ')') + 1, " \n"); word && count < 64;
+    for (char *word = strtok(strrchr(stat_text, ')') + 1, " \n"); word && count < 64;
          word = strtok(NULL, " \n"))
         words[count++] = word;
     printf("stat: pid %s, running %s, parent %s, threads %s, virtual %s, resident %s\n",
@@ -104,16 +107,27 @@ int main(void) {
     printf("smaps_rollup: resident %s\n",
            yes(number_after(slurp("/proc/self/smaps_rollup"), "\nRss:") * 1024 >= HELD));
 
-    int heap_found = 0, stack_found = 0;
+    /* Each mapped file by the path, device and inode it has here. */
+    int heap_found = 0, stack_found = 0, files = 0, files_right = 0;
     char *maps = slurp("/proc/self/maps");
     for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
-        unsigned long start, end;
-        if (sscanf(line, "%lx-%lx", &start, &end) != 2)
+        unsigned long start, end, inode;
+        unsigned int major_dev, minor_dev;
+        if (sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &start, &end, &major_dev, &minor_dev,
+                   &inode) != 5)
             continue;
         heap_found |= holds(start, end, held);
         stack_found |= holds(start, end, &local) && strstr(line, "[stack]") != NULL;
+        char *path = strchr(line, '/');
+        struct stat file;
+        if (path == NULL)
+            continue;
+        files++;
+        files_right += stat(path, &file) == 0 && major(file.st_dev) == major_dev &&
+                       minor(file.st_dev) == minor_dev && file.st_ino == inode;
     }
-    printf("maps: held memory %s, stack %s\n", yes(heap_found), yes(stack_found));
+    printf("maps: held memory %s, stack %s, files %s\n", yes(heap_found), yes(stack_found),
+           yes(files > 0 && files_right == files));
 
     pthread_attr_t attr;
     void *stack;
