@@ -37,11 +37,12 @@ use tokio::sync::oneshot;
 /// that they were read before it asked.
 pub const FRESH_FOR: Duration = Duration::from_millis(2);
 
-/// The longest a read ahead grows: one round trip then answers four to
-/// eight of the 32 or 64 KiB reads that checksum and compression tools
-/// make, and a program that takes half a millisecond or so to go through
-/// it still finds it fresh.
-pub const LONGEST: usize = 256 << 10;
+/// The longest a read ahead grows: one round trip then answers sixteen
+/// to thirty-two of the 32 or 64 KiB reads that checksum and compression
+/// tools make. It grows only while the program used up the last one well
+/// within [`FRESH_FOR`] (see [`Pace::used_up`]): where the link, or the
+/// CPU the agents share with the program, is slower, it stays shorter.
+pub const LONGEST: usize = 1 << 20;
 
 /// The never-stale rule for anything home said before the program
 /// asked: what home answered at traffic count `armed` (`None`: not
@@ -75,9 +76,25 @@ impl Pace {
         }
     }
 
-    /// After `ahead` was used up: twice as much.
+    /// After `ahead` was used up: twice as much if the program had all of
+    /// it within half of [`FRESH_FOR`] from when it was asked, half as
+    /// much if it took more than three quarters (the next might go stale
+    /// before the program gets to its end), as much otherwise.
     pub fn used_up(ahead: &ReadAhead) -> Self {
-        Self::Ask((ahead.len * 2).min(LONGEST.max(ahead.len)))
+        Self::after_use(ahead.len, ahead.asked.elapsed())
+    }
+
+    /// After a read ahead of `len` bytes was used up `took` after it was
+    /// asked for (see [`Pace::used_up`]).
+    fn after_use(len: usize, took: Duration) -> Self {
+        let next = if took < FRESH_FOR / 2 {
+            (len * 2).min(LONGEST.max(len))
+        } else if took > FRESH_FOR * 3 / 4 {
+            len / 2
+        } else {
+            len
+        };
+        Self::Ask(next.max(1))
     }
 
     /// After `ahead` was left: half as much if the program had some of
@@ -299,6 +316,14 @@ mod tests {
         let (_, rx) = oneshot::channel();
         let longest = ReadAhead::new(3, 0, LONGEST, 0, rx);
         assert_eq!(Pace::used_up(&longest), Pace::Ask(LONGEST));
+    }
+
+    #[test]
+    fn one_used_up_late_makes_the_next_shorter_and_one_in_between_keeps_it() {
+        assert_eq!(Pace::after_use(8, FRESH_FOR / 4), Pace::Ask(16));
+        assert_eq!(Pace::after_use(8, FRESH_FOR * 5 / 8), Pace::Ask(8));
+        assert_eq!(Pace::after_use(8, FRESH_FOR * 7 / 8), Pace::Ask(4));
+        assert_eq!(Pace::after_use(LONGEST, Duration::ZERO), Pace::Ask(LONGEST));
     }
 
     #[test]
