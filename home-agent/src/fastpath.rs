@@ -770,13 +770,27 @@ impl FastPath {
         }
         let dup = pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?;
         let eligible = rustix::fs::fstat(&dup).is_ok_and(|st| {
-            let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
-            kind == rustix::fs::FileType::RegularFile || kind == rustix::fs::FileType::Directory
+            use rustix::fs::FileType;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile | FileType::Directory => true,
+                FileType::CharacterDevice => never_waits(st.st_rdev),
+                _ => false,
+            }
         });
         let entry = eligible.then(|| Arc::new(dup));
         self.fds.insert(fd, entry.clone());
         entry
     }
+}
+
+/// Whether the character device `rdev` is one of the memory devices no
+/// call ever waits on: `/dev/null`, `/dev/zero`, `/dev/full`,
+/// `/dev/random` and `/dev/urandom` (major 1; `random` has not waited
+/// since Linux 5.6 once the pool is ready at boot). Output sent to
+/// `/dev/null` then costs the deputy no wakeup.
+fn never_waits(rdev: u64) -> bool {
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    major == 1 && [3, 5, 7, 8, 9].contains(&minor)
 }
 
 /// Runs `nr` (`faccessat2` or `newfstatat`) on `found` itself, an empty
@@ -1111,6 +1125,17 @@ mod tests {
             args: [0, 0x7000_1000, len, offset, 0, 0],
             inputs: vec![],
         }
+    }
+
+    #[test]
+    fn only_the_memory_devices_that_never_wait_are_served_here() {
+        let rdev = |path: &str| rustix::fs::stat(path).unwrap().st_rdev;
+        for path in ["/dev/null", "/dev/zero", "/dev/full", "/dev/urandom"] {
+            assert!(never_waits(rdev(path)), "{path}");
+        }
+        // A terminal, and memory a read of which needs privilege.
+        assert!(!never_waits(rustix::fs::makedev(5, 0)));
+        assert!(!never_waits(rustix::fs::makedev(1, 1)));
     }
 
     #[test]

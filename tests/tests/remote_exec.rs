@@ -973,6 +973,47 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// The memory devices no call waits on (`/dev/null`, `/dev/zero`,
+/// `/dev/full`, `/dev/urandom`) are read and written by home's agent
+/// itself, as the deputy would: same bytes, counts, offsets and errors.
+#[test]
+fn memory_devices_at_home_answer_as_they_do_at_home() {
+    let cluster = Cluster::up(2);
+    let (native, remote) = python_at_home_and_on_node2(
+        &cluster,
+        "devices.py",
+        r#"
+import errno, os, stat
+null = os.open("/dev/null", os.O_RDWR)
+zero = os.open("/dev/zero", os.O_RDONLY)
+full = os.open("/dev/full", os.O_WRONLY)
+rand = os.open("/dev/urandom", os.O_RDONLY)
+print("null", os.write(null, b"x" * 100000), os.read(null, 10), os.lseek(null, 5, 0))
+print("zero", os.read(zero, 70000) == bytes(70000), os.pread(zero, 3, 9))
+try:
+    os.write(full, b"abc")
+except OSError as e:
+    print("full", errno.errorcode[e.errno])
+print("urandom", len(os.read(rand, 65536)), len(set(os.read(rand, 4096))) > 200)
+for fd in (null, zero, full, rand):
+    st = os.fstat(fd)
+    print(stat.S_ISCHR(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev))
+    os.close(fd)
+with open("/dev/null", "w") as out:
+    for i in range(2000):
+        print("line", i, file=out)
+print("done")
+"#,
+    );
+    assert!(
+        native
+            .stdout
+            .starts_with("null 100000 b'' 0\nzero True b'\\x00\\x00\\x00'\nfull ENOSPC\n"),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 #[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
