@@ -150,32 +150,25 @@ fn merge(name: &str, at_home: &[u8], on_host: &[u8]) -> Vec<u8> {
 }
 
 fn merge_status(at_home: &[u8], on_host: &[u8]) -> Vec<u8> {
-    let key = |line: &[u8]| -> Vec<u8> {
-        line.split(|&b| b == b':')
-            .next()
-            .unwrap_or_default()
-            .to_vec()
+    fn key(line: &[u8]) -> &[u8] {
+        line.split(|&b| b == b':').next().unwrap_or_default()
+    }
+    let from_host = |wanted: &[u8]| {
+        on_host
+            .split_inclusive(|&b| b == b'\n')
+            .find(|line| key(line) == wanted)
     };
-    let from_host: Vec<&[u8]> = on_host
-        .split_inclusive(|&b| b == b'\n')
-        .filter(|line| STATUS_FROM_HOST.iter().any(|k| k.as_bytes() == key(line)))
-        .collect();
-    at_home
-        .split_inclusive(|&b| b == b'\n')
-        .flat_map(|line| {
-            let k = key(line);
-            match STATUS_FROM_HOST.iter().any(|wanted| wanted.as_bytes() == k) {
-                true => from_host
-                    .iter()
-                    .find(|host_line| key(host_line) == k)
-                    .copied()
-                    .unwrap_or(line),
-                false => line,
-            }
+    let mut view = Vec::with_capacity(at_home.len());
+    for line in at_home.split_inclusive(|&b| b == b'\n') {
+        let k = key(line);
+        let host = STATUS_FROM_HOST
             .iter()
-            .copied()
-        })
-        .collect()
+            .any(|wanted| wanted.as_bytes() == k)
+            .then(|| from_host(k))
+            .flatten();
+        view.extend_from_slice(host.unwrap_or(line));
+    }
+    view
 }
 
 /// `stat` taken apart: the pid and comm (which may hold spaces and
