@@ -102,7 +102,8 @@ fn open_view(name: &str, flags: i32, on_host: &[u8]) -> rustix::io::Result<i32> 
     let view = merge(name, &at_home, on_host);
     let copy = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
     write_all(&copy, &view)?;
-    // Read-only, as the program asked, with its status flags.
+    // Read-only, as the program asked, with its status flags; a file
+    // description of its own, at offset 0.
     let reading = flags & (OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::LARGEFILE);
     let reopened = rustix::fs::open(
         format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&copy)),
@@ -134,7 +135,6 @@ fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> rustix::io::Result<()> {
         let n = rustix::io::write(fd.as_fd(), bytes)?;
         bytes = &bytes[n..];
     }
-    rustix::fs::seek(fd.as_fd(), rustix::fs::SeekFrom::Start(0))?;
     Ok(())
 }
 
