@@ -689,6 +689,9 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
         return crate::proc_view::open(call);
     }
     match syscall::route(call.nr, &call.args) {
+        Route::Forward(ptrs) if nr == libc::SYS_getdents64 => {
+            list_without_reserved(call, &ptrs, reserved_fd)
+        }
         Route::Forward(ptrs) => {
             let mut result = homing_shim::execute::execute(call, &ptrs);
             if result.ret >= 0 && syscall::opens_for_reading(call.nr, &call.args) {
@@ -737,6 +740,70 @@ fn fork_deputy(reserved_fd: i32) -> SyscallResult {
             outputs: vec![],
         },
     }
+}
+
+/// A `getdents64` as the program's: a listing of the deputy's own fds
+/// (`/proc/self/fd`, `fdinfo`, and those of its threads) leaves out the
+/// agent socket, which is not the program's. A batch that held nothing
+/// else is read again, past it: an empty one would say the listing ended.
+fn list_without_reserved(
+    call: &SyscallCall,
+    ptrs: &[syscall::PtrArg],
+    reserved_fd: i32,
+) -> SyscallResult {
+    let own_fds = lists_own_fds(call.args[0] as i32);
+    loop {
+        let mut result = homing_shim::execute::execute(call, ptrs);
+        if !own_fds || result.ret <= 0 {
+            return result;
+        }
+        let Some(out) = result.outputs.iter_mut().find(|out| out.index == 1) else {
+            return result;
+        };
+        out.bytes.truncate(result.ret as usize);
+        drop_entry(&mut out.bytes, reserved_fd.to_string().as_bytes());
+        result.ret = out.bytes.len() as i64;
+        if result.ret > 0 {
+            return result;
+        }
+    }
+}
+
+/// Takes the entry named `name` out of `listing`, `getdents64`'s
+/// records (`struct linux_dirent64`: inode, offset, record length, type,
+/// then the name, NUL-terminated and padded to the record's length).
+fn drop_entry(listing: &mut Vec<u8>, name: &[u8]) {
+    const NAME_AT: usize = 19;
+    let mut at = 0;
+    while let Some(header) = listing.get(at..at + NAME_AT) {
+        let len = usize::from(u16::from_ne_bytes([header[16], header[17]]));
+        let Some(record) = listing.get(at..at + len).filter(|_| len > NAME_AT) else {
+            return;
+        };
+        let named = record[NAME_AT..].split(|&b| b == 0).next() == Some(name);
+        if named {
+            listing.drain(at..at + len);
+            return;
+        }
+        at += len;
+    }
+}
+
+/// Whether the directory at `fd` lists this process's fds (or fd
+/// infos), its own or one of its threads'.
+fn lists_own_fds(fd: i32) -> bool {
+    let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    let own = std::path::Path::new("/proc").join(std::process::id().to_string());
+    let Ok(rest) = path.strip_prefix(&own) else {
+        return false;
+    };
+    let mut parts: Vec<_> = rest.iter().collect();
+    if parts.first().is_some_and(|first| *first == "task") && parts.len() == 3 {
+        parts.drain(..2);
+    }
+    parts.len() == 1 && (parts[0] == "fd" || parts[0] == "fdinfo")
 }
 
 /// The program replaced itself with a new one: its close-on-exec fds close
@@ -858,3 +925,44 @@ fn forward_signals(signals: u64, writer: Writer) {
 }
 
 use homing_shim::process::die_by_signal as die_by;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn record(name: &str) -> Vec<u8> {
+        let len = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut record = vec![0u8; len];
+        record[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        record[19..19 + name.len()].copy_from_slice(name.as_bytes());
+        record
+    }
+
+    #[test]
+    fn an_entry_is_taken_out_of_a_listing_and_the_others_stay_whole() {
+        let mut listing = [record("0"), record("19999"), record("2")].concat();
+        drop_entry(&mut listing, b"1999");
+        assert_eq!(
+            listing,
+            [record("0"), record("19999"), record("2")].concat()
+        );
+        drop_entry(&mut listing, b"19999");
+        assert_eq!(listing, [record("0"), record("2")].concat());
+    }
+
+    #[test]
+    fn the_processs_own_fd_listings_are_known_by_their_paths() {
+        let tid = rustix::thread::gettid().as_raw_nonzero();
+        let own = |path: String| {
+            let dir = std::fs::File::open(&path).unwrap();
+            lists_own_fds(dir.as_raw_fd())
+        };
+        assert!(own("/proc/self/fd".into()));
+        assert!(own("/proc/self/fdinfo".into()));
+        assert!(own(format!("/proc/self/task/{tid}/fd")));
+        assert!(!own("/proc/self".into()));
+        assert!(!own("/proc/self/task".into()));
+        assert!(!own("/tmp".into()));
+    }
+}

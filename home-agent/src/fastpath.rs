@@ -772,7 +772,10 @@ impl FastPath {
         let eligible = rustix::fs::fstat(&dup).is_ok_and(|st| {
             use rustix::fs::FileType;
             match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile | FileType::Directory => true,
+                FileType::RegularFile => true,
+                // A listing of the deputy's own fds in `/proc` must not
+                // show its agent socket: the deputy lists those.
+                FileType::Directory => !on_procfs(&dup),
                 FileType::CharacterDevice => never_waits(st.st_rdev),
                 _ => false,
             }
@@ -946,6 +949,11 @@ fn same_namespace_and_root(pid: i32) -> bool {
 /// Whether `dir` is on a local filesystem (see [`local_filesystem`]).
 fn on_local_filesystem(dir: &OwnedFd) -> bool {
     rustix::fs::fstatfs(dir).is_ok_and(|fs| local_filesystem(fs.f_type))
+}
+
+fn on_procfs(dir: &OwnedFd) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    rustix::fs::fstatfs(dir).map_or(true, |fs| fs.f_type == PROC_SUPER_MAGIC)
 }
 
 /// The value of line `key` (`"Uid:"`) of a `/proc/PID/status` text.

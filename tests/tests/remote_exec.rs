@@ -1014,6 +1014,32 @@ print("done")
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// A program listing its own fds (`/proc/self/fd`, `fdinfo`, a thread's)
+/// finds those it has, as at home: not its deputy's agent socket.
+#[test]
+fn a_program_lists_its_own_fds_as_at_home() {
+    let cluster = Cluster::up(2);
+    let (native, remote) = python_at_home_and_on_node2(
+        &cluster,
+        "fds.py",
+        r#"
+import os, threading
+extra = os.open("/dev/null", os.O_RDONLY)
+print(sorted(os.listdir("/proc/self/fd"), key=int))
+print(sorted(os.listdir("/proc/self/fdinfo"), key=int))
+print(sorted(os.listdir("/proc/thread-self/fd"), key=int))
+print(len(os.listdir("/proc/self/fd")) == len(set(os.listdir("/proc/self/fd"))))
+"#,
+    );
+    // Whatever else the harness passes down, the listing's own fd and
+    // /dev/null's are there.
+    assert!(
+        native.stdout.starts_with("['0', '1', '2', '3', '4'"),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 #[test]
 fn a_dead_host_agent_kills_the_program_with_a_reason() {
     let cluster = Cluster::up(2);
