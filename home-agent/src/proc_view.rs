@@ -171,8 +171,8 @@ fn merge_status(at_home: &[u8], on_host: &[u8]) -> Vec<u8> {
     view
 }
 
-/// `stat` taken apart: the pid and comm (which may hold spaces and
-/// parentheses: it ends at the last `)`), then the other fields' words.
+/// `stat` taken apart: the pid and comm (see
+/// [`homing_shim::process::stat_comm_end`]), then the other fields' words.
 struct StatFields<'a> {
     head: &'a [u8],
     words: Vec<&'a [u8]>,
@@ -180,8 +180,8 @@ struct StatFields<'a> {
 
 impl<'a> StatFields<'a> {
     fn of(text: &'a [u8]) -> Option<Self> {
-        let close = text.iter().rposition(|&b| b == b')')?;
-        let rest = &text[close + 1..];
+        let end = homing_shim::process::stat_comm_end(text)?;
+        let rest = &text[end..];
         let words = rest
             .strip_suffix(b"\n")
             .unwrap_or(rest)
@@ -189,7 +189,7 @@ impl<'a> StatFields<'a> {
             .filter(|word| !word.is_empty())
             .collect();
         Some(Self {
-            head: &text[..=close],
+            head: &text[..end],
             words,
         })
     }

@@ -90,9 +90,9 @@ fn running(name: &str, text: &mut Vec<u8>) {
             text.splice(start..end, b"R (running)".iter().copied());
         }
         "stat" => {
-            // The state is the word after the comm, which ends at the last `)`.
-            if let Some(at) = text.iter().rposition(|&b| b == b')') {
-                if let Some(state) = text.get_mut(at + 2) {
+            // The state is the word after the comm.
+            if let Some(end) = homing_shim::process::stat_comm_end(text) {
+                if let Some(state) = text.get_mut(end + 1) {
                     *state = b'R';
                 }
             }

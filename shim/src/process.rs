@@ -154,11 +154,18 @@ pub fn parse_limits(text: &str) -> Vec<(u32, u64, u64)> {
         .collect()
 }
 
+/// Where the command name of `text`, a `/proc/PID/stat`, ends: just past
+/// its closing `)`. The name may hold spaces and parentheses, so it ends
+/// at the last `)`; the fields after it follow one space later.
+pub fn stat_comm_end(text: &[u8]) -> Option<usize> {
+    Some(text.iter().rposition(|&b| b == b')')? + 1)
+}
+
 /// Field `at` of `text`, a `/proc/PID/stat`, counted from the one after
-/// the command name (0: the state, 1: the parent, …): the name may hold
-/// spaces and parentheses, so the fields are found after its last `)`.
+/// the command name (0: the state, 1: the parent, …; see
+/// [`stat_comm_end`]).
 pub fn stat_field_in(text: &str, at: usize) -> Option<&str> {
-    let after_comm = text.get(text.rfind(')')? + 2..)?;
+    let after_comm = text.get(stat_comm_end(text.as_bytes())? + 1..)?;
     after_comm.split_whitespace().nth(at)
 }
 
