@@ -29,13 +29,17 @@
 //! with it the agent and every program it serves. Any other goes to the
 //! deputy.
 //!
-//! Nothing here may change the deputy: a call that would (an open, a
-//! close, a chdir) is never taken, only seen on its way. What it may
-//! change (an fd, the cwd, the credentials) is forgotten then, and again
-//! once its answer has gone by on the way back: in a program of several
-//! threads, another thread's call may read it here meanwhile (which at
-//! home could have run first too), but once the change has returned,
-//! every call must see what it did.
+//! Nothing here may change the deputy behind its back: a call that would
+//! (a close, a dup2, a chdir) is never taken, only seen on its way. What
+//! it may change (an fd, the cwd, the credentials) is forgotten then, and
+//! again once its answer has gone by on the way back: in a program of
+//! several threads, another thread's call may read it here meanwhile
+//! (which at home could have run first too), but once the change has
+//! returned, every call must see what it did. The one change made here is
+//! an open of a regular file for reading, and only while nothing but
+//! `close`s is under way at the deputy: the file goes to the deputy, ahead
+//! of every later call, as the fd its own open would have given (see
+//! [`FastPath::open_for_deputy`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -63,6 +67,10 @@ const DATA_CALLS: &[i64] = &[
     libc::SYS_fsync,
     libc::SYS_fdatasync,
 ];
+
+/// How many of the deputy's fds an open made here for it looks through
+/// for a free one; past them, the deputy opens.
+const MOST_TRIED: i32 = 256;
 
 /// Why a walk here found nothing that is the answer the deputy's own walk
 /// would give. A magic link on the way, a loop (ELOOP), a mount crossed
@@ -124,15 +132,37 @@ pub struct Changes {
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
+    /// Every call sent to the deputy and not answered yet, with the fd it
+    /// closes if it is a `close`.
+    at_deputy: Mutex<HashMap<u64, Option<i32>>>,
 }
 
 impl Changes {
     /// Sees the deputy's answer to call `id` go by.
     pub fn answered(&self, id: u64) {
+        if let Ok(mut at_deputy) = self.at_deputy.lock() {
+            at_deputy.remove(&id);
+        }
         let change = self.under_way.lock().ok().and_then(|mut u| u.remove(&id));
         if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
             settled.push(change);
         }
+    }
+
+    /// Notes call `id`, `call`, on its way to the deputy.
+    fn sent(&self, id: u64, call: &SyscallCall) {
+        let closes = (call.nr as i64 == libc::SYS_close).then_some(call.args[0] as i32);
+        if let Ok(mut at_deputy) = self.at_deputy.lock() {
+            at_deputy.insert(id, closes);
+        }
+    }
+
+    /// The fds being closed by the calls under way at the deputy, if
+    /// those are all `close`s; `None` if any other call is under way
+    /// there (it may change its fds as it runs).
+    fn only_closing(&self) -> Option<Vec<i32>> {
+        let at_deputy = self.at_deputy.lock().ok()?;
+        at_deputy.values().copied().collect()
     }
 
     fn note(&self, id: u64, change: Change) {
@@ -207,6 +237,21 @@ pub struct FastPath {
     /// The deputy's nice value as the host last had it for the program's
     /// main thread (`None`: not known, read again at the next look).
     nice_on_host: Option<i32>,
+    /// A file opened here for the deputy, which it has yet to be given.
+    adoption: Option<Adoption>,
+}
+
+/// A file the fast path opened for the program (see
+/// [`FastPath::open_for_deputy`]): the program already has it as fd `fd`,
+/// which the deputy is to make it too, before it runs any later call.
+pub struct Adoption {
+    /// The program's number for it.
+    pub fd: i32,
+    /// The agent's copy, which the fast path keeps for the program's
+    /// calls on that fd.
+    pub file: Arc<OwnedFd>,
+    /// Whether the program opened it close-on-exec.
+    pub close_on_exec: bool,
 }
 
 impl FastPath {
@@ -238,6 +283,7 @@ impl FastPath {
             next_program: syscall::PROGRAM_FDS_FROM,
             // The program started with the deputy's.
             nice_on_host: homing_shim::process::nice(pid),
+            adoption: None,
         })
     }
 
@@ -245,6 +291,7 @@ impl FastPath {
     /// (every fd it may close or replace, the cwd, the credentials), and
     /// will again once its answer has gone by.
     pub fn observe(&mut self, id: u64, call: &SyscallCall) {
+        self.changes.sent(id, call);
         if let Some(change) = Change::of(call) {
             self.forget(change);
             self.changes.note(id, change);
@@ -287,8 +334,15 @@ impl FastPath {
     }
 
     /// Runs `call` here if it qualifies, taking its input buffers; `None`
-    /// sends it, untouched, to the deputy.
-    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
+    /// sends it, untouched, to the deputy. `for_program`: the program
+    /// makes it (it was not asked ahead of the program, which might never
+    /// make it), so it may open a file for the deputy (see
+    /// [`Self::take_adoption`]).
+    pub fn try_execute(
+        &mut self,
+        call: &mut SyscallCall,
+        for_program: bool,
+    ) -> Option<SyscallResult> {
         self.settle();
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
@@ -296,7 +350,7 @@ impl FastPath {
                 outputs: vec![],
             });
         }
-        if let Some(result) = self.look_up_path(call) {
+        if let Some(result) = self.look_up_path(call, for_program) {
             return Some(result);
         }
         if let Some(result) = self.read_limit(call) {
@@ -435,10 +489,11 @@ impl FastPath {
     }
 
     /// A `stat`, `readlink` or `access` of a path (in any of their forms),
-    /// or an open that cannot create (when the path leads nowhere),
-    /// looked up here as the deputy would look it up (see the module doc);
-    /// `None` sends it to the deputy.
-    fn look_up_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    /// or an open that cannot create (when the path leads nowhere, or, if
+    /// `may_open`, when it opens a regular file for reading), looked up
+    /// here as the deputy would look it up (see the module doc); `None`
+    /// sends it to the deputy.
+    fn look_up_path(&mut self, call: &SyscallCall, may_open: bool) -> Option<SyscallResult> {
         let args = &call.args;
         let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
         let follows = |flags: u64| flags & nofollow == 0;
@@ -466,12 +521,22 @@ impl FastPath {
                 follows(args[3]),
                 Then::Access { mode: args[2] },
             ),
-            libc::SYS_open if syscall::opens_only_what_is_there(args[1]) => {
-                (libc::AT_FDCWD, 0, open_follows(args[1]), Then::OpenIfThere)
-            }
-            libc::SYS_openat if syscall::opens_only_what_is_there(args[2]) => {
-                (args[0] as i32, 1, open_follows(args[2]), Then::OpenIfThere)
-            }
+            libc::SYS_open if syscall::opens_only_what_is_there(args[1]) => (
+                libc::AT_FDCWD,
+                0,
+                open_follows(args[1]),
+                Then::OpenIfThere {
+                    flags: args[1] as i32,
+                },
+            ),
+            libc::SYS_openat if syscall::opens_only_what_is_there(args[2]) => (
+                args[0] as i32,
+                1,
+                open_follows(args[2]),
+                Then::OpenIfThere {
+                    flags: args[2] as i32,
+                },
+            ),
             _ => return None,
         };
         if !self.looks_up_paths {
@@ -545,8 +610,9 @@ impl FastPath {
                 [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
             ),
-            // What is there is opened by the deputy: the fd must be its own.
-            Then::OpenIfThere => return None,
+            Then::OpenIfThere { flags } => {
+                return may_open.then(|| self.open_for_deputy(flags, &found))?;
+            }
         };
         let here = SyscallCall {
             nr: nr as u64,
@@ -568,6 +634,96 @@ impl FastPath {
             output.index = buffer_at as u8;
         }
         Some(result)
+    }
+
+    /// An open for reading of `found`, a regular file the walk for the
+    /// program's open (with `flags`) found, made here for the deputy: a
+    /// compiler opens a thousand headers, and the deputy's own open costs
+    /// each a wakeup of the deputy, tens of microseconds. The file is
+    /// opened again from `found`, the very file whose kind was checked,
+    /// with the deputy's credentials (still taken on for the walk) and the
+    /// program's flags; it is the program's fd numbered as the deputy's
+    /// own open would number it, the lowest free there, which nothing can
+    /// take meanwhile: only `close`s may be under way at the deputy, which
+    /// runs each before the next message (see [`Self::take_adoption`]).
+    /// `None` leaves the open to the deputy: other flags than these, which
+    /// change nothing but the fd's own, another kind of file, another
+    /// call under way there, no fd free under its limit, or an open that
+    /// would wait (a lease to break first).
+    fn open_for_deputy(&mut self, flags: i32, found: &OwnedFd) -> Option<SyscallResult> {
+        const TAKEN: i32 = libc::O_CLOEXEC
+            | libc::O_NOCTTY
+            | libc::O_LARGEFILE
+            | libc::O_NOFOLLOW
+            | libc::O_NONBLOCK;
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & !(libc::O_ACCMODE | TAKEN) != 0 {
+            return None;
+        }
+        let regular = rustix::fs::fstat(found).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        });
+        if !regular {
+            return None;
+        }
+        let closing = self.changes.only_closing()?;
+        let fd = self.lowest_free_fd(&closing)?;
+        let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
+        if u64::try_from(fd).ok()? >= soft {
+            return None;
+        }
+        let link = format!("/proc/self/fd/{}", found.as_raw_fd());
+        let asked = OFlags::from_bits_retain(flags as u32);
+        let opened = rustix::fs::open(
+            link.as_str(),
+            asked | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        if !asked.contains(OFlags::NONBLOCK) {
+            let status = rustix::fs::fcntl_getfl(&opened).ok()?;
+            rustix::fs::fcntl_setfl(&opened, status - OFlags::NONBLOCK).ok()?;
+        }
+        let prefetched = homing_shim::execute::prefetched(opened.as_fd())?;
+        let file = Arc::new(opened);
+        self.fds.insert(fd, Some(file.clone()));
+        self.adoption = Some(Adoption {
+            fd,
+            file,
+            close_on_exec: asked.contains(OFlags::CLOEXEC),
+        });
+        Some(SyscallResult {
+            ret: fd.into(),
+            outputs: prefetched.to_vec(),
+        })
+    }
+
+    /// The file last opened here for the deputy, which it must be given
+    /// before any later call: it is the program's already.
+    pub fn take_adoption(&mut self) -> Option<Adoption> {
+        self.adoption.take()
+    }
+
+    /// The lowest fd number free in the deputy once the `closing` ones
+    /// are closed: what its next open would return. The fds kept here are
+    /// open there (each is forgotten as soon as a call that may close it
+    /// goes by); any other is tried, and kept if open (a listing of its
+    /// `/proc/PID/fd` makes the kernel build an entry for each fd, tens of
+    /// microseconds in all). `None` past [`MOST_TRIED`] fds.
+    fn lowest_free_fd(&mut self, closing: &[i32]) -> Option<i32> {
+        for fd in 0..MOST_TRIED {
+            if closing.contains(&fd) {
+                return Some(fd);
+            }
+            if self.fds.contains_key(&fd) {
+                continue;
+            }
+            match pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()) {
+                Ok(dup) => drop(self.keep(fd, dup)),
+                Err(rustix::io::Errno::BADF) => return Some(fd),
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Opens a program for a host to fetch for an exec (see
@@ -769,6 +925,12 @@ impl FastPath {
             return known.clone();
         }
         let dup = pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?;
+        self.keep(fd, dup)
+    }
+
+    /// Keeps `dup`, the deputy's fd `fd`, if calls on it may run here;
+    /// notes that they may not otherwise.
+    fn keep(&mut self, fd: i32, dup: OwnedFd) -> Option<Arc<OwnedFd>> {
         let eligible = rustix::fs::fstat(&dup).is_ok_and(|st| {
             use rustix::fs::FileType;
             match FileType::from_raw_mode(st.st_mode) {
@@ -995,11 +1157,15 @@ enum Then {
     Access {
         mode: u64,
     },
-    /// `open`, `openat` of what must be there already (no `O_CREAT`):
-    /// a path that leads nowhere is answered here, with why (a compiler's
-    /// search for a header tries every directory of its path); what is
-    /// there is opened by the deputy.
-    OpenIfThere,
+    /// `open`, `openat` of what must be there already (no `O_CREAT`),
+    /// with these flags: a path that leads nowhere is answered here, with
+    /// why (a compiler's search for a header tries every directory of its
+    /// path); a regular file opened for reading may be opened here for
+    /// the deputy (see [`FastPath::open_for_deputy`]); anything else is
+    /// opened by the deputy.
+    OpenIfThere {
+        flags: i32,
+    },
 }
 
 /// Whether an open with `flags` follows a link its path ends in.

@@ -1,6 +1,7 @@
 //! A running node: its peer table, the loops that keep every peer connected,
 //! the handling of requests from peers, and the local control socket.
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
     read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
-    send_message, write_message, FrameReader, WireError,
+    send_message, write_message, write_message_with_fd, FrameReader, WireError,
 };
 use homing_remote_agent::spin;
 
@@ -1072,6 +1073,10 @@ impl Node {
             };
             let mut msg = match frame {
                 Ok(Some((body, bytes))) => match decode_bulk::<ToHome>(&body, bytes) {
+                    // The deputy's fds are home's to give, never a host's.
+                    Ok(ToHome::TakeFd { .. }) => {
+                        break Err(format!("{node} sent a message only home's agent may send"))
+                    }
                     Ok(msg) => {
                         // The host has the program: a start is not made twice.
                         start_again = None;
@@ -1128,14 +1133,17 @@ impl Node {
                     | ToHome::Cancel { .. }
                     | ToHome::CaughtUp
                     | ToHome::Ready
-                    | ToHome::Return => {}
+                    | ToHome::Return
+                    | ToHome::TakeFd { .. } => {}
                 }
             }
             if let ToHome::Syscall {
                 id, call, ahead, ..
             } = &mut msg
             {
-                let answered = fast.as_mut().and_then(|fast| fast.try_execute(call));
+                let answered = fast
+                    .as_mut()
+                    .and_then(|fast| fast.try_execute(call, !*ahead));
                 // Asked ahead of the program, a call this agent cannot
                 // answer is not answered: the deputy's next call may be
                 // the program's own, which must not wait behind it.
@@ -1149,6 +1157,21 @@ impl Node {
                         Ok((frame, None)) => to_host.send(Outgoing::Frame(frame)),
                         Err(_) => continue,
                     };
+                    // A file opened for the program goes to the deputy
+                    // before anything else does.
+                    if let Some(adoption) = fast.as_mut().and_then(FastPath::take_adoption) {
+                        let take = ToHome::TakeFd {
+                            fd: adoption.fd,
+                            close_on_exec: adoption.close_on_exec,
+                        };
+                        let file = adoption.file.as_fd();
+                        if write_message_with_fd(&mut to_deputy, &take, file)
+                            .await
+                            .is_err()
+                        {
+                            break Ok(());
+                        }
+                    }
                     continue;
                 }
                 if let Some(fast) = fast.as_mut() {

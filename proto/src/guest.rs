@@ -97,6 +97,15 @@ pub enum ToHome {
     /// Sent by the home agent to a deputy: the program comes home into
     /// this very process, which execs `homing hold` and waits for it.
     Return,
+    /// Sent by the home agent to a deputy, with one fd (`SCM_RIGHTS`): a
+    /// file the agent opened for the program, which the program already
+    /// knows as fd `fd`; the deputy makes it its fd `fd`, free by then.
+    TakeFd {
+        /// The program's number for it.
+        fd: i32,
+        /// Whether it was opened close-on-exec.
+        close_on_exec: bool,
+    },
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.

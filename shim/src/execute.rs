@@ -153,21 +153,25 @@ pub fn add_prefetch(result: &mut SyscallResult) {
     // SAFETY: the open just returned `fd`, and it stays open while this
     // thread, which answers for it, reads it.
     let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let Ok(stat) = rustix::fs::fstat(file) else {
-        return;
-    };
+    result
+        .outputs
+        .extend(prefetched(file).into_iter().flatten());
+}
+
+/// What an answer to an open for reading brings of `file`, the file it
+/// opened, if that is a regular file: its stat (output
+/// [`syscall::PREFETCHED_STAT`]) and first bytes
+/// ([`syscall::PREFETCHED_DATA`]). Its offset does not move.
+pub fn prefetched(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
+    let stat = rustix::fs::fstat(file).ok()?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-        return;
+        return None;
     }
     let mut data = vec![0u8; syscall::PREFETCH_LEN];
-    let Ok(read) = rustix::io::pread(file, &mut data[..], 0) else {
-        return;
-    };
+    let read = rustix::io::pread(file, &mut data[..], 0).ok()?;
     data.truncate(read);
     // The stat after the read: a read first, at home, would show its atime.
-    let Ok(stat) = rustix::fs::fstat(file) else {
-        return;
-    };
+    let stat = rustix::fs::fstat(file).ok()?;
     // SAFETY: `stat` is a plain C struct; its bytes are read as they are.
     let stat_bytes = unsafe {
         std::slice::from_raw_parts(
@@ -176,14 +180,16 @@ pub fn add_prefetch(result: &mut SyscallResult) {
         )
     }
     .to_vec();
-    result.outputs.push(ArgData {
-        index: syscall::PREFETCHED_STAT,
-        bytes: stat_bytes,
-    });
-    result.outputs.push(ArgData {
-        index: syscall::PREFETCHED_DATA,
-        bytes: data,
-    });
+    Some([
+        ArgData {
+            index: syscall::PREFETCHED_STAT,
+            bytes: stat_bytes,
+        },
+        ArgData {
+            index: syscall::PREFETCHED_DATA,
+            bytes: data,
+        },
+    ])
 }
 
 /// Whether `path` (NUL-terminated, as a call's input carries it), looked

@@ -973,6 +973,29 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// A file a program opens for reading is opened by home's agent for its
+/// deputy where no other call is under way there: it gets the number,
+/// flags, offset and errors an open at home would give, and the deputy
+/// holds it as that fd from then on (what a child's exec keeps, a
+/// limit on fds), whichever opened it.
+#[test]
+fn opened_files_get_the_numbers_flags_and_offsets_they_get_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "fdnumbers");
+    ok(at_home(
+        &cluster,
+        "seq 1 1000 > a.txt && echo beta > b.txt && ln -s a.txt link && : > secret && chmod 0 secret",
+    ));
+    let (native, remote) = at_home_and_on_node2(&cluster, "./fdnumbers");
+    assert!(
+        native.stdout.contains("in a's place: fd 3 cloexec 0")
+            && native.stdout.contains("secret: Permission denied")
+            && native.stdout.contains("at the limit: Too many open files"),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// The memory devices no call waits on (`/dev/null`, `/dev/zero`,
 /// `/dev/full`, `/dev/urandom`) are read and written by home's agent
 /// itself, as the deputy would: same bytes, counts, offsets and errors.
