@@ -1462,6 +1462,16 @@ impl HostRole {
         }
     }
 
+    /// Whether the fork by process `parent_host` whose child is `child_home`
+    /// at home still waits for its child here.
+    fn fork_unclaimed(&self, parent_host: i32, child_home: i32) -> bool {
+        self.pending_forks.lock().is_ok_and(|pending| {
+            pending
+                .iter()
+                .any(|f| f.parent_host == parent_host && f.child_home == child_home)
+        })
+    }
+
     /// Takes the pending fork that produced process `tgid`, if any.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
         let parent = homing_shim::process::status_number(tgid, "PPid:").unwrap_or(0);
@@ -2228,15 +2238,29 @@ impl Context {
         // comes within tens of microseconds: the runtime's timers, which
         // round a sleep up to a millisecond, would hold the next fork (a
         // `make -j` starts them in bursts) for much longer than that.
+        // A child that ends at once may have been reaped before a look
+        // finds it among the children: it was claimed as it came (its
+        // end, if nothing earlier, is a call), which ends the wait too.
         let began = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
-        while thread_children(self.guest_pid, n.tid) == before && began.elapsed() < FORK_TURN {
+        let unclaimed = || self.role.fork_unclaimed(self.guest_pid, child_home);
+        while thread_children(self.guest_pid, n.tid) == before
+            && unclaimed()
+            && began.elapsed() < FORK_TURN
+        {
             if began.elapsed() < FORK_LOOKS_AT_ONCE {
                 tokio::task::yield_now().await;
             } else {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
+        }
+        if began.elapsed() >= FORK_TURN {
+            warn!(
+                home_pid = self.home_pid,
+                child_home,
+                "a fork's child was not seen within its turn; the next fork waited for it"
+            );
         }
         Ok(Answer::Given)
     }
