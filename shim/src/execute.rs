@@ -167,9 +167,9 @@ pub fn prefetched(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
         return None;
     }
-    let mut data = vec![0u8; syscall::PREFETCH_LEN];
-    let read = rustix::io::pread(file, &mut data[..], 0).ok()?;
-    data.truncate(read);
+    // Into the vector's room, not zeroed first: most files are smaller.
+    let mut data = Vec::with_capacity(syscall::PREFETCH_LEN);
+    rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), 0).ok()?;
     // The stat after the read: a read first, at home, would show its atime.
     let stat = rustix::fs::fstat(file).ok()?;
     // SAFETY: `stat` is a plain C struct; its bytes are read as they are.
