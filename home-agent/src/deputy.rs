@@ -1020,6 +1020,67 @@ mod tests {
         assert_eq!(listing, [record("0"), record("2")].concat());
     }
 
+    /// A file handed over with `TakeFd` arrives with its message, in
+    /// order behind what came before, and becomes the fd it names, with
+    /// the close-on-exec flag asked for.
+    #[tokio::test]
+    async fn a_file_handed_to_the_deputy_becomes_the_fd_its_message_names() {
+        use std::io::Write as _;
+        use std::os::fd::AsFd;
+        let (agent, deputy) = UnixStream::pair().unwrap();
+        agent.set_nonblocking(true).unwrap();
+        let (_read, mut write) = tokio::net::UnixStream::from_std(agent)
+            .unwrap()
+            .into_split();
+        let mut files = Vec::new();
+        for (at, text) in [(900, "first"), (901, "second")] {
+            let mut file = tempfile_with(text);
+            file.flush().unwrap();
+            let before = ToHome::Cancel { id: at as u64 };
+            crate::wire::write_message(&mut write, &before)
+                .await
+                .unwrap();
+            let take = ToHome::TakeFd {
+                fd: at,
+                close_on_exec: at == 901,
+            };
+            crate::wire::write_message_with_fd(&mut write, &take, file.as_fd())
+                .await
+                .unwrap();
+            files.push(file);
+        }
+        let mut reader = std::io::BufReader::new(WithFds::new(&deputy));
+        for (at, text) in [(900, "first"), (901, "second")] {
+            let before: ToHome = read_frame(&mut reader).unwrap().unwrap();
+            assert_eq!(before, ToHome::Cancel { id: at as u64 });
+            let Some(ToHome::TakeFd { fd, close_on_exec }) = read_frame(&mut reader).unwrap()
+            else {
+                panic!("no TakeFd");
+            };
+            let file = reader
+                .get_mut()
+                .fds
+                .pop_front()
+                .expect("its fd came with it");
+            take_fd(file, fd, close_on_exec);
+            let read = std::fs::read_to_string(format!("/proc/self/fd/{fd}")).unwrap();
+            assert_eq!(read, text);
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).unwrap());
+            assert_eq!(flags.contains(FdFlag::FD_CLOEXEC), close_on_exec);
+            nix::unistd::close(fd).unwrap();
+        }
+        assert!(reader.get_mut().fds.is_empty());
+    }
+
+    fn tempfile_with(text: &str) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("homing-take-{}-{text}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
     #[test]
     fn the_processs_own_fd_listings_are_known_by_their_paths() {
         let tid = rustix::thread::gettid().as_raw_nonzero();
