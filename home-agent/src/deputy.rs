@@ -342,10 +342,24 @@ fn serve(stream: UnixStream) -> i32 {
             // Only the agent sees a moving process's answers.
             ToHome::CaughtUp | ToHome::Ready => {}
             ToHome::Return => make_way(reserved_fd),
-            ToHome::TakeFd { fd, close_on_exec } => match reader.get_mut().fds.pop_front() {
-                Some(file) => take_fd(file, fd, close_on_exec),
-                None => tracing::warn!(fd, "the agent's file for fd {fd} did not come"),
-            },
+            ToHome::TakeFd {
+                id,
+                fd,
+                close_on_exec,
+            } => {
+                let ret = match reader.get_mut().fds.pop_front() {
+                    Some(file) => take_fd(file, fd, close_on_exec),
+                    None => {
+                        tracing::warn!(fd, "the agent's file for fd {fd} did not come");
+                        -i64::from(libc::EBADF)
+                    }
+                };
+                let result = SyscallResult {
+                    ret,
+                    outputs: vec![],
+                };
+                let _ = writer.send(&ToHost::Result { id, result });
+            }
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {
@@ -425,7 +439,7 @@ impl std::io::Read for WithFds<'_> {
 /// Makes `file`, opened by the agent for the program, this process's fd
 /// `fd` (see [`ToHome::TakeFd`]): the number the program has for it, free
 /// here now that every call before it has run.
-fn take_fd(file: OwnedFd, fd: i32, close_on_exec: bool) {
+fn take_fd(file: OwnedFd, fd: i32, close_on_exec: bool) -> i64 {
     use rustix::io::{fcntl_dupfd_cloexec, fcntl_setfd, FdFlags};
     let file = if file.as_raw_fd() == fd {
         file
@@ -437,7 +451,7 @@ fn take_fd(file: OwnedFd, fd: i32, close_on_exec: bool) {
                     fd,
                     "fd {fd}, which the agent opened for the program, was not free"
                 );
-                return;
+                return -i64::from(libc::EBUSY);
             }
         }
     };
@@ -445,7 +459,7 @@ fn take_fd(file: OwnedFd, fd: i32, close_on_exec: bool) {
         let _ = fcntl_setfd(&file, FdFlags::empty());
     }
     // The program's from now on: it closes it when it will.
-    let _ = file.into_raw_fd();
+    i64::from(file.into_raw_fd())
 }
 
 /// Whether `call` returns promptly whatever the state of its files: no
@@ -1041,6 +1055,7 @@ mod tests {
                 .await
                 .unwrap();
             let take = ToHome::TakeFd {
+                id: homing_proto::guest::TAKE_FD_IDS,
                 fd: at,
                 close_on_exec: at == 901,
             };
@@ -1053,7 +1068,9 @@ mod tests {
         for (at, text) in [(900, "first"), (901, "second")] {
             let before: ToHome = read_frame(&mut reader).unwrap().unwrap();
             assert_eq!(before, ToHome::Cancel { id: at as u64 });
-            let Some(ToHome::TakeFd { fd, close_on_exec }) = read_frame(&mut reader).unwrap()
+            let Some(ToHome::TakeFd {
+                fd, close_on_exec, ..
+            }) = read_frame(&mut reader).unwrap()
             else {
                 panic!("no TakeFd");
             };
@@ -1062,7 +1079,7 @@ mod tests {
                 .fds
                 .pop_front()
                 .expect("its fd came with it");
-            take_fd(file, fd, close_on_exec);
+            assert_eq!(take_fd(file, fd, close_on_exec), i64::from(at));
             let read = std::fs::read_to_string(format!("/proc/self/fd/{fd}")).unwrap();
             assert_eq!(read, text);
             use nix::fcntl::{fcntl, FcntlArg, FdFlag};

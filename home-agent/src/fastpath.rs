@@ -37,9 +37,9 @@
 //! (which at home could have run first too), but once the change has
 //! returned, every call must see what it did. The one change made here is
 //! an open of a regular file for reading, and only while nothing but
-//! `close`s is under way at the deputy: the file goes to the deputy, ahead
-//! of every later call, as the fd its own open would have given (see
-//! [`FastPath::open_for_deputy`]).
+//! `close`s and files handed over are under way at the deputy: the file
+//! goes to the deputy, ahead of every later call, as the fd its own open
+//! would have given (see [`FastPath::open_for_deputy`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -49,6 +49,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use homing_proto::guest::{ToHome, TAKE_FD_IDS};
 use homing_proto::syscall::{self, PtrArg, Route, SyscallCall, SyscallResult};
 use homing_shim::process::PidfdIdentity;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -123,6 +124,17 @@ impl Change {
     }
 }
 
+/// What the deputy has been sent and has not answered yet.
+#[derive(Debug, Clone, Copy)]
+enum AtDeputy {
+    /// A `close` of this fd.
+    Close(i32),
+    /// A file to make this fd (`ToHome::TakeFd`).
+    Take(i32),
+    /// Any other call.
+    Other,
+}
+
 /// The calls sent to one deputy that may change what its fast path keeps,
 /// not answered yet: noted on their way to the deputy, and settled as
 /// their answers go by on the way back (another task).
@@ -132,16 +144,16 @@ pub struct Changes {
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
-    /// Every call sent to the deputy and not answered yet, with the fd it
-    /// closes if it is a `close`.
-    at_deputy: Mutex<HashMap<u64, Option<i32>>>,
+    /// Every call sent to the deputy and not answered yet, and every file
+    /// handed to it not yet taken, by id, in the order sent.
+    at_deputy: Mutex<Vec<(u64, AtDeputy)>>,
 }
 
 impl Changes {
     /// Sees the deputy's answer to call `id` go by.
     pub fn answered(&self, id: u64) {
         if let Ok(mut at_deputy) = self.at_deputy.lock() {
-            at_deputy.remove(&id);
+            at_deputy.retain(|(sent, _)| *sent != id);
         }
         let change = self.under_way.lock().ok().and_then(|mut u| u.remove(&id));
         if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
@@ -151,18 +163,37 @@ impl Changes {
 
     /// Notes call `id`, `call`, on its way to the deputy.
     fn sent(&self, id: u64, call: &SyscallCall) {
-        let closes = (call.nr as i64 == libc::SYS_close).then_some(call.args[0] as i32);
+        let what = match call.nr as i64 {
+            libc::SYS_close => AtDeputy::Close(call.args[0] as i32),
+            _ => AtDeputy::Other,
+        };
         if let Ok(mut at_deputy) = self.at_deputy.lock() {
-            at_deputy.insert(id, closes);
+            at_deputy.push((id, what));
         }
     }
 
-    /// The fds being closed by the calls under way at the deputy, if
-    /// those are all `close`s; `None` if any other call is under way
-    /// there (it may change its fds as it runs).
-    fn only_closing(&self) -> Option<Vec<i32>> {
+    /// Notes file `fd`, handed to the deputy with `TakeFd` `id`, which
+    /// it acknowledges once taken as an answer to that id.
+    pub fn handed(&self, id: u64, fd: i32) {
+        if let Ok(mut at_deputy) = self.at_deputy.lock() {
+            at_deputy.push((id, AtDeputy::Take(fd)));
+        }
+    }
+
+    /// What the fds the deputy is closing or taking will be once it has
+    /// (`true`: free), if nothing else is under way there; `None` if any
+    /// other call is (it may change its fds as it runs).
+    fn fds_to_be(&self) -> Option<HashMap<i32, bool>> {
         let at_deputy = self.at_deputy.lock().ok()?;
-        at_deputy.values().copied().collect()
+        let mut to_be = HashMap::new();
+        for (_, what) in at_deputy.iter() {
+            match *what {
+                AtDeputy::Close(fd) => to_be.insert(fd, true),
+                AtDeputy::Take(fd) => to_be.insert(fd, false),
+                AtDeputy::Other => return None,
+            };
+        }
+        Some(to_be)
     }
 
     fn note(&self, id: u64, change: Change) {
@@ -239,19 +270,21 @@ pub struct FastPath {
     nice_on_host: Option<i32>,
     /// A file opened here for the deputy, which it has yet to be given.
     adoption: Option<Adoption>,
+    /// The id of the next `TakeFd`.
+    next_take_id: u64,
 }
 
 /// A file the fast path opened for the program (see
 /// [`FastPath::open_for_deputy`]): the program already has it as fd `fd`,
 /// which the deputy is to make it too, before it runs any later call.
-pub struct Adoption {
+struct Adoption {
     /// The program's number for it.
-    pub fd: i32,
+    fd: i32,
     /// The agent's copy, which the fast path keeps for the program's
     /// calls on that fd.
-    pub file: Arc<OwnedFd>,
+    file: Arc<OwnedFd>,
     /// Whether the program opened it close-on-exec.
-    pub close_on_exec: bool,
+    close_on_exec: bool,
 }
 
 impl FastPath {
@@ -284,6 +317,7 @@ impl FastPath {
             // The program started with the deputy's.
             nice_on_host: homing_shim::process::nice(pid),
             adoption: None,
+            next_take_id: TAKE_FD_IDS,
         })
     }
 
@@ -643,9 +677,10 @@ impl FastPath {
     /// opened again from `found`, the very file whose kind was checked,
     /// with the deputy's credentials (still taken on for the walk) and the
     /// program's flags; it is the program's fd numbered as the deputy's
-    /// own open would number it, the lowest free there, which nothing can
-    /// take meanwhile: only `close`s may be under way at the deputy, which
-    /// runs each before the next message (see [`Self::take_adoption`]).
+    /// own open would number it, the lowest free there once what is under
+    /// way there is done, which nothing can take meanwhile: only `close`s
+    /// and files handed over may be under way at the deputy, which runs
+    /// each before the next message (see [`Self::take_adoption`]).
     /// `None` leaves the open to the deputy: other flags than these, which
     /// change nothing but the fd's own, another kind of file, another
     /// call under way there, no fd free under its limit, or an open that
@@ -665,8 +700,8 @@ impl FastPath {
         if !regular {
             return None;
         }
-        let closing = self.changes.only_closing()?;
-        let fd = self.lowest_free_fd(&closing)?;
+        let to_be = self.changes.fds_to_be()?;
+        let fd = self.lowest_free_fd(&to_be)?;
         let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
         if u64::try_from(fd).ok()? >= soft {
             return None;
@@ -697,28 +732,42 @@ impl FastPath {
         })
     }
 
-    /// The file last opened here for the deputy, which it must be given
-    /// before any later call: it is the program's already.
-    pub fn take_adoption(&mut self) -> Option<Adoption> {
-        self.adoption.take()
+    /// The file last opened here for the deputy, with the message that
+    /// gives it to the deputy, which must go before any later call: the
+    /// file is the program's already. It counts as under way at the
+    /// deputy until the deputy answers that message.
+    pub fn take_adoption(&mut self) -> Option<(ToHome, Arc<OwnedFd>)> {
+        let adoption = self.adoption.take()?;
+        let id = self.next_take_id;
+        self.next_take_id = id.wrapping_add(1).max(TAKE_FD_IDS);
+        self.changes.handed(id, adoption.fd);
+        let take = ToHome::TakeFd {
+            id,
+            fd: adoption.fd,
+            close_on_exec: adoption.close_on_exec,
+        };
+        Some((take, adoption.file))
     }
 
-    /// The lowest fd number free in the deputy once the `closing` ones
-    /// are closed: what its next open would return. The fds kept here are
-    /// open there (each is forgotten as soon as a call that may close it
-    /// goes by); any other is tried, and kept if open (a listing of its
-    /// `/proc/PID/fd` makes the kernel build an entry for each fd, tens of
-    /// microseconds in all). `None` past [`MOST_TRIED`] fds.
-    fn lowest_free_fd(&mut self, closing: &[i32]) -> Option<i32> {
+    /// The lowest fd number free in the deputy once it has closed and
+    /// taken the fds `to_be` says it will have (`true`: free): what its
+    /// next open would return. The fds kept here are open there (each is
+    /// forgotten as soon as a call that may close it goes by); any other
+    /// is tried with `pidfd_getfd`, but not kept: the deputy may hold a
+    /// file it is being handed at a number of its own for a moment. (A
+    /// listing of its `/proc/PID/fd` makes the kernel build an entry for
+    /// each fd, tens of microseconds in all.) `None` past [`MOST_TRIED`]
+    /// fds.
+    fn lowest_free_fd(&mut self, to_be: &HashMap<i32, bool>) -> Option<i32> {
         for fd in 0..MOST_TRIED {
-            if closing.contains(&fd) {
-                return Some(fd);
-            }
-            if self.fds.contains_key(&fd) {
-                continue;
+            match to_be.get(&fd) {
+                Some(true) => return Some(fd),
+                Some(false) => continue,
+                None if self.fds.contains_key(&fd) => continue,
+                None => {}
             }
             match pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()) {
-                Ok(dup) => drop(self.keep(fd, dup)),
+                Ok(_) => continue,
                 Err(rustix::io::Errno::BADF) => return Some(fd),
                 Err(_) => return None,
             }
@@ -1283,6 +1332,35 @@ impl Drop for AsDeputy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fds an open made here may take: a close under way frees its fd,
+    /// a file handed over and not yet taken holds its own, in the order
+    /// sent, whichever is answered first; any other call under way stops
+    /// such opens.
+    #[test]
+    fn fds_the_deputy_is_closing_and_taking_are_known_until_it_answers() {
+        let changes = Changes::default();
+        let call = |nr: i64, fd: u64| SyscallCall {
+            nr: nr as u64,
+            args: [fd, 0, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        assert_eq!(changes.fds_to_be(), Some(HashMap::new()));
+        changes.sent(1, &call(libc::SYS_close, 5));
+        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, true)])));
+        changes.handed(TAKE_FD_IDS, 5);
+        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, false)])));
+        changes.answered(1);
+        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, false)])));
+        changes.sent(2, &call(libc::SYS_close, 5));
+        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, true)])));
+        changes.sent(3, &call(libc::SYS_read, 7));
+        assert_eq!(changes.fds_to_be(), None);
+        for id in [TAKE_FD_IDS, 2, 3] {
+            changes.answered(id);
+        }
+        assert_eq!(changes.fds_to_be(), Some(HashMap::new()));
+    }
 
     /// What the executor answers to `nr(file, buffer, len, offset)`.
     fn executed(file: &OwnedFd, nr: i64, len: u64, offset: u64) -> SyscallResult {

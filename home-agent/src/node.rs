@@ -12,7 +12,7 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::frame::decode_bulk;
-use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost, TAKE_FD_IDS};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::syscall::{ArgData, SyscallResult};
 use homing_remote_agent::guest::HostRole;
@@ -977,6 +977,11 @@ impl Node {
             tokio::spawn(async move {
                 while let Ok(Some(frame)) = read_whole_frame(&mut from_deputy).await {
                     match ToHost::answered_id(&frame[homing_proto::frame::HEADER_LEN..]) {
+                        // The deputy took a file handed to it: no host's.
+                        Ok(Some(id)) if id >= TAKE_FD_IDS => {
+                            changes.answered(id);
+                            continue;
+                        }
                         Ok(Some(id)) => changes.answered(id),
                         Ok(None) => {}
                         Err(_) => break,
@@ -1159,13 +1164,8 @@ impl Node {
                     };
                     // A file opened for the program goes to the deputy
                     // before anything else does.
-                    if let Some(adoption) = fast.as_mut().and_then(FastPath::take_adoption) {
-                        let take = ToHome::TakeFd {
-                            fd: adoption.fd,
-                            close_on_exec: adoption.close_on_exec,
-                        };
-                        let file = adoption.file.as_fd();
-                        if write_message_with_fd(&mut to_deputy, &take, file)
+                    if let Some((take, file)) = fast.as_mut().and_then(FastPath::take_adoption) {
+                        if write_message_with_fd(&mut to_deputy, &take, file.as_fd())
                             .await
                             .is_err()
                         {

@@ -99,8 +99,12 @@ pub enum ToHome {
     Return,
     /// Sent by the home agent to a deputy, with one fd (`SCM_RIGHTS`): a
     /// file the agent opened for the program, which the program already
-    /// knows as fd `fd`; the deputy makes it its fd `fd`, free by then.
+    /// knows as fd `fd`; the deputy makes it its fd `fd`, free by then,
+    /// and answers with [`ToHost::Result`] `id` (`fd`, or `-errno`), which
+    /// the agent keeps.
     TakeFd {
+        /// From [`TAKE_FD_IDS`] up: never a host's call's.
+        id: u64,
         /// The program's number for it.
         fd: i32,
         /// Whether it was opened close-on-exec.
@@ -114,6 +118,10 @@ pub enum ToHome {
         reason: Option<String>,
     },
 }
+
+/// Where the ids of [`ToHome::TakeFd`] begin: above any a host gives its
+/// calls.
+pub const TAKE_FD_IDS: u64 = 1 << 63;
 
 /// From the home node to the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
