@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -323,7 +323,7 @@ fn serve(stream: UnixStream) -> i32 {
         }
     }
     // Buffered: a call's length and body then come in one receive.
-    let mut reader = std::io::BufReader::with_capacity(64 << 10, WithFds::new(&writer.stream));
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, &writer.stream);
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
         return 1;
@@ -342,24 +342,6 @@ fn serve(stream: UnixStream) -> i32 {
             // Only the agent sees a moving process's answers.
             ToHome::CaughtUp | ToHome::Ready => {}
             ToHome::Return => make_way(reserved_fd),
-            ToHome::TakeFd {
-                id,
-                fd,
-                close_on_exec,
-            } => {
-                let ret = match reader.get_mut().fds.pop_front() {
-                    Some(file) => take_fd(file, fd, close_on_exec),
-                    None => {
-                        tracing::warn!(fd, "the agent's file for fd {fd} did not come");
-                        -i64::from(libc::EBADF)
-                    }
-                };
-                let result = SyscallResult {
-                    ret,
-                    outputs: vec![],
-                };
-                let _ = writer.send(&ToHost::Result { id, result });
-            }
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {
@@ -397,71 +379,7 @@ fn serve(stream: UnixStream) -> i32 {
     }
 }
 
-/// The agent's end of the connection as the deputy reads it: its bytes,
-/// and the fds sent with them ([`ToHome::TakeFd`]), kept in the order
-/// they came until their messages are read.
-struct WithFds<'a> {
-    stream: &'a UnixStream,
-    fds: std::collections::VecDeque<OwnedFd>,
-}
-
-impl<'a> WithFds<'a> {
-    fn new(stream: &'a UnixStream) -> Self {
-        Self {
-            stream,
-            fds: Default::default(),
-        }
-    }
-}
-
-impl std::io::Read for WithFds<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        // One message's fd at a time: a receive stops after the bytes
-        // that carry fds.
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-        let mut ancillary = RecvAncillaryBuffer::new(&mut space);
-        let received = rustix::net::recvmsg(
-            self.stream,
-            &mut [std::io::IoSliceMut::new(buf)],
-            &mut ancillary,
-            RecvFlags::CMSG_CLOEXEC,
-        )?;
-        for message in ancillary.drain() {
-            if let RecvAncillaryMessage::ScmRights(fds) = message {
-                self.fds.extend(fds);
-            }
-        }
-        Ok(received.bytes)
-    }
-}
-
-/// Makes `file`, opened by the agent for the program, this process's fd
-/// `fd` (see [`ToHome::TakeFd`]): the number the program has for it, free
-/// here now that every call before it has run.
-fn take_fd(file: OwnedFd, fd: i32, close_on_exec: bool) -> i64 {
-    use rustix::io::{fcntl_dupfd_cloexec, fcntl_setfd, FdFlags};
-    let file = if file.as_raw_fd() == fd {
-        file
-    } else {
-        match fcntl_dupfd_cloexec(&file, fd) {
-            Ok(taken) if taken.as_raw_fd() == fd => taken,
-            Ok(_) | Err(_) => {
-                tracing::warn!(
-                    fd,
-                    "fd {fd}, which the agent opened for the program, was not free"
-                );
-                return -i64::from(libc::EBUSY);
-            }
-        }
-    };
-    if !close_on_exec {
-        let _ = fcntl_setfd(&file, FdFlags::empty());
-    }
-    // The program's from now on: it closes it when it will.
-    i64::from(file.into_raw_fd())
-}
-
+/// One worker thread per guest thread: a call blocked at home holds up no other thread's.
 /// Whether `call` returns promptly whatever the state of its files: no
 /// waiting for data, peers, locks or children. Bulk reads and writes stay
 /// on workers even on regular files: measured, inline they halved the
@@ -589,7 +507,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One worker thread per guest thread: a call blocked at home holds up no other thread's.
 fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
     let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
     let progress = Arc::new(Mutex::new(Progress::default()));
@@ -1032,70 +949,6 @@ mod tests {
         );
         drop_entry(&mut listing, b"19999");
         assert_eq!(listing, [record("0"), record("2")].concat());
-    }
-
-    /// A file handed over with `TakeFd` arrives with its message, in
-    /// order behind what came before, and becomes the fd it names, with
-    /// the close-on-exec flag asked for.
-    #[tokio::test]
-    async fn a_file_handed_to_the_deputy_becomes_the_fd_its_message_names() {
-        use std::io::Write as _;
-        use std::os::fd::AsFd;
-        let (agent, deputy) = UnixStream::pair().unwrap();
-        agent.set_nonblocking(true).unwrap();
-        let (_read, mut write) = tokio::net::UnixStream::from_std(agent)
-            .unwrap()
-            .into_split();
-        let mut files = Vec::new();
-        for (at, text) in [(900, "first"), (901, "second")] {
-            let mut file = tempfile_with(text);
-            file.flush().unwrap();
-            let before = ToHome::Cancel { id: at as u64 };
-            crate::wire::write_message(&mut write, &before)
-                .await
-                .unwrap();
-            let take = ToHome::TakeFd {
-                id: homing_proto::guest::TAKE_FD_IDS,
-                fd: at,
-                close_on_exec: at == 901,
-            };
-            crate::wire::write_message_with_fd(&mut write, &take, file.as_fd())
-                .await
-                .unwrap();
-            files.push(file);
-        }
-        let mut reader = std::io::BufReader::new(WithFds::new(&deputy));
-        for (at, text) in [(900, "first"), (901, "second")] {
-            let before: ToHome = read_frame(&mut reader).unwrap().unwrap();
-            assert_eq!(before, ToHome::Cancel { id: at as u64 });
-            let Some(ToHome::TakeFd {
-                fd, close_on_exec, ..
-            }) = read_frame(&mut reader).unwrap()
-            else {
-                panic!("no TakeFd");
-            };
-            let file = reader
-                .get_mut()
-                .fds
-                .pop_front()
-                .expect("its fd came with it");
-            assert_eq!(take_fd(file, fd, close_on_exec), i64::from(at));
-            let read = std::fs::read_to_string(format!("/proc/self/fd/{fd}")).unwrap();
-            assert_eq!(read, text);
-            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-            let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).unwrap());
-            assert_eq!(flags.contains(FdFlag::FD_CLOEXEC), close_on_exec);
-            nix::unistd::close(fd).unwrap();
-        }
-        assert!(reader.get_mut().fds.is_empty());
-    }
-
-    fn tempfile_with(text: &str) -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("homing-take-{}-{text}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        file
     }
 
     #[test]

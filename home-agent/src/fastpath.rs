@@ -29,17 +29,13 @@
 //! with it the agent and every program it serves. Any other goes to the
 //! deputy.
 //!
-//! Nothing here may change the deputy behind its back: a call that would
-//! (a close, a dup2, a chdir) is never taken, only seen on its way. What
-//! it may change (an fd, the cwd, the credentials) is forgotten then, and
-//! again once its answer has gone by on the way back: in a program of
-//! several threads, another thread's call may read it here meanwhile
-//! (which at home could have run first too), but once the change has
-//! returned, every call must see what it did. The one change made here is
-//! an open of a regular file for reading, and only while nothing but
-//! `close`s and files handed over are under way at the deputy: the file
-//! goes to the deputy, ahead of every later call, as the fd its own open
-//! would have given (see [`FastPath::open_for_deputy`]).
+//! Nothing here may change the deputy: a call that would (an open, a
+//! close, a chdir) is never taken, only seen on its way. What it may
+//! change (an fd, the cwd, the credentials) is forgotten then, and again
+//! once its answer has gone by on the way back: in a program of several
+//! threads, another thread's call may read it here meanwhile (which at
+//! home could have run first too), but once the change has returned,
+//! every call must see what it did.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -49,7 +45,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use homing_proto::guest::{ToHome, TAKE_FD_IDS};
 use homing_proto::syscall::{self, PtrArg, Route, SyscallCall, SyscallResult};
 use homing_shim::process::PidfdIdentity;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -68,10 +63,6 @@ const DATA_CALLS: &[i64] = &[
     libc::SYS_fsync,
     libc::SYS_fdatasync,
 ];
-
-/// How many of the deputy's fds an open made here for it looks through
-/// for a free one; past them, the deputy opens.
-const MOST_TRIED: i32 = 256;
 
 /// Why a walk here found nothing that is the answer the deputy's own walk
 /// would give. A magic link on the way, a loop (ELOOP), a mount crossed
@@ -124,17 +115,6 @@ impl Change {
     }
 }
 
-/// What the deputy has been sent and has not answered yet.
-#[derive(Debug, Clone, Copy)]
-enum AtDeputy {
-    /// A `close` of this fd.
-    Close(i32),
-    /// A file to make this fd (`ToHome::TakeFd`).
-    Take(i32),
-    /// Any other call.
-    Other,
-}
-
 /// The calls sent to one deputy that may change what its fast path keeps,
 /// not answered yet: noted on their way to the deputy, and settled as
 /// their answers go by on the way back (another task).
@@ -144,56 +124,15 @@ pub struct Changes {
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
-    /// Every call sent to the deputy and not answered yet, and every file
-    /// handed to it not yet taken, by id, in the order sent.
-    at_deputy: Mutex<Vec<(u64, AtDeputy)>>,
 }
 
 impl Changes {
     /// Sees the deputy's answer to call `id` go by.
     pub fn answered(&self, id: u64) {
-        if let Ok(mut at_deputy) = self.at_deputy.lock() {
-            at_deputy.retain(|(sent, _)| *sent != id);
-        }
         let change = self.under_way.lock().ok().and_then(|mut u| u.remove(&id));
         if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
             settled.push(change);
         }
-    }
-
-    /// Notes call `id`, `call`, on its way to the deputy.
-    fn sent(&self, id: u64, call: &SyscallCall) {
-        let what = match call.nr as i64 {
-            libc::SYS_close => AtDeputy::Close(call.args[0] as i32),
-            _ => AtDeputy::Other,
-        };
-        if let Ok(mut at_deputy) = self.at_deputy.lock() {
-            at_deputy.push((id, what));
-        }
-    }
-
-    /// Notes file `fd`, handed to the deputy with `TakeFd` `id`, which
-    /// it acknowledges once taken as an answer to that id.
-    pub fn handed(&self, id: u64, fd: i32) {
-        if let Ok(mut at_deputy) = self.at_deputy.lock() {
-            at_deputy.push((id, AtDeputy::Take(fd)));
-        }
-    }
-
-    /// What the fds the deputy is closing or taking will be once it has
-    /// (`true`: free), if nothing else is under way there; `None` if any
-    /// other call is (it may change its fds as it runs).
-    fn fds_to_be(&self) -> Option<HashMap<i32, bool>> {
-        let at_deputy = self.at_deputy.lock().ok()?;
-        let mut to_be = HashMap::new();
-        for (_, what) in at_deputy.iter() {
-            match *what {
-                AtDeputy::Close(fd) => to_be.insert(fd, true),
-                AtDeputy::Take(fd) => to_be.insert(fd, false),
-                AtDeputy::Other => return None,
-            };
-        }
-        Some(to_be)
     }
 
     fn note(&self, id: u64, change: Change) {
@@ -268,23 +207,6 @@ pub struct FastPath {
     /// The deputy's nice value as the host last had it for the program's
     /// main thread (`None`: not known, read again at the next look).
     nice_on_host: Option<i32>,
-    /// A file opened here for the deputy, which it has yet to be given.
-    adoption: Option<Adoption>,
-    /// The id of the next `TakeFd`.
-    next_take_id: u64,
-}
-
-/// A file the fast path opened for the program (see
-/// [`FastPath::open_for_deputy`]): the program already has it as fd `fd`,
-/// which the deputy is to make it too, before it runs any later call.
-struct Adoption {
-    /// The program's number for it.
-    fd: i32,
-    /// The agent's copy, which the fast path keeps for the program's
-    /// calls on that fd.
-    file: Arc<OwnedFd>,
-    /// Whether the program opened it close-on-exec.
-    close_on_exec: bool,
 }
 
 impl FastPath {
@@ -316,8 +238,6 @@ impl FastPath {
             next_program: syscall::PROGRAM_FDS_FROM,
             // The program started with the deputy's.
             nice_on_host: homing_shim::process::nice(pid),
-            adoption: None,
-            next_take_id: TAKE_FD_IDS,
         })
     }
 
@@ -325,7 +245,6 @@ impl FastPath {
     /// (every fd it may close or replace, the cwd, the credentials), and
     /// will again once its answer has gone by.
     pub fn observe(&mut self, id: u64, call: &SyscallCall) {
-        self.changes.sent(id, call);
         if let Some(change) = Change::of(call) {
             self.forget(change);
             self.changes.note(id, change);
@@ -368,15 +287,8 @@ impl FastPath {
     }
 
     /// Runs `call` here if it qualifies, taking its input buffers; `None`
-    /// sends it, untouched, to the deputy. `for_program`: the program
-    /// makes it (it was not asked ahead of the program, which might never
-    /// make it), so it may open a file for the deputy (see
-    /// [`Self::take_adoption`]).
-    pub fn try_execute(
-        &mut self,
-        call: &mut SyscallCall,
-        for_program: bool,
-    ) -> Option<SyscallResult> {
+    /// sends it, untouched, to the deputy.
+    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
         self.settle();
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
@@ -384,7 +296,7 @@ impl FastPath {
                 outputs: vec![],
             });
         }
-        if let Some(result) = self.look_up_path(call, for_program) {
+        if let Some(result) = self.look_up_path(call) {
             return Some(result);
         }
         if let Some(result) = self.read_limit(call) {
@@ -523,11 +435,10 @@ impl FastPath {
     }
 
     /// A `stat`, `readlink` or `access` of a path (in any of their forms),
-    /// or an open that cannot create (when the path leads nowhere, or, if
-    /// `may_open`, when it opens a regular file for reading), looked up
-    /// here as the deputy would look it up (see the module doc); `None`
-    /// sends it to the deputy.
-    fn look_up_path(&mut self, call: &SyscallCall, may_open: bool) -> Option<SyscallResult> {
+    /// or an open that cannot create (when the path leads nowhere),
+    /// looked up here as the deputy would look it up (see the module doc);
+    /// `None` sends it to the deputy.
+    fn look_up_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
         let args = &call.args;
         let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
         let follows = |flags: u64| flags & nofollow == 0;
@@ -555,22 +466,12 @@ impl FastPath {
                 follows(args[3]),
                 Then::Access { mode: args[2] },
             ),
-            libc::SYS_open if syscall::opens_only_what_is_there(args[1]) => (
-                libc::AT_FDCWD,
-                0,
-                open_follows(args[1]),
-                Then::OpenIfThere {
-                    flags: args[1] as i32,
-                },
-            ),
-            libc::SYS_openat if syscall::opens_only_what_is_there(args[2]) => (
-                args[0] as i32,
-                1,
-                open_follows(args[2]),
-                Then::OpenIfThere {
-                    flags: args[2] as i32,
-                },
-            ),
+            libc::SYS_open if syscall::opens_only_what_is_there(args[1]) => {
+                (libc::AT_FDCWD, 0, open_follows(args[1]), Then::OpenIfThere)
+            }
+            libc::SYS_openat if syscall::opens_only_what_is_there(args[2]) => {
+                (args[0] as i32, 1, open_follows(args[2]), Then::OpenIfThere)
+            }
             _ => return None,
         };
         if !self.looks_up_paths {
@@ -644,9 +545,8 @@ impl FastPath {
                 [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
             ),
-            Then::OpenIfThere { flags } => {
-                return may_open.then(|| self.open_for_deputy(flags, &found))?;
-            }
+            // What is there is opened by the deputy: the fd must be its own.
+            Then::OpenIfThere => return None,
         };
         let here = SyscallCall {
             nr: nr as u64,
@@ -668,111 +568,6 @@ impl FastPath {
             output.index = buffer_at as u8;
         }
         Some(result)
-    }
-
-    /// An open for reading of `found`, a regular file the walk for the
-    /// program's open (with `flags`) found, made here for the deputy: a
-    /// compiler opens a thousand headers, and the deputy's own open costs
-    /// each a wakeup of the deputy, tens of microseconds. The file is
-    /// opened again from `found`, the very file whose kind was checked,
-    /// with the deputy's credentials (still taken on for the walk) and the
-    /// program's flags; it is the program's fd numbered as the deputy's
-    /// own open would number it, the lowest free there once what is under
-    /// way there is done, which nothing can take meanwhile: only `close`s
-    /// and files handed over may be under way at the deputy, which runs
-    /// each before the next message (see [`Self::take_adoption`]).
-    /// `None` leaves the open to the deputy: other flags than these, which
-    /// change nothing but the fd's own, another kind of file, another
-    /// call under way there, no fd free under its limit, or an open that
-    /// would wait (a lease to break first).
-    fn open_for_deputy(&mut self, flags: i32, found: &OwnedFd) -> Option<SyscallResult> {
-        const TAKEN: i32 = libc::O_CLOEXEC
-            | libc::O_NOCTTY
-            | libc::O_LARGEFILE
-            | libc::O_NOFOLLOW
-            | libc::O_NONBLOCK;
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & !(libc::O_ACCMODE | TAKEN) != 0 {
-            return None;
-        }
-        let regular = rustix::fs::fstat(found).is_ok_and(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
-        });
-        if !regular {
-            return None;
-        }
-        let to_be = self.changes.fds_to_be()?;
-        let fd = self.lowest_free_fd(&to_be)?;
-        let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
-        if u64::try_from(fd).ok()? >= soft {
-            return None;
-        }
-        let link = format!("/proc/self/fd/{}", found.as_raw_fd());
-        let asked = OFlags::from_bits_retain(flags as u32);
-        let opened = rustix::fs::open(
-            link.as_str(),
-            asked | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
-        if !asked.contains(OFlags::NONBLOCK) {
-            let status = rustix::fs::fcntl_getfl(&opened).ok()?;
-            rustix::fs::fcntl_setfl(&opened, status - OFlags::NONBLOCK).ok()?;
-        }
-        let prefetched = homing_shim::execute::prefetched(opened.as_fd())?;
-        let file = Arc::new(opened);
-        self.fds.insert(fd, Some(file.clone()));
-        self.adoption = Some(Adoption {
-            fd,
-            file,
-            close_on_exec: asked.contains(OFlags::CLOEXEC),
-        });
-        Some(SyscallResult {
-            ret: fd.into(),
-            outputs: prefetched.to_vec(),
-        })
-    }
-
-    /// The file last opened here for the deputy, with the message that
-    /// gives it to the deputy, which must go before any later call: the
-    /// file is the program's already. It counts as under way at the
-    /// deputy until the deputy answers that message.
-    pub fn take_adoption(&mut self) -> Option<(ToHome, Arc<OwnedFd>)> {
-        let adoption = self.adoption.take()?;
-        let id = self.next_take_id;
-        self.next_take_id = id.wrapping_add(1).max(TAKE_FD_IDS);
-        self.changes.handed(id, adoption.fd);
-        let take = ToHome::TakeFd {
-            id,
-            fd: adoption.fd,
-            close_on_exec: adoption.close_on_exec,
-        };
-        Some((take, adoption.file))
-    }
-
-    /// The lowest fd number free in the deputy once it has closed and
-    /// taken the fds `to_be` says it will have (`true`: free): what its
-    /// next open would return. The fds kept here are open there (each is
-    /// forgotten as soon as a call that may close it goes by); any other
-    /// is tried with `pidfd_getfd`, but not kept: the deputy may hold a
-    /// file it is being handed at a number of its own for a moment. (A
-    /// listing of its `/proc/PID/fd` makes the kernel build an entry for
-    /// each fd, tens of microseconds in all.) `None` past [`MOST_TRIED`]
-    /// fds.
-    fn lowest_free_fd(&mut self, to_be: &HashMap<i32, bool>) -> Option<i32> {
-        for fd in 0..MOST_TRIED {
-            match to_be.get(&fd) {
-                Some(true) => return Some(fd),
-                Some(false) => continue,
-                None if self.fds.contains_key(&fd) => continue,
-                None => {}
-            }
-            match pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()) {
-                Ok(_) => continue,
-                Err(rustix::io::Errno::BADF) => return Some(fd),
-                Err(_) => return None,
-            }
-        }
-        None
     }
 
     /// Opens a program for a host to fetch for an exec (see
@@ -974,12 +769,6 @@ impl FastPath {
             return known.clone();
         }
         let dup = pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?;
-        self.keep(fd, dup)
-    }
-
-    /// Keeps `dup`, the deputy's fd `fd`, if calls on it may run here;
-    /// notes that they may not otherwise.
-    fn keep(&mut self, fd: i32, dup: OwnedFd) -> Option<Arc<OwnedFd>> {
         let eligible = rustix::fs::fstat(&dup).is_ok_and(|st| {
             use rustix::fs::FileType;
             match FileType::from_raw_mode(st.st_mode) {
@@ -1206,15 +995,11 @@ enum Then {
     Access {
         mode: u64,
     },
-    /// `open`, `openat` of what must be there already (no `O_CREAT`),
-    /// with these flags: a path that leads nowhere is answered here, with
-    /// why (a compiler's search for a header tries every directory of its
-    /// path); a regular file opened for reading may be opened here for
-    /// the deputy (see [`FastPath::open_for_deputy`]); anything else is
-    /// opened by the deputy.
-    OpenIfThere {
-        flags: i32,
-    },
+    /// `open`, `openat` of what must be there already (no `O_CREAT`):
+    /// a path that leads nowhere is answered here, with why (a compiler's
+    /// search for a header tries every directory of its path); what is
+    /// there is opened by the deputy.
+    OpenIfThere,
 }
 
 /// Whether an open with `flags` follows a link its path ends in.
@@ -1332,35 +1117,6 @@ impl Drop for AsDeputy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The fds an open made here may take: a close under way frees its fd,
-    /// a file handed over and not yet taken holds its own, in the order
-    /// sent, whichever is answered first; any other call under way stops
-    /// such opens.
-    #[test]
-    fn fds_the_deputy_is_closing_and_taking_are_known_until_it_answers() {
-        let changes = Changes::default();
-        let call = |nr: i64, fd: u64| SyscallCall {
-            nr: nr as u64,
-            args: [fd, 0, 0, 0, 0, 0],
-            inputs: vec![],
-        };
-        assert_eq!(changes.fds_to_be(), Some(HashMap::new()));
-        changes.sent(1, &call(libc::SYS_close, 5));
-        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, true)])));
-        changes.handed(TAKE_FD_IDS, 5);
-        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, false)])));
-        changes.answered(1);
-        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, false)])));
-        changes.sent(2, &call(libc::SYS_close, 5));
-        assert_eq!(changes.fds_to_be(), Some(HashMap::from([(5, true)])));
-        changes.sent(3, &call(libc::SYS_read, 7));
-        assert_eq!(changes.fds_to_be(), None);
-        for id in [TAKE_FD_IDS, 2, 3] {
-            changes.answered(id);
-        }
-        assert_eq!(changes.fds_to_be(), Some(HashMap::new()));
-    }
 
     /// What the executor answers to `nr(file, buffer, len, offset)`.
     fn executed(file: &OwnedFd, nr: i64, len: u64, offset: u64) -> SyscallResult {

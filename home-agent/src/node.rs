@@ -1,7 +1,6 @@
 //! A running node: its peer table, the loops that keep every peer connected,
 //! the handling of requests from peers, and the local control socket.
 
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::frame::decode_bulk;
-use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost, TAKE_FD_IDS};
+use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::syscall::{ArgData, SyscallResult};
 use homing_remote_agent::guest::HostRole;
@@ -28,7 +27,7 @@ use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
     read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
-    send_message, write_message, write_message_with_fd, FrameReader, WireError,
+    send_message, write_message, FrameReader, WireError,
 };
 use homing_remote_agent::spin;
 
@@ -977,11 +976,6 @@ impl Node {
             tokio::spawn(async move {
                 while let Ok(Some(frame)) = read_whole_frame(&mut from_deputy).await {
                     match ToHost::answered_id(&frame[homing_proto::frame::HEADER_LEN..]) {
-                        // The deputy took a file handed to it: no host's.
-                        Ok(Some(id)) if id >= TAKE_FD_IDS => {
-                            changes.answered(id);
-                            continue;
-                        }
                         Ok(Some(id)) => changes.answered(id),
                         Ok(None) => {}
                         Err(_) => break,
@@ -1078,10 +1072,6 @@ impl Node {
             };
             let mut msg = match frame {
                 Ok(Some((body, bytes))) => match decode_bulk::<ToHome>(&body, bytes) {
-                    // The deputy's fds are home's to give, never a host's.
-                    Ok(ToHome::TakeFd { .. }) => {
-                        break Err(format!("{node} sent a message only home's agent may send"))
-                    }
                     Ok(msg) => {
                         // The host has the program: a start is not made twice.
                         start_again = None;
@@ -1138,17 +1128,14 @@ impl Node {
                     | ToHome::Cancel { .. }
                     | ToHome::CaughtUp
                     | ToHome::Ready
-                    | ToHome::Return
-                    | ToHome::TakeFd { .. } => {}
+                    | ToHome::Return => {}
                 }
             }
             if let ToHome::Syscall {
                 id, call, ahead, ..
             } = &mut msg
             {
-                let answered = fast
-                    .as_mut()
-                    .and_then(|fast| fast.try_execute(call, !*ahead));
+                let answered = fast.as_mut().and_then(|fast| fast.try_execute(call));
                 // Asked ahead of the program, a call this agent cannot
                 // answer is not answered: the deputy's next call may be
                 // the program's own, which must not wait behind it.
@@ -1162,16 +1149,6 @@ impl Node {
                         Ok((frame, None)) => to_host.send(Outgoing::Frame(frame)),
                         Err(_) => continue,
                     };
-                    // A file opened for the program goes to the deputy
-                    // before anything else does.
-                    if let Some((take, file)) = fast.as_mut().and_then(FastPath::take_adoption) {
-                        if write_message_with_fd(&mut to_deputy, &take, file.as_fd())
-                            .await
-                            .is_err()
-                        {
-                            break Ok(());
-                        }
-                    }
                     continue;
                 }
                 if let Some(fast) = fast.as_mut() {

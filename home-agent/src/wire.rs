@@ -223,38 +223,6 @@ pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Encodes and sends one message on a Unix socket with `fd` attached
-/// (`SCM_RIGHTS`, on its first bytes): the receiver gets the fd with the
-/// message, in order with every other.
-pub async fn write_message_with_fd<T: Serialize>(
-    writer: &mut tokio::net::unix::OwnedWriteHalf,
-    msg: &T,
-    fd: std::os::fd::BorrowedFd<'_>,
-) -> Result<(), WireError> {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let frame = homing_proto::encode(msg)?;
-    let socket: &tokio::net::UnixStream = writer.as_ref();
-    let sent = loop {
-        socket.writable().await?;
-        let tried = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut ancillary = SendAncillaryBuffer::new(&mut space);
-            let fds = [fd];
-            ancillary.push(SendAncillaryMessage::ScmRights(&fds));
-            let bytes = [std::io::IoSlice::new(&frame)];
-            rustix::net::sendmsg(socket, &bytes, &mut ancillary, SendFlags::NOSIGNAL)
-                .map_err(std::io::Error::from)
-        });
-        match tried {
-            Ok(sent) => break sent,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error.into()),
-        }
-    };
-    writer.write_all(&frame[sent..]).await?;
-    Ok(())
-}
-
 /// Encodes and sends one message on a QUIC stream (see [`send_frame`]).
 pub async fn send_message<T: Serialize>(
     send: &mut quinn::SendStream,

@@ -97,19 +97,6 @@ pub enum ToHome {
     /// Sent by the home agent to a deputy: the program comes home into
     /// this very process, which execs `homing hold` and waits for it.
     Return,
-    /// Sent by the home agent to a deputy, with one fd (`SCM_RIGHTS`): a
-    /// file the agent opened for the program, which the program already
-    /// knows as fd `fd`; the deputy makes it its fd `fd`, free by then,
-    /// and answers with [`ToHost::Result`] `id` (`fd`, or `-errno`), which
-    /// the agent keeps.
-    TakeFd {
-        /// From [`TAKE_FD_IDS`] up: never a host's call's.
-        id: u64,
-        /// The program's number for it.
-        fd: i32,
-        /// Whether it was opened close-on-exec.
-        close_on_exec: bool,
-    },
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.
@@ -118,10 +105,6 @@ pub enum ToHome {
         reason: Option<String>,
     },
 }
-
-/// Where the ids of [`ToHome::TakeFd`] begin: above any a host gives its
-/// calls.
-pub const TAKE_FD_IDS: u64 = 1 << 63;
 
 /// From the home node to the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,25 +153,21 @@ pub fn add_prefetch(result: &mut SyscallResult) {
     // SAFETY: the open just returned `fd`, and it stays open while this
     // thread, which answers for it, reads it.
     let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    result
-        .outputs
-        .extend(prefetched(file).into_iter().flatten());
-}
-
-/// What an answer to an open for reading brings of `file`, the file it
-/// opened, if that is a regular file: its stat (output
-/// [`syscall::PREFETCHED_STAT`]) and first bytes
-/// ([`syscall::PREFETCHED_DATA`]). Its offset does not move.
-pub fn prefetched(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
-    let stat = rustix::fs::fstat(file).ok()?;
+    let Ok(stat) = rustix::fs::fstat(file) else {
+        return;
+    };
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-        return None;
+        return;
     }
     // Into the vector's room, not zeroed first: most files are smaller.
     let mut data = Vec::with_capacity(syscall::PREFETCH_LEN);
-    rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), 0).ok()?;
+    if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), 0).is_err() {
+        return;
+    }
     // The stat after the read: a read first, at home, would show its atime.
-    let stat = rustix::fs::fstat(file).ok()?;
+    let Ok(stat) = rustix::fs::fstat(file) else {
+        return;
+    };
     // SAFETY: `stat` is a plain C struct; its bytes are read as they are.
     let stat_bytes = unsafe {
         std::slice::from_raw_parts(
@@ -180,16 +176,14 @@ pub fn prefetched(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
         )
     }
     .to_vec();
-    Some([
-        ArgData {
-            index: syscall::PREFETCHED_STAT,
-            bytes: stat_bytes,
-        },
-        ArgData {
-            index: syscall::PREFETCHED_DATA,
-            bytes: data,
-        },
-    ])
+    result.outputs.push(ArgData {
+        index: syscall::PREFETCHED_STAT,
+        bytes: stat_bytes,
+    });
+    result.outputs.push(ArgData {
+        index: syscall::PREFETCHED_DATA,
+        bytes: data,
+    });
 }
 
 /// Whether `path` (NUL-terminated, as a call's input carries it), looked

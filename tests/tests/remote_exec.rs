@@ -973,11 +973,10 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
-/// A file a program opens for reading is opened by home's agent for its
-/// deputy where no other call is under way there: it gets the number,
-/// flags, offset and errors an open at home would give, and the deputy
-/// holds it as that fd from then on (what a child's exec keeps, a
-/// limit on fds), whichever opened it.
+/// Files a program opens, closes and duplicates get the numbers, flags,
+/// offsets and errors they get at home, with another thread waiting at
+/// home or not, and the deputy holds them as those fds (what a child's
+/// exec keeps, a limit on fds).
 #[test]
 fn opened_files_get_the_numbers_flags_and_offsets_they_get_at_home() {
     let cluster = Cluster::up(2);
