@@ -7,7 +7,9 @@
 //! the moment of the open, and `fstat` and `/proc/self/fd` show a memfd.
 //! What it reads is right, which the deputy's own file would not be.
 
-use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{IntoRawFd, OwnedFd};
 
 use homing_proto::syscall::{SyscallCall, SyscallResult, PROC_VIEWS};
 use rustix::fs::{Mode, OFlags};
@@ -93,15 +95,22 @@ fn open_view(name: &str, flags: i32, on_host: &[u8]) -> rustix::io::Result<i32> 
     // The deputy's own file, opened as the program would open it: its
     // errors are the program's, and its fd number is the one the
     // program's open would take.
-    let mut own = rustix::fs::open(format!("/proc/self/{name}"), flags, Mode::empty())?;
+    let mut own = File::from(rustix::fs::open(
+        format!("/proc/self/{name}"),
+        flags,
+        Mode::empty(),
+    )?);
     // The deputy's memory files are of no use: a view of them is the host's.
-    let at_home = match name {
-        "status" | "stat" => read_all(&own)?,
-        _ => Vec::new(),
-    };
+    let mut at_home = Vec::new();
+    if name == "status" || name == "stat" {
+        own.read_to_end(&mut at_home).map_err(errno)?;
+    }
     let view = merge(name, &at_home, on_host);
-    let copy = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
-    write_all(&copy, &view)?;
+    let mut copy = File::from(rustix::fs::memfd_create(
+        name,
+        rustix::fs::MemfdFlags::CLOEXEC,
+    )?);
+    copy.write_all(&view).map_err(errno)?;
     // Read-only, as the program asked, with its status flags; a file
     // description of its own, at offset 0.
     let reading = flags & (OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::LARGEFILE);
@@ -115,27 +124,14 @@ fn open_view(name: &str, flags: i32, on_host: &[u8]) -> rustix::io::Result<i32> 
     } else {
         rustix::io::DupFlags::empty()
     };
+    let mut own = OwnedFd::from(own);
     rustix::io::dup3(&reopened, &mut own, on_exec)?;
     Ok(own.into_raw_fd())
 }
 
-fn read_all(fd: &OwnedFd) -> rustix::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 16 << 10];
-    loop {
-        match rustix::io::read(fd.as_fd(), &mut chunk)? {
-            0 => return Ok(bytes),
-            n => bytes.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> rustix::io::Result<()> {
-    while !bytes.is_empty() {
-        let n = rustix::io::write(fd.as_fd(), bytes)?;
-        bytes = &bytes[n..];
-    }
-    Ok(())
+/// The errno of an error from `std::io`.
+fn errno(error: std::io::Error) -> rustix::io::Errno {
+    rustix::io::Errno::from_io_error(&error).unwrap_or(rustix::io::Errno::IO)
 }
 
 /// `name`'s view: the deputy's file `at_home` with what belongs to where
