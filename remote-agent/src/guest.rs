@@ -21,7 +21,7 @@ use homing_proto::control::AwayProcess;
 use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::held_ends::EndHolder;
-use homing_shim::memory::ProcessMemory;
+use homing_shim::memory::{MemoryError, ProcessMemory};
 use homing_shim::pid_namespace::{innermost_pid, PidNamespace};
 use homing_shim::ptrace::{ERESTARTNOHAND, ERESTARTSYS};
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
@@ -41,6 +41,9 @@ const IOV_MAX: usize = 1024;
 const MAX_TRANSFER: usize = 8 << 20;
 /// Most argv or envp entries copied out of an execve.
 const MAX_EXEC_STRINGS: usize = 65536;
+/// Longest argv or envp string copied out of an execve (the kernel's
+/// `MAX_ARG_STRLEN`).
+const MAX_EXEC_STRING: usize = 128 * 1024;
 /// Longest a fork in a home node's pid namespace keeps the next from
 /// setting the next pid: time for the kernel to copy a large process.
 const FORK_TURN: Duration = Duration::from_secs(1);
@@ -1473,12 +1476,25 @@ impl HostRole {
     }
 
     /// Takes the pending fork that produced process `tgid`, if any.
+    ///
+    /// A parent may fork again before its first child has made a call
+    /// (a shell starting a pipeline): two forks of one parent then wait,
+    /// and their children's first calls may come in either order. A
+    /// child is known by its pid in the home node's namespace, which its
+    /// fork chose: the home pid. Only a child that could not have that
+    /// pid (it was taken here) is matched by its parent alone.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
-        let parent = homing_shim::process::status_number(tgid, "PPid:").unwrap_or(0);
+        let status = homing_shim::process::read_proc(format!("/proc/{tgid}/status"));
+        let status = status.as_deref().unwrap_or_default();
+        let field = |name: &str| homing_shim::process::field_in(status, name);
+        let parent = field("PPid:").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let seen: Option<i32> =
+            field("NSpid:").and_then(|pids| pids.split_whitespace().last()?.parse().ok());
         let mut pending = self.pending_forks.lock().ok()?;
         let at = pending
             .iter()
-            .position(|f| f.parent_host == parent)
+            .position(|f| f.parent_host == parent && Some(f.child_home) == seen)
+            .or_else(|| pending.iter().position(|f| f.parent_host == parent))
             .or(if pending.is_empty() { None } else { Some(0) })?;
         let fork = pending.remove(at)?;
         self.binding.insert(tgid, ());
@@ -3770,7 +3786,8 @@ async fn wait_until_reaped(pid: i32) {
 
 /// The children of thread `tid` of process `group`, by host pid.
 fn thread_children(group: i32, tid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{group}/task/{tid}/children")).unwrap_or_default()
+    homing_shim::process::read_proc(format!("/proc/{group}/task/{tid}/children"))
+        .unwrap_or_default()
 }
 
 /// Whether process `pid` (a guest's child) has ended: a zombie.
@@ -4116,31 +4133,27 @@ fn wait_for_exit(pid: i32, pidfd: &std::os::fd::OwnedFd) -> GuestExit {
 
 /// Reports the end of a forked guest, which is its guest parent's child,
 /// not the agent's: its pidfd says when, its zombie's /proc entry says how
-/// (the parent reaps nothing here: its waits are forwarded home).
+/// (the parent reaps nothing here: its waits are forwarded home). The
+/// pidfd is watched by the runtime's reactor: a thread for each forked
+/// guest cost every fork a thread's start and end.
 fn watch_child_exit(pid: i32, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
-    use rustix::process::{pidfd_open, Pid, PidfdFlags};
-    let Some(raw) = Pid::from_raw(pid) else {
-        return;
+    let watch = match homing_shim::process::EndWatch::new(pid) {
+        Ok(watch) => watch,
+        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {
+            let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
+            return;
+        }
+        Err(error) => {
+            warn!(pid, "cannot watch a forked guest's exit: {error}");
+            return;
+        }
     };
-    let Ok(pidfd) = pidfd_open(raw, PidfdFlags::empty()) else {
-        let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
-        return;
-    };
-    let watch = move || {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    tokio::spawn(async move {
+        watch.ended().await;
         // Its parent has a SIGCHLD now.
         SIGNALLED.notify_waiters();
         let _ = exits.send((pid, zombie_status(pid)));
-    };
-    if std::thread::Builder::new()
-        .name(format!("exit-{pid}"))
-        .spawn(watch)
-        .is_err()
-    {
-        warn!(pid, "cannot watch a forked guest's exit");
-    }
+    });
 }
 
 /// The wait status of an exited, unreaped process (field 52 of /proc/PID/stat).
@@ -4230,27 +4243,17 @@ fn raw_zombie_status(pid: i32) -> Option<i32> {
 }
 
 /// A NULL-terminated array of C strings in guest memory (argv, envp).
-fn read_strings(memory: &ProcessMemory, mut at: u64) -> Result<Vec<Vec<u8>>, i32> {
-    let mut strings = Vec::new();
+fn read_strings(memory: &ProcessMemory, at: u64) -> Result<Vec<Vec<u8>>, i32> {
     if at == 0 {
-        return Ok(strings);
+        return Ok(Vec::new());
     }
-    loop {
-        let raw = memory.read(at, 8).map_err(|_| libc::EFAULT)?;
-        let ptr = u64::from_ne_bytes(raw.try_into().expect("8 bytes"));
-        if ptr == 0 {
-            return Ok(strings);
-        }
-        if strings.len() >= MAX_EXEC_STRINGS {
-            return Err(libc::E2BIG);
-        }
-        let mut s = memory
-            .read_cstr(ptr, 128 * 1024)
-            .map_err(|_| libc::EFAULT)?;
-        s.pop();
-        strings.push(s);
-        at += 8;
-    }
+    memory
+        .read_cstr_array(at, MAX_EXEC_STRINGS, MAX_EXEC_STRING)
+        .map_err(|error| match error {
+            // As the kernel's own exec says of them.
+            MemoryError::ArrayTooLong { .. } | MemoryError::StringTooLong { .. } => libc::E2BIG,
+            MemoryError::Fault { .. } => libc::EFAULT,
+        })
 }
 
 /// The interpreter (and its one optional argument) a `#!` script names.

@@ -1,11 +1,18 @@
 //! Reading and writing another process's memory (a guest's, at the host).
 
-use std::io::IoSlice;
+use std::io::{IoSlice, IoSliceMut};
 
-use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
 
 const PAGE: usize = 4096;
+
+/// How much of each string of an array is read in the first pass: most
+/// arguments and environment strings are shorter.
+const STRING_PEEK: usize = 256;
+
+/// Most remote ranges one `process_vm_readv` takes (the kernel's `IOV_MAX`).
+const RANGES_AT_ONCE: usize = 1024;
 
 /// Errors touching a guest's memory.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +34,14 @@ pub enum MemoryError {
         addr: u64,
         /// The limit.
         max: usize,
+    },
+    /// A NULL-terminated array ran past the allowed number of entries.
+    #[error("array at {addr:#x} has more than {most} entries")]
+    ArrayTooLong {
+        /// Where it starts.
+        addr: u64,
+        /// The limit.
+        most: usize,
     },
 }
 
@@ -106,6 +121,75 @@ impl ProcessMemory {
         Err(MemoryError::StringTooLong { addr, max })
     }
 
+    /// The strings of a NULL-terminated array of C string pointers at
+    /// `addr` (an `execve`'s argv or envp), each without its terminator,
+    /// of at most `most` entries and `max` bytes each. A few reads in all,
+    /// not two per string: the pointers a page at a time, then the first
+    /// bytes of every string in one vectored read (a shell's environment
+    /// has dozens), and a string longer than that on its own.
+    pub fn read_cstr_array(
+        &self,
+        addr: u64,
+        most: usize,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, MemoryError> {
+        let pointers = self.read_pointers(addr, most)?;
+        let mut strings = Vec::with_capacity(pointers.len());
+        for batch in pointers.chunks(RANGES_AT_ONCE) {
+            let ranges: Vec<RemoteIoVec> = batch
+                .iter()
+                .map(|&at| RemoteIoVec {
+                    base: at as usize,
+                    len: STRING_PEEK.min(PAGE - at as usize % PAGE).min(max),
+                })
+                .collect();
+            let mut peeked = vec![0u8; ranges.iter().map(|r| r.len).sum()];
+            // A range that faults ends the read there: the strings from it
+            // on are read one by one below, which says where it faults.
+            let read = process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut peeked)], &ranges)
+                .unwrap_or(0);
+            let mut offset = 0;
+            for (&at, range) in batch.iter().zip(&ranges) {
+                let whole = (offset + range.len <= read)
+                    .then(|| &peeked[offset..offset + range.len])
+                    .and_then(|bytes| Some(&bytes[..bytes.iter().position(|&b| b == 0)?]));
+                offset += range.len;
+                strings.push(match whole {
+                    Some(string) => string.to_vec(),
+                    None => {
+                        let mut string = self.read_cstr(at, max)?;
+                        string.pop();
+                        string
+                    }
+                });
+            }
+        }
+        Ok(strings)
+    }
+
+    /// The non-null pointers of a NULL-terminated array at `addr`, at most
+    /// `most` of them.
+    fn read_pointers(&self, addr: u64, most: usize) -> Result<Vec<u64>, MemoryError> {
+        let mut pointers = Vec::new();
+        let mut at = addr;
+        loop {
+            // Up to the end of the page only: the next may be unmapped.
+            let chunk = (PAGE - at as usize % PAGE) / 8 * 8;
+            let bytes = self.read(at, chunk.max(8))?;
+            for word in bytes.chunks_exact(8) {
+                let pointer = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+                if pointer == 0 {
+                    return Ok(pointers);
+                }
+                if pointers.len() >= most {
+                    return Err(MemoryError::ArrayTooLong { addr, most });
+                }
+                pointers.push(pointer);
+            }
+            at += bytes.len() as u64;
+        }
+    }
+
     /// Writes `bytes` at `addr`.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), MemoryError> {
         let len = bytes.len();
@@ -149,5 +233,39 @@ mod tests {
         me.write(target.as_ptr() as u64, b"abcd").unwrap();
         assert_eq!(std::hint::black_box(&target), b"abcd");
         assert!(me.read(8, 4).is_err());
+    }
+
+    #[test]
+    fn reads_a_string_array_whatever_the_lengths_and_stops_at_its_limits() {
+        let me = ProcessMemory::new(std::process::id() as i32);
+        let long = [b'x'; 5000].iter().copied().chain([0]).collect::<Vec<u8>>();
+        let owned: Vec<Vec<u8>> = vec![
+            b"sh\0".to_vec(),
+            b"\0".to_vec(),
+            long,
+            b"PATH=/bin\0".to_vec(),
+        ];
+        let mut pointers: Vec<u64> = owned.iter().map(|s| s.as_ptr() as u64).collect();
+        pointers.push(0);
+        let strings = me
+            .read_cstr_array(pointers.as_ptr() as u64, 16, 8192)
+            .unwrap();
+        let expected: Vec<&[u8]> = owned.iter().map(|s| &s[..s.len() - 1]).collect();
+        assert_eq!(strings, expected);
+        assert!(matches!(
+            me.read_cstr_array(pointers.as_ptr() as u64, 3, 8192),
+            Err(MemoryError::ArrayTooLong { most: 3, .. })
+        ));
+        assert!(matches!(
+            me.read_cstr_array(pointers.as_ptr() as u64, 16, 4096),
+            Err(MemoryError::StringTooLong { .. })
+        ));
+        // A pointer to nowhere is a fault, wherever it stands.
+        let bad = [owned[0].as_ptr() as u64, 8, 0];
+        assert!(matches!(
+            me.read_cstr_array(bad.as_ptr() as u64, 16, 8192),
+            Err(MemoryError::Fault { .. })
+        ));
+        assert!(me.read_cstr_array(0, 16, 8192).is_err());
     }
 }

@@ -50,18 +50,69 @@ pub fn fork() -> std::io::Result<Forked> {
     }
 }
 
+/// Room for a whole `/proc/PID/status`, `stat` or `limits` in one read.
+const PROC_FILE_ROOM: usize = 4096;
+
+/// The text of a file in `/proc`, read in as few calls as the kernel
+/// allows: an open, a read that takes it whole, the read that finds its
+/// end, a close. `std::fs::read_to_string` sizes its buffer by the file's
+/// size, which procfs gives as 0, so it also stats the file and then
+/// reads it 32 bytes first and in doubling steps after: eleven calls for
+/// a `status`, which the agents read on every fork, exec and end.
+pub fn read_proc(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(PROC_FILE_ROOM);
+    // `Take` reads with no size hint, straight into the room there is.
+    std::fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// The value of `field` (`"PPid:"`, `"Groups:"`, …) in `/proc/PID/status`, trimmed.
 pub fn status_field(pid: i32, field: &str) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
+    let status = read_proc(format!("/proc/{pid}/status")).ok()?;
+    field_in(&status, field).map(str::to_owned)
+}
+
+/// The value of `field` in `status`, the text of a `/proc/PID/status`,
+/// trimmed: for reading several fields from one read.
+pub fn field_in<'a>(status: &'a str, field: &str) -> Option<&'a str> {
+    status
         .lines()
         .find_map(|l| l.strip_prefix(field))
-        .map(|value| value.trim().to_owned())
+        .map(str::trim)
 }
 
 /// A numeric field of `/proc/PID/status` (`"Tgid:"`, `"PPid:"`).
 pub fn status_number(pid: i32, field: &str) -> Option<i32> {
     status_field(pid, field)?.parse().ok()
+}
+
+/// The end of a process, awaited on the current runtime: its pidfd,
+/// registered with the runtime's reactor, turns readable once, for good,
+/// when the process ends. No thread waits for it.
+#[derive(Debug)]
+pub struct EndWatch(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl EndWatch {
+    /// Watches process `pid`; `ESRCH` where there is none (it was reaped).
+    pub fn new(pid: i32) -> std::io::Result<Self> {
+        let pid = rustix::process::Pid::from_raw(pid)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        // SAFETY: the `AsyncFd` owns the pidfd from here on and never
+        // closes or replaces it while it is registered.
+        let watch = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        };
+        Ok(Self(watch.map_err(std::io::Error::from)?))
+    }
+
+    /// Returns once the process has ended.
+    pub async fn ended(&self) {
+        let _ = self.0.readable().await;
+    }
 }
 
 /// Whether the process of thread `tid` has that one thread only. Its
@@ -132,7 +183,7 @@ pub fn pidfd_identity(pidfd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Pid
 /// order): `prlimit` on another user's process needs
 /// `CAP_SYS_RESOURCE`, which agents may lack.
 pub fn limits(pid: i32) -> std::io::Result<Vec<(u32, u64, u64)>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let text = read_proc(format!("/proc/{pid}/limits"))?;
     Ok(parse_limits(&text))
 }
 
@@ -172,7 +223,7 @@ pub fn stat_field_in(text: &str, at: usize) -> Option<&str> {
 /// Field `at` (see [`stat_field_in`]) of process (or thread) `pid`'s
 /// `/proc/PID/stat`, read now, parsed.
 pub fn stat_field<T: std::str::FromStr>(pid: i32, at: usize) -> Option<T> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(format!("/proc/{pid}/stat")).ok()?;
     stat_field_in(&stat, at)?.parse().ok()
 }
 
@@ -275,13 +326,8 @@ pub struct Signals {
 
 /// The signals of thread `tid`, from one read of its status.
 pub fn signals(tid: i32) -> Option<Signals> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    };
+    let status = read_proc(format!("/proc/{tid}/status")).ok()?;
+    let field = |name: &str| field_in(&status, name);
     let mask = |name: &str| u64::from_str_radix(field(name)?, 16).ok();
     Some(Signals {
         own_pending: mask("SigPnd:")?,

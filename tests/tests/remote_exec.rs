@@ -1036,6 +1036,58 @@ print("done")
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// An exec's arguments and environment reach the new program whole,
+/// however many and however long (thousands of variables, strings that
+/// outgrow a first short read), and the ones the kernel refuses are
+/// refused as at home: a string past its limit (E2BIG), a pointer to
+/// nowhere (EFAULT).
+#[test]
+fn exec_passes_every_argument_and_variable_and_refuses_what_home_refuses() {
+    let cluster = Cluster::up(2);
+    let (native, remote) = python_at_home_and_on_node2(
+        &cluster,
+        "execargs.py",
+        r#"
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def run(argv, env):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, env)
+        except OSError as e:
+            os.write(1, ("exec: %s\n" % errno.errorcode[e.errno]).encode())
+            os._exit(99)
+    print("status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+env = {"K%04d" % i: "v" * (i % 300) for i in range(3000)}
+run(["/bin/sh", "-c", 'echo "$K0299 $K2999" | wc -c; env | grep -c ^K; env | grep ^K | sort | md5sum'], env)
+run(["/bin/echo", "a" * 300, "b" * 5000, "", "c"], {})
+run(["/bin/echo", "x" * (200 * 1024)], {})
+pid = os.fork()
+if pid == 0:
+    echo = ctypes.c_char_p(b"/bin/echo")
+    argv = (ctypes.c_void_p * 3)(ctypes.cast(echo, ctypes.c_void_p), 8, None)
+    envp = (ctypes.c_void_p * 1)(None)
+    libc.execve(echo, argv, envp)
+    os.write(1, ("execve: %s\n" % errno.errorcode[ctypes.get_errno()]).encode())
+    os._exit(0)
+print("status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#,
+    );
+    let expected_start = "600\n3000\n";
+    assert!(
+        native.stdout.starts_with(expected_start)
+            && native
+                .stdout
+                .contains("exec: E2BIG\nstatus 99\nexecve: EFAULT\nstatus 0\n")
+            && native
+                .stdout
+                .contains(&format!(" {}  c\n", "b".repeat(5000))),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// A program listing its own fds (`/proc/self/fd`, `fdinfo`, a thread's)
 /// finds those it has, as at home: not its deputy's agent socket.
 #[test]
@@ -1523,6 +1575,27 @@ fn children_that_end_at_once_are_forked_one_after_another_without_stalls() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
     let log = cluster.log("node2");
     assert!(!log.contains("was not seen within its turn"), "{log}");
+}
+
+/// A parent that forks again before its first child has made a call (a
+/// shell starting a pipeline, whose first command may compute before it
+/// calls): each child is bound to its own deputy whatever order their
+/// first calls come in. Matched by parent alone, the second child took
+/// the first one's deputy, and so its pid, its fds and its end; in a
+/// pipeline a writer's `dup2` then failed and its reader never saw the
+/// end of the pipe.
+#[test]
+fn children_forked_back_to_back_each_keep_their_own_deputy() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "forkorder");
+    let (native, remote) = at_home_and_on_node2(&cluster, "./forkorder");
+    assert_eq!(
+        native.stdout,
+        "first is itself: yes\nsecond is itself: yes\n\
+         second ended: yes, status 4\nfirst ended: yes, status 3\n",
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
 #[test]
