@@ -22,7 +22,7 @@ use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::held_ends::EndHolder;
 use homing_shim::memory::{MemoryError, ProcessMemory};
-use homing_shim::pid_namespace::{innermost_pid, PidNamespace};
+use homing_shim::pid_namespace::{innermost_in, innermost_pid, PidNamespace};
 use homing_shim::ptrace::{ERESTARTNOHAND, ERESTARTSYS};
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
@@ -1481,20 +1481,29 @@ impl HostRole {
     /// (a shell starting a pipeline): two forks of one parent then wait,
     /// and their children's first calls may come in either order. A
     /// child is known by its pid in the home node's namespace, which its
-    /// fork chose: the home pid. Only a child that could not have that
-    /// pid (it was taken here) is matched by its parent alone.
+    /// fork chose: the home pid. A child that could not have that pid
+    /// (it was taken here) takes the parent's first fork whose child is
+    /// not another of the parent's children here by its home pid.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
         let status = homing_shim::process::read_proc(format!("/proc/{tgid}/status"));
         let status = status.as_deref().unwrap_or_default();
         let field = |name: &str| homing_shim::process::field_in(status, name);
         let parent = field("PPid:").and_then(|p| p.parse().ok()).unwrap_or(0);
-        let seen: Option<i32> =
-            field("NSpid:").and_then(|pids| pids.split_whitespace().last()?.parse().ok());
+        let seen = innermost_in(status);
         let mut pending = self.pending_forks.lock().ok()?;
         let at = pending
             .iter()
             .position(|f| f.parent_host == parent && Some(f.child_home) == seen)
-            .or_else(|| pending.iter().position(|f| f.parent_host == parent))
+            .or_else(|| {
+                let siblings: Vec<i32> = children_of(parent, parent)
+                    .into_iter()
+                    .filter(|&child| child != tgid)
+                    .filter_map(innermost_pid)
+                    .collect();
+                pending
+                    .iter()
+                    .position(|f| f.parent_host == parent && !siblings.contains(&f.child_home))
+            })
             .or(if pending.is_empty() { None } else { Some(0) })?;
         let fork = pending.remove(at)?;
         self.binding.insert(tgid, ());
@@ -2604,19 +2613,7 @@ impl Context {
     /// The process's children here, by host pid: thread `tid`'s oldest
     /// first, then the other threads'.
     fn children_here(&self, tid: i32) -> Vec<i32> {
-        let group = self.guest_pid;
-        let mut threads = vec![tid];
-        let others = homing_shim::process::threads(group).unwrap_or_default();
-        threads.extend(others.into_iter().filter(|thread| *thread != tid));
-        threads
-            .into_iter()
-            .flat_map(|thread| {
-                thread_children(group, thread)
-                    .split_whitespace()
-                    .filter_map(|pid| pid.parse::<i32>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        children_of(self.guest_pid, tid)
     }
 
     /// Whether the child that home reaped (`result` of a `wait4` or
@@ -3782,6 +3779,23 @@ async fn wait_until_reaped(pid: i32) {
     {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+/// The children of process `group` here, by host pid: thread `tid`'s
+/// oldest first, then the other threads'.
+fn children_of(group: i32, tid: i32) -> Vec<i32> {
+    let mut threads = vec![tid];
+    let others = homing_shim::process::threads(group).unwrap_or_default();
+    threads.extend(others.into_iter().filter(|thread| *thread != tid));
+    threads
+        .into_iter()
+        .flat_map(|thread| {
+            thread_children(group, thread)
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The children of thread `tid` of process `group`, by host pid.

@@ -161,7 +161,12 @@ impl Drop for PidNamespace {
 /// The innermost pid of process (or thread) `pid`: the one it sees itself,
 /// where it lives in a pid namespace of ours.
 pub fn innermost_pid(pid: i32) -> Option<i32> {
-    crate::process::status_field(pid, "NSpid:")?
+    innermost_in(&crate::process::read_proc(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The innermost pid in `status`, the text of a `/proc/PID/status`.
+pub fn innermost_in(status: &str) -> Option<i32> {
+    crate::process::field_in(status, "NSpid:")?
         .split_whitespace()
         .last()?
         .parse()
