@@ -266,6 +266,10 @@ pub struct Member {
     lookup_successors: Arc<Mutex<Successors>>,
     /// How many of its lookups were answered from those asked ahead.
     lookups_answered_ahead: std::sync::atomic::AtomicU64,
+    /// The unsupported syscalls it was refused: each is logged as a
+    /// warning the first time only (glibc tries `clone3` for every
+    /// thread it starts, and falls back to `clone`).
+    refused: DashMap<u64, ()>,
     /// How many lookups go ahead of its next one to go home.
     lookups_pace: Mutex<crate::lookup_ahead::Pace>,
     /// The notification whose answer was counted in its traffic as
@@ -1064,6 +1068,7 @@ impl HostRole {
                 .or_default()
                 .clone(),
             lookups_answered_ahead: std::sync::atomic::AtomicU64::new(0),
+            refused: DashMap::new(),
             lookups_pace: Mutex::new(Default::default()),
             answer_counted: std::sync::atomic::AtomicU64::new(0),
             calls_begun: std::sync::atomic::AtomicU64::new(0),
@@ -1844,12 +1849,20 @@ impl Context {
             Route::Forward(ptrs) => self.forward(&n, &ptrs).await,
             Route::Special(special) => self.special(&n, special).await,
             Route::Refuse { errno } => {
-                warn!(
-                    home_pid = self.home_pid,
-                    syscall = syscall::name(n.nr),
-                    nr = n.nr,
-                    "unsupported syscall refused with errno {errno}"
-                );
+                let (home_pid, syscall, nr) = (self.home_pid, syscall::name(n.nr), n.nr);
+                if self.member.refused.insert(n.nr, ()).is_none() {
+                    warn!(
+                        home_pid,
+                        syscall,
+                        nr,
+                        "unsupported syscall refused with errno {errno} (said once per process)"
+                    );
+                } else {
+                    debug!(
+                        home_pid,
+                        syscall, nr, "unsupported syscall refused with errno {errno}"
+                    );
+                }
                 Ok(Answer::Errno(errno))
             }
         };

@@ -1088,6 +1088,55 @@ print("status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// A syscall homing cannot forward (`signalfd4`) gets its errno, and the
+/// host agent names it in its log once for the process, however often it
+/// comes; the program goes on, and so does the agent. glibc's `clone3`,
+/// refused so that it falls back to `clone` for each thread it starts,
+/// is named once too.
+#[test]
+fn an_unsupported_syscall_gets_its_errno_and_is_named_once_in_the_log() {
+    let cluster = Cluster::up(2);
+    write_at_home(
+        &cluster,
+        "refused.py",
+        r#"
+import ctypes, errno, signal, threading
+libc = ctypes.CDLL(None, use_errno=True)
+mask = ctypes.c_uint64(1 << (signal.SIGUSR1 - 1))
+for _ in range(3):
+    fd = libc.syscall(289, -1, ctypes.byref(mask), 8, 0)  # signalfd4
+    print(fd, errno.errorcode.get(ctypes.get_errno()))
+ran = []
+threads = [threading.Thread(target=ran.append, args=(n,)) for n in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("threads", sorted(ran))
+with open("after.txt", "w") as out:
+    out.write("still here\n")
+print(open("after.txt").read().strip())
+"#,
+    );
+    let run = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 refused.py",
+    ));
+    assert_eq!(
+        run.stdout, "-1 ENOSYS\n-1 ENOSYS\n-1 ENOSYS\nthreads [0, 1, 2, 3]\nstill here\n",
+        "{run:?}"
+    );
+    let log = cluster.log("node2");
+    let named = |syscall: &str| {
+        log.lines()
+            .filter(|l| l.contains("unsupported syscall refused") && l.contains(syscall))
+            .count()
+    };
+    assert_eq!(named("syscall=\"signalfd4\""), 1, "{log}");
+    assert_eq!(named("syscall=\"clone3\""), 1, "{log}");
+    // The agent goes on serving.
+    let again = ok(at_home(&cluster, "homing run --on node2 -- cat after.txt"));
+    assert_eq!(again.stdout, "still here\n");
+}
+
 /// A program listing its own fds (`/proc/self/fd`, `fdinfo`, a thread's)
 /// finds those it has, as at home: not its deputy's agent socket.
 #[test]
