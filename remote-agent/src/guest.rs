@@ -64,6 +64,8 @@ pub struct HostRole {
     by_host: DashMap<i32, Arc<Member>>,
     /// Forks whose child process has not been seen yet.
     pending_forks: Mutex<VecDeque<PendingFork>>,
+    /// The copies of home's shared memory files its guests map.
+    shared_here: crate::shared_here::SharedHere,
     /// Processes being bound to their deputy right now.
     binding: DashMap<i32, ()>,
     /// Wakes children waiting for their deputy to attach, and anyone
@@ -940,6 +942,7 @@ impl HostRole {
             members: DashMap::new(),
             by_host: DashMap::new(),
             pending_forks: Mutex::new(VecDeque::new()),
+            shared_here: Default::default(),
             binding: DashMap::new(),
             attached: Notify::new(),
             never_ready: nix::sys::epoll::Epoll::new(
@@ -1234,6 +1237,9 @@ impl HostRole {
         self.by_host.remove(&pid);
         self.members
             .remove(&(member.home_node.clone(), member.home_pid));
+        if !self.members.iter().any(|m| m.key().0 == member.home_node) {
+            self.shared_here.forget(&member.home_node);
+        }
         // Its children whose ends it was not told of go to its
         // namespace's pid 1, which reaps them.
         let mut orphans = Vec::new();
@@ -3355,11 +3361,78 @@ impl Context {
         }
     }
 
+    /// A shared mapping of a file in home's `/dev/shm` (shared memory, a
+    /// semaphore): the guest maps this host's copy of it, the one every
+    /// guest here mapping that file shares (see [`crate::shared_here`]).
+    /// `None` for any other file.
+    async fn map_shared_here(&self, n: &Notification, fd: i32) -> Result<Option<Answer>, HomeGone> {
+        let fd_link = format!("/proc/self/fd/{fd}");
+        let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? else {
+            return Ok(None);
+        };
+        if !crate::shared_here::holds_shared_memory(&home_path) {
+            return Ok(None);
+        }
+        // Sized as it is now, and opened as the program's own fd is.
+        let file = match self.calls.fstat(n.tid, fd).await? {
+            Ok(file) if file.is_regular() => file,
+            Ok(_) => return Ok(Some(Answer::Errno(libc::ENODEV))),
+            Err(errno) => return Ok(Some(errno_of(errno))),
+        };
+        let get_flags = SyscallCall {
+            nr: libc::SYS_fcntl as u64,
+            args: [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        let open_flags = self.calls.call(n.tid, get_flags).await?.ret;
+        if open_flags < 0 {
+            return Ok(Some(errno_of(open_flags)));
+        }
+        let calls = &self.calls;
+        let read = |offset: u64, len: usize| async move {
+            match calls.pread(n.tid, fd, offset, len).await {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
+                Err(gone) => Err(std::io::Error::other(gone.to_string())),
+            }
+        };
+        let copy = self
+            .role
+            .shared_here
+            .open(&self.home_node, &file, &home_path, open_flags as i32, read)
+            .await;
+        let copy = match copy {
+            Ok(copy) => copy,
+            Err(error) => {
+                warn!(
+                    home_pid = self.home_pid,
+                    fd, "cannot share a home shared memory file here: {error}"
+                );
+                return Ok(Some(Answer::Errno(libc::EIO)));
+            }
+        };
+        debug!(home_pid = self.home_pid, fd, path = %String::from_utf8_lossy(&home_path), "maps the shared copy here");
+        Ok(Some(
+            match self.listener.install_fd(n.id, copy.as_fd(), fd, false) {
+                Ok(()) => Answer::Continue,
+                Err(error) => {
+                    debug!("installing the shared copy's fd: {error}");
+                    Answer::Errno(libc::EIO)
+                }
+            },
+        ))
+    }
+
     /// mmap of a home fd: map the cached copy instead, by putting a local
     /// fd to it at the same number and letting the guest's mmap run.
     async fn mmap_file(&self, n: &Notification) -> Result<Answer, HomeGone> {
         let (prot, flags, fd) = (n.args[2] as i32, n.args[3] as i32, n.args[4] as i32);
         let shared = flags & 0x3 != libc::MAP_PRIVATE;
+        if shared {
+            if let Some(answer) = self.map_shared_here(n, fd).await? {
+                return Ok(answer);
+            }
+        }
         if shared && prot & libc::PROT_WRITE != 0 {
             warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file (it would silently diverge from home)");
             return Ok(Answer::Errno(libc::ENODEV));

@@ -26,4 +26,5 @@ mod lookup_ahead;
 pub mod migration;
 mod proc_view;
 mod read_ahead;
+mod shared_here;
 pub mod spin;

@@ -410,6 +410,16 @@ struct Held {
     frozen_at: Option<Instant>,
 }
 
+/// What home is told when a process cannot move: for a mapping that
+/// cannot, the reason alone (home names the process by its own pid, not
+/// by its pid here); for anything else, the error.
+fn refusal(error: dump::DumpError) -> String {
+    match error {
+        dump::DumpError::Unmovable { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 fn source_thread(
     pid: i32,
     guest: Option<ReleaseCalls>,
@@ -421,7 +431,7 @@ fn source_thread(
     let frozen = match dump::freeze(pid, as_release(&guest)) {
         Ok(frozen) => frozen,
         Err(error) => {
-            let _ = ready.send(Err(error.to_string()));
+            let _ = ready.send(Err(refusal(error)));
             return;
         }
     };
@@ -429,7 +439,7 @@ fn source_thread(
         Ok(layout) => layout,
         Err(error) => {
             frozen.thaw();
-            let _ = ready.send(Err(error.to_string()));
+            let _ = ready.send(Err(refusal(error)));
             return;
         }
     };

@@ -1137,6 +1137,66 @@ print(open("after.txt").read().strip())
     assert_eq!(again.stdout, "still here\n");
 }
 
+/// Python's `multiprocessing` away: a pool, a shared value under a lock
+/// that four processes contend for, a queue, a shared array and a
+/// semaphore, all kept in files in home's `/dev/shm` that the program's
+/// processes map shared. They share them on the host, where they all
+/// run, and the output is home's. The host drops its copies once the
+/// program is gone.
+#[test]
+fn python_multiprocessing_shares_its_locks_and_memory_among_its_processes_away() {
+    let cluster = Cluster::up(2);
+    let (native, remote) = python_at_home_and_on_node2(
+        &cluster,
+        "pool.py",
+        r#"
+import multiprocessing as mp, os
+def square(x):
+    return x * x
+def add(counter, lock, n):
+    for _ in range(n):
+        with lock:
+            counter.value += 1
+def fill(array, queue, k):
+    for i in range(k, len(array), 4):
+        array[i] = i * i
+    queue.put((k, os.getppid() == parent))
+parent = os.getpid()
+if __name__ == "__main__":
+    with mp.Pool(3) as pool:
+        print("pool", sum(pool.map(square, range(2000))))
+    counter, lock = mp.Value("i", 0, lock=False), mp.Lock()
+    workers = [mp.Process(target=add, args=(counter, lock, 500)) for _ in range(4)]
+    [w.start() for w in workers]; [w.join() for w in workers]
+    print("counter", counter.value, [w.exitcode for w in workers])
+    array, queue = mp.Array("l", 100), mp.Queue()
+    workers = [mp.Process(target=fill, args=(array, queue, k)) for k in range(4)]
+    [w.start() for w in workers]
+    print("queue", sorted(queue.get() for _ in range(4)))
+    [w.join() for w in workers]
+    print("array", sum(array[:]))
+    sem = mp.Semaphore(2)
+    print("semaphore", sem.acquire(), sem.acquire(), sem.acquire(timeout=0.1))
+"#,
+    );
+    assert_eq!(
+        native.stdout,
+        "pool 2664667000\ncounter 2000 [0, 0, 0, 0]\n\
+         queue [(0, True), (1, True), (2, True), (3, True)]\n\
+         array 328350\nsemaphore True True False\n",
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    let agent = std::fs::read_to_string(cluster.state_dir().join("node2/agent.pid")).unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.trim())).unwrap();
+    let copies = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("memfd:homing:"))
+        .count();
+    assert_eq!(copies, 0, "the host still holds shared memory copies");
+}
+
 /// A program listing its own fds (`/proc/self/fd`, `fdinfo`, a thread's)
 /// finds those it has, as at home: not its deputy's agent socket.
 #[test]
