@@ -3336,7 +3336,7 @@ impl Context {
     /// (see [`Prefetched`]), when the cache holds its copy: nothing to
     /// ask home. `None` for any other: [`Self::mmap_file`] judges it.
     fn map_prefetched(&self, n: &Notification) -> Option<Answer> {
-        let (prot, flags, fd) = (n.args[2] as i32, n.args[3] as i32, n.args[4] as i32);
+        let (flags, fd) = (n.args[3] as i32, n.args[4] as i32);
         let file = {
             let slot = self.member.prefetched.lock().ok()?;
             let prefetched = slot.as_ref()?;
@@ -3346,8 +3346,10 @@ impl Context {
             }
             HomeFile::from_stat(&prefetched.stat)?
         };
+        // A shared mapping may be of shared memory, whose copy here is
+        // not the cache's: `mmap_file` tells.
         let shared = flags & 0x3 != libc::MAP_PRIVATE;
-        if (shared && prot & libc::PROT_WRITE != 0) || !file.is_regular() {
+        if shared || !file.is_regular() {
             return None;
         }
         let path = self.role.cache.cached(&self.home_node, &file).ok()??;

@@ -1,5 +1,5 @@
-//! Files in home's `/dev/shm` that guests map shared: one copy on this
-//! host, shared by every guest that maps the same file.
+//! Files in home's `/dev/shm`, and memfds, that guests map shared: one
+//! copy on this host, shared by every guest that maps the same file.
 //!
 //! `/dev/shm` holds a machine's POSIX shared memory and named semaphores
 //! (`shm_open`, `sem_open`; Python's `multiprocessing` keeps its locks and
@@ -9,8 +9,10 @@
 //! runs. So the first guest to map such a file gets a copy of it made
 //! here, filled from home; every later mapping of the same file, by any
 //! guest from that home node, maps the same copy, and a futex in it works
-//! as at home. Writable shared mappings of any other home file are still
-//! refused: a write made here would never reach home.
+//! as at home. A memfd the program made is reached only by it, its
+//! children and whoever it hands the fd to, and is shared the same way.
+//! Writable shared mappings of any other home file are still refused: a
+//! write made here would never reach home.
 //!
 //! What a copy cannot give is sharing with a process at home: it and the
 //! program would each see their own writes only. Nor do `write` and
@@ -30,13 +32,18 @@ use crate::cache::HomeFile;
 /// Where a home file must be for its shared mappings to be shared here.
 const SHARED_MEMORY_DIR: &[u8] = b"/dev/shm/";
 
+/// How home's kernel names a memfd: memory only the program, its
+/// children and whoever it hands the fd to can reach.
+const MEMFD: &[u8] = b"/memfd:";
+
 /// How much of a file each call home fills a copy with.
 const FILL_STEP: usize = 1 << 20;
 
 /// Whether the home file at `path` (as home's kernel names an open file,
-/// `/proc/PID/fd/N`) holds shared memory or a semaphore.
+/// `/proc/PID/fd/N`) holds shared memory or a semaphore: a file in
+/// `/dev/shm`, or a memfd.
 pub fn holds_shared_memory(path: &[u8]) -> bool {
-    path.starts_with(SHARED_MEMORY_DIR)
+    path.starts_with(SHARED_MEMORY_DIR) || path.starts_with(MEMFD)
 }
 
 /// The copies made here, by home node and the home file's device and inode.
@@ -181,5 +188,6 @@ mod tests {
         here.forget("node1");
         assert_eq!(here.copies.len(), 1);
         assert!(holds_shared_memory(b"/dev/shm/sem.x") && !holds_shared_memory(b"/dev/shmem"));
+        assert!(holds_shared_memory(b"/memfd:ring (deleted)") && !holds_shared_memory(b"/tmp/f"));
     }
 }

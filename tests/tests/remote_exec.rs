@@ -1140,11 +1140,11 @@ print(open("after.txt").read().strip())
 /// Python's `multiprocessing` away: a pool, a shared value under a lock
 /// that four processes contend for, a queue, a shared array and a
 /// semaphore, all kept in files in home's `/dev/shm` that the program's
-/// processes map shared. They share them on the host, where they all
-/// run, and the output is home's. The host drops its copies once the
-/// program is gone.
+/// processes map shared; and a memfd a parent and its child share. They
+/// share them on the host, where they all run, and the output is home's.
+/// The host drops its copies once the program is gone.
 #[test]
-fn python_multiprocessing_shares_its_locks_and_memory_among_its_processes_away() {
+fn python_multiprocessing_and_a_memfd_share_memory_among_the_programs_processes_away() {
     let cluster = Cluster::up(2);
     let (native, remote) = python_at_home_and_on_node2(
         &cluster,
@@ -1177,13 +1177,23 @@ if __name__ == "__main__":
     print("array", sum(array[:]))
     sem = mp.Semaphore(2)
     print("semaphore", sem.acquire(), sem.acquire(), sem.acquire(timeout=0.1))
+    import mmap
+    ring = os.memfd_create("ring")
+    os.ftruncate(ring, 4096)
+    shared = mmap.mmap(ring, 4096, mmap.MAP_SHARED)
+    child = os.fork()
+    if child == 0:
+        shared[:5] = b"child"
+        os._exit(0)
+    os.waitpid(child, 0)
+    print("memfd", shared[:5])
 "#,
     );
     assert_eq!(
         native.stdout,
         "pool 2664667000\ncounter 2000 [0, 0, 0, 0]\n\
          queue [(0, True), (1, True), (2, True), (3, True)]\n\
-         array 328350\nsemaphore True True False\n",
+         array 328350\nsemaphore True True False\nmemfd b'child'\n",
         "{native:?}"
     );
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
