@@ -3364,9 +3364,10 @@ impl Context {
     }
 
     /// A shared mapping of a file in home's `/dev/shm` (shared memory, a
-    /// semaphore): the guest maps this host's copy of it, the one every
-    /// guest here mapping that file shares (see [`crate::shared_here`]).
-    /// `None` for any other file.
+    /// semaphore) or of a memfd: the guest maps this host's copy of it,
+    /// the one every guest here mapping that file shares (see
+    /// [`crate::shared_here`]). `None` for any other file; telling costs
+    /// a shared mapping of one a round trip (a `readlink` of the fd).
     async fn map_shared_here(&self, n: &Notification, fd: i32) -> Result<Option<Answer>, HomeGone> {
         let fd_link = format!("/proc/self/fd/{fd}");
         let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? else {

@@ -660,6 +660,19 @@ pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> 
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_proc_file_or_any_file_is_read_whole() {
+        let status = super::read_proc("/proc/self/status").unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(super::field_in(&status, "Pid:"), Some(pid.as_str()));
+        let dir = std::env::temp_dir().join(format!("homing-read-proc-{pid}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = (0..2000).map(|n| format!("{n}\n")).collect();
+        std::fs::write(dir.join("long"), &text).unwrap();
+        assert_eq!(super::read_proc(dir.join("long")).unwrap(), text);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn one_thread_is_told_from_several() {
         let mut child = std::process::Command::new("sleep")
             .arg("5")
