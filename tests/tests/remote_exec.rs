@@ -1207,6 +1207,42 @@ if __name__ == "__main__":
     assert_eq!(copies, 0, "the host still holds shared memory copies");
 }
 
+/// `git` (a repository made, committed to, packed and checked), `xz` on
+/// two threads and `perl`, on home files, give what they give at home.
+#[test]
+fn git_xz_and_perl_work_on_home_files_as_at_home() {
+    let cluster = Cluster::up(2);
+    write_at_home(
+        &cluster,
+        "tools.sh",
+        r#"set -e
+export GIT_AUTHOR_DATE=2020-01-01T00:00:00Z GIT_COMMITTER_DATE=2020-01-01T00:00:00Z
+rm -rf repo nums nums.xz && mkdir repo && cd repo
+git init -q . && git config user.email a@b && git config user.name a
+for i in 1 2 3; do echo "line $i" > f$i; git add f$i; git commit -qm "c$i"; done
+git log --format='%H %s'
+git gc -q && git count-objects -v | grep -E '^(count|in-pack):'
+git fsck --no-progress 2>&1 | wc -l
+cd .. && seq 1 200000 > nums && xz -T2 -k nums && xz -dc nums.xz | md5sum
+perl -ne '$s += $_; END { print "$s
+" }' nums
+"#,
+    );
+    let (native, remote) = at_home_and_on_node2(&cluster, "bash tools.sh");
+    assert!(
+        native.stdout.contains(
+            " c3
+"
+        ) && native.stdout.ends_with(
+            "
+20000100000
+"
+        ),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// A program listing its own fds (`/proc/self/fd`, `fdinfo`, a thread's)
 /// finds those it has, as at home: not its deputy's agent socket.
 #[test]
