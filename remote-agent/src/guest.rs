@@ -3337,15 +3337,7 @@ impl Context {
     /// ask home. `None` for any other: [`Self::mmap_file`] judges it.
     fn map_prefetched(&self, n: &Notification) -> Option<Answer> {
         let (flags, fd) = (n.args[3] as i32, n.args[4] as i32);
-        let file = {
-            let slot = self.member.prefetched.lock().ok()?;
-            let prefetched = slot.as_ref()?;
-            let fresh = nothing_learned_since(&self.member, prefetched.armed, prefetched.at);
-            if !fresh || prefetched.fd != fd {
-                return None;
-            }
-            HomeFile::from_stat(&prefetched.stat)?
-        };
+        let file = self.prefetched_stat(fd)?;
         // A shared mapping may be of shared memory, whose copy here is
         // not the cache's: `mmap_file` tells.
         let shared = flags & 0x3 != libc::MAP_PRIVATE;
@@ -3363,17 +3355,42 @@ impl Context {
         }
     }
 
+    /// The stat fd `fd`'s open brought, while it may still serve (see
+    /// [`Prefetched`]).
+    fn prefetched_stat(&self, fd: i32) -> Option<HomeFile> {
+        let slot = self.member.prefetched.lock().ok()?;
+        let prefetched = slot.as_ref()?;
+        let fresh = nothing_learned_since(&self.member, prefetched.armed, prefetched.at);
+        if !fresh || prefetched.fd != fd {
+            return None;
+        }
+        HomeFile::from_stat(&prefetched.stat)
+    }
+
     /// A shared mapping of a file in home's `/dev/shm` (shared memory, a
     /// semaphore) or of a memfd: the guest maps this host's copy of it,
     /// the one every guest here mapping that file shares (see
-    /// [`crate::shared_here`]). `None` for any other file; telling costs
-    /// a shared mapping of one a round trip (a `readlink` of the fd).
+    /// [`crate::shared_here`]). `None` for any other file. Telling costs
+    /// a round trip (a `readlink` of the fd), but for a file whose device
+    /// is known here (its stat just came) to hold other files.
     async fn map_shared_here(&self, n: &Notification, fd: i32) -> Result<Option<Answer>, HomeGone> {
+        let device = self
+            .member
+            .fstat_of(fd)
+            .or_else(|| self.prefetched_stat(fd))
+            .map(|file| file.dev);
+        let shared_here = &self.role.shared_here;
+        if device.is_some_and(|dev| shared_here.holds_other_files(&self.home_node, dev)) {
+            return Ok(None);
+        }
         let fd_link = format!("/proc/self/fd/{fd}");
         let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? else {
             return Ok(None);
         };
         if !crate::shared_here::holds_shared_memory(&home_path) {
+            if let Some(dev) = device {
+                shared_here.note_other_file(&self.home_node, dev);
+            }
             return Ok(None);
         }
         // Sized as it is now, and opened as the program's own fd is.

@@ -50,6 +50,13 @@ pub fn holds_shared_memory(path: &[u8]) -> bool {
 #[derive(Default)]
 pub struct SharedHere {
     copies: DashMap<(String, u64, u64), Arc<OnceCell<OwnedFd>>>,
+    /// The home devices (by home node) known to hold a file that is no
+    /// shared memory: a shared mapping of another file there needs no
+    /// asking where it is. Only that is remembered: a device that holds
+    /// `/dev/shm` may hold other files too (where `/dev/shm` is no mount
+    /// of its own), and those must not be taken for shared memory, while
+    /// a file of `/dev/shm` taken for another is only refused, as before.
+    other_devices: DashMap<(String, u64), ()>,
 }
 
 impl SharedHere {
@@ -94,6 +101,18 @@ impl SharedHere {
             .await?;
         rustix::fs::ftruncate(copy, file.size)?;
         reopen(copy.as_fd(), flags)
+    }
+
+    /// Whether device `dev` of `home_node` is known to hold a file that
+    /// is no shared memory.
+    pub fn holds_other_files(&self, home_node: &str, dev: u64) -> bool {
+        self.other_devices
+            .contains_key(&(home_node.to_owned(), dev))
+    }
+
+    /// Device `dev` of `home_node` holds a file that is no shared memory.
+    pub fn note_other_file(&self, home_node: &str, dev: u64) {
+        self.other_devices.insert((home_node.to_owned(), dev), ());
     }
 
     /// Drops the copies of `home_node`'s files (it has no guest here left).
@@ -187,6 +206,9 @@ mod tests {
         assert_eq!(seen[0], b'a');
         here.forget("node1");
         assert_eq!(here.copies.len(), 1);
+        here.note_other_file("node1", 7);
+        assert!(here.holds_other_files("node1", 7));
+        assert!(!here.holds_other_files("node1", 8) && !here.holds_other_files("node3", 7));
         assert!(holds_shared_memory(b"/dev/shm/sem.x") && !holds_shared_memory(b"/dev/shmem"));
         assert!(holds_shared_memory(b"/memfd:ring (deleted)") && !holds_shared_memory(b"/tmp/f"));
     }
