@@ -3457,7 +3457,10 @@ impl Context {
             warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file (it would silently diverge from home)");
             return Ok(Answer::Errno(libc::ENODEV));
         }
-        let known = self.member.fstat_of(fd);
+        let known = self
+            .member
+            .fstat_of(fd)
+            .or_else(|| self.prefetched_stat(fd));
         let file = match known {
             Some(file) => file,
             None => match self.calls.fstat(n.tid, fd).await? {
