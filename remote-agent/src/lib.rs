@@ -5,7 +5,7 @@
 //! guest under the shim's seccomp supervision, forwards each residual
 //! syscall home and writes the answer back into the guest, maps home files
 //! from the cache (and home's shared memory from one copy its guests
-//! share, [`shared_here`]), delivers the signals home forwards, and reports the
+//! share, in `shared_here`), delivers the signals home forwards, and reports the
 //! guest's end. For migrations it drives both ends' process mechanics on
 //! threads of their own: freezing a process and streaming its image out,
 //! and restoring a received image into a blank guest (or into a deputy at
