@@ -794,6 +794,7 @@ impl Node {
             _ => {
                 let message =
                     format!("process {pid} is not a forked child of an away process {parent_pid}");
+                warn!(pid, parent_pid, "refused a deputy's adoption: {message}");
                 return write_message(&mut deputy, &ControlResponse::Error { message }).await;
             }
         };
