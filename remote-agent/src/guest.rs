@@ -153,8 +153,13 @@ struct DirectoryEnd {
 
 struct PendingFork {
     parent_host: i32,
+    /// The thread that forked.
+    tid: i32,
     home_node: String,
     child_home: i32,
+    /// How many times the thread's fork has come for this child: a fork
+    /// the kernel restarts comes again (see [`Context::fork`]).
+    attempt: u32,
 }
 
 /// One guest process and its deputy at home.
@@ -1478,12 +1483,38 @@ impl HostRole {
 
     /// Whether the fork by process `parent_host` whose child is `child_home`
     /// at home still waits for its child here.
-    fn fork_unclaimed(&self, parent_host: i32, child_home: i32) -> bool {
+    fn fork_unclaimed(&self, parent_host: i32, child_home: i32, attempt: u32) -> bool {
         self.pending_forks.lock().is_ok_and(|pending| {
-            pending
-                .iter()
-                .any(|f| f.parent_host == parent_host && f.child_home == child_home)
+            pending.iter().any(|f| {
+                f.parent_host == parent_host && f.child_home == child_home && f.attempt == attempt
+            })
         })
+    }
+
+    /// The home pid, and the attempt it now is, of a fork by thread `tid`
+    /// of process `parent_host` whose child never came: the same thread
+    /// forking again means the kernel gave that fork up (or it failed),
+    /// unless the child is there and has only made no call yet.
+    fn fork_again(&self, parent_host: i32, tid: i32) -> Option<(i32, u32)> {
+        let mut pending = self.pending_forks.lock().ok()?;
+        let mut of_thread = pending
+            .iter_mut()
+            .filter(|f| f.parent_host == parent_host && f.tid == tid)
+            .peekable();
+        of_thread.peek()?;
+        let made: Vec<i32> = children_of(parent_host, tid)
+            .into_iter()
+            .filter_map(innermost_pid)
+            .collect();
+        let fork = of_thread.find(|f| !made.contains(&f.child_home))?;
+        fork.attempt += 1;
+        debug!(
+            host_pid = parent_host,
+            child_home = fork.child_home,
+            attempt = fork.attempt,
+            "a fork comes again (the kernel restarted it): the same child at home"
+        );
+        Some((fork.child_home, fork.attempt))
     }
 
     /// Takes the pending fork that produced process `tgid`, if any.
@@ -2245,24 +2276,37 @@ impl Context {
 
     /// The deputy forks at home first; its child's pid is the new process's
     /// identity. Then the guest's own fork runs here.
+    ///
+    /// A signal that comes in while the kernel forks makes it give up and
+    /// run the fork again once the handler has run (`ERESTARTNOINTR`): the
+    /// same thread then forks again with no child made. Its child at home
+    /// is still waiting for one: it is the one the fork gets, not another.
     async fn fork(&self, n: &Notification) -> Result<Answer, HomeGone> {
-        let request = SyscallCall {
-            nr: libc::SYS_fork as u64,
-            args: [0; 6],
-            inputs: vec![],
+        let (child_home, attempt) = match self.role.fork_again(self.guest_pid, n.tid) {
+            Some(again) => again,
+            None => {
+                let request = SyscallCall {
+                    nr: libc::SYS_fork as u64,
+                    args: [0; 6],
+                    inputs: vec![],
+                };
+                let result = self.calls.call(n.tid, request).await?;
+                if result.ret < 0 {
+                    return Ok(errno_of(result.ret));
+                }
+                let child_home = result.ret as i32;
+                if let Ok(mut pending) = self.role.pending_forks.lock() {
+                    pending.push_back(PendingFork {
+                        parent_host: self.guest_pid,
+                        tid: n.tid,
+                        home_node: self.home_node.clone(),
+                        child_home,
+                        attempt: 0,
+                    });
+                }
+                (child_home, 0)
+            }
         };
-        let result = self.calls.call(n.tid, request).await?;
-        if result.ret < 0 {
-            return Ok(errno_of(result.ret));
-        }
-        let child_home = result.ret as i32;
-        if let Ok(mut pending) = self.role.pending_forks.lock() {
-            pending.push_back(PendingFork {
-                parent_host: self.guest_pid,
-                home_node: self.home_node.clone(),
-                child_home,
-            });
-        }
         let Some(pids) = self.role.home_pids(&self.home_node) else {
             return Ok(Answer::Continue);
         };
@@ -2287,7 +2331,10 @@ impl Context {
         // end, if nothing earlier, is a call), which ends the wait too.
         let began = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(1);
-        let unclaimed = || self.role.fork_unclaimed(self.guest_pid, child_home);
+        let unclaimed = || {
+            self.role
+                .fork_unclaimed(self.guest_pid, child_home, attempt)
+        };
         while thread_children(self.guest_pid, n.tid) == before
             && unclaimed()
             && began.elapsed() < FORK_TURN

@@ -1753,6 +1753,24 @@ fn children_forked_back_to_back_each_keep_their_own_deputy() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// A program forking while signals keep coming: a fork the kernel
+/// restarts for a signal comes to the host again from the same thread,
+/// and must get the child at home the first one got, not another. (Each
+/// restart made another deputy at home, which no child on the host ever
+/// took: the program hung, with deputies left at home.)
+#[test]
+fn forks_restarted_by_signals_each_make_one_child_and_leave_nothing() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "forkstorm");
+    let (native, remote) = at_home_and_on_node2(&cluster, "./forkstorm 150");
+    assert_eq!(native.stdout, "150 forks, 0 wrong\n", "{native:?}");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    let left = cluster.exec("node1", &["pgrep", "-u", "alice", "forkstorm"]);
+    assert_eq!(left.stdout, "", "deputies left at home: {left:?}");
+    let log = cluster.log("node2");
+    assert!(!log.contains("never attached"), "{log}");
+}
+
 #[test]
 fn forked_children_have_their_own_home_pid_and_are_waited_for() {
     let cluster = Cluster::up(2);
