@@ -379,7 +379,6 @@ fn serve(stream: UnixStream) -> i32 {
     }
 }
 
-/// One worker thread per guest thread: a call blocked at home holds up no other thread's.
 /// Whether `call` returns promptly whatever the state of its files: no
 /// waiting for data, peers, locks or children. Bulk reads and writes stay
 /// on workers even on regular files: measured, inline they halved the
@@ -507,6 +506,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One worker thread per guest thread: a call blocked at home holds up no other thread's.
 fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
     let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
     let progress = Arc::new(Mutex::new(Progress::default()));
