@@ -151,6 +151,16 @@ struct DirectoryEnd {
     at: std::time::Instant,
 }
 
+/// Where a shared mapping of a home file goes (see
+/// [`Context::map_shared_here`]).
+enum SharedMapping {
+    /// To this host's copy of shared memory, with this answer.
+    Here(Answer),
+    /// To the cache, as any mapping, with the file's path at home if it
+    /// was read to tell.
+    Cached(Option<Vec<u8>>),
+}
+
 struct PendingFork {
     parent_host: i32,
     /// The thread that forked.
@@ -3417,10 +3427,11 @@ impl Context {
     /// A shared mapping of a file in home's `/dev/shm` (shared memory, a
     /// semaphore) or of a memfd: the guest maps this host's copy of it,
     /// the one every guest here mapping that file shares (see
-    /// [`crate::shared_here`]). `None` for any other file. Telling costs
-    /// a round trip (a `readlink` of the fd), but for a file whose device
-    /// is known here (its stat just came) to hold other files.
-    async fn map_shared_here(&self, n: &Notification, fd: i32) -> Result<Option<Answer>, HomeGone> {
+    /// [`crate::shared_here`]). Any other file goes to the cache, with
+    /// its path at home where that was read to tell: telling costs a
+    /// round trip (a `readlink` of the fd), but for a file whose device is
+    /// known here (its stat just came) to hold other files.
+    async fn map_shared_here(&self, n: &Notification, fd: i32) -> Result<SharedMapping, HomeGone> {
         let device = self
             .member
             .fstat_of(fd)
@@ -3428,23 +3439,23 @@ impl Context {
             .map(|file| file.dev);
         let shared_here = &self.role.shared_here;
         if device.is_some_and(|dev| shared_here.holds_other_files(&self.home_node, dev)) {
-            return Ok(None);
+            return Ok(SharedMapping::Cached(None));
         }
-        let fd_link = format!("/proc/self/fd/{fd}");
-        let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? else {
-            return Ok(None);
+        let Some(home_path) = self.home_path_of(n.tid, fd).await? else {
+            return Ok(SharedMapping::Cached(None));
         };
         if !crate::shared_here::holds_shared_memory(&home_path) {
             if let Some(dev) = device {
                 shared_here.note_other_file(&self.home_node, dev);
             }
-            return Ok(None);
+            return Ok(SharedMapping::Cached(Some(home_path)));
         }
+        let here = |answer| Ok(SharedMapping::Here(answer));
         // Sized as it is now, and opened as the program's own fd is.
         let file = match self.calls.fstat(n.tid, fd).await? {
             Ok(file) if file.is_regular() => file,
-            Ok(_) => return Ok(Some(Answer::Errno(libc::ENODEV))),
-            Err(errno) => return Ok(Some(errno_of(errno))),
+            Ok(_) => return here(Answer::Errno(libc::ENODEV)),
+            Err(errno) => return here(errno_of(errno)),
         };
         let get_flags = SyscallCall {
             nr: libc::SYS_fcntl as u64,
@@ -3453,7 +3464,7 @@ impl Context {
         };
         let open_flags = self.calls.call(n.tid, get_flags).await?.ret;
         if open_flags < 0 {
-            return Ok(Some(errno_of(open_flags)));
+            return here(errno_of(open_flags));
         }
         let calls = &self.calls;
         let read = |offset: u64, len: usize| async move {
@@ -3475,11 +3486,11 @@ impl Context {
                     home_pid = self.home_pid,
                     fd, "cannot share a home shared memory file here: {error}"
                 );
-                return Ok(Some(Answer::Errno(libc::EIO)));
+                return here(Answer::Errno(libc::EIO));
             }
         };
         debug!(home_pid = self.home_pid, fd, path = %String::from_utf8_lossy(&home_path), "maps the shared copy here");
-        Ok(Some(
+        here(
             match self.listener.install_fd(n.id, copy.as_fd(), fd, false) {
                 Ok(()) => Answer::Continue,
                 Err(error) => {
@@ -3487,7 +3498,14 @@ impl Context {
                     Answer::Errno(libc::EIO)
                 }
             },
-        ))
+        )
+    }
+
+    /// The path home's kernel gives the program's fd `fd` (its
+    /// `/proc/self/fd` link there), if it gives one.
+    async fn home_path_of(&self, tid: i32, fd: i32) -> Result<Option<Vec<u8>>, HomeGone> {
+        let fd_link = format!("/proc/self/fd/{fd}");
+        Ok(self.calls.readlink(tid, fd_link.as_bytes()).await?.ok())
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -3495,9 +3513,11 @@ impl Context {
     async fn mmap_file(&self, n: &Notification) -> Result<Answer, HomeGone> {
         let (prot, flags, fd) = (n.args[2] as i32, n.args[3] as i32, n.args[4] as i32);
         let shared = flags & 0x3 != libc::MAP_PRIVATE;
+        let mut home_path = None;
         if shared {
-            if let Some(answer) = self.map_shared_here(n, fd).await? {
-                return Ok(answer);
+            match self.map_shared_here(n, fd).await? {
+                SharedMapping::Here(answer) => return Ok(answer),
+                SharedMapping::Cached(path) => home_path = path,
             }
         }
         if shared && prot & libc::PROT_WRITE != 0 {
@@ -3541,8 +3561,11 @@ impl Context {
         if self.role.cache.origin(&path).is_none() {
             // Once per copy: its path at home, which the program's own
             // `/proc/self/maps` shows (see `proc_view`).
-            let fd_link = format!("/proc/self/fd/{fd}");
-            if let Ok(home_path) = self.calls.readlink(n.tid, fd_link.as_bytes()).await? {
+            let home_path = match home_path {
+                Some(path) => Some(path),
+                None => self.home_path_of(n.tid, fd).await?,
+            };
+            if let Some(home_path) = home_path {
                 if let Err(error) = self.role.cache.note_home_path(&path, &home_path) {
                     debug!("noting where a mapped file came from: {error}");
                 }
