@@ -12,6 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::home_loader::Interpreter;
+
 /// The identity of a file at home, from its `struct stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HomeFile {
@@ -101,27 +103,27 @@ impl Cache {
         ))
     }
 
-    /// A name for the cached copy `local` that ends in `name` (the file
-    /// name a program exec'd it by), so the kernel names the process as
-    /// it would have at home: a hard link in a directory of its own.
-    /// Falls back to `local` itself.
+    /// A name for the cached copy `local` (an entry or a launch copy) that
+    /// ends in `name` (the file name a program exec'd it by), so the
+    /// kernel names the process as it would have at home: a hard link in
+    /// a directory of its own, beside the copy. Falls back to `local`
+    /// itself.
     pub fn named(&self, local: &Path, name: &[u8]) -> PathBuf {
         use std::os::unix::ffi::OsStrExt;
         let name = std::ffi::OsStr::from_bytes(name);
         let usable =
             !name.is_empty() && name != "." && name != ".." && !name.as_bytes().contains(&b'/');
-        let Some(content) = local.file_name().filter(|_| usable) else {
+        let (Some(content), Some(beside)) = (local.file_name().filter(|_| usable), local.parent())
+        else {
             return local.to_owned();
         };
-        let dir = self.dir.join("names").join(content);
+        let names = beside.join("names");
+        let dir = names.join(content);
         let linked = dir.join(name);
         let made = std::fs::create_dir_all(&dir)
             .and_then(|()| {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(SEARCH_ONLY))?;
-                std::fs::set_permissions(
-                    self.dir.join("names"),
-                    std::fs::Permissions::from_mode(SEARCH_ONLY),
-                )
+                std::fs::set_permissions(&names, std::fs::Permissions::from_mode(SEARCH_ONLY))
             })
             .and_then(|()| match std::fs::hard_link(local, &linked) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -131,6 +133,52 @@ impl Cache {
             Ok(()) => linked,
             Err(_) => local.to_owned(),
         }
+    }
+
+    /// The launch copy of the cached program `program`, whose loader
+    /// `interpreter` is the cached `loader` (see [`crate::home_loader`]),
+    /// made if it is not here yet. It keeps the program's owner, group and
+    /// permission bits, and tells the program's origin.
+    pub fn launch_copy(
+        &self,
+        program: &Path,
+        interpreter: &Interpreter,
+        loader: &Path,
+    ) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        fn entry_in<'a>(dir: &Path, path: &'a Path) -> std::io::Result<&'a std::ffi::OsStr> {
+            path.parent()
+                .filter(|parent| *parent == dir)
+                .and(path.file_name())
+                .ok_or_else(|| std::io::Error::other("not a cache entry"))
+        }
+        let entry = |path| entry_in(&self.dir, path);
+        let launches = self.dir.join("launch");
+        let dir = launches.join(entry(loader)?);
+        let launch = dir.join(entry(program)?);
+        if launch.exists() {
+            return Ok(launch);
+        }
+        std::fs::create_dir_all(&dir)?;
+        for made in [&launches, &dir] {
+            std::fs::set_permissions(made, std::fs::Permissions::from_mode(SEARCH_ONLY))?;
+        }
+        let tmp = dir.join(format!(
+            ".launch-{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = crate::home_loader::write_launch_copy(program, interpreter, loader, &tmp)
+            .and_then(|()| {
+                let of_program = std::fs::metadata(program)?;
+                std::os::unix::fs::chown(&tmp, Some(of_program.uid()), Some(of_program.gid()))?;
+                std::fs::set_permissions(&tmp, of_program.permissions())?;
+                std::fs::rename(&tmp, &launch)
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map(|()| launch)
     }
 
     /// Remembers where the copy `local` came from at home: its path
@@ -176,18 +224,23 @@ impl Cache {
         Some(Origin { dev, ino, path })
     }
 
-    /// The entry's file name of `local`, an entry or a name of one.
+    /// The entry's file name of `local`: an entry, a launch copy of one,
+    /// or a name of either.
     fn entry_of<'a>(&self, local: &'a Path) -> Option<&'a [u8]> {
         use std::os::unix::ffi::OsStrExt;
-        let parent = local.parent()?;
-        let entry = if parent == self.dir {
-            local.file_name()?
-        } else if parent.parent()? == self.dir.join("names") {
-            parent.file_name()?
-        } else {
-            return None;
-        };
-        Some(entry.as_bytes())
+        let within: Vec<&[u8]> = local
+            .strip_prefix(&self.dir)
+            .ok()?
+            .iter()
+            .map(|part| part.as_bytes())
+            .collect();
+        match within[..] {
+            [entry]
+            | [b"names", entry, _]
+            | [b"launch", _, entry]
+            | [b"launch", _, b"names", entry, _] => Some(entry),
+            _ => None,
+        }
     }
 
     /// The cached copy of `file`, if it is here.
@@ -293,8 +346,30 @@ mod tests {
             path: b"/usr/bin/true".to_vec(),
         };
         assert_eq!(cache.origin(&entry), Some(origin.clone()));
-        assert_eq!(cache.origin(&named), Some(origin));
+        assert_eq!(cache.origin(&named), Some(origin.clone()));
         assert_eq!(cache.origin(Path::new("/usr/bin/true")), None);
+        // A launch copy of it, and a name of that, tell the program's
+        // origin too (not the loader's).
+        let program = std::fs::canonicalize("/proc/self/exe").unwrap();
+        std::fs::copy(&program, &entry).unwrap();
+        let loader = dir.join("node-1-fe00-1aa-2bb-6329dbdf.000000000");
+        std::fs::write(&loader, b"loader").unwrap();
+        let interpreter = crate::home_loader::interpreter_of(&std::fs::File::open(&entry).unwrap())
+            .unwrap()
+            .unwrap();
+        let launch = cache.launch_copy(&entry, &interpreter, &loader).unwrap();
+        assert!(launch.starts_with(dir.join("launch")), "{launch:?}");
+        assert_eq!(
+            cache.launch_copy(&entry, &interpreter, &loader).unwrap(),
+            launch
+        );
+        let launch_named = cache.named(&launch, b"true");
+        assert_ne!(launch_named, named);
+        assert!(launch_named.ends_with("true"), "{launch_named:?}");
+        assert_eq!(cache.origin(&launch), Some(origin.clone()));
+        assert_eq!(cache.origin(&launch_named), Some(origin));
+        // Only an entry has a launch copy.
+        assert!(cache.launch_copy(&named, &interpreter, &loader).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1301,18 +1301,54 @@ impl HostRole {
             new_argv.extend(argv.into_iter().skip(1));
             let (local, home_path) = self.fetch_program(member, tid, &interpreter, || {}).await?;
             return Ok(Program {
-                local,
+                local: self.with_home_loader(member, tid, local).await?,
                 argv: new_argv,
                 home_path,
                 name,
             });
         }
         Ok(Program {
-            local,
+            local: self.with_home_loader(member, tid, local).await?,
             argv,
             home_path,
             name,
         })
+    }
+
+    /// What to exec for the cached program `local` so that it starts in
+    /// home's dynamic loader (see [`crate::home_loader`]): `local` itself
+    /// where it names none, its launch copy else. The loader is fetched as
+    /// the kernel would open it at home, so a loader home lacks fails the
+    /// exec as it would there.
+    async fn with_home_loader(
+        &self,
+        member: &Member,
+        tid: i32,
+        local: PathBuf,
+    ) -> Result<PathBuf, StartError> {
+        let interpreter = std::fs::File::open(&local)
+            .and_then(|program| crate::home_loader::interpreter_of(&program));
+        let interpreter = match interpreter {
+            Ok(Some(interpreter)) => interpreter,
+            Ok(None) => return Ok(local),
+            Err(error) => {
+                warn!("reading the loader a cached program names: {error}");
+                return Ok(local);
+            }
+        };
+        let (loader, _) = self
+            .fetch_program(member, tid, &interpreter.path, || {})
+            .await?;
+        match self.cache.launch_copy(&local, &interpreter, &loader) {
+            Ok(launch) => Ok(launch),
+            Err(error) => {
+                warn!(
+                    "no launch copy of {} (it starts in this node's loader): {error}",
+                    local.display()
+                );
+                Ok(local)
+            }
+        }
     }
 
     /// Starts `program` as the member's process; returns its host pid.

@@ -1,7 +1,8 @@
 //! The host role of a homing node.
 //!
 //! This crate owns what a node does for processes whose home is elsewhere:
-//! it fetches the program from home into a content cache, starts it as a
+//! it fetches the program from home into a content cache (its dynamic
+//! loader too, in `home_loader`), starts it as a
 //! guest under the shim's seccomp supervision, forwards each residual
 //! syscall home and writes the answer back into the guest, maps home files
 //! from the cache (and home's shared memory from one copy its guests
@@ -23,6 +24,7 @@
 pub mod cache;
 pub mod guest;
 pub mod home_calls;
+pub mod home_loader;
 mod lookup_ahead;
 pub mod migration;
 mod proc_view;

@@ -195,6 +195,55 @@ fn static_and_dynamic_debian_binaries_run_unmodified() {
     }
 }
 
+/// A dynamically linked program starts in home's dynamic loader, not in
+/// the one its host has at the path the program names: the host's may
+/// belong to another glibc, or be missing.
+#[test]
+fn dynamic_programs_start_in_homes_loader_not_the_hosts() {
+    let cluster = Cluster::up(2);
+    // Home's loader differs from node2's by one word of its help text
+    // (`LD_DEBUG=help`), on node1 alone (its own mount namespace).
+    let system_loader = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+    let patch = format!(
+        r#"python3 -c "
+old, new = b'Valid options for the LD_DEBUG', b'Homed options for the LD_DEBUG'
+code = open('{system_loader}', 'rb').read()
+assert code.count(old) == 1
+open('/tmp/ld-home.so', 'wb').write(code.replace(old, new))"
+           chmod 755 /tmp/ld-home.so && mount --bind /tmp/ld-home.so {system_loader}"#
+    );
+    ok(cluster.exec("node1", &["sh", "-c", &patch]));
+    let help = "env LD_DEBUG=help /bin/true | head -1
+python3 -c 'import os; os.environ[\"LD_DEBUG\"] = \"help\"; os.execv(\"/bin/ls\", [\"ls\"])' | head -1
+";
+    write_at_home(&cluster, "help.sh", help);
+    let homed = "Homed options for the LD_DEBUG environment variable are:\n";
+    let native = ok(at_home(&cluster, "sh help.sh"));
+    assert_eq!(native.stdout, homed.repeat(2));
+    let on_node2 = ok(cluster.exec_as("node2", "alice", &["sh", "-c", help]));
+    assert_eq!(on_node2.stdout, homed.replace("Homed", "Valid").repeat(2));
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- sh help.sh"));
+    assert_eq!(remote.stdout, native.stdout);
+    // A loader found only at home, where the program names it; its own
+    // /proc/self/maps names it as at home.
+    ok(at_home(
+        &cluster,
+        &format!("mkdir lib && cp {system_loader} lib/ld.so"),
+    ));
+    let flags = "-O1 -Wl,--dynamic-linker=/home/alice/lib/ld.so";
+    cluster.build_program("node1", "alice", "loader", flags);
+    let run = "./loader; echo status $?";
+    let (native, remote) = at_home_and_on_node2(&cluster, &format!("sh -c '{run}'"));
+    assert_eq!(native.stdout, "loader: /home/alice/lib/ld.so\nstatus 3\n");
+    assert_eq!(remote.stdout, native.stdout);
+    // Gone from home, it fails the exec as it does at home.
+    ok(at_home(&cluster, "rm lib/ld.so"));
+    let (native, remote) = at_home_and_on_node2(&cluster, &format!("sh -c '{run}'"));
+    assert_eq!(native.stdout, "status 127\n");
+    assert_eq!(remote.stdout, native.stdout);
+    assert_eq!(remote.stderr, native.stderr);
+}
+
 #[test]
 fn python_reads_and_writes_home_files() {
     let cluster = Cluster::up(2);
