@@ -573,10 +573,9 @@ impl FastPath {
     /// Opens a program for a host to fetch for an exec (see
     /// [`syscall::OPEN_PROGRAM`]): found by its path, looked up here with
     /// the deputy's credentials, or by an fd of the deputy's that the
-    /// deputy opened with `O_PATH`; checked for execution with those
-    /// credentials, then opened for reading with the agent's, which may
-    /// read what the deputy may only execute. `None`: not here (the deputy
-    /// answers ENOSYS).
+    /// deputy opened with `O_PATH`; and the dynamic loader it names, found
+    /// by its path, where that can be done here. `None`: not here (the
+    /// deputy answers ENOSYS).
     fn open_program(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
         let walker = self.walker()?;
         let found = match call.inputs.iter().find(|i| i.index == 0) {
@@ -589,20 +588,70 @@ impl FastPath {
                 pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?
             }
         };
+        let program = match self.open_found_program(&walker, found)? {
+            Ok(program) => program,
+            Err(refused) => return Some(refused),
+        };
+        let mut outputs = vec![
+            syscall::ArgData {
+                index: syscall::PREFETCHED_STAT,
+                bytes: program.stat,
+            },
+            syscall::ArgData {
+                index: syscall::PROGRAM_PATH,
+                bytes: program.home_path,
+            },
+        ];
+        // What the host would ask for next, saving it a round trip.
+        let interpreter = homing_remote_agent::home_loader::interpreter_of(&*program.opened);
+        let loader = interpreter.ok().flatten().and_then(|interpreter| {
+            let found = self.walk_to_program(&walker, &interpreter.path)?.ok()?;
+            match self.open_found_program(&walker, found)? {
+                Ok(loader) => Some(loader),
+                Err(_) => None,
+            }
+        });
+        if let Some(loader) = loader {
+            let fd = loader.number.to_ne_bytes().to_vec();
+            outputs.extend(
+                [
+                    (syscall::LOADER_FD, fd),
+                    (syscall::LOADER_STAT, loader.stat),
+                    (syscall::LOADER_PATH, loader.home_path),
+                ]
+                .map(|(index, bytes)| syscall::ArgData { index, bytes }),
+            );
+        }
+        Some(SyscallResult {
+            ret: program.number.into(),
+            outputs,
+        })
+    }
+
+    /// Opens what a walk for an exec `found`, checked for execution with
+    /// the deputy's credentials, as `execve` would check it, then opened
+    /// for reading with the agent's, which may read what the deputy may
+    /// only execute; the host knows it by the number it gets. `Err`: the
+    /// deputy's exec would fail, with that answer. `None`: not here.
+    fn open_found_program(
+        &mut self,
+        walker: &Walker,
+        found: OwnedFd,
+    ) -> Option<Result<OpenedProgram, SyscallResult>> {
         {
             // As `execve` checks it: with the effective ids.
             let _as_deputy = walker.take_on()?;
             let flags = libc::AT_EMPTY_PATH | libc::AT_EACCESS;
             let may_run = on_found(&found, libc::SYS_faccessat2, libc::X_OK as u64, flags)?;
             if may_run.ret < 0 {
-                return Some(may_run);
+                return Some(Err(may_run));
             }
         }
         let regular = rustix::fs::fstat(&found).is_ok_and(|st| {
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
         });
         if !regular {
-            return Some(failed(libc::EACCES));
+            return Some(Err(failed(libc::EACCES)));
         }
         let link = format!("/proc/self/fd/{}", found.as_raw_fd());
         // Its path as the deputy would name it, where the agent sees the
@@ -617,20 +666,14 @@ impl FastPath {
         let stat = stat.outputs.into_iter().find(|o| o.index == 2)?.bytes;
         let number = self.next_program;
         self.next_program = self.next_program.checked_add(1)?;
-        self.programs.insert(number, Arc::new(opened));
-        Some(SyscallResult {
-            ret: number.into(),
-            outputs: vec![
-                syscall::ArgData {
-                    index: syscall::PREFETCHED_STAT,
-                    bytes: stat,
-                },
-                syscall::ArgData {
-                    index: syscall::PROGRAM_PATH,
-                    bytes: home_path.into_bytes(),
-                },
-            ],
-        })
+        let opened = Arc::new(opened);
+        self.programs.insert(number, opened.clone());
+        Some(Ok(OpenedProgram {
+            number,
+            stat,
+            home_path: home_path.into_bytes(),
+            opened,
+        }))
     }
 
     /// Looks up the program at `path` (NUL-terminated) with the deputy's
@@ -1005,6 +1048,17 @@ enum Then {
 /// Whether an open with `flags` follows a link its path ends in.
 fn open_follows(flags: u64) -> bool {
     flags as i32 & libc::O_NOFOLLOW == 0
+}
+
+/// A program opened for a host to fetch for an exec.
+struct OpenedProgram {
+    /// The number the host knows it by.
+    number: i32,
+    /// Its `struct stat`.
+    stat: Vec<u8>,
+    /// Its path as the deputy would name it (empty where not known here).
+    home_path: Vec<u8>,
+    opened: Arc<OwnedFd>,
 }
 
 /// What a path walk checks a deputy's rights with.

@@ -337,7 +337,20 @@ pub const NOT_ANSWERED_AHEAD: u8 = 249;
 /// ENOSYS: not answered there (the deputy got it): by path, the agent
 /// cannot look it up (another mount on the way, a magic link); by fd, it
 /// cannot open programs at all.
+///
+/// Where the program names a dynamic loader (`PT_INTERP`) that the agent
+/// could open the same way, the answer carries that loader opened too:
+/// its fd as output [`LOADER_FD`], its stat as [`LOADER_STAT`] and its
+/// path as [`LOADER_PATH`]. Where it could not, they are left out, and
+/// the host asks for the loader by its path.
 pub const OPEN_PROGRAM: u64 = 0x7000_0001;
+/// Output indexes of the dynamic loader an [`OPEN_PROGRAM`] answer
+/// carries: its fd (an `i32`, native-endian), its stat, its path.
+pub const LOADER_FD: u8 = 246;
+/// See [`LOADER_FD`].
+pub const LOADER_STAT: u8 = 247;
+/// See [`LOADER_FD`].
+pub const LOADER_PATH: u8 = 248;
 /// Where the fds [`OPEN_PROGRAM`] answers with begin: past any fd a
 /// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
 /// ever the deputy's. A guest's own call on one is refused on its host.

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, trace, warn};
 
 use crate::cache::{Cache, HomeFile};
-use crate::home_calls::{HomeCalls, HomeGone};
+use crate::home_calls::{HomeCalls, HomeGone, ProgramAtHome};
 use crate::lookup_ahead::{LookupKey, LookupsAhead, Successors};
 use crate::read_ahead::{Ahead, Pace, ReadAhead};
 
@@ -1291,24 +1291,28 @@ impl HostRole {
         behind: impl FnOnce(),
     ) -> Result<Program, StartError> {
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec();
-        let (local, home_path) = self.fetch_program(member, tid, path, behind).await?;
+        let (local, home_path, loader) = self.fetch_program(member, tid, path, behind).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
         if let Some((interpreter, arg)) = shebang(&local) {
+            if let Some(loader) = loader {
+                member.calls.close_read_only(tid, loader.fd)?;
+            }
             let mut new_argv = vec![interpreter.clone()];
             new_argv.extend(arg);
             new_argv.push(path.to_vec());
             new_argv.extend(argv.into_iter().skip(1));
-            let (local, home_path) = self.fetch_program(member, tid, &interpreter, || {}).await?;
+            let (local, home_path, loader) =
+                self.fetch_program(member, tid, &interpreter, || {}).await?;
             return Ok(Program {
-                local: self.with_home_loader(member, tid, local).await?,
+                local: self.with_home_loader(member, tid, local, loader).await?,
                 argv: new_argv,
                 home_path,
                 name,
             });
         }
         Ok(Program {
-            local: self.with_home_loader(member, tid, local).await?,
+            local: self.with_home_loader(member, tid, local, loader).await?,
             argv,
             home_path,
             name,
@@ -1317,28 +1321,45 @@ impl HostRole {
 
     /// What to exec for the cached program `local` so that it starts in
     /// home's dynamic loader (see [`crate::home_loader`]): `local` itself
-    /// where it names none, its launch copy else. The loader is fetched as
-    /// the kernel would open it at home, so a loader home lacks fails the
+    /// where it names none, its launch copy else. The loader is the one
+    /// home opened with the program (`opened`), or else fetched as the
+    /// kernel would open it at home, so a loader home lacks fails the
     /// exec as it would there.
     async fn with_home_loader(
         &self,
         member: &Member,
         tid: i32,
         local: PathBuf,
+        opened: Option<Box<ProgramAtHome>>,
     ) -> Result<PathBuf, StartError> {
         let interpreter = std::fs::File::open(&local)
             .and_then(|program| crate::home_loader::interpreter_of(&program));
         let interpreter = match interpreter {
             Ok(Some(interpreter)) => interpreter,
-            Ok(None) => return Ok(local),
-            Err(error) => {
-                warn!("reading the loader a cached program names: {error}");
+            Ok(None) | Err(_) => {
+                if let Some(opened) = opened {
+                    member.calls.close_read_only(tid, opened.fd)?;
+                }
+                if let Err(error) = interpreter {
+                    warn!("reading the loader a cached program names: {error}");
+                }
                 return Ok(local);
             }
         };
-        let (loader, _) = self
-            .fetch_program(member, tid, &interpreter.path, || {})
-            .await?;
+        let loader = match opened {
+            Some(opened) => {
+                let taken = self.take_program(member, tid, &interpreter.path, *opened);
+                taken.await?.0
+            }
+            None => {
+                let fetched = self.fetch_program(member, tid, &interpreter.path, || {});
+                let (loader, _, its_own) = fetched.await?;
+                if let Some(its_own) = its_own {
+                    member.calls.close_read_only(tid, its_own.fd)?;
+                }
+                loader
+            }
+        };
         match self.cache.launch_copy(&local, &interpreter, &loader) {
             Ok(launch) => Ok(launch),
             Err(error) => {
@@ -1706,9 +1727,9 @@ impl HostRole {
         member.handling.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Brings the program at `path` (home) into the cache; returns the local copy.
-    /// Caches the program at `path` at home; returns the local copy and
-    /// the program's canonical path at home.
+    /// Caches the program at `path` at home; returns the local copy, the
+    /// program's canonical path at home, and the dynamic loader it names
+    /// where home opened that too (to be taken with [`Self::take_program`]).
     /// `behind` runs once the program's open is on its way home.
     async fn fetch_program(
         &self,
@@ -1716,14 +1737,9 @@ impl HostRole {
         tid: i32,
         path: &[u8],
         behind: impl FnOnce(),
-    ) -> Result<(PathBuf, Vec<u8>), StartError> {
+    ) -> Result<(PathBuf, Vec<u8>, Option<Box<ProgramAtHome>>), StartError> {
         let calls = &member.calls;
-        let shown = String::from_utf8_lossy(path).into_owned();
-        let fail = |errno: i64| StartError::Program {
-            path: shown.clone(),
-            message: std::io::Error::from_raw_os_error(-errno as i32).to_string(),
-            errno: -errno as i32,
-        };
+        let fail = |errno: i64| program_error(path, errno);
         // Without blocking: what is there may be a FIFO or a device, which
         // an exec refuses (EACCES) where an open would wait for a writer.
         // A socket (or a device with no driver) cannot be opened at all:
@@ -1734,29 +1750,59 @@ impl HostRole {
         // the agent cannot look its path up, the deputy does.
         let enosys = -(libc::ENOSYS as i64);
         let mut opened = calls.open_program(tid, path, behind).await?;
-        if opened == Err(enosys) {
+        if matches!(opened, Err(errno) if errno == enosys) {
             let at = libc::O_PATH | libc::O_CLOEXEC;
             let (found, _) = calls.open_to_read(tid, path, at).await?.map_err(fail)?;
             opened = calls.open_program_at(tid, found).await?;
             calls.close_read_only(tid, found)?;
         }
-        let (fd, known, home_path) = match opened {
-            Ok((fd, known, home_path)) => (fd, known, Some(home_path).filter(|p| !p.is_empty())),
+        let mut program = match opened {
+            Ok(program) => program,
             Err(errno) if errno == enosys => {
                 calls.may_execute(tid, path).await?.map_err(fail)?;
-                let (fd, known) = calls
+                let (fd, file) = calls
                     .open_to_read(tid, path, flags)
                     .await?
                     .map_err(|errno| match -errno as i32 {
                         libc::ENXIO | libc::ENODEV => fail(-(libc::EACCES as i64)),
                         _ => fail(errno),
                     })?;
-                (fd, known, None)
+                ProgramAtHome {
+                    fd,
+                    file,
+                    home_path: vec![],
+                    loader: None,
+                }
             }
             Err(errno) => return Err(fail(errno)),
         };
+        let loader = program.loader.take();
+        match self.take_program(member, tid, path, program).await {
+            Ok((local, home_path)) => Ok((local, home_path, loader)),
+            Err(error) => {
+                if let Some(loader) = loader {
+                    calls.close_read_only(tid, loader.fd)?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Caches `program`, which home opened for an exec of `path`, and
+    /// closes it at home; returns the local copy and the program's
+    /// canonical path at home.
+    async fn take_program(
+        &self,
+        member: &Member,
+        tid: i32,
+        path: &[u8],
+        program: ProgramAtHome,
+    ) -> Result<(PathBuf, Vec<u8>), StartError> {
+        let calls = &member.calls;
+        let fail = |errno: i64| program_error(path, errno);
+        let fd = program.fd;
         let result = async {
-            let file = match known {
+            let file = match program.file {
                 Some(file) => file,
                 None => calls.fstat(tid, fd).await?.map_err(fail)?,
             };
@@ -1764,15 +1810,19 @@ impl HostRole {
                 return Err(fail(-(libc::EACCES as i64)));
             }
             let local = self.cache_file(&member.home_node, &file, fd, calls).await?;
-            let home_path = match home_path {
-                Some(home_path) => home_path,
-                None => {
+            let home_path = match program.home_path {
+                home_path if !home_path.is_empty() => home_path,
+                _ => {
                     let fd_link = format!("/proc/self/fd/{fd}");
                     let home_path = calls.readlink(tid, fd_link.as_bytes()).await?;
                     home_path.unwrap_or_default()
                 }
             };
-            if !home_path.is_empty() {
+            let noted = self
+                .cache
+                .origin(&local)
+                .is_some_and(|o| o.path == home_path);
+            if !home_path.is_empty() && !noted {
                 if let Err(error) = self.cache.note_home_path(&local, &home_path) {
                     debug!("noting where a cached program came from: {error}");
                 }
@@ -4483,6 +4533,15 @@ fn read_strings(memory: &ProcessMemory, at: u64) -> Result<Vec<Vec<u8>>, i32> {
             MemoryError::ArrayTooLong { .. } | MemoryError::StringTooLong { .. } => libc::E2BIG,
             MemoryError::Fault { .. } => libc::EFAULT,
         })
+}
+
+/// Why an exec of the program at `path` failed: `-errno`.
+fn program_error(path: &[u8], errno: i64) -> StartError {
+    StartError::Program {
+        path: String::from_utf8_lossy(path).into_owned(),
+        message: std::io::Error::from_raw_os_error(-errno as i32).to_string(),
+        errno: -errno as i32,
+    }
 }
 
 /// The interpreter (and its one optional argument) a `#!` script names.

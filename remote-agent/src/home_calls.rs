@@ -23,9 +23,21 @@ pub struct HomeCalls {
     forwarded: AtomicU64,
 }
 
-/// A program home opened for an exec: the fd to fetch it through, its
-/// identity and its path at home; or `-errno`.
-pub type OpenedProgram = Result<(i32, Option<HomeFile>, Vec<u8>), i64>;
+/// A program home opened for an exec (see `OPEN_PROGRAM`), or `-errno`.
+pub type OpenedProgram = Result<ProgramAtHome, i64>;
+
+/// A program home opened for an exec.
+#[derive(Debug)]
+pub struct ProgramAtHome {
+    /// The fd to fetch it through.
+    pub fd: i32,
+    /// Its identity, where home told it.
+    pub file: Option<HomeFile>,
+    /// Its path at home (empty where home could not tell it).
+    pub home_path: Vec<u8>,
+    /// The dynamic loader it names, where home opened that too.
+    pub loader: Option<Box<ProgramAtHome>>,
+}
 
 /// A non-null placeholder for a pointer argument whose buffer travels as data.
 const BUFFER: u64 = 1;
@@ -239,14 +251,26 @@ impl HomeCalls {
         if result.ret < 0 {
             return Ok(Err(result.ret));
         }
-        let file = result
-            .output(homing_proto::syscall::PREFETCHED_STAT)
-            .and_then(HomeFile::from_stat);
-        let home_path = result
-            .output(homing_proto::syscall::PROGRAM_PATH)
-            .unwrap_or_default()
-            .to_vec();
-        Ok(Ok((result.ret as i32, file, home_path)))
+        use homing_proto::syscall::{LOADER_FD, LOADER_PATH, LOADER_STAT};
+        use homing_proto::syscall::{PREFETCHED_STAT, PROGRAM_PATH};
+        let home_path = |index| result.output(index).unwrap_or_default().to_vec();
+        let loader = result
+            .output(LOADER_FD)
+            .and_then(|fd| Some(i32::from_ne_bytes(fd.try_into().ok()?)))
+            .map(|fd| {
+                Box::new(ProgramAtHome {
+                    fd,
+                    file: result.output(LOADER_STAT).and_then(HomeFile::from_stat),
+                    home_path: home_path(LOADER_PATH),
+                    loader: None,
+                })
+            });
+        Ok(Ok(ProgramAtHome {
+            fd: result.ret as i32,
+            file: result.output(PREFETCHED_STAT).and_then(HomeFile::from_stat),
+            home_path: home_path(PROGRAM_PATH),
+            loader,
+        }))
     }
 
     /// `access(path, X_OK)` at home: whether the program may execute

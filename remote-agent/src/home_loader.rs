@@ -15,8 +15,8 @@
 //! the loader reads through `p_vaddr` (its own name for itself) is still
 //! home's. Nothing here reads the program's memory or starts anything.
 
-use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -42,10 +42,11 @@ pub struct Interpreter {
     header_at: u64,
 }
 
-/// The loader `program` names, if it is an x86-64 program the kernel would
+/// The loader `program` (a file open for reading) names, if it is an x86-64 program the kernel would
 /// start through one; `None` for a static program, a script, or anything
 /// the kernel would refuse or start otherwise (which is then left to it).
-pub fn interpreter_of(program: &File) -> io::Result<Option<Interpreter>> {
+pub fn interpreter_of(program: impl AsFd) -> io::Result<Option<Interpreter>> {
+    let program = program.as_fd();
     let mut ident = [0u8; 64];
     if read_at_most(program, &mut ident, 0)? < ident.len() {
         return Ok(None);
@@ -99,14 +100,14 @@ fn parse_header(bytes: &[u8]) -> Result<FileHeader<AnyEndian>, elf::ParseError> 
 
 /// Reads into `buffer` from `offset` until it is full or the file ends;
 /// how much was read.
-fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+fn read_at_most(file: BorrowedFd, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buffer.len() {
-        match file.read_at(&mut buffer[done..], offset + done as u64) {
+        match rustix::io::pread(file, &mut buffer[done..], offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(done)
@@ -138,7 +139,7 @@ mod tests {
     use std::os::unix::ffi::OsStrExt;
 
     fn interpreter_at(path: &str) -> Option<Interpreter> {
-        interpreter_of(&File::open(path).unwrap()).unwrap()
+        interpreter_of(std::fs::File::open(path).unwrap()).unwrap()
     }
 
     #[test]
