@@ -606,10 +606,7 @@ impl FastPath {
         let interpreter = homing_remote_agent::home_loader::interpreter_of(&*program.opened);
         let loader = interpreter.ok().flatten().and_then(|interpreter| {
             let found = self.walk_to_program(&walker, &interpreter.path)?.ok()?;
-            match self.open_found_program(&walker, found)? {
-                Ok(loader) => Some(loader),
-                Err(_) => None,
-            }
+            self.open_found_program(&walker, found)?.ok()
         });
         if let Some(loader) = loader {
             let fd = loader.number.to_ne_bytes().to_vec();

@@ -354,7 +354,7 @@ mod tests {
         std::fs::copy(&program, &entry).unwrap();
         let loader = dir.join("node-1-fe00-1aa-2bb-6329dbdf.000000000");
         std::fs::write(&loader, b"loader").unwrap();
-        let interpreter = crate::home_loader::interpreter_of(&std::fs::File::open(&entry).unwrap())
+        let interpreter = crate::home_loader::interpreter_of(std::fs::File::open(&entry).unwrap())
             .unwrap()
             .unwrap();
         let launch = cache.launch_copy(&entry, &interpreter, &loader).unwrap();
