@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +153,12 @@ fn make_way(agent_fd: i32) -> ! {
             homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+    // A SIGCHLD pending here no signalfd asked for would be news to the
+    // program, which had it on its host.
+    let child = homing_shim::process::signal_bit(libc::SIGCHLD);
+    if SIGNALFD_SIGNALS.load(Ordering::SeqCst) & child == 0 {
+        homing_shim::process::take_pending_signal(child);
     }
     if let Err(error) = nix::unistd::close(agent_fd) {
         eprintln!("homing: cannot make way for the program coming home: {error}");
@@ -295,9 +301,13 @@ fn serve(stream: UnixStream) -> i32 {
     let reserved_fd = stream.as_raw_fd();
     // The signals forwarded to the program are blocked in every thread
     // (threads inherit the mask) and taken by sigwait; the rest are
-    // unblocked (a deputy may start with all blocked).
+    // unblocked (a deputy may start with all blocked). SIGCHLD is blocked
+    // too, never forwarded: it stays pending for a signalfd of the
+    // program's that asks for it (the children's ends are home's).
     let signals = homing_shim::process::forwarded_signal_mask();
-    if let Err(error) = homing_shim::process::set_thread_signal_mask(signals) {
+    let child = homing_shim::process::signal_bit(libc::SIGCHLD);
+    note_signalfds(false);
+    if let Err(error) = homing_shim::process::set_thread_signal_mask(signals | child) {
         eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
@@ -623,6 +633,9 @@ fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<Syscall
 /// call returns.
 fn execute_for_program(call: &SyscallCall, reserved_fd: i32, writer: &Writer) -> SyscallResult {
     let result = execute(call, reserved_fd);
+    if may_change_signalfds(call, &result) {
+        note_signalfds(true);
+    }
     let raised = [libc::EPIPE, libc::EFBIG].map(|errno| -(errno as i64));
     if raised.contains(&result.ret) {
         let mask = homing_shim::process::signal_bit(libc::SIGPIPE)
@@ -896,10 +909,53 @@ static FORWARDER_DONE: AtomicBool = AtomicBool::new(false);
 /// that its id stays valid).
 static FORWARDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
 
+/// The signals the program's signalfds ask for: the forwarder leaves
+/// them pending here, where a read of such a signalfd (an fd at home like
+/// any other) takes them, as the program's own read would at home.
+static SIGNALFD_SIGNALS: AtomicU64 = AtomicU64::new(0);
+/// Whether the program has had a signalfd: calls that may close one look
+/// again then (a deputy that never had one pays nothing).
+static HAD_SIGNALFD: AtomicBool = AtomicBool::new(false);
+
+/// Whether `call`, which returned `result`, may have made or closed a
+/// signalfd of the program's.
+fn may_change_signalfds(call: &SyscallCall, result: &SyscallResult) -> bool {
+    match call.nr as i64 {
+        libc::SYS_signalfd | libc::SYS_signalfd4 => result.ret >= 0,
+        libc::SYS_close
+        | libc::SYS_close_range
+        | libc::SYS_dup2
+        | libc::SYS_dup3
+        | libc::SYS_execve => HAD_SIGNALFD.load(Ordering::Relaxed),
+        _ => false,
+    }
+}
+
+/// Looks at the deputy's fds for the signals its signalfds ask for; where
+/// those changed and `running` (the forwarder has started), wakes the
+/// forwarder to wait for the others alone: a signal a signalfd no longer
+/// asks for, pending meanwhile, goes to the program then.
+fn note_signalfds(running: bool) {
+    let signals = homing_shim::process::signalfd_signals();
+    if signals != 0 {
+        HAD_SIGNALFD.store(true, Ordering::Relaxed);
+    }
+    let before = SIGNALFD_SIGNALS.swap(signals, Ordering::SeqCst);
+    if before == signals || !running {
+        return;
+    }
+    let forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(forwarder) = forwarder.as_ref() {
+        use std::os::unix::thread::JoinHandleExt;
+        homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
+    }
+}
+
 fn forward_signals(signals: u64, writer: Writer) {
     let own = std::process::id() as i32;
     loop {
-        let taken = homing_shim::process::wait_for_signal(signals);
+        let to_forward = signals & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
+        let taken = homing_shim::process::wait_for_signal(to_forward);
         if MAKING_WAY.load(Ordering::SeqCst) {
             // It waits in the process for the program coming home.
             if let Ok(signal) = taken {

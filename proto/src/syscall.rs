@@ -848,10 +848,9 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         ]),
         libc::SYS_timerfd_settime => forward(&[input(2, ITIMERSPEC), output(3, ITIMERSPEC)]),
         libc::SYS_timerfd_gettime => forward(&[output(1, ITIMERSPEC)]),
-        // A signalfd at home would see the deputy's signals, never the
-        // guest's (they are delivered on the host). ENOSYS is what a kernel
-        // without CONFIG_SIGNALFD answers, which portable programs handle.
-        libc::SYS_signalfd | libc::SYS_signalfd4 => refuse(libc::ENOSYS),
+        // Made by the deputy, which then leaves the signals it asks for
+        // pending at home for it, rather than forwarding them.
+        libc::SYS_signalfd | libc::SYS_signalfd4 => forward(&[input_counted(1, 2, 1)]),
 
         // Sockets.
         libc::SYS_socket | libc::SYS_listen | libc::SYS_shutdown => forward(&[]),

@@ -339,6 +339,24 @@ pub fn signals(tid: i32) -> Option<Signals> {
     })
 }
 
+/// The signals this process's signalfds ask for, together (bit `n - 1`
+/// for signal `n`): every open fd that is a signalfd, and the mask its
+/// `/proc/self/fdinfo` entry shows.
+pub fn signalfd_signals() -> u64 {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == "anon_inode:[signalfd]")
+        })
+        .filter_map(|fd| {
+            let info = read_proc(format!("/proc/self/fdinfo/{}", fd.file_name().to_str()?)).ok()?;
+            u64::from_str_radix(field_in(&info, "sigmask:")?, 16).ok()
+        })
+        .fold(0, |all, mask| all | mask)
+}
+
 /// Keeps freed heap memory for reuse rather than handing it back to the
 /// kernel at once. The agents go through megabyte buffers as memory moves;
 /// memory handed back comes again as fresh pages, each zeroed by the kernel
@@ -689,6 +707,35 @@ mod tests {
         helper.join().unwrap();
         assert!(several);
         assert!(!super::single_threaded(i32::MAX));
+    }
+
+    #[test]
+    fn the_signals_of_open_signalfds_are_told_together() {
+        let make = |signals: &[i32]| {
+            let mask: u64 = signals.iter().map(|&s| super::signal_bit(s)).sum();
+            // SAFETY: signalfd4 reads 8 bytes of `mask`, which outlives the
+            // call, and returns a new fd that this test owns.
+            let fd = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8, 0) };
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: the fd was just made and nothing else owns it.
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+        };
+        let before = super::signalfd_signals();
+        let (usr1, term) = (
+            make(&[libc::SIGUSR1]),
+            make(&[libc::SIGTERM, libc::SIGCHLD]),
+        );
+        let bits = super::signal_bit(libc::SIGUSR1)
+            | super::signal_bit(libc::SIGTERM)
+            | super::signal_bit(libc::SIGCHLD);
+        assert_eq!(super::signalfd_signals() & bits, bits);
+        drop(term);
+        assert_eq!(
+            super::signalfd_signals() & bits,
+            super::signal_bit(libc::SIGUSR1) | (before & bits)
+        );
+        drop(usr1);
+        assert_eq!(super::signalfd_signals(), before);
     }
 
     #[test]

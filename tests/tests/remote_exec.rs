@@ -798,6 +798,46 @@ fn a_program_started_just_after_its_hosts_agent_restarted_runs() {
     }
 }
 
+/// A signalfd is home's like any fd, and takes the signals sent at home
+/// that it asks for: a child's end (with the child's home pid and its
+/// status) and signals from the shell (with the shell's pid), read
+/// through `poll` beside a pipe. Closed, it gives them back to the
+/// program's handlers. util-linux's `script` (a pty and a signalfd) runs.
+#[test]
+fn a_signalfd_takes_the_signals_sent_at_home_and_closed_gives_them_back() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "sigfd");
+    write_at_home(
+        &cluster,
+        "sigfd.sh",
+        r#"rm -f sigfd.out
+$RUN ./sigfd > sigfd.out & pid=$!
+until grep -q ready sigfd.out; do sleep 0.05; done
+kill -USR1 $pid; kill -TERM $pid
+until grep -q closed sigfd.out; do sleep 0.05; done
+kill -USR1 $pid
+wait $pid; echo "status $?"; cat sigfd.out
+"#,
+    );
+    let native = ok(at_home(&cluster, "timeout 60 sh sigfd.sh"));
+    assert_eq!(
+        native.stdout,
+        "status 0\nChild exited from the child: 1, status 5\nready\n\
+         User defined signal 1 from my parent: 1\nTerminated from my parent: 1\n\
+         closed\nhandler: User defined signal 1\n"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "RUN='homing run --on node2 --' timeout 60 sh sigfd.sh",
+    ));
+    assert_eq!(remote.stdout, native.stdout);
+    let script =
+        r#"script -qc 'tty > /dev/null && echo on a pty; echo $((6 * 7))' /dev/null < /dev/null"#;
+    let (native, remote) = at_home_and_on_node2(&cluster, script);
+    assert_eq!(native.stdout.replace('\r', ""), "on a pty\n42\n");
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 #[test]
 fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
     let cluster = Cluster::up(2);
@@ -1137,7 +1177,8 @@ print("status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
-/// A syscall homing cannot forward (`signalfd4`) gets its errno, and the
+/// A syscall homing cannot forward (`io_uring_setup`, which liburing's
+/// users fall back from) gets its errno, and the
 /// host agent names it in its log once for the process, however often it
 /// comes; the program goes on, and so does the agent. glibc's `clone3`,
 /// refused so that it falls back to `clone` for each thread it starts,
@@ -1149,11 +1190,11 @@ fn an_unsupported_syscall_gets_its_errno_and_is_named_once_in_the_log() {
         &cluster,
         "refused.py",
         r#"
-import ctypes, errno, signal, threading
+import ctypes, errno, threading
 libc = ctypes.CDLL(None, use_errno=True)
-mask = ctypes.c_uint64(1 << (signal.SIGUSR1 - 1))
+params = ctypes.create_string_buffer(120)
 for _ in range(3):
-    fd = libc.syscall(289, -1, ctypes.byref(mask), 8, 0)  # signalfd4
+    fd = libc.syscall(425, 8, params)  # io_uring_setup
     print(fd, errno.errorcode.get(ctypes.get_errno()))
 ran = []
 threads = [threading.Thread(target=ran.append, args=(n,)) for n in range(4)]
@@ -1179,7 +1220,7 @@ print(open("after.txt").read().strip())
             .filter(|l| l.contains("unsupported syscall refused") && l.contains(syscall))
             .count()
     };
-    assert_eq!(named("syscall=\"signalfd4\""), 1, "{log}");
+    assert_eq!(named("syscall=\"io_uring_setup\""), 1, "{log}");
     assert_eq!(named("syscall=\"clone3\""), 1, "{log}");
     // The agent goes on serving.
     let again = ok(at_home(&cluster, "homing run --on node2 -- cat after.txt"));
