@@ -81,7 +81,12 @@ pub struct Node {
     /// The host role: guests whose home is elsewhere.
     host: Arc<HostRole>,
     /// The home role: this node's processes running elsewhere, by deputy pid.
-    away: DashMap<i32, AwayProcess>,
+    away: Arc<DashMap<i32, AwayProcess>>,
+    /// Deputies forked for away processes, by pid, until they call in to
+    /// be adopted: the process that forked (as it was listed when it
+    /// did), and when. Its parent may have ended by then (a `( … ) &` as
+    /// a shell's last command): the child is still its to adopt.
+    forked: Arc<DashMap<i32, (AwayProcess, std::time::Instant)>>,
     /// Guests carried by each connection (by stable id): a connection that
     /// carries guests is not closed when a newer one replaces it.
     guests_on: Arc<DashMap<usize, usize>>,
@@ -238,7 +243,8 @@ impl Node {
             endpoint,
             peers,
             host: Arc::new(host),
-            away: DashMap::new(),
+            away: Arc::new(DashMap::new()),
+            forked: Arc::new(DashMap::new()),
             guests_on: Arc::new(DashMap::new()),
             resuming: DashMap::new(),
             resumed: tokio::sync::Notify::new(),
@@ -786,11 +792,21 @@ impl Node {
         parent_pid: i32,
     ) -> Result<(), WireError> {
         let pid = cred.pid().unwrap_or(0);
-        // Only a real child of an away process of the same user may attach.
-        let parent = self.away.get(&parent_pid).map(|p| p.clone());
-        let is_child = homing_shim::process::status_number(pid, "PPid:") == Some(parent_pid);
+        // Only a real child of an away process of the same user may attach:
+        // one that process's deputy forked, seen as its fork's answer went
+        // by, or (the answer not seen yet) a child of it still.
+        let forked = self
+            .forked
+            .remove(&pid)
+            .map(|(_, (parent, _))| parent)
+            .filter(|parent| parent.pid == parent_pid);
+        let is_child = || homing_shim::process::status_number(pid, "PPid:") == Some(parent_pid);
+        let parent = forked.or_else(|| {
+            let parent = self.away.get(&parent_pid).map(|p| p.clone());
+            parent.filter(|_| is_child())
+        });
         let (node, command) = match parent {
-            Some(parent) if is_child && parent.uid == cred.uid() => (parent.node, parent.command),
+            Some(parent) if parent.uid == cred.uid() => (parent.node, parent.command),
             _ => {
                 let message =
                     format!("process {pid} is not a forked child of an away process {parent_pid}");
@@ -970,14 +986,23 @@ impl Node {
         // making way, not its death.
         let returning = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let changes = Arc::new(Changes::default());
+        // The host's requests that the deputy fork, under way, by id.
+        let forks: Arc<DashMap<u64, ()>> = Arc::default();
         let mut upstream = {
             let to_host = to_host.clone();
             let returning = returning.clone();
             let changes = changes.clone();
+            let (forks, away, forked) = (forks.clone(), self.away.clone(), self.forked.clone());
             tokio::spawn(async move {
                 while let Ok(Some(frame)) = read_whole_frame(&mut from_deputy).await {
-                    match ToHost::answered_id(&frame[homing_proto::frame::HEADER_LEN..]) {
-                        Ok(Some(id)) => changes.answered(id),
+                    let body = &frame[homing_proto::frame::HEADER_LEN..];
+                    match ToHost::answered_id(body) {
+                        Ok(Some(id)) => {
+                            changes.answered(id);
+                            if forks.remove(&id).is_some() {
+                                note_forked(body, away.get(&pid).as_deref(), &forked);
+                            }
+                        }
                         Ok(None) => {}
                         Err(_) => break,
                     }
@@ -1155,6 +1180,9 @@ impl Node {
                 if let Some(fast) = fast.as_mut() {
                     fast.observe(*id, call);
                 }
+                if call.nr == libc::SYS_fork as u64 {
+                    forks.insert(*id, ());
+                }
             }
             let last = matches!(msg, ToHome::Exited { .. });
             if write_message(&mut to_deputy, &msg).await.is_err() || last {
@@ -1252,6 +1280,32 @@ impl Node {
             )),
         }
     }
+}
+
+/// Notes the deputy a fork's answer (`body`, a `ToHost::Result`) names
+/// as forked by `parent`, for its adoption (see `Node::forked`). Deputies
+/// forked more than a minute ago that never called in are forgotten.
+fn note_forked(
+    body: &[u8],
+    parent: Option<&AwayProcess>,
+    forked: &DashMap<i32, (AwayProcess, std::time::Instant)>,
+) {
+    let (Some(parent), Ok(ToHost::Result { result, .. })) =
+        (parent, homing_proto::decode::<ToHost>(body))
+    else {
+        return;
+    };
+    let Ok(child) = i32::try_from(result.ret) else {
+        return;
+    };
+    if child <= 0 {
+        return;
+    }
+    let now = std::time::Instant::now();
+    if let Some(stale) = now.checked_sub(Duration::from_secs(60)) {
+        forked.retain(|_, (_, at)| *at > stale);
+    }
+    forked.insert(child, (parent.clone(), now));
 }
 
 /// Hosts a guest, relaying its frames between the stream and the host role.

@@ -64,6 +64,11 @@ pub struct HostRole {
     by_host: DashMap<i32, Arc<Member>>,
     /// Forks whose child process has not been seen yet.
     pending_forks: Mutex<VecDeque<PendingFork>>,
+    /// The parent of each child forked here whose deputy has not attached
+    /// yet, by (home node, child's home pid), and when it forked: a parent
+    /// may end first (a shell's `( … ) &` as its last command, a daemon's
+    /// fork), and its child still takes its credentials and command.
+    fork_parents: DashMap<(String, i32), (Arc<Member>, std::time::Instant)>,
     /// The copies of home's shared memory files its guests map.
     shared_here: crate::shared_here::SharedHere,
     /// Processes being bound to their deputy right now.
@@ -957,6 +962,7 @@ impl HostRole {
             members: DashMap::new(),
             by_host: DashMap::new(),
             pending_forks: Mutex::new(VecDeque::new()),
+            fork_parents: DashMap::new(),
             shared_here: Default::default(),
             binding: DashMap::new(),
             attached: Notify::new(),
@@ -1152,10 +1158,16 @@ impl HostRole {
         to_home: mpsc::UnboundedSender<ToHome>,
         from_home: mpsc::UnboundedReceiver<ToHost>,
     ) {
+        let forked_by = self
+            .fork_parents
+            .remove(&(home_node.to_owned(), home_pid))
+            .map(|(_, (parent, _))| parent)
+            .filter(|parent| parent.home_pid == parent_home_pid);
         let parent = self
             .members
             .get(&(home_node.to_owned(), parent_home_pid))
-            .map(|m| m.clone());
+            .map(|m| m.clone())
+            .or(forked_by);
         let Some(parent) = parent else {
             let _ = to_home.send(ToHome::Exited {
                 status: GuestExit::Signal(libc::SIGKILL),
@@ -1584,13 +1596,26 @@ impl HostRole {
         Some((fork.child_home, fork.attempt))
     }
 
+    /// Notes `parent` as the parent of its child forked at home as
+    /// `child_home`, until that child's deputy attaches (see
+    /// `fork_parents`). A child that never attached is forgotten a minute on.
+    fn note_fork_parent(&self, parent: &Arc<Member>, child_home: i32) {
+        let now = std::time::Instant::now();
+        let stale = now.checked_sub(Duration::from_secs(60));
+        self.fork_parents
+            .retain(|_, (_, forked)| stale.is_none_or(|stale| *forked > stale));
+        let child = (parent.home_node.clone(), child_home);
+        self.fork_parents.insert(child, (parent.clone(), now));
+    }
+
     /// Takes the pending fork that produced process `tgid`, if any.
     ///
     /// A parent may fork again before its first child has made a call
     /// (a shell starting a pipeline): two forks of one parent then wait,
     /// and their children's first calls may come in either order. A
     /// child is known by its pid in the home node's namespace, which its
-    /// fork chose: the home pid. A child that could not have that pid
+    /// fork chose: the home pid, whoever its parent is now (the one that
+    /// forked it may have ended). A child that could not have that pid
     /// (it was taken here) takes the parent's first fork whose child is
     /// not another of the parent's children here by its home pid.
     fn claim_fork(&self, tgid: i32) -> Option<PendingFork> {
@@ -1603,6 +1628,8 @@ impl HostRole {
         let at = pending
             .iter()
             .position(|f| f.parent_host == parent && Some(f.child_home) == seen)
+            // Its parent may have ended since (it is then another's child).
+            .or_else(|| pending.iter().position(|f| Some(f.child_home) == seen))
             .or_else(|| {
                 let siblings: Vec<i32> = children_of(parent, parent)
                     .into_iter()
@@ -2391,6 +2418,7 @@ impl Context {
                     return Ok(errno_of(result.ret));
                 }
                 let child_home = result.ret as i32;
+                self.role.note_fork_parent(&self.member, child_home);
                 if let Ok(mut pending) = self.role.pending_forks.lock() {
                     pending.push_back(PendingFork {
                         parent_host: self.guest_pid,

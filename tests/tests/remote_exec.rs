@@ -1861,6 +1861,39 @@ fn forks_restarted_by_signals_each_make_one_child_and_leave_nothing() {
     assert!(!log.contains("never attached"), "{log}");
 }
 
+/// A child whose parent ends before the child has made a call (a
+/// shell's `( … ) &` as its last command, a daemon's double fork): it
+/// runs, on node2, as itself, and its parent's end leaves it nothing to
+/// wait for. It was killed ("hosts no process") when its deputy called
+/// in after its parent had gone.
+#[test]
+fn children_whose_parent_ended_first_still_run_away() {
+    let cluster = Cluster::up(2);
+    write_at_home(
+        &cluster,
+        "orphans.sh",
+        r#"for i in 1 2 3 4 5 6 7 8; do
+  $RUN sh -c '(echo "subshell $0" > sub.$0) & exit 0' $i
+  $RUN python3 -c 'import os, sys
+if os.fork() == 0 and os.fork() == 0:
+    open("daemon." + sys.argv[1], "w").write("daemon %s\n" % sys.argv[1])
+os._exit(0)' $i
+done
+sleep 1; cat sub.* daemon.* | sort | md5sum; cat sub.* daemon.* | wc -l; rm -f sub.* daemon.*
+"#,
+    );
+    let native = ok(at_home(&cluster, "sh orphans.sh"));
+    assert!(native.stdout.ends_with("\n16\n"), "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        "RUN='homing run --on node2 --' sh orphans.sh",
+    ));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    assert_eq!(remote.stderr, "", "{remote:?}");
+    let left = cluster.exec("node2", &["pgrep", "-u", "alice"]);
+    assert_eq!(left.stdout, "", "left on node2: {left:?}");
+}
+
 #[test]
 fn forked_children_have_their_own_home_pid_and_are_waited_for() {
     let cluster = Cluster::up(2);
