@@ -625,11 +625,11 @@ impl FastPath {
         })
     }
 
-    /// Opens what a walk for an exec `found`, checked for execution with
-    /// the deputy's credentials, as `execve` would check it, then opened
-    /// for reading with the agent's, which may read what the deputy may
-    /// only execute; the host knows it by the number it gets. `Err`: the
-    /// deputy's exec would fail, with that answer. `None`: not here.
+    /// Opens `found`, what a walk for an exec found: checked for execution
+    /// with the deputy's credentials, as `execve` would check it, then
+    /// opened for reading with the agent's, which may read what the deputy
+    /// may only execute; the host knows it by the number it gets. `Err`:
+    /// the deputy's exec would fail, with that answer. `None`: not here.
     fn open_found_program(
         &mut self,
         walker: &Walker,
