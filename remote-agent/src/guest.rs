@@ -1262,8 +1262,10 @@ impl HostRole {
             self.ending_parked.remove(&parked);
         }
         self.by_host.remove(&pid);
-        self.members
-            .remove(&(member.home_node.clone(), member.home_pid));
+        let key = (member.home_node.clone(), member.home_pid);
+        self.members.remove(&key);
+        // Noted after it attached, where its fork's answer came last.
+        self.fork_parents.remove(&key);
         if !self.members.iter().any(|m| m.key().0 == member.home_node) {
             self.shared_here.forget(&member.home_node);
         }
@@ -1605,7 +1607,10 @@ impl HostRole {
         self.fork_parents
             .retain(|_, (_, forked)| stale.is_none_or(|stale| *forked > stale));
         let child = (parent.home_node.clone(), child_home);
-        self.fork_parents.insert(child, (parent.clone(), now));
+        // Its deputy may have attached already, with the parent there.
+        if !self.members.contains_key(&child) {
+            self.fork_parents.insert(child, (parent.clone(), now));
+        }
     }
 
     /// Takes the pending fork that produced process `tgid`, if any.
