@@ -1426,8 +1426,9 @@ impl HostRole {
     }
 
     /// Serves the notifications of `guest`'s filter (its forked children's
-    /// too) and reports its exit. A guest that cannot be supervised (no
-    /// thread to be had) is killed: its end is then reported as usual.
+    /// too) and reports its exit. A guest that cannot be supervised (its
+    /// notifications or its end cannot be watched) is killed: its end is
+    /// then reported as usual.
     fn supervise(self: Arc<Self>, guest: Guest, exits: mpsc::UnboundedSender<(i32, GuestExit)>) {
         let pid = guest.pid;
         let listener = Arc::new(guest.listener);
@@ -1443,24 +1444,25 @@ impl HostRole {
                 signal_guest(pid, libc::SIGKILL);
             }
         }
+        // Its end is watched by the runtime's reactor, and only reaped on
+        // a thread of the blocking pool: no thread of its own waits.
         let pidfd = guest.pidfd;
-        let waiting = std::thread::Builder::new()
-            .name(format!("wait-{pid}"))
-            .spawn({
-                let exits = exits.clone();
-                move || {
-                    let status = wait_for_exit(pid, &pidfd);
-                    drop(pidfd);
-                    // Its parent has a SIGCHLD now.
-                    SIGNALLED.notify_waiters();
-                    let _ = exits.send((pid, status));
-                }
-            });
-        if let Err(error) = waiting {
-            warn!(pid, "cannot wait for a guest ({error}); killing it");
-            signal_guest(pid, libc::SIGKILL);
-            let _ = exits.send((pid, GuestExit::Signal(libc::SIGKILL)));
-        }
+        let watch = homing_shim::process::EndWatch::new(pid)
+            .inspect_err(|error| {
+                warn!(pid, "cannot watch a guest's end ({error}); killing it");
+                signal_guest(pid, libc::SIGKILL);
+            })
+            .ok();
+        tokio::spawn(async move {
+            if let Some(watch) = watch {
+                watch.ended().await;
+            }
+            let reaped = tokio::task::spawn_blocking(move || wait_for_exit(pid, &pidfd));
+            let status = reaped.await.unwrap_or(GuestExit::Signal(libc::SIGKILL));
+            // Its parent has a SIGCHLD now.
+            SIGNALLED.notify_waiters();
+            let _ = exits.send((pid, status));
+        });
     }
 
     /// Handles each notification of a guest's filter as it comes, until no
