@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::cache::{Cache, HomeFile};
 use crate::home_calls::{HomeCalls, HomeGone, ProgramAtHome};
+use crate::home_loader::HeaderFix;
 use crate::lookup_ahead::{LookupKey, LookupsAhead, Successors};
 use crate::read_ahead::{Ahead, Pace, ReadAhead};
 
@@ -209,6 +210,11 @@ pub struct Member {
     /// child, kept blocked in its execve, to end as the program ends. Its
     /// parent's wait can then reap it here too (see `reaped_here`). 0: none.
     parked: AtomicI32,
+    /// What to put back in the program headers of the program it is
+    /// exec'ing from a launch copy, at its first call (see
+    /// [`crate::home_loader::HeaderFix`]); `header_fix_due` says there is.
+    header_fix: Mutex<Option<HeaderFix>>,
+    header_fix_due: AtomicBool,
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
@@ -363,6 +369,32 @@ impl Member {
     pub(crate) fn releaser(self: &Arc<Self>) -> crate::migration::ReleaseCalls {
         let member = self.clone();
         Arc::new(move || member.release_calls(None))
+    }
+
+    /// The program it is about to exec started from a launch copy: its
+    /// program headers are mended at its first call.
+    fn expect_header_fix(&self, fix: Option<HeaderFix>) {
+        if let Ok(mut slot) = self.header_fix.lock() {
+            *slot = fix;
+            self.header_fix_due.store(fix.is_some(), Ordering::SeqCst);
+        }
+    }
+
+    /// Mends the program headers of the program thread `tid` runs, if
+    /// its exec from a launch copy left them to mend: at its first call,
+    /// made by its loader before any code of its own has run.
+    fn mend_header(&self, tid: i32) {
+        if !self.header_fix_due.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let Some(fix) = self.header_fix.lock().ok().and_then(|mut slot| slot.take()) else {
+            return;
+        };
+        match fix.apply(tid) {
+            Ok(true) => {}
+            Ok(false) => debug!(tid, "no launch copy's program headers to mend"),
+            Err(error) => warn!(tid, "cannot mend a launched program's headers: {error}"),
+        }
     }
 
     /// Keeps `listener` as its process's (an exec here may have put the
@@ -950,6 +982,8 @@ struct Program {
     home_path: Vec<u8>,
     /// The file name it was exec'd by: the process's name.
     name: Vec<u8>,
+    /// What to mend in its memory, where `local` is a launch copy.
+    header_fix: Option<HeaderFix>,
 }
 
 impl HostRole {
@@ -1072,6 +1106,8 @@ impl HostRole {
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
             parked: AtomicI32::new(0),
+            header_fix: Mutex::new(None),
+            header_fix_due: AtomicBool::new(false),
             unread: DashMap::new(),
             late_reaps: Mutex::new(Vec::new()),
             wait_turns: DashMap::new(),
@@ -1318,24 +1354,29 @@ impl HostRole {
             new_argv.extend(argv.into_iter().skip(1));
             let (local, home_path, loader) =
                 self.fetch_program(member, tid, &interpreter, || {}).await?;
+            let (local, header_fix) = self.with_home_loader(member, tid, local, loader).await?;
             return Ok(Program {
-                local: self.with_home_loader(member, tid, local, loader).await?,
+                local,
                 argv: new_argv,
                 home_path,
                 name,
+                header_fix,
             });
         }
+        let (local, header_fix) = self.with_home_loader(member, tid, local, loader).await?;
         Ok(Program {
-            local: self.with_home_loader(member, tid, local, loader).await?,
+            local,
             argv,
             home_path,
             name,
+            header_fix,
         })
     }
 
     /// What to exec for the cached program `local` so that it starts in
     /// home's dynamic loader (see [`crate::home_loader`]): `local` itself
-    /// where it names none, its launch copy else. The loader is the one
+    /// where it names none, its launch copy else, with what to mend in
+    /// the program's memory once it runs. The loader is the one
     /// home opened with the program (`opened`), or else fetched as the
     /// kernel would open it at home, so a loader home lacks fails the
     /// exec as it would there.
@@ -1345,7 +1386,7 @@ impl HostRole {
         tid: i32,
         local: PathBuf,
         opened: Option<Box<ProgramAtHome>>,
-    ) -> Result<PathBuf, StartError> {
+    ) -> Result<(PathBuf, Option<HeaderFix>), StartError> {
         let interpreter = std::fs::File::open(&local)
             .and_then(|program| crate::home_loader::interpreter_of(&program));
         let interpreter = match interpreter {
@@ -1357,7 +1398,7 @@ impl HostRole {
                 if let Err(error) = interpreter {
                     warn!("reading the loader a cached program names: {error}");
                 }
-                return Ok(local);
+                return Ok((local, None));
             }
         };
         let loader = match opened {
@@ -1374,14 +1415,18 @@ impl HostRole {
                 loader
             }
         };
-        match self.cache.launch_copy(&local, &interpreter, &loader) {
-            Ok(launch) => Ok(launch),
+        let launched = self
+            .cache
+            .launch_copy(&local, &interpreter, &loader)
+            .and_then(|launch| Ok((launch, std::fs::metadata(&local)?.len())));
+        match launched {
+            Ok((launch, length)) => Ok((launch, Some(interpreter.header_fix(length, &loader)))),
             Err(error) => {
                 warn!(
                     "no launch copy of {} (it starts in this node's loader): {error}",
                     local.display()
                 );
-                Ok(local)
+                Ok((local, None))
             }
         }
     }
@@ -1411,6 +1456,7 @@ impl HostRole {
         };
         let pids = self.home_pids(&member.home_node);
         let within = pids.as_ref().map(|pids| (&pids.namespace, member.home_pid));
+        member.expect_header_fix(program.header_fix);
         let guest = spawn(&spec, &self.filter, within)?;
         let pid = guest.pid;
         if let Ok(mut current) = member.command.lock() {
@@ -1715,6 +1761,10 @@ impl HostRole {
             return;
         };
         member.note_listener(&listener);
+        // Not at the exec itself (injected, it comes here too).
+        if n.nr != libc::SYS_execve as u64 {
+            member.mend_header(n.tid);
+        }
         member.taken_calls.insert(n.id, (n.tid, listener.clone()));
         // A member being frozen to move sends nothing more home: its call
         // waits here, and runs wherever the member is when it goes on.
@@ -2642,6 +2692,7 @@ impl Context {
         };
         let (argv, envp) = (c_strings(&program.argv), c_strings(envp));
         self.role.injected_execs.insert(n.tid, path);
+        self.member.expect_header_fix(program.header_fix);
         let tid = n.tid;
         let member = self.member.clone();
         let done = tokio::task::spawn_blocking(move || {

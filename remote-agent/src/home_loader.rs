@@ -10,10 +10,11 @@
 //! copy with the `PT_INTERP` program header pointing at a string appended
 //! past the file's end, which names the loader's cached copy.
 //!
-//! Only the header's `p_offset` and `p_filesz` change: the bytes the
-//! program maps are home's but for those 16, and the path string that
-//! the loader reads through `p_vaddr` (its own name for itself) is still
-//! home's. Nothing here reads the program's memory or starts anything.
+//! Only the header's `p_offset` and `p_filesz` change, and the path
+//! string that the loader reads through `p_vaddr` (its own name for
+//! itself) is still home's. Once the program runs, those 16 bytes are put
+//! back in its memory ([`HeaderFix`], at its first call, before any code
+//! of the program's own has run): what it reads of itself is home's file.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -40,6 +41,72 @@ pub struct Interpreter {
     pub path: Vec<u8>,
     /// Where in the file the `PT_INTERP` program header is.
     header_at: u64,
+    /// Its place among the program headers.
+    index: u64,
+    /// Its `p_offset` and `p_filesz` in the program's file.
+    offset: u64,
+    length: u64,
+}
+
+impl Interpreter {
+    /// What to put back in the memory of the program, `program_len`
+    /// bytes long, once it runs from its launch copy naming `loader`.
+    pub fn header_fix(&self, program_len: u64, loader: &Path) -> HeaderFix {
+        HeaderFix {
+            index: self.index,
+            launched: [program_len, loader.as_os_str().len() as u64 + 1],
+            home: [self.offset, self.length],
+        }
+    }
+}
+
+/// The `PT_INTERP` header of a program started from its launch copy, as
+/// it is in its memory and as it is in the program's file at home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderFix {
+    index: u64,
+    /// `p_offset` and `p_filesz` as the launch copy has them.
+    launched: [u64; 2],
+    /// And as home's file has them.
+    home: [u64; 2],
+}
+
+impl HeaderFix {
+    /// Puts home's `p_offset` and `p_filesz` back in the program headers
+    /// of process `pid` (found through its `AT_PHDR`), if that process
+    /// has those of its launch copy there: `Ok(false)` where it has not
+    /// (another program: its exec did not happen).
+    pub fn apply(&self, pid: i32) -> io::Result<bool> {
+        const AT_PHDR: u64 = 3;
+        let auxv = std::fs::read(format!("/proc/{pid}/auxv"))?;
+        let phdrs = auxv
+            .chunks_exact(16)
+            .map(|pair| {
+                let word = |at: usize| u64::from_ne_bytes(pair[at..at + 8].try_into().unwrap());
+                (word(0), word(8))
+            })
+            .find(|&(key, _)| key == AT_PHDR)
+            .map(|(_, value)| value)
+            .ok_or_else(|| io::Error::other("no AT_PHDR"))?;
+        let at = phdrs + self.index * PHDR_SIZE;
+        let memory = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))?;
+        let mut header = [0u8; PHDR_SIZE as usize];
+        memory.read_exact_at(&mut header, at)?;
+        let word = |from: u64| {
+            let from = from as usize;
+            u64::from_le_bytes(header[from..from + 8].try_into().unwrap())
+        };
+        let is_interp = u32::from_le_bytes(header[..4].try_into().unwrap()) == PT_INTERP;
+        if !is_interp || [word(P_OFFSET_AT), word(P_FILESZ_AT)] != self.launched {
+            return Ok(false);
+        }
+        memory.write_all_at(&self.home[0].to_le_bytes(), at + P_OFFSET_AT)?;
+        memory.write_all_at(&self.home[1].to_le_bytes(), at + P_FILESZ_AT)?;
+        Ok(true)
+    }
 }
 
 /// The loader `program` (a file open for reading) names, if it is an x86-64 program the kernel would
@@ -90,6 +157,9 @@ pub fn interpreter_of(program: impl AsFd) -> io::Result<Option<Interpreter>> {
     Ok(Some(Interpreter {
         path,
         header_at: header.e_phoff + index as u64 * PHDR_SIZE,
+        index: index as u64,
+        offset: interp.p_offset,
+        length: interp.p_filesz,
     }))
 }
 

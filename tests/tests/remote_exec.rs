@@ -225,7 +225,9 @@ python3 -c 'import os; os.environ[\"LD_DEBUG\"] = \"help\"; os.execv(\"/bin/ls\"
     let remote = ok(at_home(&cluster, "homing run --on node2 -- sh help.sh"));
     assert_eq!(remote.stdout, native.stdout);
     // A loader found only at home, where the program names it; its own
-    // /proc/self/maps names it as at home.
+    // /proc/self/maps names it as at home, and its program headers in
+    // memory are its file's (not its launch copy's), whether it was
+    // exec'd away or started by `homing run`.
     ok(at_home(
         &cluster,
         &format!("mkdir lib && cp {system_loader} lib/ld.so"),
@@ -234,8 +236,18 @@ python3 -c 'import os; os.environ[\"LD_DEBUG\"] = \"help\"; os.execv(\"/bin/ls\"
     cluster.build_program("node1", "alice", "loader", flags);
     let run = "./loader; echo status $?";
     let (native, remote) = at_home_and_on_node2(&cluster, &format!("sh -c '{run}'"));
-    assert_eq!(native.stdout, "loader: /home/alice/lib/ld.so\nstatus 3\n");
+    let size = "/home/alice/lib/ld.so".len() + 1;
+    let tail = format!(", size {size}\nloader: /home/alice/lib/ld.so\nstatus 3\n");
+    assert!(
+        native.stdout.starts_with("interp header: offset ") && native.stdout.ends_with(&tail),
+        "{native:?}"
+    );
     assert_eq!(remote.stdout, native.stdout);
+    let started = at_home(
+        &cluster,
+        "homing run --on node2 -- ./loader; echo status $?",
+    );
+    assert_eq!(started.stdout, native.stdout);
     // Gone from home, it fails the exec as it does at home.
     ok(at_home(&cluster, "rm lib/ld.so"));
     let (native, remote) = at_home_and_on_node2(&cluster, &format!("sh -c '{run}'"));
