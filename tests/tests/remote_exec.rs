@@ -269,6 +269,47 @@ fn python_reads_and_writes_home_files() {
     assert_eq!(ok(at_home(&cluster, "cat sum.txt")).stdout, "500500\n");
 }
 
+/// A server away listens on a socket at home: `python3 -m http.server`
+/// started on node2 serves alice's home files to a client at home,
+/// which connects to home's loopback, and logs each request as at home.
+#[test]
+fn a_server_away_serves_home_files_to_clients_at_home() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        "mkdir www && echo 'hello from home' > www/index.html",
+    ));
+    write_at_home(
+        &cluster,
+        "serve.sh",
+        r#"cd www
+$RUN python3 -m http.server 8081 --bind 127.0.0.1 > ../served.log 2>&1 & server=$!
+python3 -c '
+import time, urllib.error, urllib.request
+for _ in range(100):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:8081/index.html").read().decode(), end="")
+        break
+    except urllib.error.URLError:
+        time.sleep(0.1)
+try:
+    urllib.request.urlopen("http://127.0.0.1:8081/missing")
+except urllib.error.HTTPError as error:
+    print(error.code)
+'
+kill $server; wait $server
+grep -c '"GET /index.html HTTP/1.1" 200' ../served.log; grep -c '"GET /missing HTTP/1.1" 404' ../served.log
+"#,
+    );
+    let native = ok(at_home(&cluster, "sh serve.sh"));
+    assert_eq!(native.stdout, "hello from home\n404\n1\n1\n", "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        "RUN='homing run --on node2 --' sh serve.sh",
+    ));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// sendmsg/recvmsg run at home on home sockets: several iovecs, an fd
 /// of a home file passed with SCM_RIGHTS (it arrives as a home fd), a
 /// truncated datagram flagged MSG_TRUNC, and the sender's address of a
