@@ -632,9 +632,15 @@ fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<Syscall
 /// program before the call's answer, as the kernel gives it before the
 /// call returns.
 fn execute_for_program(call: &SyscallCall, reserved_fd: i32, writer: &Writer) -> SyscallResult {
-    let result = execute(call, reserved_fd);
-    if may_change_signalfds(call, &result) {
-        note_signalfds(true);
+    let mut result = execute(call, reserved_fd);
+    if may_change_signalfds(call, &result) && note_signalfds(true) {
+        result.outputs.push(syscall::ArgData {
+            index: syscall::SIGNALFD_SIGNALS,
+            bytes: SIGNALFD_SIGNALS
+                .load(Ordering::SeqCst)
+                .to_ne_bytes()
+                .to_vec(),
+        });
     }
     let raised = [libc::EPIPE, libc::EFBIG].map(|errno| -(errno as i64));
     if raised.contains(&result.ret) {
@@ -934,21 +940,23 @@ fn may_change_signalfds(call: &SyscallCall, result: &SyscallResult) -> bool {
 /// Looks at the deputy's fds for the signals its signalfds ask for; where
 /// those changed and `running` (the forwarder has started), wakes the
 /// forwarder to wait for the others alone: a signal a signalfd no longer
-/// asks for, pending meanwhile, goes to the program then.
-fn note_signalfds(running: bool) {
+/// asks for, pending meanwhile, goes to the program then. Whether they
+/// changed.
+fn note_signalfds(running: bool) -> bool {
     let signals = homing_shim::process::signalfd_signals();
     if signals != 0 {
         HAD_SIGNALFD.store(true, Ordering::Relaxed);
     }
     let before = SIGNALFD_SIGNALS.swap(signals, Ordering::SeqCst);
     if before == signals || !running {
-        return;
+        return before != signals;
     }
     let forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(forwarder) = forwarder.as_ref() {
         use std::os::unix::thread::JoinHandleExt;
         homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
     }
+    true
 }
 
 fn forward_signals(signals: u64, writer: Writer) {

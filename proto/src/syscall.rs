@@ -321,6 +321,12 @@ pub const DIRECTORY_END: u8 = 254;
 /// (empty, and nothing else) when it could not answer the call itself:
 /// such a call never goes to the deputy.
 pub const NOT_ANSWERED_AHEAD: u8 = 249;
+/// Output index the deputy adds to its answer to a call that changed
+/// which signals the program's signalfds ask for (a `signalfd4`, or a
+/// `close` or `dup2` of one): those signals, as a `u64` mask (bit `n - 1`
+/// for signal `n`, native-endian). The host then sends such a signal the
+/// program raises itself home, where the signalfd reads it.
+pub const SIGNALFD_SIGNALS: u8 = 245;
 
 /// A call no kernel has, which only the home agent answers: opens a
 /// program for an exec, for reading whatever its read permission, if the

@@ -210,6 +210,10 @@ pub struct Member {
     /// child, kept blocked in its execve, to end as the program ends. Its
     /// parent's wait can then reap it here too (see `reaped_here`). 0: none.
     parked: AtomicI32,
+    /// The signals its signalfds at home ask for, as home last told
+    /// ([`syscall::SIGNALFD_SIGNALS`]): such a signal it raises itself
+    /// goes home, where they read it.
+    signalfd_signals: AtomicU64,
     /// What to put back in the program headers of the program it is
     /// exec'ing from a launch copy, at its first call (see
     /// [`crate::home_loader::HeaderFix`]); `header_fix_due` says there is.
@@ -1106,6 +1110,7 @@ impl HostRole {
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
             parked: AtomicI32::new(0),
+            signalfd_signals: AtomicU64::new(0),
             header_fix: Mutex::new(None),
             header_fix_due: AtomicBool::new(false),
             unread: DashMap::new(),
@@ -1216,8 +1221,13 @@ impl HostRole {
         };
         let creds = (parent.uid, parent.gid, parent.groups.clone());
         let (member, exits) = self.new_member(home_node, home_pid, creds, to_home);
-        // Until it execs, it may share memory with its parent.
+        // Until it execs, it may share memory with its parent, and it has
+        // its parent's fds, signalfds included.
         member.join_family_of(&parent);
+        let signalfd_signals = parent.signalfd_signals.load(Ordering::SeqCst);
+        member
+            .signalfd_signals
+            .store(signalfd_signals, Ordering::SeqCst);
         if let Ok(mut exe) = member.exe.lock() {
             *exe = parent.exe.lock().map(|e| e.clone()).unwrap_or_default();
         }
@@ -2994,6 +3004,15 @@ impl Context {
         if target != self.home_pid || job_control.contains(&signal) {
             return None;
         }
+        // Asked for by a signalfd of the program's, which is at home: the
+        // deputy raises it there, on the process (`tgkill` of the program's
+        // first thread included), before the call returns.
+        let to_signalfd = self.member.signalfd_signals.load(Ordering::SeqCst)
+            & homing_shim::process::signal_bit(signal)
+            != 0;
+        if to_signalfd && thread.is_none_or(|first| first == self.home_pid) {
+            return None;
+        }
         let inside = innermost_pid(self.guest_pid);
         // The task here that `thread` names: the first thread by the home pid.
         let task = match thread {
@@ -3160,6 +3179,12 @@ impl Context {
         self.member.note_fstat(n, self.call, stat_output, &result);
         self.member.note_prefetched(n, &result);
         self.member.note_directory_end(n, &result);
+        if let Some(signals) = result.output(syscall::SIGNALFD_SIGNALS) {
+            let signals = u64::from_ne_bytes(signals.try_into().unwrap_or_default());
+            self.member
+                .signalfd_signals
+                .store(signals, Ordering::SeqCst);
+        }
         if let Err(answer) = write_outputs(&memory, n, &args, ptrs, &result.outputs, waits) {
             return Ok(answer);
         }

@@ -1,6 +1,7 @@
-/* Takes SIGCHLD, SIGUSR1 and SIGTERM from a signalfd it polls beside a
- * quiet pipe: a child it forks ends with 5, then its caller sends it
- * SIGUSR1 and SIGTERM once it says "ready". It then closes the signalfd,
+/* Takes SIGCHLD, SIGUSR1, SIGUSR2 and SIGTERM from a signalfd it polls
+ * beside a quiet pipe: a child it forks ends with 5, it raises SIGUSR2
+ * itself twice, then its caller sends it SIGUSR1 and SIGTERM once it
+ * says "ready". It then closes the signalfd,
  * and a SIGUSR1 sent after "closed" runs its handler instead. */
 #include <poll.h>
 #include <signal.h>
@@ -36,6 +37,7 @@ int main(void) {
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGUSR1);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int signals = signalfd(-1, &mask, SFD_CLOEXEC);
     int quiet[2];
@@ -50,6 +52,16 @@ int main(void) {
     printf("%s from the child: %d, status %d\n", strsignal(info.ssi_signo),
            (pid_t)info.ssi_pid == child, info.ssi_status);
     waitpid(child, NULL, 0);
+    /* Raised by itself, as a thread and as a process. */
+    for (int n = 0; n < 2; n++) {
+        if (n == 0)
+            raise(SIGUSR2);
+        else
+            kill(getpid(), SIGUSR2);
+        info = next_signal(signals, quiet[0]);
+        printf("%s from myself: %d\n", strsignal(info.ssi_signo),
+               (pid_t)info.ssi_pid == getpid());
+    }
     printf("ready\n");
     fflush(stdout);
     for (int n = 0; n < 2; n++) {
