@@ -1906,11 +1906,7 @@ impl HostRole {
             let local = self.cache_file(&member.home_node, &file, fd, calls).await?;
             let home_path = match program.home_path {
                 home_path if !home_path.is_empty() => home_path,
-                _ => {
-                    let fd_link = format!("/proc/self/fd/{fd}");
-                    let home_path = calls.readlink(tid, fd_link.as_bytes()).await?;
-                    home_path.unwrap_or_default()
-                }
+                _ => calls.path_of_fd(tid, fd).await?.unwrap_or_default(),
             };
             let noted = self
                 .cache
@@ -3638,7 +3634,7 @@ impl Context {
         if device.is_some_and(|dev| shared_here.holds_other_files(&self.home_node, dev)) {
             return Ok(SharedMapping::Cached(None));
         }
-        let Some(home_path) = self.home_path_of(n.tid, fd).await? else {
+        let Some(home_path) = self.calls.path_of_fd(n.tid, fd).await? else {
             return Ok(SharedMapping::Cached(None));
         };
         if !crate::shared_here::holds_shared_memory(&home_path) {
@@ -3698,13 +3694,6 @@ impl Context {
         )
     }
 
-    /// The path home's kernel gives the program's fd `fd` (its
-    /// `/proc/self/fd` link there), if it gives one.
-    async fn home_path_of(&self, tid: i32, fd: i32) -> Result<Option<Vec<u8>>, HomeGone> {
-        let fd_link = format!("/proc/self/fd/{fd}");
-        Ok(self.calls.readlink(tid, fd_link.as_bytes()).await?.ok())
-    }
-
     /// mmap of a home fd: map the cached copy instead, by putting a local
     /// fd to it at the same number and letting the guest's mmap run.
     async fn mmap_file(&self, n: &Notification) -> Result<Answer, HomeGone> {
@@ -3760,7 +3749,7 @@ impl Context {
             // `/proc/self/maps` shows (see `proc_view`).
             let home_path = match home_path {
                 Some(path) => Some(path),
-                None => self.home_path_of(n.tid, fd).await?,
+                None => self.calls.path_of_fd(n.tid, fd).await?,
             };
             if let Some(home_path) = home_path {
                 if let Err(error) = self.role.cache.note_home_path(&path, &home_path) {

@@ -338,6 +338,13 @@ impl HomeCalls {
         Ok(second_output(result))
     }
 
+    /// The path home's kernel gives the program's fd `fd` (its
+    /// `/proc/self/fd` link there), if it gives one.
+    pub async fn path_of_fd(&self, tid: i32, fd: i32) -> Result<Option<Vec<u8>>, HomeGone> {
+        let fd_link = format!("/proc/self/fd/{fd}");
+        Ok(self.readlink(tid, fd_link.as_bytes()).await?.ok())
+    }
+
     /// `close(fd)` at home, of an fd opened read-only: that cannot fail
     /// (nothing is left to write back), so nothing waits for its answer.
     /// Calls sent later travel behind it and see the fd closed.
