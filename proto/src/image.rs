@@ -161,6 +161,54 @@ pub struct Region {
     pub kind: RegionKind,
     /// The name `/proc/PID/maps` shows (a path, `[heap]`, `[stack]`, …), for logs.
     pub name: String,
+    /// The home file a private file mapping maps, where it is known: the
+    /// destination maps that file (or its copy) there again, so the
+    /// process's `/proc/PID/maps` still names it, and the pages follow
+    /// over it. Unknown (or without the file), the region is anonymous.
+    #[serde(default)]
+    pub file: Option<MappedFile>,
+}
+
+/// The home file a private mapping was made of, and where in it the
+/// mapping begins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MappedFile {
+    /// Its path at home.
+    #[cfg_attr(test, proptest(strategy = "crate::guest::arbitrary_bytes()"))]
+    pub path: ByteBuf,
+    /// The file offset of the region's first byte.
+    pub offset: u64,
+    /// `st_dev` at home.
+    pub dev: u64,
+    /// `st_ino` at home.
+    pub ino: u64,
+    /// `st_size` at home.
+    pub size: u64,
+    /// `st_mtime` at home: seconds, and nanoseconds.
+    pub mtime: (i64, i64),
+}
+
+impl MappedFile {
+    /// Whether `other` names the same file (wherever it maps it from).
+    pub fn same_file(&self, other: &Self) -> bool {
+        Self {
+            offset: 0,
+            ..self.clone()
+        } == Self {
+            offset: 0,
+            ..other.clone()
+        }
+    }
+
+    /// The same file, mapped from `bytes` further into the region (a
+    /// piece of it).
+    pub fn from(&self, bytes: u64) -> Self {
+        Self {
+            offset: self.offset + bytes,
+            ..self.clone()
+        }
+    }
 }
 
 /// What a [`Region`] is, which decides how it is restored.

@@ -12,6 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use homing_proto::image::MappedFile;
+
 use crate::home_loader::Interpreter;
 
 /// The identity of a file at home, from its `struct stat`.
@@ -70,6 +72,10 @@ pub struct Origin {
     pub ino: u64,
     /// The home file's path.
     pub path: Vec<u8>,
+    /// The home file's st_size.
+    pub size: u64,
+    /// The home file's st_mtime: seconds and nanoseconds.
+    pub mtime: (i64, i64),
 }
 
 /// The cache's directories: anyone may pass through, only root may list.
@@ -97,9 +103,10 @@ impl Cache {
 
     /// Where `file` from `home_node` lives in the cache.
     pub fn path(&self, home_node: &str, file: &HomeFile) -> PathBuf {
-        self.dir.join(format!(
-            "{home_node}-{:x}-{:x}-{:x}-{:x}.{:09}",
-            file.dev, file.ino, file.size, file.mtime, file.mtime_nsec
+        self.dir.join(Self::entry_name(
+            home_node,
+            (file.dev, file.ino, file.size),
+            (file.mtime, file.mtime_nsec),
         ))
     }
 
@@ -217,11 +224,63 @@ impl Cache {
         // `{home_node}-{dev}-{ino}-{size}-{mtime}.{nsec}`, the node's name
         // perhaps holding dashes itself.
         let mut fields = entry.rsplit(|&b| b == b'-');
-        let (_mtime, _size) = (fields.next()?, fields.next()?);
-        let hex = |field: &[u8]| u64::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok();
+        let (mtime, size) = (fields.next()?, fields.next()?);
+        let number =
+            |field: &[u8], radix| u64::from_str_radix(std::str::from_utf8(field).ok()?, radix).ok();
+        let hex = |field: &[u8]| number(field, 16);
+        let (seconds, nanoseconds) = mtime.split_at(mtime.iter().position(|&b| b == b'.')?);
+        let mtime = (hex(seconds)? as i64, number(&nanoseconds[1..], 10)? as i64);
+        let size = hex(size)?;
         let ino = hex(fields.next()?)?;
         let dev = hex(fields.next()?)?;
-        Some(Origin { dev, ino, path })
+        Some(Origin {
+            dev,
+            ino,
+            path,
+            size,
+            mtime,
+        })
+    }
+
+    /// The home file that the copy `local` (see [`Cache::origin`]) was
+    /// made of, mapped from `offset`, if its origin was noted.
+    pub fn mapped_origin(&self, local: &Path, offset: u64) -> Option<MappedFile> {
+        let origin = self.origin(local)?;
+        Some(MappedFile {
+            path: serde_bytes::ByteBuf::from(origin.path),
+            offset,
+            dev: origin.dev,
+            ino: origin.ino,
+            size: origin.size,
+            mtime: origin.mtime,
+        })
+    }
+
+    /// The copy of the home file of `home_node` that `file` maps, if it
+    /// is here; its home path is noted (for a program's own `maps`).
+    pub fn copy_of_mapped(&self, home_node: &str, file: &MappedFile) -> Option<PathBuf> {
+        let path = self.dir.join(Self::entry_name(
+            home_node,
+            (file.dev, file.ino, file.size),
+            file.mtime,
+        ));
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == file.size) {
+            return None;
+        }
+        if self.origin(&path).is_none() {
+            if let Err(error) = self.note_home_path(&path, &file.path) {
+                tracing::debug!("noting where a mapped file came from: {error}");
+            }
+        }
+        Some(path)
+    }
+
+    /// The name of the entry of a file of `home_node` by its identity.
+    fn entry_name(home_node: &str, (dev, ino, size): (u64, u64, u64), mtime: (i64, i64)) -> String {
+        format!(
+            "{home_node}-{dev:x}-{ino:x}-{size:x}-{:x}.{:09}",
+            mtime.0, mtime.1
+        )
     }
 
     /// The entry's file name of `local`: an entry, a launch copy of one,
@@ -344,6 +403,8 @@ mod tests {
             dev: 0xfe00,
             ino: 0x3c831,
             path: b"/usr/bin/true".to_vec(),
+            size: 0x8b50,
+            mtime: (0x6329dbdf, 0),
         };
         assert_eq!(cache.origin(&entry), Some(origin.clone()));
         assert_eq!(cache.origin(&named), Some(origin.clone()));

@@ -1286,6 +1286,11 @@ impl HostRole {
         &self.node
     }
 
+    /// This node's copies of home files.
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// The guest filter.
     pub(crate) fn filter(&self) -> &Filter {
         &self.filter

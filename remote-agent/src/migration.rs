@@ -14,13 +14,14 @@
 //! end mark.
 
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
-use homing_proto::image::{FinalImage, PageRunHeader, ProcessImage, Region};
+use homing_proto::image::{FinalImage, MappedFile, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
 use homing_shim::filling::write_pages;
@@ -213,9 +214,23 @@ fn as_release(guest: &Option<ReleaseCalls>) -> Option<&dyn Fn()> {
     guest.as_ref().map(|release| release.as_ref() as &dyn Fn())
 }
 
+/// What a region's mapped file is at home, where the name this node's
+/// kernel gives it (a cached copy's) is not home's.
+pub type HomeNames = Arc<dyn Fn(&MappedFile) -> Option<MappedFile> + Send + Sync>;
+
+/// Gives the mapped files of `regions` their home names (see [`HomeNames`]);
+/// one with none is anonymous memory as far as the image goes.
+fn name_at_home(regions: &mut [Region], names: &HomeNames) {
+    for region in regions {
+        region.file = region.file.take().and_then(|file| names(&file));
+    }
+}
+
 /// A process being moved, held by a thread of its own: it runs, its
 /// writes tracked, while its memory is sent, then it is frozen.
 pub struct Source {
+    /// How its mapped files are named at home, if not as here.
+    home_names: Option<HomeNames>,
     commands: std::sync::mpsc::Sender<SourceCommand>,
     /// Its memory map when tracking started (an image with no threads):
     /// the destination prepares it for the pages.
@@ -260,12 +275,20 @@ impl Source {
             .map_err(|_| "the dump thread died".to_owned())??;
         let layout = layout_image(&layout);
         Ok(Self {
+            home_names: None,
             commands,
             layout,
             estimate,
             frozen_at: (!tracked).then_some(started),
             finished: false,
         })
+    }
+
+    /// Names its mapped files in the image as `names` says (a guest's
+    /// files are copies in this node's cache).
+    pub fn name_files_at_home(&mut self, names: HomeNames) {
+        name_at_home(&mut self.layout.regions, &names);
+        self.home_names = Some(names);
     }
 
     /// Sends the memory while the process runs: all of it, then what it
@@ -278,7 +301,7 @@ impl Source {
     ) -> Result<u64, String> {
         let (items, inbox) = mpsc::channel(ITEMS_IN_FLIGHT);
         self.tell(SourceCommand::Precopy(items))?;
-        pump(inbox, out, progress, 0).await
+        pump(inbox, out, progress, 0, &None).await
     }
 
     /// Freezes the process for good.
@@ -303,7 +326,7 @@ impl Source {
     ) -> Result<u64, String> {
         let (items, inbox) = mpsc::channel(ITEMS_IN_FLIGHT);
         self.tell(SourceCommand::Final(items))?;
-        let sent = pump(inbox, out, progress, sent_before).await?;
+        let sent = pump(inbox, out, progress, sent_before, &self.home_names).await?;
         write_image_item(out, &ImageItem::End).await?;
         Ok(sent)
     }
@@ -343,14 +366,19 @@ impl Drop for Source {
 }
 
 /// Writes the items the dump thread hands over until it is done with
-/// them; returns the memory bytes sent, counted from `sent`.
+/// them, the final image's files named as `home_names` says; returns the
+/// memory bytes sent, counted from `sent`.
 async fn pump<W: ImageOut>(
     mut inbox: mpsc::Receiver<ImageItem>,
     out: &mut W,
     mut progress: impl FnMut(u64),
     mut sent: u64,
+    home_names: &Option<HomeNames>,
 ) -> Result<u64, String> {
-    while let Some(item) = inbox.recv().await {
+    while let Some(mut item) = inbox.recv().await {
+        if let (ImageItem::Final(last), Some(names)) = (&mut item, home_names) {
+            name_at_home(&mut last.image.regions, names);
+        }
         write_image_item(out, &item).await?;
         sent += item.memory_bytes();
         progress(sent);
@@ -772,7 +800,11 @@ impl HostRole {
             bytes: 0,
         };
         let outcome = async {
-            let restoration = Restoration::start(pid, immigrant.image.clone()).await?;
+            let files = LocalFiles::find(&immigrant.image.regions, |file| {
+                let copy = self.cache().copy_of_mapped(&immigrant.home_node, file)?;
+                CString::new(copy.into_os_string().into_encoded_bytes()).ok()
+            });
+            let restoration = Restoration::start(pid, immigrant.image.clone(), files).await?;
             let mut complete = false;
             loop {
                 match read_image_item(pages).await? {
@@ -937,7 +969,12 @@ impl HostRole {
             Err(error) => Err(error),
         };
         member.gate.send_replace(true);
-        let source = tracked?;
+        let mut source = tracked?;
+        let role = self.clone();
+        source.name_files_at_home(Arc::new(move |file: &MappedFile| {
+            let copy = std::path::Path::new(std::ffi::OsStr::from_bytes(&file.path));
+            role.cache().mapped_origin(copy, file.offset)
+        }));
         let immigrant = Immigrant {
             home_node: member.home_node.clone(),
             home_pid,
@@ -1121,9 +1158,10 @@ impl Restoration {
     /// Starts restoring `image` into the blank guest `pid`: its memory is
     /// emptied and the image's regions mapped, ready for
     /// [`Self::apply`]. The blank is killed if the restore is given up.
-    pub async fn start(pid: i32, image: ProcessImage) -> Result<Self, String> {
+    /// `files`: where the files its regions mapped are found here.
+    pub async fn start(pid: i32, image: ProcessImage, files: LocalFiles) -> Result<Self, String> {
         Self::spawn(format!("restore-{pid}"), move |inbox, prepared| {
-            restore_thread(pid, image, inbox, prepared)
+            restore_thread(pid, image, files, inbox, prepared)
         })
         .await
     }
@@ -1159,9 +1197,10 @@ impl Restoration {
     /// pages applied are written there, or kept until the deputy has made
     /// way where it has no room. Given up, [`Self::unstage`] removes the
     /// room; dropped, the deputy is left as it is.
-    pub async fn stage(pid: i32, layout: ProcessImage) -> Result<Self, String> {
+    /// `files`: where the files its regions mapped are found at home.
+    pub async fn stage(pid: i32, layout: ProcessImage, files: LocalFiles) -> Result<Self, String> {
         Self::spawn(format!("homecoming-{pid}"), move |inbox, staged| {
-            homecoming_thread(pid, layout, inbox, staged)
+            homecoming_thread(pid, layout, files, inbox, staged)
         })
         .await
     }
@@ -1241,9 +1280,51 @@ impl Restoration {
     }
 }
 
+/// Where the files an image's regions mapped are found on this node,
+/// each once (see [`LocalFiles::find`]).
+#[derive(Debug, Default, Clone)]
+pub struct LocalFiles(Vec<(MappedFile, CString)>);
+
+impl LocalFiles {
+    /// The files `regions` mapped that `find` finds here.
+    pub fn find(regions: &[Region], find: impl Fn(&MappedFile) -> Option<CString>) -> Self {
+        let mut found: Vec<(MappedFile, CString)> = Vec::new();
+        let mut missing: Vec<&MappedFile> = Vec::new();
+        for file in regions.iter().filter_map(|region| region.file.as_ref()) {
+            let known = |other: &MappedFile| other.same_file(file);
+            if found.iter().any(|(other, _)| known(other)) || missing.iter().any(|o| known(o)) {
+                continue;
+            }
+            match find(file) {
+                Some(path) => found.push((file.clone(), path)),
+                None => missing.push(file),
+            }
+        }
+        if !missing.is_empty() {
+            let missing: Vec<_> = missing
+                .iter()
+                .map(|file| String::from_utf8_lossy(&file.path).into_owned())
+                .collect();
+            debug!(
+                ?missing,
+                "mapped files not here: their memory comes as anonymous memory"
+            );
+        }
+        Self(found)
+    }
+
+    /// Where `file` is found here.
+    fn path_of(&self, file: &MappedFile) -> Option<CString> {
+        (self.0.iter())
+            .find(|(found, _)| found.same_file(file))
+            .map(|(_, path)| path.clone())
+    }
+}
+
 fn restore_thread(
     pid: i32,
     image: ProcessImage,
+    files: LocalFiles,
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
     prepared: oneshot::Sender<Result<(), String>>,
 ) {
@@ -1255,7 +1336,8 @@ fn restore_thread(
         }
     };
     // The listener the blank was born with is its fd 0; the agent has its own.
-    let outcome = restorer.prepare_memory().and_then(|()| restorer.close(0));
+    let local_file = |file: &MappedFile| files.path_of(file);
+    let outcome = (restorer.prepare_memory(&local_file)).and_then(|()| restorer.close(0));
     if let Err(error) = outcome {
         let _ = prepared.send(Err(error.to_string()));
         restorer.abandon();
@@ -1283,21 +1365,29 @@ enum Adoption {
 fn homecoming_thread(
     pid: i32,
     layout: ProcessImage,
+    files: LocalFiles,
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
     staged_tx: oneshot::Sender<Result<(), String>>,
 ) {
-    let (staged, mut filler) = match homing_shim::staging::stage(pid, &layout.regions) {
-        Ok(room) => (room.ranges, room.filler),
+    let local_file = |file: &MappedFile| files.path_of(file);
+    let mut room = match homing_shim::staging::stage(pid, &layout.regions, &local_file) {
+        Ok(room) => Some(room),
         Err(error) => {
             let _ = staged_tx.send(Err(error.to_string()));
             return;
         }
     };
-    let room: u64 = staged.iter().map(|(start, end)| end - start).sum();
+    let staged = room
+        .as_ref()
+        .map(|room| room.ranges.clone())
+        .unwrap_or_default();
+    let bytes: u64 = staged.iter().map(|(start, end)| end - start).sum();
+    let file_backed = room.as_ref().map_or(0, |room| room.file_backed.len());
     debug!(
         pid,
-        room,
+        room = bytes,
         ranges = staged.len(),
+        file_backed,
         "room staged in the deputy"
     );
     let _ = staged_tx.send(Ok(()));
@@ -1313,7 +1403,8 @@ fn homecoming_thread(
                 let end = address + bytes.len() as u64;
                 for (from, to) in covered((address, end), &staged) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
-                    if let Err(error) = write_pages(filler.as_ref(), &memory, from, part) {
+                    let filler = room.as_ref().and_then(|room| room.filler.as_ref());
+                    if let Err(error) = write_pages(filler, &memory, from, part) {
                         failure.get_or_insert(format!("cannot write the deputy's memory: {error}"));
                     }
                 }
@@ -1329,7 +1420,8 @@ fn homecoming_thread(
                     let mut at = from;
                     while at < to {
                         let n = (to - at).min(zeros.len() as u64) as usize;
-                        if let Err(error) = write_pages(filler.as_ref(), &memory, at, &zeros[..n]) {
+                        let filler = room.as_ref().and_then(|room| room.filler.as_ref());
+                        if let Err(error) = write_pages(filler, &memory, at, &zeros[..n]) {
                             failure.get_or_insert(format!(
                                 "cannot write the deputy's memory: {error}"
                             ));
@@ -1359,13 +1451,18 @@ fn homecoming_thread(
                         let _ = reply.send(Err((false, error.to_string())));
                         break Adoption::Failed;
                     }
-                    Ok(mut restorer) => match restorer.make_room(staged.clone(), filler.take()) {
-                        Ok(()) => {
+                    Ok(mut restorer) => match room.take().map(|room| restorer.make_room(room)) {
+                        Some(Ok(())) => {
                             let _ = reply.send(Ok(()));
                             break Adoption::Adopted(restorer);
                         }
-                        Err(error) => {
+                        Some(Err(error)) => {
                             let _ = reply.send(Err((true, error.to_string())));
+                            break Adoption::Changed(restorer);
+                        }
+                        // Adopted once already: the room is the program's.
+                        None => {
+                            let _ = reply.send(Err((true, "adopted twice".into())));
                             break Adoption::Changed(restorer);
                         }
                     },

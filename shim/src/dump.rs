@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use homing_proto::image::{
-    Itimer, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction, ThreadImage,
+    Itimer, MappedFile, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction,
+    ThreadImage,
 };
 use serde_bytes::ByteBuf;
 
@@ -86,6 +87,8 @@ pub struct MapsEntry {
     pub end: u64,
     /// `rwxp` / `rwxs`.
     pub perms: String,
+    /// The file offset of a file mapping's first byte.
+    pub offset: u64,
     /// The inode of a file mapping (0: anonymous).
     pub inode: u64,
     /// Path or `[name]`, possibly empty.
@@ -118,7 +121,8 @@ pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
             let mut fields = line.splitn(6, ' ');
             let range = fields.next().ok_or_else(bad)?;
             let perms = fields.next().ok_or_else(bad)?.to_owned();
-            let _offset = fields.next();
+            let offset = fields.next().ok_or_else(bad)?;
+            let offset = u64::from_str_radix(offset, 16).map_err(|_| bad())?;
             let _device = fields.next();
             let inode = fields.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
             let name = fields.next().unwrap_or("").trim().to_owned();
@@ -127,6 +131,7 @@ pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
                 start: u64::from_str_radix(start, 16).map_err(|_| bad())?,
                 end: u64::from_str_radix(end, 16).map_err(|_| bad())?,
                 perms,
+                offset,
                 inode,
                 name,
             })
@@ -295,6 +300,16 @@ impl Frozen {
         let leader = self.threads[0].tid;
         let mut injector = Injector::new(leader, self.syscall_at);
         let result = injector.call(call, nr, args);
+        ptrace::set_regs(leader, &self.threads[0].resume).map_err(|e| self.io_error(e))?;
+        result.map_err(|e| self.inject_error(e))
+    }
+
+    /// Runs one syscall in the leader and gives its raw result (a
+    /// failure as a negative errno); its registers are put back after.
+    pub(crate) fn inject_raw(&self, nr: i64, args: [u64; 6]) -> Result<i64, DumpError> {
+        let leader = self.threads[0].tid;
+        let mut injector = Injector::new(leader, self.syscall_at);
+        let result = injector.raw(nr, args);
         ptrace::set_regs(leader, &self.threads[0].resume).map_err(|e| self.io_error(e))?;
         result.map_err(|e| self.inject_error(e))
     }
@@ -736,7 +751,8 @@ pub fn travels(region: &Region) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
     /// Pages that hold something: present (or swapped) and not all zero;
-    /// every page of a file mapping, whose absent pages read from the file.
+    /// every page of a file mapping, whose absent pages read from the
+    /// file, zero or not.
     Kept,
     /// Every page that can be read: pages written since they were sent.
     /// Those that are zero now (dropped, or cleared) come as [`Run::Zeros`].
@@ -821,11 +837,13 @@ pub fn read_pages<E>(
                 }
             }
             // What becomes of each page: left out, sent, or (written
-            // pages that are zero now) emptied.
+            // pages that are zero now) emptied. A page of a file mapping
+            // is sent even when zero: where the destination maps the file
+            // again, a page left out (or emptied) reads the file's.
             let class = |index: usize| {
                 if !present[index] || !readable[index] {
                     None
-                } else if is_zero(&bytes[index * page..(index + 1) * page]) {
+                } else if anonymous && is_zero(&bytes[index * page..(index + 1) * page]) {
                     (pick == Pick::All).then_some(Run::Zeros(PAGE))
                 } else {
                     Some(Run::Bytes(Bytes::new()))
@@ -954,15 +972,45 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             }
             _ => RegionKind::Private,
         };
+        let file = (kind == RegionKind::Private && !entry.shared())
+            .then(|| mapped_file(pid, entry))
+            .flatten();
         regions.push(Region {
             start: entry.start,
             end: entry.end,
             prot: entry.prot(),
             kind,
             name: entry.name.clone(),
+            file,
         });
     }
     Ok(regions)
+}
+
+/// The file that `entry`, a private mapping of `pid`, maps, as this
+/// node names it: its path, and its identity as the mapping holds it
+/// (through `/proc/PID/map_files`, which names the very file mapped).
+/// `None` for anonymous memory, and for a file since removed or renamed,
+/// which its path no longer finds.
+fn mapped_file(pid: i32, entry: &MapsEntry) -> Option<MappedFile> {
+    use std::os::unix::fs::MetadataExt;
+    if entry.inode == 0 || !entry.name.starts_with('/') || entry.name.ends_with(" (deleted)") {
+        return None;
+    }
+    let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", entry.start, entry.end);
+    let file = std::fs::metadata(mapped).ok()?;
+    let named = std::fs::metadata(&entry.name).ok()?;
+    if (named.dev(), named.ino()) != (file.dev(), file.ino()) || !file.is_file() {
+        return None;
+    }
+    Some(MappedFile {
+        path: ByteBuf::from(entry.name.as_bytes()),
+        offset: entry.offset,
+        dev: file.dev(),
+        ino: file.ino(),
+        size: file.size(),
+        mtime: (file.mtime(), file.mtime_nsec()),
+    })
 }
 
 /// The mm fields of `/proc/PID/stat` (brk itself is not there).

@@ -7,11 +7,14 @@
 //! the vDSO moved to where the image had it, each region mapped and
 //! filled, then the kernel state is set and every thread let go.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use homing_proto::image::{timer_left_after, ProcessImage, RegionKind, ThreadImage, REGS_WORDS};
+use homing_proto::image::{
+    timer_left_after, MappedFile, ProcessImage, RegionKind, ThreadImage, REGS_WORDS,
+};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 use crate::dump::{maps, vdso_syscall_instruction, MapsEntry};
@@ -146,6 +149,9 @@ pub struct Restorer {
     /// Fills the pages of the regions mapped for the image, until every
     /// page is written (it must go before the process runs).
     filler: Option<PageFiller>,
+    /// Address ranges that map a file: emptying a page there would bring
+    /// the file's back, so it is written with zeros instead.
+    file_backed: Vec<(u64, u64)>,
 }
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -189,6 +195,7 @@ impl Restorer {
             writable: Vec::new(),
             image,
             filler: None,
+            file_backed: Vec::new(),
         })
     }
 
@@ -198,15 +205,12 @@ impl Restorer {
     /// [`crate::staging`]), which keeps the pages written there. The
     /// deputy has closed its own connection; its fds are the program's.
     /// `filler` fills the room's pages still missing.
-    pub fn make_room(
-        &mut self,
-        staged: Vec<(u64, u64)>,
-        filler: Option<PageFiller>,
-    ) -> Result<(), RestoreError> {
-        self.filler = filler;
+    pub fn make_room(&mut self, room: crate::staging::Room) -> Result<(), RestoreError> {
+        self.filler = room.filler;
         self.end_other_threads()?;
-        self.empty_address_space(&staged)?;
-        self.writable = staged;
+        self.empty_address_space(&room.ranges)?;
+        self.writable = room.ranges;
+        self.file_backed = room.file_backed;
         self.place_vdso()
     }
 
@@ -250,19 +254,20 @@ impl Restorer {
         }
     }
 
-    /// [`Self::attach`], then [`Self::prepare_memory`].
+    /// [`Self::attach`], then [`Self::prepare_memory`] with no file found.
     pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
         let mut restorer = Self::attach(pid, image, guest)?;
-        restorer.prepare_memory()?;
+        restorer.prepare_memory(&|_| None)?;
         Ok(restorer)
     }
 
     /// Empties the process's address space and maps the image's regions,
-    /// ready for their pages.
-    pub fn prepare_memory(&mut self) -> Result<(), RestoreError> {
+    /// ready for their pages: a region that mapped a file maps it again
+    /// where `local_file` finds it.
+    pub fn prepare_memory(&mut self, local_file: LocalFile) -> Result<(), RestoreError> {
         self.empty_address_space(&[])?;
         self.place_vdso()?;
-        self.map_regions()
+        self.map_regions(local_file)
     }
 
     /// Unmaps everything but the vDSO and the ranges in `keep`.
@@ -385,7 +390,7 @@ impl Restorer {
         Ok(())
     }
 
-    fn map_regions(&mut self) -> Result<(), RestoreError> {
+    fn map_regions(&mut self, local_file: LocalFile) -> Result<(), RestoreError> {
         let regions: Vec<_> = self
             .image
             .regions
@@ -417,9 +422,25 @@ impl Restorer {
                 ],
             )?;
             self.writable.push((region.start, region.end));
+            let Some((file, path)) =
+                (region.file.as_ref()).and_then(|file| Some((file, local_file(file)?)))
+            else {
+                continue;
+            };
+            let range = (region.start, region.end);
+            let injector = &mut self.injector;
+            if map_file_over(&self.memory, range, &path, file.offset, |_, nr, args| {
+                injector.raw(nr, args)
+            })? {
+                self.file_backed.push(range);
+            }
         }
+        // Only anonymous memory can be filled through a userfaultfd.
+        let anonymous: Vec<(u64, u64)> = (self.writable.iter())
+            .flat_map(|&range| uncovered(range, &self.file_backed))
+            .collect();
         let injector = &mut self.injector;
-        let filler = PageFiller::register(self.pid, &self.writable, |call, nr, args| {
+        let filler = PageFiller::register(self.pid, &anonymous, |call, nr, args| {
             injector.call(call, nr, args)
         });
         self.filler = filler
@@ -500,6 +521,10 @@ impl Restorer {
             .flat_map(|&w| covered(w, &keep))
             .flat_map(|range| uncovered(range, fresh))
             .collect();
+        // What is mapped anew below is anonymous.
+        self.file_backed = (self.file_backed.iter())
+            .flat_map(|&range| covered(range, &kept))
+            .collect();
         for &(start, end, stack) in &wanted {
             for (from, to) in uncovered((start, end), &kept) {
                 let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
@@ -528,7 +553,22 @@ impl Restorer {
     /// Empties the pages from `address` for `len` bytes: the process
     /// dropped them after they were sent.
     pub fn discard(&mut self, address: u64, len: u64) -> Result<(), RestoreError> {
-        for (from, to) in covered((address, address + len), &self.writable) {
+        let emptied = covered((address, address + len), &self.writable);
+        for &(from, to) in &emptied {
+            for (from, to) in covered((from, to), &self.file_backed) {
+                let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
+                let mut at = from;
+                while at < to {
+                    let n = (to - at).min(zeros.len() as u64) as usize;
+                    self.write(at, &zeros[..n])?;
+                    at += n as u64;
+                }
+            }
+        }
+        let anonymous = emptied
+            .iter()
+            .flat_map(|&range| uncovered(range, &self.file_backed));
+        for (from, to) in anonymous.collect::<Vec<_>>() {
             self.injector.call(
                 "madvise",
                 libc::SYS_madvise,
@@ -947,6 +987,52 @@ pub fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
         parts.push((from, range.1));
     }
     parts
+}
+
+/// Where a file a process had mapped is found here (the file itself at
+/// home, a cached copy elsewhere), if it is; see [`map_file_over`].
+pub type LocalFile<'a> = &'a dyn Fn(&MappedFile) -> Option<CString>;
+
+/// Maps the file `path`, private, from `offset`, over `start..end`:
+/// anonymous memory of the process of `memory` just mapped read-write for
+/// an image's region, none of its pages written yet. `inject` runs a
+/// syscall in that process and gives its raw result. The path is put at
+/// `start` for the process's own open (with its own rights), and the
+/// file's mapping then takes that memory's place. `Ok(false)`, the
+/// memory left empty as it was, where the file cannot be opened or mapped.
+pub(crate) fn map_file_over<E>(
+    memory: &ProcessMemory,
+    (start, end): (u64, u64),
+    path: &std::ffi::CStr,
+    offset: u64,
+    mut inject: impl FnMut(&'static str, i64, [u64; 6]) -> Result<i64, E>,
+) -> Result<bool, E> {
+    let path = path.to_bytes_with_nul();
+    if path.len() as u64 > end - start || memory.write(start, path).is_err() {
+        return Ok(false);
+    }
+    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    let fd = inject(
+        "openat",
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, start, flags, 0, 0, 0],
+    )?;
+    let mapped = if fd >= 0 {
+        let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let args = [start, end - start, prot, flags, fd as u64, offset];
+        let mapped = inject("mmap", libc::SYS_mmap, args)?;
+        inject("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        mapped == start as i64
+    } else {
+        false
+    };
+    if !mapped {
+        tracing::debug!(start, end, fd, "the mapped file stays anonymous memory");
+        // The path written for the open goes: the memory is the image's.
+        let _ = memory.write(start, &vec![0; path.len()]);
+    }
+    Ok(mapped)
 }
 
 /// The span of a process's vDSO and vvar pages.

@@ -17,8 +17,9 @@ use homing_proto::image::{Region, RegionKind};
 
 use crate::dump::{self, maps, travels, DumpError};
 use crate::filling::PageFiller;
+use crate::memory::ProcessMemory;
 use crate::ptrace::InjectError;
-use crate::restore::uncovered;
+use crate::restore::{map_file_over, uncovered, LocalFile};
 
 /// How far below a stack nothing may be mapped, so it can still grow:
 /// the kernel keeps `stack_guard_gap` (1 MiB) free, and a deputy's main
@@ -30,29 +31,40 @@ const STACK_ROOM: u64 = 16 << 20;
 pub struct Room {
     /// The ranges mapped.
     pub ranges: Vec<(u64, u64)>,
+    /// Those of them that map the file their region mapped (see
+    /// [`crate::restore::map_file_over`]).
+    pub file_backed: Vec<(u64, u64)>,
     /// What fills their pages, if the kernel gave a userfaultfd.
     pub filler: Option<PageFiller>,
 }
 
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
-/// that travels, where `pid` has nothing. The process runs on as before.
-pub fn stage(pid: i32, regions: &[Region]) -> Result<Room, DumpError> {
+/// that travels, where `pid` has nothing: the file a region mapped where
+/// `local_file` finds it, anonymous memory otherwise. The process runs
+/// on as before.
+pub fn stage(pid: i32, regions: &[Region], local_file: LocalFile) -> Result<Room, DumpError> {
     let frozen = dump::freeze(pid, None)?;
-    let mut staged = Vec::new();
-    let outcome = make_room(&frozen, regions, &mut staged);
+    let mut room = Room {
+        ranges: Vec::new(),
+        file_backed: Vec::new(),
+        filler: None,
+    };
+    let outcome = make_room(&frozen, regions, local_file, &mut room);
     let outcome = match outcome {
         Ok(()) => {
-            let filler =
-                PageFiller::register(pid, &staged, |call, nr, args| frozen.inject(call, nr, args))
-                    .inspect_err(|error| tracing::debug!(pid, "room written plainly: {error}"))
-                    .ok();
-            Ok(Room {
-                ranges: staged,
-                filler,
+            // Only anonymous memory can be filled through a userfaultfd.
+            let anonymous: Vec<(u64, u64)> = (room.ranges.iter())
+                .flat_map(|&range| uncovered(range, &room.file_backed))
+                .collect();
+            room.filler = PageFiller::register(pid, &anonymous, |call, nr, args| {
+                frozen.inject(call, nr, args)
             })
+            .inspect_err(|error| tracing::debug!(pid, "room written plainly: {error}"))
+            .ok();
+            Ok(room)
         }
         Err(error) => {
-            let _ = remove(&frozen, &staged);
+            let _ = remove(&frozen, &room.ranges);
             Err(error)
         }
     };
@@ -63,8 +75,10 @@ pub fn stage(pid: i32, regions: &[Region]) -> Result<Room, DumpError> {
 fn make_room(
     frozen: &dump::Frozen,
     regions: &[Region],
-    staged: &mut Vec<(u64, u64)>,
+    local_file: LocalFile,
+    room: &mut Room,
 ) -> Result<(), DumpError> {
+    let memory = ProcessMemory::new(frozen.pid());
     let pid = frozen.pid();
     let taken: Vec<(u64, u64)> = maps(pid)
         .map_err(|error| DumpError::Io { pid, error })?
@@ -82,6 +96,7 @@ fn make_room(
         if region.kind == RegionKind::Stack {
             flags |= libc::MAP_GROWSDOWN;
         }
+        let file = (region.file.as_ref()).and_then(|file| Some((file, local_file(file)?)));
         for (start, end) in uncovered((region.start, region.end), &taken) {
             let mapped = frozen.inject(
                 "mmap",
@@ -96,7 +111,17 @@ fn make_room(
                 ],
             );
             match mapped {
-                Ok(at) if at == start => staged.push((start, end)),
+                Ok(at) if at == start => {
+                    room.ranges.push((start, end));
+                    let Some((file, path)) = &file else {
+                        continue;
+                    };
+                    let offset = file.offset + (start - region.start);
+                    let inject = |_, nr, args| frozen.inject_raw(nr, args);
+                    if map_file_over(&memory, (start, end), path, offset, inject)? {
+                        room.file_backed.push((start, end));
+                    }
+                }
                 // A kernel without MAP_FIXED_NOREPLACE takes it as a hint.
                 Ok(elsewhere) => remove(frozen, &[(elsewhere, elsewhere + end - start)])?,
                 // Taken meanwhile, or the address space is full: the

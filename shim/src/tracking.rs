@@ -294,6 +294,7 @@ mod tests {
             prot: (libc::PROT_READ | libc::PROT_WRITE) as u32,
             kind: RegionKind::Private,
             name: name.into(),
+            file: None,
         }
     }
 

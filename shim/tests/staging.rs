@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use homing_proto::image::{Region, RegionKind};
+use homing_proto::image::{MappedFile, Region, RegionKind};
 use homing_shim::dump::maps;
 use homing_shim::memory::ProcessMemory;
 use homing_shim::staging;
@@ -18,6 +18,7 @@ fn region(start: u64, end: u64) -> Region {
         prot: (libc::PROT_READ | libc::PROT_WRITE) as u32,
         kind: RegionKind::Private,
         name: String::new(),
+        file: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn room_is_made_only_where_the_process_has_nothing_and_removed_again() {
     let room = staging::stage(
         pid,
         &[region(free.0, free.1), region(straddling.0, straddling.1)],
+        &|_| None,
     )
     .unwrap();
     let (staged, filler) = (room.ranges, room.filler);
@@ -96,4 +98,67 @@ fn room_is_made_only_where_the_process_has_nothing_and_removed_again() {
     assert!(child.try_wait().unwrap().is_none());
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: staging in another process needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("homing-staging-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mapped");
+    let content: Vec<u8> = (0..4 * PAGE).map(|i| (i / PAGE) as u8 + b'a').collect();
+    std::fs::write(&path, &content).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    let file = MappedFile {
+        path: serde_bytes::ByteBuf::from(path.to_str().unwrap().as_bytes()),
+        offset: PAGE,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+    };
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id() as i32;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mapped_at = (0x3_0000_0000u64, 0x3_0000_0000 + 2 * PAGE);
+    let lost_at = (0x3_1000_0000u64, 0x3_1000_0000 + PAGE);
+    let of_file = Region {
+        file: Some(file.clone()),
+        ..region(mapped_at.0, mapped_at.1)
+    };
+    let lost = Region {
+        file: Some(MappedFile {
+            path: serde_bytes::ByteBuf::from(&b"/nonexistent/mapped"[..]),
+            ..file.clone()
+        }),
+        ..region(lost_at.0, lost_at.1)
+    };
+    let found = |wanted: &MappedFile| std::ffi::CString::new(wanted.path.to_vec()).ok();
+    let room = staging::stage(pid, &[of_file, lost], &found).unwrap();
+    assert_eq!(room.ranges, vec![mapped_at, lost_at]);
+    assert_eq!(room.file_backed, vec![mapped_at]);
+    let entries = maps(pid).unwrap();
+    let entry = |at: u64| entries.iter().find(|m| m.start == at).unwrap().clone();
+    assert_eq!(entry(mapped_at.0).name, path.to_str().unwrap());
+    assert_eq!(entry(mapped_at.0).offset, PAGE);
+    assert_eq!(entry(mapped_at.0).inode, meta.ino());
+    // A file that is not there leaves empty anonymous memory, the path
+    // written for its open gone.
+    assert_eq!(entry(lost_at.0).inode, 0);
+    let memory = ProcessMemory::new(pid);
+    assert_eq!(memory.read(lost_at.0, 32).unwrap(), vec![0; 32]);
+    // A page written over the file's holds what was written; the other
+    // reads the file, from the offset; the file is untouched.
+    memory.write(mapped_at.0 + PAGE, b"written").unwrap();
+    assert_eq!(memory.read(mapped_at.0, 4).unwrap(), b"bbbb");
+    assert_eq!(memory.read(mapped_at.0 + PAGE, 8).unwrap(), b"writtenc");
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    staging::unstage(pid, &room.ranges).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

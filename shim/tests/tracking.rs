@@ -73,6 +73,26 @@ fn a_tracker_lists_the_pages_written_since_the_last_look() {
     let pid = child.id() as i32;
     let frozen = dump::freeze(pid, None).expect("freeze");
     let layout = frozen.layout().expect("layout");
+    // Its program's mappings name the program, as the very file mapped.
+    let program = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+    let program_meta = std::fs::metadata(&program).unwrap();
+    let of_program: Vec<_> = (layout.iter())
+        .filter_map(|region| region.file.as_ref())
+        .filter(|file| file.path.as_slice() == program.as_os_str().as_encoded_bytes())
+        .collect();
+    assert!(!of_program.is_empty(), "{layout:#?}");
+    assert!(of_program.iter().any(|file| file.offset == 0));
+    for file in of_program {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (file.dev, file.ino),
+            (program_meta.dev(), program_meta.ino())
+        );
+        assert_eq!(file.size, program_meta.size());
+    }
+    // Anonymous memory names none.
+    let heap = layout.iter().find(|r| r.start <= buffer && buffer < r.end);
+    assert_eq!(heap.expect("the buffer's region").file, None);
     let mut tracker = WriteTracker::create(&frozen).expect("userfaultfd");
     frozen.thaw();
     tracker.track(&layout).expect("tracking");

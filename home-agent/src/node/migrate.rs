@@ -22,11 +22,11 @@ use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
-use homing_proto::image::FinalImage;
+use homing_proto::image::{FinalImage, MappedFile};
 use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
-    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Restoration,
-    Source,
+    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, LocalFiles,
+    Restoration, Source,
 };
 use quinn::{Connection, RecvStream, SendStream};
 use serde::Serialize;
@@ -506,7 +506,9 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
-        let running = match Restoration::stage(pid, moving.immigrant.image.clone()).await {
+        let files = LocalFiles::find(&moving.immigrant.image.regions, home_file);
+        let layout = moving.immigrant.image.clone();
+        let running = match Restoration::stage(pid, layout, files).await {
             Ok(homecoming) => match self.receive_running(client, &mut moving, &homecoming).await {
                 Ok((last, bytes)) => Ok((homecoming, last, bytes)),
                 Err(error) => {
@@ -1248,4 +1250,22 @@ fn command_line(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| AwayProcess::command_line(raw.split(|&b| b == 0).filter(|a| !a.is_empty())))
         .unwrap_or_default()
+}
+
+/// The file at home that a process away had mapped (as `file` names it),
+/// where it is still there, the very file.
+fn home_file(file: &MappedFile) -> Option<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&file.path));
+    let now = std::fs::metadata(path).ok()?;
+    let identity = (
+        now.dev(),
+        now.ino(),
+        now.size(),
+        (now.mtime(), now.mtime_nsec()),
+    );
+    let same = now.is_file() && identity == (file.dev, file.ino, file.size, file.mtime);
+    same.then(|| CString::new(file.path.to_vec()).ok())
+        .flatten()
 }
