@@ -31,6 +31,7 @@ use crate::wire::{
 };
 use homing_remote_agent::spin;
 
+mod mapped_files;
 mod migrate;
 
 /// Pause between dial attempts to an absent peer.
@@ -109,6 +110,10 @@ pub struct Node {
     /// As home: the token of the next move from one host straight to
     /// another.
     next_handoff: std::sync::atomic::AtomicU64,
+    /// As home: the processes being moved to a host, by pid, with that
+    /// host, which may fetch the files they map (see
+    /// [`PeerRequest::FetchMapped`]).
+    moving_to: DashMap<i32, String>,
 }
 
 /// How long an old host waits, at a commit, for home's word that it
@@ -253,6 +258,7 @@ impl Node {
             came_home_exe: DashMap::new(),
             handovers: DashMap::new(),
             next_handoff: std::sync::atomic::AtomicU64::new(1),
+            moving_to: DashMap::new(),
         }))
     }
 
@@ -614,6 +620,9 @@ impl Node {
                 self.evict(peer, home_pid, while_running, hand_to, send, recv)
                     .await;
                 return Ok(());
+            }
+            PeerRequest::FetchMapped { home_pid, file } => {
+                return self.serve_mapped_file(peer, home_pid, file, send).await;
             }
             PeerRequest::AttachChild {
                 home_pid,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::guest::GuestStart;
-use crate::image::ProcessImage;
+use crate::image::{MappedFile, ProcessImage};
 
 /// A request on a fresh stream between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,18 @@ pub enum PeerRequest {
         home_node: String,
         /// The token home gave both hosts for this move.
         token: u64,
+    },
+    /// From the new host of a process moving there, to its home: the
+    /// home file `file` that a region of the process maps, which the host
+    /// lacks. Home serves it only for a process moving to the requester,
+    /// opened with the rights of that process's user, and only while it
+    /// is still the file named: a [`PeerResponse::FileFollows`], then its
+    /// `file.size` bytes.
+    FetchMapped {
+        /// The process, by its pid at home.
+        home_pid: i32,
+        /// The file, as the process's image names it.
+        file: MappedFile,
     },
 }
 
@@ -168,6 +180,15 @@ pub enum PeerResponse {
     Pong {
         /// The bytes that were sent.
         payload: Vec<u8>,
+    },
+    /// The file a [`PeerRequest::FetchMapped`] asked for: its bytes follow.
+    FileFollows {
+        /// Its permission bits (and type).
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
     },
     /// The request could not be served.
     Error {

@@ -433,4 +433,41 @@ mod tests {
         assert!(cache.launch_copy(&named, &interpreter, &loader).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_mapped_file_is_found_by_its_home_identity_and_named_as_at_home() {
+        let dir = std::env::temp_dir().join(format!("homing-mapped-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::new(&dir).unwrap();
+        let file = MappedFile {
+            path: serde_bytes::ByteBuf::from(&b"/usr/lib/libx.so"[..]),
+            offset: 0x3000,
+            dev: 0xfe00,
+            ino: 0x1234,
+            size: 5,
+            mtime: (0x6329dbdf, 17),
+        };
+        assert_eq!(cache.copy_of_mapped("node-1", &file), None);
+        let entry = dir.join("node-1-fe00-1234-5-6329dbdf.000000017");
+        std::fs::write(&entry, b"12345").unwrap();
+        // Another size, or another node's, is not it.
+        let other = MappedFile {
+            size: 6,
+            ..file.clone()
+        };
+        assert_eq!(cache.copy_of_mapped("node-1", &other), None);
+        assert_eq!(cache.copy_of_mapped("node-2", &file), None);
+        let copy = cache.copy_of_mapped("node-1", &file).unwrap();
+        assert_eq!(copy, entry);
+        // Found, its home path is noted: it is named as at home, and a
+        // mapping of it from elsewhere in it tells the same file.
+        let named = cache.named(&copy, b"libx.so");
+        assert_eq!(cache.mapped_origin(&named, 0x3000), Some(file.clone()));
+        assert_eq!(
+            cache.mapped_origin(&copy, 0x5000).map(|f| f.offset),
+            Some(0x5000)
+        );
+        assert_eq!(cache.mapped_origin(Path::new("/usr/lib/libx.so"), 0), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

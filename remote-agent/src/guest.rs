@@ -1287,7 +1287,7 @@ impl HostRole {
     }
 
     /// This node's copies of home files.
-    pub(crate) fn cache(&self) -> &Cache {
+    pub fn cache(&self) -> &Cache {
         &self.cache
     }
 

@@ -325,6 +325,68 @@ fn a_process_blocked_reading_a_home_pipe_reads_on_the_new_node() {
     );
 }
 
+/// A process keeps its file mappings as it moves: its program, its
+/// libraries and a home file it maps privately (one page of it changed)
+/// are named in its own `/proc/self/maps` on every node exactly as at
+/// home, and what it maps of the file reads the same.
+#[test]
+fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "mapsmoved");
+    let run = ok(at_home(
+        &cluster,
+        "seq 1 20000 > ~/mapped.txt
+         mkfifo ~/ask
+         ~/mapsmoved ~/mapped.txt < ~/ask > ~/reports &
+         pid=$!
+         exec 3> ~/ask
+         report() {
+             echo >&3
+             for _ in $(seq 300); do
+                 [ $(grep -c 'files mapped' ~/reports) -ge $1 ] && return 0
+                 sleep 0.05
+             done
+             return 1
+         }
+         report 1 || exit 9
+         homing migrate $pid node2 || exit 8
+         report 2 || exit 7
+         homing migrate $pid node3 || exit 6
+         report 3 || exit 5
+         homing migrate $pid home || exit 4
+         report 4 || exit 3
+         exec 3>&-
+         wait $pid; echo status=$?
+         cat ~/reports",
+    ));
+    let (_, after) = run.stdout.split_once("status=").expect("a status line");
+    let (status, text) = after.split_once('\n').expect("reports");
+    assert_eq!(status, "0", "{run:?}");
+    // Each report ends with its count and checksum line.
+    let mut reports = vec![String::new()];
+    for line in text.lines() {
+        let report = reports.last_mut().expect("one");
+        report.push_str(line);
+        report.push('\n');
+        if line.contains("files mapped") {
+            reports.push(String::new());
+        }
+    }
+    reports.pop();
+    assert_eq!(reports.len(), 4, "{run:?}");
+    let at_home = &reports[0];
+    for (line, name) in [
+        ("/home/alice/mapsmoved", "its program"),
+        ("/libc.so.6", "libc"),
+        ("/home/alice/mapped.txt", "the file it maps"),
+    ] {
+        assert!(at_home.contains(line), "{name} at home: {at_home}");
+    }
+    for (report, node) in reports[1..].iter().zip(["node2", "node3", "home again"]) {
+        assert_eq!(report, at_home, "on {node}");
+    }
+}
+
 #[test]
 fn an_alarm_armed_before_the_move_fires_once_on_the_new_node() {
     let cluster = Cluster::up(2);

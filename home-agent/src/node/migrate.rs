@@ -111,6 +111,7 @@ impl Node {
             ));
         }
         let conn = self.connection_to(node)?;
+        let _moving = self.note_moving(pid, node);
         let gid = homing_shim::process::status_field(pid, "Gid:")
             .and_then(|gids| gids.split_whitespace().next()?.parse::<u32>().ok())
             .unwrap_or(owner);
@@ -348,6 +349,7 @@ impl Node {
             node: node.to_owned(),
             token: self.next_handoff.fetch_add(1, Ordering::Relaxed),
         });
+        let _moving = hand_to.as_ref().map(|_| self.note_moving(pid, node));
         let evict = PeerRequest::Evict {
             home_pid: pid,
             while_running: true,
@@ -992,6 +994,7 @@ impl Node {
         mut recv: RecvStream,
         handed: Option<Result<(SendStream, RecvStream), String>>,
     ) -> Result<(), WireError> {
+        self.fetch_mapped_files(home, &immigrant).await;
         let arrival = match handed {
             None => self.host.receive(&immigrant, &mut recv, &mut send).await,
             Some(Ok((mut image_send, mut image_recv))) => {

@@ -1,0 +1,59 @@
+/* Maps FILE privately and writes one byte of its second page (the rest
+ * of it stays the file's), then, for each line on stdin, prints what it
+ * can see of its file mappings: every line of its /proc/self/maps that
+ * names a file (range, permissions, offset, device, inode and path, as
+ * the kernel lays them out), and a checksum of what it maps of FILE.
+ * Moved between lines, it must print the same each time. Ends at the
+ * end of its input. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void report(const unsigned char *mapped, size_t size) {
+    char line[4096];
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (maps == NULL) {
+        perror("/proc/self/maps");
+        return;
+    }
+    int files = 0;
+    while (fgets(line, sizeof line, maps) != NULL) {
+        if (strchr(line, '/') != NULL) {
+            fputs(line, stdout);
+            files++;
+        }
+    }
+    fclose(maps);
+    unsigned long sum = 0;
+    for (size_t i = 0; i < size; i++)
+        sum = sum * 31 + mapped[i];
+    printf("%d files mapped; checksum %lu\n", files, sum);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: mapsmoved FILE\n");
+        return 2;
+    }
+    int fd = open(argv[1], O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 8192) {
+        fprintf(stderr, "%s: need a file of 8 KiB or more\n", argv[1]);
+        return 1;
+    }
+    unsigned char *mapped = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (mapped == MAP_FAILED) {
+        perror("mmap");
+        return 1;
+    }
+    close(fd);
+    mapped[4096 + 7] ^= 0x5a;
+    char input[64];
+    while (fgets(input, sizeof input, stdin) != NULL)
+        report(mapped, st.st_size);
+    return 0;
+}
