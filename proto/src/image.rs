@@ -187,27 +187,17 @@ pub struct MappedFile {
     pub size: u64,
     /// `st_mtime` at home: seconds, and nanoseconds.
     pub mtime: (i64, i64),
+    /// A shared mapping (read-only: a writable one cannot move), whose
+    /// pages are the file's own: mapped again, it takes none.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 impl MappedFile {
     /// Whether `other` names the same file (wherever it maps it from).
     pub fn same_file(&self, other: &Self) -> bool {
-        Self {
-            offset: 0,
-            ..self.clone()
-        } == Self {
-            offset: 0,
-            ..other.clone()
-        }
-    }
-
-    /// The same file, mapped from `bytes` further into the region (a
-    /// piece of it).
-    pub fn from(&self, bytes: u64) -> Self {
-        Self {
-            offset: self.offset + bytes,
-            ..self.clone()
-        }
+        let identity = |f: &Self| (f.dev, f.ino, f.size, f.mtime);
+        identity(self) == identity(other) && self.path == other.path
     }
 }
 

@@ -242,17 +242,20 @@ impl Cache {
         })
     }
 
-    /// The home file that the copy `local` (see [`Cache::origin`]) was
-    /// made of, mapped from `offset`, if its origin was noted.
-    pub fn mapped_origin(&self, local: &Path, offset: u64) -> Option<MappedFile> {
+    /// The home file that a mapping of a copy, `here` (as this node
+    /// names it), maps, if the copy's origin was noted (see
+    /// [`Cache::origin`]).
+    pub fn mapped_origin(&self, here: &MappedFile) -> Option<MappedFile> {
+        use std::os::unix::ffi::OsStrExt;
+        let local = Path::new(std::ffi::OsStr::from_bytes(&here.path));
         let origin = self.origin(local)?;
         Some(MappedFile {
             path: serde_bytes::ByteBuf::from(origin.path),
-            offset,
             dev: origin.dev,
             ino: origin.ino,
             size: origin.size,
             mtime: origin.mtime,
+            ..here.clone()
         })
     }
 
@@ -446,6 +449,7 @@ mod tests {
             ino: 0x1234,
             size: 5,
             mtime: (0x6329dbdf, 17),
+            shared: false,
         };
         assert_eq!(cache.copy_of_mapped("node-1", &file), None);
         let entry = dir.join("node-1-fe00-1234-5-6329dbdf.000000017");
@@ -462,12 +466,25 @@ mod tests {
         // Found, its home path is noted: it is named as at home, and a
         // mapping of it from elsewhere in it tells the same file.
         let named = cache.named(&copy, b"libx.so");
-        assert_eq!(cache.mapped_origin(&named, 0x3000), Some(file.clone()));
+        let here = |path: &Path, offset, shared| MappedFile {
+            path: serde_bytes::ByteBuf::from(path.as_os_str().as_encoded_bytes()),
+            offset,
+            dev: 1,
+            ino: 2,
+            size: 5,
+            mtime: (3, 4),
+            shared,
+        };
+        let found = cache.mapped_origin(&here(&named, 0x3000, false));
+        assert_eq!(found, Some(file.clone()));
+        let shared_further = cache.mapped_origin(&here(&copy, 0x5000, true)).unwrap();
         assert_eq!(
-            cache.mapped_origin(&copy, 0x5000).map(|f| f.offset),
-            Some(0x5000)
+            (shared_further.offset, shared_further.shared),
+            (0x5000, true)
         );
-        assert_eq!(cache.mapped_origin(Path::new("/usr/lib/libx.so"), 0), None);
+        assert!(shared_further.same_file(&file));
+        let not_a_copy = here(Path::new("/usr/lib/libx.so"), 0, false);
+        assert_eq!(cache.mapped_origin(&not_a_copy), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,7 +14,6 @@
 //! end mark.
 
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -972,8 +971,7 @@ impl HostRole {
         let mut source = tracked?;
         let role = self.clone();
         source.name_files_at_home(Arc::new(move |file: &MappedFile| {
-            let copy = std::path::Path::new(std::ffi::OsStr::from_bytes(&file.path));
-            role.cache().mapped_origin(copy, file.offset)
+            role.cache().mapped_origin(file)
         }));
         let immigrant = Immigrant {
             home_node: member.home_node.clone(),
@@ -1381,6 +1379,12 @@ fn homecoming_thread(
         .as_ref()
         .map(|room| room.ranges.clone())
         .unwrap_or_default();
+    // Where pages are written now: the room but for shared mappings of
+    // files, whose pages are the file's (pages there are dropped).
+    let shared = (room.as_ref()).map_or_else(Vec::new, |room| room.file_shared.clone());
+    let written: Vec<(u64, u64)> = (staged.iter())
+        .flat_map(|&range| uncovered(range, &shared))
+        .collect();
     let bytes: u64 = staged.iter().map(|(start, end)| end - start).sum();
     let file_backed = room.as_ref().map_or(0, |room| room.file_backed.len());
     debug!(
@@ -1401,7 +1405,7 @@ fn homecoming_thread(
         match command {
             RestoreCommand::Write(address, bytes, _held) => {
                 let end = address + bytes.len() as u64;
-                for (from, to) in covered((address, end), &staged) {
+                for (from, to) in covered((address, end), &written) {
                     let part = &bytes[(from - address) as usize..(to - address) as usize];
                     let filler = room.as_ref().and_then(|room| room.filler.as_ref());
                     if let Err(error) = write_pages(filler, &memory, from, part) {
@@ -1415,7 +1419,7 @@ fn homecoming_thread(
             }
             RestoreCommand::Discard(address, len) => {
                 // The deputy runs: no madvise can be injected, so zeros.
-                for (from, to) in covered((address, address + len), &staged) {
+                for (from, to) in covered((address, address + len), &written) {
                     let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
                     let mut at = from;
                     while at < to {

@@ -972,7 +972,7 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             }
             _ => RegionKind::Private,
         };
-        let file = (kind == RegionKind::Private && !entry.shared())
+        let file = (kind == RegionKind::Private)
             .then(|| mapped_file(pid, entry))
             .flatten();
         regions.push(Region {
@@ -987,7 +987,8 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
     Ok(regions)
 }
 
-/// The file that `entry`, a private mapping of `pid`, maps, as this
+/// The file that `entry`, a mapping of `pid` (private, or shared
+/// read-only), maps, as this
 /// node names it: its path, and its identity as the mapping holds it
 /// (through `/proc/PID/map_files`, which names the very file mapped).
 /// `None` for anonymous memory, and for a file since removed or renamed,
@@ -1010,6 +1011,7 @@ fn mapped_file(pid: i32, entry: &MapsEntry) -> Option<MappedFile> {
         ino: file.ino(),
         size: file.size(),
         mtime: (file.mtime(), file.mtime_nsec()),
+        shared: entry.shared(),
     })
 }
 

@@ -152,6 +152,9 @@ pub struct Restorer {
     /// Address ranges that map a file: emptying a page there would bring
     /// the file's back, so it is written with zeros instead.
     file_backed: Vec<(u64, u64)>,
+    /// Those of them that map it shared (read-only): their pages are the
+    /// file's, and none is written.
+    file_shared: Vec<(u64, u64)>,
 }
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -196,6 +199,7 @@ impl Restorer {
             image,
             filler: None,
             file_backed: Vec::new(),
+            file_shared: Vec::new(),
         })
     }
 
@@ -211,6 +215,7 @@ impl Restorer {
         self.empty_address_space(&room.ranges)?;
         self.writable = room.ranges;
         self.file_backed = room.file_backed;
+        self.file_shared = room.file_shared;
         self.place_vdso()
     }
 
@@ -429,10 +434,14 @@ impl Restorer {
             };
             let range = (region.start, region.end);
             let injector = &mut self.injector;
-            if map_file_over(&self.memory, range, &path, file.offset, |_, nr, args| {
+            let mapping = (path.as_c_str(), file.offset, file.shared);
+            if map_file_over(&self.memory, range, mapping, |_, nr, args| {
                 injector.raw(nr, args)
             })? {
                 self.file_backed.push(range);
+                if file.shared {
+                    self.file_shared.push(range);
+                }
             }
         }
         // Only anonymous memory can be filled through a userfaultfd.
@@ -470,8 +479,11 @@ impl Restorer {
                 bytes.len()
             )));
         }
-        crate::filling::write_pages(self.filler.as_ref(), &self.memory, address, bytes)
-            .map_err(RestoreError::from)
+        for (from, to) in uncovered((address, end), &self.file_shared) {
+            let part = &bytes[(from - address) as usize..(to - address) as usize];
+            crate::filling::write_pages(self.filler.as_ref(), &self.memory, from, part)?;
+        }
+        Ok(())
     }
 
     /// Makes the memory prepared for a layout fit `image`, the process's
@@ -515,16 +527,31 @@ impl Restorer {
                     .call("munmap", libc::SYS_munmap, [from, to - from, 0, 0, 0, 0])?;
             }
         }
+        // A shared mapping of a file holds the file's pages, whatever the
+        // process did: one that still maps the same file at the same
+        // place stays, written to or not (its writes cannot be tracked).
+        let unchanged_shared: Vec<(u64, u64)> = (image.regions.iter())
+            .filter(|r| r.file.as_ref().is_some_and(|file| file.shared))
+            .filter(|r| self.image.regions.iter().any(|old| same_file_place(old, r)))
+            .flat_map(|r| covered((r.start, r.end), &self.file_shared))
+            .collect();
+        let fresh: Vec<(u64, u64)> = (fresh.iter())
+            .flat_map(|&range| uncovered(range, &unchanged_shared))
+            .collect();
         let kept: Vec<(u64, u64)> = self
             .writable
             .iter()
             .flat_map(|&w| covered(w, &keep))
-            .flat_map(|range| uncovered(range, fresh))
+            .flat_map(|range| uncovered(range, &fresh))
             .collect();
         // What is mapped anew below is anonymous.
-        self.file_backed = (self.file_backed.iter())
-            .flat_map(|&range| covered(range, &kept))
-            .collect();
+        let still = |ranges: &[(u64, u64)]| -> Vec<(u64, u64)> {
+            (ranges.iter())
+                .flat_map(|&range| covered(range, &kept))
+                .collect()
+        };
+        self.file_backed = still(&self.file_backed);
+        self.file_shared = still(&self.file_shared);
         for &(start, end, stack) in &wanted {
             for (from, to) in uncovered((start, end), &kept) {
                 let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
@@ -555,7 +582,8 @@ impl Restorer {
     pub fn discard(&mut self, address: u64, len: u64) -> Result<(), RestoreError> {
         let emptied = covered((address, address + len), &self.writable);
         for &(from, to) in &emptied {
-            for (from, to) in covered((from, to), &self.file_backed) {
+            let private = uncovered((from, to), &self.file_shared);
+            for (from, to) in private.iter().flat_map(|&r| covered(r, &self.file_backed)) {
                 let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
                 let mut at = from;
                 while at < to {
@@ -989,22 +1017,34 @@ pub fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     parts
 }
 
+/// Whether regions `a` and `b` map the same file, each address of both
+/// at the same offset in it.
+fn same_file_place(a: &homing_proto::image::Region, b: &homing_proto::image::Region) -> bool {
+    match (&a.file, &b.file) {
+        (Some(x), Some(y)) => {
+            x.same_file(y) && x.offset.wrapping_sub(a.start) == y.offset.wrapping_sub(b.start)
+        }
+        _ => false,
+    }
+}
+
 /// Where a file a process had mapped is found here (the file itself at
 /// home, a cached copy elsewhere), if it is; see [`map_file_over`].
 pub type LocalFile<'a> = &'a dyn Fn(&MappedFile) -> Option<CString>;
 
-/// Maps the file `path`, private, from `offset`, over `start..end`:
-/// anonymous memory of the process of `memory` just mapped read-write for
-/// an image's region, none of its pages written yet. `inject` runs a
-/// syscall in that process and gives its raw result. The path is put at
-/// `start` for the process's own open (with its own rights), and the
-/// file's mapping then takes that memory's place. `Ok(false)`, the
-/// memory left empty as it was, where the file cannot be opened or mapped.
+/// Maps the file `path` from `offset` over `start..end`: anonymous
+/// memory of the process of `memory` just mapped read-write for an
+/// image's region, none of its pages written yet. Private, it stays
+/// writable for the pages to come; `shared`, it is read-only, and its
+/// pages are the file's. `inject` runs a syscall in that process and
+/// gives its raw result. The path is put at `start` for the process's own
+/// open (with its own rights), and the file's mapping then takes that
+/// memory's place. `Ok(false)`, the memory left empty as it was, where
+/// the file cannot be opened or mapped.
 pub(crate) fn map_file_over<E>(
     memory: &ProcessMemory,
     (start, end): (u64, u64),
-    path: &std::ffi::CStr,
-    offset: u64,
+    (path, offset, shared): (&std::ffi::CStr, u64, bool),
     mut inject: impl FnMut(&'static str, i64, [u64; 6]) -> Result<i64, E>,
 ) -> Result<bool, E> {
     let path = path.to_bytes_with_nul();
@@ -1018,8 +1058,11 @@ pub(crate) fn map_file_over<E>(
         [libc::AT_FDCWD as u64, start, flags, 0, 0, 0],
     )?;
     let mapped = if fd >= 0 {
-        let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
-        let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let (flags, prot) = match shared {
+            true => (libc::MAP_SHARED, libc::PROT_READ),
+            false => (libc::MAP_PRIVATE, libc::PROT_READ | libc::PROT_WRITE),
+        };
+        let (flags, prot) = ((flags | libc::MAP_FIXED) as u64, prot as u64);
         let args = [start, end - start, prot, flags, fd as u64, offset];
         let mapped = inject("mmap", libc::SYS_mmap, args)?;
         inject("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;

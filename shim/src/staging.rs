@@ -34,6 +34,9 @@ pub struct Room {
     /// Those of them that map the file their region mapped (see
     /// [`crate::restore::map_file_over`]).
     pub file_backed: Vec<(u64, u64)>,
+    /// Those of them that map it shared, read-only: their pages are the
+    /// file's, and none may be written.
+    pub file_shared: Vec<(u64, u64)>,
     /// What fills their pages, if the kernel gave a userfaultfd.
     pub filler: Option<PageFiller>,
 }
@@ -47,6 +50,7 @@ pub fn stage(pid: i32, regions: &[Region], local_file: LocalFile) -> Result<Room
     let mut room = Room {
         ranges: Vec::new(),
         file_backed: Vec::new(),
+        file_shared: Vec::new(),
         filler: None,
     };
     let outcome = make_room(&frozen, regions, local_file, &mut room);
@@ -117,9 +121,13 @@ fn make_room(
                         continue;
                     };
                     let offset = file.offset + (start - region.start);
+                    let mapping = (path.as_c_str(), offset, file.shared);
                     let inject = |_, nr, args| frozen.inject_raw(nr, args);
-                    if map_file_over(&memory, (start, end), path, offset, inject)? {
+                    if map_file_over(&memory, (start, end), mapping, inject)? {
                         room.file_backed.push((start, end));
+                        if file.shared {
+                            room.file_shared.push((start, end));
+                        }
                     }
                 }
                 // A kernel without MAP_FIXED_NOREPLACE takes it as a hint.

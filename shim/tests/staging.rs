@@ -120,6 +120,7 @@ fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
         ino: meta.ino(),
         size: meta.size(),
         mtime: (meta.mtime(), meta.mtime_nsec()),
+        shared: false,
     };
     let mut child = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = child.id() as i32;
@@ -137,10 +138,20 @@ fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
         }),
         ..region(lost_at.0, lost_at.1)
     };
+    let shared_at = (0x3_2000_0000u64, 0x3_2000_0000 + PAGE);
+    let shared = Region {
+        file: Some(MappedFile {
+            shared: true,
+            ..file.clone()
+        }),
+        prot: libc::PROT_READ as u32,
+        ..region(shared_at.0, shared_at.1)
+    };
     let found = |wanted: &MappedFile| std::ffi::CString::new(wanted.path.to_vec()).ok();
-    let room = staging::stage(pid, &[of_file, lost], &found).unwrap();
-    assert_eq!(room.ranges, vec![mapped_at, lost_at]);
-    assert_eq!(room.file_backed, vec![mapped_at]);
+    let room = staging::stage(pid, &[of_file, lost, shared], &found).unwrap();
+    assert_eq!(room.ranges, vec![mapped_at, lost_at, shared_at]);
+    assert_eq!(room.file_backed, vec![mapped_at, shared_at]);
+    assert_eq!(room.file_shared, vec![shared_at]);
     let entries = maps(pid).unwrap();
     let entry = |at: u64| entries.iter().find(|m| m.start == at).unwrap().clone();
     assert_eq!(entry(mapped_at.0).name, path.to_str().unwrap());
@@ -157,6 +168,10 @@ fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
     assert_eq!(memory.read(mapped_at.0, 4).unwrap(), b"bbbb");
     assert_eq!(memory.read(mapped_at.0 + PAGE, 8).unwrap(), b"writtenc");
     assert_eq!(std::fs::read(&path).unwrap(), content);
+    // Shared, it is the file's, read-only.
+    assert!(entry(shared_at.0).perms.starts_with("r--s"));
+    assert_eq!(memory.read(shared_at.0, 4).unwrap(), b"bbbb");
+    assert!(memory.write(shared_at.0, b"x").is_err());
     staging::unstage(pid, &room.ranges).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();

@@ -1,8 +1,9 @@
 /* Maps FILE privately and writes one byte of its second page (the rest
- * of it stays the file's), then, for each line on stdin, prints what it
- * can see of its file mappings: every line of its /proc/self/maps that
- * names a file (range, permissions, offset, device, inode and path, as
- * the kernel lays them out), and a checksum of what it maps of FILE.
+ * of it stays the file's), and maps it shared, read-only, too; then, for
+ * each line on stdin, prints what it can see of its file mappings: every
+ * line of its /proc/self/maps that names a file (range, permissions,
+ * offset, device, inode and path, as the kernel lays them out), and a
+ * checksum of what each mapping holds.
  * Moved between lines, it must print the same each time. Ends at the
  * end of its input. */
 #include <fcntl.h>
@@ -12,7 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void report(const unsigned char *mapped, size_t size) {
+static unsigned long checksum(const unsigned char *bytes, size_t size) {
+    unsigned long sum = 0;
+    for (size_t i = 0; i < size; i++)
+        sum = sum * 31 + bytes[i];
+    return sum;
+}
+
+static void report(const unsigned char *mapped, const unsigned char *shared, size_t size) {
     char line[4096];
     FILE *maps = fopen("/proc/self/maps", "r");
     if (maps == NULL) {
@@ -27,10 +35,8 @@ static void report(const unsigned char *mapped, size_t size) {
         }
     }
     fclose(maps);
-    unsigned long sum = 0;
-    for (size_t i = 0; i < size; i++)
-        sum = sum * 31 + mapped[i];
-    printf("%d files mapped; checksum %lu\n", files, sum);
+    printf("%d files mapped; checksums %lu %lu\n", files, checksum(mapped, size),
+           checksum(shared, size));
     fflush(stdout);
 }
 
@@ -46,7 +52,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     unsigned char *mapped = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (mapped == MAP_FAILED) {
+    unsigned char *shared = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (mapped == MAP_FAILED || shared == MAP_FAILED) {
         perror("mmap");
         return 1;
     }
@@ -54,6 +61,6 @@ int main(int argc, char **argv) {
     mapped[4096 + 7] ^= 0x5a;
     char input[64];
     while (fgets(input, sizeof input, stdin) != NULL)
-        report(mapped, st.st_size);
+        report(mapped, shared, st.st_size);
     return 0;
 }

@@ -327,8 +327,9 @@ fn a_process_blocked_reading_a_home_pipe_reads_on_the_new_node() {
 
 /// A process keeps its file mappings as it moves: its program, its
 /// libraries and a home file it maps privately (one page of it changed)
-/// are named in its own `/proc/self/maps` on every node exactly as at
-/// home, and what it maps of the file reads the same.
+/// and shared (read-only) are named in its own `/proc/self/maps` on
+/// every node exactly as at home, and what it maps of the file reads the
+/// same.
 #[test]
 fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
     let cluster = Cluster::up(3);
@@ -375,12 +376,18 @@ fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
     reports.pop();
     assert_eq!(reports.len(), 4, "{run:?}");
     let at_home = &reports[0];
-    for (line, name) in [
-        ("/home/alice/mapsmoved", "its program"),
-        ("/libc.so.6", "libc"),
-        ("/home/alice/mapped.txt", "the file it maps"),
+    for (perms, path, name) in [
+        ("r-xp", "/home/alice/mapsmoved", "its program"),
+        ("r-xp", "/libc.so.6", "libc"),
+        (
+            "rw-p",
+            "/home/alice/mapped.txt",
+            "the file it maps privately",
+        ),
+        ("r--s", "/home/alice/mapped.txt", "the file it maps shared"),
     ] {
-        assert!(at_home.contains(line), "{name} at home: {at_home}");
+        let shown = |l: &str| l.contains(&format!(" {perms} ")) && l.ends_with(path);
+        assert!(at_home.lines().any(shown), "{name} at home: {at_home}");
     }
     for (report, node) in reports[1..].iter().zip(["node2", "node3", "home again"]) {
         assert_eq!(report, at_home, "on {node}");
