@@ -28,6 +28,9 @@ use crate::wire::{read_message, write_message, WireError};
 /// memory.
 const MOST_FETCHED: u64 = 256 << 20;
 
+/// How long fetching one file may take: the move waits for it.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A process noted as moving to a host, until dropped.
 pub(super) struct MovingTo<'a> {
     node: &'a Node,
@@ -104,7 +107,9 @@ impl Node {
         }
         for file in wanted {
             let path = String::from_utf8_lossy(&file.path).into_owned();
-            match self.fetch_mapped_file(home, immigrant.home_pid, file).await {
+            let fetching = self.fetch_mapped_file(home, immigrant.home_pid, file);
+            let fetched = tokio::time::timeout(FETCH_TIMEOUT, fetching).await;
+            match fetched.unwrap_or_else(|_| Err("home took too long".into())) {
                 Ok(bytes) => {
                     info!(
                         home,
