@@ -988,11 +988,10 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
 }
 
 /// The file that `entry`, a mapping of `pid` (private, or shared
-/// read-only), maps, as this
-/// node names it: its path, and its identity as the mapping holds it
-/// (through `/proc/PID/map_files`, which names the very file mapped).
-/// `None` for anonymous memory, and for a file since removed or renamed,
-/// which its path no longer finds.
+/// read-only), maps, as this node names it: its path, and its identity
+/// as the mapping holds it (through `/proc/PID/map_files`, which names
+/// the very file mapped). `None` for anonymous memory, and for a file
+/// since removed or renamed, which its path no longer finds.
 fn mapped_file(pid: i32, entry: &MapsEntry) -> Option<MappedFile> {
     use std::os::unix::fs::MetadataExt;
     if entry.inode == 0 || !entry.name.starts_with('/') || entry.name.ends_with(" (deleted)") {

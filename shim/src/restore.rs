@@ -435,7 +435,7 @@ impl Restorer {
             let range = (region.start, region.end);
             let injector = &mut self.injector;
             let mapping = (path.as_c_str(), file.offset, file.shared);
-            if map_file_over(&self.memory, range, mapping, |_, nr, args| {
+            if map_file_over(&self.memory, range, mapping, |nr, args| {
                 injector.raw(nr, args)
             })? {
                 self.file_backed.push(range);
@@ -1045,7 +1045,7 @@ pub(crate) fn map_file_over<E>(
     memory: &ProcessMemory,
     (start, end): (u64, u64),
     (path, offset, shared): (&std::ffi::CStr, u64, bool),
-    mut inject: impl FnMut(&'static str, i64, [u64; 6]) -> Result<i64, E>,
+    mut inject: impl FnMut(i64, [u64; 6]) -> Result<i64, E>,
 ) -> Result<bool, E> {
     let path = path.to_bytes_with_nul();
     if path.len() as u64 > end - start || memory.write(start, path).is_err() {
@@ -1053,7 +1053,6 @@ pub(crate) fn map_file_over<E>(
     }
     let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
     let fd = inject(
-        "openat",
         libc::SYS_openat,
         [libc::AT_FDCWD as u64, start, flags, 0, 0, 0],
     )?;
@@ -1064,8 +1063,8 @@ pub(crate) fn map_file_over<E>(
         };
         let (flags, prot) = ((flags | libc::MAP_FIXED) as u64, prot as u64);
         let args = [start, end - start, prot, flags, fd as u64, offset];
-        let mapped = inject("mmap", libc::SYS_mmap, args)?;
-        inject("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        let mapped = inject(libc::SYS_mmap, args)?;
+        inject(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
         mapped == start as i64
     } else {
         false

@@ -122,7 +122,7 @@ fn make_room(
                     };
                     let offset = file.offset + (start - region.start);
                     let mapping = (path.as_c_str(), offset, file.shared);
-                    let inject = |_, nr, args| frozen.inject_raw(nr, args);
+                    let inject = |nr, args| frozen.inject_raw(nr, args);
                     if map_file_over(&memory, (start, end), mapping, inject)? {
                         room.file_backed.push((start, end));
                         if file.shared {
