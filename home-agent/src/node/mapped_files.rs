@@ -18,7 +18,7 @@ use homing_proto::peer::{Immigrant, PeerRequest, PeerResponse};
 use homing_remote_agent::cache::HomeFile;
 use quinn::SendStream;
 use tokio::io::AsyncReadExt;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Node;
 use crate::wire::{read_message, write_message, WireError};
@@ -65,7 +65,13 @@ impl Node {
             true => tokio::task::spawn_blocking(move || open_as_owner(home_pid, &file))
                 .await
                 .unwrap_or_else(|e| Err(format!("opening it failed: {e}"))),
-            false => Err(format!("process {home_pid} is not moving to {peer}")),
+            false => {
+                warn!(
+                    peer,
+                    home_pid, "refused a mapped file to a host the process is not moving to"
+                );
+                Err(format!("process {home_pid} is not moving to {peer}"))
+            }
         };
         let (opened, metadata) = match opened {
             Ok(opened) => opened,
@@ -119,7 +125,11 @@ impl Node {
                         "fetched a mapped file"
                     )
                 }
-                Err(error) => debug!(home, path, "a mapped file not fetched: {error}"),
+                Err(error) => info!(
+                    home,
+                    path,
+                    "a mapped file not fetched (its memory comes as anonymous memory): {error}"
+                ),
             }
         }
     }
