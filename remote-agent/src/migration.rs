@@ -24,7 +24,7 @@ use homing_proto::image::{FinalImage, MappedFile, PageRunHeader, ProcessImage, R
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
 use homing_shim::filling::write_pages;
-use homing_shim::restore::{covered, spawn_blank, uncovered, Blank, Restorer};
+use homing_shim::restore::{covered, spawn_blank, uncovered, Blank, LocalFiles, Restorer};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -1278,47 +1278,6 @@ impl Restoration {
     }
 }
 
-/// Where the files an image's regions mapped are found on this node,
-/// each once (see [`LocalFiles::find`]).
-#[derive(Debug, Default, Clone)]
-pub struct LocalFiles(Vec<(MappedFile, CString)>);
-
-impl LocalFiles {
-    /// The files `regions` mapped that `find` finds here.
-    pub fn find(regions: &[Region], find: impl Fn(&MappedFile) -> Option<CString>) -> Self {
-        let mut found: Vec<(MappedFile, CString)> = Vec::new();
-        let mut missing: Vec<&MappedFile> = Vec::new();
-        for file in regions.iter().filter_map(|region| region.file.as_ref()) {
-            let known = |other: &MappedFile| other.same_file(file);
-            if found.iter().any(|(other, _)| known(other)) || missing.iter().any(|o| known(o)) {
-                continue;
-            }
-            match find(file) {
-                Some(path) => found.push((file.clone(), path)),
-                None => missing.push(file),
-            }
-        }
-        if !missing.is_empty() {
-            let missing: Vec<_> = missing
-                .iter()
-                .map(|file| String::from_utf8_lossy(&file.path).into_owned())
-                .collect();
-            debug!(
-                ?missing,
-                "mapped files not here: their memory comes as anonymous memory"
-            );
-        }
-        Self(found)
-    }
-
-    /// Where `file` is found here.
-    fn path_of(&self, file: &MappedFile) -> Option<CString> {
-        (self.0.iter())
-            .find(|(found, _)| found.same_file(file))
-            .map(|(_, path)| path.clone())
-    }
-}
-
 fn restore_thread(
     pid: i32,
     image: ProcessImage,
@@ -1334,8 +1293,7 @@ fn restore_thread(
         }
     };
     // The listener the blank was born with is its fd 0; the agent has its own.
-    let local_file = |file: &MappedFile| files.path_of(file);
-    let outcome = (restorer.prepare_memory(&local_file)).and_then(|()| restorer.close(0));
+    let outcome = (restorer.prepare_memory(files)).and_then(|()| restorer.close(0));
     if let Err(error) = outcome {
         let _ = prepared.send(Err(error.to_string()));
         restorer.abandon();
@@ -1367,8 +1325,7 @@ fn homecoming_thread(
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
     staged_tx: oneshot::Sender<Result<(), String>>,
 ) {
-    let local_file = |file: &MappedFile| files.path_of(file);
-    let mut room = match homing_shim::staging::stage(pid, &layout.regions, &local_file) {
+    let mut room = match homing_shim::staging::stage(pid, &layout.regions, files) {
         Ok(room) => Some(room),
         Err(error) => {
             let _ = staged_tx.send(Err(error.to_string()));

@@ -155,6 +155,8 @@ pub struct Restorer {
     /// Those of them that map it shared (read-only): their pages are the
     /// file's, and none is written.
     file_shared: Vec<(u64, u64)>,
+    /// Where the files its regions map are found here.
+    files: LocalFiles,
 }
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -200,6 +202,7 @@ impl Restorer {
             filler: None,
             file_backed: Vec::new(),
             file_shared: Vec::new(),
+            files: LocalFiles::default(),
         })
     }
 
@@ -216,6 +219,7 @@ impl Restorer {
         self.writable = room.ranges;
         self.file_backed = room.file_backed;
         self.file_shared = room.file_shared;
+        self.files = room.files;
         self.place_vdso()
     }
 
@@ -262,17 +266,18 @@ impl Restorer {
     /// [`Self::attach`], then [`Self::prepare_memory`] with no file found.
     pub fn prepare(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
         let mut restorer = Self::attach(pid, image, guest)?;
-        restorer.prepare_memory(&|_| None)?;
+        restorer.prepare_memory(LocalFiles::default())?;
         Ok(restorer)
     }
 
     /// Empties the process's address space and maps the image's regions,
     /// ready for their pages: a region that mapped a file maps it again
-    /// where `local_file` finds it.
-    pub fn prepare_memory(&mut self, local_file: LocalFile) -> Result<(), RestoreError> {
+    /// where `files` has it.
+    pub fn prepare_memory(&mut self, files: LocalFiles) -> Result<(), RestoreError> {
+        self.files = files;
         self.empty_address_space(&[])?;
         self.place_vdso()?;
-        self.map_regions(local_file)
+        self.map_regions()
     }
 
     /// Unmaps everything but the vDSO and the ranges in `keep`.
@@ -395,7 +400,7 @@ impl Restorer {
         Ok(())
     }
 
-    fn map_regions(&mut self, local_file: LocalFile) -> Result<(), RestoreError> {
+    fn map_regions(&mut self) -> Result<(), RestoreError> {
         let regions: Vec<_> = self
             .image
             .regions
@@ -427,22 +432,7 @@ impl Restorer {
                 ],
             )?;
             self.writable.push((region.start, region.end));
-            let Some((file, path)) =
-                (region.file.as_ref()).and_then(|file| Some((file, local_file(file)?)))
-            else {
-                continue;
-            };
-            let range = (region.start, region.end);
-            let injector = &mut self.injector;
-            let mapping = (path.as_c_str(), file.offset, file.shared);
-            if map_file_over(&self.memory, range, mapping, |nr, args| {
-                injector.raw(nr, args)
-            })? {
-                self.file_backed.push(range);
-                if file.shared {
-                    self.file_shared.push(range);
-                }
-            }
+            self.map_file_of(&region, (region.start, region.end))?;
         }
         // Only anonymous memory can be filled through a userfaultfd.
         let anonymous: Vec<(u64, u64)> = (self.writable.iter())
@@ -457,6 +447,33 @@ impl Restorer {
                 tracing::debug!(pid = self.pid, "pages are written plainly: {error}")
             })
             .ok();
+        Ok(())
+    }
+
+    /// Maps the file `region` mapped, where it is found here, over
+    /// `range` of it: anonymous memory just mapped for it.
+    fn map_file_of(
+        &mut self,
+        region: &homing_proto::image::Region,
+        range: (u64, u64),
+    ) -> Result<(), RestoreError> {
+        let Some(file) = &region.file else {
+            return Ok(());
+        };
+        let Some(path) = self.files.path_of(file) else {
+            return Ok(());
+        };
+        let offset = file.offset + (range.0 - region.start);
+        let injector = &mut self.injector;
+        let mapping = (path.as_c_str(), offset, file.shared);
+        if map_file_over(&self.memory, range, mapping, |nr, args| {
+            injector.raw(nr, args)
+        })? {
+            self.file_backed.push(range);
+            if file.shared {
+                self.file_shared.push(range);
+            }
+        }
         Ok(())
     }
 
@@ -552,10 +569,12 @@ impl Restorer {
         };
         self.file_backed = still(&self.file_backed);
         self.file_shared = still(&self.file_shared);
-        for &(start, end, stack) in &wanted {
-            for (from, to) in uncovered((start, end), &kept) {
+        let travelling = (image.regions.iter())
+            .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack));
+        for region in travelling {
+            for (from, to) in uncovered((region.start, region.end), &kept) {
                 let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                if stack {
+                if region.kind == RegionKind::Stack {
                     flags |= libc::MAP_GROWSDOWN;
                 }
                 self.injector.call(
@@ -570,6 +589,9 @@ impl Restorer {
                         0,
                     ],
                 )?;
+                // A file mapping mapped anew maps its file again; its
+                // pages then come whole.
+                self.map_file_of(region, (from, to))?;
             }
         }
         self.writable = keep;
@@ -1028,9 +1050,49 @@ fn same_file_place(a: &homing_proto::image::Region, b: &homing_proto::image::Reg
     }
 }
 
-/// Where a file a process had mapped is found here (the file itself at
-/// home, a cached copy elsewhere), if it is; see [`map_file_over`].
-pub type LocalFile<'a> = &'a dyn Fn(&MappedFile) -> Option<CString>;
+/// Where the files an image's regions mapped are found on this node
+/// (the files themselves at home, cached copies elsewhere), each once;
+/// see [`map_file_over`].
+#[derive(Debug, Default, Clone)]
+pub struct LocalFiles(Vec<(MappedFile, CString)>);
+
+impl LocalFiles {
+    /// The files `regions` mapped that `find` finds here.
+    pub fn find(
+        regions: &[homing_proto::image::Region],
+        find: impl Fn(&MappedFile) -> Option<CString>,
+    ) -> Self {
+        let mut found: Vec<(MappedFile, CString)> = Vec::new();
+        let mut missing: Vec<&MappedFile> = Vec::new();
+        for file in regions.iter().filter_map(|region| region.file.as_ref()) {
+            let known = |other: &MappedFile| other.same_file(file);
+            if found.iter().any(|(other, _)| known(other)) || missing.iter().any(|o| known(o)) {
+                continue;
+            }
+            match find(file) {
+                Some(path) => found.push((file.clone(), path)),
+                None => missing.push(file),
+            }
+        }
+        if !missing.is_empty() {
+            let missing: Vec<_> = (missing.iter())
+                .map(|file| String::from_utf8_lossy(&file.path).into_owned())
+                .collect();
+            tracing::debug!(
+                ?missing,
+                "mapped files not here: their memory comes as anonymous memory"
+            );
+        }
+        Self(found)
+    }
+
+    /// Where `file` is found here.
+    pub fn path_of(&self, file: &MappedFile) -> Option<&CString> {
+        (self.0.iter())
+            .find(|(found, _)| found.same_file(file))
+            .map(|(_, path)| path)
+    }
+}
 
 /// Maps the file `path` from `offset` over `start..end`: anonymous
 /// memory of the process of `memory` just mapped read-write for an

@@ -19,7 +19,7 @@ use crate::dump::{self, maps, travels, DumpError};
 use crate::filling::PageFiller;
 use crate::memory::ProcessMemory;
 use crate::ptrace::InjectError;
-use crate::restore::{map_file_over, uncovered, LocalFile};
+use crate::restore::{map_file_over, uncovered, LocalFiles};
 
 /// How far below a stack nothing may be mapped, so it can still grow:
 /// the kernel keeps `stack_guard_gap` (1 MiB) free, and a deputy's main
@@ -39,21 +39,25 @@ pub struct Room {
     pub file_shared: Vec<(u64, u64)>,
     /// What fills their pages, if the kernel gave a userfaultfd.
     pub filler: Option<PageFiller>,
+    /// Where the files the program maps are found here, for the rest of
+    /// its restore.
+    pub files: LocalFiles,
 }
 
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
 /// that travels, where `pid` has nothing: the file a region mapped where
-/// `local_file` finds it, anonymous memory otherwise. The process runs
+/// `files` has it, anonymous memory otherwise. The process runs
 /// on as before.
-pub fn stage(pid: i32, regions: &[Region], local_file: LocalFile) -> Result<Room, DumpError> {
+pub fn stage(pid: i32, regions: &[Region], files: LocalFiles) -> Result<Room, DumpError> {
     let frozen = dump::freeze(pid, None)?;
     let mut room = Room {
         ranges: Vec::new(),
         file_backed: Vec::new(),
         file_shared: Vec::new(),
         filler: None,
+        files,
     };
-    let outcome = make_room(&frozen, regions, local_file, &mut room);
+    let outcome = make_room(&frozen, regions, &mut room);
     let outcome = match outcome {
         Ok(()) => {
             // Only anonymous memory can be filled through a userfaultfd.
@@ -76,12 +80,7 @@ pub fn stage(pid: i32, regions: &[Region], local_file: LocalFile) -> Result<Room
     outcome
 }
 
-fn make_room(
-    frozen: &dump::Frozen,
-    regions: &[Region],
-    local_file: LocalFile,
-    room: &mut Room,
-) -> Result<(), DumpError> {
+fn make_room(frozen: &dump::Frozen, regions: &[Region], room: &mut Room) -> Result<(), DumpError> {
     let memory = ProcessMemory::new(frozen.pid());
     let pid = frozen.pid();
     let taken: Vec<(u64, u64)> = maps(pid)
@@ -100,7 +99,8 @@ fn make_room(
         if region.kind == RegionKind::Stack {
             flags |= libc::MAP_GROWSDOWN;
         }
-        let file = (region.file.as_ref()).and_then(|file| Some((file, local_file(file)?)));
+        let file =
+            (region.file.as_ref()).and_then(|file| Some((file, room.files.path_of(file)?.clone())));
         for (start, end) in uncovered((region.start, region.end), &taken) {
             let mapped = frozen.inject(
                 "mmap",

@@ -7,6 +7,7 @@ use std::process::Command;
 use homing_proto::image::{MappedFile, Region, RegionKind};
 use homing_shim::dump::maps;
 use homing_shim::memory::ProcessMemory;
+use homing_shim::restore::LocalFiles;
 use homing_shim::staging;
 
 const PAGE: u64 = 4096;
@@ -51,7 +52,7 @@ fn room_is_made_only_where_the_process_has_nothing_and_removed_again() {
     let room = staging::stage(
         pid,
         &[region(free.0, free.1), region(straddling.0, straddling.1)],
-        &|_| None,
+        LocalFiles::default(),
     )
     .unwrap();
     let (staged, filler) = (room.ranges, room.filler);
@@ -148,7 +149,8 @@ fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
         ..region(shared_at.0, shared_at.1)
     };
     let found = |wanted: &MappedFile| std::ffi::CString::new(wanted.path.to_vec()).ok();
-    let room = staging::stage(pid, &[of_file, lost, shared], &found).unwrap();
+    let regions = [of_file, lost, shared];
+    let room = staging::stage(pid, &regions, LocalFiles::find(&regions, found)).unwrap();
     assert_eq!(room.ranges, vec![mapped_at, lost_at, shared_at]);
     assert_eq!(room.file_backed, vec![mapped_at, shared_at]);
     assert_eq!(room.file_shared, vec![shared_at]);

@@ -3,11 +3,14 @@
  * each line on stdin, prints what it can see of its file mappings: every
  * line of its /proc/self/maps that names a file (range, permissions,
  * offset, device, inode and path, as the kernel lays them out), and a
- * checksum of what each mapping holds.
+ * checksum of what each mapping holds. With `churn`, it rewrites 16 MiB
+ * of its own between lines, too fast to be sent while it runs.
  * Moved between lines, it must print the same each time. Ends at the
  * end of its input. */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -41,8 +44,9 @@ static void report(const unsigned char *mapped, const unsigned char *shared, siz
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: mapsmoved FILE\n");
+    int churning = argc == 3 && strcmp(argv[2], "churn") == 0;
+    if (argc != 2 && !churning) {
+        fprintf(stderr, "usage: mapsmoved FILE [churn]\n");
         return 2;
     }
     int fd = open(argv[1], O_RDONLY);
@@ -59,8 +63,24 @@ int main(int argc, char **argv) {
     }
     close(fd);
     mapped[4096 + 7] ^= 0x5a;
-    char input[64];
-    while (fgets(input, sizeof input, stdin) != NULL)
-        report(mapped, shared, st.st_size);
-    return 0;
+    if (!churning) {
+        char input[64];
+        while (fgets(input, sizeof input, stdin) != NULL)
+            report(mapped, shared, st.st_size);
+        return 0;
+    }
+    /* Rewrites 16 MiB over and over between reports, faster than it could
+     * be sent while it runs: it moves frozen. */
+    size_t churned = 16 << 20;
+    unsigned char *busy = malloc(churned);
+    struct pollfd input = {.fd = 0, .events = POLLIN};
+    for (unsigned round = 0;; round++) {
+        memset(busy, round, churned);
+        if (poll(&input, 1, 0) == 1) {
+            char line[64];
+            if (read(0, line, sizeof line) <= 0)
+                return 0;
+            report(mapped, shared, st.st_size);
+        }
+    }
 }

@@ -329,36 +329,68 @@ fn a_process_blocked_reading_a_home_pipe_reads_on_the_new_node() {
 /// libraries and a home file it maps privately (one page of it changed)
 /// and shared (read-only) are named in its own `/proc/self/maps` on
 /// every node exactly as at home, and what it maps of the file reads the
-/// same.
+/// same. So too for one that rewrites its memory too fast to be sent
+/// while it runs, which moves frozen (all its memory then comes as
+/// memory mapped anew).
 #[test]
 fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
     let cluster = Cluster::up(3);
     build_program(&cluster, "mapsmoved");
+    ok(at_home(&cluster, "seq 1 20000 > ~/mapped.txt"));
+    for mode in ["", "churn"] {
+        let reports = maps_reported_as_it_moves(&cluster, mode);
+        let at_home = &reports[0];
+        for (perms, path, name) in [
+            ("r-xp", "/home/alice/mapsmoved", "its program"),
+            ("r-xp", "/libc.so.6", "libc"),
+            (
+                "rw-p",
+                "/home/alice/mapped.txt",
+                "the file it maps privately",
+            ),
+            ("r--s", "/home/alice/mapped.txt", "the file it maps shared"),
+        ] {
+            let shown = |l: &str| l.contains(&format!(" {perms} ")) && l.ends_with(path);
+            assert!(
+                at_home.lines().any(shown),
+                "{name} at home ({mode}): {at_home}"
+            );
+        }
+        for (report, node) in reports[1..].iter().zip(["node2", "node3", "home again"]) {
+            assert_eq!(report, at_home, "on {node} ({mode})");
+        }
+    }
+}
+
+/// What `mapsmoved FILE MODE` reports at home, on node2, on node3 and home
+/// again, moved between its reports.
+fn maps_reported_as_it_moves(cluster: &Cluster, mode: &str) -> Vec<String> {
     let run = ok(at_home(
-        &cluster,
-        "seq 1 20000 > ~/mapped.txt
-         mkfifo ~/ask
-         ~/mapsmoved ~/mapped.txt < ~/ask > ~/reports &
-         pid=$!
-         exec 3> ~/ask
-         report() {
-             echo >&3
-             for _ in $(seq 300); do
-                 [ $(grep -c 'files mapped' ~/reports) -ge $1 ] && return 0
-                 sleep 0.05
-             done
-             return 1
-         }
-         report 1 || exit 9
-         homing migrate $pid node2 || exit 8
-         report 2 || exit 7
-         homing migrate $pid node3 || exit 6
-         report 3 || exit 5
-         homing migrate $pid home || exit 4
-         report 4 || exit 3
-         exec 3>&-
-         wait $pid; echo status=$?
-         cat ~/reports",
+        cluster,
+        &format!(
+            "rm -f ~/ask ~/reports; mkfifo ~/ask
+             ~/mapsmoved ~/mapped.txt {mode} < ~/ask > ~/reports &
+             pid=$!
+             exec 3> ~/ask
+             report() {{
+                 echo >&3
+                 for _ in $(seq 300); do
+                     [ $(grep -c 'files mapped' ~/reports) -ge $1 ] && return 0
+                     sleep 0.05
+                 done
+                 return 1
+             }}
+             report 1 || exit 9
+             homing migrate $pid node2 || exit 8
+             report 2 || exit 7
+             homing migrate $pid node3 || exit 6
+             report 3 || exit 5
+             homing migrate $pid home || exit 4
+             report 4 || exit 3
+             exec 3>&-
+             wait $pid; echo status=$?
+             cat ~/reports"
+        ),
     ));
     let (_, after) = run.stdout.split_once("status=").expect("a status line");
     let (status, text) = after.split_once('\n').expect("reports");
@@ -375,23 +407,7 @@ fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
     }
     reports.pop();
     assert_eq!(reports.len(), 4, "{run:?}");
-    let at_home = &reports[0];
-    for (perms, path, name) in [
-        ("r-xp", "/home/alice/mapsmoved", "its program"),
-        ("r-xp", "/libc.so.6", "libc"),
-        (
-            "rw-p",
-            "/home/alice/mapped.txt",
-            "the file it maps privately",
-        ),
-        ("r--s", "/home/alice/mapped.txt", "the file it maps shared"),
-    ] {
-        let shown = |l: &str| l.contains(&format!(" {perms} ")) && l.ends_with(path);
-        assert!(at_home.lines().any(shown), "{name} at home: {at_home}");
-    }
-    for (report, node) in reports[1..].iter().zip(["node2", "node3", "home again"]) {
-        assert_eq!(report, at_home, "on {node}");
-    }
+    reports
 }
 
 #[test]

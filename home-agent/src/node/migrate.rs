@@ -25,9 +25,10 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile};
 use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
-    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, LocalFiles,
-    Restoration, Source,
+    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Restoration,
+    Source,
 };
+use homing_shim::restore::LocalFiles;
 use quinn::{Connection, RecvStream, SendStream};
 use serde::Serialize;
 use tokio::io::AsyncWrite;
