@@ -350,7 +350,7 @@ fn serve(stream: UnixStream) -> i32 {
         match msg {
             ToHome::Started { host_pid } => tracing::debug!(host_pid, "program started"),
             // Only the agent sees a moving process's answers.
-            ToHome::CaughtUp | ToHome::Ready => {}
+            ToHome::CaughtUp | ToHome::FilesMapped { .. } | ToHome::Ready => {}
             ToHome::Return => make_way(reserved_fd),
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.

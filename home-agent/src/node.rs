@@ -1162,6 +1162,7 @@ impl Node {
                     ToHome::Exited { .. }
                     | ToHome::Cancel { .. }
                     | ToHome::CaughtUp
+                    | ToHome::FilesMapped { .. }
                     | ToHome::Ready
                     | ToHome::Return => {}
                 }

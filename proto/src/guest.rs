@@ -91,6 +91,14 @@ pub enum ToHome {
     /// A process moving in has every page sent so far written: the
     /// answer to an image's sync mark.
     CaughtUp,
+    /// The first answer of a host a process moves to, once it has
+    /// prepared its memory: the address ranges that map, privately, the
+    /// file their region mapped. Of those, only the pages the process
+    /// changed need to be sent while it runs.
+    FilesMapped {
+        /// `(start, end)` address ranges.
+        ranges: Vec<(u64, u64)>,
+    },
     /// A moved-in process is restored and waits for [`ToHost::Go`]: until
     /// then its old copy may still resume instead.
     Ready,

@@ -131,9 +131,17 @@ pub enum Eviction {
 }
 
 /// What becomes of an evicted guest's frozen copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Verdict {
+    /// Home's first word to a process's host when it comes home: the
+    /// address ranges where home maps, privately, the file their region
+    /// mapped. Of those, only the pages the process changed are sent
+    /// while it runs.
+    FilesMapped {
+        /// `(start, end)` address ranges.
+        ranges: Vec<(u64, u64)>,
+    },
     /// The next host has written every page sent so far: freeze it now.
     CaughtUp,
     /// It runs elsewhere now: end it, silently. The host answers how long

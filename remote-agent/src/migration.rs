@@ -197,7 +197,9 @@ pub enum Afterwards {
 }
 
 enum SourceCommand {
-    Precopy(mpsc::Sender<ImageItem>),
+    /// Send the memory while the process runs; of the file mappings
+    /// within the ranges given, only the pages the process changed.
+    Precopy(mpsc::Sender<ImageItem>, Vec<(u64, u64)>),
     Freeze(oneshot::Sender<Result<Instant, String>>),
     Final(mpsc::Sender<ImageItem>),
     Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
@@ -230,6 +232,8 @@ fn name_at_home(regions: &mut [Region], names: &HomeNames) {
 pub struct Source {
     /// How its mapped files are named at home, if not as here.
     home_names: Option<HomeNames>,
+    /// Where the destination maps the file a region mapped, privately.
+    mapped_there: Vec<(u64, u64)>,
     commands: std::sync::mpsc::Sender<SourceCommand>,
     /// Its memory map when tracking started (an image with no threads):
     /// the destination prepares it for the pages.
@@ -275,6 +279,7 @@ impl Source {
         let layout = layout_image(&layout);
         Ok(Self {
             home_names: None,
+            mapped_there: Vec::new(),
             commands,
             layout,
             estimate,
@@ -290,6 +295,13 @@ impl Source {
         self.home_names = Some(names);
     }
 
+    /// The destination maps, in `ranges`, the file their region mapped
+    /// here: of those pages, only the ones the process changed are sent
+    /// while it runs (see [`Pick::KeptOwn`]).
+    pub fn mapped_there(&mut self, ranges: Vec<(u64, u64)>) {
+        self.mapped_there = ranges;
+    }
+
     /// Sends the memory while the process runs: all of it, then what it
     /// wrote meanwhile, round after round until little is left.
     /// `progress` hears the bytes sent so far. Returns the bytes sent.
@@ -299,7 +311,8 @@ impl Source {
         progress: impl FnMut(u64),
     ) -> Result<u64, String> {
         let (items, inbox) = mpsc::channel(ITEMS_IN_FLIGHT);
-        self.tell(SourceCommand::Precopy(items))?;
+        let mapped_there = self.mapped_there.clone();
+        self.tell(SourceCommand::Precopy(items, mapped_there))?;
         pump(inbox, out, progress, 0, &None).await
     }
 
@@ -534,8 +547,8 @@ fn source_thread(
     // A lost command channel (the move abandoned) lets the process go on.
     while let Ok(command) = commands.recv() {
         match command {
-            SourceCommand::Precopy(items) => {
-                if let Err(error) = held.send_running(&items) {
+            SourceCommand::Precopy(items, mapped_there) => {
+                if let Err(error) = held.send_running(&items, &mapped_there) {
                     warn!(pid, "sending the memory of a running process: {error}");
                 }
             }
@@ -557,7 +570,11 @@ fn source_thread(
 }
 
 impl Held {
-    fn send_running(&mut self, items: &mpsc::Sender<ImageItem>) -> Result<(), String> {
+    fn send_running(
+        &mut self,
+        items: &mpsc::Sender<ImageItem>,
+        mapped_there: &[(u64, u64)],
+    ) -> Result<(), String> {
         let Some(tracker) = self.tracker.as_mut().filter(|_| self.frozen.is_none()) else {
             return Ok(());
         };
@@ -585,7 +602,8 @@ impl Held {
         }
         let ranges = travelling(&self.layout);
         let started = Instant::now();
-        let first = dump::read_pages(self.pid, &ranges, Pick::Kept, RUN_BYTES, send)
+        let pick = Pick::KeptOwn(mapped_there);
+        let first = dump::read_pages(self.pid, &ranges, pick, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
         self.sent_running = true;
@@ -804,6 +822,14 @@ impl HostRole {
                 CString::new(copy.into_os_string().into_encoded_bytes()).ok()
             });
             let restoration = Restoration::start(pid, immigrant.image.clone(), files).await?;
+            // The source sends only what the process changed of them.
+            let ranges = restoration.file_mapped().await?;
+            let mapped =
+                homing_proto::encode(&ToHome::FilesMapped { ranges }).map_err(|e| e.to_string())?;
+            answers
+                .write_all(&mapped)
+                .await
+                .map_err(|e| format!("telling the files mapped: {e}"))?;
             let mut complete = false;
             loop {
                 match read_image_item(pages).await? {
@@ -1129,6 +1155,7 @@ enum RestoreCommand {
     Discard(u64, u64),
     Reconcile(Box<FinalImage>),
     Sync(oneshot::Sender<Result<(), String>>),
+    FileMapped(oneshot::Sender<Vec<(u64, u64)>>),
     Adopt(oneshot::Sender<Result<(), (bool, String)>>),
     Unstage(oneshot::Sender<Result<(), String>>),
     Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
@@ -1237,6 +1264,18 @@ impl Restoration {
         };
         self.commands
             .send(command)
+            .map_err(|_| "the restore thread died".to_owned())
+    }
+
+    /// The ranges the restore maps from the file their region mapped,
+    /// privately (see `Restorer::file_mapped`).
+    pub async fn file_mapped(&self) -> Result<Vec<(u64, u64)>, String> {
+        let (reply, ranges) = oneshot::channel();
+        self.commands
+            .send(RestoreCommand::FileMapped(reply))
+            .map_err(|_| "the restore thread died".to_owned())?;
+        ranges
+            .await
             .map_err(|_| "the restore thread died".to_owned())
     }
 
@@ -1397,6 +1436,10 @@ fn homecoming_thread(
             RestoreCommand::Sync(reply) => {
                 let _ = reply.send(failure.clone().map_or(Ok(()), Err));
             }
+            RestoreCommand::FileMapped(reply) => {
+                let ranges = room.as_ref().map(|room| room.file_mapped());
+                let _ = reply.send(ranges.unwrap_or_default());
+            }
             RestoreCommand::Unstage(reply) => {
                 let removed = homing_shim::staging::unstage(pid, &staged);
                 let _ = reply.send(removed.map_err(|e| e.to_string()));
@@ -1490,6 +1533,10 @@ fn restore(
             }
             RestoreCommand::Sync(reply) => {
                 let _ = reply.send(failure.clone().map_or(Ok(()), Err));
+                Ok(())
+            }
+            RestoreCommand::FileMapped(reply) => {
+                let _ = reply.send(restorer.file_mapped());
                 Ok(())
             }
             RestoreCommand::Adopt(reply) => {

@@ -749,11 +749,16 @@ pub fn travels(region: &Region) -> bool {
 
 /// Which pages of a range [`read_pages`] hands over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
+pub enum Pick<'a> {
     /// Pages that hold something: present (or swapped) and not all zero;
     /// every page of a file mapping, whose absent pages read from the
     /// file, zero or not.
     Kept,
+    /// As [`Pick::Kept`], but in the file mappings within these ranges,
+    /// which the destination maps from the very same file, only the pages
+    /// the process holds of its own (changed since they were mapped): the
+    /// others are the file's, and read from it there.
+    KeptOwn(&'a [(u64, u64)]),
     /// Every page that can be read: pages written since they were sent.
     /// Those that are zero now (dropped, or cleared) come as [`Run::Zeros`].
     All,
@@ -815,10 +820,17 @@ pub fn read_pages<E>(
             let stop = entry.map_or(end, |e| e.end.min(end));
             let len = (stop - address).min(READ_CHUNK);
             let anonymous = entry.is_none_or(|e| e.inode == 0);
-            let present = if pick == Pick::Kept && anonymous {
-                pagemap.present(address, len).map_err(io_error)?
-            } else {
-                vec![true; (len / PAGE) as usize]
+            let mapped_there = |there: &[(u64, u64)]| {
+                (there.iter()).any(|&(start, end)| start <= address && address + len <= end)
+            };
+            let present = match pick {
+                Pick::Kept | Pick::KeptOwn(_) if anonymous => {
+                    pagemap.present(address, len).map_err(io_error)?
+                }
+                Pick::KeptOwn(there) if mapped_there(there) => {
+                    pagemap.own(address, len).map_err(io_error)?
+                }
+                _ => vec![true; (len / PAGE) as usize],
             };
             let (bytes, readable) = if present.iter().any(|&p| p) {
                 read_readable(&memory, address, len)
@@ -917,13 +929,25 @@ impl PageMap {
     }
 
     fn present(&mut self, address: u64, len: u64) -> io::Result<Vec<bool>> {
+        self.entries(address, len, holds_a_page)
+    }
+
+    /// Which pages of a private file mapping the process holds of its
+    /// own (copied when written): not the file's page.
+    fn own(&mut self, address: u64, len: u64) -> io::Result<Vec<bool>> {
+        self.entries(address, len, |entry| {
+            holds_a_page(entry) && entry & PM_FILE == 0
+        })
+    }
+
+    fn entries(&mut self, address: u64, len: u64, test: fn(u64) -> bool) -> io::Result<Vec<bool>> {
         use std::os::unix::fs::FileExt;
         let pages = (len / PAGE) as usize;
         let mut raw = vec![0u8; pages * 8];
         self.file.read_exact_at(&mut raw, address / PAGE * 8)?;
         Ok(raw
             .chunks_exact(8)
-            .map(|entry| holds_a_page(u64::from_ne_bytes(entry.try_into().expect("8 bytes"))))
+            .map(|entry| test(u64::from_ne_bytes(entry.try_into().expect("8 bytes"))))
             .collect())
     }
 }
@@ -931,6 +955,8 @@ impl PageMap {
 /// `/proc/PID/pagemap` bits: the page is in memory, or in swap.
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
+/// The page is a file's page (or shared anonymous memory).
+const PM_FILE: u64 = 1 << 61;
 /// The swap type (low 5 bits, shown to root) of a PTE marker: no page,
 /// only a mark, such as userfaultfd write-protection leaves on memory
 /// never touched (`WP_UNPOPULATED`) or a guard region.

@@ -450,6 +450,12 @@ impl Restorer {
         Ok(())
     }
 
+    /// The ranges that map, privately, the file their region mapped:
+    /// only the pages the process changed there need to come.
+    pub fn file_mapped(&self) -> Vec<(u64, u64)> {
+        privately_mapped(&self.file_backed, &self.file_shared)
+    }
+
     /// Maps the file `region` mapped, where it is found here, over
     /// `range` of it: anonymous memory just mapped for it.
     fn map_file_of(
@@ -1037,6 +1043,16 @@ pub fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
         parts.push((from, range.1));
     }
     parts
+}
+
+/// Of the ranges that map a file, `file_backed`, those not `shared`.
+pub(crate) fn privately_mapped(
+    file_backed: &[(u64, u64)],
+    shared: &[(u64, u64)],
+) -> Vec<(u64, u64)> {
+    (file_backed.iter())
+        .flat_map(|&range| uncovered(range, shared))
+        .collect()
 }
 
 /// Whether regions `a` and `b` map the same file, each address of both

@@ -44,6 +44,13 @@ pub struct Room {
     pub files: LocalFiles,
 }
 
+impl Room {
+    /// The ranges that map, privately, the file their region mapped.
+    pub fn file_mapped(&self) -> Vec<(u64, u64)> {
+        crate::restore::privately_mapped(&self.file_backed, &self.file_shared)
+    }
+}
+
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
 /// that travels, where `pid` has nothing: the file a region mapped where
 /// `files` has it, anonymous memory otherwise. The process runs

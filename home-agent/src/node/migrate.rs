@@ -221,6 +221,16 @@ impl Node {
         (send, recv): (&mut SendStream, &mut RecvStream),
         progress: impl Fn(u64) -> M,
     ) -> Result<u64, String> {
+        // Its first word: where it maps the files the process mapped.
+        let first = self.while_connected(node, READY_TIMEOUT, read_message::<ToHome, _>(recv));
+        match first.await? {
+            Ok(ToHome::FilesMapped { ranges }) => moving.source().mapped_there(ranges),
+            Ok(ToHome::Exited { reason, .. }) => {
+                return Err(reason.unwrap_or_else(|| format!("{node} refused the process")))
+            }
+            Ok(other) => return Err(format!("{node} answered {other:?} first")),
+            Err(error) => return Err(format!("{node} did not prepare it: {error}")),
+        }
         let send = &mut ImageStream(send);
         let sent = AtomicU64::new(0);
         let note = |n| sent.store(n, Ordering::Relaxed);
@@ -659,6 +669,12 @@ impl Node {
         moving: &mut Moving,
         homecoming: &Restoration,
     ) -> Result<(Box<FinalImage>, u64), String> {
+        // The host sends only what the program changed of the files
+        // mapped here again.
+        let ranges = homecoming.file_mapped().await?;
+        write_message(&mut moving.from_send, &Verdict::FilesMapped { ranges })
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", moving.from))?;
         let mut bytes = 0u64;
         let mut report = Report::new(moving.estimate);
         loop {
@@ -1070,6 +1086,11 @@ async fn send_image_home(
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<u64, String> {
+    match read_message::<Verdict, _>(recv).await {
+        Ok(Verdict::FilesMapped { ranges }) => departure.source.mapped_there(ranges),
+        Ok(other) => return Err(format!("home answered {other:?} first")),
+        Err(error) => return Err(format!("home did not prepare it: {error}")),
+    }
     let send = &mut ImageStream(send);
     let sent = departure.source.send_running(send, |_| {}).await?;
     if sent > 0 {
