@@ -519,8 +519,12 @@ impl Node {
     ) -> Result<ControlResponse, String> {
         let pid = moving.pid;
         let from = moving.from.clone();
-        let files = LocalFiles::find(&moving.immigrant.image.regions, home_file);
         let layout = moving.immigrant.image.clone();
+        // Off the runtime: a file on a network mount may take its time.
+        let regions = layout.regions.clone();
+        let files = tokio::task::spawn_blocking(move || LocalFiles::find(&regions, home_file))
+            .await
+            .unwrap_or_default();
         let running = match Restoration::stage(pid, layout, files).await {
             Ok(homecoming) => match self.receive_running(client, &mut moving, &homecoming).await {
                 Ok((last, bytes)) => Ok((homecoming, last, bytes)),
