@@ -23,8 +23,8 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
-use homing_shim::filling::write_pages;
-use homing_shim::restore::{covered, spawn_blank, uncovered, Blank, LocalFiles, Restorer};
+use homing_shim::filling::{write_pages, write_zeros};
+use homing_shim::restore::{covered, spawn_blank, uncovered, without, Blank, LocalFiles, Restorer};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -1378,9 +1378,7 @@ fn homecoming_thread(
     // Where pages are written now: the room but for shared mappings of
     // files, whose pages are the file's (pages there are dropped).
     let shared = (room.as_ref()).map_or_else(Vec::new, |room| room.file_shared.clone());
-    let written: Vec<(u64, u64)> = (staged.iter())
-        .flat_map(|&range| uncovered(range, &shared))
-        .collect();
+    let written = without(&staged, &shared);
     let bytes: u64 = staged.iter().map(|(start, end)| end - start).sum();
     let file_backed = room.as_ref().map_or(0, |room| room.file_backed.len());
     debug!(
@@ -1415,18 +1413,10 @@ fn homecoming_thread(
             }
             RestoreCommand::Discard(address, len) => {
                 // The deputy runs: no madvise can be injected, so zeros.
-                for (from, to) in covered((address, address + len), &written) {
-                    let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
-                    let mut at = from;
-                    while at < to {
-                        let n = (to - at).min(zeros.len() as u64) as usize;
-                        let filler = room.as_ref().and_then(|room| room.filler.as_ref());
-                        if let Err(error) = write_pages(filler, &memory, at, &zeros[..n]) {
-                            failure.get_or_insert(format!(
-                                "cannot write the deputy's memory: {error}"
-                            ));
-                        }
-                        at += n as u64;
+                for range in covered((address, address + len), &written) {
+                    let filler = room.as_ref().and_then(|room| room.filler.as_ref());
+                    if let Err(error) = write_zeros(filler, &memory, range) {
+                        failure.get_or_insert(format!("cannot write the deputy's memory: {error}"));
                     }
                 }
                 for (from, to) in uncovered((address, address + len), &staged) {

@@ -143,3 +143,22 @@ pub fn write_pages(
         None => plainly(address, bytes),
     }
 }
+
+/// Writes zeros over `start..end` (whole pages) in the memory of
+/// `memory`'s process, as [`write_pages`] does: where its pages must read
+/// as zeros and cannot be emptied by the process itself (it runs, or the
+/// memory maps a file whose pages an emptied one would read).
+pub fn write_zeros(
+    filler: Option<&PageFiller>,
+    memory: &ProcessMemory,
+    (start, end): (u64, u64),
+) -> io::Result<()> {
+    let zeros = vec![0u8; (end - start).min(1 << 20) as usize];
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        write_pages(filler, memory, at, &zeros[..n])?;
+        at += n as u64;
+    }
+    Ok(())
+}

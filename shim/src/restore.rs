@@ -435,9 +435,7 @@ impl Restorer {
             self.map_file_of(&region, (region.start, region.end))?;
         }
         // Only anonymous memory can be filled through a userfaultfd.
-        let anonymous: Vec<(u64, u64)> = (self.writable.iter())
-            .flat_map(|&range| uncovered(range, &self.file_backed))
-            .collect();
+        let anonymous = without(&self.writable, &self.file_backed);
         let injector = &mut self.injector;
         let filler = PageFiller::register(self.pid, &anonymous, |call, nr, args| {
             injector.call(call, nr, args)
@@ -453,7 +451,7 @@ impl Restorer {
     /// The ranges that map, privately, the file their region mapped:
     /// only the pages the process changed there need to come.
     pub fn file_mapped(&self) -> Vec<(u64, u64)> {
-        privately_mapped(&self.file_backed, &self.file_shared)
+        without(&self.file_backed, &self.file_shared)
     }
 
     /// Maps the file `region` mapped, where it is found here, over
@@ -558,9 +556,7 @@ impl Restorer {
             .filter(|r| self.image.regions.iter().any(|old| same_file_place(old, r)))
             .flat_map(|r| covered((r.start, r.end), &self.file_shared))
             .collect();
-        let fresh: Vec<(u64, u64)> = (fresh.iter())
-            .flat_map(|&range| uncovered(range, &unchanged_shared))
-            .collect();
+        let fresh = without(fresh, &unchanged_shared);
         let kept: Vec<(u64, u64)> = self
             .writable
             .iter()
@@ -609,22 +605,11 @@ impl Restorer {
     /// dropped them after they were sent.
     pub fn discard(&mut self, address: u64, len: u64) -> Result<(), RestoreError> {
         let emptied = covered((address, address + len), &self.writable);
-        for &(from, to) in &emptied {
-            let private = uncovered((from, to), &self.file_shared);
-            for (from, to) in private.iter().flat_map(|&r| covered(r, &self.file_backed)) {
-                let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
-                let mut at = from;
-                while at < to {
-                    let n = (to - at).min(zeros.len() as u64) as usize;
-                    self.write(at, &zeros[..n])?;
-                    at += n as u64;
-                }
-            }
+        let private = without(&emptied, &self.file_shared);
+        for range in private.iter().flat_map(|&r| covered(r, &self.file_backed)) {
+            crate::filling::write_zeros(self.filler.as_ref(), &self.memory, range)?;
         }
-        let anonymous = emptied
-            .iter()
-            .flat_map(|&range| uncovered(range, &self.file_backed));
-        for (from, to) in anonymous.collect::<Vec<_>>() {
+        for (from, to) in without(&emptied, &self.file_backed) {
             self.injector.call(
                 "madvise",
                 libc::SYS_madvise,
@@ -1045,13 +1030,10 @@ pub fn uncovered(range: (u64, u64), ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     parts
 }
 
-/// Of the ranges that map a file, `file_backed`, those not `shared`.
-pub(crate) fn privately_mapped(
-    file_backed: &[(u64, u64)],
-    shared: &[(u64, u64)],
-) -> Vec<(u64, u64)> {
-    (file_backed.iter())
-        .flat_map(|&range| uncovered(range, shared))
+/// The parts of `ranges` that none of `taken` covers.
+pub fn without(ranges: &[(u64, u64)], taken: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    (ranges.iter())
+        .flat_map(|&range| uncovered(range, taken))
         .collect()
 }
 

@@ -19,7 +19,7 @@ use crate::dump::{self, maps, travels, DumpError};
 use crate::filling::PageFiller;
 use crate::memory::ProcessMemory;
 use crate::ptrace::InjectError;
-use crate::restore::{map_file_over, uncovered, LocalFiles};
+use crate::restore::{map_file_over, uncovered, without, LocalFiles};
 
 /// How far below a stack nothing may be mapped, so it can still grow:
 /// the kernel keeps `stack_guard_gap` (1 MiB) free, and a deputy's main
@@ -47,7 +47,7 @@ pub struct Room {
 impl Room {
     /// The ranges that map, privately, the file their region mapped.
     pub fn file_mapped(&self) -> Vec<(u64, u64)> {
-        crate::restore::privately_mapped(&self.file_backed, &self.file_shared)
+        without(&self.file_backed, &self.file_shared)
     }
 }
 
@@ -68,9 +68,7 @@ pub fn stage(pid: i32, regions: &[Region], files: LocalFiles) -> Result<Room, Du
     let outcome = match outcome {
         Ok(()) => {
             // Only anonymous memory can be filled through a userfaultfd.
-            let anonymous: Vec<(u64, u64)> = (room.ranges.iter())
-                .flat_map(|&range| uncovered(range, &room.file_backed))
-                .collect();
+            let anonymous = without(&room.ranges, &room.file_backed);
             room.filler = PageFiller::register(pid, &anonymous, |call, nr, args| {
                 frozen.inject(call, nr, args)
             })
