@@ -196,9 +196,32 @@ pub struct MappedFile {
 impl MappedFile {
     /// Whether `other` names the same file (wherever it maps it from).
     pub fn same_file(&self, other: &Self) -> bool {
-        let identity = |f: &Self| (f.dev, f.ino, f.size, f.mtime);
-        identity(self) == identity(other) && self.path == other.path
+        self.identity() == other.identity() && self.path == other.path
     }
+
+    /// Whether `metadata` (of a file found by this one's path) is this
+    /// very file, as it was when mapped.
+    pub fn is(&self, metadata: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (dev, ino, size) = (metadata.dev(), metadata.ino(), metadata.size());
+        let mtime = (metadata.mtime(), metadata.mtime_nsec());
+        metadata.is_file() && (dev, ino, size, mtime) == self.identity()
+    }
+
+    fn identity(&self) -> (u64, u64, u64, (i64, i64)) {
+        (self.dev, self.ino, self.size, self.mtime)
+    }
+}
+
+/// The files `regions` map, each once.
+pub fn mapped_files(regions: &[Region]) -> Vec<&MappedFile> {
+    let mut files: Vec<&MappedFile> = Vec::new();
+    for file in regions.iter().filter_map(|region| region.file.as_ref()) {
+        if !files.iter().any(|known| known.same_file(file)) {
+            files.push(file);
+        }
+    }
+    files
 }
 
 /// What a [`Region`] is, which decides how it is restored.

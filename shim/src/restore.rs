@@ -1062,11 +1062,7 @@ impl LocalFiles {
     ) -> Self {
         let mut found: Vec<(MappedFile, CString)> = Vec::new();
         let mut missing: Vec<&MappedFile> = Vec::new();
-        for file in regions.iter().filter_map(|region| region.file.as_ref()) {
-            let known = |other: &MappedFile| other.same_file(file);
-            if found.iter().any(|(other, _)| known(other)) || missing.iter().any(|o| known(o)) {
-                continue;
-            }
+        for file in homing_proto::image::mapped_files(regions) {
             match find(file) {
                 Some(path) => found.push((file.clone(), path)),
                 None => missing.push(file),

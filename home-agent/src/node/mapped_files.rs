@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use homing_proto::image::MappedFile;
+use homing_proto::image::{mapped_files, MappedFile};
 use homing_proto::peer::{Immigrant, PeerRequest, PeerResponse};
 use homing_remote_agent::cache::HomeFile;
 use quinn::SendStream;
@@ -99,18 +99,9 @@ impl Node {
     /// is left out: its memory comes as anonymous memory.
     pub(super) async fn fetch_mapped_files(&self, home: &str, immigrant: &Immigrant) {
         let cache = self.host.cache();
-        let mut wanted: Vec<&MappedFile> = Vec::new();
-        for file in immigrant
-            .image
-            .regions
-            .iter()
-            .filter_map(|r| r.file.as_ref())
-        {
-            let known = wanted.iter().any(|other| other.same_file(file));
-            if !known && cache.copy_of_mapped(home, file).is_none() {
-                wanted.push(file);
-            }
-        }
+        let wanted = mapped_files(&immigrant.image.regions)
+            .into_iter()
+            .filter(|file| cache.copy_of_mapped(home, file).is_none());
         for file in wanted {
             let path = String::from_utf8_lossy(&file.path).into_owned();
             let fetching = self.fetch_mapped_file(home, immigrant.home_pid, file);
@@ -181,10 +172,11 @@ impl Node {
                 read.map(|()| bytes).map_err(|e| e.to_string())
             }
         };
-        let copy = (cache.ensure(home, &home_file, fetch).await).map_err(|e| e.to_string())?;
-        if let Err(error) = cache.note_home_path(&copy, &file.path) {
-            debug!("noting where a mapped file came from: {error}");
-        }
+        // Its home path is noted as the restore finds it (`copy_of_mapped`).
+        cache
+            .ensure(home, &home_file, fetch)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(file.size)
     }
 }
@@ -222,13 +214,7 @@ fn open_as_owner(
             .unwrap_or_else(|_| Err("the opening thread panicked".into()))
     })?;
     let metadata = opened.metadata().map_err(|e| e.to_string())?;
-    let identity = (
-        metadata.dev(),
-        metadata.ino(),
-        metadata.size(),
-        (metadata.mtime(), metadata.mtime_nsec()),
-    );
-    if !metadata.is_file() || identity != (file.dev, file.ino, file.size, file.mtime) {
+    if !file.is(&metadata) {
         return Err(format!("{} is no longer the file mapped", path.display()));
     }
     Ok((opened, metadata))

@@ -1285,16 +1285,9 @@ fn command_line(pid: i32) -> String {
 /// where it is still there, the very file.
 fn home_file(file: &MappedFile) -> Option<CString> {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&file.path));
     let now = std::fs::metadata(path).ok()?;
-    let identity = (
-        now.dev(),
-        now.ino(),
-        now.size(),
-        (now.mtime(), now.mtime_nsec()),
-    );
-    let same = now.is_file() && identity == (file.dev, file.ino, file.size, file.mtime);
-    same.then(|| CString::new(file.path.to_vec()).ok())
+    file.is(&now)
+        .then(|| CString::new(file.path.to_vec()).ok())
         .flatten()
 }
