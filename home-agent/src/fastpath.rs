@@ -18,8 +18,10 @@
 //! create, is looked up here too (an open only to answer why a path leads
 //! nowhere: what is there is opened by the deputy), as the deputy would
 //! look it up: from its cwd (or the directory fd it names), with its
-//! filesystem uid, gid and groups taken on for the walk by this thread
-//! alone, in the same mount namespace and root. Only a walk that crosses
+//! filesystem uid, gid and groups, in the same mount namespace and root.
+//! The walk runs under them as an io_uring personality where the kernel
+//! can finish it from its caches (`homing_shim::walk_ring`), else with
+//! them taken on by this thread alone for the walk. Only a walk that crosses
 //! no mount and meets no "magic" link (`/proc/PID/fd/N`, `exe`, `cwd`) is
 //! made here, from a directory on a local filesystem. What names one
 //! thing for the agent and another for the deputy lives in `/proc` (or
@@ -39,15 +41,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use homing_proto::syscall::{self, PtrArg, Route, SyscallCall, SyscallResult};
 use homing_shim::process::PidfdIdentity;
+use homing_shim::walk_ring;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
 
 /// Calls worth taking off the deputy: they act on one fd, arg 0.
@@ -496,22 +499,11 @@ impl FastPath {
                 dir
             }
         };
-        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+        let mut flags = OFlags::CLOEXEC;
         if !follow {
             flags |= OFlags::NOFOLLOW;
         }
-        // Access is checked with the deputy's rights too: both under them.
-        let _as_deputy = walker.take_on()?;
-        let opened = rustix::fs::openat2(
-            dir.as_fd(),
-            std::ffi::OsStr::from_bytes(path),
-            flags,
-            Mode::empty(),
-            // A mount crossed (EXDEV) could lead off this filesystem, or
-            // into /proc, where "self" is the agent.
-            ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        );
-        let found = match opened {
+        let found = match walker.walk(dir.as_fd(), path, flags)? {
             Ok(found) => found,
             Err(error) => {
                 let errno = error.raw_os_error();
@@ -558,6 +550,12 @@ impl FastPath {
         };
         let Route::Forward(ptrs) = syscall::route(here.nr, &here.args) else {
             return None;
+        };
+        // What was found is stat'ed and read as it is; only access is
+        // checked with the deputy's rights.
+        let _as_deputy = match then {
+            Then::Access { .. } => Some(walker.take_on()?),
+            _ => None,
         };
         let mut result = homing_shim::execute::execute(&here, &ptrs);
         if matches!(then, Then::Readlink { .. }) && result.ret == -(libc::ENOENT as i64) {
@@ -689,15 +687,7 @@ impl FastPath {
             true => self.root.clone()?,
             false => self.cwd()?,
         };
-        let _as_deputy = walker.take_on()?;
-        let found = rustix::fs::openat2(
-            dir.as_fd(),
-            std::ffi::OsStr::from_bytes(path),
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        );
-        match found {
+        match walker.walk(dir.as_fd(), path, OFlags::CLOEXEC)? {
             Ok(found) => Some(Ok(found)),
             Err(error) => {
                 let errno = error.raw_os_error();
@@ -777,6 +767,7 @@ impl FastPath {
                 .split_whitespace()
                 .map(|gid| gid.parse().ok())
                 .collect::<Option<Vec<u32>>>()?,
+            registered: OnceLock::new(),
         };
         let agent = agent_identity()?;
         let as_agent = walker.fsuid == agent.fsuid && capabilities == agent.capabilities;
@@ -1063,6 +1054,9 @@ struct Walker {
     fsuid: u32,
     fsgid: u32,
     groups: Vec<u32>,
+    /// These credentials registered for cached walks, at the first walk
+    /// that needs them (`None`: they could not be).
+    registered: OnceLock<Option<walk_ring::Identity>>,
 }
 
 /// Drops the supplementary groups of a privileged agent, in every
@@ -1108,6 +1102,53 @@ fn agent_identity() -> Option<&'static AgentIdentity> {
 }
 
 impl Walker {
+    /// Looks `path` up from `dir` (`O_PATH`, with `flags`) with these
+    /// credentials, neither crossing a mount (which could lead off this
+    /// filesystem, or into /proc, where "self" is the agent) nor following
+    /// a magic link: what it found, or why nothing. `None`: the walk
+    /// cannot be made here.
+    fn walk(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        flags: OFlags,
+    ) -> Option<Result<OwnedFd, Errno>> {
+        let resolve = ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+        if let Some(identity) = self.registered() {
+            let cached = std::ffi::CString::new(path)
+                .map_err(|_| Errno::INVAL)
+                .and_then(|path| identity.open_cached(dir, &path, flags, resolve));
+            match cached {
+                // Not from the kernel's caches: the ordinary way.
+                Err(Errno::AGAIN) | Err(Errno::INVAL) => {}
+                done => return Some(done),
+            }
+        }
+        let _as_deputy = self.take_on()?;
+        let path = std::ffi::OsStr::from_bytes(path);
+        Some(rustix::fs::openat2(
+            dir,
+            path,
+            flags | OFlags::PATH,
+            Mode::empty(),
+            resolve,
+        ))
+    }
+
+    /// These credentials as registered for cached walks, unless they are
+    /// the agent's own (which a walk need not change).
+    fn registered(&self) -> Option<&walk_ring::Identity> {
+        if self.fsuid == agent_identity()?.fsuid {
+            return None;
+        }
+        self.registered
+            .get_or_init(|| {
+                let _as_deputy = self.take_on()?;
+                walk_ring::Identity::register_current()
+            })
+            .as_ref()
+    }
+
     /// Takes on these credentials in this thread until the guard goes.
     /// `None` (nothing changed) where they cannot be taken.
     fn take_on(&self) -> Option<AsDeputy> {

@@ -30,3 +30,4 @@ pub mod seccomp;
 pub mod spawn;
 pub mod staging;
 pub mod tracking;
+pub mod walk_ring;
