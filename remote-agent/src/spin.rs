@@ -22,7 +22,7 @@
 //! that CPU, and a spinner handing it over at each turn made a forwarded
 //! call slower, not faster (measured with everything pinned to one vCPU).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,6 @@ pub fn start(window: Duration) {
     tokio::spawn(async {
         loop {
             WAKE.notified().await;
-            if !may_use_two_cpus() {
-                continue;
-            }
             while now_ns() < HOT_UNTIL_NS.load(Ordering::Relaxed) {
                 std::thread::yield_now();
                 tokio::task::yield_now().await;
@@ -68,11 +65,26 @@ pub fn start(window: Duration) {
     });
 }
 
-/// Whether this thread may run on more than one CPU. Asked at each
-/// spell, as affinity can change while the agent runs (`taskset -p`).
+/// Whether this thread may run on more than one CPU. Asked again at a
+/// spell's start once the last answer is [`AFFINITY_FRESH_NS`] old, as
+/// affinity can change while the agent runs (`taskset -p`); asking at
+/// every spell cost a syscall per call where spells are short.
 fn may_use_two_cpus() -> bool {
-    rustix::thread::sched_getaffinity(None).is_ok_and(|cpus| cpus.count() > 1)
+    static ASKED_AT_NS: AtomicU64 = AtomicU64::new(0);
+    static MAY: AtomicBool = AtomicBool::new(false);
+    let now = now_ns();
+    let asked_at = ASKED_AT_NS.load(Ordering::Relaxed);
+    if asked_at != 0 && now.saturating_sub(asked_at) < AFFINITY_FRESH_NS {
+        return MAY.load(Ordering::Relaxed);
+    }
+    let may = rustix::thread::sched_getaffinity(None).is_ok_and(|cpus| cpus.count() > 1);
+    MAY.store(may, Ordering::Relaxed);
+    ASKED_AT_NS.store(now.max(1), Ordering::Relaxed);
+    may
 }
+
+/// How long an answer of [`may_use_two_cpus`] holds.
+const AFFINITY_FRESH_NS: u64 = 100_000_000;
 
 /// A call or an answer just passed: keep polling for the window from now.
 pub fn keep_hot() {
@@ -85,7 +97,7 @@ pub fn keep_hot() {
     // A spinner still within its window sees the later end by itself; one
     // past it has stopped (or is about to) and waits to be woken. A wakeup
     // it does not need only costs it one more look at the clock.
-    if before <= now {
+    if before <= now && may_use_two_cpus() {
         WAKE.notify_one();
     }
 }
