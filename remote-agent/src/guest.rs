@@ -80,6 +80,9 @@ pub struct HostRole {
     /// An empty epoll instance: a file that is never ready, lent to a
     /// guest whose wait must end on a signal (`let_signal_through`).
     never_ready: std::os::fd::OwnedFd,
+    /// Ticks while calls are out at home, each of which looks then
+    /// whether its thread still waits (every [`STILL_WAITING_POLL`]).
+    still_waiting: Arc<crate::ticker::Ticker>,
     /// Per home node, the pid namespace its guests live in here (none
     /// where one cannot be made: they then see host pids).
     pid_namespaces: DashMap<String, Option<Arc<HomePids>>>,
@@ -1009,6 +1012,7 @@ impl HostRole {
             )
             .map_err(std::io::Error::from)?
             .0,
+            still_waiting: crate::ticker::Ticker::new(STILL_WAITING_POLL),
             pid_namespaces: DashMap::new(),
             injected_execs: DashMap::new(),
             not_in_place: DashMap::new(),
@@ -2194,6 +2198,7 @@ impl Context {
         let interruptible = wait_mask.is_none() && may_block(n.nr);
         let waits = is_wait(n.nr);
         let started = std::time::Instant::now();
+        let _out = self.role.still_waiting.call_out();
         let abandoned = async {
             let mut shared_seen = false;
             loop {
@@ -2202,7 +2207,7 @@ impl Context {
                 woken.as_mut().enable();
                 tokio::select! {
                     biased;
-                    _ = tokio::time::sleep(STILL_WAITING_POLL) => {}
+                    _ = self.role.still_waiting.next_tick() => {}
                     _ = &mut woken => {}
                 }
                 // Its thread waits for this call: a signal can end no other.
@@ -4493,7 +4498,7 @@ const SIGNAL_WAITS_FOR_A_CALL: Duration = Duration::from_millis(1);
 
 /// How often a call out at home looks whether a signal waits for its
 /// thread, or the thread is gone, when nothing woke it sooner (a signal
-/// from elsewhere on the host).
+/// from elsewhere on the host): at each tick of [`HostRole::still_waiting`].
 const STILL_WAITING_POLL: Duration = Duration::from_millis(20);
 
 /// Waits for a guest the agent started (its child) to end. The pidfd says

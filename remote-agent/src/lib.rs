@@ -31,3 +31,4 @@ mod proc_view;
 mod read_ahead;
 mod shared_here;
 pub mod spin;
+mod ticker;
