@@ -1119,7 +1119,8 @@ impl Walker {
                 .map_err(|_| Errno::INVAL)
                 .and_then(|path| identity.open_cached(dir, &path, flags, resolve));
             match cached {
-                // Not from the kernel's caches: the ordinary way.
+                // Not from the kernel's caches (or a kernel older than
+                // RESOLVE_CACHED, which says EINVAL): the ordinary way.
                 Err(Errno::AGAIN) | Err(Errno::INVAL) => {}
                 done => return Some(done),
             }

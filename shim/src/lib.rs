@@ -3,8 +3,10 @@
 //! This crate owns everything that touches another process at the
 //! kernel's level: the seccomp filter and the user-notification loop that
 //! catches a guest's residual system calls, ptrace control and syscall
-//! injection, reads and writes of another process's memory, and the dump
-//! of a running process into an image and its restore into another.
+//! injection, reads and writes of another process's memory, path walks
+//! under another process's credentials (an io_uring personality, in
+//! `walk_ring`), and the dump of a running process into an image and its
+//! restore into another.
 //!
 //! It is the only crate allowed `unsafe`, each block small and with a
 //! `// SAFETY:` line. It must not do networking or know about nodes or

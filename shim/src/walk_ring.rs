@@ -24,11 +24,6 @@ use io_uring::{opcode, types, IoUring};
 use rustix::fs::{OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-/// `RESOLVE_CACHED` (Linux 5.12): fail with `EAGAIN` rather than leave the
-/// kernel's caches. Set by the caller, io_uring never retries the open on a
-/// worker thread.
-const RESOLVE_CACHED: u64 = 0x20;
-
 /// How long a submission may take before the ring is given up: a cached
 /// walk takes microseconds, so this only guards against a kernel that
 /// behaves otherwise.
@@ -84,9 +79,12 @@ impl Identity {
         let Some(ring) = guard.as_mut() else {
             return Err(Errno::AGAIN);
         };
+        // RESOLVE_CACHED (Linux 5.12): EAGAIN rather than leave the
+        // kernel's caches. Asked for by the caller, io_uring never retries
+        // the open on a worker thread.
         let how = types::OpenHow::new()
             .flags((flags | OFlags::PATH).bits().into())
-            .resolve(resolve.bits() | RESOLVE_CACHED);
+            .resolve((resolve | ResolveFlags::CACHED).bits());
         let entry = opcode::OpenAt2::new(types::Fd(dir.as_raw_fd()), path.as_ptr(), &how)
             .build()
             .personality(self.personality);
