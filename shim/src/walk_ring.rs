@@ -17,6 +17,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -85,9 +86,12 @@ impl Identity {
         let how = types::OpenHow::new()
             .flags((flags | OFlags::PATH).bits().into())
             .resolve((resolve | ResolveFlags::CACHED).bits());
+        static LAST_TAG: AtomicU64 = AtomicU64::new(0);
+        let tag = LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = opcode::OpenAt2::new(types::Fd(dir.as_raw_fd()), path.as_ptr(), &how)
             .build()
-            .personality(self.personality);
+            .personality(self.personality)
+            .user_data(tag);
         // SAFETY: the entry points at `path` and `how`, which io_uring
         // copies into the kernel while preparing the request, inside the
         // submission below; both outlive it.
@@ -96,12 +100,15 @@ impl Identity {
         let submitted = ring
             .submitter()
             .submit_with_args(1, &types::SubmitArgs::new().timespec(&limit));
-        let Some(completion) = ring.completion().next() else {
+        // One walk at a time is out, so the one completion there is its
+        // own; anything else and the ring is given up (a late completion,
+        // an fd, goes with it).
+        let completion = ring.completion().next();
+        let Some(completion) = completion.filter(|done| done.user_data() == tag) else {
             tracing::warn!(
                 "a cached path walk did not complete within its submission ({submitted:?}): \
                  path walks change credentials from now on"
             );
-            // Its late completion (an fd) goes with the ring.
             *guard = None;
             return Err(Errno::AGAIN);
         };
