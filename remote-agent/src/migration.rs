@@ -1377,10 +1377,12 @@ fn homecoming_thread(
         .unwrap_or_default();
     // Where pages are written now: the room but for shared mappings of
     // files, whose pages are the file's (pages there are dropped).
-    let shared = (room.as_ref()).map_or_else(Vec::new, |room| room.file_shared.clone());
+    let shared = (room.as_ref()).map_or_else(Vec::new, |room| room.file_ranges.shared.clone());
     let written = without(&staged, &shared);
     let bytes: u64 = staged.iter().map(|(start, end)| end - start).sum();
-    let file_backed = room.as_ref().map_or(0, |room| room.file_backed.len());
+    let file_backed = room
+        .as_ref()
+        .map_or(0, |room| room.file_ranges.backed.len());
     debug!(
         pid,
         room = bytes,
@@ -1427,7 +1429,7 @@ fn homecoming_thread(
                 let _ = reply.send(failure.clone().map_or(Ok(()), Err));
             }
             RestoreCommand::FileMapped(reply) => {
-                let ranges = room.as_ref().map(|room| room.file_mapped());
+                let ranges = room.as_ref().map(|room| room.file_ranges.private());
                 let _ = reply.send(ranges.unwrap_or_default());
             }
             RestoreCommand::Unstage(reply) => {

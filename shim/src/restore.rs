@@ -149,12 +149,10 @@ pub struct Restorer {
     /// Fills the pages of the regions mapped for the image, until every
     /// page is written (it must go before the process runs).
     filler: Option<PageFiller>,
-    /// Address ranges that map a file: emptying a page there would bring
-    /// the file's back, so it is written with zeros instead.
-    file_backed: Vec<(u64, u64)>,
-    /// Those of them that map it shared (read-only): their pages are the
-    /// file's, and none is written.
-    file_shared: Vec<(u64, u64)>,
+    /// Address ranges that map a file again: emptying a page there
+    /// would bring the file's back, so it is written with zeros instead;
+    /// a shared one's pages are the file's, and none is written.
+    file_ranges: FileRanges,
     /// Where the files its regions map are found here.
     files: LocalFiles,
 }
@@ -200,8 +198,7 @@ impl Restorer {
             writable: Vec::new(),
             image,
             filler: None,
-            file_backed: Vec::new(),
-            file_shared: Vec::new(),
+            file_ranges: FileRanges::default(),
             files: LocalFiles::default(),
         })
     }
@@ -217,8 +214,7 @@ impl Restorer {
         self.end_other_threads()?;
         self.empty_address_space(&room.ranges)?;
         self.writable = room.ranges;
-        self.file_backed = room.file_backed;
-        self.file_shared = room.file_shared;
+        self.file_ranges = room.file_ranges;
         self.files = room.files;
         self.place_vdso()
     }
@@ -435,7 +431,7 @@ impl Restorer {
             self.map_file_of(&region, (region.start, region.end))?;
         }
         // Only anonymous memory can be filled through a userfaultfd.
-        let anonymous = without(&self.writable, &self.file_backed);
+        let anonymous = without(&self.writable, &self.file_ranges.backed);
         let injector = &mut self.injector;
         let filler = PageFiller::register(self.pid, &anonymous, |call, nr, args| {
             injector.call(call, nr, args)
@@ -451,7 +447,7 @@ impl Restorer {
     /// The ranges that map, privately, the file their region mapped:
     /// only the pages the process changed there need to come.
     pub fn file_mapped(&self) -> Vec<(u64, u64)> {
-        without(&self.file_backed, &self.file_shared)
+        self.file_ranges.private()
     }
 
     /// Maps the file `region` mapped, where it is found here, over
@@ -461,23 +457,10 @@ impl Restorer {
         region: &homing_proto::image::Region,
         range: (u64, u64),
     ) -> Result<(), RestoreError> {
-        let Some(file) = &region.file else {
-            return Ok(());
-        };
-        let Some(path) = self.files.path_of(file) else {
-            return Ok(());
-        };
-        let offset = file.offset + (range.0 - region.start);
         let injector = &mut self.injector;
-        let mapping = (path.as_c_str(), offset, file.shared);
-        if map_file_over(&self.memory, range, mapping, |nr, args| {
+        (self.file_ranges).map_file_of(&self.memory, &self.files, region, range, |nr, args| {
             injector.raw(nr, args)
-        })? {
-            self.file_backed.push(range);
-            if file.shared {
-                self.file_shared.push(range);
-            }
-        }
+        })?;
         Ok(())
     }
 
@@ -500,7 +483,7 @@ impl Restorer {
                 bytes.len()
             )));
         }
-        for (from, to) in uncovered((address, end), &self.file_shared) {
+        for (from, to) in uncovered((address, end), &self.file_ranges.shared) {
             let part = &bytes[(from - address) as usize..(to - address) as usize];
             crate::filling::write_pages(self.filler.as_ref(), &self.memory, from, part)?;
         }
@@ -554,7 +537,7 @@ impl Restorer {
         let unchanged_shared: Vec<(u64, u64)> = (image.regions.iter())
             .filter(|r| r.file.as_ref().is_some_and(|file| file.shared))
             .filter(|r| self.image.regions.iter().any(|old| same_file_place(old, r)))
-            .flat_map(|r| covered((r.start, r.end), &self.file_shared))
+            .flat_map(|r| covered((r.start, r.end), &self.file_ranges.shared))
             .collect();
         let fresh = without(fresh, &unchanged_shared);
         let kept: Vec<(u64, u64)> = self
@@ -569,8 +552,8 @@ impl Restorer {
                 .flat_map(|&range| covered(range, &kept))
                 .collect()
         };
-        self.file_backed = still(&self.file_backed);
-        self.file_shared = still(&self.file_shared);
+        self.file_ranges.backed = still(&self.file_ranges.backed);
+        self.file_ranges.shared = still(&self.file_ranges.shared);
         let travelling = (image.regions.iter())
             .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack));
         for region in travelling {
@@ -605,11 +588,14 @@ impl Restorer {
     /// dropped them after they were sent.
     pub fn discard(&mut self, address: u64, len: u64) -> Result<(), RestoreError> {
         let emptied = covered((address, address + len), &self.writable);
-        let private = without(&emptied, &self.file_shared);
-        for range in private.iter().flat_map(|&r| covered(r, &self.file_backed)) {
+        let private = without(&emptied, &self.file_ranges.shared);
+        for range in private
+            .iter()
+            .flat_map(|&r| covered(r, &self.file_ranges.backed))
+        {
             crate::filling::write_zeros(self.filler.as_ref(), &self.memory, range)?;
         }
-        for (from, to) in without(&emptied, &self.file_backed) {
+        for (from, to) in without(&emptied, &self.file_ranges.backed) {
             self.injector.call(
                 "madvise",
                 libc::SYS_madvise,
@@ -1088,6 +1074,58 @@ impl LocalFiles {
     }
 }
 
+/// The address ranges where a process being restored maps again the
+/// files its image's regions mapped (see [`map_file_over`]).
+#[derive(Debug, Default, Clone)]
+pub struct FileRanges {
+    /// Ranges that map the file their region mapped.
+    pub backed: Vec<(u64, u64)>,
+    /// Those of them that map it shared, read-only: their pages are the
+    /// file's, and none may be written.
+    pub shared: Vec<(u64, u64)>,
+}
+
+impl FileRanges {
+    /// The ranges that map, privately, the file their region mapped:
+    /// only the pages the process changed there need to come.
+    pub fn private(&self) -> Vec<(u64, u64)> {
+        without(&self.backed, &self.shared)
+    }
+
+    /// Maps the file `region` mapped, where `files` finds it here, over
+    /// `range` of it (anonymous memory just mapped for it in the process
+    /// of `memory`; `inject` runs a syscall there), and notes the range
+    /// where that worked.
+    pub(crate) fn map_file_of<E>(
+        &mut self,
+        memory: &ProcessMemory,
+        files: &LocalFiles,
+        region: &homing_proto::image::Region,
+        range: (u64, u64),
+        inject: impl FnMut(i64, [u64; 6]) -> Result<i64, E>,
+    ) -> Result<(), E> {
+        let Some(file) = &region.file else {
+            return Ok(());
+        };
+        let Some(path) = files.path_of(file) else {
+            return Ok(());
+        };
+        let offset = file.offset + (range.0 - region.start);
+        if map_file_over(
+            memory,
+            range,
+            (path.as_c_str(), offset, file.shared),
+            inject,
+        )? {
+            self.backed.push(range);
+            if file.shared {
+                self.shared.push(range);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Maps the file `path` from `offset` over `start..end`: anonymous
 /// memory of the process of `memory` just mapped read-write for an
 /// image's region, none of its pages written yet. Private, it stays
@@ -1097,7 +1135,7 @@ impl LocalFiles {
 /// open (with its own rights), and the file's mapping then takes that
 /// memory's place. `Ok(false)`, the memory left empty as it was, where
 /// the file cannot be opened or mapped.
-pub(crate) fn map_file_over<E>(
+fn map_file_over<E>(
     memory: &ProcessMemory,
     (start, end): (u64, u64),
     (path, offset, shared): (&std::ffi::CStr, u64, bool),

@@ -19,7 +19,7 @@ use crate::dump::{self, maps, travels, DumpError};
 use crate::filling::PageFiller;
 use crate::memory::ProcessMemory;
 use crate::ptrace::InjectError;
-use crate::restore::{map_file_over, uncovered, without, LocalFiles};
+use crate::restore::{uncovered, without, FileRanges, LocalFiles};
 
 /// How far below a stack nothing may be mapped, so it can still grow:
 /// the kernel keeps `stack_guard_gap` (1 MiB) free, and a deputy's main
@@ -31,24 +31,13 @@ const STACK_ROOM: u64 = 16 << 20;
 pub struct Room {
     /// The ranges mapped.
     pub ranges: Vec<(u64, u64)>,
-    /// Those of them that map the file their region mapped (see
-    /// [`crate::restore::map_file_over`]).
-    pub file_backed: Vec<(u64, u64)>,
-    /// Those of them that map it shared, read-only: their pages are the
-    /// file's, and none may be written.
-    pub file_shared: Vec<(u64, u64)>,
+    /// Those of them that map the file their region mapped.
+    pub file_ranges: FileRanges,
     /// What fills their pages, if the kernel gave a userfaultfd.
     pub filler: Option<PageFiller>,
     /// Where the files the program maps are found here, for the rest of
     /// its restore.
     pub files: LocalFiles,
-}
-
-impl Room {
-    /// The ranges that map, privately, the file their region mapped.
-    pub fn file_mapped(&self) -> Vec<(u64, u64)> {
-        without(&self.file_backed, &self.file_shared)
-    }
 }
 
 /// Maps room in `pid` for the memory of `regions` (a program's layout)
@@ -59,8 +48,7 @@ pub fn stage(pid: i32, regions: &[Region], files: LocalFiles) -> Result<Room, Du
     let frozen = dump::freeze(pid, None)?;
     let mut room = Room {
         ranges: Vec::new(),
-        file_backed: Vec::new(),
-        file_shared: Vec::new(),
+        file_ranges: FileRanges::default(),
         filler: None,
         files,
     };
@@ -68,7 +56,7 @@ pub fn stage(pid: i32, regions: &[Region], files: LocalFiles) -> Result<Room, Du
     let outcome = match outcome {
         Ok(()) => {
             // Only anonymous memory can be filled through a userfaultfd.
-            let anonymous = without(&room.ranges, &room.file_backed);
+            let anonymous = without(&room.ranges, &room.file_ranges.backed);
             room.filler = PageFiller::register(pid, &anonymous, |call, nr, args| {
                 frozen.inject(call, nr, args)
             })
@@ -104,8 +92,6 @@ fn make_room(frozen: &dump::Frozen, regions: &[Region], room: &mut Room) -> Resu
         if region.kind == RegionKind::Stack {
             flags |= libc::MAP_GROWSDOWN;
         }
-        let file =
-            (region.file.as_ref()).and_then(|file| Some((file, room.files.path_of(file)?.clone())));
         for (start, end) in uncovered((region.start, region.end), &taken) {
             let mapped = frozen.inject(
                 "mmap",
@@ -122,18 +108,14 @@ fn make_room(frozen: &dump::Frozen, regions: &[Region], room: &mut Room) -> Resu
             match mapped {
                 Ok(at) if at == start => {
                     room.ranges.push((start, end));
-                    let Some((file, path)) = &file else {
-                        continue;
-                    };
-                    let offset = file.offset + (start - region.start);
-                    let mapping = (path.as_c_str(), offset, file.shared);
                     let inject = |nr, args| frozen.inject_raw(nr, args);
-                    if map_file_over(&memory, (start, end), mapping, inject)? {
-                        room.file_backed.push((start, end));
-                        if file.shared {
-                            room.file_shared.push((start, end));
-                        }
-                    }
+                    (room.file_ranges).map_file_of(
+                        &memory,
+                        &room.files,
+                        region,
+                        (start, end),
+                        inject,
+                    )?;
                 }
                 // A kernel without MAP_FIXED_NOREPLACE takes it as a hint.
                 Ok(elsewhere) => remove(frozen, &[(elsewhere, elsewhere + end - start)])?,

@@ -152,8 +152,8 @@ fn room_for_a_file_mapping_maps_the_file_and_takes_pages_over_it() {
     let regions = [of_file, lost, shared];
     let room = staging::stage(pid, &regions, LocalFiles::find(&regions, found)).unwrap();
     assert_eq!(room.ranges, vec![mapped_at, lost_at, shared_at]);
-    assert_eq!(room.file_backed, vec![mapped_at, shared_at]);
-    assert_eq!(room.file_shared, vec![shared_at]);
+    assert_eq!(room.file_ranges.backed, vec![mapped_at, shared_at]);
+    assert_eq!(room.file_ranges.shared, vec![shared_at]);
     let entries = maps(pid).unwrap();
     let entry = |at: u64| entries.iter().find(|m| m.start == at).unwrap().clone();
     assert_eq!(entry(mapped_at.0).name, path.to_str().unwrap());
