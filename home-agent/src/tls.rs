@@ -276,8 +276,19 @@ impl Identity {
         )
     }
 
+    /// ring's suites with AES-128-GCM first (ring puts AES-256 first):
+    /// QUIC's own default, and four fewer AES rounds on every byte a
+    /// process image or a bulk read carries (bare quinn bulk 3.17 to 3.28
+    /// GB/s here).
     fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
+        use rustls::crypto::ring::{cipher_suite, default_provider};
+        let mut provider = default_provider();
+        provider.cipher_suites = vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ];
+        Arc::new(provider)
     }
 
     /// The rustls configuration for accepting peers: a client certificate from the CA is required.

@@ -27,6 +27,7 @@ pub mod home_calls;
 pub mod home_loader;
 mod lookup_ahead;
 pub mod migration;
+pub mod move_priority;
 mod proc_view;
 mod read_ahead;
 mod shared_here;

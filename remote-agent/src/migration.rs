@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::guest::{pump_from_home, HostRole};
+use crate::move_priority::MovePriority;
 
 /// Largest run of pages sent at once.
 const RUN_BYTES: usize = 1 << 20;
@@ -243,6 +244,8 @@ pub struct Source {
     /// When it was frozen for good.
     pub frozen_at: Option<Instant>,
     finished: bool,
+    /// The agent runs ahead of the node's programs until it is sent.
+    _priority: MovePriority,
 }
 
 impl Source {
@@ -285,6 +288,7 @@ impl Source {
             estimate,
             frozen_at: (!tracked).then_some(started),
             finished: false,
+            _priority: MovePriority::raise(),
         })
     }
 
@@ -801,6 +805,7 @@ impl HostRole {
         pages: &mut R,
         answers: &mut W,
     ) -> Result<Arrival, String> {
+        let _priority = MovePriority::raise();
         let pids = self.home_pids(&immigrant.home_node);
         let blank = spawn_blank(
             (immigrant.uid, immigrant.gid, &immigrant.groups),

@@ -28,6 +28,7 @@ use homing_remote_agent::migration::{
     read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Restoration,
     Source,
 };
+use homing_remote_agent::move_priority::MovePriority;
 use homing_shim::restore::LocalFiles;
 use quinn::{Connection, RecvStream, SendStream};
 use serde::Serialize;
@@ -517,6 +518,7 @@ impl Node {
         client: &mut UnixStream,
         mut moving: Moving,
     ) -> Result<ControlResponse, String> {
+        let _priority = MovePriority::raise();
         let pid = moving.pid;
         let from = moving.from.clone();
         let layout = moving.immigrant.image.clone();
