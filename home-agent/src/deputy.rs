@@ -174,6 +174,7 @@ fn make_way(agent_fd: i32) -> ! {
 /// credentials, pid and parent. Returns only on failure.
 /// `command_line`: the program's, shown as this process's.
 pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) -> i32 {
+    reap_address_space_holders();
     if let Some(comm) = comm {
         name_after(comm);
     }
@@ -185,6 +186,22 @@ pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) ->
             1
         }
     }
+}
+
+/// The agent made this process's exec keep its program's memory alive in
+/// a clone (`CLONE_VM`, no exit signal) that it kills once this deputy
+/// runs, so that the memory is freed after the exec rather than in it: a
+/// child of this process's, to be reaped here. Only `__WCLONE` waits see
+/// such a child, so the program's own children are never taken. The
+/// thread ends when no such child is left, at once if there was none.
+fn reap_address_space_holders() {
+    let reaping = std::thread::Builder::new().name("reap-holders".into());
+    let _ = reaping.spawn(|| {
+        use nix::sys::wait::{waitpid, WaitPidFlag};
+        while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, Some(WaitPidFlag::__WCLONE))
+        {
+        }
+    });
 }
 
 /// The agent connection, on a high fd out of the program's way; the

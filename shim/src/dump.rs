@@ -15,6 +15,9 @@ use homing_proto::image::{
     Itimer, MappedFile, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction,
     ThreadImage,
 };
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
 use serde_bytes::ByteBuf;
 
 use crate::memory::ProcessMemory;
@@ -76,6 +79,8 @@ pub struct Frozen {
     threads: Vec<FrozenThread>,
     /// A `syscall` instruction in its vDSO.
     syscall_at: u64,
+    /// Seized as a guest: injected syscalls pass its seccomp filter.
+    guest: bool,
 }
 
 /// A mapping as `/proc/PID/maps` shows it.
@@ -243,6 +248,7 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
             pid,
             threads,
             syscall_at,
+            guest: guest.is_some(),
         })
     })();
     outcome.map_err(|error| {
@@ -607,8 +613,20 @@ impl Frozen {
                     [which, timers_at + 96, timers_at + which * 32, 0, 0, 0],
                 )?;
             }
+            let holder = self.hold_address_space(&mut injector);
             let result = injector
-                .raw_reaping_siblings(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0])?;
+                .raw_reaping_siblings(libc::SYS_execve, [program_at, scratch, envp, 0, 0, 0]);
+            let result = match (result, holder) {
+                (Ok(result), Some(holder)) if result >= 0 => {
+                    holder.end_after_exec();
+                    result
+                }
+                (result, Some(holder)) => {
+                    holder.end_before_going_on(&mut injector);
+                    result?
+                }
+                (result, None) => result?,
+            };
             if result < 0 {
                 for which in 0..3u64 {
                     let _ = injector.raw(
@@ -652,6 +670,33 @@ impl Frozen {
         }
     }
 
+    /// A clone of the process sharing its memory, held stopped for the
+    /// length of an exec; `None` where none can be made (the exec then
+    /// tears the old memory down itself, as any exec does).
+    fn hold_address_space(&self, injector: &mut Injector) -> Option<AddressSpaceHolder> {
+        let leader = self.threads[0].tid;
+        let before = children(self.pid, leader);
+        let options = |trace_clone| ptrace::Options {
+            suspend_seccomp: self.guest,
+            trace_clone,
+        };
+        ptrace::set_options(leader, options(true)).ok()?;
+        // Exit signal 0: its end signals nobody. A stack pointer that is
+        // no address: should it ever run (this agent gone), its first
+        // return faults and ends it.
+        let cloned = injector.raw(libc::SYS_clone, [libc::CLONE_VM as u64, 8, 0, 0, 0, 0]);
+        let _ = ptrace::set_options(leader, options(false));
+        let pid_there = u64::try_from(cloned.ok()?).ok().filter(|&pid| pid > 0)?;
+        let pid = children(self.pid, leader)
+            .into_iter()
+            .find(|child| !before.contains(child))?;
+        // Traced here from its start, it stops before its first instruction.
+        match ptrace::wait(pid) {
+            Ok(Stop::Event(_) | Stop::Signal(_)) => Some(AddressSpaceHolder { pid, pid_there }),
+            _ => None,
+        }
+    }
+
     /// After [`Self::exec_in_place`] succeeded: lets the new program run.
     pub fn release_exec(self, sigmask: Option<u64>) {
         let leader = self.threads[0].tid;
@@ -660,6 +705,60 @@ impl Frozen {
         }
         let _ = ptrace::detach(leader, 0);
     }
+}
+
+/// A clone of a process made with `CLONE_VM` (so sharing its address
+/// space, and nothing else it needs), held stopped under this thread's
+/// ptrace while the process execs. An exec frees the old address space
+/// as it drops its last user, before the new program runs: 100 ms a GiB
+/// on this kind of machine, which a process moved away from home paid
+/// between its last pages sent and its deputy serving it. With a holder,
+/// the exec drops a user that is not the last, and the freeing happens as
+/// the holder dies, once the deputy runs. It never runs a user
+/// instruction: it is killed while stopped.
+#[derive(Debug)]
+struct AddressSpaceHolder {
+    /// Its pid here.
+    pid: i32,
+    /// Its pid in the process's pid namespace.
+    pid_there: u64,
+}
+
+impl AddressSpaceHolder {
+    /// After the exec: ends it, off this thread. Its death (the old
+    /// address space freed) is for its tracer to take first; then it is
+    /// the deputy's child to reap.
+    fn end_after_exec(self) {
+        let pid = self.pid;
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let reaping = std::thread::Builder::new().name("holder-end".into());
+        let taken = reaping.spawn(move || {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL));
+        });
+        if taken.is_err() {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL));
+        }
+    }
+
+    /// When the exec failed: ends it and has the process, which goes on,
+    /// reap it (a clone with no exit signal shows only to `__WCLONE`).
+    fn end_before_going_on(self, injector: &mut Injector) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::__WALL));
+        // Taken by its tracer, it is its parent's to reap at once; never
+        // wait longer in the process, should it not be.
+        let wait_clone = (libc::__WCLONE as u32 | libc::WNOHANG as u32) as u64;
+        let _ = injector.raw(libc::SYS_wait4, [self.pid_there, 0, wait_clone, 0, 0, 0]);
+    }
+}
+
+/// The children thread `tid` of process `pid` started, as pids here.
+fn children(pid: i32, tid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .collect()
 }
 
 /// Thread `tid`'s name, without the newline (empty if unreadable).
@@ -1079,5 +1178,69 @@ mod pagemap_tests {
         assert!(holds_a_page(PM_SWAP | (7 << 5)));
         assert!(!holds_a_page(PM_SWAP | (1 << 57) | SWAP_TYPE_PTE_MARKER));
         assert!(!holds_a_page(0));
+    }
+}
+
+#[cfg(test)]
+mod exec_in_place_tests {
+    use super::*;
+
+    fn state_of(pid: i32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(") ")
+            .next()
+            .and_then(|rest| rest.chars().next())
+            .unwrap_or('?')
+    }
+
+    #[test]
+    fn the_memory_holder_of_an_exec_in_place_is_gone_after_it_succeeds_or_fails() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: freezing a process needs ptrace rights");
+            return;
+        }
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep");
+        let pid = sleeper.id() as i32;
+        let frozen = freeze(pid, None).expect("freeze");
+        let missing = c"/nonexistent/homing-deputy";
+        assert!(frozen.exec_in_place(missing, &[missing]).is_err());
+        frozen.thaw();
+        assert_eq!(
+            children(pid, pid),
+            Vec::<i32>::new(),
+            "the failed exec left a child"
+        );
+        assert_eq!(sleeper.try_wait().expect("wait"), None, "it goes on");
+
+        let frozen = freeze(pid, None).expect("freeze again");
+        let sleep = c"/bin/sleep";
+        frozen
+            .exec_in_place(sleep, &[c"sleep", c"60"])
+            .expect("exec");
+        frozen.release_exec(None);
+        // The holder, killed, waits as a zombie for a parent that reaps
+        // clones (the deputy does; sleep does not).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let held = loop {
+            let held = children(pid, pid);
+            if held.iter().all(|&child| state_of(child) == 'Z')
+                || std::time::Instant::now() > deadline
+            {
+                break held;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(held.len(), 1, "one holder: {held:?}");
+        assert_eq!(state_of(held[0]), 'Z', "the holder ended");
+        assert_eq!(
+            sleeper.try_wait().expect("wait"),
+            None,
+            "it runs its new program"
+        );
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
     }
 }

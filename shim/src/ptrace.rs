@@ -73,6 +73,11 @@ pub fn seize(tid: i32, options: Options) -> io::Result<()> {
     request(libc::PTRACE_SEIZE, tid, 0, options.bits()).map(drop)
 }
 
+/// Changes the options of a seized thread, stopped.
+pub fn set_options(tid: i32, options: Options) -> io::Result<()> {
+    request(libc::PTRACE_SETOPTIONS, tid, 0, options.bits()).map(drop)
+}
+
 /// Asks a seized thread to stop (it reports [`Stop::Event`]).
 pub fn interrupt(tid: i32) -> io::Result<()> {
     request(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)

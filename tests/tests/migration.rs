@@ -94,6 +94,7 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
              homing ps
              echo rss=$(ps -o rss= -p $pid) comm=$(ps -o comm= -p $pid)
              echo \"args=$(ps -o args= -p $pid)\"
+             sleep 0.5; echo \"children=$(cat /proc/$pid/task/$pid/children)\"
              home_bytes() {{ sed -n 's/.*eth0://p' /proc/net/dev | awk '{{print $1 + $9}}'; }}
              before=$(home_bytes)
              homing migrate $pid node3 || exit 7
@@ -158,6 +159,9 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
             .contains("args=/home/alice/checksum 512 80 /home/alice/ready\n"),
         "{moved:?}"
     );
+    // What held its old memory across the exec into the deputy is gone,
+    // reaped: the deputy has no child the program did not make.
+    assert!(moved.stdout.contains("\nchildren=\n"), "{moved:?}");
     eprintln!("resident memory of the deputy at home: {rss_kib} KiB");
     assert!(rss_kib < 64 << 10, "deputy resident {rss_kib} KiB");
     // Same output as unmoved, the pid it saw is the one the shell knew,
