@@ -5,11 +5,14 @@
 //! per GiB, on the CPUs the node's programs use too: the process being
 //! moved among them, since it keeps running while its memory is sent. At
 //! equal priority a busy node stretched the move itself (1 GiB with the
-//! process computing: 0.92-1.28 s, against 0.65-0.87 s with it asleep, on
-//! two vCPUs). While a move is under way, every thread of the agent runs
-//! at [`MOVING_NICE`]; the programs go on with what the move leaves them,
-//! and the process being moved is frozen only for its last pages either
-//! way.
+//! process computing, medians of ten moves: 1.02-1.21 s, against 0.82-0.94
+//! s ahead; docs/design.md). While a move is under way, every thread of
+//! the agent, and its scheduling group where the kernel groups by session,
+//! run at [`MOVING_NICE`]; the programs go on with what the move leaves
+//! them, and the process being moved is frozen only for its last pages
+//! either way. The guests of a host share its agent's group, so they run
+//! ahead of the host's other sessions for as long, each at its own nice
+//! value within the group.
 
 use std::sync::Mutex;
 
@@ -63,7 +66,7 @@ impl Priority {
     }
 }
 
-/// While one lives, the agent's threads run at [`MOVING_NICE`].
+/// While one lives, the agent's threads and group run at [`MOVING_NICE`].
 #[derive(Debug)]
 pub struct MovePriority(());
 
