@@ -75,10 +75,15 @@ impl MovePriority {
     pub fn raise() -> Self {
         let mut moves = MOVES.lock().unwrap_or_else(|e| e.into_inner());
         if moves.0 == 0 {
-            let before = Priority::now();
+            let mut before = Priority::now();
+            // A group already this far ahead is left alone, and so is not
+            // set back: another process of the session (a second agent
+            // started from one shell) may have raised it for a move of
+            // its own, and must not find it kept raised after both.
+            before.group = before.group.filter(|&nice| nice > MOVING_NICE);
             Priority {
                 threads: MOVING_NICE.min(before.threads),
-                group: before.group.map(|nice| MOVING_NICE.min(nice)),
+                group: before.group.map(|_| MOVING_NICE),
             }
             .set();
             moves.1 = before;
@@ -149,6 +154,20 @@ mod tests {
         drop(second);
         assert_eq!(nice_of(other_tid), before, "set back after the last");
         assert_eq!(Priority::now().group, group_before, "the group's too");
+        // A group some other process of the session raised for its own
+        // move is not ours to set back: not even to where we found it,
+        // once that process has (it would stay raised for good).
+        if let Some(group) = group_before {
+            std::fs::write(AUTOGROUP, MOVING_NICE.to_string()).expect("raise the group");
+            let ours = MovePriority::raise();
+            std::fs::write(AUTOGROUP, group.to_string()).expect("the other move ends");
+            drop(ours);
+            assert_eq!(
+                Priority::now().group,
+                Some(group),
+                "left as the other set it"
+            );
+        }
         stop_tx.send(()).unwrap();
         other.join().unwrap();
     }
