@@ -122,6 +122,14 @@ fn set_every_thread(nice: i32) {
 mod tests {
     use super::*;
 
+    struct SetBackOnDrop(Priority);
+
+    impl Drop for SetBackOnDrop {
+        fn drop(&mut self) {
+            self.0.set();
+        }
+    }
+
     fn nice_of(tid: i32) -> i32 {
         getpriority_process(Pid::from_raw(tid)).expect("getpriority")
     }
@@ -132,6 +140,9 @@ mod tests {
             eprintln!("skipped: only root may raise a priority");
             return;
         }
+        // The group is the session's running the test: whatever fails,
+        // it gets its priority back.
+        let _session = SetBackOnDrop(Priority::now());
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || {
