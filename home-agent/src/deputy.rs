@@ -191,17 +191,39 @@ pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) ->
 /// The agent made this process's exec keep its program's memory alive in
 /// a clone (`CLONE_VM`, no exit signal) that it kills once this deputy
 /// runs, so that the memory is freed after the exec rather than in it: a
-/// child of this process's, to be reaped here. Only `__WCLONE` waits see
-/// such a child, so the program's own children are never taken. The
-/// thread ends when no such child is left, at once if there was none.
+/// child of this process's, to be reaped here. Only a wait for clones
+/// (`__WCLONE`, `__WALL`) sees such a child, and every child the program
+/// has at home is an ordinary one (this deputy forks them), so a thread
+/// reaps clones until none is left (at once if there was none); a wait
+/// of the program's that could see one waits for that thread first.
+static HOLDERS_REAPED: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
 fn reap_address_space_holders() {
     let reaping = std::thread::Builder::new().name("reap-holders".into());
-    let _ = reaping.spawn(|| {
+    let reaper = reaping.spawn(|| {
         use nix::sys::wait::{waitpid, WaitPidFlag};
         while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, Some(WaitPidFlag::__WCLONE))
         {
         }
     });
+    *lock(&HOLDERS_REAPED) = reaper.ok();
+}
+
+/// Before a wait of the program's that clones would answer: the holders
+/// are gone, so that it never hears of one.
+fn after_holders_reaped(call: &SyscallCall) {
+    let options = match call.nr as i64 {
+        libc::SYS_wait4 => call.args[2],
+        libc::SYS_waitid => call.args[3],
+        _ => return,
+    };
+    if options & (libc::__WALL | libc::__WCLONE) as u32 as u64 == 0 {
+        return;
+    }
+    let reaper = lock(&HOLDERS_REAPED).take();
+    if let Some(reaper) = reaper {
+        let _ = reaper.join();
+    }
 }
 
 /// The agent connection, on a high fd out of the program's way; the
@@ -688,6 +710,7 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     if let Some(result) = signal_to_self(call) {
         return result;
     }
+    after_holders_reaped(call);
     let gids = call
         .inputs
         .first()

@@ -181,6 +181,46 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
     assert!(output.contains("checksum "), "{moved:?}");
 }
 
+/// A program that looks for ended children of every kind (`__WALL`, as
+/// a debugger or an init does) all through a move away hears of none: not
+/// of the clone that held its old memory at home over the exec into its
+/// deputy, which dies and is reaped there just after.
+#[test]
+fn a_program_waiting_for_any_child_through_a_move_hears_of_none() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            r#"{WAIT_FOR_FILE}
+             rm -f ~/ready; python3 -c "
+import os, time
+memory = bytes([7]) * (256 << 20)
+open('ready', 'w').close()
+heard, looks = [], 0
+end = time.time() + 4
+while time.time() < end:
+    looks += 1
+    try:
+        pid, _, _ = os.wait4(-1, os.WNOHANG | 0x40000000)
+        if pid:
+            heard.append(pid)
+    except ChildProcessError:
+        pass
+print('heard', heard, 'looks', looks > 100, len(memory))
+" > ~/waits.out & pid=$!
+             wait_for ~/ready || exit 9
+             homing migrate $pid node2 || exit 8
+             wait $pid; echo status=$?; cat ~/waits.out"#
+        ),
+    ));
+    assert!(run.stdout.contains("moved "), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("status=0\nheard [] looks True 268435456\n"),
+        "{run:?}"
+    );
+}
+
 /// Coming home, the program takes its deputy over in place: nothing of
 /// the deputy's own may show, such as the signals a Rust runtime ignores
 /// or handles. An unmodified `sleep` moved away and back has the signal
