@@ -195,8 +195,10 @@ pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) ->
 /// (`__WCLONE`, `__WALL`) sees such a child, and every child the program
 /// has at home is an ordinary one (this deputy forks them), so a thread
 /// reaps clones until none is left (at once if there was none); a wait
-/// of the program's that could see one waits for that thread first.
-static HOLDERS_REAPED: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+/// of the program's that could see one waits for that thread first. The
+/// pid is the process the thread runs in: a deputy forked from this one
+/// has neither the thread nor the holders.
+static HOLDERS_REAPED: Mutex<Option<(u32, std::thread::JoinHandle<()>)>> = Mutex::new(None);
 
 fn reap_address_space_holders() {
     let reaping = std::thread::Builder::new().name("reap-holders".into());
@@ -206,7 +208,7 @@ fn reap_address_space_holders() {
         {
         }
     });
-    *lock(&HOLDERS_REAPED) = reaper.ok();
+    *lock(&HOLDERS_REAPED) = reaper.ok().map(|reaper| (std::process::id(), reaper));
 }
 
 /// Before a wait of the program's that clones would answer: the holders
@@ -221,8 +223,14 @@ fn after_holders_reaped(call: &SyscallCall) {
         return;
     }
     let reaper = lock(&HOLDERS_REAPED).take();
-    if let Some(reaper) = reaper {
-        let _ = reaper.join();
+    match reaper {
+        Some((pid, reaper)) if pid == std::process::id() => {
+            let _ = reaper.join();
+        }
+        // Copied by a fork: no thread answers to it here, and a join
+        // would wait for good.
+        Some((_, copied)) => std::mem::forget(copied),
+        None => {}
     }
 }
 
