@@ -729,14 +729,14 @@ impl AddressSpaceHolder {
     /// address space freed) is for its tracer to take first; then it is
     /// the deputy's child to reap.
     fn end_after_exec(self) {
-        let pid = self.pid;
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let pid = Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let take_death = move || {
+            let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+        };
         let reaping = std::thread::Builder::new().name("holder-end".into());
-        let taken = reaping.spawn(move || {
-            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL));
-        });
-        if taken.is_err() {
-            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL));
+        if reaping.spawn(take_death).is_err() {
+            take_death();
         }
     }
 

@@ -182,6 +182,19 @@ mod tests {
             eprintln!("not root: no other credentials to register");
             return;
         }
+        // Registered on a thread of its own wearing uid and gid 65534,
+        // before any file is made: without io_uring none is left behind.
+        let nobody = std::thread::spawn(|| {
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(65534));
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(65534));
+            Identity::register_current()
+        })
+        .join()
+        .unwrap();
+        let Some(nobody) = nobody else {
+            eprintln!("no io_uring here");
+            return;
+        };
         let dir = std::env::temp_dir().join(format!("homing-walk-ring-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("inner")).unwrap();
         std::fs::write(dir.join("inner/file"), b"x").unwrap();
@@ -194,18 +207,6 @@ mod tests {
         let path = dir.join("inner/file");
         let relative = path.to_str().unwrap().trim_start_matches('/').to_owned();
         rustix::fs::stat(&path).unwrap();
-        // Registered on a thread of its own wearing uid and gid 65534.
-        let nobody = std::thread::spawn(|| {
-            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(65534));
-            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(65534));
-            Identity::register_current()
-        })
-        .join()
-        .unwrap();
-        let Some(nobody) = nobody else {
-            eprintln!("no io_uring here");
-            return;
-        };
         // The kernel makes sure of a refusal outside its caches, so the
         // cached walk leaves it to an ordinary one: either way, no file.
         let refused = walk(&nobody, &relative).unwrap_err();
