@@ -11,10 +11,11 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::frame::decode_bulk;
-use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
+use homing_proto::guest::{Clocks, GuestExit, GuestStart, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::syscall::{ArgData, SyscallResult};
 use homing_remote_agent::guest::HostRole;
+use homing_shim::time_namespace;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
 use tokio::net::{UnixListener, UnixStream};
@@ -570,6 +571,24 @@ impl Node {
         self.record_closed(&peer, &conn, &reason);
     }
 
+    /// Tells the host role how far `home`'s clocks are ahead of ours, from
+    /// the readings `clocks` it sent, taken half a round trip before they
+    /// came.
+    fn note_home_clocks(&self, home: &str, conn: &Connection, clocks: Option<Clocks>) {
+        let Some(clocks) = clocks else {
+            return;
+        };
+        let half_trip = i64::try_from(conn.rtt().as_nanos() / 2).unwrap_or(0);
+        let ahead = |theirs: i64, clock| theirs + half_trip - time_namespace::now_ns(clock);
+        self.host.note_home_clocks(
+            home,
+            time_namespace::ClockOffsets {
+                monotonic_ns: ahead(clocks.monotonic_ns, libc::CLOCK_MONOTONIC),
+                boottime_ns: ahead(clocks.boottime_ns, libc::CLOCK_BOOTTIME),
+            },
+        );
+    }
+
     async fn answer_request(
         &self,
         peer: &str,
@@ -583,6 +602,7 @@ impl Node {
             PeerRequest::StartGuest(mut start) => {
                 // The guest's home is the authenticated peer, whatever the request says.
                 start.home_node = peer.to_owned();
+                self.note_home_clocks(peer, conn, start.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 let host = self.host.clone();
                 return relay_guest(send, recv, move |to_home, from_home| {
@@ -593,6 +613,7 @@ impl Node {
             PeerRequest::Immigrate(mut immigrant) => {
                 // Its home is the authenticated peer, whatever the request says.
                 immigrant.home_node = peer.to_owned();
+                self.note_home_clocks(peer, conn, immigrant.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 return self.immigrate(peer, *immigrant, send, recv, None).await;
             }
@@ -601,6 +622,7 @@ impl Node {
                 handoff,
             } => {
                 immigrant.home_node = peer.to_owned();
+                self.note_home_clocks(peer, conn, immigrant.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 let image = self.image_handed_over(peer, &handoff).await;
                 return self
@@ -779,6 +801,7 @@ impl Node {
                 signals.ignored & !homing_shim::process::signal_bit(libc::SIGPIPE)
             }),
             nice: homing_shim::process::nice(pid).unwrap_or(0),
+            home_clocks: Some(clocks_now()),
         };
         let command = AwayProcess::command_line(&spec.argv);
         self.send_away(
@@ -1400,4 +1423,13 @@ fn bind_control_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("setting permissions on {}", path.display()))?;
     Ok(listener)
+}
+
+/// This node's monotonic and boot clocks now, for a host to show its
+/// guests (see [`homing_shim::time_namespace`]).
+pub(crate) fn clocks_now() -> Clocks {
+    Clocks {
+        monotonic_ns: time_namespace::now_ns(libc::CLOCK_MONOTONIC),
+        boottime_ns: time_namespace::now_ns(libc::CLOCK_BOOTTIME),
+    }
 }

@@ -46,6 +46,20 @@ pub struct GuestStart {
     pub ignored_signals: u64,
     /// The deputy's nice value, which the program starts with.
     pub nice: i32,
+    /// Home's clocks as it sent this: the guest sees them, not the host's.
+    #[serde(default)]
+    pub home_clocks: Option<Clocks>,
+}
+
+/// A node's monotonic and boot clocks at one moment, in nanoseconds: they
+/// count from its boot, so each machine's differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Clocks {
+    /// `CLOCK_MONOTONIC`.
+    pub monotonic_ns: i64,
+    /// `CLOCK_BOOTTIME`.
+    pub boottime_ns: i64,
 }
 
 /// How a guest ended.

@@ -178,6 +178,9 @@ pub struct Immigrant {
     /// The first id its forwarded syscalls may use, above any its old host
     /// used (a late answer to an old call must not be taken for a new one).
     pub next_call_id: u64,
+    /// Home's clocks as it sent this (see [`crate::guest::GuestStart`]).
+    #[serde(default)]
+    pub home_clocks: Option<crate::guest::Clocks>,
 }
 
 /// The answer to a [`PeerRequest`].

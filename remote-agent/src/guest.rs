@@ -26,6 +26,7 @@ use homing_shim::pid_namespace::{innermost_in, innermost_pid, PidNamespace};
 use homing_shim::ptrace::{ERESTARTNOHAND, ERESTARTSYS};
 use homing_shim::seccomp::{Answer, AsyncListener, Filter, Listener, Notification};
 use homing_shim::spawn::{spawn, Guest, GuestSpec};
+use homing_shim::time_namespace::{ClockOffsets, TimeNamespace};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, trace, warn};
 
@@ -86,6 +87,9 @@ pub struct HostRole {
     /// Per home node, the pid namespace its guests live in here (none
     /// where one cannot be made: they then see host pids).
     pid_namespaces: DashMap<String, Option<Arc<HomePids>>>,
+    /// Per home node, how far its clocks are ahead of this host's (see
+    /// [`Self::note_home_clocks`]).
+    home_clocks: DashMap<String, ClockOffsets>,
     /// Threads whose next `execve` is one the agent injected (its path):
     /// it runs as it is.
     injected_execs: DashMap<i32, Vec<u8>>,
@@ -1014,6 +1018,7 @@ impl HostRole {
             .0,
             still_waiting: crate::ticker::Ticker::new(STILL_WAITING_POLL),
             pid_namespaces: DashMap::new(),
+            home_clocks: DashMap::new(),
             injected_execs: DashMap::new(),
             not_in_place: DashMap::new(),
             end_holder: EndHolder::start()
@@ -1022,6 +1027,15 @@ impl HostRole {
             ending_parked: DashMap::new(),
             lookup_successors: DashMap::new(),
         })
+    }
+
+    /// Notes how far `home_node`'s monotonic and boot clocks are ahead of
+    /// this host's: its guests' pid namespace, when made, takes a time
+    /// namespace that shows them those clocks (see
+    /// [`homing_shim::time_namespace`]). A namespace made already keeps
+    /// the clocks it has.
+    pub fn note_home_clocks(&self, home_node: &str, offsets: ClockOffsets) {
+        self.home_clocks.insert(home_node.to_owned(), offsets);
     }
 
     /// The pid namespace of `home_node`'s guests, made at its first guest,
@@ -1048,11 +1062,21 @@ impl HostRole {
         if entry.is_some() {
             return entry.clone();
         }
-        *entry = match PidNamespace::create() {
+        let offsets = self.home_clocks.get(home_node).map(|offsets| *offsets);
+        let time = offsets.and_then(|offsets| match TimeNamespace::create(offsets) {
+            Ok(time) => Some(time),
+            Err(error) => {
+                warn!(home_node, "{error}: its guests will see this host's clocks");
+                None
+            }
+        });
+        *entry = match PidNamespace::create(time) {
             Ok(namespace) => {
                 info!(
                     home_node,
                     init = namespace.init_pid(),
+                    monotonic_offset_ms = offsets.map(|o| o.monotonic_ns / 1_000_000),
+                    home_clocks = namespace.shifts_clocks(),
                     "a pid namespace for the guests of {home_node}"
                 );
                 Some(Arc::new(HomePids {

@@ -1016,6 +1016,8 @@ impl HostRole {
             ),
             image: source.layout.clone(),
             next_call_id: member.calls.next_id() + CALL_IDS_AHEAD,
+            // Home stamps its own as it hands this on.
+            home_clocks: None,
         };
         Ok(Departure {
             member,

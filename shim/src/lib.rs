@@ -31,5 +31,6 @@ pub mod restore;
 pub mod seccomp;
 pub mod spawn;
 pub mod staging;
+pub mod time_namespace;
 pub mod tracking;
 pub mod walk_ring;

@@ -17,6 +17,8 @@ use linux_raw_sys::general::{clone_args, CLONE_ARGS_SIZE_VER2, CLONE_NEWPID};
 use nix::sched::{setns, CloneFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
+use crate::time_namespace::TimeNamespace;
+
 /// How often the namespace's pid 1 reaps orphans. Not at once: a guest's
 /// exit status is read from its zombie by whoever watches it.
 const REAP_EVERY_MS: i64 = 1000;
@@ -45,13 +47,16 @@ pub struct PidNamespace {
     ours: OwnedFd,
     /// The line to its pid 1: a pid goes down, an errno (0: done) comes back.
     control: Mutex<UnixStream>,
+    /// The clocks its processes see, where they are another node's.
+    time: Option<TimeNamespace>,
 }
 
 impl PidNamespace {
     /// Creates a namespace and its pid 1, which ends (and with it every
     /// process in the namespace) when this value is dropped or the
-    /// supervisor ends.
-    pub fn create() -> Result<Self, PidNamespaceError> {
+    /// supervisor ends. The processes made in it see the clocks of
+    /// `time`, where given.
+    pub fn create(time: Option<TimeNamespace>) -> Result<Self, PidNamespaceError> {
         let ours = std::fs::File::open("/proc/self/ns/pid")
             .map_err(PidNamespaceError::Prepare)?
             .into();
@@ -75,7 +80,13 @@ impl PidNamespace {
             init_pidfd,
             ours,
             control: Mutex::new(control),
+            time,
         })
+    }
+
+    /// Whether its processes see another node's clocks.
+    pub fn shifts_clocks(&self) -> bool {
+        self.time.is_some()
     }
 
     /// Its pid 1's pid in our namespace.
@@ -128,6 +139,11 @@ impl PidNamespace {
             forked = clone3(0, None);
         }
         if forked.as_ref().is_ok_and(|&pid| pid == 0) {
+            // One thread, just forked: the only kind the kernel lets in.
+            // Failing, it keeps the host's clocks.
+            if let Some(time) = &self.time {
+                crate::time_namespace::enter(time.raw_fd());
+            }
             return forked;
         }
         if let Err(error) = setns(self.ours.as_fd(), CloneFlags::CLONE_NEWPID) {

@@ -165,7 +165,7 @@ pub(crate) fn blank_child(
     }
 }
 
-fn fork() -> std::io::Result<i32> {
+pub(crate) fn fork() -> std::io::Result<i32> {
     // SAFETY: the child only runs `child`, which issues raw syscalls on
     // memory prepared before the fork and never returns.
     let pid = unsafe { libc::fork() };

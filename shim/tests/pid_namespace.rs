@@ -11,7 +11,7 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn processes_get_the_pid_asked_for_while_it_is_free_and_end_with_the_namespace() {
-    let namespace = PidNamespace::create().expect("a pid namespace (needs root)");
+    let namespace = PidNamespace::create(None).expect("a pid namespace (needs root)");
     let first = spawn_blank((0, 0, &[]), None, Some((&namespace, 4242))).expect("first blank");
     assert_ne!(first.pid, 4242, "its pid out here is another");
     assert_eq!(innermost_pid(first.pid), Some(4242));

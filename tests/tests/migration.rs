@@ -221,6 +221,45 @@ print('heard', heard, 'looks', looks > 100, len(memory))
     );
 }
 
+/// A process moved home -> node2 -> node3 -> home reads one monotonic
+/// clock throughout, home's, though each node's own counts from another
+/// boot: Python's `time.sleep` waits until a monotonic deadline, so each
+/// of its half-second sleeps across the moves lasts half a second, not
+/// days or nothing (an alarm ends it should one last days).
+#[test]
+fn a_process_moved_between_nodes_keeps_one_monotonic_clock() {
+    let cluster = Cluster::up(3);
+    let run = ok(at_home(
+        &cluster,
+        r#"rm -f ~/clk.out; python3 -c "
+import signal, time
+signal.alarm(30)
+start = time.monotonic(); marks = [start]
+for _ in range(8):
+    time.sleep(0.5); marks.append(time.monotonic())
+print(' '.join('%.3f' % (b - a) for a, b in zip(marks, marks[1:])))
+" > ~/clk.out & pid=$!
+         sleep 0.7; homing migrate $pid node2 || exit 8
+         sleep 0.6; homing migrate $pid node3 || exit 7
+         sleep 0.6; homing migrate $pid home || exit 6
+         wait $pid; echo status=$?; cat ~/clk.out"#,
+    ));
+    assert!(run.stdout.contains("status=0\n"), "{run:?}");
+    let steps: Vec<f64> = run
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|step| step.parse().ok())
+        .collect();
+    assert_eq!(steps.len(), 8, "{run:?}");
+    assert!(
+        steps.iter().all(|step| (0.49..2.0).contains(step)),
+        "each sleep should take half a second: {steps:?}"
+    );
+}
+
 /// Coming home, the program takes its deputy over in place: nothing of
 /// the deputy's own may show, such as the signals a Rust runtime ignores
 /// or handles. An unmodified `sleep` moved away and back has the signal

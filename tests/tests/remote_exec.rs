@@ -94,6 +94,50 @@ fn stdin_and_stdout_are_home_pipes_and_stderr_stays_separate() {
     );
 }
 
+/// The monotonic and boot clocks count from a machine's boot, so each
+/// node's differ (the local cluster gives each node its own, days apart,
+/// as separate machines have). An away program reads home's: readings
+/// taken at home before and after one taken on node2 bracket it.
+#[test]
+fn an_away_program_reads_homes_monotonic_and_boot_clocks() {
+    let cluster = Cluster::up(2);
+    const CLOCKS: &str = "python3 -c 'import time; print(time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME))'";
+    let readings = |run: &Run| -> Vec<f64> {
+        run.stdout
+            .split_whitespace()
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("not a reading: {run:?}"))
+            })
+            .collect()
+    };
+    let node2 = readings(&ok(cluster.exec_as(
+        "node2",
+        "alice",
+        &["sh", "-c", CLOCKS],
+    )));
+    let run = ok(at_home(
+        &cluster,
+        &format!("{CLOCKS}; homing run --on node2 -- {CLOCKS}; {CLOCKS}"),
+    ));
+    let all = readings(&run);
+    assert_eq!(all.len(), 6, "{run:?}");
+    let (before, away, after) = (&all[0..2], &all[2..4], &all[4..6]);
+    assert!(
+        (node2[0] - before[0]).abs() > 3600.0,
+        "node2's own clock should be another machine's: {node2:?} against {before:?}"
+    );
+    for clock in 0..2 {
+        assert!(
+            before[clock] <= away[clock] && away[clock] <= after[clock],
+            "clock {clock}: at home {} then away {} then at home {}",
+            before[clock],
+            away[clock],
+            after[clock]
+        );
+    }
+}
+
 #[test]
 fn the_program_sees_its_home_identity() {
     let cluster = Cluster::up(2);

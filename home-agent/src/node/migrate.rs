@@ -131,6 +131,7 @@ impl Node {
             exe: serde_bytes::ByteBuf::from(self.program_path(pid)),
             image: source.layout.clone(),
             next_call_id: 0,
+            home_clocks: Some(super::clocks_now()),
         };
         let transfer = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -457,8 +458,10 @@ impl Node {
         let pid = moving.pid;
         let transfer = async {
             let (mut to_send, mut to_recv) = to_conn.open_bi().await.map_err(|e| e.to_string())?;
+            let mut immigrant = moving.immigrant.clone();
+            immigrant.home_clocks = Some(super::clocks_now());
             let request = PeerRequest::ImmigrateFrom {
-                immigrant: Box::new(moving.immigrant.clone()),
+                immigrant: Box::new(immigrant),
                 handoff: Handoff {
                     node: moving.from.clone(),
                     token,
