@@ -9,7 +9,11 @@ use std::io;
 
 use homing_proto::image::{RseqRegistration, REGS_WORDS, REG_ORIG_RAX, REG_RAX, REG_RIP, REG_RSP};
 
-/// Where `rdi` is among the registers (user_regs_struct order).
+/// Where `r10`, `rdx`, `rsi` and `rdi` are among the registers
+/// (`user_regs_struct` order): a syscall's arguments 4, 3, 2 and 1.
+const REG_R10: usize = 7;
+const REG_RDX: usize = 12;
+const REG_RSI: usize = 13;
 const REG_RDI: usize = 14;
 
 /// General registers, in `user_regs_struct` order.
@@ -348,9 +352,15 @@ pub const ERESTART_RESTARTBLOCK: i64 = 516;
 
 /// Registers to resume a thread frozen at `regs` later, possibly on
 /// another host: a syscall the freeze interrupted is set to run again from
-/// its start (the restart block of a sleep does not travel, so it restarts
-/// with its own arguments), and `orig_rax` is cleared so the kernel
-/// restarts nothing itself.
+/// its start, and `orig_rax` is cleared so the kernel restarts nothing
+/// itself.
+///
+/// The restart block of a sleep does not travel, and a freeze thawed here
+/// drops it too, so a sleep would start over with its whole length. A
+/// relative `nanosleep` or `clock_nanosleep` given room for what is left
+/// (`rem`) has had it written there as the freeze interrupted it (its
+/// memory goes with it): it sleeps again for that, read from there (`rem`
+/// as its request too). One given no room starts over.
 pub fn resumable(mut regs: Regs) -> Regs {
     let in_syscall = regs[REG_ORIG_RAX] as i64 >= 0;
     if in_syscall {
@@ -359,12 +369,29 @@ pub fn resumable(mut regs: Regs) -> Regs {
             -result,
             ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
         ) {
+            if -result == ERESTART_RESTARTBLOCK {
+                sleep_for_what_is_left(&mut regs);
+            }
             regs[REG_RAX] = regs[REG_ORIG_RAX];
             regs[REG_RIP] -= 2;
         }
     }
     regs[REG_ORIG_RAX] = u64::MAX;
     regs
+}
+
+/// For a relative sleep interrupted at `regs` with room for what was left
+/// of it: the request becomes that room (see [`resumable`]).
+fn sleep_for_what_is_left(regs: &mut Regs) {
+    let nr = regs[REG_ORIG_RAX] as i64;
+    if nr == libc::SYS_nanosleep && regs[REG_RSI] != 0 {
+        regs[REG_RDI] = regs[REG_RSI];
+    } else if nr == libc::SYS_clock_nanosleep
+        && regs[REG_R10] != 0
+        && regs[REG_RSI] & libc::TIMER_ABSTIME as u64 == 0
+    {
+        regs[REG_RDX] = regs[REG_R10];
+    }
 }
 
 /// Makes thread `tid`, blocked in a syscall that nobody will answer (a
@@ -687,6 +714,53 @@ mod tests {
         assert_eq!(resumed[REG_RAX], libc::SYS_read as u64);
         assert_eq!(resumed[REG_RIP], 0x1000);
         assert_eq!(resumed[REG_ORIG_RAX], u64::MAX);
+    }
+
+    /// A relative sleep interrupted with room for what was left sleeps
+    /// that again; an absolute one, or one without room, keeps its
+    /// request.
+    #[test]
+    fn an_interrupted_relative_sleep_goes_on_for_what_was_left() {
+        let interrupted = |nr: i64, args: [u64; 4]| {
+            let mut regs: Regs = [0; REGS_WORDS];
+            regs[REG_ORIG_RAX] = nr as u64;
+            regs[REG_RAX] = (-ERESTART_RESTARTBLOCK) as u64;
+            regs[REG_RIP] = 0x1002;
+            (regs[REG_RDI], regs[REG_RSI], regs[REG_RDX], regs[REG_R10]) =
+                (args[0], args[1], args[2], args[3]);
+            let resumed = resumable(regs);
+            assert_eq!(resumed[REG_RIP], 0x1000);
+            assert_eq!(resumed[REG_RAX], nr as u64);
+            [
+                resumed[REG_RDI],
+                resumed[REG_RSI],
+                resumed[REG_RDX],
+                resumed[REG_R10],
+            ]
+        };
+        let (req, rem) = (0x7000, 0x7100);
+        let abs = libc::TIMER_ABSTIME as u64;
+        let mono = libc::CLOCK_MONOTONIC as u64;
+        assert_eq!(
+            interrupted(libc::SYS_nanosleep, [req, rem, 0, 0]),
+            [rem, rem, 0, 0]
+        );
+        assert_eq!(
+            interrupted(libc::SYS_nanosleep, [req, 0, 0, 0]),
+            [req, 0, 0, 0]
+        );
+        assert_eq!(
+            interrupted(libc::SYS_clock_nanosleep, [mono, 0, req, rem]),
+            [mono, 0, rem, rem]
+        );
+        assert_eq!(
+            interrupted(libc::SYS_clock_nanosleep, [mono, abs, req, rem]),
+            [mono, abs, req, rem]
+        );
+        assert_eq!(
+            interrupted(libc::SYS_clock_nanosleep, [mono, 0, req, 0]),
+            [mono, 0, req, 0]
+        );
     }
 
     #[test]

@@ -260,6 +260,34 @@ print(' '.join('%.3f' % (b - a) for a, b in zip(marks, marks[1:])))
     );
 }
 
+/// A relative sleep goes on for what was left of it after each move, not
+/// for its whole length again: an unmodified `sleep 4` (coreutils, which
+/// gives the kernel room for what is left) moved away after a second and
+/// back after another ends about four seconds after it began; started
+/// over at each move it would take six. (A sleep given no such room, as
+/// `usleep` makes, still starts over.)
+#[test]
+fn a_sleep_moved_away_and_back_sleeps_its_time_once() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "start=$(date +%s%N); sleep 4 & pid=$!
+         sleep 1; homing migrate $pid node2 || exit 8
+         sleep 1; homing migrate $pid home || exit 7
+         wait $pid; echo status=$? ms=$(( ($(date +%s%N) - start) / 1000000 ))",
+    ));
+    let ms: u64 = run
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("status=0 ms="))
+        .and_then(|ms| ms.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no status and time in {run:?}"));
+    assert!(
+        (3900..5500).contains(&ms),
+        "a 4 s sleep moved twice took {ms} ms"
+    );
+}
+
 /// Coming home, the program takes its deputy over in place: nothing of
 /// the deputy's own may show, such as the signals a Rust runtime ignores
 /// or handles. An unmodified `sleep` moved away and back has the signal
