@@ -17,7 +17,7 @@
 //! process of one thread: a child just forked.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// How far a node's clocks are ahead of ours, in nanoseconds (negative:
 /// behind).
@@ -63,8 +63,8 @@ impl TimeNamespace {
         // Offsets are written relative to the machine's clocks: ours may be
         // shifted already (an agent in a namespace of its own).
         let ours = own_offsets().map_err(make)?;
-        let (ready_read, ready_write) = nix::unistd::pipe().map_err(|e| make(e.into()))?;
-        let (hold_read, hold_write) = nix::unistd::pipe().map_err(|e| make(e.into()))?;
+        let (ready_read, ready_write) = cloexec_pipe().map_err(make)?;
+        let (hold_read, hold_write) = cloexec_pipe().map_err(make)?;
         let child = fork_maker(
             ready_write.as_raw_fd(),
             (hold_read.as_raw_fd(), hold_write.as_raw_fd()),
@@ -115,6 +115,18 @@ impl TimeNamespace {
     }
 }
 
+/// A pipe that a program the agent starts meanwhile does not keep open
+/// (which would keep the maker waiting for its end).
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two fds into our array of two.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made, and are no one else's.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// This process's own time namespace's offsets from the machine's clocks
 /// (0 outside any).
 fn own_offsets() -> std::io::Result<ClockOffsets> {
@@ -141,9 +153,10 @@ fn own_offsets() -> std::io::Result<ClockOffsets> {
 
 /// Forks the namespace's maker: it makes a time namespace for its children
 /// (`unshare`), says how that went on `ready` (an errno, 0 for done), and
-/// waits for the pipe `hold` reads to close (`held` writes it) before it exits, so that we can set the
-/// namespace's offsets and open it meanwhile. Raw syscalls only in it: it
-/// is a fork of a multithreaded process.
+/// waits for the end of the pipe it reads on `hold` (`held` writes it)
+/// before it exits, so that we can set the namespace's offsets and open
+/// it meanwhile. Raw syscalls only in it: it is a fork of a multithreaded
+/// process.
 fn fork_maker(ready: RawFd, (hold, held): (RawFd, RawFd)) -> std::io::Result<i32> {
     let child = crate::spawn::fork()?;
     if child != 0 {
