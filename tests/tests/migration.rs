@@ -721,13 +721,15 @@ struct BrokenMove {
     unmoved: String,
 }
 
-/// Runs the checksum program over 512 MiB for `rounds` rounds at home,
+/// Runs the checksum program over `mib` MiB for `rounds` rounds at home,
 /// runs `before` (say, an earlier move), then moves it to `to` and calls
 /// `sabotage` while the image is on its way. The shell prints
 /// `migrate=STATUS`, `homing ps`, the program's status and its checksum.
+/// The program rewrites its memory as it runs, so it moves frozen, in
+/// about a second per 512 MiB here: the sabotage must land within that.
 fn broken_move(
     cluster: &Cluster,
-    rounds: u32,
+    (mib, rounds): (u32, u32),
     before: &str,
     to: &str,
     sabotage: impl FnOnce(),
@@ -735,13 +737,13 @@ fn broken_move(
     build_program(cluster, "checksum");
     let unmoved = ok(at_home(
         cluster,
-        &format!("~/checksum 512 {rounds} | tail -2 | head -1"),
+        &format!("~/checksum {mib} {rounds} | tail -2 | head -1"),
     ));
     let mover = spawn_at_home(
         cluster,
         &format!(
             "{WAIT_FOR_FILE}
-             ~/checksum 512 {rounds} ~/ready > ~/out &
+             ~/checksum {mib} {rounds} ~/ready > ~/out &
              pid=$!
              wait_for ~/ready || exit 9
              {before}
@@ -790,7 +792,7 @@ fn nothing_of_alice_on(cluster: &Cluster, node: &str) -> bool {
 #[test]
 fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);
-    let moved = broken_move(&cluster, 12, "", "node2", || {
+    let moved = broken_move(&cluster, (512, 12), "", "node2", || {
         ok(cluster.script(&["stop-agent", "node2"]));
     });
     moved.assert_failed_but_went_on("it goes on here");
@@ -801,7 +803,7 @@ fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
 fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
     let cluster = Cluster::up(3);
     let before = "homing migrate $pid node2 || exit 8";
-    let moved = broken_move(&cluster, 30, before, "node3", || {
+    let moved = broken_move(&cluster, (512, 30), before, "node3", || {
         ok(cluster.script(&["stop-agent", "node3"]));
     });
     moved.assert_failed_but_went_on("it goes on on node2");
@@ -813,7 +815,7 @@ fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
 #[test]
 fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);
-    let moved = broken_move(&cluster, 40, "", "node2", || {
+    let moved = broken_move(&cluster, (512, 40), "", "node2", || {
         ok(cluster.script(&["cut", "node1", "node2"]));
     });
     ok(cluster.script(&["heal", "node1", "node2"]));
@@ -829,7 +831,10 @@ fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
 fn a_link_cut_between_hosts_while_moving_on_leaves_the_process_where_it_was() {
     let cluster = Cluster::up(3);
     let before = "homing migrate $pid node2 || exit 8";
-    let moved = broken_move(&cluster, 60, before, "node3", || {
+    // 1 GiB keeps the image on its way (some 2 s) long enough for the cut
+    // to land with other tests running: 512 MiB went across in 1.04 s,
+    // just before the cut, in a busy full run.
+    let moved = broken_move(&cluster, (1024, 30), before, "node3", || {
         ok(cluster.script(&["cut", "node2", "node3"]));
     });
     moved.assert_failed_but_went_on("it goes on on node2");
@@ -843,7 +848,7 @@ fn a_link_cut_between_hosts_while_moving_on_leaves_the_process_where_it_was() {
 fn a_link_cut_while_coming_home_leaves_the_process_on_its_host() {
     let cluster = Cluster::up(2);
     let before = "homing migrate $pid node2 || exit 8";
-    let moved = broken_move(&cluster, 60, before, "home", || {
+    let moved = broken_move(&cluster, (512, 60), before, "home", || {
         ok(cluster.script(&["cut", "node1", "node2"]));
         std::thread::sleep(std::time::Duration::from_secs(4));
         ok(cluster.script(&["heal", "node1", "node2"]));
