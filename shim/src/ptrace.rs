@@ -360,7 +360,9 @@ pub const ERESTART_RESTARTBLOCK: i64 = 516;
 /// relative `nanosleep` or `clock_nanosleep` given room for what is left
 /// (`rem`) has had it written there as the freeze interrupted it (its
 /// memory goes with it): it sleeps again for that, read from there (`rem`
-/// as its request too). One given no room starts over.
+/// as its request too, so the register that held the request holds
+/// `rem` after the call; C's wrappers do not look). One given no room
+/// starts over.
 pub fn resumable(mut regs: Regs) -> Regs {
     let in_syscall = regs[REG_ORIG_RAX] as i64 >= 0;
     if in_syscall {
