@@ -1,10 +1,11 @@
 /* Holds MIB mebibytes of pseudo-random data (resident), as much again
  * allocated but never touched, and 16 MiB touched but all zero; then
- * keeps computing over its data until killed (or, given "idle", sleeps
- * until killed). The migration benchmark moves it: only the random pages
- * should travel.
+ * keeps computing over its data until killed (given "idle", sleeps
+ * until killed; given "rewrite", keeps rewriting its data, faster than
+ * any link carries it). The migration benchmark moves it: only the
+ * random pages should travel.
  *
- *   hold MIB ready-file [idle] */
+ *   hold MIB ready-file [idle|rewrite] */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,10 @@ int main(int argc, char **argv) {
     if (argc > 3 && strcmp(argv[3], "idle") == 0)
         for (;;)
             pause();
+    if (argc > 3 && strcmp(argv[3], "rewrite") == 0)
+        for (;;)
+            for (size_t i = 0; i < words; i++)
+                data[i] = data[i] * 6364136223846793005ull + 1;
     uint64_t sum = 0;
     for (;;)
         for (size_t i = 0; i < words; i += 512)

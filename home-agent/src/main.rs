@@ -239,12 +239,21 @@ async fn migrate(socket: &std::path::Path, pid: i32, node: String) -> anyhow::Re
                 bytes,
                 total_micros,
                 frozen_micros,
+                pauses,
+                longest_pause_micros,
             } => {
                 if progress_shown {
                     eprint!("\r\x1b[K");
                 }
+                let paced = match pauses {
+                    0 => String::new(),
+                    _ => format!(
+                        "; it wrote faster than its pages went, so it was paused {pauses} times before, at most {:.1} ms",
+                        longest_pause_micros as f64 / 1000.0
+                    ),
+                };
                 say!(
-                    "moved {pid} to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms",
+                    "moved {pid} to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms{paced}",
                     mib(bytes),
                     total_micros as f64 / 1000.0,
                     frozen_micros as f64 / 1000.0

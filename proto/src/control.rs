@@ -138,8 +138,16 @@ pub enum ControlResponse {
         bytes: u64,
         /// From the request to the process running again, in microseconds.
         total_micros: u64,
-        /// How long the process made no progress, in microseconds.
+        /// How long the process made no progress at the end, in
+        /// microseconds.
         frozen_micros: u64,
+        /// How many times it was paused before, while its memory was
+        /// sent: it wrote faster than the link carries.
+        #[serde(default)]
+        pauses: u32,
+        /// The longest of those pauses, in microseconds.
+        #[serde(default)]
+        longest_pause_micros: u64,
     },
     /// The request failed.
     Error {

@@ -377,7 +377,7 @@ impl Member {
     }
 
     /// [`Member::release_calls`] of every thread, for a freeze.
-    pub(crate) fn releaser(self: &Arc<Self>) -> crate::migration::ReleaseCalls {
+    pub(crate) fn releaser(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
         let member = self.clone();
         Arc::new(move || member.release_calls(None))
     }

@@ -50,6 +50,21 @@ const CONVERGED_BYTES: u64 = 4 << 20;
 /// Or after this many rounds, for a process that writes faster than the
 /// link carries.
 const MAX_ROUNDS: usize = 8;
+/// A process that writes faster than the link carries is paused while
+/// each share of its pages this large is read, and runs between pauses.
+const PAUSED_SHARE: u64 = 8 << 20;
+/// Paced sending ends, the process frozen for good, once this little is
+/// left to send.
+const PACED_LEFT: u64 = 4 << 20;
+/// The shortest and longest run between two pauses.
+const LEAST_RUN: Duration = Duration::from_micros(100);
+const MOST_RUN: Duration = Duration::from_millis(40);
+/// Pauses after which what is left goes frozen, however much it is.
+const MOST_PAUSES: u32 = 500;
+/// How long a pause of a guest waits for its calls under way at home.
+const CALLS_GRACE: Duration = Duration::from_millis(5);
+/// Waits for a guest's calls at home in a row after which pacing ends.
+const MOST_WAITS_FOR_CALLS: u32 = 20;
 
 /// One item of an image stream.
 #[derive(Debug)]
@@ -201,19 +216,56 @@ enum SourceCommand {
     /// Send the memory while the process runs; of the file mappings
     /// within the ranges given, only the pages the process changed.
     Precopy(mpsc::Sender<ImageItem>, Vec<(u64, u64)>),
-    Freeze(oneshot::Sender<Result<Instant, String>>),
+    Freeze(oneshot::Sender<Result<(Instant, Pacing), String>>),
     Final(mpsc::Sender<ImageItem>),
     Finish(Afterwards, oneshot::Sender<Result<Vec<i32>, String>>),
 }
 
-/// For a process that is a guest here: ends the calls of its threads
-/// that the agent holds, so that they can be frozen (see
-/// `Member::release_calls`).
-pub type ReleaseCalls = Arc<dyn Fn() + Send + Sync>;
+/// The pauses of a process paced while its memory was sent (see
+/// `Held::send_paced`): it wrote faster than the link carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pacing {
+    /// How many times it was paused.
+    pub pauses: u32,
+    /// The longest pause.
+    pub longest: Duration,
+}
 
-/// A guest's [`ReleaseCalls`] as [`dump::freeze`] takes it.
-fn as_release(guest: &Option<ReleaseCalls>) -> Option<&dyn Fn()> {
-    guest.as_ref().map(|release| release.as_ref() as &dyn Fn())
+/// What the dump thread may do with the calls of a process that is a
+/// guest here.
+#[derive(Clone)]
+pub struct GuestCalls {
+    /// Ends the calls of its threads that the agent holds, so that they
+    /// can be frozen (see `Member::release_calls`).
+    release: Arc<dyn Fn() + Send + Sync>,
+    /// Holds its new calls and waits, at most the time given, for those
+    /// under way at home to end; if they do not, lets its calls go again
+    /// and says so. A freeze must not catch a call home is running: the
+    /// thread would make it again once thawed.
+    hold: Arc<dyn Fn(Duration) -> bool + Send + Sync>,
+    /// Lets its held calls go.
+    let_go: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl GuestCalls {
+    /// The calls of `member`.
+    fn of(member: &Arc<crate::guest::Member>) -> Self {
+        let (held, let_go) = (member.clone(), member.clone());
+        Self {
+            release: member.releaser(),
+            hold: Arc::new(move |grace| hold_calls(&held, grace)),
+            let_go: Arc::new(move || {
+                let_go.gate.send_replace(true);
+            }),
+        }
+    }
+}
+
+/// A guest's release of its calls as [`dump::freeze`] takes it.
+fn as_release(guest: &Option<GuestCalls>) -> Option<&dyn Fn()> {
+    guest
+        .as_ref()
+        .map(|calls| calls.release.as_ref() as &dyn Fn())
 }
 
 /// What a region's mapped file is at home, where the name this node's
@@ -243,6 +295,8 @@ pub struct Source {
     pub estimate: u64,
     /// When it was frozen for good.
     pub frozen_at: Option<Instant>,
+    /// How it was paused before, if it was.
+    pub pacing: Pacing,
     finished: bool,
     /// The agent runs ahead of the node's programs until it is sent.
     _priority: MovePriority,
@@ -254,17 +308,17 @@ impl Source {
     /// the calls the agent holds for it (its pending signals move with it;
     /// its filter is passed by). Where the kernel cannot track writes, the
     /// process stays frozen from here on.
-    pub async fn track(pid: i32, guest: Option<ReleaseCalls>) -> Result<Self, String> {
+    pub async fn track(pid: i32, guest: Option<GuestCalls>) -> Result<Self, String> {
         Self::start(pid, guest, true).await
     }
 
     /// Freezes `pid` at once, to be sent frozen, or simply turned into
     /// another program by [`Self::finish`].
-    pub async fn frozen(pid: i32, guest: Option<ReleaseCalls>) -> Result<Self, String> {
+    pub async fn frozen(pid: i32, guest: Option<GuestCalls>) -> Result<Self, String> {
         Self::start(pid, guest, false).await
     }
 
-    async fn start(pid: i32, guest: Option<ReleaseCalls>, track: bool) -> Result<Self, String> {
+    async fn start(pid: i32, guest: Option<GuestCalls>, track: bool) -> Result<Self, String> {
         let (commands, inbox) = std::sync::mpsc::channel();
         let (ready, layout) = oneshot::channel();
         std::thread::Builder::new()
@@ -287,6 +341,7 @@ impl Source {
             layout,
             estimate,
             frozen_at: (!tracked).then_some(started),
+            pacing: Pacing::default(),
             finished: false,
             _priority: MovePriority::raise(),
         })
@@ -324,10 +379,11 @@ impl Source {
     pub async fn freeze(&mut self) -> Result<(), String> {
         let (reply, outcome) = oneshot::channel();
         self.tell(SourceCommand::Freeze(reply))?;
-        let frozen_at = outcome
+        let (frozen_at, pacing) = outcome
             .await
             .map_err(|_| "the dump thread died".to_owned())??;
         self.frozen_at = Some(frozen_at);
+        self.pacing = pacing;
         Ok(())
     }
 
@@ -437,7 +493,7 @@ struct Tracking {
 /// The dump thread's hold on the process.
 struct Held {
     pid: i32,
-    guest: Option<ReleaseCalls>,
+    guest: Option<GuestCalls>,
     layout: Vec<Region>,
     tracker: Option<WriteTracker>,
     /// When its writes began to be tracked (protecting its pages began).
@@ -446,12 +502,20 @@ struct Held {
     image: Option<ProcessImage>,
     /// Written pages not sent while it ran: left for when it is frozen.
     unsent: Vec<(u64, u64)>,
+    /// Ranges never sent (what [`Pick::KeptOwn`] keeps is to go), left
+    /// for when it is frozen.
+    unsent_first: Vec<(u64, u64)>,
+    /// Ranges the destination maps from the same file (see
+    /// [`Pick::KeptOwn`]).
+    mapped_there: Vec<(u64, u64)>,
     /// Its memory was sent while it ran (else it is all sent frozen).
     sent_running: bool,
     /// Bytes of memory it holds.
     estimate: u64,
     /// When it was frozen for good.
     frozen_at: Option<Instant>,
+    /// How it was paused while its memory was sent.
+    pacing: Pacing,
 }
 
 /// What home is told when a process cannot move: for a mapping that
@@ -466,7 +530,7 @@ fn refusal(error: dump::DumpError) -> String {
 
 fn source_thread(
     pid: i32,
-    guest: Option<ReleaseCalls>,
+    guest: Option<GuestCalls>,
     track: bool,
     commands: std::sync::mpsc::Receiver<SourceCommand>,
     ready: oneshot::Sender<Result<Tracking, String>>,
@@ -496,9 +560,12 @@ fn source_thread(
         frozen: None,
         image: None,
         unsent: Vec::new(),
+        unsent_first: Vec::new(),
+        mapped_there: Vec::new(),
         sent_running: false,
         estimate: 0,
         frozen_at: None,
+        pacing: Pacing::default(),
     };
     let tracker = if track {
         WriteTracker::create(&frozen)
@@ -579,6 +646,7 @@ impl Held {
         items: &mpsc::Sender<ImageItem>,
         mapped_there: &[(u64, u64)],
     ) -> Result<(), String> {
+        self.mapped_there = mapped_there.to_vec();
         let Some(tracker) = self.tracker.as_mut().filter(|_| self.frozen.is_none()) else {
             return Ok(());
         };
@@ -602,7 +670,10 @@ impl Held {
                 pid = self.pid,
                 sample, "it writes too fast to be sent running"
             );
-            return Ok(());
+            self.sent_running = true;
+            let write_rate = sample as f64 / sampled_for.as_secs_f64();
+            let first = travelling(&self.layout);
+            return self.send_paced(first, Vec::new(), mapped_there, write_rate, items);
         }
         let ranges = travelling(&self.layout);
         let started = Instant::now();
@@ -618,19 +689,21 @@ impl Held {
             "memory sent while it runs"
         );
         let mut last_round = first.bytes;
+        let mut looked_at = started;
         for round in 1..=MAX_ROUNDS {
             let written = tracker.written().map_err(|e| e.to_string())?;
-            let bytes: u64 = written.iter().map(|(start, end)| end - start).sum();
+            let bytes = bytes_in(&written);
             // A process that writes as fast as its pages go would only
-            // be sent again and again: what it wrote goes once, frozen.
+            // be sent again and again: it is paced instead.
             if bytes > CONVERGED_BYTES && (bytes > last_round / 2 || round == MAX_ROUNDS) {
                 debug!(
                     pid = self.pid,
-                    round, bytes, "written too fast: the rest goes frozen"
+                    round, bytes, "written too fast to go round again"
                 );
-                self.unsent.extend(written);
-                break;
+                let write_rate = bytes as f64 / looked_at.elapsed().as_secs_f64();
+                return self.send_paced(Vec::new(), written, mapped_there, write_rate, items);
             }
+            looked_at = Instant::now();
             let read = dump::read_pages(self.pid, &written, Pick::All, RUN_BYTES, send)
                 .map_err(|e| e.to_string())?
                 .map_err(closed)?;
@@ -647,7 +720,137 @@ impl Held {
         Ok(())
     }
 
-    fn freeze(&mut self) -> Result<Instant, String> {
+    /// Sends the memory of a process that writes faster than the link
+    /// carries: it is paused while each share of its pages is read, and
+    /// runs between pauses only as long as it takes to write a quarter of a
+    /// share, so that what is left shrinks. Once little is left it stays
+    /// frozen, and that goes with its final state. `first`: ranges never
+    /// sent (what [`Pick::KeptOwn`] keeps goes); `again`: pages written
+    /// since they were sent; `write_rate`: the bytes a second it was last
+    /// seen to write.
+    ///
+    /// A guest is paused only once none of its calls is under way at home
+    /// (see [`GuestCalls`]); if that does not come soon, time after time,
+    /// pacing ends, what is left to go once it is frozen for good.
+    fn send_paced(
+        &mut self,
+        mut first: Vec<(u64, u64)>,
+        mut again: Vec<(u64, u64)>,
+        mapped_there: &[(u64, u64)],
+        mut write_rate: f64,
+        items: &mpsc::Sender<ImageItem>,
+    ) -> Result<(), String> {
+        let pid = self.pid;
+        let tracker = (self.tracker.as_mut()).ok_or("its writes are not tracked")?;
+        let started = Instant::now();
+        let mut thawed_at: Option<Instant> = None;
+        // The first run's length is judged from the rate alone.
+        let mut ran = MOST_RUN;
+        let mut calls_under_way = 0;
+        let let_go = |guest: &Option<GuestCalls>| {
+            if let Some(calls) = guest {
+                (calls.let_go)();
+            }
+        };
+        loop {
+            let paused_at = Instant::now();
+            if let Some(calls) = &self.guest {
+                if !(calls.hold)(CALLS_GRACE) {
+                    calls_under_way += 1;
+                    if calls_under_way > MOST_WAITS_FOR_CALLS {
+                        info!(
+                            pid,
+                            "paced: its calls at home keep it from pausing; the rest goes frozen"
+                        );
+                        self.unsent_first = first;
+                        self.unsent.extend(again);
+                        return Ok(());
+                    }
+                    // Its new calls waited at the shut gate: it runs as long.
+                    std::thread::sleep(CALLS_GRACE);
+                    continue;
+                }
+                calls_under_way = 0;
+            }
+            let frozen = match dump::freeze(pid, as_release(&self.guest)) {
+                Ok(frozen) => frozen,
+                Err(error) => {
+                    let_go(&self.guest);
+                    return Err(error.to_string());
+                }
+            };
+            let written = match tracker.written() {
+                Ok(written) => written,
+                Err(error) => {
+                    frozen.thaw();
+                    let_go(&self.guest);
+                    return Err(error.to_string());
+                }
+            };
+            if let Some(thawed_at) = thawed_at {
+                let running = paused_at.duration_since(thawed_at).as_secs_f64();
+                write_rate = bytes_in(&written) as f64 / running;
+            }
+            again.extend(without(&written, &first));
+            again = merged(again);
+            let pacing = &mut self.pacing;
+            if first.is_empty() && (bytes_in(&again) <= PACED_LEFT || pacing.pauses >= MOST_PAUSES)
+            {
+                info!(
+                    pid,
+                    pauses = pacing.pauses,
+                    longest = ?pacing.longest,
+                    took = ?started.elapsed(),
+                    left = bytes_in(&again),
+                    "paced: the rest goes frozen"
+                );
+                self.unsent.extend(again);
+                self.frozen = Some(frozen);
+                self.frozen_at = Some(paused_at);
+                // Frozen, it makes no calls; its final freeze holds them.
+                let_go(&self.guest);
+                return Ok(());
+            }
+            let shared =
+                read_share(pid, &mut first, Pick::KeptOwn(mapped_there), items).and_then(|sent| {
+                    let share = take_span(&mut again, PAUSED_SHARE.saturating_sub(sent));
+                    let read = dump::read_pages(pid, &share, Pick::All, RUN_BYTES, |at, run| {
+                        items.blocking_send(ImageItem::from_run(at, run))
+                    });
+                    let read = read.map_err(|e| e.to_string())?;
+                    again.extend(
+                        read.map_err(|_| "the stream went away".to_owned())?
+                            .unreadable,
+                    );
+                    Ok(())
+                });
+            frozen.thaw();
+            let_go(&self.guest);
+            shared?;
+            thawed_at = Some(Instant::now());
+            pacing.pauses += 1;
+            pacing.longest = pacing.longest.max(paused_at.elapsed());
+            // A quarter share written per run: what is left shrinks by
+            // three quarters of a share a pause. A run that saw few
+            // writes (it may not have had the CPU) is no measure of a
+            // long one: runs at most double.
+            let run = Duration::from_secs_f64((PAUSED_SHARE as f64 / 4.0 / write_rate).min(1.0));
+            let run = run.min(ran * 2).clamp(LEAST_RUN, MOST_RUN);
+            debug!(
+                pid,
+                paused = ?paused_at.elapsed(),
+                written = bytes_in(&written),
+                first = bytes_in(&first),
+                again = bytes_in(&again),
+                ?run,
+                "paced"
+            );
+            std::thread::sleep(run);
+            ran = run;
+        }
+    }
+
+    fn freeze(&mut self) -> Result<(Instant, Pacing), String> {
         if self.frozen.is_none() {
             let started = Instant::now();
             let frozen = dump::freeze(self.pid, as_release(&self.guest));
@@ -658,7 +861,7 @@ impl Held {
         match frozen.image(self.guest.is_some()) {
             Ok(image) => {
                 self.image = Some(image);
-                Ok(self.frozen_at.unwrap_or_else(Instant::now))
+                Ok((self.frozen_at.unwrap_or_else(Instant::now), self.pacing))
             }
             Err(error) => {
                 // It goes on until told what to do: a thaw, most likely.
@@ -701,15 +904,16 @@ impl Held {
         dump::read_pages(self.pid, &plan.fresh, Pick::Kept, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
+        let travelling = travelling(&image.regions);
+        // What pacing had not sent when it ended early.
+        let never_sent = clipped(&self.unsent_first, &travelling);
+        let pick = Pick::KeptOwn(&self.mapped_there);
+        dump::read_pages(self.pid, &never_sent, pick, RUN_BYTES, send)
+            .map_err(|e| e.to_string())?
+            .map_err(closed)?;
         // Pages written but not sent while it ran, where they still travel.
         let mut again = plan.written;
-        let travelling = travelling(&image.regions);
-        again.extend(self.unsent.iter().flat_map(|&(start, end)| {
-            travelling
-                .iter()
-                .map(move |&(s, e)| (start.max(s), end.min(e)))
-                .filter(|(s, e)| s < e)
-        }));
+        again.extend(clipped(&self.unsent, &travelling));
         let again = merged(again);
         dump::read_pages(self.pid, &again, Pick::All, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
@@ -734,6 +938,84 @@ impl Held {
             frozen.thaw();
         }
     }
+}
+
+/// The parts of `ranges` within some range of `within`.
+fn clipped(ranges: &[(u64, u64)], within: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    (ranges.iter())
+        .flat_map(|&range| covered(range, within))
+        .collect()
+}
+
+/// Bytes of address space in `ranges`.
+fn bytes_in(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(start, end)| end - start).sum()
+}
+
+/// Reads the pages `pick` keeps from the front of `ranges` (in address
+/// order) and hands them to `items` until [`PAUSED_SHARE`] bytes have
+/// gone; leaves in `ranges` what is still to read. Returns the bytes
+/// handed over.
+fn read_share(
+    pid: i32,
+    ranges: &mut Vec<(u64, u64)>,
+    pick: Pick,
+    items: &mpsc::Sender<ImageItem>,
+) -> Result<u64, String> {
+    enum Stop {
+        Full,
+        Closed,
+    }
+    let mut handed = 0;
+    let mut reached = 0;
+    let read = dump::read_pages(pid, ranges, pick, RUN_BYTES, |address, run| {
+        if handed >= PAUSED_SHARE {
+            return Err(Stop::Full);
+        }
+        let len = match &run {
+            Run::Bytes(bytes) => bytes.len() as u64,
+            Run::Zeros(len) => *len,
+        };
+        (items.blocking_send(ImageItem::from_run(address, run))).map_err(|_| Stop::Closed)?;
+        handed += len;
+        reached = address + len;
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    match read {
+        Ok(read) => *ranges = read.unreadable,
+        Err(Stop::Full) => ranges.retain_mut(|range| {
+            range.0 = range.0.max(reached);
+            range.0 < range.1
+        }),
+        Err(Stop::Closed) => return Err("the stream went away".into()),
+    }
+    Ok(handed)
+}
+
+/// Takes at most `span` bytes of address space from the front of
+/// `ranges` (page-aligned, in address order).
+fn take_span(ranges: &mut Vec<(u64, u64)>, span: u64) -> Vec<(u64, u64)> {
+    let mut taken = Vec::new();
+    let mut left = span;
+    let mut whole = 0;
+    for range in ranges.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        let len = range.1 - range.0;
+        if len <= left {
+            taken.push(*range);
+            left -= len;
+            whole += 1;
+        } else {
+            taken.push((range.0, range.0 + left));
+            range.0 += left;
+            left = 0;
+        }
+    }
+    ranges.drain(..whole);
+    taken
 }
 
 /// `ranges` sorted, with overlapping and touching ones joined.
@@ -994,8 +1276,8 @@ impl HostRole {
         // Even the short freeze that starts tracking must not catch a call
         // under way at home: the guest would make it again once thawed.
         let tracked = match quiesce(&member).await {
-            Ok(()) if while_running => Source::track(pid, Some(member.releaser())).await,
-            Ok(()) => Source::frozen(pid, Some(member.releaser())).await,
+            Ok(()) if while_running => Source::track(pid, Some(GuestCalls::of(&member))).await,
+            Ok(()) => Source::frozen(pid, Some(GuestCalls::of(&member))).await,
             Err(error) => Err(error),
         };
         member.gate.send_replace(true);
@@ -1054,6 +1336,25 @@ async fn quiesce(member: &crate::guest::Member) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
+}
+
+/// [`quiesce`] for a pause, on the dump thread: closes a member's gate and
+/// waits at most `grace` for its calls under way at home to finish; if
+/// they do not, opens the gate again and says so. None is interrupted.
+fn hold_calls(member: &crate::guest::Member, grace: Duration) -> bool {
+    member.gate.send_replace(false);
+    let started = Instant::now();
+    while {
+        member.send_pending_seek(None);
+        member.handling.load(Ordering::SeqCst) > 0 || member.calls.in_flight() > 0
+    } {
+        if started.elapsed() > grace {
+            member.gate.send_replace(true);
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
 }
 
 impl Departure {

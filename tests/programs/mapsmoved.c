@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     /* Rewrites 16 MiB over and over between reports, faster than it could
-     * be sent while it runs: it moves frozen. */
+     * be sent while it runs: it is paced. */
     size_t churned = 16 << 20;
     unsigned char *busy = malloc(churned);
     struct pollfd input = {.fd = 0, .events = POLLIN};

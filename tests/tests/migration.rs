@@ -75,6 +75,50 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
     assert!(!moved.stderr.contains("panicked"), "{moved:?}");
 }
 
+/// A process that rewrites its memory faster than any link carries it
+/// is paced as it moves: paused while each share of its pages goes, it
+/// runs between pauses, and every move says so. Whatever the moves, its
+/// memory ends as an unmoved run of as many passes leaves it.
+#[test]
+fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "rewrite");
+    let moved = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             rm -f ~/ask ~/ready; mkfifo ~/ask
+             ~/rewrite ~/ready < ~/ask > ~/rewritten &
+             pid=$!
+             exec 3> ~/ask
+             wait_for ~/ready || exit 9
+             homing migrate $pid node2 || exit 8
+             homing migrate $pid node3 || exit 7
+             homing migrate $pid home || exit 6
+             echo >&3
+             exec 3>&-
+             wait $pid; echo status=$?
+             cat ~/rewritten"
+        ),
+    ));
+    let moves: Vec<&str> = moved
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("moved "))
+        .collect();
+    assert_eq!(moves.len(), 3, "{moved:?}");
+    for line in moves {
+        assert!(line.contains(", so it was paused "), "{line}");
+    }
+    let result = (moved.stdout.lines().last()).expect("rewrite's result");
+    let passes = (result.strip_prefix("passes "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{moved:?}"));
+    assert!(moved.stdout.contains("status=0\n"), "{moved:?}");
+    let unmoved = ok(at_home(&cluster, &format!("~/rewrite --passes {passes}")));
+    assert_eq!(format!("{result}\n"), unmoved.stdout);
+}
+
 #[test]
 fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
     let cluster = Cluster::up(3);
@@ -446,7 +490,7 @@ fn a_process_blocked_reading_a_home_pipe_reads_on_the_new_node() {
 /// every node exactly as at home, and what it maps of the file reads the
 /// same, though only the pages of them it changed travel. So too for
 /// one that rewrites its memory too fast to be sent while it runs, which
-/// moves frozen (all its memory then comes as memory mapped anew).
+/// is paced.
 #[test]
 fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
     let cluster = Cluster::up(3);

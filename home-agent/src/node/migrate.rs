@@ -25,8 +25,8 @@ use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile};
 use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
 use homing_remote_agent::migration::{
-    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Restoration,
-    Source,
+    read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Pacing,
+    Restoration, Source,
 };
 use homing_remote_agent::move_priority::MovePriority;
 use homing_shim::restore::LocalFiles;
@@ -44,8 +44,9 @@ use crate::wire::{read_message, write_message, WireError};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process that became its own deputy may take to call in.
 const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest answer to a commit: the freeze's length and the signals held.
-const COMMIT_ANSWER_MAX: usize = 8 + 4 * 4096;
+/// Longest answer to a commit: the freeze's length, the pacing and the
+/// signals held.
+const COMMIT_ANSWER_MAX: usize = 8 + 12 + 4 * 4096;
 /// How often a client hears how far its migration is.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -173,6 +174,7 @@ impl Node {
             ));
         }
         let frozen = frozen_since.elapsed();
+        let pacing = source.pacing;
         self.resuming.insert(
             pid,
             PendingResume {
@@ -208,6 +210,8 @@ impl Node {
             bytes,
             total_micros: started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
+            pauses: pacing.pauses,
+            longest_pause_micros: pacing.longest.as_micros() as u64,
         })
     }
 
@@ -397,6 +401,7 @@ impl Node {
             command: away.command,
             estimate,
             frozen_since: None,
+            pacing: Pacing::default(),
             started,
         };
         match to_conn.zip(hand_to) {
@@ -509,6 +514,8 @@ impl Node {
             bytes,
             total_micros: moving.started.elapsed().as_micros() as u64,
             frozen_micros: frozen.as_micros() as u64,
+            pauses: moving.pacing.pauses,
+            longest_pause_micros: moving.pacing.longest.as_micros() as u64,
         })
     }
 
@@ -627,6 +634,8 @@ impl Node {
                     bytes,
                     total_micros: moving.started.elapsed().as_micros() as u64,
                     frozen_micros: frozen.as_micros() as u64,
+                    pauses: moving.pacing.pauses,
+                    longest_pause_micros: moving.pacing.longest.as_micros() as u64,
                 })
             }
             Err((homecoming, error)) => {
@@ -878,12 +887,16 @@ impl Node {
                 let verdict = read_message::<Verdict, _>(&mut recv).await;
                 // How long it has been frozen, for home to report.
                 let frozen_for = departure.source.frozen_for().as_micros() as u64;
+                let pacing = departure.source.pacing;
                 let commit = matches!(verdict, Ok(Verdict::Commit));
                 if commit {
                     // Once this is said the copy here never runs
                     // again: home need not wait for it to be gone.
                     // The signals home sent it while frozen go back.
                     let mut answer = frozen_for.to_be_bytes().to_vec();
+                    answer.extend_from_slice(&pacing.pauses.to_be_bytes());
+                    let longest = pacing.longest.as_micros() as u64;
+                    answer.extend_from_slice(&longest.to_be_bytes());
                     for signal in departure.held_signals(HELD_MARK_WAIT).await {
                         answer.extend_from_slice(&signal.to_be_bytes());
                     }
@@ -1196,6 +1209,8 @@ struct Moving {
     estimate: u64,
     /// When it was frozen, once its old host has said (at the commit).
     frozen_since: Option<Instant>,
+    /// How its old host paused it before, as it said at the commit.
+    pacing: Pacing,
     started: Instant,
 }
 
@@ -1213,9 +1228,10 @@ impl Moving {
     /// Its answer says how long the copy had been frozen when the verdict
     /// came, which dates the freeze here without a shared clock (off by
     /// the verdict's one-way trip).
-    /// The answer also carries the signals home sent the copy while it
-    /// was frozen (its image does not hold them): they are returned, for
-    /// the process where it goes.
+    /// Then how it was paused before (the pauses, then the longest in
+    /// microseconds), and the signals home sent the copy while it was
+    /// frozen (its image does not hold them): they are returned, for the
+    /// process where it goes.
     async fn commit(&mut self) -> Vec<i32> {
         let sent = Instant::now();
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
@@ -1223,11 +1239,21 @@ impl Moving {
         let Ok(Ok(answer)) = tokio::time::timeout(RESUME_TIMEOUT, answer).await else {
             return Vec::new();
         };
-        let Some((micros, signals)) = answer.split_first_chunk::<8>() else {
+        let Some((micros, rest)) = answer.split_first_chunk::<8>() else {
             return Vec::new();
         };
         let before = Duration::from_micros(u64::from_be_bytes(*micros));
         self.frozen_since = Some(sent.checked_sub(before).unwrap_or(sent));
+        let Some((pauses, rest)) = rest.split_first_chunk::<4>() else {
+            return Vec::new();
+        };
+        let Some((longest, signals)) = rest.split_first_chunk::<8>() else {
+            return Vec::new();
+        };
+        self.pacing = Pacing {
+            pauses: u32::from_be_bytes(*pauses),
+            longest: Duration::from_micros(u64::from_be_bytes(*longest)),
+        };
         signals
             .chunks_exact(4)
             .map(|s| i32::from_be_bytes(s.try_into().expect("4 bytes")))

@@ -1,0 +1,55 @@
+/* Rewrites every page of its 64 MiB, pass after pass, faster than any
+ * link carries them, each pass depending on the one before; stops once a
+ * line (or the end) comes on its input, and prints how many passes it
+ * made and a checksum of its memory. Given the passes instead, it makes
+ * that many and prints the same: what a run that was moved while it
+ * wrote must match.
+ *
+ *   rewrite ready-file        until told to stop
+ *   rewrite --passes N */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define WORDS ((size_t)(64 << 20) / 8)
+
+static void pass(uint64_t *memory, uint64_t number) {
+    /* One word in every 64 bytes, each from its neighbour a page on. */
+    for (size_t i = 0; i < WORDS; i += 8)
+        memory[i] = memory[i] * 6364136223846793005ull + memory[(i + 512) % WORDS] + number;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: rewrite ready-file | rewrite --passes N\n");
+        return 2;
+    }
+    uint64_t *memory = mmap(NULL, WORDS * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+        perror("mmap");
+        return 1;
+    }
+    for (size_t i = 0; i < WORDS; i++)
+        memory[i] = i;
+    uint64_t passes = 0;
+    if (strcmp(argv[1], "--passes") == 0) {
+        uint64_t wanted = strtoull(argv[2], NULL, 10);
+        while (passes < wanted)
+            pass(memory, passes++);
+    } else {
+        close(open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644));
+        struct pollfd input = {.fd = 0, .events = POLLIN};
+        while (poll(&input, 1, 0) == 0)
+            pass(memory, passes++);
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < WORDS; i++)
+        sum = sum * 31 + memory[i];
+    printf("passes %llu checksum %016llx\n", (unsigned long long)passes, (unsigned long long)sum);
+    return 0;
+}
