@@ -59,6 +59,8 @@ const PACED_LEFT: u64 = 4 << 20;
 /// The shortest and longest run between two pauses.
 const LEAST_RUN: Duration = Duration::from_micros(100);
 const MOST_RUN: Duration = Duration::from_millis(40);
+/// The longest a pause spends reading and handing over pages.
+const PAUSE_READING: Duration = Duration::from_millis(8);
 /// Pauses after which what is left goes frozen, however much it is.
 const MOST_PAUSES: u32 = 500;
 /// How long a pause of a guest waits for its calls under way at home.
@@ -794,8 +796,11 @@ impl Held {
             again.extend(without(&written, &first));
             again = merged(again);
             let pacing = &mut self.pacing;
-            if first.is_empty() && (bytes_in(&again) <= PACED_LEFT || pacing.pauses >= MOST_PAUSES)
-            {
+            // What was handed over is still to reach the destination,
+            // which the final freeze waits for: little may be left.
+            let handed_over = items.capacity() == items.max_capacity();
+            let little_left = first.is_empty() && bytes_in(&again) <= PACED_LEFT;
+            if little_left && handed_over || first.is_empty() && pacing.pauses >= MOST_PAUSES {
                 info!(
                     pid,
                     pauses = pacing.pauses,
@@ -811,19 +816,18 @@ impl Held {
                 let_go(&self.guest);
                 return Ok(());
             }
-            let shared =
-                read_share(pid, &mut first, Pick::KeptOwn(mapped_there), items).and_then(|sent| {
-                    let share = take_span(&mut again, PAUSED_SHARE.saturating_sub(sent));
-                    let read = dump::read_pages(pid, &share, Pick::All, RUN_BYTES, |at, run| {
-                        items.blocking_send(ImageItem::from_run(at, run))
-                    });
-                    let read = read.map_err(|e| e.to_string())?;
-                    again.extend(
-                        read.map_err(|_| "the stream went away".to_owned())?
-                            .unreadable,
-                    );
-                    Ok(())
-                });
+            let deadline = Instant::now() + PAUSE_READING;
+            let shared = read_share(
+                pid,
+                &mut first,
+                Pick::KeptOwn(mapped_there),
+                (PAUSED_SHARE, deadline),
+                items,
+            )
+            .and_then(|sent| {
+                let budget = PAUSED_SHARE.saturating_sub(sent);
+                read_share(pid, &mut again, Pick::All, (budget, deadline), items)
+            });
             frozen.thaw();
             let_go(&self.guest);
             shared?;
@@ -845,8 +849,16 @@ impl Held {
                 ?run,
                 "paced"
             );
-            std::thread::sleep(run);
-            ran = run;
+            if little_left {
+                // It runs until what was handed over has gone.
+                let until = Instant::now() + MOST_RUN;
+                while items.capacity() < items.max_capacity() && Instant::now() < until {
+                    std::thread::sleep(LEAST_RUN);
+                }
+            } else {
+                std::thread::sleep(run);
+            }
+            ran = thawed_at.map_or(run, |at| at.elapsed());
         }
     }
 
@@ -953,69 +965,60 @@ fn bytes_in(ranges: &[(u64, u64)]) -> u64 {
 }
 
 /// Reads the pages `pick` keeps from the front of `ranges` (in address
-/// order) and hands them to `items` until [`PAUSED_SHARE`] bytes have
-/// gone; leaves in `ranges` what is still to read. Returns the bytes
-/// handed over.
+/// order) and hands them to `items` until `budget` bytes have gone, or
+/// until `deadline` (the link may stall: a pause must not wait on it);
+/// leaves in `ranges` what is still to read, or, all read, what could
+/// not be. Returns the bytes handed over.
 fn read_share(
     pid: i32,
     ranges: &mut Vec<(u64, u64)>,
     pick: Pick,
+    (budget, deadline): (u64, Instant),
     items: &mpsc::Sender<ImageItem>,
 ) -> Result<u64, String> {
     enum Stop {
-        Full,
+        Done,
         Closed,
+    }
+    if budget == 0 {
+        return Ok(0);
     }
     let mut handed = 0;
     let mut reached = 0;
     let read = dump::read_pages(pid, ranges, pick, RUN_BYTES, |address, run| {
-        if handed >= PAUSED_SHARE {
-            return Err(Stop::Full);
+        if handed >= budget || Instant::now() >= deadline {
+            return Err(Stop::Done);
         }
-        let len = match &run {
-            Run::Bytes(bytes) => bytes.len() as u64,
-            Run::Zeros(len) => *len,
+        let (len, bytes) = match &run {
+            Run::Bytes(bytes) => (bytes.len() as u64, bytes.len() as u64),
+            Run::Zeros(len) => (*len, 0),
         };
-        (items.blocking_send(ImageItem::from_run(address, run))).map_err(|_| Stop::Closed)?;
-        handed += len;
+        let mut item = ImageItem::from_run(address, run);
+        loop {
+            match items.try_send(item) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Closed),
+                Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(Stop::Done),
+            }
+        }
+        handed += bytes;
         reached = address + len;
         Ok(())
     })
     .map_err(|e| e.to_string())?;
     match read {
         Ok(read) => *ranges = read.unreadable,
-        Err(Stop::Full) => ranges.retain_mut(|range| {
+        Err(Stop::Done) => ranges.retain_mut(|range| {
             range.0 = range.0.max(reached);
             range.0 < range.1
         }),
         Err(Stop::Closed) => return Err("the stream went away".into()),
     }
     Ok(handed)
-}
-
-/// Takes at most `span` bytes of address space from the front of
-/// `ranges` (page-aligned, in address order).
-fn take_span(ranges: &mut Vec<(u64, u64)>, span: u64) -> Vec<(u64, u64)> {
-    let mut taken = Vec::new();
-    let mut left = span;
-    let mut whole = 0;
-    for range in ranges.iter_mut() {
-        if left == 0 {
-            break;
-        }
-        let len = range.1 - range.0;
-        if len <= left {
-            taken.push(*range);
-            left -= len;
-            whole += 1;
-        } else {
-            taken.push((range.0, range.0 + left));
-            range.0 += left;
-            left = 0;
-        }
-    }
-    ranges.drain(..whole);
-    taken
 }
 
 /// `ranges` sorted, with overlapping and touching ones joined.
