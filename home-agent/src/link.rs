@@ -122,7 +122,7 @@ fn widen_buffers(socket: &std::net::UdpSocket) {
 }
 
 /// Bytes one stream may have in flight.
-const STREAM_WINDOW: u32 = 32 << 20;
+const STREAM_WINDOW: u32 = 16 << 20;
 
 fn transport_config() -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
@@ -135,7 +135,12 @@ fn transport_config() -> Arc<TransportConfig> {
     transport.mtu_discovery_config(Some(mtu));
     // A migration streams a whole process image on one stream: quinn's
     // default stream window (1.25 MB, sized for 100 Mbit/s at 100 ms)
-    // would stall it whenever the receiver is busy for a moment.
+    // would stall it whenever the receiver is busy for a moment. Not much
+    // more than that moment, though: a process is frozen for good only
+    // once the destination has caught up with what is in flight, and a
+    // paced one (see remote-agent's migration) keeps the window full. At
+    // 32 MiB the catch-up froze a rewriter coming home for up to 57 ms;
+    // at 16 MiB 20-39 ms, and 1 GiB moves took as long.
     transport.stream_receive_window(STREAM_WINDOW.into());
     transport.send_window(u64::from(STREAM_WINDOW) * 4);
     Arc::new(transport)
