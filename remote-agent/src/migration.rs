@@ -796,8 +796,9 @@ impl Held {
             again.extend(without(&written, &first));
             again = merged(again);
             let pacing = &mut self.pacing;
-            // What was handed over is still to reach the destination,
-            // which the final freeze waits for: little may be left.
+            // The final freeze begins with the destination catching up
+            // with what the stream holds: it comes only once the pages
+            // handed over have gone into the stream.
             let handed_over = items.capacity() == items.max_capacity();
             let little_left = first.is_empty() && bytes_in(&again) <= PACED_LEFT;
             if little_left && handed_over || first.is_empty() && pacing.pauses >= MOST_PAUSES {
@@ -831,7 +832,8 @@ impl Held {
             frozen.thaw();
             let_go(&self.guest);
             shared?;
-            thawed_at = Some(Instant::now());
+            let thawed = Instant::now();
+            thawed_at = Some(thawed);
             pacing.pauses += 1;
             pacing.longest = pacing.longest.max(paused_at.elapsed());
             // A quarter share written per run: what is left shrinks by
@@ -858,7 +860,7 @@ impl Held {
             } else {
                 std::thread::sleep(run);
             }
-            ran = thawed_at.map_or(run, |at| at.elapsed());
+            ran = thawed.elapsed();
         }
     }
 
