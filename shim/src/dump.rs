@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use homing_proto::image::{
     Itimer, MappedFile, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction,
-    ThreadImage,
+    ThreadImage, REG_ORIG_RAX, REG_RAX, REG_RIP,
 };
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -219,19 +219,21 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
                 Some(release) => ptrace::wait_releasing(tid, release),
                 None => ptrace::wait(tid),
             };
-            match stopped.map_err(|e| step("waiting for it to stop", e))? {
-                Stop::Exited(_) | Stop::Killed(_) => continue,
-                _ => {}
+            let stop = stopped.map_err(|e| step("waiting for it to stop", e))?;
+            if matches!(stop, Stop::Exited(_) | Stop::Killed(_)) {
+                continue;
             }
             let sigmask = ptrace::sigmask(tid).map_err(|e| step("PTRACE_GETSIGMASK", e))?;
             // Signals that arrive while frozen stay pending, to be read
             // with the rest, instead of stopping an injected syscall.
             ptrace::set_sigmask(tid, u64::MAX).map_err(|e| step("PTRACE_SETSIGMASK", e))?;
+            let mut regs = ptrace::regs(tid).map_err(|e| step("PTRACE_GETREGS", e))?;
+            if matches!(stop, Stop::Event(_)) && ended_by_the_stop(pid, tid, &regs, sigmask) {
+                regs[REG_RAX] = (-ptrace::ERESTARTNOHAND) as u64;
+            }
             threads.push(FrozenThread {
                 tid,
-                resume: ptrace::resumable(
-                    ptrace::regs(tid).map_err(|e| step("PTRACE_GETREGS", e))?,
-                ),
+                resume: ptrace::resumable(regs),
                 sigmask,
             });
         }
@@ -257,6 +259,31 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
         }
         io_error(error)
     })
+}
+
+/// Whether the syscall that thread `tid` of `pid`, stopped by a freeze's
+/// interrupt at `regs`, was in ended with `EINTR` only because it
+/// stopped. Linux ends some calls so whenever their thread stops and goes
+/// on, though no handler runs (`epoll_wait`, `semop`, `sigtimedwait`, a
+/// socket call with a timeout: see signal(7)); the program must not see
+/// a freeze, so such a call is made again. Not if a signal its mask
+/// (`sigmask`) lets through is pending, which may have ended it and has
+/// its handler to run; nor unless the thread is just past a `syscall`
+/// instruction (a signal that did end it may have had its handler's frame
+/// set up already).
+fn ended_by_the_stop(pid: i32, tid: i32, regs: &Regs, sigmask: u64) -> bool {
+    let in_syscall = regs[REG_ORIG_RAX] as i64 >= 0;
+    if !in_syscall || regs[REG_RAX] as i64 != -i64::from(libc::EINTR) {
+        return false;
+    }
+    let Some(signals) = crate::process::signals(tid) else {
+        return false;
+    };
+    if (signals.own_pending | signals.shared_pending) & !sigmask != 0 {
+        return false;
+    }
+    let after_syscall = ProcessMemory::new(pid).read(regs[REG_RIP].wrapping_sub(2), 2);
+    after_syscall.is_ok_and(|code| code == [0x0f, 0x05])
 }
 
 /// The kernel's `struct sigaction` on x86_64.
