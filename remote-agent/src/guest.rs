@@ -212,6 +212,10 @@ pub struct Member {
     pub(crate) moved: std::sync::atomic::AtomicBool,
     /// Notifications of its process being handled right now.
     pub(crate) handling: std::sync::atomic::AtomicUsize,
+    /// Those past its gate (home may be running them): by notification
+    /// id, the thread. Counted, as `handling`, before the gate is looked
+    /// at.
+    pub(crate) in_hand: DashMap<u64, i32>,
     /// The process a forked child was before its exec replaced it here
     /// (the program runs in a process of the agent's): its parent's
     /// child, kept blocked in its execve, to end as the program ends. Its
@@ -367,19 +371,23 @@ impl Member {
     /// ptrace has interrupted, whose way out then stops at once: a restart
     /// code must never reach a thread with no signal to take.
     pub(crate) fn release_calls(&self, tid: Option<i32>) {
+        self.release_calls_of(|thread| tid.is_none_or(|tid| tid == thread));
+    }
+
+    /// [`Member::release_calls`] of every thread but those of
+    /// `left_running`, for a pause that stops all others.
+    pub(crate) fn release_calls_but(&self, left_running: &[i32]) {
+        self.release_calls_of(|thread| !left_running.contains(&thread));
+    }
+
+    fn release_calls_of(&self, released: impl Fn(i32) -> bool) {
         self.taken_calls.retain(|&id, (thread, listener)| {
-            if tid.is_some_and(|tid| tid != *thread) {
+            if !released(*thread) {
                 return true;
             }
             let _ = listener.answer(id, Answer::Errno(ERESTARTSYS as i32));
             false
         });
-    }
-
-    /// [`Member::release_calls`] of every thread, for a freeze.
-    pub(crate) fn releaser(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
-        let member = self.clone();
-        Arc::new(move || member.release_calls(None))
     }
 
     /// The program it is about to exec started from a launch copy: its
@@ -1137,6 +1145,7 @@ impl HostRole {
             gate: tokio::sync::watch::Sender::new(true),
             moved: std::sync::atomic::AtomicBool::new(false),
             handling: std::sync::atomic::AtomicUsize::new(0),
+            in_hand: DashMap::new(),
             parked: AtomicI32::new(0),
             signalfd_signals: AtomicU64::new(0),
             header_fix: Mutex::new(None),
@@ -1817,9 +1826,11 @@ impl HostRole {
         let mut waited = false;
         loop {
             member.handling.fetch_add(1, Ordering::SeqCst);
+            member.in_hand.insert(n.id, n.tid);
             if *gate.borrow_and_update() {
                 break;
             }
+            member.in_hand.remove(&n.id);
             member.handling.fetch_sub(1, Ordering::SeqCst);
             waited = true;
             if gate.wait_for(|open| *open).await.is_err() {
@@ -1831,6 +1842,7 @@ impl HostRole {
         // again, and that one is served.
         if waited && !listener.is_pending(n.id) {
             member.taken_calls.remove(&n.id);
+            member.in_hand.remove(&n.id);
             member.handling.fetch_sub(1, Ordering::SeqCst);
             return;
         }
@@ -1851,6 +1863,7 @@ impl HostRole {
         if ctx.handle(n, route).await == Held::Answered {
             member.taken_calls.remove(&id);
         }
+        member.in_hand.remove(&id);
         member.handling.fetch_sub(1, Ordering::SeqCst);
     }
 

@@ -63,10 +63,6 @@ const MOST_RUN: Duration = Duration::from_millis(40);
 const PAUSE_READING: Duration = Duration::from_millis(8);
 /// Pauses after which what is left goes frozen, however much it is.
 const MOST_PAUSES: u32 = 500;
-/// How long a pause of a guest waits for its calls under way at home.
-const CALLS_GRACE: Duration = Duration::from_millis(5);
-/// Waits for a guest's calls at home in a row after which pacing ends.
-const MOST_WAITS_FOR_CALLS: u32 = 20;
 
 /// One item of an image stream.
 #[derive(Debug)]
@@ -233,41 +229,36 @@ pub struct Pacing {
     pub longest: Duration,
 }
 
-/// What the dump thread may do with the calls of a process that is a
-/// guest here.
+/// A process that is a guest here, for the dump thread to hold its calls
+/// (see `Member::release_calls`, `quiesce`).
 #[derive(Clone)]
-pub struct GuestCalls {
-    /// Ends the calls of its threads that the agent holds, so that they
-    /// can be frozen (see `Member::release_calls`).
-    release: Arc<dyn Fn() + Send + Sync>,
-    /// Holds its new calls and waits, at most the time given, for those
-    /// under way at home to end; if they do not, lets its calls go again
-    /// and says so. A freeze must not catch a call home is running: the
-    /// thread would make it again once thawed.
-    hold: Arc<dyn Fn(Duration) -> bool + Send + Sync>,
-    /// Lets its held calls go.
-    let_go: Arc<dyn Fn() + Send + Sync>,
-}
+pub struct GuestCalls(Arc<crate::guest::Member>);
 
 impl GuestCalls {
-    /// The calls of `member`.
-    fn of(member: &Arc<crate::guest::Member>) -> Self {
-        let (held, let_go) = (member.clone(), member.clone());
-        Self {
-            release: member.releaser(),
-            hold: Arc::new(move |grace| hold_calls(&held, grace)),
-            let_go: Arc::new(move || {
-                let_go.gate.send_replace(true);
-            }),
-        }
+    /// Ends the calls of its threads that the agent holds, so that they
+    /// can be frozen.
+    fn release(&self) {
+        self.0.release_calls(None);
+    }
+
+    /// Holds its new calls; returns the threads with a call past its
+    /// gate, which home may be running: a pause must leave those alone,
+    /// or they would make it again.
+    fn hold(&self) -> Vec<i32> {
+        self.0.gate.send_replace(false);
+        self.0.in_hand.iter().map(|call| *call.value()).collect()
+    }
+
+    /// Lets its held calls go.
+    fn let_go(&self) {
+        self.0.gate.send_replace(true);
     }
 }
 
-/// A guest's release of its calls as [`dump::freeze`] takes it.
-fn as_release(guest: &Option<GuestCalls>) -> Option<&dyn Fn()> {
-    guest
-        .as_ref()
-        .map(|calls| calls.release.as_ref() as &dyn Fn())
+/// [`dump::freeze`] of `pid`, a guest here if `guest` says so.
+fn freeze(pid: i32, guest: &Option<GuestCalls>) -> Result<Frozen, dump::DumpError> {
+    let release = guest.as_ref().map(|calls| move || calls.release());
+    dump::freeze(pid, release.as_ref().map(|r| r as &dyn Fn()))
 }
 
 /// What a region's mapped file is at home, where the name this node's
@@ -538,7 +529,7 @@ fn source_thread(
     ready: oneshot::Sender<Result<Tracking, String>>,
 ) {
     let setup = Instant::now();
-    let frozen = match dump::freeze(pid, as_release(&guest)) {
+    let frozen = match freeze(pid, &guest) {
         Ok(frozen) => frozen,
         Err(error) => {
             let _ = ready.send(Err(refusal(error)));
@@ -731,9 +722,10 @@ impl Held {
     /// since they were sent; `write_rate`: the bytes a second it was last
     /// seen to write.
     ///
-    /// A guest is paused only once none of its calls is under way at home
-    /// (see [`GuestCalls`]); if that does not come soon, time after time,
-    /// pacing ends, what is left to go once it is frozen for good.
+    /// A guest's threads with a call under way at home are left to run
+    /// (see [`GuestCalls`]): they write nothing until it is answered, and
+    /// what they write then is tracked as any write. Before it is frozen
+    /// for good, those calls end.
     fn send_paced(
         &mut self,
         mut first: Vec<(u64, u64)>,
@@ -748,34 +740,17 @@ impl Held {
         let mut thawed_at: Option<Instant> = None;
         // The first run's length is judged from the rate alone.
         let mut ran = MOST_RUN;
-        let mut calls_under_way = 0;
         let let_go = |guest: &Option<GuestCalls>| {
             if let Some(calls) = guest {
-                (calls.let_go)();
+                calls.let_go();
             }
         };
         loop {
             let paused_at = Instant::now();
-            if let Some(calls) = &self.guest {
-                if !(calls.hold)(CALLS_GRACE) {
-                    calls_under_way += 1;
-                    if calls_under_way > MOST_WAITS_FOR_CALLS {
-                        info!(
-                            pid,
-                            "paced: its calls at home keep it from pausing; the rest goes frozen"
-                        );
-                        self.unsent_first = first;
-                        self.unsent.extend(again);
-                        return Ok(());
-                    }
-                    // Its new calls waited at the shut gate: it runs as long.
-                    std::thread::sleep(CALLS_GRACE);
-                    continue;
-                }
-                calls_under_way = 0;
-            }
-            let frozen = match dump::freeze(pid, as_release(&self.guest)) {
-                Ok(frozen) => frozen,
+            let busy = self.guest.as_ref().map_or_else(Vec::new, GuestCalls::hold);
+            let release = (self.guest.as_ref()).map(|calls| || calls.0.release_calls_but(&busy));
+            let paused = match dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn())) {
+                Ok(paused) => paused,
                 Err(error) => {
                     let_go(&self.guest);
                     return Err(error.to_string());
@@ -784,7 +759,7 @@ impl Held {
             let written = match tracker.written() {
                 Ok(written) => written,
                 Err(error) => {
-                    frozen.thaw();
+                    drop(paused);
                     let_go(&self.guest);
                     return Err(error.to_string());
                 }
@@ -811,10 +786,23 @@ impl Held {
                     "paced: the rest goes frozen"
                 );
                 self.unsent.extend(again);
-                self.frozen = Some(frozen);
-                self.frozen_at = Some(paused_at);
-                // Frozen, it makes no calls; its final freeze holds them.
+                // It is frozen for good now, before it writes more; calls
+                // of its at home end first, while it is paused (those that
+                // take long are interrupted, to run again where it goes
+                // on). Should they not end, its final freeze tries again.
+                let drained = busy.is_empty()
+                    || (self.guest.as_ref()).is_some_and(|calls| drain_calls(&calls.0));
+                drop(paused);
+                let frozen = drained.then(|| {
+                    let frozen_at = Instant::now();
+                    freeze(pid, &self.guest).map(|frozen| (frozen, frozen_at))
+                });
                 let_go(&self.guest);
+                if let Some(frozen) = frozen {
+                    let (frozen, frozen_at) = frozen.map_err(|e| e.to_string())?;
+                    self.frozen = Some(frozen);
+                    self.frozen_at = Some(frozen_at);
+                }
                 return Ok(());
             }
             let deadline = Instant::now() + PAUSE_READING;
@@ -829,7 +817,7 @@ impl Held {
                 let budget = PAUSED_SHARE.saturating_sub(sent);
                 read_share(pid, &mut again, Pick::All, (budget, deadline), items)
             });
-            frozen.thaw();
+            drop(paused);
             let_go(&self.guest);
             shared?;
             let thawed = Instant::now();
@@ -867,7 +855,7 @@ impl Held {
     fn freeze(&mut self) -> Result<(Instant, Pacing), String> {
         if self.frozen.is_none() {
             let started = Instant::now();
-            let frozen = dump::freeze(self.pid, as_release(&self.guest));
+            let frozen = freeze(self.pid, &self.guest);
             self.frozen = Some(frozen.map_err(|e| e.to_string())?);
             self.frozen_at = Some(started);
         }
@@ -1242,8 +1230,13 @@ pub struct Departure {
 }
 
 /// How long a member's calls under way at home may take to finish before
-/// they are interrupted for a move.
-const DRAIN_GRACE: Duration = Duration::from_millis(100);
+/// they are interrupted for a move. A call home takes tens of
+/// microseconds, a large read or write a few milliseconds; one that takes
+/// longer waits (for input, a child, a timer) and is as well made again.
+/// Meanwhile its new calls wait at the gate, and a paced process's other
+/// threads are paused (see `Held::send_paced`): its last pause lasted as
+/// long as this.
+const DRAIN_GRACE: Duration = Duration::from_millis(10);
 /// How long a process may take to start before it can move on.
 const START_WAIT: Duration = Duration::from_secs(5);
 /// How long interrupted calls may take to come back.
@@ -1281,8 +1274,8 @@ impl HostRole {
         // Even the short freeze that starts tracking must not catch a call
         // under way at home: the guest would make it again once thawed.
         let tracked = match quiesce(&member).await {
-            Ok(()) if while_running => Source::track(pid, Some(GuestCalls::of(&member))).await,
-            Ok(()) => Source::frozen(pid, Some(GuestCalls::of(&member))).await,
+            Ok(()) if while_running => Source::track(pid, Some(GuestCalls(member.clone()))).await,
+            Ok(()) => Source::frozen(pid, Some(GuestCalls(member.clone()))).await,
             Err(error) => Err(error),
         };
         member.gate.send_replace(true);
@@ -1317,7 +1310,19 @@ impl HostRole {
 /// Closes a member's gate, so its new calls wait, and lets its calls
 /// under way at home finish, or interrupts them (they then run again
 /// once it goes on). The caller opens the gate again.
-async fn quiesce(member: &crate::guest::Member) -> Result<(), String> {
+async fn quiesce(member: &Arc<crate::guest::Member>) -> Result<(), String> {
+    let member = member.clone();
+    let home_pid = member.home_pid;
+    let drained = tokio::task::spawn_blocking(move || drain_calls(&member)).await;
+    match drained {
+        Ok(true) => Ok(()),
+        _ => Err(format!("process {home_pid}'s calls at home did not finish")),
+    }
+}
+
+/// What [`quiesce`] does, on the calling thread; false if the calls did
+/// not finish.
+fn drain_calls(member: &crate::guest::Member) -> bool {
     member.gate.send_replace(false);
     let started = Instant::now();
     let mut interrupted = false;
@@ -1333,28 +1338,6 @@ async fn quiesce(member: &crate::guest::Member) -> Result<(), String> {
             interrupted = true;
         }
         if started.elapsed() > DRAIN_LIMIT {
-            return Err(format!(
-                "process {}'s calls at home did not finish",
-                member.home_pid
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    Ok(())
-}
-
-/// [`quiesce`] for a pause, on the dump thread: closes a member's gate and
-/// waits at most `grace` for its calls under way at home to finish; if
-/// they do not, opens the gate again and says so. None is interrupted.
-fn hold_calls(member: &crate::guest::Member, grace: Duration) -> bool {
-    member.gate.send_replace(false);
-    let started = Instant::now();
-    while {
-        member.send_pending_seek(None);
-        member.handling.load(Ordering::SeqCst) > 0 || member.calls.in_flight() > 0
-    } {
-        if started.elapsed() > grace {
-            member.gate.send_replace(true);
             return false;
         }
         std::thread::sleep(Duration::from_micros(200));

@@ -177,42 +177,9 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 /// of its threads that the filter's supervisor holds (see
 /// [`ptrace::wait_releasing`]).
 pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
-    let io_error = |error: io::Error| {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            DumpError::Gone(pid)
-        } else {
-            DumpError::Io { pid, error }
-        }
-    };
     let mut seized: Vec<i32> = Vec::new();
     let outcome = (|| {
-        // Threads may start while others are being seized: go round until
-        // a pass finds none new.
-        loop {
-            let fresh: Vec<i32> = tids(pid)
-                .map_err(|e| step("listing its threads", e))?
-                .into_iter()
-                .filter(|tid| !seized.contains(tid))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for tid in fresh {
-                match ptrace::seize(
-                    tid,
-                    ptrace::Options {
-                        suspend_seccomp: guest.is_some(),
-                        trace_clone: false,
-                    },
-                ) {
-                    Ok(()) => seized.push(tid),
-                    // It ended in between.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(step("PTRACE_SEIZE", e)),
-                }
-                ptrace::interrupt(tid).map_err(|e| step("PTRACE_INTERRUPT", e))?;
-            }
-        }
+        seize_threads(pid, &[], guest.is_some(), &mut seized)?;
         let mut threads = Vec::new();
         for &tid in &seized {
             let stopped = match guest {
@@ -257,8 +224,124 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
         for &tid in &seized {
             let _ = ptrace::detach(tid, 0);
         }
-        io_error(error)
+        gone_or(pid, error)
     })
+}
+
+/// [`DumpError::Gone`] if `pid` has ended, else `error`.
+fn gone_or(pid: i32, error: io::Error) -> DumpError {
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        DumpError::Gone(pid)
+    } else {
+        DumpError::Io { pid, error }
+    }
+}
+
+/// Seizes and interrupts every thread of `pid` but those in `left_running`,
+/// adding each to `seized`. Threads may start while others are being
+/// seized: it goes round until a pass finds none new.
+fn seize_threads(
+    pid: i32,
+    left_running: &[i32],
+    suspend_seccomp: bool,
+    seized: &mut Vec<i32>,
+) -> io::Result<()> {
+    loop {
+        let fresh: Vec<i32> = tids(pid)
+            .map_err(|e| step("listing its threads", e))?
+            .into_iter()
+            .filter(|tid| !seized.contains(tid) && !left_running.contains(tid))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        for tid in fresh {
+            let options = ptrace::Options {
+                suspend_seccomp,
+                trace_clone: false,
+            };
+            match ptrace::seize(tid, options) {
+                Ok(()) => seized.push(tid),
+                // It ended in between.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                Err(e) => return Err(step("PTRACE_SEIZE", e)),
+            }
+            ptrace::interrupt(tid).map_err(|e| step("PTRACE_INTERRUPT", e))?;
+        }
+    }
+}
+
+/// A process some threads of which [`pause`] stopped; they go on when it
+/// is dropped.
+#[derive(Debug)]
+pub struct Paused {
+    /// Each stopped thread, and the signal its stop held (0: none).
+    threads: Vec<(i32, i32)>,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &(tid, signal) in &self.threads {
+            let _ = ptrace::detach(tid, signal);
+        }
+    }
+}
+
+/// Stops every thread of `pid` but those in `left_running`, for a moment
+/// in which they change nothing. `guest`: as for [`freeze`], what answers
+/// the calls its supervisor holds for the threads that are stopped.
+/// Unlike a freeze, nothing of a thread is made ready to go elsewhere:
+/// each goes on as the kernel left it, a call the stop interrupted
+/// restarting as after any stop, with the sleep's restart block it had,
+/// and one the stop alone ended with `EINTR` made again (see
+/// [`ended_by_the_stop`]).
+pub fn pause(
+    pid: i32,
+    left_running: &[i32],
+    guest: Option<&dyn Fn()>,
+) -> Result<Paused, DumpError> {
+    let mut seized: Vec<i32> = Vec::new();
+    let mut paused = Paused {
+        threads: Vec::new(),
+    };
+    let outcome = (|| {
+        seize_threads(pid, left_running, false, &mut seized)?;
+        for &tid in &seized {
+            let stopped = match guest {
+                Some(release) => ptrace::wait_releasing(tid, release),
+                None => ptrace::wait(tid),
+            };
+            let signal = match stopped.map_err(|e| step("waiting for it to stop", e))? {
+                Stop::Exited(_) | Stop::Killed(_) => continue,
+                Stop::Signal(signal) => signal,
+                Stop::Event(_) => {
+                    let mut regs = ptrace::regs(tid).map_err(|e| step("PTRACE_GETREGS", e))?;
+                    let sigmask = ptrace::sigmask(tid).map_err(|e| step("PTRACE_GETSIGMASK", e))?;
+                    if ended_by_the_stop(pid, tid, &regs, sigmask) {
+                        regs[REG_RAX] = (-ptrace::ERESTARTNOHAND) as u64;
+                        ptrace::set_regs(tid, &regs).map_err(|e| step("PTRACE_SETREGS", e))?;
+                    }
+                    0
+                }
+                Stop::Syscall => 0,
+            };
+            paused.threads.push((tid, signal));
+        }
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => Ok(paused),
+        Err(error) => {
+            // Those seized but not yet waited for go on too.
+            for &tid in seized
+                .iter()
+                .filter(|&&tid| !paused.threads.iter().any(|&(stopped, _)| stopped == tid))
+            {
+                let _ = ptrace::detach(tid, 0);
+            }
+            Err(gone_or(pid, error))
+        }
+    }
 }
 
 /// Whether the syscall that thread `tid` of `pid`, stopped by a freeze's

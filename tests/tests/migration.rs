@@ -77,8 +77,11 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
 
 /// A process that rewrites its memory faster than any link carries it
 /// is paced as it moves: paused while each share of its pages goes, it
-/// runs between pauses, and every move says so. Whatever the moves, its
-/// memory ends as an unmoved run of as many passes leaves it.
+/// runs between pauses, and every move says so, though a thread of it
+/// waits in `epoll_wait` all along (at home, and away a call home the
+/// pauses leave alone). Whatever the moves, its memory ends as an
+/// unmoved run of as many passes leaves it, and the waiting thread woke
+/// once, at the end, and never saw `EINTR`.
 #[test]
 fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
     let cluster = Cluster::up(3);
