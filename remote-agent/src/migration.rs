@@ -1911,6 +1911,57 @@ fn write_waiting(
 mod tests {
     use super::*;
 
+    /// A share of this process's own memory: 4 MiB of pages that are not
+    /// zero, page-aligned, with the range they lie in.
+    fn own_pages() -> (Vec<u8>, (u64, u64)) {
+        let memory = vec![7u8; (4 << 20) + 4096];
+        let start = (memory.as_ptr() as u64).next_multiple_of(4096);
+        (memory, (start, start + (4 << 20)))
+    }
+
+    #[test]
+    fn a_share_hands_over_its_budget_and_leaves_the_rest_to_read() {
+        let (_memory, (start, end)) = own_pages();
+        let pid = std::process::id() as i32;
+        let (items, mut inbox) = mpsc::channel(64);
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut ranges = vec![(start, end)];
+        // Runs are of 1 MiB: the share ends after the first.
+        let handed = read_share(pid, &mut ranges, Pick::All, (1 << 20, later), &items).unwrap();
+        assert_eq!(handed, 1 << 20);
+        assert_eq!(ranges, vec![(start + (1 << 20), end)]);
+        let rest = read_share(pid, &mut ranges, Pick::All, (u64::MAX, later), &items).unwrap();
+        assert_eq!(handed + rest, end - start);
+        assert!(ranges.is_empty());
+        let mut next = start;
+        while let Ok(item) = inbox.try_recv() {
+            let ImageItem::Pages(address, bytes) = item else {
+                panic!("{item:?}");
+            };
+            assert_eq!(address, next);
+            assert!(bytes.iter().all(|&b| b == 7));
+            next += bytes.len() as u64;
+        }
+        assert_eq!(next, end);
+    }
+
+    /// A share whose time is up, or that finds the stream full until
+    /// then, stops where it got to.
+    #[test]
+    fn a_share_stops_at_its_deadline_and_at_a_full_stream() {
+        let (_memory, (start, end)) = own_pages();
+        let pid = std::process::id() as i32;
+        let (items, _inbox) = mpsc::channel(1);
+        let mut ranges = vec![(start, end)];
+        let past = Instant::now();
+        let handed = read_share(pid, &mut ranges, Pick::All, (u64::MAX, past), &items).unwrap();
+        assert_eq!((handed, ranges.clone()), (0, vec![(start, end)]));
+        let soon = Instant::now() + Duration::from_millis(20);
+        let handed = read_share(pid, &mut ranges, Pick::All, (u64::MAX, soon), &items).unwrap();
+        assert_eq!(handed, 1 << 20);
+        assert_eq!(ranges, vec![(start + (1 << 20), end)]);
+    }
+
     #[test]
     fn merged_ranges_are_sorted_and_joined() {
         assert_eq!(
