@@ -179,7 +179,7 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
     let mut seized: Vec<i32> = Vec::new();
     let outcome = (|| {
-        seize_threads(pid, &[], guest.is_some(), &mut seized)?;
+        seize_threads(pid, &|_| true, guest.is_some(), &mut seized)?;
         let mut threads = Vec::new();
         for &tid in &seized {
             let stopped = match guest {
@@ -237,12 +237,12 @@ fn gone_or(pid: i32, error: io::Error) -> DumpError {
     }
 }
 
-/// Seizes and interrupts every thread of `pid` but those in `left_running`,
+/// Seizes and interrupts every thread of `pid` that `stopped` picks,
 /// adding each to `seized`. Threads may start while others are being
 /// seized: it goes round until a pass finds none new.
 fn seize_threads(
     pid: i32,
-    left_running: &[i32],
+    stopped: &dyn Fn(i32) -> bool,
     suspend_seccomp: bool,
     seized: &mut Vec<i32>,
 ) -> io::Result<()> {
@@ -250,7 +250,7 @@ fn seize_threads(
         let fresh: Vec<i32> = tids(pid)
             .map_err(|e| step("listing its threads", e))?
             .into_iter()
-            .filter(|tid| !seized.contains(tid) && !left_running.contains(tid))
+            .filter(|&tid| !seized.contains(&tid) && stopped(tid))
             .collect();
         if fresh.is_empty() {
             return Ok(());
@@ -287,9 +287,13 @@ impl Drop for Paused {
     }
 }
 
-/// Stops every thread of `pid` but those in `left_running`, for a moment
-/// in which they change nothing. `guest`: as for [`freeze`], what answers
-/// the calls its supervisor holds for the threads that are stopped.
+/// Stops the threads of `pid` that are running, but those in
+/// `left_running`, for a moment in which they change nothing. A thread
+/// asleep in a call is left so: it changes nothing before it wakes, and
+/// what it writes then is any write, while stopping it would end its
+/// call, to be made again with its whole timeout. `guest`: as for
+/// [`freeze`], what answers the calls its supervisor holds for the
+/// threads that are stopped.
 /// Unlike a freeze, nothing of a thread is made ready to go elsewhere:
 /// each goes on as the kernel left it, a call the stop interrupted
 /// restarting as after any stop, with the sleep's restart block it had,
@@ -305,7 +309,11 @@ pub fn pause(
         threads: Vec::new(),
     };
     let outcome = (|| {
-        seize_threads(pid, left_running, false, &mut seized)?;
+        let running = |tid| {
+            !left_running.contains(&tid)
+                && crate::process::stat_field::<char>(tid, 0).is_none_or(|state| state == 'R')
+        };
+        seize_threads(pid, &running, false, &mut seized)?;
         for &tid in &seized {
             let stopped = match guest {
                 Some(release) => ptrace::wait_releasing(tid, release),
