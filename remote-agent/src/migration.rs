@@ -255,6 +255,18 @@ impl GuestCalls {
     }
 }
 
+/// A guest's gate shut for a pause (see [`GuestCalls::hold`]): its held
+/// calls go when this is dropped, after the pause that follows it.
+struct GateShut<'a>(Option<&'a GuestCalls>);
+
+impl Drop for GateShut<'_> {
+    fn drop(&mut self) {
+        if let Some(calls) = self.0 {
+            calls.let_go();
+        }
+    }
+}
+
 /// [`dump::freeze`] of `pid`, a guest here if `guest` says so.
 fn freeze(pid: i32, guest: &Option<GuestCalls>) -> Result<Frozen, dump::DumpError> {
     let release = guest.as_ref().map(|calls| move || calls.release());
@@ -649,12 +661,7 @@ impl Held {
         // sent is sent frozen, once.
         let tracked_at = self.tracked_at.unwrap_or_else(Instant::now);
         std::thread::sleep(MIN_SAMPLE.saturating_sub(tracked_at.elapsed()));
-        let sample: u64 = tracker
-            .written()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|(start, end)| end - start)
-            .sum();
+        let sample = bytes_in(&tracker.written().map_err(|e| e.to_string())?);
         let sampled_for = tracked_at.elapsed().max(MIN_SAMPLE);
         let sending = Duration::from_secs_f64(self.estimate as f64 / ASSUMED_RATE);
         let rewritten = sample as f64 * sending.as_secs_f64() / sampled_for.as_secs_f64();
@@ -666,7 +673,7 @@ impl Held {
             self.sent_running = true;
             let write_rate = sample as f64 / sampled_for.as_secs_f64();
             let first = travelling(&self.layout);
-            return self.send_paced(first, Vec::new(), mapped_there, write_rate, items);
+            return self.send_paced(first, Vec::new(), write_rate, items);
         }
         let ranges = travelling(&self.layout);
         let started = Instant::now();
@@ -694,7 +701,7 @@ impl Held {
                     round, bytes, "written too fast to go round again"
                 );
                 let write_rate = bytes as f64 / looked_at.elapsed().as_secs_f64();
-                return self.send_paced(Vec::new(), written, mapped_there, write_rate, items);
+                return self.send_paced(Vec::new(), written, write_rate, items);
             }
             looked_at = Instant::now();
             let read = dump::read_pages(self.pid, &written, Pick::All, RUN_BYTES, send)
@@ -730,7 +737,24 @@ impl Held {
         &mut self,
         mut first: Vec<(u64, u64)>,
         mut again: Vec<(u64, u64)>,
-        mapped_there: &[(u64, u64)],
+        write_rate: f64,
+        items: &mpsc::Sender<ImageItem>,
+    ) -> Result<(), String> {
+        let paced = self.pace(&mut first, &mut again, write_rate, items);
+        // What it did not send goes once it is frozen for good, should
+        // the move go on.
+        self.unsent_first = first;
+        self.unsent.extend(again);
+        paced
+    }
+
+    /// The pauses and runs of [`Held::send_paced`], until it is frozen
+    /// for good (or can only be once its calls at home end); leaves in
+    /// `first` and `again` what is still to send.
+    fn pace(
+        &mut self,
+        first: &mut Vec<(u64, u64)>,
+        again: &mut Vec<(u64, u64)>,
         mut write_rate: f64,
         items: &mpsc::Sender<ImageItem>,
     ) -> Result<(), String> {
@@ -740,86 +764,55 @@ impl Held {
         let mut thawed_at: Option<Instant> = None;
         // The first run's length is judged from the rate alone.
         let mut ran = MOST_RUN;
-        let let_go = |guest: &Option<GuestCalls>| {
-            if let Some(calls) = guest {
-                calls.let_go();
-            }
-        };
         loop {
             let paused_at = Instant::now();
-            let busy = self.guest.as_ref().map_or_else(Vec::new, GuestCalls::hold);
-            let release = (self.guest.as_ref()).map(|calls| || calls.0.release_calls_but(&busy));
-            let paused = match dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn())) {
-                Ok(paused) => paused,
-                Err(error) => {
-                    let_go(&self.guest);
-                    return Err(error.to_string());
-                }
-            };
-            let written = match tracker.written() {
-                Ok(written) => written,
-                Err(error) => {
-                    drop(paused);
-                    let_go(&self.guest);
-                    return Err(error.to_string());
-                }
-            };
+            let gate = GateShut(self.guest.as_ref());
+            let busy = gate.0.map_or_else(Vec::new, GuestCalls::hold);
+            let release = gate.0.map(|calls| || calls.0.release_calls_but(&busy));
+            let paused = dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn()))
+                .map_err(|e| e.to_string())?;
+            let written = tracker.written().map_err(|e| e.to_string())?;
             if let Some(thawed_at) = thawed_at {
                 let running = paused_at.duration_since(thawed_at).as_secs_f64();
                 write_rate = bytes_in(&written) as f64 / running;
             }
-            again.extend(without(&written, &first));
-            again = merged(again);
+            again.extend(without(&written, first));
+            *again = merged(std::mem::take(again));
             let pacing = &mut self.pacing;
             // The final freeze begins with the destination catching up
             // with what the stream holds: it comes only once the pages
             // handed over have gone into the stream.
             let handed_over = items.capacity() == items.max_capacity();
-            let little_left = first.is_empty() && bytes_in(&again) <= PACED_LEFT;
+            let little_left = first.is_empty() && bytes_in(again) <= PACED_LEFT;
             if little_left && handed_over || first.is_empty() && pacing.pauses >= MOST_PAUSES {
                 info!(
                     pid,
                     pauses = pacing.pauses,
                     longest = ?pacing.longest,
                     took = ?started.elapsed(),
-                    left = bytes_in(&again),
+                    left = bytes_in(again),
                     "paced: the rest goes frozen"
                 );
-                self.unsent.extend(again);
                 // It is frozen for good now, before it writes more; calls
                 // of its at home end first, while it is paused (those that
                 // take long are interrupted, to run again where it goes
                 // on). Should they not end, its final freeze tries again.
-                let drained = busy.is_empty()
-                    || (self.guest.as_ref()).is_some_and(|calls| drain_calls(&calls.0));
+                let drained = busy.is_empty() || gate.0.is_some_and(|calls| drain_calls(&calls.0));
                 drop(paused);
-                let frozen = drained.then(|| {
+                if drained {
                     let frozen_at = Instant::now();
-                    freeze(pid, &self.guest).map(|frozen| (frozen, frozen_at))
-                });
-                let_go(&self.guest);
-                if let Some(frozen) = frozen {
-                    let (frozen, frozen_at) = frozen.map_err(|e| e.to_string())?;
-                    self.frozen = Some(frozen);
+                    self.frozen = Some(freeze(pid, &self.guest).map_err(|e| e.to_string())?);
                     self.frozen_at = Some(frozen_at);
                 }
                 return Ok(());
             }
             let deadline = Instant::now() + PAUSE_READING;
-            let shared = read_share(
-                pid,
-                &mut first,
-                Pick::KeptOwn(mapped_there),
-                (PAUSED_SHARE, deadline),
-                items,
-            )
-            .and_then(|sent| {
-                let budget = PAUSED_SHARE.saturating_sub(sent);
-                read_share(pid, &mut again, Pick::All, (budget, deadline), items)
-            });
+            let pick = Pick::KeptOwn(&self.mapped_there);
+            let sent = read_share(pid, first, pick, (PAUSED_SHARE, deadline), items)?;
+            let budget = PAUSED_SHARE.saturating_sub(sent);
+            read_share(pid, again, Pick::All, (budget, deadline), items)?;
             drop(paused);
-            let_go(&self.guest);
-            shared?;
+            drop(gate);
             let thawed = Instant::now();
             thawed_at = Some(thawed);
             pacing.pauses += 1;
@@ -834,8 +827,8 @@ impl Held {
                 pid,
                 paused = ?paused_at.elapsed(),
                 written = bytes_in(&written),
-                first = bytes_in(&first),
-                again = bytes_in(&again),
+                first = bytes_in(first),
+                again = bytes_in(again),
                 ?run,
                 "paced"
             );
