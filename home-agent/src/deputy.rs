@@ -317,6 +317,24 @@ fn move_out_of_the_way(stream: UnixStream) -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(high))
 }
 
+/// The agent's socket as the deputy reads it: asleep in `poll` for data,
+/// not in `recv`. A thread asleep in `recv` on a Unix socket is woken
+/// whenever its peer reads what it sent (the room freed wakes everyone
+/// waiting on the socket, readers too), so each answer the agent took
+/// woke the deputy for nothing: two context switches per call. A `poll`
+/// for input is woken only by input.
+struct WakesOnlyForData<'a>(&'a UnixStream);
+
+impl std::io::Read for WakesOnlyForData<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        // An interruption (EINTR) is handed up, and the read is made again.
+        poll(&mut [PollFd::new(self.0, PollFlags::IN)], None)?;
+        let mut stream = self.0;
+        stream.read(buf)
+    }
+}
+
 fn exchange(stream: &mut UnixStream, request: &ControlRequest) -> Result<ControlResponse, String> {
     write_frame(stream, request)?;
     read_frame(stream)?.ok_or_else(|| "connection closed".to_owned())
@@ -380,7 +398,7 @@ fn serve(stream: UnixStream) -> i32 {
         }
     }
     // Buffered: a call's length and body then come in one receive.
-    let mut reader = std::io::BufReader::with_capacity(64 << 10, &writer.stream);
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, WakesOnlyForData(&writer.stream));
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
         return 1;

@@ -18,6 +18,7 @@ use homing_remote_agent::guest::HostRole;
 use homing_shim::time_namespace;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -951,7 +952,10 @@ impl Node {
         );
         let (commands_tx, mut commands) = mpsc::unbounded_channel();
         self.relays.insert(pid, commands_tx);
-        let (mut from_deputy, mut to_deputy) = deputy.into_split();
+        let (from_deputy, mut to_deputy) = deputy.into_split();
+        // Buffered: answers the deputy wrote together are taken in one
+        // receive, not two for each (its length, then its body).
+        let mut from_deputy = tokio::io::BufReader::with_capacity(64 << 10, from_deputy);
         // Everything for the host goes through one writer: the deputy's
         // answers and signals, and the answers of the fast path. While a
         // move holds the relay, nothing reaches the frozen old host; the
@@ -1061,15 +1065,18 @@ impl Node {
         // Kept across the select's turns: a frame half read when another
         // branch is taken is finished by the next turn.
         let mut frames = FrameReader::default();
+        // Messages for the deputy that came together wait here until no
+        // other has come: written one by one, each woke the deputy, which
+        // on a busy CPU runs at once, before the next is written (a
+        // program's close and its next open, sent together, woke it twice).
+        let mut for_deputy: Vec<u8> = Vec::new();
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
+            // In this order: the move's commands, rare, before the
+            // program's calls, and those before writing to the deputy.
             let frame = tokio::select! {
-                frame = frames.next(&mut recv), if !held => {
-                    // The program's next call follows this one's answer closely.
-                    spin::keep_hot();
-                    frame
-                }
+                biased;
                 command = commands.recv() => {
                     match command {
                         Some(RelayCommand::Hold) => {
@@ -1111,6 +1118,7 @@ impl Node {
                             returning.store(true, std::sync::atomic::Ordering::SeqCst);
                             holding.store(true, std::sync::atomic::Ordering::SeqCst);
                             mark_held(&to_host);
+                            let _ = to_deputy.write_all(&std::mem::take(&mut for_deputy)).await;
                             let _ = write_message(&mut to_deputy, &ToHome::Return).await;
                             give_back = Some(reply);
                             break Ok(());
@@ -1119,12 +1127,25 @@ impl Node {
                     }
                     continue;
                 }
+                frame = frames.next(&mut recv), if !held => {
+                    // The program's next call follows this one's answer closely.
+                    spin::keep_hot();
+                    frame
+                }
                 _ = nice_look.tick() => {
                     // Held while the program moves, sent once it is there.
                     let reniced = fast.as_mut().and_then(|fast| fast.reniced());
                     if let Some(frame) = reniced.and_then(|nice| homing_proto::encode(&ToHost::Nice { nice }).ok()) {
                         let _ = to_host.send(Outgoing::Frame(frame));
                     }
+                    continue;
+                }
+                // Nothing else has come: what came goes to the deputy.
+                () = std::future::ready(()), if !for_deputy.is_empty() => {
+                    if to_deputy.write_all(&for_deputy).await.is_err() {
+                        break Ok(());
+                    }
+                    for_deputy.clear();
                     continue;
                 }
             };
@@ -1217,11 +1238,19 @@ impl Node {
                     forks.insert(*id, ());
                 }
             }
-            let last = matches!(msg, ToHome::Exited { .. });
-            if write_message(&mut to_deputy, &msg).await.is_err() || last {
+            let Ok(frame) = homing_proto::encode(&msg) else {
+                break Ok(());
+            };
+            for_deputy.extend_from_slice(&frame);
+            if matches!(msg, ToHome::Exited { .. }) {
                 break Ok(());
             }
         };
+        // What the deputy was sent last still goes (a close, before the
+        // program's end below).
+        if !for_deputy.is_empty() {
+            let _ = to_deputy.write_all(&for_deputy).await;
+        }
         drop(counted);
         self.relays.remove(&pid);
         if let Some(reply) = give_back {

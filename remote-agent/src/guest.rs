@@ -3190,7 +3190,7 @@ impl Context {
         // on the same stream, and home runs a close as it comes, so
         // nothing it does afterwards can see the fd still open.
         if self.member.forget_read_only(n.nr, &args) {
-            self.member.calls.start_unanswered(n.tid, call)?;
+            self.member.calls.hold(n.tid, call);
             return Ok(Answer::Value(0));
         }
         // A read holds its fd's unread bytes (see `Member::unread`) while

@@ -1,6 +1,8 @@
 //! Syscalls sent home and their answers, matched by request id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use homing_proto::guest::ToHome;
@@ -21,7 +23,14 @@ pub struct HomeCalls {
     pending: DashMap<u64, oneshot::Sender<SyscallResult>>,
     next_id: AtomicU64,
     forwarded: AtomicU64,
+    /// Calls that need no answer and may wait (see [`HomeCalls::hold`]),
+    /// in the order made; they go before anything else is sent.
+    held: Mutex<Vec<ToHome>>,
 }
+
+/// How long a call that needs no answer waits on the host, at most, for
+/// something to go home with it (see [`HomeCalls::hold`]).
+pub const HELD_AT_MOST: Duration = Duration::from_millis(1);
 
 /// A program home opened for an exec (see `OPEN_PROGRAM`), or `-errno`.
 pub type OpenedProgram = Result<ProgramAtHome, i64>;
@@ -50,6 +59,7 @@ impl HomeCalls {
             pending: DashMap::new(),
             next_id: AtomicU64::new(1),
             forwarded: AtomicU64::new(0),
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -72,7 +82,7 @@ impl HomeCalls {
     /// often EINTR, or what they did before the interruption) still come.
     pub fn interrupt_all(&self) {
         for entry in self.pending.iter() {
-            let _ = self.to_home.send(ToHome::Cancel { id: *entry.key() });
+            let _ = self.send_after_held(ToHome::Cancel { id: *entry.key() });
         }
     }
 
@@ -83,7 +93,32 @@ impl HomeCalls {
 
     /// Sends a message that expects no answer.
     pub fn send(&self, msg: ToHome) -> Result<(), HomeGone> {
+        self.send_after_held(msg)
+    }
+
+    /// The calls held, locked: whoever sends holds the lock from the
+    /// held calls' going to its own message's, so that nothing passes them.
+    fn held(&self) -> MutexGuard<'_, Vec<ToHome>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `msg` behind whatever is held.
+    fn send_after_held(&self, msg: ToHome) -> Result<(), HomeGone> {
+        let mut held = self.held();
+        for earlier in held.drain(..) {
+            self.to_home.send(earlier).map_err(|_| HomeGone)?;
+        }
         self.to_home.send(msg).map_err(|_| HomeGone)
+    }
+
+    /// Sends whatever is held now.
+    pub fn release_held(&self) {
+        let mut held = self.held();
+        for earlier in held.drain(..) {
+            if self.to_home.send(earlier).is_err() {
+                return;
+            }
+        }
     }
 
     /// Executes `call` at home on behalf of guest thread `tid`.
@@ -125,8 +160,7 @@ impl HomeCalls {
             self.forwarded.fetch_add(1, Ordering::Relaxed);
         }
         if self
-            .to_home
-            .send(ToHome::Syscall {
+            .send_after_held(ToHome::Syscall {
                 id,
                 tid,
                 call,
@@ -147,17 +181,49 @@ impl HomeCalls {
         self.start(tid, call).map(drop)
     }
 
+    /// Holds `call`, which needs no answer, for guest thread `tid`: it goes
+    /// home with the next message, or after [`HELD_AT_MOST`] if none goes
+    /// before. Until its answer comes it counts as in flight.
+    ///
+    /// Made back to back, as a program closes one file and opens the next,
+    /// two calls go in one packet and home hands both to the deputy at
+    /// once: one wakeup of each instead of two.
+    pub fn hold(self: &Arc<Self>, tid: i32, call: SyscallCall) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, _) = oneshot::channel();
+        self.pending.insert(id, tx);
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.held();
+        let first = held.is_empty();
+        held.push(ToHome::Syscall {
+            id,
+            tid,
+            call,
+            ahead: false,
+        });
+        drop(held);
+        if first {
+            let calls = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(HELD_AT_MOST).await;
+                if let Some(calls) = calls.upgrade() {
+                    calls.release_held();
+                }
+            });
+        }
+    }
+
     /// Tells home that call `id` is no longer wanted; its answer, when it
     /// comes, is dropped.
     pub fn cancel(&self, id: u64) {
         self.pending.remove(&id);
-        let _ = self.to_home.send(ToHome::Cancel { id });
+        let _ = self.send_after_held(ToHome::Cancel { id });
     }
 
     /// Asks home to interrupt call `id`, whose answer is still wanted (it
     /// may carry what the call did before the interruption).
     pub fn interrupt(&self, id: u64) {
-        let _ = self.to_home.send(ToHome::Cancel { id });
+        let _ = self.send_after_held(ToHome::Cancel { id });
     }
 
     /// Delivers the answer to call `id`. Unknown ids (a confused or hostile peer) are ignored.

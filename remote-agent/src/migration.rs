@@ -1324,6 +1324,7 @@ fn drain_calls(member: &crate::guest::Member) -> bool {
     // reading this host's stream.
     while {
         member.send_pending_seek(None);
+        member.calls.release_held();
         member.handling.load(Ordering::SeqCst) > 0 || member.calls.in_flight() > 0
     } {
         if !interrupted && started.elapsed() > DRAIN_GRACE {

@@ -484,6 +484,37 @@ END"#,
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// A close answered on the host waits there for the program's next call
+/// home, to go with it; a program that makes none (it sleeps, which is
+/// local) still has it done at home within a moment: its lock is free.
+#[test]
+fn a_close_held_on_the_host_reaches_home_though_nothing_follows_it() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"echo data > data.txt
+cat > holds.py <<'END'
+import fcntl, os, time
+fd = os.open('data.txt', os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print('locked', flush=True)
+os.close(fd)
+time.sleep(3)
+print('woke')
+END"#,
+    ));
+    let check = "while read -r line; do echo \"$line\"; \
+                 if [ \"$line\" = locked ]; then sleep 1; flock -n data.txt true && echo lock free || echo lock held; fi; \
+                 done";
+    let native = ok(at_home(&cluster, &format!("python3 holds.py | {check}")));
+    let remote = ok(at_home(
+        &cluster,
+        &format!("homing run --on node2 -- python3 holds.py | {check}"),
+    ));
+    assert_eq!(native.stdout, "locked\nlock free\nwoke\n");
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 /// The deputy opens a regular file on its main thread, non-blocking, and
 /// gives the fd back the flags the program asked for; anything else (a
 /// FIFO here) is opened as the program would, blocking until a writer
