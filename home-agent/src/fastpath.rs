@@ -152,6 +152,17 @@ impl Changes {
         self.under_way(Change::All)
     }
 
+    /// Whether a call that may close or replace fd `fd` is under way: the
+    /// deputy may not have run it yet, and its table still hold the fd
+    /// from before.
+    fn fd_under_way(&self, fd: i32) -> bool {
+        self.under_way.lock().map_or(true, |under_way| {
+            under_way
+                .values()
+                .any(|c| matches!(c, Change::Fds | Change::All) || *c == Change::Fd(fd))
+        })
+    }
+
     /// Whether a call that may change `change` is under way.
     fn under_way(&self, change: Change) -> bool {
         self.under_way
@@ -798,6 +809,12 @@ impl FastPath {
         }
         if let Some(known) = self.fds.get(&fd) {
             return known.clone();
+        }
+        // Taken now, it could be the file a close on its way to the deputy
+        // is about to close (a program's close and its next call come
+        // together): the call goes to the deputy, behind the close.
+        if self.changes.fd_under_way(fd) {
+            return None;
         }
         let dup = pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?;
         let eligible = rustix::fs::fstat(&dup).is_ok_and(|st| {

@@ -484,6 +484,36 @@ END"#,
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// A call right behind a close, on the fd just closed, finds it closed:
+/// home's agent, which runs some calls on its own copy of the deputy's
+/// fds, takes none of an fd that a close on its way to the deputy is
+/// about to close.
+#[test]
+fn a_call_on_an_fd_just_closed_finds_it_closed() {
+    let cluster = Cluster::up(2);
+    ok(at_home(
+        &cluster,
+        r#"echo data > data.txt
+cat > after.py <<'END'
+import os
+found = 0
+for _ in range(1000):
+    fd = os.open('data.txt', os.O_RDONLY)
+    os.read(fd, 2)
+    os.close(fd)
+    try:
+        os.fstat(fd)
+        found += 1
+    except OSError as error:
+        assert error.errno == 9, error
+print('found open after its close', found, 'times')
+END"#,
+    ));
+    let (native, remote) = at_home_and_on_node2(&cluster, "python3 after.py");
+    assert_eq!(native.stdout, "found open after its close 0 times\n");
+    assert_eq!(remote.stdout, native.stdout);
+}
+
 /// A close answered on the host waits there for the program's next call
 /// home, to go with it; a program that makes none (it sleeps, which is
 /// local) still has it done at home within a moment: its lock is free.
