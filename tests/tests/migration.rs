@@ -142,7 +142,9 @@ fn a_process_moved_home_node2_node3_home_while_computing_ends_as_if_unmoved() {
              echo rss=$(ps -o rss= -p $pid) comm=$(ps -o comm= -p $pid)
              echo \"args=$(ps -o args= -p $pid)\"
              sleep 0.5; echo \"children=$(cat /proc/$pid/task/$pid/children)\"
-             home_bytes() {{ sed -n 's/.*eth0://p' /proc/net/dev | awk '{{print $1 + $9}}'; }}
+             # printf: mawk prints a sum past 2^31 as 2.2e+09, which the
+             # shell cannot subtract (pacing sends gigabytes through home).
+             home_bytes() {{ sed -n 's/.*eth0://p' /proc/net/dev | awk '{{printf \"%.0f\\n\", $1 + $9}}'; }}
              before=$(home_bytes)
              homing migrate $pid node3 || exit 7
              echo home-bytes=$(( $(home_bytes) - before ))
