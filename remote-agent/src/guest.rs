@@ -366,23 +366,14 @@ impl Drop for WaitTurn<'_> {
 
 impl Member {
     /// Ends, with a restart code, the calls the agent holds of thread
-    /// `tid` (of every thread: `None`), so that ptrace can stop it: the
-    /// call runs again when the thread goes on. Only for a thread that
-    /// ptrace has interrupted, whose way out then stops at once: a restart
-    /// code must never reach a thread with no signal to take.
-    pub(crate) fn release_calls(&self, tid: Option<i32>) {
-        self.release_calls_of(|thread| tid.is_none_or(|tid| tid == thread));
-    }
-
-    /// [`Member::release_calls`] of every thread but those of
-    /// `left_running`, for a pause that stops all others.
-    pub(crate) fn release_calls_but(&self, left_running: &[i32]) {
-        self.release_calls_of(|thread| !left_running.contains(&thread));
-    }
-
-    fn release_calls_of(&self, released: impl Fn(i32) -> bool) {
+    /// `tid`, so that ptrace can stop it: the call runs again when the
+    /// thread goes on. Only for a thread that ptrace has interrupted, whose
+    /// way out then stops at once: a restart code must never reach a
+    /// thread with no signal to take (the program would see it as the
+    /// call's result, errno 512).
+    pub(crate) fn release_calls(&self, tid: i32) {
         self.taken_calls.retain(|&id, (thread, listener)| {
-            if !released(*thread) {
+            if *thread != tid {
                 return true;
             }
             let _ = listener.answer(id, Answer::Errno(ERESTARTSYS as i32));
@@ -2768,7 +2759,7 @@ impl Context {
         let member = self.member.clone();
         let done = tokio::task::spawn_blocking(move || {
             let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
-            let release = || member.release_calls(Some(tid));
+            let release = || member.release_calls(tid);
             homing_shim::ptrace::exec_from_syscall(tid, &exe, &argv, &envp, &release)
         })
         .await;
@@ -4147,7 +4138,7 @@ fn clamp_transfer(nr: u64, args: &mut [u64; 6]) {
 /// can: with the same exit code. A program killed by a signal, or gone on
 /// to another node, ends it by SIGKILL.
 async fn end_parked(member: &Member, parked: i32, status: GuestExit) {
-    let release = || member.release_calls(Some(parked));
+    let release = || member.release_calls(parked);
     let ended = match status {
         _ if member.moved.load(Ordering::Relaxed) => {
             Err(std::io::Error::other("its program moved on"))

@@ -235,10 +235,12 @@ pub struct Pacing {
 pub struct GuestCalls(Arc<crate::guest::Member>);
 
 impl GuestCalls {
-    /// Ends the calls of its threads that the agent holds, so that they
-    /// can be frozen.
-    fn release(&self) {
-        self.0.release_calls(None);
+    /// Ends the calls the agent holds of thread `tid`, which ptrace has
+    /// interrupted, so that it can stop. Only that thread's: another, not
+    /// interrupted (asleep through a pause, or born since the threads were
+    /// seized), would take the restart code as its call's result.
+    fn release(&self, tid: i32) {
+        self.0.release_calls(tid);
     }
 
     /// Holds its new calls; returns the threads with a call past its
@@ -269,8 +271,8 @@ impl Drop for GateShut<'_> {
 
 /// [`dump::freeze`] of `pid`, a guest here if `guest` says so.
 fn freeze(pid: i32, guest: &Option<GuestCalls>) -> Result<Frozen, dump::DumpError> {
-    let release = guest.as_ref().map(|calls| move || calls.release());
-    dump::freeze(pid, release.as_ref().map(|r| r as &dyn Fn()))
+    let release = guest.as_ref().map(|calls| move |tid| calls.release(tid));
+    dump::freeze(pid, release.as_ref().map(|r| r as &dyn Fn(i32)))
 }
 
 /// What a region's mapped file is at home, where the name this node's
@@ -768,8 +770,8 @@ impl Held {
             let paused_at = Instant::now();
             let gate = GateShut(self.guest.as_ref());
             let busy = gate.0.map_or_else(Vec::new, GuestCalls::hold);
-            let release = gate.0.map(|calls| || calls.0.release_calls_but(&busy));
-            let paused = dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn()))
+            let release = gate.0.map(|calls| |tid| calls.release(tid));
+            let paused = dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn(i32)))
                 .map_err(|e| e.to_string())?;
             let written = tracker.written().map_err(|e| e.to_string())?;
             if let Some(thawed_at) = thawed_at {

@@ -174,16 +174,16 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 
 /// Freezes every thread of `pid`. `guest`, for a process under the guest
 /// filter (which injected syscalls must pass by): what answers the calls
-/// of its threads that the filter's supervisor holds (see
-/// [`ptrace::wait_releasing`]).
-pub fn freeze(pid: i32, guest: Option<&dyn Fn()>) -> Result<Frozen, DumpError> {
+/// that the filter's supervisor holds of a thread it is given, one
+/// interrupted here (see [`ptrace::wait_releasing`]).
+pub fn freeze(pid: i32, guest: Option<&dyn Fn(i32)>) -> Result<Frozen, DumpError> {
     let mut seized: Vec<i32> = Vec::new();
     let outcome = (|| {
         seize_threads(pid, &|_| true, guest.is_some(), &mut seized)?;
         let mut threads = Vec::new();
         for &tid in &seized {
             let stopped = match guest {
-                Some(release) => ptrace::wait_releasing(tid, release),
+                Some(release) => ptrace::wait_releasing(tid, &|| release(tid)),
                 None => ptrace::wait(tid),
             };
             let stop = stopped.map_err(|e| step("waiting for it to stop", e))?;
@@ -302,7 +302,7 @@ impl Drop for Paused {
 pub fn pause(
     pid: i32,
     left_running: &[i32],
-    guest: Option<&dyn Fn()>,
+    guest: Option<&dyn Fn(i32)>,
 ) -> Result<Paused, DumpError> {
     let mut seized: Vec<i32> = Vec::new();
     let mut paused = Paused {
@@ -316,7 +316,7 @@ pub fn pause(
         seize_threads(pid, &running, false, &mut seized)?;
         for &tid in &seized {
             let stopped = match guest {
-                Some(release) => ptrace::wait_releasing(tid, release),
+                Some(release) => ptrace::wait_releasing(tid, &|| release(tid)),
                 None => ptrace::wait(tid),
             };
             let signal = match stopped.map_err(|e| step("waiting for it to stop", e))? {

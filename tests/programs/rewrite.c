@@ -5,7 +5,9 @@
  * that many and prints the same: what a run that was moved while it
  * wrote must match. Meanwhile a second thread waits in epoll_wait for an
  * eventfd written at the end: it prints how often it woke, and how often
- * epoll_wait failed with EINTR (no signal comes: never).
+ * epoll_wait failed with EINTR (no signal comes: never). A third asks
+ * for its parent's pid every 100 us, between short sleeps, and prints
+ * how often the answer was not the parent's (never).
  *
  *   rewrite ready-file        until told to stop
  *   rewrite --passes N */
@@ -31,7 +33,19 @@ static void pass(uint64_t *memory, uint64_t number) {
 }
 
 static int waiting;
-static unsigned woken, interrupted;
+static unsigned woken, interrupted, wrong_parent;
+static volatile int ended;
+
+static void *ask_for_the_parent(void *unused) {
+    (void)unused;
+    pid_t parent = getppid();
+    while (!ended) {
+        if (getppid() != parent)
+            wrong_parent++;
+        usleep(100);
+    }
+    return NULL;
+}
 
 static void *wait_for_the_end(void *unused) {
     (void)unused;
@@ -64,9 +78,10 @@ int main(int argc, char **argv) {
     int end = eventfd(0, 0);
     waiting = epoll_create1(0);
     struct epoll_event at_end = {.events = EPOLLIN};
-    pthread_t waiter;
+    pthread_t waiter, asker;
     if (end < 0 || waiting < 0 || epoll_ctl(waiting, EPOLL_CTL_ADD, end, &at_end) < 0 ||
-        pthread_create(&waiter, NULL, wait_for_the_end, NULL) != 0) {
+        pthread_create(&waiter, NULL, wait_for_the_end, NULL) != 0 ||
+        pthread_create(&asker, NULL, ask_for_the_parent, NULL) != 0) {
         perror("the waiting thread");
         return 1;
     }
@@ -87,10 +102,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     woken++;
+    ended = 1;
+    if (pthread_join(asker, NULL) != 0) {
+        perror("ending the asking thread");
+        return 1;
+    }
     uint64_t sum = 0;
     for (size_t i = 0; i < WORDS; i++)
         sum = sum * 31 + memory[i];
-    printf("passes %llu checksum %016llx woken %u eintr %u\n", (unsigned long long)passes,
-           (unsigned long long)sum, woken, interrupted);
+    printf("passes %llu checksum %016llx woken %u eintr %u wrong parent %u\n",
+           (unsigned long long)passes, (unsigned long long)sum, woken, interrupted, wrong_parent);
     return 0;
 }
