@@ -153,7 +153,7 @@ impl Changes {
     }
 
     /// Whether a call that may close or replace fd `fd` is under way: the
-    /// deputy may not have run it yet, and its table still hold the fd
+    /// deputy may not have run it yet, and its table still holds the fd
     /// from before.
     fn fd_under_way(&self, fd: i32) -> bool {
         self.under_way.lock().map_or(true, |under_way| {
