@@ -156,18 +156,20 @@ impl Changes {
     /// deputy may not have run it yet, and its table still holds the fd
     /// from before.
     fn fd_under_way(&self, fd: i32) -> bool {
-        self.under_way.lock().map_or(true, |under_way| {
-            under_way
-                .values()
-                .any(|c| matches!(c, Change::Fds | Change::All) || *c == Change::Fd(fd))
-        })
+        self.any_under_way(|c| matches!(c, Change::Fds | Change::All) || *c == Change::Fd(fd))
     }
 
     /// Whether a call that may change `change` is under way.
     fn under_way(&self, change: Change) -> bool {
+        self.any_under_way(|c| *c == change)
+    }
+
+    /// Whether a call whose change `picked` picks is under way (if the
+    /// list cannot be read: yes).
+    fn any_under_way(&self, picked: impl Fn(&Change) -> bool) -> bool {
         self.under_way
             .lock()
-            .map_or(true, |under_way| under_way.values().any(|c| *c == change))
+            .map_or(true, |under_way| under_way.values().any(picked))
     }
 
     fn take_settled(&self) -> Vec<Change> {

@@ -82,7 +82,7 @@ impl HomeCalls {
     /// often EINTR, or what they did before the interruption) still come.
     pub fn interrupt_all(&self) {
         for entry in self.pending.iter() {
-            let _ = self.send_after_held(ToHome::Cancel { id: *entry.key() });
+            let _ = self.send(ToHome::Cancel { id: *entry.key() });
         }
     }
 
@@ -91,9 +91,11 @@ impl HomeCalls {
         self.forwarded.load(Ordering::Relaxed)
     }
 
-    /// Sends a message that expects no answer.
+    /// Sends a message that expects no answer, behind whatever is held.
     pub fn send(&self, msg: ToHome) -> Result<(), HomeGone> {
-        self.send_after_held(msg)
+        let mut held = self.held();
+        self.send_held(&mut held)?;
+        self.to_home.send(msg).map_err(|_| HomeGone)
     }
 
     /// The calls held, locked: whoever sends holds the lock from the
@@ -102,23 +104,16 @@ impl HomeCalls {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `msg` behind whatever is held.
-    fn send_after_held(&self, msg: ToHome) -> Result<(), HomeGone> {
-        let mut held = self.held();
+    fn send_held(&self, held: &mut Vec<ToHome>) -> Result<(), HomeGone> {
         for earlier in held.drain(..) {
             self.to_home.send(earlier).map_err(|_| HomeGone)?;
         }
-        self.to_home.send(msg).map_err(|_| HomeGone)
+        Ok(())
     }
 
     /// Sends whatever is held now.
     pub fn release_held(&self) {
-        let mut held = self.held();
-        for earlier in held.drain(..) {
-            if self.to_home.send(earlier).is_err() {
-                return;
-            }
-        }
+        let _ = self.send_held(&mut self.held());
     }
 
     /// Executes `call` at home on behalf of guest thread `tid`.
@@ -147,20 +142,27 @@ impl HomeCalls {
         self.start_as(tid, call, true).map(|(_, answer)| answer)
     }
 
+    /// A new call's id, in flight until its answer comes to the receiver
+    /// returned; `counted`: among the calls forwarded.
+    fn begin(&self, counted: bool) -> (u64, oneshot::Receiver<SyscallResult>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
+        if counted {
+            self.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        (id, rx)
+    }
+
     fn start_as(
         &self,
         tid: i32,
         call: SyscallCall,
         ahead: bool,
     ) -> Result<(u64, oneshot::Receiver<SyscallResult>), HomeGone> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.insert(id, tx);
-        if !ahead {
-            self.forwarded.fetch_add(1, Ordering::Relaxed);
-        }
+        let (id, rx) = self.begin(!ahead);
         if self
-            .send_after_held(ToHome::Syscall {
+            .send(ToHome::Syscall {
                 id,
                 tid,
                 call,
@@ -189,10 +191,7 @@ impl HomeCalls {
     /// two calls go in one packet and home hands both to the deputy at
     /// once: one wakeup of each instead of two.
     pub fn hold(self: &Arc<Self>, tid: i32, call: SyscallCall) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, _) = oneshot::channel();
-        self.pending.insert(id, tx);
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        let (id, _) = self.begin(true);
         let mut held = self.held();
         let first = held.is_empty();
         held.push(ToHome::Syscall {
@@ -217,13 +216,13 @@ impl HomeCalls {
     /// comes, is dropped.
     pub fn cancel(&self, id: u64) {
         self.pending.remove(&id);
-        let _ = self.send_after_held(ToHome::Cancel { id });
+        let _ = self.send(ToHome::Cancel { id });
     }
 
     /// Asks home to interrupt call `id`, whose answer is still wanted (it
     /// may carry what the call did before the interruption).
     pub fn interrupt(&self, id: u64) {
-        let _ = self.send_after_held(ToHome::Cancel { id });
+        let _ = self.send(ToHome::Cancel { id });
     }
 
     /// Delivers the answer to call `id`. Unknown ids (a confused or hostile peer) are ignored.

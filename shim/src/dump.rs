@@ -182,10 +182,7 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn(i32)>) -> Result<Frozen, DumpError
         seize_threads(pid, &|_| true, guest.is_some(), &mut seized)?;
         let mut threads = Vec::new();
         for &tid in &seized {
-            let stopped = match guest {
-                Some(release) => ptrace::wait_releasing(tid, &|| release(tid)),
-                None => ptrace::wait(tid),
-            };
+            let stopped = wait_for_stop(tid, guest);
             let stop = stopped.map_err(|e| step("waiting for it to stop", e))?;
             if matches!(stop, Stop::Exited(_) | Stop::Killed(_)) {
                 continue;
@@ -226,6 +223,15 @@ pub fn freeze(pid: i32, guest: Option<&dyn Fn(i32)>) -> Result<Frozen, DumpError
         }
         gone_or(pid, error)
     })
+}
+
+/// Waits for interrupted thread `tid` to stop; `guest`: what answers the
+/// calls its supervisor holds for it (see [`freeze`]).
+fn wait_for_stop(tid: i32, guest: Option<&dyn Fn(i32)>) -> io::Result<Stop> {
+    match guest {
+        Some(release) => ptrace::wait_releasing(tid, &|| release(tid)),
+        None => ptrace::wait(tid),
+    }
 }
 
 /// [`DumpError::Gone`] if `pid` has ended, else `error`.
@@ -315,10 +321,7 @@ pub fn pause(
         };
         seize_threads(pid, &running, false, &mut seized)?;
         for &tid in &seized {
-            let stopped = match guest {
-                Some(release) => ptrace::wait_releasing(tid, &|| release(tid)),
-                None => ptrace::wait(tid),
-            };
+            let stopped = wait_for_stop(tid, guest);
             let signal = match stopped.map_err(|e| step("waiting for it to stop", e))? {
                 Stop::Exited(_) | Stop::Killed(_) => continue,
                 Stop::Signal(signal) => signal,
