@@ -764,6 +764,19 @@ fn a_process_that_cannot_move_is_refused_and_goes_on() {
     );
     let nobody = at_home(&cluster, "homing migrate 999999 node2");
     assert!(nobody.stderr.contains("no process 999999"), "{nobody:?}");
+    // Home is no excuse: a pid that is gone is gone, another's is another's.
+    let nobody_home = at_home(&cluster, "homing migrate 999999 home");
+    assert!(
+        nobody_home.stderr.contains("no process 999999 on node1"),
+        "{nobody_home:?}"
+    );
+    let bobs_home = at_home(&cluster, &format!("homing migrate {bob_pid} home"));
+    assert!(bobs_home.stderr.contains("is not yours"), "{bobs_home:?}");
+    let mine_home = at_home(&cluster, "sleep 5 & homing migrate $! home");
+    assert!(
+        mine_home.stderr.contains("is already at home on node1"),
+        "{mine_home:?}"
+    );
 }
 
 /// What a move that was broken on the way left behind.

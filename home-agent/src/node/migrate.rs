@@ -94,15 +94,18 @@ impl Node {
         if let Some(away) = away {
             return self.migrate_away(client, caller, away, node, started).await;
         }
-        if node == self.config.name || node == "home" {
-            return Err(format!("process {pid} is already at home on {node}"));
-        }
         let owner = homing_shim::process::status_field(pid, "Uid:")
             .and_then(|uids| uids.split_whitespace().next()?.parse::<u32>().ok())
             .ok_or_else(|| format!("no process {pid} on {}", self.config.name))?;
         if caller != 0 && caller != owner {
             return Err(format!(
                 "process {pid} is not yours (it belongs to uid {owner})"
+            ));
+        }
+        if node == self.config.name || node == "home" {
+            return Err(format!(
+                "process {pid} is already at home on {}",
+                self.config.name
             ));
         }
         if pid == std::process::id() as i32 {
