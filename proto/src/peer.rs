@@ -94,6 +94,10 @@ pub struct Handoff {
     pub token: u64,
 }
 
+/// Why a move failed when the process ended while it was being moved:
+/// home then says so instead of saying it goes on where it was.
+pub const ENDED_BEFORE_MOVING: &str = "the process ended before it could move";
+
 /// What an old host sending a process's image straight to its new host
 /// tells home on the [`PeerRequest::Evict`] stream, where the image would
 /// otherwise go; a [`Verdict`] follows as for any eviction.

@@ -33,8 +33,9 @@ const READ_CHUNK: u64 = 1 << 20;
 /// Why a process could not be frozen or dumped. The process is left running.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    /// No such process, or it ended.
-    #[error("process {0} is gone")]
+    /// No such process, or it ended. Its pid may be this node's, not
+    /// home's, so the message does not name it.
+    #[error("{}", homing_proto::peer::ENDED_BEFORE_MOVING)]
     Gone(i32),
     /// The process has a mapping that cannot move.
     #[error("cannot move process {pid}: {reason}")]

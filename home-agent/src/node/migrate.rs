@@ -158,8 +158,10 @@ impl Node {
             Ok(streams) => streams,
             Err(error) => {
                 let _ = source.finish(Afterwards::Thaw).await;
-                return Err(format!(
-                    "cannot move process {pid} to {node}: {error}; it goes on here"
+                return Err(not_moved(
+                    &format!("move process {pid} to {node}"),
+                    &error,
+                    "here",
                 ));
             }
         };
@@ -487,9 +489,10 @@ impl Node {
             Ok(streams) => streams,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
-                return Err(format!(
-                    "cannot move process {pid} to {node}: {error}; it goes on on {}",
-                    moving.from
+                return Err(not_moved(
+                    &format!("move process {pid} to {node}"),
+                    &error,
+                    &format!("on {}", moving.from),
                 ));
             }
         };
@@ -556,8 +559,10 @@ impl Node {
             Ok(running) => running,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
-                return Err(format!(
-                    "cannot bring process {pid} home: {error}; it goes on on {from}"
+                return Err(not_moved(
+                    &format!("bring process {pid} home"),
+                    &error,
+                    &format!("on {from}"),
                 ));
             }
         };
@@ -673,8 +678,10 @@ impl Node {
                     },
                 );
                 self.resumed.notify_waiters();
-                Err(format!(
-                    "cannot bring process {pid} home: {error}; it goes on on {from}"
+                Err(not_moved(
+                    &format!("bring process {pid} home"),
+                    &error,
+                    &format!("on {from}"),
                 ))
             }
         }
@@ -1324,4 +1331,14 @@ fn home_file(file: &MappedFile) -> Option<CString> {
     file.is(&now)
         .then(|| CString::new(file.path.to_vec()).ok())
         .flatten()
+}
+
+/// Why a move (`what`: "move process 7 to node2") did not happen, and that
+/// the process goes on `still` ("here", "on node2") unless it ended.
+fn not_moved(what: &str, error: &str, still: &str) -> String {
+    if error == homing_proto::peer::ENDED_BEFORE_MOVING {
+        format!("cannot {what}: {error}")
+    } else {
+        format!("cannot {what}: {error}; it goes on {still}")
+    }
 }
