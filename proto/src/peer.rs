@@ -185,6 +185,10 @@ pub struct Immigrant {
     /// Home's clocks as it sent this (see [`crate::guest::GuestStart`]).
     #[serde(default)]
     pub home_clocks: Option<crate::guest::Clocks>,
+    /// The signals its signalfds (at home, with its fds) ask for, bit
+    /// `n - 1` for signal `n`: such a signal it raises itself goes home.
+    #[serde(default)]
+    pub signalfd_signals: u64,
 }
 
 /// The answer to a [`PeerRequest`].

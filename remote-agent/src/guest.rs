@@ -956,6 +956,16 @@ impl Member {
             *current = command.to_owned();
         }
     }
+
+    /// The signals its signalfds at home ask for, as last heard.
+    pub(crate) fn signalfd_signals(&self) -> u64 {
+        self.signalfd_signals.load(Ordering::SeqCst)
+    }
+
+    /// Takes `signals` as those its signalfds at home ask for.
+    pub(crate) fn ask_signalfds_for(&self, signals: u64) {
+        self.signalfd_signals.store(signals, Ordering::SeqCst);
+    }
 }
 
 /// Why a program could not be started.
@@ -3234,9 +3244,7 @@ impl Context {
         self.member.note_directory_end(n, &result);
         if let Some(signals) = result.output(syscall::SIGNALFD_SIGNALS) {
             let signals = u64::from_ne_bytes(signals.try_into().unwrap_or_default());
-            self.member
-                .signalfd_signals
-                .store(signals, Ordering::SeqCst);
+            self.member.ask_signalfds_for(signals);
         }
         if let Err(answer) = write_outputs(&memory, n, &args, ptrs, &result.outputs, waits) {
             return Ok(answer);

@@ -1164,6 +1164,7 @@ impl HostRole {
             *exe = immigrant.exe.to_vec();
         }
         member.calls.start_ids_at(immigrant.next_call_id);
+        member.ask_signalfds_for(immigrant.signalfd_signals);
         let _ = member.calls.send(ToHome::Ready);
         // Signals sent at home before the go wait for the process to run.
         let mut early_signals = Vec::new();
@@ -1291,8 +1292,10 @@ impl HostRole {
             ),
             image: source.layout.clone(),
             next_call_id: member.calls.next_id() + CALL_IDS_AHEAD,
-            // Home stamps its own as it hands this on.
+            // Home stamps its own as it hands this on, and looks at the
+            // deputy's signalfds again.
             home_clocks: None,
+            signalfd_signals: member.signalfd_signals(),
         };
         Ok(Departure {
             member,

@@ -343,7 +343,16 @@ pub fn signals(tid: i32) -> Option<Signals> {
 /// for signal `n`): every open fd that is a signalfd, and the mask its
 /// `/proc/self/fdinfo` entry shows.
 pub fn signalfd_signals() -> u64 {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+    signalfd_signals_in("self")
+}
+
+/// What [`signalfd_signals`] gives for process `pid`.
+pub fn signalfd_signals_of(pid: i32) -> u64 {
+    signalfd_signals_in(&pid.to_string())
+}
+
+fn signalfd_signals_in(process: &str) -> u64 {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{process}/fd")) else {
         return 0;
     };
     fds.flatten()
@@ -351,7 +360,8 @@ pub fn signalfd_signals() -> u64 {
             std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == "anon_inode:[signalfd]")
         })
         .filter_map(|fd| {
-            let info = read_proc(format!("/proc/self/fdinfo/{}", fd.file_name().to_str()?)).ok()?;
+            let name = fd.file_name();
+            let info = read_proc(format!("/proc/{process}/fdinfo/{}", name.to_str()?)).ok()?;
             u64::from_str_radix(field_in(&info, "sigmask:")?, 16).ok()
         })
         .fold(0, |all, mask| all | mask)

@@ -407,6 +407,43 @@ fn signals_sent_while_a_process_moves_all_arrive_once() {
     assert!(run.stdout.ends_with("status=0\ncount 150\n"), "{run:?}");
 }
 
+/// A signal a process raises itself, asked for by a signalfd it made at
+/// home, reaches that signalfd wherever the process has moved: after a
+/// move away, a move on and a move home, each without a signalfd made or
+/// closed in between.
+#[test]
+fn a_signal_a_moved_process_raises_itself_reaches_its_signalfd() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "sigfd_moves");
+    let run = ok(at_home(
+        &cluster,
+        "~/sigfd_moves 4 > ~/sigfd.out &
+             pid=$!
+             wait_for_round() {
+                 kill -USR1 $pid
+                 until [ $(grep -c sent ~/sigfd.out) -ge $1 ] || ! kill -0 $pid 2>/dev/null; do
+                     sleep 0.05
+                 done
+             }
+             until grep -q ready ~/sigfd.out; do sleep 0.05; done
+             wait_for_round 1
+             homing migrate $pid node2 >/dev/null || exit 8
+             wait_for_round 2
+             homing migrate $pid node3 >/dev/null || exit 7
+             wait_for_round 3
+             homing migrate $pid home >/dev/null || exit 6
+             wait_for_round 4
+             wait $pid; echo status=$?
+             cat ~/sigfd.out",
+    ));
+    let round = "User defined signal 2 raised: 1\nUser defined signal 2 sent: 1\n";
+    assert_eq!(
+        run.stdout,
+        format!("status=0\nready\n{}", round.repeat(4)),
+        "{run:?}"
+    );
+}
+
 /// A process keeps its name, and its threads theirs, wherever it runs:
 /// what `prctl(PR_GET_NAME)` tells each thread after moves away and back.
 /// While it is away, its deputy at home shows its environment.

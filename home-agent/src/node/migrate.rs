@@ -136,6 +136,7 @@ impl Node {
             image: source.layout.clone(),
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
+            signalfd_signals: homing_shim::process::signalfd_signals_of(pid),
         };
         let transfer = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -470,6 +471,7 @@ impl Node {
             let (mut to_send, mut to_recv) = to_conn.open_bi().await.map_err(|e| e.to_string())?;
             let mut immigrant = moving.immigrant.clone();
             immigrant.home_clocks = Some(super::clocks_now());
+            immigrant.signalfd_signals = homing_shim::process::signalfd_signals_of(pid);
             let request = PeerRequest::ImmigrateFrom {
                 immigrant: Box::new(immigrant),
                 handoff: Handoff {
