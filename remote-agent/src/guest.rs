@@ -233,6 +233,9 @@ pub struct Member {
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
+    /// Fds that opened its own task directory, whose listings are its
+    /// threads here (see [`crate::task_dir`]).
+    task_dirs: Mutex<crate::task_dir::TaskDirs>,
     /// Regular files it opened for reading at home, not closed since, with
     /// the size each had then; forgotten all at once when it forks or
     /// sends fds (their offsets are then shared with another process). An
@@ -902,15 +905,22 @@ impl Member {
                 }
             }
         };
+        let task_dirs = || self.task_dirs.lock().ok();
         match nr as i64 {
             libc::SYS_close => {
                 self.unread.remove(&(args[0] as i32));
                 forget_seekable(Some(args[0] as i32));
+                if let Some(mut dirs) = task_dirs() {
+                    dirs.forget(args[0] as i32);
+                }
                 fds().is_some_and(|mut fds| fds.remove(&(args[0] as i32)))
             }
             libc::SYS_dup2 | libc::SYS_dup3 => {
                 self.unread.remove(&(args[1] as i32));
                 forget_seekable(Some(args[1] as i32));
+                if let Some(mut dirs) = task_dirs() {
+                    dirs.forget(args[1] as i32);
+                }
                 if let Some(mut fds) = fds() {
                     fds.remove(&(args[1] as i32));
                 }
@@ -919,8 +929,17 @@ impl Member {
             libc::SYS_close_range | libc::SYS_execve | libc::SYS_execveat => {
                 self.unread.clear();
                 forget_seekable(None);
+                if let Some(mut dirs) = task_dirs() {
+                    dirs.forget_all();
+                }
                 if let Some(mut fds) = fds() {
                     fds.clear();
+                }
+                false
+            }
+            libc::SYS_lseek if args[1] == 0 && args[2] == libc::SEEK_SET as u64 => {
+                if let Some(mut dirs) = task_dirs() {
+                    dirs.rewind(args[0] as i32);
                 }
                 false
             }
@@ -1139,6 +1158,7 @@ impl HostRole {
             children: DashMap::new(),
             reaped: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
+            task_dirs: Mutex::new(Default::default()),
             seekable: Mutex::new(std::collections::HashMap::new()),
             held_signals: Mutex::new(None),
             home_holds: tokio::sync::watch::channel(false).0,
@@ -2101,6 +2121,7 @@ impl Context {
         if let Route::Forward(ptrs) = &route {
             let here = self.serve_prefetched(&n);
             let here = here.or_else(|| self.seek_here(&n));
+            let here = here.or_else(|| self.serve_task_dir(&n));
             if let Some(answer) = here.or_else(|| self.serve_directory_end(&n)) {
                 self.give(&n, answer, "answered here");
                 return Held::Answered;
@@ -2447,6 +2468,28 @@ impl Context {
             }
             _ => None,
         }
+    }
+
+    /// Answers a `getdents64` of the program's own task directory with
+    /// its threads here (see [`crate::task_dir`]).
+    fn serve_task_dir(&self, n: &Notification) -> Option<Answer> {
+        if n.nr as i64 != libc::SYS_getdents64 {
+            return None;
+        }
+        let [fd, buffer, room, ..] = n.args;
+        let listed = self.member.task_dirs.lock().ok()?.list(
+            fd as i32,
+            room as usize,
+            self.guest_pid,
+            self.home_pid,
+        )?;
+        Some(match listed {
+            Err(errno) => Answer::Errno(errno),
+            Ok(entries) => match ProcessMemory::new(n.tid).write(buffer, &entries) {
+                Ok(()) => Answer::Value(entries.len() as i64),
+                Err(_) => Answer::Errno(libc::EFAULT),
+            },
+        })
     }
 
     /// Answers a `getdents64` of the directory the program's last one
@@ -3176,6 +3219,7 @@ impl Context {
             inputs,
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
+        let opens_task_dir = crate::task_dir::opens_own_task_dir(&call, self.home_pid);
         // Its own memory, threads and signals are here, not the deputy's.
         let call = crate::proc_view::as_view(
             call,
@@ -3239,6 +3283,11 @@ impl Context {
             },
         };
         self.member.note_read_only(n.nr, &args, result.ret);
+        if opens_task_dir && result.ret >= 0 {
+            if let Ok(mut dirs) = self.member.task_dirs.lock() {
+                dirs.opened(result.ret as i32);
+            }
+        }
         self.member.note_fstat(n, self.call, stat_output, &result);
         self.member.note_prefetched(n, &result);
         self.member.note_directory_end(n, &result);

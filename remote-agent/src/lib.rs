@@ -32,4 +32,5 @@ mod proc_view;
 mod read_ahead;
 mod shared_here;
 pub mod spin;
+mod task_dir;
 mod ticker;

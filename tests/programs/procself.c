@@ -1,10 +1,11 @@
 /* Reads its own /proc files and prints, as yes or no, whether each tells
  * the truth about this process: that it runs, its pid and parent, its
- * four threads, the 64 MiB it holds, the signal it blocks, where its
+ * four threads (counted and listed by their tids), the 64 MiB it holds, the signal it blocks, where its
  * stack is (as glibc's pthread_getattr_np finds it, through
  * /proc/self/maps), the files it maps (by their paths, devices and
  * inodes). Run at home every answer is yes. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -18,9 +19,10 @@
 #define HELD (64L << 20)
 
 static pthread_barrier_t started, finished;
+static pid_t tids[4];
 
-static void *wait_for_the_end(void *unused) {
-    (void)unused;
+static void *wait_for_the_end(void *slot) {
+    *(pid_t *)slot = gettid();
     pthread_barrier_wait(&started);
     pthread_barrier_wait(&finished);
     return NULL;
@@ -69,7 +71,8 @@ int main(void) {
     pthread_barrier_init(&finished, NULL, 4);
     pthread_t threads[3];
     for (int i = 0; i < 3; i++)
-        pthread_create(&threads[i], NULL, wait_for_the_end, NULL);
+        pthread_create(&threads[i], NULL, wait_for_the_end, &tids[i + 1]);
+    tids[0] = getpid();
     pthread_barrier_wait(&started);
 
     char *status = slurp("/proc/self/status");
@@ -84,6 +87,25 @@ int main(void) {
     char by_pid[64];
     snprintf(by_pid, sizeof by_pid, "/proc/%d/status", (int)getpid());
     printf("status by pid: threads %s\n", yes(number_after(slurp(by_pid), "\nThreads:") == 4));
+
+    /* Its task directory lists its four threads by their tids. */
+    for (int by = 0; by < 2; by++) {
+        char task[64];
+        snprintf(task, sizeof task, by ? "/proc/%d/task" : "/proc/self/task", (int)getpid());
+        DIR *dir = opendir(task);
+        int listed = 0, known = 0;
+        for (struct dirent *entry; dir && (entry = readdir(dir));) {
+            if (entry->d_name[0] == '.')
+                continue;
+            listed++;
+            for (int i = 0; i < 4; i++)
+                known += atoi(entry->d_name) == tids[i];
+        }
+        if (dir)
+            closedir(dir);
+        printf("task%s: threads %s, theirs %s\n", by ? " by pid" : "", yes(listed == 4),
+               yes(known == 4));
+    }
 
     /* Field N of stat is words[N - 3]: the words after the comm. */
     char *stat_text = slurp("/proc/self/stat");
