@@ -893,7 +893,9 @@ impl Member {
     }
 
     /// Sees a call on its way home: forgets the fds it may close or
-    /// replace. Returns whether it is the close of an fd opened read-only.
+    /// replace, and starts a task directory's listing over at an `lseek`
+    /// to its start. Returns whether it is the close of an fd opened
+    /// read-only.
     fn forget_read_only(&self, nr: u64, args: &[u64; 6]) -> bool {
         // Locked only for calls on the fd table: this is on every call's way.
         let fds = || self.read_only.lock().ok();
