@@ -235,13 +235,27 @@ fn wait_for_stop(tid: i32, guest: Option<&dyn Fn(i32)>) -> io::Result<Stop> {
     }
 }
 
-/// [`DumpError::Gone`] if `pid` has ended, else `error`.
+/// [`DumpError::Gone`] if `pid` has ended, else `error`. A process that
+/// is ending refuses ptrace (`PTRACE_SEIZE` fails with EPERM) before it
+/// is a zombie, and its memory reads come up short: a failure waits a
+/// moment for the end it may be the sign of.
 fn gone_or(pid: i32, error: io::Error) -> DumpError {
-    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        DumpError::Gone(pid)
-    } else {
-        DumpError::Io { pid, error }
+    const ENDING_TAKES_AT_MOST: std::time::Duration = std::time::Duration::from_millis(100);
+    let looked_from = std::time::Instant::now();
+    loop {
+        if has_ended(pid) {
+            return DumpError::Gone(pid);
+        }
+        if looked_from.elapsed() > ENDING_TAKES_AT_MOST {
+            return DumpError::Io { pid, error };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Whether `pid` is gone or a zombie.
+fn has_ended(pid: i32) -> bool {
+    crate::process::status_field(pid, "State:").is_none_or(|state| state.starts_with(['Z', 'X']))
 }
 
 /// Seizes and interrupts every thread of `pid` that `stopped` picks,

@@ -915,6 +915,35 @@ fn a_destination_lost_while_moving_on_leaves_the_process_where_it_was() {
     assert!(nothing_of_alice_on(&cluster, "node3"));
 }
 
+/// A process that ends while it moves (killed at home, by its pid) is
+/// said to have ended, moving away and moving on: not that it goes on.
+#[test]
+fn a_process_killed_while_it_moves_is_said_to_have_ended() {
+    let cluster = Cluster::up(3);
+    let kill = || {
+        ok(at_home(&cluster, "pkill -KILL -x checksum"));
+    };
+    for (before, to) in [
+        ("", "node2"),
+        ("homing migrate $pid node2 || exit 8", "node3"),
+    ] {
+        // The first move's marks would say the second had begun.
+        ok(at_home(&cluster, "rm -f ~/moving ~/ready"));
+        let moved = broken_move(&cluster, (512, 30), before, to, kill);
+        let BrokenMove { stdout, stderr, .. } = &moved;
+        assert!(stdout.contains("migrate=1\n"), "{stdout} {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "to {to}: the process ended before it could move\n"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("goes on"), "{stderr}");
+        assert!(stdout.contains("status=137\n"), "{stdout} {stderr}");
+        assert!(nothing_of_alice_on(&cluster, to), "{to}");
+    }
+}
+
 #[test]
 fn a_link_cut_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);
