@@ -181,20 +181,23 @@ fn own_file(path: &[u8], home_pid: i32) -> Option<&'static str> {
     PROC_VIEWS.into_iter().find(|view| view.as_bytes() == name)
 }
 
+/// An `openat` of `path` from the cwd, as it comes from a program, for
+/// tests of what the agent makes of opens.
+#[cfg(test)]
+pub(crate) fn open(path: &str, flags: i32) -> SyscallCall {
+    SyscallCall {
+        nr: libc::SYS_openat as u64,
+        args: [libc::AT_FDCWD as u64, 0x1000, flags as u64, 0, 0, 0],
+        inputs: vec![ArgData {
+            index: 1,
+            bytes: [path.as_bytes(), &[0]].concat(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn open(path: &str, flags: i32) -> SyscallCall {
-        SyscallCall {
-            nr: libc::SYS_openat as u64,
-            args: [libc::AT_FDCWD as u64, 0x1000, flags as u64, 0, 0, 0],
-            inputs: vec![ArgData {
-                index: 1,
-                bytes: [path.as_bytes(), &[0]].concat(),
-            }],
-        }
-    }
 
     #[test]
     fn a_mapping_line_is_laid_out_as_the_kernel_lays_it_out() {

@@ -160,18 +160,7 @@ fn dirent(ino: u64, next: i64, name: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homing_proto::syscall::ArgData;
-
-    fn open(path: &str, flags: i32) -> SyscallCall {
-        SyscallCall {
-            nr: libc::SYS_openat as u64,
-            args: [libc::AT_FDCWD as u64, 0x1000, flags as u64, 0, 0, 0],
-            inputs: vec![ArgData {
-                index: 1,
-                bytes: [path.as_bytes(), &[0]].concat(),
-            }],
-        }
-    }
+    use crate::proc_view::open;
 
     #[test]
     fn only_an_open_of_its_own_task_directory_to_list_it_counts() {
