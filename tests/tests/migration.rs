@@ -770,7 +770,11 @@ fn a_process_that_cannot_move_is_refused_and_goes_on() {
          wait $pid; echo status=$?",
     );
     assert!(
-        shared.stderr.contains("writable shared mapping"),
+        shared.stderr.contains("cannot move process")
+            && shared
+                .stderr
+                .contains("to node2: it has a writable shared mapping")
+            && shared.stderr.contains("; it goes on here\n"),
         "{shared:?}"
     );
     assert!(

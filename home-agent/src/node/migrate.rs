@@ -123,7 +123,9 @@ impl Node {
             .unwrap_or(owner);
         let command = command_line(pid);
 
-        let mut source = Source::track(pid, None).await?;
+        let mut source = Source::track(pid, None)
+            .await
+            .map_err(|error| not_moved(&format!("move process {pid} to {node}"), &error, "here"))?;
         info!(pid, node, "moving a process");
         let immigrant = Immigrant {
             home_node: self.config.name.clone(),
