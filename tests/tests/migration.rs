@@ -444,6 +444,48 @@ fn a_signal_a_moved_process_raises_itself_reaches_its_signalfd() {
     );
 }
 
+/// An interactive program keeps its terminal as it moves: python's
+/// prompt under tmux, moved home -> node2 -> node3 -> home between lines
+/// typed at it, reads each line, sees a terminal of the window's size
+/// (resized while it is away), and Ctrl-C interrupts it on node3.
+#[test]
+fn an_interactive_program_keeps_its_terminal_as_it_moves() {
+    let cluster = Cluster::up(3);
+    let screen = ok(at_home(
+        &cluster,
+        r#"type_in() { tmux send-keys -t t "$1" Enter; sleep 0.5; }
+           tmux new-session -d -s t -x 100 -y 30 "python3 -q"; sleep 1
+           pid=$(pgrep -u alice -x python3)
+           type_in "import os, sys; x = 41; me = os.getpid()"
+           homing migrate $pid node2 >/dev/null || exit 8
+           type_in "print('node2', x + 1, os.getpid() == me, sys.stdin.isatty(), tuple(os.get_terminal_size()))"
+           homing migrate $pid node3 >/dev/null || exit 7
+           tmux resize-window -t t -x 80 -y 20; sleep 0.3
+           type_in "print('node3', tuple(os.get_terminal_size()))"
+           tmux send-keys -t t C-c; sleep 0.5
+           homing migrate $pid home >/dev/null || exit 6
+           type_in "print('home', os.getpid() == me)"
+           tmux capture-pane -t t -p -S -100; tmux kill-server"#,
+    ))
+    .stdout;
+    for said in [
+        "
+node2 42 True True (100, 30)
+",
+        "
+node3 (80, 20)
+",
+        "
+KeyboardInterrupt
+",
+        "
+home True
+",
+    ] {
+        assert!(screen.contains(said), "{said:?} not in:\n{screen}");
+    }
+}
+
 /// A process keeps its name, and its threads theirs, wherever it runs:
 /// what `prctl(PR_GET_NAME)` tells each thread after moves away and back.
 /// While it is away, its deputy at home shows its environment.
