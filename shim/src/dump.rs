@@ -253,9 +253,16 @@ fn gone_or(pid: i32, error: io::Error) -> DumpError {
     }
 }
 
-/// Whether `pid` is gone or a zombie.
+/// Whether `pid` is gone or a zombie. (Its first thread alone a zombie,
+/// ended before the others, is not the end of it.)
 fn has_ended(pid: i32) -> bool {
-    crate::process::status_field(pid, "State:").is_none_or(|state| state.starts_with(['Z', 'X']))
+    let Ok(status) = crate::process::read_proc(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let field = |name| crate::process::field_in(&status, name);
+    let zombie = field("State:").is_some_and(|state| state.starts_with(['Z', 'X']));
+    let threads = field("Threads:").and_then(|n| n.parse::<u32>().ok());
+    zombie && threads.is_none_or(|n| n <= 1)
 }
 
 /// Seizes and interrupts every thread of `pid` that `stopped` picks,
