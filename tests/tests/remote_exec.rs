@@ -491,11 +491,11 @@ END"#,
 #[test]
 fn a_call_on_an_fd_just_closed_finds_it_closed() {
     let cluster = Cluster::up(2);
-    ok(at_home(
+    write_at_home(&cluster, "data.txt", "data\n");
+    let (native, remote) = python_at_home_and_on_node2(
         &cluster,
-        r#"echo data > data.txt
-cat > after.py <<'END'
-import os
+        "after.py",
+        r#"import os
 found = 0
 for _ in range(1000):
     fd = os.open('data.txt', os.O_RDONLY)
@@ -507,9 +507,8 @@ for _ in range(1000):
     except OSError as error:
         assert error.errno == 9, error
 print('found open after its close', found, 'times')
-END"#,
-    ));
-    let (native, remote) = at_home_and_on_node2(&cluster, "python3 after.py");
+"#,
+    );
     assert_eq!(native.stdout, "found open after its close 0 times\n");
     assert_eq!(remote.stdout, native.stdout);
 }
@@ -520,19 +519,19 @@ END"#,
 #[test]
 fn a_close_held_on_the_host_reaches_home_though_nothing_follows_it() {
     let cluster = Cluster::up(2);
-    ok(at_home(
+    write_at_home(&cluster, "data.txt", "data\n");
+    write_at_home(
         &cluster,
-        r#"echo data > data.txt
-cat > holds.py <<'END'
-import fcntl, os, time
+        "holds.py",
+        r#"import fcntl, os, time
 fd = os.open('data.txt', os.O_RDONLY)
 fcntl.flock(fd, fcntl.LOCK_EX)
 print('locked', flush=True)
 os.close(fd)
 time.sleep(3)
 print('woke')
-END"#,
-    ));
+"#,
+    );
     let check = "while read -r line; do echo \"$line\"; \
                  if [ \"$line\" = locked ]; then sleep 1; flock -n data.txt true && echo lock free || echo lock held; fi; \
                  done";
