@@ -35,9 +35,11 @@ use crate::guest::{pump_from_home, HostRole};
 use crate::move_priority::MovePriority;
 
 /// Largest run of pages sent at once.
-const RUN_BYTES: usize = 1 << 20;
+/// Largest run of pages sent at once: a huge page, so that a run of a
+/// whole one goes in as one at the destination (see `homing_shim::filling`).
+const RUN_BYTES: usize = homing_shim::filling::HUGE_PAGE as usize;
 /// Items in flight between the thread reading memory and the stream.
-const ITEMS_IN_FLIGHT: usize = 16;
+const ITEMS_IN_FLIGHT: usize = 8;
 /// The least time the writes of a process are sampled for before its
 /// memory is sent while it runs. They are counted from when tracking
 /// began: setting up the move has most often taken longer than this.
@@ -1835,12 +1837,14 @@ fn restore(
                 Ok(())
             }
             RestoreCommand::Ready(close_on_exec, reply) => {
-                restorer.all_pages_written();
+                let released = restorer.all_pages_written().map_err(|e| e.to_string());
                 let outcome = match failure.take() {
                     Some(error) => Err(error),
-                    None => restorer
-                        .mark_close_on_exec(&close_on_exec)
-                        .map_err(|e| e.to_string()),
+                    None => released.and_then(|()| {
+                        restorer
+                            .mark_close_on_exec(&close_on_exec)
+                            .map_err(|e| e.to_string())
+                    }),
                 };
                 let _ = reply.send(outcome);
                 Ok(())

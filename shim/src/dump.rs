@@ -27,8 +27,10 @@ const PAGE: u64 = 4096;
 /// Bytes of scratch memory mapped into a frozen process for the structs
 /// injected syscalls read and write.
 const SCRATCH_LEN: u64 = 64 << 10;
-/// The most bytes read from the process at once.
-const READ_CHUNK: u64 = 1 << 20;
+/// The most bytes read from the process at once: a huge page, read
+/// aligned, so that a run of pages never crosses one (a whole one goes in
+/// as one at the destination).
+const READ_CHUNK: u64 = crate::filling::HUGE_PAGE;
 
 /// Why a process could not be frozen or dumped. The process is left running.
 #[derive(Debug, thiserror::Error)]
@@ -1060,7 +1062,7 @@ pub fn read_pages<E>(
                 .iter()
                 .find(|e| e.start <= address && address < e.end);
             let stop = entry.map_or(end, |e| e.end.min(end));
-            let len = (stop - address).min(READ_CHUNK);
+            let len = (stop - address).min(READ_CHUNK - address % READ_CHUNK);
             let anonymous = entry.is_none_or(|e| e.inode == 0);
             let mapped_there = |there: &[(u64, u64)]| {
                 (there.iter()).any(|&(start, end)| start <= address && address + len <= end)

@@ -433,7 +433,7 @@ impl Restorer {
         // Only anonymous memory can be filled through a userfaultfd.
         let anonymous = without(&self.writable, &self.file_ranges.backed);
         let injector = &mut self.injector;
-        let filler = PageFiller::register(self.pid, &anonymous, |call, nr, args| {
+        let filler = PageFiller::register(self.pid, &anonymous, true, &mut |call, nr, args| {
             injector.call(call, nr, args)
         });
         self.filler = filler
@@ -466,12 +466,25 @@ impl Restorer {
 
     /// Every page of the image is written: its regions are let go by the
     /// filler, and the process may touch them.
-    pub fn all_pages_written(&mut self) {
+    pub fn all_pages_written(&mut self) -> Result<(), RestoreError> {
+        self.unmap_staging()?;
         self.filler = None;
+        Ok(())
+    }
+
+    /// Unmaps the memory the filler set aside for huge pages, which the
+    /// process must never see.
+    fn unmap_staging(&mut self) -> Result<(), RestoreError> {
+        if let Some(left) = self.filler.as_mut().and_then(PageFiller::take_staging) {
+            let (start, end) = left.mapping;
+            (self.injector).call("munmap", libc::SYS_munmap, [start, end - start, 0, 0, 0, 0])?;
+            (self.injector).call("close", libc::SYS_close, [left.fd, 0, 0, 0, 0, 0])?;
+        }
+        Ok(())
     }
 
     /// Writes a run of the image's pages.
-    pub fn write(&self, address: u64, bytes: &[u8]) -> Result<(), RestoreError> {
+    pub fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), RestoreError> {
         let end = address + bytes.len() as u64;
         if !self
             .writable
@@ -485,7 +498,17 @@ impl Restorer {
         }
         for (from, to) in uncovered((address, end), &self.file_ranges.shared) {
             let part = &bytes[(from - address) as usize..(to - address) as usize];
-            crate::filling::write_pages(self.filler.as_ref(), &self.memory, from, part)?;
+            match self.filler.as_mut() {
+                Some(filler) => {
+                    let memory = &self.memory;
+                    let injector = &mut self.injector;
+                    let plainly =
+                        |at: u64, bytes: &[u8]| memory.write(at, bytes).map_err(io::Error::other);
+                    let inject = &mut |call, nr, args| injector.call(call, nr, args);
+                    filler.fill_huge(from, part, inject, plainly)?;
+                }
+                None => crate::filling::write_pages(None, &self.memory, from, part)?,
+            }
         }
         Ok(())
     }
@@ -524,6 +547,8 @@ impl Restorer {
                 "its vDSO moved while it was sent".into(),
             ));
         }
+        // The final layout may want its place.
+        self.unmap_staging()?;
         let keep: Vec<(u64, u64)> = wanted.iter().map(|&(s, e, _)| (s, e)).collect();
         for &(start, end) in &self.writable.clone() {
             for (from, to) in uncovered((start, end), &keep) {
@@ -608,7 +633,7 @@ impl Restorer {
     /// Sets every piece of kernel state, creates the other threads and lets
     /// them all run.
     pub fn finish(mut self) -> Result<(), RestoreError> {
-        self.all_pages_written();
+        self.all_pages_written()?;
         if self.image.threads.is_empty()
             || self
                 .image

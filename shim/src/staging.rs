@@ -57,7 +57,8 @@ pub fn stage(pid: i32, regions: &[Region], files: LocalFiles) -> Result<Room, Du
         Ok(()) => {
             // Only anonymous memory can be filled through a userfaultfd.
             let anonymous = without(&room.ranges, &room.file_ranges.backed);
-            room.filler = PageFiller::register(pid, &anonymous, |call, nr, args| {
+            // The deputy runs on while its room is filled: no huge pages.
+            room.filler = PageFiller::register(pid, &anonymous, false, &mut |call, nr, args| {
                 frozen.inject(call, nr, args)
             })
             .inspect_err(|error| tracing::debug!(pid, "room written plainly: {error}"))

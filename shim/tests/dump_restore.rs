@@ -84,7 +84,7 @@ fn move_while_running(threads: usize) {
         image.threads.len()
     );
     let blank = spawn_blank((0, 0, &[]), None, None).expect("blank");
-    let restorer = Restorer::prepare(blank.pid, image.clone(), false).expect("prepare");
+    let mut restorer = Restorer::prepare(blank.pid, image.clone(), false).expect("prepare");
     let sent = frozen
         .read_memory(&image, 4 << 20, |address, bytes| {
             restorer.write(address, bytes)

@@ -1,12 +1,13 @@
 /* Maps FILE privately and writes one byte of its second page (the rest
  * of it stays the file's), and maps it shared, read-only, too; then, for
- * each line on stdin, prints what it can see of its file mappings: every
- * line of its /proc/self/maps that names a file (range, permissions,
- * offset, device, inode and path, as the kernel lays them out), and a
- * checksum of what each mapping holds. With `churn`, it rewrites 16 MiB
+ * each line on stdin, prints what it can see of its mappings: every line
+ * of its /proc/self/maps (range, permissions, offset, device, inode and
+ * path, as the kernel lays them out), its open fds and what they name,
+ * and a checksum of what each file mapping holds. With `churn`, it rewrites 16 MiB
  * of its own between lines, too fast to be sent while it runs.
  * Moved between lines, it must print the same each time. Ends at the
  * end of its input. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -32,12 +33,26 @@ static void report(const unsigned char *mapped, const unsigned char *shared, siz
     }
     int files = 0;
     while (fgets(line, sizeof line, maps) != NULL) {
-        if (strchr(line, '/') != NULL) {
-            fputs(line, stdout);
+        fputs(line, stdout);
+        if (strchr(line, '/') != NULL)
             files++;
-        }
     }
     fclose(maps);
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds == NULL) {
+        perror("/proc/self/fd");
+        return;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(fds)) != NULL) {
+        if (entry->d_name[0] == '.' || atoi(entry->d_name) == dirfd(fds))
+            continue;
+        char path[64], target[256] = "";
+        snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        printf("fd %s -> %s\n", entry->d_name, n > 0 ? target : "?");
+    }
+    closedir(fds);
     printf("%d files mapped; checksums %lu %lu\n", files, checksum(mapped, size),
            checksum(shared, size));
     fflush(stdout);
