@@ -48,6 +48,10 @@ pub struct ProcessImage {
     pub rlimits: Vec<(u32, u64, u64)>,
     /// Bytes of memory that follow the image.
     pub page_bytes: u64,
+    /// Transparent huge pages turned off for the whole process
+    /// (`PR_SET_THP_DISABLE`).
+    #[serde(default)]
+    pub huge_pages_disabled: bool,
 }
 
 /// One thread's CPU and kernel state.
@@ -167,6 +171,57 @@ pub struct Region {
     /// over it. Unknown (or without the file), the region is anonymous.
     #[serde(default)]
     pub file: Option<MappedFile>,
+    /// What the process asked of the mapping with `madvise` or `mlock`
+    /// ([`advice`] bits, as `VmFlags` in `/proc/PID/smaps` shows them):
+    /// the destination asks the same.
+    #[serde(default)]
+    pub advice: u32,
+}
+
+/// The [`Region::advice`] bits, each with the `VmFlags` name the kernel
+/// shows it by.
+pub mod advice {
+    /// `dc`: `MADV_DONTFORK`, a child does not get the mapping.
+    pub const DONT_FORK: u32 = 1 << 0;
+    /// `wf`: `MADV_WIPEONFORK`, a child gets it zeroed.
+    pub const WIPE_ON_FORK: u32 = 1 << 1;
+    /// `dd`: `MADV_DONTDUMP`, left out of core dumps.
+    pub const DONT_DUMP: u32 = 1 << 2;
+    /// `lo`: locked in memory (`mlock`).
+    pub const LOCKED: u32 = 1 << 3;
+    /// `lf`: locked as its pages are faulted in (`MLOCK_ONFAULT`).
+    pub const LOCKED_ON_FAULT: u32 = 1 << 4;
+    /// `hg`: `MADV_HUGEPAGE`.
+    pub const HUGE_PAGES: u32 = 1 << 5;
+    /// `nh`: `MADV_NOHUGEPAGE`.
+    pub const NO_HUGE_PAGES: u32 = 1 << 6;
+    /// `sr`: `MADV_SEQUENTIAL`.
+    pub const SEQUENTIAL: u32 = 1 << 7;
+    /// `rr`: `MADV_RANDOM`.
+    pub const RANDOM: u32 = 1 << 8;
+    /// `mg`: `MADV_MERGEABLE` (KSM).
+    pub const MERGEABLE: u32 = 1 << 9;
+
+    /// Each bit and its `VmFlags` name.
+    pub const NAMES: [(u32, &str); 10] = [
+        (DONT_FORK, "dc"),
+        (WIPE_ON_FORK, "wf"),
+        (DONT_DUMP, "dd"),
+        (LOCKED, "lo"),
+        (LOCKED_ON_FAULT, "lf"),
+        (HUGE_PAGES, "hg"),
+        (NO_HUGE_PAGES, "nh"),
+        (SEQUENTIAL, "sr"),
+        (RANDOM, "rr"),
+        (MERGEABLE, "mg"),
+    ];
+
+    /// The bits a `VmFlags:` line of `/proc/PID/smaps` names.
+    pub fn from_vm_flags(line: &str) -> u32 {
+        line.split_whitespace()
+            .filter_map(|flag| NAMES.iter().find(|(_, name)| *name == flag))
+            .fold(0, |bits, (bit, _)| bits | bit)
+    }
 }
 
 /// The home file a private mapping was made of, and where in it the

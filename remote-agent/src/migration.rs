@@ -337,12 +337,13 @@ impl Source {
         let started = Instant::now();
         let Tracking {
             layout,
+            huge_pages_disabled,
             tracked,
             estimate,
         } = layout
             .await
             .map_err(|_| "the dump thread died".to_owned())??;
-        let layout = layout_image(&layout);
+        let layout = layout_image(&layout, huge_pages_disabled);
         Ok(Self {
             home_names: None,
             mapped_there: Vec::new(),
@@ -467,10 +468,12 @@ async fn pump<W: ImageOut>(
     Ok(sent)
 }
 
-/// An image of nothing but a memory map.
-fn layout_image(regions: &[Region]) -> ProcessImage {
+/// An image of nothing but a memory map (and whether the process
+/// wants huge pages in it).
+fn layout_image(regions: &[Region], huge_pages_disabled: bool) -> ProcessImage {
     ProcessImage {
         regions: regions.to_vec(),
+        huge_pages_disabled,
         ..ProcessImage::default()
     }
 }
@@ -493,6 +496,8 @@ fn estimate(pid: i32, image: &ProcessImage) -> u64 {
 struct Tracking {
     /// Its memory map.
     layout: Vec<Region>,
+    /// It has transparent huge pages turned off.
+    huge_pages_disabled: bool,
     /// Its writes are tracked (it runs on); otherwise it stays frozen.
     tracked: bool,
     /// Bytes of memory it holds.
@@ -614,9 +619,10 @@ fn source_thread(
         }
     }
     // Read once the process runs again (it walks every page table).
-    held.estimate = estimate(pid, &layout_image(&layout));
+    held.estimate = estimate(pid, &layout_image(&layout, false));
     let tracking = Tracking {
         layout,
+        huge_pages_disabled: dump::huge_pages_disabled(pid).unwrap_or(false),
         tracked: held.tracker.is_some(),
         estimate: held.estimate,
     };

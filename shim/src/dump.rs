@@ -6,14 +6,14 @@
 //! lets it go on exactly where it was (a migration that failed), the
 //! caller kills it or turns it into a deputy (one that succeeded).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use homing_proto::image::{
-    Itimer, MappedFile, MmFields, PendingSignal, ProcessImage, Region, RegionKind, SignalAction,
-    ThreadImage, REG_ORIG_RAX, REG_RAX, REG_RIP,
+    advice, Itimer, MappedFile, MmFields, PendingSignal, ProcessImage, Region, RegionKind,
+    SignalAction, ThreadImage, REG_ORIG_RAX, REG_RAX, REG_RIP,
 };
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -658,6 +658,7 @@ impl Frozen {
                 &crate::process::limits(pid).map_err(|e| self.io_error(e))?,
             ),
             page_bytes,
+            huge_pages_disabled: huge_pages_disabled(pid).map_err(|e| self.io_error(e))?,
         })
     }
 
@@ -1214,6 +1215,7 @@ fn holds_a_page(entry: u64) -> bool {
 /// The image's regions, or why the process cannot move.
 fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
     let unmovable = |reason: String| DumpError::Unmovable { pid, reason };
+    let advised = advice_of(pid).map_err(|error| DumpError::Io { pid, error })?;
     let mut regions = Vec::new();
     for entry in entries {
         let kind = match entry.name.as_str() {
@@ -1252,9 +1254,38 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             kind,
             name: entry.name.clone(),
             file,
+            advice: advised.get(&entry.start).copied().unwrap_or(0),
         });
     }
     Ok(regions)
+}
+
+/// What process `pid` asked of each of its mappings (see
+/// [`homing_proto::image::advice`]), by their first address, from the
+/// `VmFlags` of its `/proc/PID/smaps`.
+fn advice_of(pid: i32) -> io::Result<HashMap<u64, u32>> {
+    let smaps = crate::process::read_proc(format!("/proc/{pid}/smaps"))?;
+    let mut advised = HashMap::new();
+    let mut mapping = None;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            let bits = advice::from_vm_flags(flags);
+            if let (Some(start), true) = (mapping.take(), bits != 0) {
+                advised.insert(start, bits);
+            }
+        } else if let Some((start, _)) = line.split_once('-') {
+            // A mapping's first line: `start-end perms offset …`.
+            mapping = u64::from_str_radix(start, 16).ok().or(mapping);
+        }
+    }
+    Ok(advised)
+}
+
+/// Whether process `pid` has transparent huge pages turned off
+/// (`PR_SET_THP_DISABLE`).
+pub fn huge_pages_disabled(pid: i32) -> io::Result<bool> {
+    let status = crate::process::read_proc(format!("/proc/{pid}/status"))?;
+    Ok(crate::process::field_in(&status, "THP_enabled:") == Some("0"))
 }
 
 /// The file that `entry`, a mapping of `pid` (private, or shared

@@ -155,6 +155,8 @@ pub struct Restorer {
     file_ranges: FileRanges,
     /// Where the files its regions map are found here.
     files: LocalFiles,
+    /// What the process asked of its mappings is asked again.
+    advised: bool,
 }
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -200,6 +202,7 @@ impl Restorer {
             filler: None,
             file_ranges: FileRanges::default(),
             files: LocalFiles::default(),
+            advised: false,
         })
     }
 
@@ -273,7 +276,20 @@ impl Restorer {
         self.files = files;
         self.empty_address_space(&[])?;
         self.place_vdso()?;
+        if self.image.huge_pages_disabled {
+            // Before the filler looks whether it may make huge pages.
+            self.set_huge_pages()?;
+        }
         self.map_regions()
+    }
+
+    /// Turns transparent huge pages off for the process, or on, as the
+    /// image has them.
+    fn set_huge_pages(&mut self) -> Result<(), RestoreError> {
+        let off = u64::from(self.image.huge_pages_disabled);
+        let request = [libc::PR_SET_THP_DISABLE as u64, off, 0, 0, 0, 0];
+        (self.injector).call("prctl(PR_SET_THP_DISABLE)", libc::SYS_prctl, request)?;
+        Ok(())
     }
 
     /// Unmaps everything but the vDSO and the ranges in `keep`.
@@ -469,7 +485,98 @@ impl Restorer {
     pub fn all_pages_written(&mut self) -> Result<(), RestoreError> {
         self.unmap_staging()?;
         self.filler = None;
+        if !self.advised {
+            self.advise()?;
+            self.advised = true;
+        }
         Ok(())
+    }
+
+    /// Asks of each mapping what the process had asked of it (`madvise`,
+    /// `mlock`), and sets whether it wants huge pages. Of the advice that
+    /// only tunes (huge pages, read-ahead, merging), what this kernel
+    /// refuses is let go; the rest decides what the program sees (a
+    /// child's memory, a core dump, memory locked in), so a refusal ends
+    /// the restore, the process going on where it was.
+    fn advise(&mut self) -> Result<(), RestoreError> {
+        use homing_proto::image::advice;
+        if let Err(error) = self.set_huge_pages() {
+            tracing::debug!(pid = self.pid, "huge pages left as they were: {error}");
+        }
+        let advised: Vec<(u64, u64, u32)> = (self.image.regions.iter())
+            .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack))
+            .filter(|r| r.advice != 0)
+            .map(|r| (r.start, r.end, r.advice))
+            .collect();
+        if advised.iter().any(|&(.., bits)| bits & advice::LOCKED != 0) {
+            self.set_lock_limit()?;
+        }
+        let asks = [
+            (advice::DONT_FORK, libc::MADV_DONTFORK, true),
+            (advice::WIPE_ON_FORK, libc::MADV_WIPEONFORK, true),
+            (advice::DONT_DUMP, libc::MADV_DONTDUMP, true),
+            (advice::HUGE_PAGES, libc::MADV_HUGEPAGE, false),
+            (advice::NO_HUGE_PAGES, libc::MADV_NOHUGEPAGE, false),
+            (advice::SEQUENTIAL, libc::MADV_SEQUENTIAL, false),
+            (advice::RANDOM, libc::MADV_RANDOM, false),
+            (advice::MERGEABLE, libc::MADV_MERGEABLE, false),
+        ];
+        for (start, end, bits) in advised {
+            let len = end - start;
+            for &(_, ask, seen) in asks.iter().filter(|(bit, ..)| bits & bit != 0) {
+                let call = [start, len, ask as u64, 0, 0, 0];
+                match self.injector.call("madvise", libc::SYS_madvise, call) {
+                    Ok(_) => {}
+                    Err(error) if seen => {
+                        return Err(RestoreError::Unfit(format!(
+                            "its memory at {start:#x} cannot be advised here as it was: {error}"
+                        )))
+                    }
+                    Err(error) => tracing::debug!(pid = self.pid, start, "advice let go: {error}"),
+                }
+            }
+            if bits & advice::LOCKED != 0 {
+                let on_fault = u64::from(bits & advice::LOCKED_ON_FAULT != 0);
+                let call = [start, len, on_fault, 0, 0, 0];
+                if let Err(error) = self.injector.call("mlock2", libc::SYS_mlock2, call) {
+                    return Err(RestoreError::Unfit(format!(
+                        "it locks {len} bytes of memory at {start:#x}, which this node does not let it: {error}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the process its own limit on locked memory now, before it
+    /// locks any (its other limits are set as it is let go).
+    fn set_lock_limit(&mut self) -> Result<(), RestoreError> {
+        let Some(&(_, soft, hard)) =
+            (self.image.rlimits.iter()).find(|(resource, ..)| *resource == libc::RLIMIT_MEMLOCK)
+        else {
+            return Ok(());
+        };
+        let scratch = self.injector.map_scratch(SCRATCH_LEN)?;
+        let limit: Vec<u8> = [soft, hard].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let set = self
+            .memory
+            .write(scratch, &limit)
+            .map_err(RestoreError::from);
+        let request = [0, libc::RLIMIT_MEMLOCK as u64, scratch, 0, 0, 0];
+        let set = set.and_then(|()| Ok(self.injector.raw(libc::SYS_prlimit64, request)?));
+        self.injector.call(
+            "munmap",
+            libc::SYS_munmap,
+            [scratch, SCRATCH_LEN, 0, 0, 0, 0],
+        )?;
+        if let Ok(errno @ ..0) = set {
+            tracing::debug!(
+                pid = self.pid,
+                errno = -errno,
+                "the locked memory limit stays"
+            );
+        }
+        set.map(drop)
     }
 
     /// Unmaps the memory the filler set aside for huge pages, which the
@@ -496,10 +603,13 @@ impl Restorer {
                 bytes.len()
             )));
         }
+        let no_huge_pages = (self.image.regions.iter())
+            .filter(|r| r.advice & homing_proto::image::advice::NO_HUGE_PAGES != 0)
+            .any(|r| r.start < end && address < r.end);
         for (from, to) in uncovered((address, end), &self.file_ranges.shared) {
             let part = &bytes[(from - address) as usize..(to - address) as usize];
             match self.filler.as_mut() {
-                Some(filler) => {
+                Some(filler) if !no_huge_pages => {
                     let memory = &self.memory;
                     let injector = &mut self.injector;
                     let plainly =
@@ -507,7 +617,7 @@ impl Restorer {
                     let inject = &mut |call, nr, args| injector.call(call, nr, args);
                     filler.fill_huge(from, part, inject, plainly)?;
                 }
-                None => crate::filling::write_pages(None, &self.memory, from, part)?,
+                filler => crate::filling::write_pages(filler.as_deref(), &self.memory, from, part)?,
             }
         }
         Ok(())

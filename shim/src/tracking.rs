@@ -295,6 +295,7 @@ mod tests {
             kind: RegionKind::Private,
             name: name.into(),
             file: None,
+            advice: 0,
         }
     }
 

@@ -20,6 +20,7 @@ fn region(start: u64, end: u64) -> Region {
         kind: RegionKind::Private,
         name: String::new(),
         file: None,
+        advice: 0,
     }
 }
 

@@ -619,17 +619,29 @@ fn a_process_maps_its_program_libraries_and_files_wherever_it_moves() {
 /// again, moved between its reports; and what `homing migrate` said of
 /// each move.
 fn maps_reported_as_it_moves(cluster: &Cluster, mode: &str) -> (Vec<String>, String) {
+    reported_as_it_moves(
+        cluster,
+        &format!("~/mapsmoved ~/mapped.txt {mode}"),
+        "files mapped",
+    )
+}
+
+/// What `command` reports at home, on node2, on node3 and home again,
+/// moved between its reports (one for each line it reads, each ending
+/// with a line that contains `last`); and what `homing migrate` said of
+/// each move.
+fn reported_as_it_moves(cluster: &Cluster, command: &str, last: &str) -> (Vec<String>, String) {
     let run = ok(at_home(
         cluster,
         &format!(
             "rm -f ~/ask ~/reports; mkfifo ~/ask
-             ~/mapsmoved ~/mapped.txt {mode} < ~/ask > ~/reports &
+             {command} < ~/ask > ~/reports &
              pid=$!
              exec 3> ~/ask
              report() {{
                  echo >&3
                  for _ in $(seq 300); do
-                     [ $(grep -c 'files mapped' ~/reports) -ge $1 ] && return 0
+                     [ $(grep -c '{last}' ~/reports) -ge $1 ] && return 0
                      sleep 0.05
                  done
                  return 1
@@ -649,13 +661,12 @@ fn maps_reported_as_it_moves(cluster: &Cluster, mode: &str) -> (Vec<String>, Str
     let (moves, after) = run.stdout.split_once("status=").expect("a status line");
     let (status, text) = after.split_once('\n').expect("reports");
     assert_eq!(status, "0", "{run:?}");
-    // Each report ends with its count and checksum line.
     let mut reports = vec![String::new()];
     for line in text.lines() {
         let report = reports.last_mut().expect("one");
         report.push_str(line);
         report.push('\n');
-        if line.contains("files mapped") {
+        if line.contains(last) {
             reports.push(String::new());
         }
     }
@@ -663,6 +674,33 @@ fn maps_reported_as_it_moves(cluster: &Cluster, mode: &str) -> (Vec<String>, Str
     assert_eq!(reports.len(), 4, "{run:?}");
     assert_eq!(moves.matches("moved ").count(), 3, "{run:?}");
     (reports, moves.to_owned())
+}
+
+#[test]
+fn what_a_process_asked_of_its_memory_holds_wherever_it_moves() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "advised");
+    let (reports, _) = reported_as_it_moves(&cluster, "~/advised", "end of report");
+    let at_home = &reports[0];
+    for expected in [
+        "dontfork: dc locked 0 kB\n",
+        "wipeonfork: wf locked 0 kB\n",
+        "locked: lo locked 64 kB\n",
+        "dontdump: dd locked 0 kB\n",
+        "hugepage: hg locked 0 kB\n",
+        "nohugepage: nh locked 0 kB\n",
+        "huge pages disabled: 1\n",
+        "child: dontfork absent, wipeonfork zeros, locked holds c\n",
+        "end of report (child status 0)\n",
+    ] {
+        assert!(
+            at_home.contains(expected),
+            "{expected:?} at home: {at_home}"
+        );
+    }
+    for (report, node) in reports[1..].iter().zip(["node2", "node3", "home again"]) {
+        assert_eq!(report, at_home, "on {node}");
+    }
 }
 
 #[test]
