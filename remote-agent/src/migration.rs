@@ -557,7 +557,7 @@ fn source_thread(
             return;
         }
     };
-    let layout = match frozen.layout() {
+    let mut layout = match frozen.layout() {
         Ok(layout) => layout,
         Err(error) => {
             frozen.thaw();
@@ -618,8 +618,9 @@ fn source_thread(
             held.frozen_at = Some(Instant::now());
         }
     }
-    // Read once the process runs again (it walks every page table).
+    // Read once the process runs again (they walk every page table).
     held.estimate = estimate(pid, &layout_image(&layout, false));
+    dump::advise(&mut layout, &dump::advice_of(pid).unwrap_or_default());
     let tracking = Tracking {
         layout,
         huge_pages_disabled: dump::huge_pages_disabled(pid).unwrap_or(false),
@@ -856,6 +857,8 @@ impl Held {
     }
 
     fn freeze(&mut self) -> Result<(Instant, Pacing), String> {
+        // Read while it still runs: reading it walks every page.
+        let advised = dump::advice_of(self.pid).unwrap_or_default();
         if self.frozen.is_none() {
             let started = Instant::now();
             let frozen = freeze(self.pid, &self.guest);
@@ -864,7 +867,8 @@ impl Held {
         }
         let frozen = self.frozen.as_ref().expect("frozen just now");
         match frozen.image(self.guest.is_some()) {
-            Ok(image) => {
+            Ok(mut image) => {
+                dump::advise(&mut image.regions, &advised);
                 self.image = Some(image);
                 Ok((self.frozen_at.unwrap_or_else(Instant::now), self.pacing))
             }
