@@ -478,18 +478,12 @@ fn layout_image(regions: &[Region], huge_pages_disabled: bool) -> ProcessImage {
     }
 }
 
-/// Present pages of the regions that travel, from /proc/PID/smaps_rollup's
-/// view of the process: `Rss`.
-fn estimate(pid: i32, image: &ProcessImage) -> u64 {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("Rss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        });
-    rss.map(|kb| kb * 1024)
-        .unwrap_or_else(|| dump::travelling_bytes(image))
+/// Present pages of the regions that travel, as `read` counted them
+/// (`Rss`), or all they span where it could not.
+fn estimate(read: Option<&dump::MappingsRead>, layout: &[Region]) -> u64 {
+    read.map(|read| read.resident)
+        .filter(|&resident| resident > 0)
+        .unwrap_or_else(|| dump::travelling_bytes(&layout_image(layout, false)))
 }
 
 /// What the dump thread says once it holds the process.
@@ -526,6 +520,8 @@ struct Held {
     sent_running: bool,
     /// Bytes of memory it holds.
     estimate: u64,
+    /// What its `smaps` said of its mappings as its move began.
+    mappings_read: dump::MappingsRead,
     /// When it was frozen for good.
     frozen_at: Option<Instant>,
     /// How it was paused while its memory was sent.
@@ -578,6 +574,7 @@ fn source_thread(
         mapped_there: Vec::new(),
         sent_running: false,
         estimate: 0,
+        mappings_read: dump::MappingsRead::default(),
         frozen_at: None,
         pacing: Pacing::default(),
     };
@@ -619,8 +616,12 @@ fn source_thread(
         }
     }
     // Read once the process runs again (they walk every page table).
-    held.estimate = estimate(pid, &layout_image(&layout, false));
-    dump::advise(&mut layout, &dump::advice_of(pid).unwrap_or_default());
+    let read = dump::read_mappings(pid).ok();
+    held.estimate = estimate(read.as_ref(), &layout);
+    if let Some(read) = read {
+        dump::advise(&mut layout, &read);
+        held.mappings_read = read;
+    }
     let tracking = Tracking {
         layout,
         huge_pages_disabled: dump::huge_pages_disabled(pid).unwrap_or(false),
@@ -857,8 +858,13 @@ impl Held {
     }
 
     fn freeze(&mut self) -> Result<(Instant, Pacing), String> {
-        // Read while it still runs: reading it walks every page.
-        let advised = dump::advice_of(self.pid).unwrap_or_default();
+        // What was read of its mappings as its move began serves, unless
+        // it has made or changed one since: reading again walks every
+        // page (25-40 ms a GiB), so that is done while it still runs.
+        let mapped = dump::maps(self.pid).unwrap_or_default();
+        if !self.mappings_read.covers(&mapped) {
+            self.mappings_read = dump::read_mappings(self.pid).unwrap_or_default();
+        }
         if self.frozen.is_none() {
             let started = Instant::now();
             let frozen = freeze(self.pid, &self.guest);
@@ -868,7 +874,7 @@ impl Held {
         let frozen = self.frozen.as_ref().expect("frozen just now");
         match frozen.image(self.guest.is_some()) {
             Ok(mut image) => {
-                dump::advise(&mut image.regions, &advised);
+                dump::advise(&mut image.regions, &self.mappings_read);
                 self.image = Some(image);
                 Ok((self.frozen_at.unwrap_or_else(Instant::now), self.pacing))
             }

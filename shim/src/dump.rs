@@ -1253,28 +1253,49 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             kind,
             name: entry.name.clone(),
             file,
-            // Read apart (see `advice_of`).
+            // Read apart (see `read_mappings`).
             advice: 0,
         });
     }
     Ok(regions)
 }
 
-/// What process `pid` asked of each of its mappings (see
-/// [`homing_proto::image::advice`]), by their first and last address,
-/// from the `VmFlags` of its `/proc/PID/smaps`. Reading it walks every
-/// page the process has (25-40 ms for 1 GiB), so it is read while the
-/// process runs, just before a freeze, not in it: see [`advise`].
-pub fn advice_of(pid: i32) -> io::Result<HashMap<(u64, u64), u32>> {
+/// What `/proc/PID/smaps` tells of a process's mappings.
+#[derive(Debug, Default, Clone)]
+pub struct MappingsRead {
+    /// What the process asked of each mapping (see
+    /// [`homing_proto::image::advice`]), by its first and last address:
+    /// every mapping it had when read.
+    pub advice: HashMap<(u64, u64), u32>,
+    /// Bytes of memory present (`Rss`), all mappings together.
+    pub resident: u64,
+}
+
+impl MappingsRead {
+    /// Whether it names every range of `mapped` (the process has made
+    /// no mapping and changed none since it was read, but, unseen here,
+    /// by advice given a whole mapping).
+    pub fn covers(&self, mapped: &[MapsEntry]) -> bool {
+        (mapped.iter()).all(|entry| self.advice.contains_key(&(entry.start, entry.end)))
+    }
+}
+
+/// Reads the `VmFlags` and `Rss` of each mapping of process `pid` in its
+/// `/proc/PID/smaps`. That walks every page the process has (25-40 ms for
+/// 1 GiB), so it is read while the process runs, not in a freeze: see
+/// [`advise`].
+pub fn read_mappings(pid: i32) -> io::Result<MappingsRead> {
     let smaps = crate::process::read_proc(format!("/proc/{pid}/smaps"))?;
-    let mut advised = HashMap::new();
+    let mut read = MappingsRead::default();
     let mut mapping = None;
     for line in smaps.lines() {
         if let Some(flags) = line.strip_prefix("VmFlags:") {
-            let bits = advice::from_vm_flags(flags);
-            if let (Some(range), true) = (mapping.take(), bits != 0) {
-                advised.insert(range, bits);
+            if let Some(range) = mapping.take() {
+                read.advice.insert(range, advice::from_vm_flags(flags));
             }
+        } else if let Some(kb) = line.strip_prefix("Rss:") {
+            let kb = kb.trim().trim_end_matches("kB").trim().parse::<u64>();
+            read.resident += kb.unwrap_or(0) * 1024;
         } else if let Some((range, _)) = line.split_once(' ') {
             // A mapping's first line: `start-end perms offset …`.
             let parsed = range.split_once('-').and_then(|(start, end)| {
@@ -1286,18 +1307,15 @@ pub fn advice_of(pid: i32) -> io::Result<HashMap<(u64, u64), u32>> {
             mapping = parsed.or(mapping);
         }
     }
-    Ok(advised)
+    Ok(read)
 }
 
-/// Gives each of `regions` the advice `advised` (from [`advice_of`])
-/// found for the very same mapping. One the process has changed since,
-/// or made, in the moment between the reading and the freeze, gets none.
-pub fn advise(regions: &mut [Region], advised: &HashMap<(u64, u64), u32>) {
+/// Gives each of `regions` the advice `read` found for the very same
+/// mapping; one it does not name gets none.
+pub fn advise(regions: &mut [Region], read: &MappingsRead) {
     for region in regions {
-        region.advice = advised
-            .get(&(region.start, region.end))
-            .copied()
-            .unwrap_or(0);
+        let advice = read.advice.get(&(region.start, region.end));
+        region.advice = advice.copied().unwrap_or(0);
     }
 }
 
