@@ -468,8 +468,34 @@ impl Frozen {
     /// The memory map, as the image will have it; refused when a mapping
     /// cannot move.
     pub fn layout(&self) -> Result<Vec<Region>, DumpError> {
+        self.refuse_own_seccomp()?;
         let entries = maps(self.pid).map_err(|e| self.io_error(e))?;
         regions(self.pid, &entries)
+    }
+
+    /// Refuses a process under seccomp of its own: strict mode, or a
+    /// filter it installed (a guest has homing's too). The filters are
+    /// the kernel's, and no image carries them: moved, a sandboxed
+    /// program would leave its sandbox behind.
+    fn refuse_own_seccomp(&self) -> Result<(), DumpError> {
+        let pid = self.pid;
+        let status = crate::process::read_proc(format!("/proc/{pid}/status"))
+            .map_err(|e| self.io_error(e))?;
+        let field = |name| crate::process::field_in(&status, name);
+        let filters: u32 = field("Seccomp_filters:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let reason = match field("Seccomp:") {
+            Some("1") => "it runs in seccomp strict mode",
+            Some("2") if filters > u32::from(self.guest) => {
+                "it runs under a seccomp filter of its own, which cannot move with it"
+            }
+            _ => return Ok(()),
+        };
+        Err(DumpError::Unmovable {
+            pid,
+            reason: reason.into(),
+        })
     }
 
     /// Runs `work` with an injector in thread `index` and a scratch
@@ -499,6 +525,7 @@ impl Frozen {
     /// move its pending signals with it (a guest being moved on), rather
     /// than leave them to the deputy it becomes at home.
     pub fn image(&self, carry_pending_signals: bool) -> Result<ProcessImage, DumpError> {
+        self.refuse_own_seccomp()?;
         let pid = self.pid;
         let entries = maps(pid).map_err(|e| self.io_error(e))?;
         let regions = regions(pid, &entries)?;

@@ -838,6 +838,42 @@ print(n > 0, hashlib.sha256(b"".join(b for b in last if b is not None)).hexdiges
 }
 
 #[test]
+fn a_process_under_a_seccomp_filter_of_its_own_is_refused_and_stays_under_it() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "sandboxed");
+    let run = at_home(
+        &cluster,
+        "rm -f ~/ask; mkfifo ~/ask
+         ~/sandboxed < ~/ask > ~/sandboxed.out &
+         pid=$!
+         exec 3> ~/ask
+         for _ in $(seq 100); do grep -q uname ~/sandboxed.out && break; sleep 0.05; done
+         homing migrate $pid node2; echo migrate=$?
+         echo >&3
+         exec 3>&-
+         wait $pid; echo status=$?
+         cat ~/sandboxed.out",
+    );
+    assert!(
+        run.stderr.contains("cannot move process")
+            && run
+                .stderr
+                .contains("to node2: it runs under a seccomp filter of its own")
+            && run.stderr.contains("; it goes on here\n"),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stdout,
+        "migrate=1\nstatus=0\n\
+         before: seccomp mode 0, no_new_privs 0\n\
+         after: seccomp mode 2, no_new_privs 1\n\
+         uname: Operation not permitted\n\
+         uname: Operation not permitted\n",
+        "{run:?}"
+    );
+}
+
+#[test]
 fn a_process_that_cannot_move_is_refused_and_goes_on() {
     let cluster = Cluster::up(2);
     // A writable shared mapping cannot be split between two nodes.
