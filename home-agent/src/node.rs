@@ -803,6 +803,7 @@ impl Node {
             }),
             nice: homing_shim::process::nice(pid).unwrap_or(0),
             home_clocks: Some(clocks_now()),
+            no_new_privs: homing_shim::process::no_new_privs(pid),
         };
         let command = AwayProcess::command_line(&spec.argv);
         self.send_away(

@@ -17,8 +17,12 @@ use rustix::fs::{Mode, OFlags};
 /// Lines of `status` that tell of the process where it runs; the others
 /// (name, ids, parent, groups, namespaces' pids, capabilities, seccomp)
 /// are home's.
-const STATUS_FROM_HOST: [&str; 37] = [
+const STATUS_FROM_HOST: [&str; 40] = [
     "State",
+    // The program's own, which the host tells apart from homing's filter.
+    "NoNewPrivs",
+    "Seccomp",
+    "Seccomp_filters",
     "Threads",
     "VmPeak",
     "VmSize",
@@ -223,7 +227,7 @@ mod tests {
         let view = merge("status", at_home, on_host);
         assert_eq!(
             String::from_utf8(view).unwrap(),
-            "Name:\tpython3\nPid:\t40\nPPid:\t12\nUid:\t1001\t1001\t1001\t1001\nThreads:\t4\nVmRSS:\t70000 kB\nSigBlk:\t0000000000000800\nSeccomp:\t0\n"
+            "Name:\tpython3\nPid:\t40\nPPid:\t12\nUid:\t1001\t1001\t1001\t1001\nThreads:\t4\nVmRSS:\t70000 kB\nSigBlk:\t0000000000000800\nSeccomp:\t2\n"
         );
     }
 

@@ -49,6 +49,9 @@ pub struct GuestStart {
     /// Home's clocks as it sent this: the guest sees them, not the host's.
     #[serde(default)]
     pub home_clocks: Option<Clocks>,
+    /// The deputy's `no_new_privs`, which the program starts with.
+    #[serde(default)]
+    pub no_new_privs: bool,
 }
 
 /// A node's monotonic and boot clocks at one moment, in nanoseconds: they

@@ -52,6 +52,10 @@ pub struct ProcessImage {
     /// (`PR_SET_THP_DISABLE`).
     #[serde(default)]
     pub huge_pages_disabled: bool,
+    /// Its `no_new_privs` (a guest's own, not the one homing's filter
+    /// takes).
+    #[serde(default)]
+    pub no_new_privs: bool,
 }
 
 /// One thread's CPU and kernel state.

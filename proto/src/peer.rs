@@ -189,6 +189,10 @@ pub struct Immigrant {
     /// `n - 1` for signal `n`: such a signal it raises itself goes home.
     #[serde(default)]
     pub signalfd_signals: u64,
+    /// Its `no_new_privs` (a guest's own, not the one homing's filter
+    /// takes).
+    #[serde(default)]
+    pub no_new_privs: bool,
 }
 
 /// The answer to a [`PeerRequest`].

@@ -133,8 +133,8 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_getcpu,
     libc::SYS_getrusage,
     libc::SYS_times,
-    // Process-local state.
-    libc::SYS_prctl,
+    // Process-local state (prctl too, but for the program's seccomp mode
+    // and no_new_privs: the filter tells them apart by argument).
     libc::SYS_capget,
     libc::SYS_personality,
     libc::SYS_getrandom,
@@ -265,6 +265,12 @@ pub enum Special {
     /// see (a process's affinity is the one thing of its that another
     /// guest can set, and it can read, without a call home).
     Affinity,
+    /// `seccomp`, and `prctl` of the seccomp mode or `no_new_privs` (the
+    /// filter lets every other `prctl` through): the guest runs under
+    /// homing's filter, with the `no_new_privs` that takes, so the host
+    /// answers with the program's own, and lets a filter of the program's
+    /// be installed as the kernel would at home.
+    Sandbox,
 }
 
 /// How `sendmsg` and `recvmsg` travel. Their `struct msghdr` points at an
@@ -894,6 +900,7 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
 
         // Identity.
         libc::SYS_getpid => Route::Special(Special::Getpid),
+        libc::SYS_prctl | libc::SYS_seccomp => Route::Special(Special::Sandbox),
         libc::SYS_getppid
         | libc::SYS_getuid
         | libc::SYS_geteuid

@@ -225,6 +225,9 @@ pub struct Member {
     /// ([`syscall::SIGNALFD_SIGNALS`]): such a signal it raises itself
     /// goes home, where they read it.
     signalfd_signals: AtomicU64,
+    /// Its own `no_new_privs`: the guest has the one homing's filter took
+    /// (see [`Special::Sandbox`]).
+    no_new_privs: AtomicBool,
     /// What to put back in the program headers of the program it is
     /// exec'ing from a launch copy, at its first call (see
     /// [`crate::home_loader::HeaderFix`]); `header_fix_due` says there is.
@@ -979,6 +982,16 @@ impl Member {
     }
 
     /// The signals its signalfds at home ask for, as last heard.
+    /// Its own `no_new_privs`.
+    pub(crate) fn no_new_privs(&self) -> bool {
+        self.no_new_privs.load(Ordering::SeqCst)
+    }
+
+    /// Sets its own `no_new_privs` (once set, it stays).
+    pub(crate) fn set_no_new_privs(&self, set: bool) {
+        self.no_new_privs.fetch_or(set, Ordering::SeqCst);
+    }
+
     pub(crate) fn signalfd_signals(&self) -> u64 {
         self.signalfd_signals.load(Ordering::SeqCst)
     }
@@ -1171,6 +1184,7 @@ impl HostRole {
             in_hand: DashMap::new(),
             parked: AtomicI32::new(0),
             signalfd_signals: AtomicU64::new(0),
+            no_new_privs: AtomicBool::new(false),
             header_fix: Mutex::new(None),
             header_fix_due: AtomicBool::new(false),
             unread: DashMap::new(),
@@ -1213,6 +1227,7 @@ impl HostRole {
     ) {
         let creds = (start.uid, start.gid, start.groups.clone());
         let (member, exits) = self.new_member(&start.home_node, start.home_pid, creds, to_home);
+        member.set_no_new_privs(start.no_new_privs);
         let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
         let argv: Vec<Vec<u8>> = start.argv.iter().map(|a| a.to_vec()).collect();
         let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
@@ -1288,6 +1303,7 @@ impl HostRole {
         member
             .signalfd_signals
             .store(signalfd_signals, Ordering::SeqCst);
+        member.set_no_new_privs(parent.no_new_privs());
         if let Ok(mut exe) = member.exe.lock() {
             *exe = parent.exe.lock().map(|e| e.clone()).unwrap_or_default();
         }
@@ -2061,6 +2077,19 @@ struct Context {
     member: Arc<Member>,
 }
 
+/// The seccomp mode of thread `tid` of a guest, as the program knows it:
+/// 2 once it has installed a filter of its own over homing's, else 0.
+fn own_seccomp_mode(tid: i32) -> i64 {
+    let filters = homing_shim::process::status_field(tid, "Seccomp_filters:")
+        .and_then(|count| count.parse::<u32>().ok())
+        .unwrap_or(0);
+    if filters > 1 {
+        2
+    } else {
+        0
+    }
+}
+
 /// Whether call `nr` only looks at home: made with memory read from a
 /// thread that has gone since (its tid even taken by another process), it
 /// changes nothing there, and its answer reaches no one, since the
@@ -2232,7 +2261,53 @@ impl Context {
             Special::Exit => Ok(Answer::Continue),
             Special::ChildSignal => self.child_signal(n).await,
             Special::Affinity => Ok(self.other_process(n)),
+            Special::Sandbox => Ok(self.sandbox(n)),
         }
+    }
+
+    /// `seccomp`, or `prctl` of the seccomp mode or `no_new_privs` (see
+    /// [`Special::Sandbox`]): answered with the program's own, checked
+    /// as the kernel checks them. A filter of the program's is installed
+    /// here, over homing's: the kernel takes the strictest of all filters'
+    /// answers, so a call it refuses is refused, and one it lets through
+    /// goes home as before.
+    fn sandbox(&self, n: &Notification) -> Answer {
+        // prctl's arguments past the option, from `from` on, are all 0.
+        let zero_from = |from: usize| n.args[from..5].iter().all(|&arg| arg == 0);
+        if n.nr as i64 == libc::SYS_seccomp {
+            return self.install_filter(n, n.args[0] == libc::SECCOMP_SET_MODE_FILTER as u64);
+        }
+        match n.args[0] as i32 {
+            libc::PR_GET_NO_NEW_PRIVS if zero_from(1) => {
+                Answer::Value(i64::from(self.member.no_new_privs()))
+            }
+            libc::PR_SET_NO_NEW_PRIVS if n.args[1] == 1 && zero_from(2) => {
+                self.member.set_no_new_privs(true);
+                Answer::Value(0)
+            }
+            libc::PR_GET_SECCOMP => Answer::Value(own_seccomp_mode(n.tid)),
+            libc::PR_SET_SECCOMP => {
+                self.install_filter(n, n.args[1] == libc::SECCOMP_MODE_FILTER as u64)
+            }
+            _ => Answer::Errno(libc::EINVAL),
+        }
+    }
+
+    /// A filter goes in only where the kernel would let the program at
+    /// home: with `no_new_privs` of its own, or `CAP_SYS_ADMIN`. The
+    /// guest has `no_new_privs` anyway, which the kernel looks at here.
+    /// Strict mode the kernel refuses (the guest is in filter mode).
+    fn install_filter(&self, n: &Notification, filter: bool) -> Answer {
+        const CAP_SYS_ADMIN: u32 = 21;
+        let admin = || {
+            homing_shim::process::status_field(n.tid, "CapEff:")
+                .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
+                .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+        };
+        if filter && !self.member.no_new_privs() && !admin() {
+            return Answer::Errno(libc::EACCES);
+        }
+        Answer::Continue
     }
 
     /// `sched_getaffinity` or `sched_setaffinity` of another process: it
@@ -3228,6 +3303,7 @@ impl Context {
             self.home_pid,
             self.guest_pid,
             n.tid == self.guest_pid,
+            self.member.no_new_privs(),
             &self.role.cache,
         );
         let set_here = self.sets_enforced_limit(n);

@@ -875,6 +875,9 @@ impl Held {
         match frozen.image(self.guest.is_some()) {
             Ok(mut image) => {
                 dump::advise(&mut image.regions, &self.mappings_read);
+                if let Some(guest) = &self.guest {
+                    image.no_new_privs = guest.0.no_new_privs();
+                }
                 self.image = Some(image);
                 Ok((self.frozen_at.unwrap_or_else(Instant::now), self.pacing))
             }
@@ -1183,6 +1186,7 @@ impl HostRole {
         }
         member.calls.start_ids_at(immigrant.next_call_id);
         member.ask_signalfds_for(immigrant.signalfd_signals);
+        member.set_no_new_privs(immigrant.no_new_privs);
         let _ = member.calls.send(ToHome::Ready);
         // Signals sent at home before the go wait for the process to run.
         let mut early_signals = Vec::new();
@@ -1314,6 +1318,7 @@ impl HostRole {
             // deputy's signalfds again.
             home_clocks: None,
             signalfd_signals: member.signalfd_signals(),
+            no_new_privs: member.no_new_privs(),
         };
         Ok(Departure {
             member,
@@ -1945,10 +1950,12 @@ mod tests {
         let (items, mut inbox) = mpsc::channel(64);
         let later = Instant::now() + Duration::from_secs(60);
         let mut ranges = vec![(start, end)];
-        // Runs are of 1 MiB: the share ends after the first.
-        let handed = read_share(pid, &mut ranges, Pick::All, (1 << 20, later), &items).unwrap();
-        assert_eq!(handed, 1 << 20);
-        assert_eq!(ranges, vec![(start + (1 << 20), end)]);
+        // A run ends at the next huge page boundary at the latest: a
+        // budget of one byte hands over that run and no more.
+        let first_end = (start / RUN_BYTES as u64 + 1) * RUN_BYTES as u64;
+        let handed = read_share(pid, &mut ranges, Pick::All, (1, later), &items).unwrap();
+        assert_eq!(handed, first_end - start);
+        assert_eq!(ranges, vec![(first_end, end)]);
         let rest = read_share(pid, &mut ranges, Pick::All, (u64::MAX, later), &items).unwrap();
         assert_eq!(handed + rest, end - start);
         assert!(ranges.is_empty());
@@ -1977,8 +1984,10 @@ mod tests {
         assert_eq!((handed, ranges.clone()), (0, vec![(start, end)]));
         let soon = Instant::now() + Duration::from_millis(20);
         let handed = read_share(pid, &mut ranges, Pick::All, (u64::MAX, soon), &items).unwrap();
-        assert_eq!(handed, 1 << 20);
-        assert_eq!(ranges, vec![(start + (1 << 20), end)]);
+        // One run went into the stream, which then stayed full.
+        let first_end = (start / RUN_BYTES as u64 + 1) * RUN_BYTES as u64;
+        assert_eq!(handed, first_end - start);
+        assert_eq!(ranges, vec![(first_end, end)]);
     }
 
     #[test]

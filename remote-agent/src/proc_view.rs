@@ -30,6 +30,7 @@ pub fn as_view(
     home_pid: i32,
     host_pid: i32,
     by_main_thread: bool,
+    no_new_privs: bool,
     cache: &Cache,
 ) -> SyscallCall {
     let (path_index, flags) = match call.nr as i64 {
@@ -59,6 +60,9 @@ pub fn as_view(
     if by_main_thread {
         running(name, &mut here);
     }
+    if name == "status" {
+        own_sandbox(&mut here, no_new_privs);
+    }
     if name == "maps" || name == "smaps" {
         here = shown_as_home(&here, cache);
     }
@@ -82,13 +86,7 @@ pub fn as_view(
 /// reading it. Here it waits for this open to be answered.
 fn running(name: &str, text: &mut Vec<u8>) {
     match name {
-        "status" => {
-            let Some(start) = find(text, b"\nState:\t").map(|at| at + b"\nState:\t".len()) else {
-                return;
-            };
-            let end = find(&text[start..], b"\n").map_or(text.len(), |at| start + at);
-            text.splice(start..end, b"R (running)".iter().copied());
-        }
+        "status" => set_field(text, "State", "R (running)"),
         "stat" => {
             // The state is the word after the comm.
             if let Some(end) = homing_shim::process::stat_comm_end(text) {
@@ -99,6 +97,34 @@ fn running(name: &str, text: &mut Vec<u8>) {
         }
         _ => {}
     }
+}
+
+/// Says in `text`, a `status` of the guest here, what the program's own
+/// seccomp mode, filters and `no_new_privs` are: the guest runs under
+/// homing's filter, with the `no_new_privs` it took.
+fn own_sandbox(text: &mut Vec<u8>, no_new_privs: bool) {
+    let field = |text: &[u8], name: &str| -> Option<u32> {
+        let start = find(text, format!("\n{name}:\t").as_bytes())? + name.len() + 3;
+        let end = find(&text[start..], b"\n").map_or(text.len(), |at| start + at);
+        std::str::from_utf8(&text[start..end]).ok()?.parse().ok()
+    };
+    let own_filters = field(text, "Seccomp_filters")
+        .unwrap_or(1)
+        .saturating_sub(1);
+    let mode = if own_filters > 0 { "2" } else { "0" };
+    set_field(text, "NoNewPrivs", if no_new_privs { "1" } else { "0" });
+    set_field(text, "Seccomp", mode);
+    set_field(text, "Seccomp_filters", &own_filters.to_string());
+}
+
+/// Sets the value of field `name` of `text`, a `status`, where it has one.
+fn set_field(text: &mut Vec<u8>, name: &str, value: &str) {
+    let label = format!("\n{name}:\t");
+    let Some(start) = find(text, label.as_bytes()).map(|at| at + label.len()) else {
+        return;
+    };
+    let end = find(&text[start..], b"\n").map_or(text.len(), |at| start + at);
+    text.splice(start..end, value.bytes());
 }
 
 fn find(text: &[u8], what: &[u8]) -> Option<usize> {
@@ -267,6 +293,24 @@ mod tests {
     }
 
     #[test]
+    fn a_status_tells_the_programs_own_seccomp_and_no_new_privs() {
+        let mut status =
+            b"Name:\tcat\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\nSpeculation:\tx\n"
+                .to_vec();
+        own_sandbox(&mut status, false);
+        assert_eq!(
+            status,
+            b"Name:\tcat\nNoNewPrivs:\t0\nSeccomp:\t0\nSeccomp_filters:\t0\nSpeculation:\tx\n"
+        );
+        let mut status = b"Name:\tcat\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t3\n".to_vec();
+        own_sandbox(&mut status, true);
+        assert_eq!(
+            status,
+            b"Name:\tcat\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t2\n"
+        );
+    }
+
+    #[test]
     fn the_main_thread_reading_its_state_reads_that_it_runs() {
         let mut status = b"Name:\tcat\nState:\tS (sleeping)\nTgid:\t7\n".to_vec();
         running("status", &mut status);
@@ -287,6 +331,7 @@ mod tests {
                 77,
                 me,
                 false,
+                false,
                 &cache,
             );
             assert_eq!(view.nr, OPEN_PROC_VIEW, "{path}");
@@ -306,7 +351,7 @@ mod tests {
             open("status", libc::O_RDONLY),
         ];
         for call in kept {
-            assert_eq!(as_view(call.clone(), 77, me, true, &cache), call);
+            assert_eq!(as_view(call.clone(), 77, me, true, false, &cache), call);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

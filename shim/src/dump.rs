@@ -686,6 +686,8 @@ impl Frozen {
             ),
             page_bytes,
             huge_pages_disabled: huge_pages_disabled(pid).map_err(|e| self.io_error(e))?,
+            // A guest's is the agent's to tell: it has the one its filter took.
+            no_new_privs: crate::process::no_new_privs(pid),
         })
     }
 

@@ -84,6 +84,11 @@ pub fn field_in<'a>(status: &'a str, field: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// Whether process (or thread) `pid` has `no_new_privs` set.
+pub fn no_new_privs(pid: i32) -> bool {
+    status_field(pid, "NoNewPrivs:").as_deref() == Some("1")
+}
+
 /// A numeric field of `/proc/PID/status` (`"Tgid:"`, `"PPid:"`).
 pub fn status_number(pid: i32, field: &str) -> Option<i32> {
     status_field(pid, field)?.parse().ok()

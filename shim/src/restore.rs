@@ -503,6 +503,11 @@ impl Restorer {
         if let Err(error) = self.set_huge_pages() {
             tracing::debug!(pid = self.pid, "huge pages left as they were: {error}");
         }
+        // A program coming home set it while away (a guest has it anyway).
+        if self.image.no_new_privs {
+            let request = [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0];
+            (self.injector).call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, request)?;
+        }
         let advised: Vec<(u64, u64, u32)> = (self.image.regions.iter())
             .filter(|r| matches!(r.kind, RegionKind::Private | RegionKind::Stack))
             .filter(|r| r.advice != 0)

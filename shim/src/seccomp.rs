@@ -40,6 +40,11 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
+/// A syscall the filter lets through or not by one of its arguments: its
+/// number, the argument's index, the tests (a BPF jump and its operand),
+/// and whether passing any of them lets it through.
+type ArgumentRule<'a> = (i64, u32, &'a [(u32, u32)], bool);
+
 /// A BPF program for `seccomp(SECCOMP_SET_MODE_FILTER)`.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -56,44 +61,51 @@ impl Filter {
         let load = |offset| stmt(BPF_LD | BPF_W | BPF_ABS, offset);
         let locals: Vec<u32> = LOCAL.iter().map(|&nr| nr as u32).collect();
         // Syscalls local or not by one argument: (syscall, the argument's
-        // index, the test, its operand, whether a pass makes it local).
-        let by_argument = [
+        // index, the tests, each with its operand, whether a pass of any
+        // makes it local).
+        let jset = |operand: u32| (BPF_JSET, operand);
+        let jeq = |operand: u32| (BPF_JEQ, operand);
+        let by_argument: [ArgumentRule<'_>; 6] = [
             // mmap without a file: local.
-            (
-                libc::SYS_mmap,
-                3,
-                BPF_JSET,
-                libc::MAP_ANONYMOUS as u32,
-                true,
-            ),
+            (libc::SYS_mmap, 3, &[jset(libc::MAP_ANONYMOUS as u32)], true),
             // clone of a thread: local; of a process: the supervisor's.
-            (
-                libc::SYS_clone,
-                0,
-                BPF_JSET,
-                libc::CLONE_THREAD as u32,
-                true,
-            ),
+            (libc::SYS_clone, 0, &[jset(libc::CLONE_THREAD as u32)], true),
             // rt_sigaction of SIGCHLD: the supervisor's (the deputy must
             // treat its children's zombies alike); of any other: local.
             (
                 libc::SYS_rt_sigaction,
                 0,
-                BPF_JEQ,
-                libc::SIGCHLD as u32,
+                &[jeq(libc::SIGCHLD as u32)],
                 false,
             ),
             // A process's own CPU affinity (pid 0): local; another's: the
             // supervisor's.
-            (libc::SYS_sched_getaffinity, 0, BPF_JEQ, 0, true),
-            (libc::SYS_sched_setaffinity, 0, BPF_JEQ, 0, true),
+            (libc::SYS_sched_getaffinity, 0, &[jeq(0)], true),
+            (libc::SYS_sched_setaffinity, 0, &[jeq(0)], true),
+            // prctl of the program's seccomp mode and no_new_privs: the
+            // supervisor's (the guest has homing's filter, and the
+            // no_new_privs it needs); of anything else: local.
+            (
+                libc::SYS_prctl,
+                0,
+                &[
+                    jeq(libc::PR_GET_SECCOMP as u32),
+                    jeq(libc::PR_SET_SECCOMP as u32),
+                    jeq(libc::PR_GET_NO_NEW_PRIVS as u32),
+                    jeq(libc::PR_SET_NO_NEW_PRIVS as u32),
+                ],
+                false,
+            ),
         ];
-        // Layout: a prologue (the architecture, the number, then three
-        // instructions per syscall decided by an argument), then one jump
-        // per local syscall, then three returns (notify, allow, kill).
-        // Every jump targets a return, so offsets are computed from the
-        // distance to the end.
-        let prologue = 3 + 3 * by_argument.len();
+        // Layout: a prologue (the architecture, the number, then for each
+        // syscall decided by an argument a jump, a load and its tests),
+        // then one jump per local syscall, then three returns (notify,
+        // allow, kill). Every jump targets a return, so offsets are
+        // computed from the distance to the end.
+        let prologue = 3
+            + (by_argument.iter())
+                .map(|(_, _, tests, _)| 2 + tests.len())
+                .sum::<usize>();
         let body = prologue + locals.len();
         let (notify, allow, kill) = (body, body + 1, body + 2);
         let to = |from: usize, target: usize| -> u8 {
@@ -104,21 +116,25 @@ impl Filter {
             jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, to(1, kill)),
             load(DATA_NR),
         ];
-        for (nr, argument, test, operand, passing_is_local) in by_argument {
-            // Not this syscall: on to the next one's three.
-            program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 2));
+        for (nr, argument, tests, passing_is_local) in by_argument {
+            // Not this syscall: on past its load and tests.
+            let skip = u8::try_from(1 + tests.len()).expect("a short rule");
+            program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, skip));
             program.push(load(data_arg_low(argument)));
-            let at = program.len();
             let (pass, fail) = match passing_is_local {
                 true => (allow, notify),
                 false => (notify, allow),
             };
-            program.push(jump(
-                BPF_JMP | test | BPF_K,
-                operand,
-                to(at, pass),
-                to(at, fail),
-            ));
+            for (index, &(test, operand)) in tests.iter().enumerate() {
+                let at = program.len();
+                // A test that fails goes on to the next, the last to `fail`.
+                let failed = if index + 1 == tests.len() {
+                    to(at, fail)
+                } else {
+                    0
+                };
+                program.push(jump(BPF_JMP | test | BPF_K, operand, to(at, pass), failed));
+            }
         }
         debug_assert_eq!(program.len(), prologue);
         for (i, nr) in locals.iter().enumerate() {

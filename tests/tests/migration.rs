@@ -865,10 +865,72 @@ fn a_process_under_a_seccomp_filter_of_its_own_is_refused_and_stays_under_it() {
     assert_eq!(
         run.stdout,
         "migrate=1\nstatus=0\n\
-         before: seccomp mode 0, no_new_privs 0\n\
-         after: seccomp mode 2, no_new_privs 1\n\
+         before: seccomp mode 0, no_new_privs 0; NoNewPrivs:\t0; \
+         Seccomp:\t0; Seccomp_filters:\t0\n\
+         after: seccomp mode 2, no_new_privs 1; NoNewPrivs:\t1; \
+         Seccomp:\t2; Seccomp_filters:\t1\n\
          uname: Operation not permitted\n\
          uname: Operation not permitted\n",
+        "{run:?}"
+    );
+}
+
+#[test]
+fn an_away_process_keeps_its_own_sandbox_state_as_it_moves() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "sandboxed");
+    // One that installed a filter of its own away stays where it is.
+    let run = at_home(
+        &cluster,
+        "rm -f ~/ask; mkfifo ~/ask
+         homing run --on node2 -- ~/sandboxed < ~/ask > ~/sandboxed.out &
+         pid=$!
+         exec 3> ~/ask
+         for _ in $(seq 100); do grep -q uname ~/sandboxed.out && break; sleep 0.05; done
+         homing migrate $pid node3; echo migrate=$?
+         homing migrate $pid home; echo migrate=$?
+         echo >&3
+         exec 3>&-
+         wait $pid; echo status=$?
+         tail -n 1 ~/sandboxed.out",
+    );
+    assert_eq!(
+        run.stderr
+            .matches("runs under a seccomp filter of its own")
+            .count(),
+        2,
+        "{run:?}"
+    );
+    assert_eq!(
+        run.stdout, "migrate=1\nmigrate=1\nstatus=0\nuname: Operation not permitted\n",
+        "{run:?}"
+    );
+    // Its no_new_privs, set away, goes with it to node3 and home, where
+    // it is the kernel's own again.
+    let run = ok(at_home(
+        &cluster,
+        "rm -f ~/ask; mkfifo ~/ask
+         homing run --on node2 -- ~/sandboxed nnp < ~/ask > ~/nnp.out &
+         pid=$!
+         exec 3> ~/ask
+         for _ in $(seq 100); do grep -q set ~/nnp.out && break; sleep 0.05; done
+         homing migrate $pid node3 >/dev/null || exit 5
+         echo >&3
+         homing migrate $pid home >/dev/null || exit 4
+         echo >&3
+         grep NoNewPrivs /proc/$pid/status
+         exec 3>&-
+         wait $pid; echo status=$?
+         cat ~/nnp.out",
+    ));
+    let line = "seccomp mode 0, no_new_privs 1; NoNewPrivs:\t1; Seccomp:\t0; Seccomp_filters:\t0\n";
+    assert_eq!(
+        run.stdout,
+        format!(
+            "NoNewPrivs:\t1\nstatus=0\n\
+             before: seccomp mode 0, no_new_privs 0; NoNewPrivs:\t0; Seccomp:\t0; Seccomp_filters:\t0\n\
+             no_new_privs set: {line}now: {line}now: {line}"
+        ),
         "{run:?}"
     );
 }

@@ -2728,3 +2728,38 @@ fn homing_ps_lists_away_processes_at_home_and_guests_on_the_host() {
     ));
     let _ = run;
 }
+
+#[test]
+fn a_program_sandboxing_itself_away_sees_and_gets_what_it_would_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "sandboxed");
+    let (home, away) = at_home_and_on_node2(&cluster, "printf '\\n\\n' | ~/sandboxed early");
+    let expected = "before: seccomp mode 0, no_new_privs 0; NoNewPrivs:\t0; \
+                    Seccomp:\t0; Seccomp_filters:\t0\n\
+                    filter without no_new_privs: Permission denied\n\
+                    after: seccomp mode 2, no_new_privs 1; NoNewPrivs:\t1; \
+                    Seccomp:\t2; Seccomp_filters:\t1\n\
+                    uname: Operation not permitted\n\
+                    uname: Operation not permitted\n\
+                    uname: Operation not permitted\n";
+    assert_eq!(home.stdout, expected, "{home:?}");
+    assert_eq!(away.stdout, expected, "{away:?}");
+    assert_eq!(away.code, 0, "{away:?}");
+    // It starts with the no_new_privs it was run with, its children keep
+    // it, and its /proc/self/status tells its own.
+    let script = |run: &str| {
+        format!(
+            "setpriv --no-new-privs {run} sh -c 'grep -E \"NoNewPrivs|Seccomp\" /proc/self/status; \
+             ~/sandboxed < /dev/null; ~/sandboxed < /dev/null > /dev/null; echo $?'"
+        )
+    };
+    let home = ok(at_home(&cluster, &script("")));
+    let away = ok(at_home(&cluster, &script("homing run --on node2 --")));
+    assert_eq!(away.stdout, home.stdout, "{away:?}");
+    assert!(
+        home.stdout.starts_with(
+            "NoNewPrivs:\t1\nSeccomp:\t0\nSeccomp_filters:\t0\nbefore: seccomp mode 0, no_new_privs 1;"
+        ),
+        "{home:?}"
+    );
+}

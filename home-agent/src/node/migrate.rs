@@ -139,6 +139,7 @@ impl Node {
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
             signalfd_signals: homing_shim::process::signalfd_signals_of(pid),
+            no_new_privs: homing_shim::process::no_new_privs(pid),
         };
         let transfer = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
