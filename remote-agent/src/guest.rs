@@ -981,7 +981,6 @@ impl Member {
         }
     }
 
-    /// The signals its signalfds at home ask for, as last heard.
     /// Its own `no_new_privs`.
     pub(crate) fn no_new_privs(&self) -> bool {
         self.no_new_privs.load(Ordering::SeqCst)
@@ -992,6 +991,7 @@ impl Member {
         self.no_new_privs.fetch_or(set, Ordering::SeqCst);
     }
 
+    /// The signals its signalfds at home ask for, as last heard.
     pub(crate) fn signalfd_signals(&self) -> u64 {
         self.signalfd_signals.load(Ordering::SeqCst)
     }

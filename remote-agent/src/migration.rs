@@ -34,7 +34,6 @@ use tracing::{debug, info, warn};
 use crate::guest::{pump_from_home, HostRole};
 use crate::move_priority::MovePriority;
 
-/// Largest run of pages sent at once.
 /// Largest run of pages sent at once: a huge page, so that a run of a
 /// whole one goes in as one at the destination (see `homing_shim::filling`).
 const RUN_BYTES: usize = homing_shim::filling::HUGE_PAGE as usize;

@@ -4,8 +4,9 @@
 //! The filter is deny-by-default: every syscall goes to the supervisor
 //! except the local ones of [`homing_proto::syscall::LOCAL`], anonymous
 //! `mmap`, `clone` of a thread, `rt_sigaction` of any signal but SIGCHLD,
-//! and `sched_getaffinity`/`sched_setaffinity` of the caller itself. A
-//! local syscall costs the guest nothing.
+//! `sched_getaffinity`/`sched_setaffinity` of the caller itself, and
+//! `prctl` of anything but the seccomp mode and `no_new_privs`. A local
+//! syscall costs the guest nothing.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
