@@ -135,7 +135,6 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_times,
     // Process-local state (prctl too, but for the program's seccomp mode
     // and no_new_privs: the filter tells them apart by argument).
-    libc::SYS_capget,
     libc::SYS_personality,
     libc::SYS_getrandom,
     libc::SYS_exit,
@@ -466,6 +465,12 @@ const SYSINFO: usize = 112;
 const RUSAGE: usize = 144;
 const SIGINFO: usize = 128;
 const SIGSET: usize = 8;
+/// `struct __user_cap_header_struct`: a version and a pid.
+const CAP_HEADER: usize = 8;
+/// Two `struct __user_cap_data_struct`s (versions 2 and 3).
+const CAP_DATA: usize = 2 * 12;
+/// `_LINUX_CAPABILITY_VERSION_1`, whose data is one struct.
+pub const CAPABILITY_VERSION_1: u32 = 0x1998_0330;
 /// `pselect6`'s sixth argument: `{ const sigset_t *ss; size_t ss_len; }`.
 const PSELECT_SIGDATA: usize = 16;
 const SOCKADDR_MAX: usize = 128;
@@ -922,6 +927,13 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         | libc::SYS_setsid => forward(&[]),
         libc::SYS_gettid => Route::Special(Special::Gettid),
         libc::SYS_getgroups => forward(&[output_returned(1, 0, 4)]),
+        // Capabilities are credentials, home's (the deputy's thread that
+        // runs the caller's calls). The header's version, which the kernel
+        // writes back when it is not one it knows, sizes the data: two
+        // `__user_cap_data_struct`s for versions 2 and 3 (the host keeps
+        // version 1, of one, to itself).
+        libc::SYS_capget => forward(&[inout(0, CAP_HEADER), output(1, CAP_DATA)]),
+        libc::SYS_capset => forward(&[inout(0, CAP_HEADER), input(1, CAP_DATA)]),
         libc::SYS_setgroups => forward(&[input_counted(1, 0, 4)]),
         libc::SYS_getresuid | libc::SYS_getresgid => {
             forward(&[output(0, 4), output(1, 4), output(2, 4)])

@@ -2153,6 +2153,7 @@ impl Context {
             let here = self.serve_prefetched(&n);
             let here = here.or_else(|| self.seek_here(&n));
             let here = here.or_else(|| self.serve_task_dir(&n));
+            let here = here.or_else(|| self.legacy_capabilities(&n));
             if let Some(answer) = here.or_else(|| self.serve_directory_end(&n)) {
                 self.give(&n, answer, "answered here");
                 return Held::Answered;
@@ -2308,6 +2309,42 @@ impl Context {
             return Answer::Errno(libc::EACCES);
         }
         Answer::Continue
+    }
+
+    /// A `capget` or `capset` of the calling thread itself by its id (libcap
+    /// names it so) asks home for the calling thread's own, which there is
+    /// the deputy's thread that runs its calls, whose id is another (the
+    /// kernel refuses a `capset` of any thread but the caller's): its id
+    /// becomes 0, which names the caller. Returns the id, to be put back
+    /// in the header the call writes back.
+    fn own_capabilities(&self, n: &Notification, inputs: &mut [ArgData]) -> Option<i32> {
+        if ![libc::SYS_capget, libc::SYS_capset].contains(&(n.nr as i64)) {
+            return None;
+        }
+        let own = if n.tid == self.guest_pid {
+            self.home_pid
+        } else {
+            innermost_pid(n.tid).unwrap_or(n.tid)
+        };
+        let header = inputs.iter_mut().find(|input| input.index == 0)?;
+        let id = header.bytes.get_mut(4..8)?;
+        if id != own.to_ne_bytes() {
+            return None;
+        }
+        id.fill(0);
+        Some(own)
+    }
+
+    /// `capget` or `capset` of the legacy version 1, whose data is half
+    /// the size the table sends home: it runs here, where the guest has
+    /// the capabilities of home's user.
+    fn legacy_capabilities(&self, n: &Notification) -> Option<Answer> {
+        if ![libc::SYS_capget, libc::SYS_capset].contains(&(n.nr as i64)) || n.args[0] == 0 {
+            return None;
+        }
+        let version = self.memory(n).read(n.args[0], 4).ok()?;
+        let version = u32::from_ne_bytes(version.try_into().ok()?);
+        (version == syscall::CAPABILITY_VERSION_1).then_some(Answer::Continue)
     }
 
     /// `sched_getaffinity` or `sched_setaffinity` of another process: it
@@ -3287,6 +3324,7 @@ impl Context {
         }
         // Large reads are shortened rather than refused.
         clamp_transfer(n.nr, &mut args);
+        let own_id = self.own_capabilities(n, &mut inputs);
         let stat_output = fd_stat_output(n, || {
             inputs.iter().find(|i| i.index == 1)?.bytes.first().copied()
         });
@@ -3372,6 +3410,15 @@ impl Context {
         if let Some(signals) = result.output(syscall::SIGNALFD_SIGNALS) {
             let signals = u64::from_ne_bytes(signals.try_into().unwrap_or_default());
             self.member.ask_signalfds_for(signals);
+        }
+        let mut result = result;
+        if let Some(own) = own_id {
+            // The header goes back with the id it came with.
+            if let Some(header) = result.outputs.iter_mut().find(|o| o.index == 0) {
+                if let Some(id) = header.bytes.get_mut(4..8) {
+                    id.copy_from_slice(&own.to_ne_bytes());
+                }
+            }
         }
         if let Err(answer) = write_outputs(&memory, n, &args, ptrs, &result.outputs, waits) {
             return Ok(answer);

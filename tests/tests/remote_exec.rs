@@ -2763,3 +2763,31 @@ fn a_program_sandboxing_itself_away_sees_and_gets_what_it_would_at_home() {
         "{home:?}"
     );
 }
+
+#[test]
+fn capabilities_are_homes_and_setpriv_runs_away() {
+    let cluster = Cluster::up(2);
+    // libcap's way: a probe for the version, then capget and capset of
+    // the caller by its own pid, which comes back in the header as it was.
+    let (home, away) = at_home_and_on_node2(
+        &cluster,
+        "setpriv --no-new-privs --inh-caps=-all sh -c 'grep -E \"^Cap(Inh|Prm|Eff)|NoNewPrivs\" /proc/self/status' && \
+         python3 -c 'import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+header = (ctypes.c_uint32 * 2)(0, 0)
+print(\"probe\", libc.capget(header, None), hex(header[0]))
+header[1] = os.getpid()
+data = (ctypes.c_uint32 * 6)()
+print(\"get\", libc.capget(header, data), list(data), header[1] == os.getpid())
+print(\"set\", libc.capset(header, data), header[1] == os.getpid())
+data[0] = 1
+print(\"raise\", libc.capset(header, data), ctypes.get_errno())'",
+    );
+    assert_eq!(away.stdout, home.stdout, "{away:?}");
+    assert!(
+        home.stdout.ends_with(
+            "NoNewPrivs:\t1\nprobe 0 0x20080522\nget 0 [0, 0, 0, 0, 0, 0] True\nset 0 True\nraise -1 1\n"
+        ),
+        "{home:?}"
+    );
+}
