@@ -773,6 +773,15 @@ fn execute(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     if call.nr == syscall::OPEN_PROC_VIEW {
         return crate::proc_view::open(call);
     }
+    if call.nr == syscall::SET_NAME {
+        if let Some(name) = call.inputs.iter().find(|input| input.index == 0) {
+            name_after(OsStr::from_bytes(&name.bytes));
+        }
+        return SyscallResult {
+            ret: 0,
+            outputs: vec![],
+        };
+    }
     match syscall::route(call.nr, &call.args) {
         Route::Forward(ptrs) if nr == libc::SYS_getdents64 => {
             list_without_reserved(call, &ptrs, reserved_fd)

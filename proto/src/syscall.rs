@@ -264,11 +264,12 @@ pub enum Special {
     /// see (a process's affinity is the one thing of its that another
     /// guest can set, and it can read, without a call home).
     Affinity,
-    /// `seccomp`, and `prctl` of the seccomp mode or `no_new_privs` (the
-    /// filter lets every other `prctl` through): the guest runs under
-    /// homing's filter, with the `no_new_privs` that takes, so the host
-    /// answers with the program's own, and lets a filter of the program's
-    /// be installed as the kernel would at home.
+    /// `seccomp`, and `prctl` of the seccomp mode, `no_new_privs` or the
+    /// name (the filter lets every other `prctl` through): the guest runs
+    /// under homing's filter, with the `no_new_privs` that takes, so the
+    /// host answers with the program's own, and lets a filter of the
+    /// program's be installed as the kernel would at home; a name the main
+    /// thread takes, the deputy takes too (see [`SET_NAME`]).
     Sandbox,
 }
 
@@ -380,6 +381,12 @@ pub const PROGRAM_PATH: u8 = 253;
 /// memory, threads, signal masks, CPU time and state. Its ids, parent,
 /// nice value, limits and start time stay home's.
 pub const OPEN_PROC_VIEW: u64 = 0x7000_0002;
+/// A call the host sends home, unanswered, when the program's main
+/// thread names itself (`prctl(PR_SET_NAME)`, which runs on the host):
+/// the deputy takes the name (input 0), so that `ps` at home, and the
+/// program's own `/proc/self/comm` and `status`, which home answers,
+/// show it.
+pub const SET_NAME: u64 = 0x7000_0003;
 /// The files of `/proc/PID` that [`OPEN_PROC_VIEW`] serves.
 pub const PROC_VIEWS: [&str; 6] = ["status", "stat", "statm", "maps", "smaps", "smaps_rollup"];
 

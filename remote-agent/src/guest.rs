@@ -2290,8 +2290,36 @@ impl Context {
             libc::PR_SET_SECCOMP => {
                 self.install_filter(n, n.args[1] == libc::SECCOMP_MODE_FILTER as u64)
             }
+            libc::PR_SET_NAME => {
+                self.name_at_home(n);
+                Answer::Continue
+            }
             _ => Answer::Errno(libc::EINVAL),
         }
+    }
+
+    /// The main thread's new name (`prctl(PR_SET_NAME)`, which then runs
+    /// here) goes home for the deputy to take ([`syscall::SET_NAME`]),
+    /// unanswered, ahead of the program's next call there.
+    fn name_at_home(&self, n: &Notification) {
+        if n.tid != self.guest_pid {
+            return;
+        }
+        // The kernel takes what comes before a NUL, 15 bytes at most.
+        let memory = self.memory(n);
+        let read = memory.read_cstr(n.args[1], 16);
+        let Ok(name) = read.or_else(|_| memory.read(n.args[1], 15)) else {
+            return;
+        };
+        let call = SyscallCall {
+            nr: syscall::SET_NAME,
+            args: [0; 6],
+            inputs: vec![ArgData {
+                index: 0,
+                bytes: name.into_iter().take_while(|&b| b != 0).take(15).collect(),
+            }],
+        };
+        self.member.calls.hold(n.tid, call);
     }
 
     /// A filter goes in only where the kernel would let the program at

@@ -5,8 +5,8 @@
 //! except the local ones of [`homing_proto::syscall::LOCAL`], anonymous
 //! `mmap`, `clone` of a thread, `rt_sigaction` of any signal but SIGCHLD,
 //! `sched_getaffinity`/`sched_setaffinity` of the caller itself, and
-//! `prctl` of anything but the seccomp mode and `no_new_privs`. A local
-//! syscall costs the guest nothing.
+//! `prctl` of anything but the seccomp mode, `no_new_privs` and the name.
+//! A local syscall costs the guest nothing.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -83,9 +83,10 @@ impl Filter {
             // supervisor's.
             (libc::SYS_sched_getaffinity, 0, &[jeq(0)], true),
             (libc::SYS_sched_setaffinity, 0, &[jeq(0)], true),
-            // prctl of the program's seccomp mode and no_new_privs: the
-            // supervisor's (the guest has homing's filter, and the
-            // no_new_privs it needs); of anything else: local.
+            // prctl of the program's seccomp mode and no_new_privs (the
+            // guest has homing's filter, and the no_new_privs it needs),
+            // and of its name (which home shows): the supervisor's; of
+            // anything else: local.
             (
                 libc::SYS_prctl,
                 0,
@@ -94,6 +95,7 @@ impl Filter {
                     jeq(libc::PR_SET_SECCOMP as u32),
                     jeq(libc::PR_GET_NO_NEW_PRIVS as u32),
                     jeq(libc::PR_SET_NO_NEW_PRIVS as u32),
+                    jeq(libc::PR_SET_NAME as u32),
                 ],
                 false,
             ),

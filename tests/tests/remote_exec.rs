@@ -2791,3 +2791,24 @@ print(\"raise\", libc.capset(header, data), ctypes.get_errno())'",
         "{home:?}"
     );
 }
+
+#[test]
+fn a_name_the_program_takes_away_shows_at_home() {
+    let cluster = Cluster::up(2);
+    let run = ok(at_home(
+        &cluster,
+        "rm -f ~/named
+         homing run --on node2 -- python3 -c 'import ctypes, time
+ctypes.CDLL(None).prctl(15, b\"a-name-longer-than-15\", 0, 0, 0)
+print(open(\"/proc/self/comm\").read().strip(), open(\"/proc/self/stat\").read().split()[1], flush=True)
+time.sleep(1)' > ~/named &
+         for _ in $(seq 100); do [ -s ~/named ] && break; sleep 0.05; done
+         ps -o comm= -p $!
+         wait $!; echo status=$?
+         cat ~/named",
+    ));
+    assert_eq!(
+        run.stdout, "a-name-longer-t\nstatus=0\na-name-longer-t (a-name-longer-t)\n",
+        "{run:?}"
+    );
+}
