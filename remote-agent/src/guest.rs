@@ -2077,17 +2077,13 @@ struct Context {
     member: Arc<Member>,
 }
 
-/// The seccomp mode of thread `tid` of a guest, as the program knows it:
-/// 2 once it has installed a filter of its own over homing's, else 0.
+/// The seccomp mode of thread `tid` of a guest, as the program knows it
+/// (see [`crate::proc_view::own_seccomp`]).
 fn own_seccomp_mode(tid: i32) -> i64 {
     let filters = homing_shim::process::status_field(tid, "Seccomp_filters:")
         .and_then(|count| count.parse::<u32>().ok())
         .unwrap_or(0);
-    if filters > 1 {
-        2
-    } else {
-        0
-    }
+    crate::proc_view::own_seccomp(filters).1
 }
 
 /// Whether call `nr` only looks at home: made with memory read from a
@@ -2266,9 +2262,10 @@ impl Context {
         }
     }
 
-    /// `seccomp`, or `prctl` of the seccomp mode or `no_new_privs` (see
-    /// [`Special::Sandbox`]): answered with the program's own, checked
-    /// as the kernel checks them. A filter of the program's is installed
+    /// `seccomp`, or `prctl` of the seccomp mode, `no_new_privs` or the
+    /// name (see [`Special::Sandbox`]): answered with the program's own,
+    /// checked as the kernel checks them; a name is taken here and shown
+    /// at home ([`Self::name_at_home`]). A filter of the program's is installed
     /// here, over homing's: the kernel takes the strictest of all filters'
     /// answers, so a call it refuses is refused, and one it lets through
     /// goes home as before.

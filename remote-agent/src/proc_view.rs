@@ -108,13 +108,18 @@ fn own_sandbox(text: &mut Vec<u8>, no_new_privs: bool) {
         let end = find(&text[start..], b"\n").map_or(text.len(), |at| start + at);
         std::str::from_utf8(&text[start..end]).ok()?.parse().ok()
     };
-    let own_filters = field(text, "Seccomp_filters")
-        .unwrap_or(1)
-        .saturating_sub(1);
-    let mode = if own_filters > 0 { "2" } else { "0" };
+    let (own_filters, mode) = own_seccomp(field(text, "Seccomp_filters").unwrap_or(1));
     set_field(text, "NoNewPrivs", if no_new_privs { "1" } else { "0" });
-    set_field(text, "Seccomp", mode);
+    set_field(text, "Seccomp", &mode.to_string());
     set_field(text, "Seccomp_filters", &own_filters.to_string());
+}
+
+/// The program's own seccomp filters and mode, of a guest thread with
+/// `filters` in all: one of them is homing's. Mode 2 once it has one of
+/// its own, else 0 (strict mode cannot be had over homing's filter).
+pub(crate) fn own_seccomp(filters: u32) -> (u32, i64) {
+    let own = filters.saturating_sub(1);
+    (own, if own > 0 { 2 } else { 0 })
 }
 
 /// Sets the value of field `name` of `text`, a `status`, where it has one.

@@ -125,26 +125,30 @@ pub fn maps(pid: i32) -> io::Result<Vec<MapsEntry>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/maps");
     text.lines()
-        .map(|line| {
-            let mut fields = line.splitn(6, ' ');
-            let range = fields.next().ok_or_else(bad)?;
-            let perms = fields.next().ok_or_else(bad)?.to_owned();
-            let offset = fields.next().ok_or_else(bad)?;
-            let offset = u64::from_str_radix(offset, 16).map_err(|_| bad())?;
-            let _device = fields.next();
-            let inode = fields.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-            let name = fields.next().unwrap_or("").trim().to_owned();
-            let (start, end) = range.split_once('-').ok_or_else(bad)?;
-            Ok(MapsEntry {
-                start: u64::from_str_radix(start, 16).map_err(|_| bad())?,
-                end: u64::from_str_radix(end, 16).map_err(|_| bad())?,
-                perms,
-                offset,
-                inode,
-                name,
-            })
-        })
+        .map(|line| MapsEntry::parse(line).ok_or_else(bad))
         .collect()
+}
+
+impl MapsEntry {
+    /// A line of `/proc/PID/maps` (the first line of each mapping in
+    /// `smaps` too); `None` for any other.
+    fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.splitn(6, ' ');
+        let (start, end) = fields.next()?.split_once('-')?;
+        let perms = fields.next()?.to_owned();
+        let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+        let _device = fields.next();
+        let inode = fields.next()?.parse().ok()?;
+        let name = fields.next().unwrap_or("").trim().to_owned();
+        Some(MapsEntry {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            perms,
+            offset,
+            inode,
+            name,
+        })
+    }
 }
 
 /// Where a `syscall` instruction is in `pid`'s vDSO.
@@ -468,7 +472,7 @@ impl Frozen {
     /// The memory map, as the image will have it; refused when a mapping
     /// cannot move.
     pub fn layout(&self) -> Result<Vec<Region>, DumpError> {
-        self.refuse_own_seccomp()?;
+        self.refuse_own_seccomp(&self.status()?)?;
         let entries = maps(self.pid).map_err(|e| self.io_error(e))?;
         regions(self.pid, &entries)
     }
@@ -477,11 +481,9 @@ impl Frozen {
     /// filter it installed (a guest has homing's too). The filters are
     /// the kernel's, and no image carries them: moved, a sandboxed
     /// program would leave its sandbox behind.
-    fn refuse_own_seccomp(&self) -> Result<(), DumpError> {
+    fn refuse_own_seccomp(&self, status: &str) -> Result<(), DumpError> {
         let pid = self.pid;
-        let status = crate::process::read_proc(format!("/proc/{pid}/status"))
-            .map_err(|e| self.io_error(e))?;
-        let field = |name| crate::process::field_in(&status, name);
+        let field = |name| crate::process::field_in(status, name);
         let filters: u32 = field("Seccomp_filters:")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
@@ -496,6 +498,12 @@ impl Frozen {
             pid,
             reason: reason.into(),
         })
+    }
+
+    /// The text of its `/proc/PID/status`.
+    fn status(&self) -> Result<String, DumpError> {
+        crate::process::read_proc(format!("/proc/{}/status", self.pid))
+            .map_err(|e| self.io_error(e))
     }
 
     /// Runs `work` with an injector in thread `index` and a scratch
@@ -525,15 +533,16 @@ impl Frozen {
     /// move its pending signals with it (a guest being moved on), rather
     /// than leave them to the deputy it becomes at home.
     pub fn image(&self, carry_pending_signals: bool) -> Result<ProcessImage, DumpError> {
-        self.refuse_own_seccomp()?;
+        let status = self.status()?;
+        self.refuse_own_seccomp(&status)?;
         let pid = self.pid;
         let entries = maps(pid).map_err(|e| self.io_error(e))?;
         let regions = regions(pid, &entries)?;
         // Only a caught or ignored signal has an action to take (one
         // injection each, instead of 62).
         let mask = |field| {
-            crate::process::status_field(pid, field)
-                .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+            crate::process::field_in(&status, field)
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         };
         let handled = match (mask("SigCgt:"), mask("SigIgn:")) {
             (Some(caught), Some(ignored)) => caught | ignored,
@@ -685,9 +694,9 @@ impl Frozen {
                 &crate::process::limits(pid).map_err(|e| self.io_error(e))?,
             ),
             page_bytes,
-            huge_pages_disabled: huge_pages_disabled(pid).map_err(|e| self.io_error(e))?,
+            huge_pages_disabled: huge_pages_disabled_in(&status),
             // A guest's is the agent's to tell: it has the one its filter took.
-            no_new_privs: crate::process::no_new_privs(pid),
+            no_new_privs: crate::process::no_new_privs_in(&status),
         })
     }
 
@@ -1325,15 +1334,8 @@ pub fn read_mappings(pid: i32) -> io::Result<MappingsRead> {
         } else if let Some(kb) = line.strip_prefix("Rss:") {
             let kb = kb.trim().trim_end_matches("kB").trim().parse::<u64>();
             read.resident += kb.unwrap_or(0) * 1024;
-        } else if let Some((range, _)) = line.split_once(' ') {
-            // A mapping's first line: `start-end perms offset …`.
-            let parsed = range.split_once('-').and_then(|(start, end)| {
-                Some((
-                    u64::from_str_radix(start, 16).ok()?,
-                    u64::from_str_radix(end, 16).ok()?,
-                ))
-            });
-            mapping = parsed.or(mapping);
+        } else if let Some(entry) = MapsEntry::parse(line) {
+            mapping = Some((entry.start, entry.end));
         }
     }
     Ok(read)
@@ -1352,7 +1354,12 @@ pub fn advise(regions: &mut [Region], read: &MappingsRead) {
 /// (`PR_SET_THP_DISABLE`).
 pub fn huge_pages_disabled(pid: i32) -> io::Result<bool> {
     let status = crate::process::read_proc(format!("/proc/{pid}/status"))?;
-    Ok(crate::process::field_in(&status, "THP_enabled:") == Some("0"))
+    Ok(huge_pages_disabled_in(&status))
+}
+
+/// [`huge_pages_disabled`], of `status`, the text of a `/proc/PID/status`.
+fn huge_pages_disabled_in(status: &str) -> bool {
+    crate::process::field_in(status, "THP_enabled:") == Some("0")
 }
 
 /// The file that `entry`, a mapping of `pid` (private, or shared

@@ -345,11 +345,7 @@ fn open(uffd: &OwnedFd, features: u64) -> io::Result<()> {
 fn makes_huge_pages(pid: i32) -> bool {
     let machine = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|setting| !setting.contains("[never]"));
-    let process = std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
-        !status
-            .lines()
-            .any(|line| line.split_whitespace().eq(["THP_enabled:", "0"]))
-    });
+    let process = crate::dump::huge_pages_disabled(pid).is_ok_and(|disabled| !disabled);
     machine && process
 }
 

@@ -86,7 +86,12 @@ pub fn field_in<'a>(status: &'a str, field: &str) -> Option<&'a str> {
 
 /// Whether process (or thread) `pid` has `no_new_privs` set.
 pub fn no_new_privs(pid: i32) -> bool {
-    status_field(pid, "NoNewPrivs:").as_deref() == Some("1")
+    read_proc(format!("/proc/{pid}/status")).is_ok_and(|status| no_new_privs_in(&status))
+}
+
+/// [`no_new_privs`], of `status`, the text of a `/proc/PID/status`.
+pub fn no_new_privs_in(status: &str) -> bool {
+    field_in(status, "NoNewPrivs:") == Some("1")
 }
 
 /// A numeric field of `/proc/PID/status` (`"Tgid:"`, `"PPid:"`).

@@ -161,6 +161,31 @@ pub struct Restorer {
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 
+/// Sets resource limit `(resource, soft, hard)` of the stopped process by
+/// a `prlimit64` it makes itself, its struct written at `scratch`: the
+/// agent may lack CAP_SYS_RESOURCE. A hard limit above what this host
+/// allows the user stays as it is.
+fn set_limit(
+    injector: &mut Injector,
+    memory: &ProcessMemory,
+    scratch: u64,
+    (resource, soft, hard): (u32, u64, u64),
+) -> Result<(), RestoreError> {
+    let limit: Vec<u8> = [soft, hard].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    memory.write(scratch, &limit)?;
+    let set = injector.raw(libc::SYS_prlimit64, [0, resource as u64, scratch, 0, 0, 0])?;
+    if set < 0 {
+        tracing::debug!(
+            resource,
+            soft,
+            hard,
+            errno = -set,
+            "a resource limit was not restored"
+        );
+    }
+    Ok(())
+}
+
 /// `clone` flags of a thread, as glibc's `pthread_create` uses.
 const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS
@@ -562,26 +587,14 @@ impl Restorer {
             return Ok(());
         };
         let scratch = self.injector.map_scratch(SCRATCH_LEN)?;
-        let limit: Vec<u8> = [soft, hard].iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let set = self
-            .memory
-            .write(scratch, &limit)
-            .map_err(RestoreError::from);
-        let request = [0, libc::RLIMIT_MEMLOCK as u64, scratch, 0, 0, 0];
-        let set = set.and_then(|()| Ok(self.injector.raw(libc::SYS_prlimit64, request)?));
+        let limit = (libc::RLIMIT_MEMLOCK, soft, hard);
+        let set = set_limit(&mut self.injector, &self.memory, scratch, limit);
         self.injector.call(
             "munmap",
             libc::SYS_munmap,
             [scratch, SCRATCH_LEN, 0, 0, 0, 0],
         )?;
-        if let Ok(errno @ ..0) = set {
-            tracing::debug!(
-                pid = self.pid,
-                errno = -errno,
-                "the locked memory limit stays"
-            );
-        }
-        set.map(drop)
+        set
     }
 
     /// Unmaps the memory the filler set aside for huge pages, which the
@@ -884,20 +897,8 @@ impl Restorer {
                 [which as u64, scratch, 0, 0, 0, 0],
             )?;
         }
-        // Set by the process itself: the agent may lack CAP_SYS_RESOURCE.
-        // A hard limit above what this host allows the user stays as it is.
-        for &(resource, soft, hard) in &image.rlimits {
-            put(&words(&[soft, hard]))?;
-            let set = injector.raw(libc::SYS_prlimit64, [0, resource as u64, scratch, 0, 0, 0])?;
-            if set < 0 {
-                tracing::debug!(
-                    resource,
-                    soft,
-                    hard,
-                    errno = -set,
-                    "a resource limit was not restored"
-                );
-            }
+        for &limit in &image.rlimits {
+            set_limit(injector, &memory, scratch, limit)?;
         }
 
         // The leader's own state, then each other thread's, in a thread of
