@@ -216,10 +216,12 @@ pub struct FastPath {
     walker: Option<Option<Arc<Walker>>>,
     /// Calls under way that may change any of the above.
     changes: Arc<Changes>,
-    /// Programs opened for a host to fetch for an exec (see
-    /// [`syscall::OPEN_PROGRAM`]), by the number the host knows each by.
-    programs: HashMap<i32, Arc<OwnedFd>>,
-    next_program: i32,
+    /// Files opened or kept for a host, by the number the host knows each
+    /// by: programs for it to fetch for an exec (see
+    /// [`syscall::OPEN_PROGRAM`]), and files the program maps shared and
+    /// writable there (see [`syscall::HOLD_MAPPED`]).
+    held: HashMap<i32, Arc<OwnedFd>>,
+    next_held: i32,
     /// The deputy's nice value as the host last had it for the program's
     /// main thread (`None`: not known, read again at the next look).
     nice_on_host: Option<i32>,
@@ -250,8 +252,8 @@ impl FastPath {
             .map(Arc::new),
             walker: None,
             changes,
-            programs: HashMap::new(),
-            next_program: syscall::PROGRAM_FDS_FROM,
+            held: HashMap::new(),
+            next_held: syscall::PROGRAM_FDS_FROM,
             // The program started with the deputy's.
             nice_on_host: homing_shim::process::nice(pid),
         })
@@ -321,10 +323,11 @@ impl FastPath {
         if call.nr == syscall::OPEN_PROGRAM {
             return self.open_program(call);
         }
-        let on_program = [libc::SYS_pread64, libc::SYS_close].contains(&(call.nr as i64))
-            && call.args[0] as i32 >= syscall::PROGRAM_FDS_FROM;
-        if on_program {
-            return self.use_program(call);
+        if call.nr == syscall::HOLD_MAPPED {
+            return self.hold_mapped(call);
+        }
+        if syscall::uses_held_file(call.nr, &call.args) {
+            return self.use_held(call);
         }
         let nr = call.nr as i64;
         if !DATA_CALLS.contains(&nr) && !stats_the_fd(call) {
@@ -672,10 +675,8 @@ impl FastPath {
         let opened = rustix::fs::open(link.as_str(), flags, Mode::empty()).ok()?;
         let stat = on_found(&opened, libc::SYS_newfstatat, 1, libc::AT_EMPTY_PATH)?;
         let stat = stat.outputs.into_iter().find(|o| o.index == 2)?.bytes;
-        let number = self.next_program;
-        self.next_program = self.next_program.checked_add(1)?;
         let opened = Arc::new(opened);
-        self.programs.insert(number, opened.clone());
+        let number = self.keep(opened.clone())?;
         Some(Ok(OpenedProgram {
             number,
             stat,
@@ -709,28 +710,63 @@ impl FastPath {
         }
     }
 
-    /// A `pread64` or `close` of a program opened for an exec.
-    fn use_program(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
+    /// Keeps `file` for the host, under the number it returns.
+    fn keep(&mut self, file: Arc<OwnedFd>) -> Option<i32> {
+        let number = self.next_held;
+        self.next_held = self.next_held.checked_add(1)?;
+        self.held.insert(number, file);
+        Some(number)
+    }
+
+    /// Keeps the file the program is about to map shared and writable on
+    /// its host (see [`syscall::HOLD_MAPPED`]), if no other process here
+    /// has it open. `None`: not here (the deputy answers ENOSYS).
+    fn hold_mapped(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        let fd = i32::try_from(call.args[0]).ok()?;
+        // The deputy's own open file: a lease taken on it looks past the
+        // deputy's open, and only past that one.
+        let file = match pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()) {
+            Ok(file) => file,
+            Err(error) => return Some(failed(error.raw_os_error())),
+        };
+        match homing_shim::execute::open_only_here(file.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => return Some(failed(libc::EBUSY)),
+            Err(error) => {
+                tracing::debug!(
+                    pid = self.pid,
+                    fd,
+                    "cannot tell whether another process has the file open: {error}"
+                );
+                return Some(failed(libc::EBUSY));
+            }
+        }
+        let number = self.keep(Arc::new(file))?;
+        Some(SyscallResult {
+            ret: number.into(),
+            outputs: vec![],
+        })
+    }
+
+    /// A `pread64`, `pwrite64` or `close` of a file kept for the host.
+    fn use_held(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
         let number = call.args[0] as i32;
-        match call.nr as i64 {
-            libc::SYS_close => Some(match self.programs.remove(&number) {
+        if call.nr as i64 == libc::SYS_close {
+            return Some(match self.held.remove(&number) {
                 Some(_) => SyscallResult {
                     ret: 0,
                     outputs: vec![],
                 },
                 None => failed(libc::EBADF),
-            }),
-            libc::SYS_pread64 => {
-                let Some(program) = self.programs.get(&number) else {
-                    return Some(failed(libc::EBADF));
-                };
-                let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
-                    return None;
-                };
-                Some(run_on(program, call, &ptrs))
-            }
-            _ => None,
+            });
         }
+        let Some(file) = self.held.get(&number) else {
+            return Some(failed(libc::EBADF));
+        };
+        let Route::Forward(ptrs) = syscall::route(call.nr, &call.args) else {
+            return None;
+        };
+        Some(run_on(file, call, &ptrs))
     }
 
     /// Forgets what a call that has returned may have changed.

@@ -367,6 +367,14 @@ pub const LOADER_PATH: u8 = 248;
 /// process has (the kernel's `nr_open` is 2^20 unless raised), so none is
 /// ever the deputy's. A guest's own call on one is refused on its host.
 pub const PROGRAM_FDS_FROM: i32 = 1 << 30;
+/// Whether call `nr` uses a file home's agent keeps for the host (see
+/// [`OPEN_PROGRAM`] and [`HOLD_MAPPED`]): a `pread64`, `pwrite64` or
+/// `close` of a number no fd of the program's ever has.
+pub fn uses_held_file(nr: u64, args: &[u64; 6]) -> bool {
+    [libc::SYS_pread64, libc::SYS_pwrite64, libc::SYS_close].contains(&(nr as i64))
+        && args[0] as i32 >= PROGRAM_FDS_FROM
+}
+
 /// Output index of the path of what [`OPEN_PROGRAM`] opened, as
 /// `/proc/self/exe` would name it.
 pub const PROGRAM_PATH: u8 = 253;
@@ -387,6 +395,16 @@ pub const OPEN_PROC_VIEW: u64 = 0x7000_0002;
 /// program's own `/proc/self/comm` and `status`, which home answers,
 /// show it.
 pub const SET_NAME: u64 = 0x7000_0003;
+/// A call no kernel has, which home's agent answers: the program is about
+/// to map its fd arg 0, a regular file, shared and writable on its host,
+/// which maps a copy and writes what changes in it back home. The agent
+/// keeps the file open for as long as the deputy lives (a mapping keeps
+/// its file, whatever becomes of the fd), under a number from
+/// [`PROGRAM_FDS_FROM`] up that only `pread64`, `pwrite64` and `close`
+/// may use (the deputy never has it). EBUSY: another process at home has
+/// the file open (a write lease on it could not be taken), so a copy
+/// would not be what it sees; ENOSYS: not answered (the deputy got it).
+pub const HOLD_MAPPED: u64 = 0x7000_0004;
 /// The files of `/proc/PID` that [`OPEN_PROC_VIEW`] serves.
 pub const PROC_VIEWS: [&str; 6] = ["status", "stat", "statm", "maps", "smaps", "smaps_rollup"];
 

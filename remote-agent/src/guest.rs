@@ -35,6 +35,7 @@ use crate::home_calls::{HomeCalls, HomeGone, ProgramAtHome};
 use crate::home_loader::HeaderFix;
 use crate::lookup_ahead::{LookupKey, LookupsAhead, Successors};
 use crate::read_ahead::{Ahead, Pace, ReadAhead};
+use crate::written_back::MappedCopy;
 
 /// Longest iovec array accepted (the kernel's IOV_MAX).
 const IOV_MAX: usize = 1024;
@@ -73,6 +74,8 @@ pub struct HostRole {
     fork_parents: DashMap<(String, i32), (Arc<Member>, std::time::Instant)>,
     /// The copies of home's shared memory files its guests map.
     shared_here: crate::shared_here::SharedHere,
+    /// The copies of other home files its guests map shared and writable.
+    written_back: crate::written_back::WrittenBack,
     /// Processes being bound to their deputy right now.
     binding: DashMap<i32, ()>,
     /// Wakes children waiting for their deputy to attach, and anyone
@@ -258,6 +261,11 @@ pub struct Member {
     /// them first; the lock is held while a read of the fd is out at home,
     /// so that no later read can overtake one whose thread left.
     unread: DashMap<i32, Arc<tokio::sync::Mutex<Vec<u8>>>>,
+    /// The copies of home files it maps shared and writable, each with the
+    /// number home's agent keeps the file under for it (see
+    /// [`crate::written_back`]); `maps_written_back` says there are some.
+    mapped: Mutex<Vec<(Arc<MappedCopy>, i32)>>,
+    maps_written_back: AtomicBool,
     /// Children that home reaped for a wait whose thread a signal took
     /// away before the answer reached it (the host's SIGCHLD for that very
     /// child, most often): `(syscall, child's home pid, home's answer)`.
@@ -992,6 +1000,53 @@ impl Member {
     }
 
     /// The signals its signalfds at home ask for, as last heard.
+    /// The number home keeps the file of `copy` under for it, if it maps
+    /// that copy already.
+    fn held_for(&self, copy: &Arc<MappedCopy>) -> Option<i32> {
+        let mapped = self.mapped.lock().ok()?;
+        mapped
+            .iter()
+            .find(|(mine, _)| Arc::ptr_eq(mine, copy))
+            .map(|(_, held)| *held)
+    }
+
+    /// It maps `copy`, whose file home keeps for it under `held`.
+    fn note_mapped(&self, copy: Arc<MappedCopy>, held: i32) {
+        if let Ok(mut mapped) = self.mapped.lock() {
+            if !mapped.iter().any(|(mine, _)| Arc::ptr_eq(mine, &copy)) {
+                mapped.push((copy, held));
+            }
+        }
+        self.maps_written_back.store(true, Ordering::SeqCst);
+    }
+
+    /// Writes home what it wrote into the home files it maps shared and
+    /// writable since home last had them (see [`crate::written_back`]).
+    pub(crate) async fn write_back_mapped(&self) -> Result<(), HomeGone> {
+        if !self.maps_written_back.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mapped = self.mapped.lock().map(|m| m.clone()).unwrap_or_default();
+        for (copy, held) in mapped {
+            let write = |offset: u64, bytes: Vec<u8>| async move {
+                let wrote = self.calls.pwrite(self.home_pid, held, offset, bytes).await;
+                match wrote.map_err(|gone| std::io::Error::other(gone.to_string()))? {
+                    Ok(_) => Ok(()),
+                    Err(errno) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
+                }
+            };
+            match copy.write_back(write).await {
+                Ok(0) => {}
+                Ok(bytes) => trace!(home_pid = self.home_pid, bytes, "wrote a mapped file back home"),
+                Err(error) => warn!(
+                    home_pid = self.home_pid,
+                    "cannot write a mapped file back home (tried again at its next call): {error}"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn signalfd_signals(&self) -> u64 {
         self.signalfd_signals.load(Ordering::SeqCst)
     }
@@ -1052,6 +1107,7 @@ impl HostRole {
             pending_forks: Mutex::new(VecDeque::new()),
             fork_parents: DashMap::new(),
             shared_here: Default::default(),
+            written_back: Default::default(),
             binding: DashMap::new(),
             attached: Notify::new(),
             never_ready: nix::sys::epoll::Epoll::new(
@@ -1188,6 +1244,8 @@ impl HostRole {
             header_fix: Mutex::new(None),
             header_fix_due: AtomicBool::new(false),
             unread: DashMap::new(),
+            mapped: Mutex::new(Vec::new()),
+            maps_written_back: AtomicBool::new(false),
             late_reaps: Mutex::new(Vec::new()),
             wait_turns: DashMap::new(),
             last_fstat: Mutex::new(None),
@@ -1395,6 +1453,7 @@ impl HostRole {
         self.fork_parents.remove(&key);
         if !self.members.iter().any(|m| m.key().0 == member.home_node) {
             self.shared_here.forget(&member.home_node);
+            self.written_back.forget(&member.home_node);
         }
         // Its children whose ends it was not told of go to its
         // namespace's pid 1, which reaps them.
@@ -1410,6 +1469,9 @@ impl HostRole {
             info!(home_pid = member.home_pid, host_pid = pid, "guest moved on");
             return;
         }
+        // What it wrote into files it mapped stays, as the page cache
+        // keeps it at home, however the process ended.
+        let _ = member.write_back_mapped().await;
         info!(
             home_pid = member.home_pid,
             host_pid = pid,
@@ -2174,6 +2236,10 @@ impl Context {
                 self.give(&n, answer, "refused from lookups ahead");
                 return Held::Answered;
             }
+        }
+        if !matches!(route, Route::Refuse { .. }) {
+            // Nothing home then tells may be older than the program's memory.
+            let _ = self.member.write_back_mapped().await;
         }
         self.member.drop_read_ahead();
         if let Ok(mut ahead) = self.member.lookups_ahead.lock() {
@@ -3299,9 +3365,7 @@ impl Context {
         }
         // No fd of the program's is that high: it would be one home opened
         // for this host to fetch a program through.
-        let on_program = [libc::SYS_pread64, libc::SYS_close].contains(&(n.nr as i64))
-            && n.args[0] as i32 >= syscall::PROGRAM_FDS_FROM;
-        if on_program {
+        if syscall::uses_held_file(n.nr, &n.args) {
             return Ok(Answer::Errno(libc::EBADF));
         }
         let memory = self.memory(n);
@@ -3914,12 +3978,7 @@ impl Context {
             Ok(_) => return here(Answer::Errno(libc::ENODEV)),
             Err(errno) => return here(errno_of(errno)),
         };
-        let get_flags = SyscallCall {
-            nr: libc::SYS_fcntl as u64,
-            args: [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0],
-            inputs: vec![],
-        };
-        let open_flags = self.calls.call(n.tid, get_flags).await?.ret;
+        let open_flags = self.calls.open_flags(n.tid, fd).await?;
         if open_flags < 0 {
             return here(errno_of(open_flags));
         }
@@ -3958,6 +4017,85 @@ impl Context {
         )
     }
 
+    /// A shared, writable mapping of the home file at fd `fd` (its path at
+    /// home `home_path`, where known): the guest maps this host's copy of
+    /// it, whose changes go home (see [`crate::written_back`]).
+    async fn map_written_back(
+        &self,
+        n: &Notification,
+        fd: i32,
+        home_path: Option<Vec<u8>>,
+    ) -> Result<Answer, HomeGone> {
+        let file = match self.calls.fstat(n.tid, fd).await? {
+            Ok(file) if file.is_regular() => file,
+            Ok(_) => return Ok(Answer::Errno(libc::ENODEV)),
+            Err(errno) => return Ok(errno_of(errno)),
+        };
+        let open_flags = self.calls.open_flags(n.tid, fd).await?;
+        if open_flags < 0 {
+            return Ok(errno_of(open_flags));
+        }
+        if open_flags as i32 & libc::O_ACCMODE != libc::O_RDWR {
+            // As the kernel refuses it at home.
+            return Ok(Answer::Errno(libc::EACCES));
+        }
+        let existing = self.role.written_back.existing(&self.home_node, &file);
+        let held = match existing.and_then(|copy| self.member.held_for(&copy)) {
+            Some(held) => held,
+            None => {
+                let hold = SyscallCall {
+                    nr: syscall::HOLD_MAPPED,
+                    args: [fd as u64, 0, 0, 0, 0, 0],
+                    inputs: vec![],
+                };
+                let held = self.calls.call(n.tid, hold).await?.ret;
+                if held < 0 {
+                    let why = match -held as i32 {
+                        libc::EBUSY => "another process at home has it open",
+                        _ => "home cannot keep it for this host",
+                    };
+                    warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file: {why}, so the program's writes would silently diverge from what it sees");
+                    return Ok(Answer::Errno(libc::ENODEV));
+                }
+                held as i32
+            }
+        };
+        let calls = &self.calls;
+        let read = |offset: u64, len: usize| async move {
+            match calls.pread(n.tid, held, offset, len).await {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
+                Err(gone) => Err(std::io::Error::other(gone.to_string())),
+            }
+        };
+        let name = home_path.unwrap_or_else(|| b"mapped".to_vec());
+        let copy = self
+            .role
+            .written_back
+            .open(&self.home_node, &file, &name, read)
+            .await;
+        let local = copy.and_then(|copy| {
+            let local = copy.reopen(open_flags as i32)?;
+            self.member.note_mapped(copy, held);
+            Ok(local)
+        });
+        let local = match local {
+            Ok(local) => local,
+            Err(error) => {
+                warn!(home_pid = self.home_pid, fd, "cannot map a copy of a home file here: {error}");
+                return Ok(Answer::Errno(libc::EIO));
+            }
+        };
+        debug!(home_pid = self.home_pid, fd, held, "maps a written-back copy here");
+        Ok(match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
+            Ok(()) => Answer::Continue,
+            Err(error) => {
+                debug!("installing the mapped copy's fd: {error}");
+                Answer::Errno(libc::EIO)
+            }
+        })
+    }
+
     /// mmap of a home fd: map the cached copy instead, by putting a local
     /// fd to it at the same number and letting the guest's mmap run.
     async fn mmap_file(&self, n: &Notification) -> Result<Answer, HomeGone> {
@@ -3971,8 +4109,7 @@ impl Context {
             }
         }
         if shared && prot & libc::PROT_WRITE != 0 {
-            warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file (it would silently diverge from home)");
-            return Ok(Answer::Errno(libc::ENODEV));
+            return self.map_written_back(n, fd, home_path).await;
         }
         let known = self
             .member
@@ -3993,6 +4130,19 @@ impl Context {
                 "refused mmap of a home file that is not a regular file"
             );
             return Ok(Answer::Errno(libc::ENODEV));
+        }
+        // Mapped shared and writable here already: the same pages, as at home.
+        let written_back = shared
+            .then(|| self.role.written_back.existing(&self.home_node, &file))
+            .flatten();
+        if let Some(copy) = written_back {
+            return Ok(match copy.reopen(libc::O_RDONLY) {
+                Ok(local) => match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
+                    Ok(()) => Answer::Continue,
+                    Err(_) => Answer::Errno(libc::EIO),
+                },
+                Err(_) => Answer::Errno(libc::EIO),
+            });
         }
         let path = match self
             .role

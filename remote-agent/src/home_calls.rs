@@ -378,6 +378,29 @@ impl HomeCalls {
         Ok(second_output(result))
     }
 
+    /// `fcntl(fd, F_GETFL)` at home: how the file is open, or `-errno`.
+    pub async fn open_flags(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
+        let args = [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0];
+        Ok(self.raw(tid, libc::SYS_fcntl, args, vec![]).await?.ret)
+    }
+
+    /// `pwrite64(fd, bytes, offset)` at home: how many bytes it wrote, or `-errno`.
+    pub async fn pwrite(
+        &self,
+        tid: i32,
+        fd: i32,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> Result<Result<usize, i64>, HomeGone> {
+        let args = [fd as u64, BUFFER, bytes.len() as u64, offset, 0, 0];
+        let inputs = vec![ArgData { index: 1, bytes }];
+        let result = self.raw(tid, libc::SYS_pwrite64, args, inputs).await?;
+        Ok(match result.ret {
+            ret if ret < 0 => Err(ret),
+            ret => Ok(ret as usize),
+        })
+    }
+
     /// Sends `pread64(fd, len, offset)` home; returns where its answer
     /// will arrive (the bytes are its output 1).
     pub fn start_pread(

@@ -34,3 +34,4 @@ mod shared_here;
 pub mod spin;
 mod task_dir;
 mod ticker;
+mod written_back;

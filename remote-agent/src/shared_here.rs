@@ -123,7 +123,7 @@ impl SharedHere {
 
 /// A new, empty copy, named after the home file for the guest's
 /// `/proc/self/maps`.
-fn make_copy(name: &[u8]) -> std::io::Result<OwnedFd> {
+pub(crate) fn make_copy(name: &[u8]) -> std::io::Result<OwnedFd> {
     let mut shown = b"homing:".to_vec();
     shown.extend(name.iter().copied().filter(|&b| b != 0));
     let shown = std::ffi::CString::new(shown).map_err(std::io::Error::other)?;
@@ -135,7 +135,7 @@ fn make_copy(name: &[u8]) -> std::io::Result<OwnedFd> {
 
 /// The copy opened again with the access mode of `flags` (an open file's
 /// `F_GETFL`).
-fn reopen(copy: std::os::fd::BorrowedFd<'_>, flags: i32) -> std::io::Result<OwnedFd> {
+pub(crate) fn reopen(copy: std::os::fd::BorrowedFd<'_>, flags: i32) -> std::io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     let access = match flags & libc::O_ACCMODE {
         libc::O_RDONLY => rustix::fs::OFlags::RDONLY,

@@ -201,6 +201,42 @@ pub fn names_a_regular_file(dir: i32, path: &[u8]) -> bool {
     rc == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// Whether `file` is open only through its own open file description (the
+/// one `file` and its duplicates share) on this machine: the kernel grants
+/// a write lease on a file only then. The lease is given back at once, and
+/// the file's `SIGIO` owner, which taking a lease sets, put back as it was.
+pub fn open_only_here(file: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // <linux/fcntl.h>, which the libc crate leaves out on this target.
+    const F_SETOWN_EX: i32 = 15;
+    const F_GETOWN_EX: i32 = 16;
+    #[repr(C)]
+    struct OwnerEx {
+        kind: i32,
+        pid: i32,
+    }
+    let fd = file.as_raw_fd();
+    let mut owner = OwnerEx { kind: 0, pid: 0 };
+    // SAFETY: F_GETOWN_EX fills in one struct f_owner_ex, laid out as `owner`.
+    if unsafe { libc::fcntl(fd, F_GETOWN_EX, &mut owner) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: F_SETLEASE takes an integer argument.
+    let leased = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) };
+    let refusal = std::io::Error::last_os_error();
+    if leased == 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+    // SAFETY: F_SETOWN_EX reads one struct f_owner_ex, laid out as `owner`.
+    unsafe { libc::fcntl(fd, F_SETOWN_EX, &owner) };
+    match leased {
+        0 => Ok(true),
+        _ if refusal.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        _ => Err(refusal),
+    }
+}
+
 /// [`execute`], with the reason a call was not executed.
 ///
 /// `Ok` means the syscall ran (its `ret` may still be `-errno`).

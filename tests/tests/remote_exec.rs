@@ -1453,6 +1453,92 @@ if __name__ == "__main__":
     assert_eq!(copies, 0, "the host still holds shared memory copies");
 }
 
+/// A home file mapped shared and writable away: SQLite in WAL mode (its
+/// index is a `-shm` file it changes only through such a mapping), from
+/// Python and from the `sqlite3` program, and a file edited in place
+/// through `mmap`. What the program writes into the mapping is in the home
+/// file when it next asks home anything (a read of the file, from a new
+/// fd, sees it without an `msync`) and when it ends, with no call after
+/// its last write. While another process at home has the file open, the
+/// mapping is refused as before (SQLite says "disk I/O error"), and home's
+/// database is untouched.
+#[test]
+fn home_files_mapped_shared_and_writable_away_are_written_back_home() {
+    let cluster = Cluster::up(2);
+    write_at_home(
+        &cluster,
+        "mapped.py",
+        r#"import mmap, os, sqlite3
+for name in ["edited.bin", "wal.db", "wal.db-wal", "wal.db-shm"]:
+    if os.path.exists(name):
+        os.remove(name)
+with open("edited.bin", "w+b") as f:
+    f.write(b"." * 10000)
+    f.flush()
+    edit = mmap.mmap(f.fileno(), 10000)
+    edit[0:5] = b"hello"
+    edit[8192:8197] = b"world"
+    print("read", open("edited.bin", "rb").read(5), os.pread(f.fileno(), 5, 8192))
+db = sqlite3.connect("wal.db")
+print("mode", db.execute("pragma journal_mode=wal").fetchone()[0])
+db.execute("create table t(x, y)")
+for i in range(500):
+    db.execute("insert into t values(?, ?)", (i, str(i) * 3))
+    if i % 50 == 0:
+        db.commit()
+db.commit()
+print("rows", db.execute("select count(*), sum(x) from t").fetchone())
+edit[5000:5003] = b"end"
+os._exit(0)
+"#,
+    );
+    let check = "python3 mapped.py && sqlite3 wal.db 'pragma integrity_check; select count(*), sum(length(y)) from t' \
+                 && sqlite3 wal.db 'pragma journal_mode' && od -An -c -j 4998 -N 7 edited.bin";
+    let native = ok(at_home(&cluster, check));
+    let expected = "read b'hello' b'world'\nmode wal\nrows (500, 124750)\n\
+                    ok\n500|4170\nwal\n   .   .   e   n   d   .   .\n";
+    assert_eq!(native.stdout, expected, "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        &check.replacen("python3", "homing run --on node2 -- python3", 1),
+    ));
+    assert_eq!(remote.stdout, expected, "{remote:?}");
+
+    // The sqlite3 program, unmodified, on the database Python left.
+    let shell = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- sqlite3 wal.db 'insert into t values(1000, 1); select count(*), max(x) from t;' \
+         && sqlite3 wal.db 'select count(*), max(x) from t; pragma integrity_check'",
+    ));
+    assert_eq!(shell.stdout, "501|1000\n501|1000\nok\n", "{shell:?}");
+
+    // Home's own sqlite3 holds the database open (and so its -shm file)
+    // while the program away would map it: refused.
+    let mut holder = spawn_at_home(
+        &cluster,
+        "(echo 'select count(*) from t;'; sleep 4) | sqlite3 wal.db > held.out",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let refused = at_home(
+        &cluster,
+        "homing run --on node2 -- sqlite3 wal.db 'insert into t values(2000, 2)'",
+    );
+    assert_eq!(refused.code, 10, "{refused:?}");
+    assert!(refused.stderr.contains("disk I/O error"), "{refused:?}");
+    assert!(holder.wait().unwrap().success());
+    let after = ok(at_home(
+        &cluster,
+        "cat held.out && sqlite3 wal.db 'select count(*), max(x) from t; pragma integrity_check'",
+    ));
+    assert_eq!(after.stdout, "501\n501|1000\nok\n", "{after:?}");
+    assert!(
+        cluster
+            .log("node2")
+            .contains("another process at home has it open"),
+        "the refusal says why"
+    );
+}
+
 /// `git` (a repository made, committed to, packed and checked), `xz` on
 /// two threads and `perl`, on home files, give what they give at home.
 #[test]

@@ -1,0 +1,253 @@
+//! Home files that guests map shared and writable: one copy on this host,
+//! whose changes are written back home.
+//!
+//! A shared, writable mapping of a file is how a program changes it
+//! without `write`: SQLite keeps the index of its write-ahead log so (the
+//! `-shm` file beside a database in WAL mode), and so do programs that
+//! edit a file in place through `mmap`. The mapping cannot be of the home
+//! file itself, which is on another machine; it is of a copy here, filled
+//! from home, that every guest from that home node mapping the same file
+//! shares, as processes at home share the file's pages. What the program
+//! writes into it goes home as `pwrite`s of the pages that changed (found
+//! by comparing the copy with what home was last known to hold): before
+//! each of the program's calls that goes home, so that nothing it then
+//! asks of home (a `read` of the file, a lock, its end) finds the file
+//! older than its memory; and once more when it ends, however it ends.
+//!
+//! A copy is made only while no other process at home has the file open
+//! (home's agent tells, by a write lease it can take only then: see
+//! [`homing_proto::syscall::HOLD_MAPPED`]), since such a process would not
+//! see the program's writes when it made them, nor the program its. One
+//! that opens the file later sees what the program wrote up to its last
+//! call home. Writes made at home through `write` while the copy is mapped
+//! are not seen in it; the copy takes the file's length again at each new
+//! mapping, as a file grown at home (SQLite writes a byte at the end of
+//! each page before it maps more of its index) must be mapped whole.
+
+use std::future::Future;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::cache::HomeFile;
+
+/// The largest piece of a copy read or written back in one call.
+const STEP: usize = 1 << 20;
+/// What is compared and written back at a time: a page.
+const PAGE: usize = 4096;
+
+/// The copies made here, by home node and the home file's device and inode.
+#[derive(Default)]
+pub struct WrittenBack {
+    copies: DashMap<(String, u64, u64), Arc<MappedCopy>>,
+}
+
+/// One home file's copy here.
+pub struct MappedCopy {
+    /// The copy (a memfd), which the guests map.
+    copy: OwnedFd,
+    /// The file as home holds it, as far as this host knows: as filled, or
+    /// as last written back. Locked while a write-back is under way, so
+    /// that two are never interleaved.
+    home: tokio::sync::Mutex<Vec<u8>>,
+}
+
+impl WrittenBack {
+    /// The copy of `file` from `home_node`: made and filled by `read`
+    /// (offset, length) the first time; sized again as `file` is now, what
+    /// it grew by filled the same way, every later time.
+    pub async fn open<F, Fut>(
+        &self,
+        home_node: &str,
+        file: &HomeFile,
+        name: &[u8],
+        read: F,
+    ) -> std::io::Result<Arc<MappedCopy>>
+    where
+        F: Fn(u64, usize) -> Fut,
+        Fut: Future<Output = std::io::Result<Vec<u8>>>,
+    {
+        let key = (home_node.to_owned(), file.dev, file.ino);
+        let copy = match self.copies.get(&key) {
+            Some(copy) => copy.clone(),
+            None => {
+                let made = Arc::new(MappedCopy {
+                    copy: crate::shared_here::make_copy(name)?,
+                    home: Default::default(),
+                });
+                self.copies.entry(key).or_insert(made).clone()
+            }
+        };
+        copy.size_as(file.size, read).await?;
+        Ok(copy)
+    }
+
+    /// The copy of `file` from `home_node`, if one is mapped here.
+    pub fn existing(&self, home_node: &str, file: &HomeFile) -> Option<Arc<MappedCopy>> {
+        let key = (home_node.to_owned(), file.dev, file.ino);
+        self.copies.get(&key).map(|copy| copy.clone())
+    }
+
+    /// Drops the copies of `home_node`'s files (it has no guest here left).
+    pub fn forget(&self, home_node: &str) {
+        self.copies.retain(|(node, _, _), _| node != home_node);
+    }
+}
+
+impl MappedCopy {
+    /// The copy opened again with the access mode of `flags` (an open
+    /// file's `F_GETFL`), for a guest to map.
+    pub fn reopen(&self, flags: i32) -> std::io::Result<OwnedFd> {
+        crate::shared_here::reopen(self.copy.as_fd(), flags)
+    }
+
+    /// Makes the copy `size` long, filling what it grew by from home.
+    async fn size_as<F, Fut>(&self, size: u64, read: F) -> std::io::Result<()>
+    where
+        F: Fn(u64, usize) -> Fut,
+        Fut: Future<Output = std::io::Result<Vec<u8>>>,
+    {
+        let mut home = self.home.lock().await;
+        let size = usize::try_from(size).map_err(std::io::Error::other)?;
+        if size <= home.len() {
+            home.truncate(size);
+            rustix::fs::ftruncate(&self.copy, size as u64)?;
+            return Ok(());
+        }
+        while home.len() < size {
+            let at = home.len();
+            let bytes = read(at as u64, STEP.min(size - at)).await?;
+            if bytes.is_empty() {
+                break;
+            }
+            rustix::io::pwrite(&self.copy, &bytes, at as u64)?;
+            home.extend_from_slice(&bytes);
+        }
+        // Past what home had to read, as a file grown by `ftruncate`: zeros.
+        home.resize(size, 0);
+        rustix::fs::ftruncate(&self.copy, size as u64)?;
+        Ok(())
+    }
+
+    /// Writes home, through `write` (offset, bytes), every page of the copy
+    /// that differs from what home was last known to hold; a page whose
+    /// write fails is tried again next time. Returns how many bytes went.
+    pub async fn write_back<F, Fut>(&self, write: F) -> std::io::Result<usize>
+    where
+        F: Fn(u64, Vec<u8>) -> Fut,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let mut home = self.home.lock().await;
+        let mut now = vec![0; home.len()];
+        let mut at = 0;
+        while at < now.len() {
+            let read = rustix::io::pread(&self.copy, &mut now[at..], at as u64)?;
+            if read == 0 {
+                break;
+            }
+            at += read;
+        }
+        let mut sent = 0;
+        for (start, end) in changed_runs(&home, &now) {
+            let mut piece = start;
+            while piece < end {
+                let piece_end = end.min(piece + STEP);
+                write(piece as u64, now[piece..piece_end].to_vec()).await?;
+                home[piece..piece_end].copy_from_slice(&now[piece..piece_end]);
+                sent += piece_end - piece;
+                piece = piece_end;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// The runs of whole pages (the last one maybe shorter) in which `now`
+/// differs from `before`, as byte ranges.
+fn changed_runs(before: &[u8], now: &[u8]) -> Vec<(usize, usize)> {
+    let len = before.len().min(now.len());
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let end = len.min(at + PAGE);
+        if before[at..end] != now[at..end] {
+            match runs.last_mut() {
+                Some(run) if run.1 == at => run.1 = end,
+                _ => runs.push((at, end)),
+            }
+        }
+        at = end;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn file(size: u64) -> HomeFile {
+        HomeFile {
+            dev: 7,
+            ino: 9,
+            mode: libc::S_IFREG | 0o600,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 0,
+            mtime_nsec: 0,
+        }
+    }
+
+    #[test]
+    fn changed_pages_come_in_runs() {
+        let before = vec![0u8; 5 * PAGE + 10];
+        let mut now = before.clone();
+        now[1] = 1;
+        now[PAGE + 7] = 1;
+        now[3 * PAGE] = 1;
+        now[5 * PAGE + 9] = 1;
+        assert_eq!(
+            changed_runs(&before, &now),
+            [(0, 2 * PAGE), (3 * PAGE, 4 * PAGE), (5 * PAGE, 5 * PAGE + 10)]
+        );
+        assert!(changed_runs(&before, &before).is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_changes_in_a_copy_goes_home_once_and_growth_comes_from_home() {
+        let here = WrittenBack::default();
+        let home = Mutex::new(vec![b'h'; 3 * PAGE]);
+        let read = |at: u64, len: usize| {
+            let bytes = home.lock().unwrap();
+            let at = (at as usize).min(bytes.len());
+            let part = bytes[at..bytes.len().min(at + len)].to_vec();
+            async move { Ok(part) }
+        };
+        let write = |at: u64, bytes: Vec<u8>| {
+            let mut home = home.lock().unwrap();
+            home[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
+            async { Ok(()) }
+        };
+        let copy = here.open("node1", &file(3 * PAGE as u64), b"/x", read).await.unwrap();
+        let mapped = copy.reopen(libc::O_RDWR).unwrap();
+        rustix::io::pwrite(&mapped, b"guest", PAGE as u64 + 2).unwrap();
+        assert_eq!(copy.write_back(write).await.unwrap(), PAGE);
+        assert_eq!(&home.lock().unwrap()[PAGE..PAGE + 8], b"hhguesth");
+        assert_eq!(copy.write_back(write).await.unwrap(), 0, "sent once");
+        // Home's file grew (by a write there): the copy grows as it did,
+        // and what the guest wrote stays.
+        home.lock().unwrap().extend_from_slice(&[b'g'; PAGE]);
+        let again = here.open("node1", &file(4 * PAGE as u64), b"/x", read).await.unwrap();
+        assert!(Arc::ptr_eq(&copy, &again));
+        let mut seen = vec![0; 4 * PAGE];
+        assert_eq!(rustix::io::pread(&mapped, &mut seen, 0).unwrap(), 4 * PAGE);
+        assert_eq!(&seen[PAGE..PAGE + 8], b"hhguesth");
+        assert_eq!(seen[3 * PAGE], b'g');
+        assert!(here.existing("node1", &file(0)).is_some());
+        assert!(here.existing("node3", &file(0)).is_none());
+        here.forget("node1");
+        assert!(here.existing("node1", &file(0)).is_none());
+    }
+}
