@@ -35,7 +35,11 @@ use crate::home_calls::{HomeCalls, HomeGone, ProgramAtHome};
 use crate::home_loader::HeaderFix;
 use crate::lookup_ahead::{LookupKey, LookupsAhead, Successors};
 use crate::read_ahead::{Ahead, Pace, ReadAhead};
-use crate::written_back::MappedCopy;
+use crate::written_back::{MappedCopy, WrittenBack};
+
+/// How often a process that maps home files shared and writable is looked
+/// at for those it maps no more.
+const UNMAPPED_LOOK: Duration = Duration::from_secs(1);
 
 /// Longest iovec array accepted (the kernel's IOV_MAX).
 const IOV_MAX: usize = 1024;
@@ -266,6 +270,8 @@ pub struct Member {
     /// [`crate::written_back`]); `maps_written_back` says there are some.
     mapped: Mutex<Vec<(Arc<MappedCopy>, i32)>>,
     maps_written_back: AtomicBool,
+    /// When it was last looked at for copies it maps no more.
+    mapped_looked_at: Mutex<std::time::Instant>,
     /// Children that home reaped for a wait whose thread a signal took
     /// away before the answer reached it (the host's SIGCHLD for that very
     /// child, most often): `(syscall, child's home pid, home's answer)`.
@@ -1021,10 +1027,12 @@ impl Member {
     }
 
     /// Writes home what it wrote into the home files it maps shared and
-    /// writable since home last had them (see [`crate::written_back`]).
-    pub(crate) async fn write_back_mapped(&self) -> Result<(), HomeGone> {
+    /// writable since home last had them (see [`crate::written_back`]);
+    /// then, at most once a second, lets go of those its process maps no
+    /// more (see [`Self::let_go_unmapped`]).
+    async fn write_back_mapped(&self, copies: &WrittenBack) {
         if !self.maps_written_back.load(Ordering::SeqCst) {
-            return Ok(());
+            return;
         }
         let mapped = self.mapped.lock().map(|m| m.clone()).unwrap_or_default();
         for (copy, held) in mapped {
@@ -1037,14 +1045,53 @@ impl Member {
             };
             match copy.write_back(write).await {
                 Ok(0) => {}
-                Ok(bytes) => trace!(home_pid = self.home_pid, bytes, "wrote a mapped file back home"),
+                Ok(bytes) => trace!(
+                    home_pid = self.home_pid,
+                    bytes,
+                    "wrote a mapped file back home"
+                ),
                 Err(error) => warn!(
                     home_pid = self.home_pid,
                     "cannot write a mapped file back home (tried again at its next call): {error}"
                 ),
             }
         }
-        Ok(())
+        let due = self.mapped_looked_at.lock().is_ok_and(|mut at| {
+            let due = at.elapsed() >= UNMAPPED_LOOK;
+            if due {
+                *at = std::time::Instant::now();
+            }
+            due
+        });
+        if due {
+            let maps = std::fs::read_to_string(format!(
+                "/proc/{}/maps",
+                self.host_pid.load(Ordering::Relaxed)
+            ));
+            self.let_go_unmapped(copies, maps.ok().as_deref());
+        }
+    }
+
+    /// Lets go of the copies its process does not map (`maps`, its
+    /// `/proc/PID/maps`; `None`: it is gone, so none), once written back:
+    /// home closes the file it kept, and this host drops a copy no guest
+    /// maps. A program that opens and closes database after database
+    /// would otherwise compare more copies at each call, and keep them all.
+    fn let_go_unmapped(&self, copies: &WrittenBack, maps: Option<&str>) {
+        let Ok(mut mapped) = self.mapped.lock() else {
+            return;
+        };
+        mapped.retain(|(copy, held)| {
+            if maps.is_some_and(|maps| copy.mapped_in(maps)) {
+                return true;
+            }
+            let _ = self.calls.close_read_only(self.home_pid, *held);
+            copies.let_go(copy);
+            false
+        });
+        if mapped.is_empty() {
+            self.maps_written_back.store(false, Ordering::SeqCst);
+        }
     }
 
     pub(crate) fn signalfd_signals(&self) -> u64 {
@@ -1246,6 +1293,7 @@ impl HostRole {
             unread: DashMap::new(),
             mapped: Mutex::new(Vec::new()),
             maps_written_back: AtomicBool::new(false),
+            mapped_looked_at: Mutex::new(std::time::Instant::now()),
             late_reaps: Mutex::new(Vec::new()),
             wait_turns: DashMap::new(),
             last_fstat: Mutex::new(None),
@@ -1471,7 +1519,8 @@ impl HostRole {
         }
         // What it wrote into files it mapped stays, as the page cache
         // keeps it at home, however the process ended.
-        let _ = member.write_back_mapped().await;
+        member.write_back_mapped(&self.written_back).await;
+        member.let_go_unmapped(&self.written_back, None);
         info!(
             home_pid = member.home_pid,
             host_pid = pid,
@@ -2239,7 +2288,7 @@ impl Context {
         }
         if !matches!(route, Route::Refuse { .. }) {
             // Nothing home then tells may be older than the program's memory.
-            let _ = self.member.write_back_mapped().await;
+            self.member.write_back_mapped(&self.role.written_back).await;
         }
         self.member.drop_read_ahead();
         if let Ok(mut ahead) = self.member.lookups_ahead.lock() {
@@ -4082,18 +4131,26 @@ impl Context {
         let local = match local {
             Ok(local) => local,
             Err(error) => {
-                warn!(home_pid = self.home_pid, fd, "cannot map a copy of a home file here: {error}");
+                warn!(
+                    home_pid = self.home_pid,
+                    fd, "cannot map a copy of a home file here: {error}"
+                );
                 return Ok(Answer::Errno(libc::EIO));
             }
         };
-        debug!(home_pid = self.home_pid, fd, held, "maps a written-back copy here");
-        Ok(match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
-            Ok(()) => Answer::Continue,
-            Err(error) => {
-                debug!("installing the mapped copy's fd: {error}");
-                Answer::Errno(libc::EIO)
-            }
-        })
+        debug!(
+            home_pid = self.home_pid,
+            fd, held, "maps a written-back copy here"
+        );
+        Ok(
+            match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
+                Ok(()) => Answer::Continue,
+                Err(error) => {
+                    debug!("installing the mapped copy's fd: {error}");
+                    Answer::Errno(libc::EIO)
+                }
+            },
+        )
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local

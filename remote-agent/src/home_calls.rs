@@ -433,8 +433,9 @@ impl HomeCalls {
         Ok(self.readlink(tid, fd_link.as_bytes()).await?.ok())
     }
 
-    /// `close(fd)` at home, of an fd opened read-only: that cannot fail
-    /// (nothing is left to write back), so nothing waits for its answer.
+    /// `close(fd)` at home, of an fd opened read-only (or a file home keeps
+    /// for this host, whose writes have all been answered): that cannot
+    /// fail (nothing is left to write back), so nothing waits for its answer.
     /// Calls sent later travel behind it and see the fd closed.
     pub fn close_read_only(&self, tid: i32, fd: i32) -> Result<(), HomeGone> {
         let call = SyscallCall {

@@ -47,6 +47,8 @@ pub struct WrittenBack {
 pub struct MappedCopy {
     /// The copy (a memfd), which the guests map.
     copy: OwnedFd,
+    /// Its inode, by which a guest's `/proc/PID/maps` names it.
+    inode: u64,
     /// The file as home holds it, as far as this host knows: as filled, or
     /// as last written back. Locked while a write-back is under way, so
     /// that two are never interleaved.
@@ -72,8 +74,10 @@ impl WrittenBack {
         let copy = match self.copies.get(&key) {
             Some(copy) => copy.clone(),
             None => {
+                let copy = crate::shared_here::make_copy(name)?;
                 let made = Arc::new(MappedCopy {
-                    copy: crate::shared_here::make_copy(name)?,
+                    inode: rustix::fs::fstat(&copy)?.st_ino,
+                    copy,
                     home: Default::default(),
                 });
                 self.copies.entry(key).or_insert(made).clone()
@@ -89,6 +93,13 @@ impl WrittenBack {
         self.copies.get(&key).map(|copy| copy.clone())
     }
 
+    /// Drops `copy` if no guest maps it any more: none holds it but this
+    /// registry and the caller.
+    pub fn let_go(&self, copy: &Arc<MappedCopy>) {
+        self.copies
+            .retain(|_, kept| !Arc::ptr_eq(kept, copy) || Arc::strong_count(copy) > 2);
+    }
+
     /// Drops the copies of `home_node`'s files (it has no guest here left).
     pub fn forget(&self, home_node: &str) {
         self.copies.retain(|(node, _, _), _| node != home_node);
@@ -96,6 +107,14 @@ impl WrittenBack {
 }
 
 impl MappedCopy {
+    /// Whether a process whose `/proc/PID/maps` reads `maps` maps this copy.
+    pub fn mapped_in(&self, maps: &str) -> bool {
+        maps.lines().any(|line| {
+            line.contains("/memfd:homing:")
+                && line.split_whitespace().nth(4) == Some(self.inode.to_string().as_str())
+        })
+    }
+
     /// The copy opened again with the access mode of `flags` (an open
     /// file's `F_GETFL`), for a guest to map.
     pub fn reopen(&self, flags: i32) -> std::io::Result<OwnedFd> {
@@ -210,7 +229,11 @@ mod tests {
         now[5 * PAGE + 9] = 1;
         assert_eq!(
             changed_runs(&before, &now),
-            [(0, 2 * PAGE), (3 * PAGE, 4 * PAGE), (5 * PAGE, 5 * PAGE + 10)]
+            [
+                (0, 2 * PAGE),
+                (3 * PAGE, 4 * PAGE),
+                (5 * PAGE, 5 * PAGE + 10)
+            ]
         );
         assert!(changed_runs(&before, &before).is_empty());
     }
@@ -230,7 +253,10 @@ mod tests {
             home[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
             async { Ok(()) }
         };
-        let copy = here.open("node1", &file(3 * PAGE as u64), b"/x", read).await.unwrap();
+        let copy = here
+            .open("node1", &file(3 * PAGE as u64), b"/x", read)
+            .await
+            .unwrap();
         let mapped = copy.reopen(libc::O_RDWR).unwrap();
         rustix::io::pwrite(&mapped, b"guest", PAGE as u64 + 2).unwrap();
         assert_eq!(copy.write_back(write).await.unwrap(), PAGE);
@@ -239,13 +265,43 @@ mod tests {
         // Home's file grew (by a write there): the copy grows as it did,
         // and what the guest wrote stays.
         home.lock().unwrap().extend_from_slice(&[b'g'; PAGE]);
-        let again = here.open("node1", &file(4 * PAGE as u64), b"/x", read).await.unwrap();
+        let again = here
+            .open("node1", &file(4 * PAGE as u64), b"/x", read)
+            .await
+            .unwrap();
         assert!(Arc::ptr_eq(&copy, &again));
         let mut seen = vec![0; 4 * PAGE];
         assert_eq!(rustix::io::pread(&mapped, &mut seen, 0).unwrap(), 4 * PAGE);
         assert_eq!(&seen[PAGE..PAGE + 8], b"hhguesth");
         assert_eq!(seen[3 * PAGE], b'g');
+        let inode = rustix::fs::fstat(&mapped).unwrap().st_ino;
+        let line = |inode: u64| {
+            format!("7f00-7f01 rw-s 00000000 00:01 {inode}   /memfd:homing:/x (deleted)\n")
+        };
+        assert!(copy.mapped_in(&line(inode)) && !copy.mapped_in(&line(inode + 1)));
         assert!(here.existing("node1", &file(0)).is_some());
+        here.let_go(&copy);
+        assert!(
+            here.existing("node1", &file(0)).is_some(),
+            "`again` maps it"
+        );
+        drop(again);
+        here.let_go(&copy);
+        assert!(here.existing("node1", &file(0)).is_none());
+        // Made again, it is filled with what home has now.
+        let fresh = here
+            .open("node1", &file(2 * PAGE as u64), b"/x", read)
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&copy, &fresh));
+        let mut seen = vec![0; 8];
+        rustix::io::pread(
+            fresh.reopen(libc::O_RDONLY).unwrap(),
+            &mut seen,
+            PAGE as u64,
+        )
+        .unwrap();
+        assert_eq!(seen, b"hhguesth");
         assert!(here.existing("node3", &file(0)).is_none());
         here.forget("node1");
         assert!(here.existing("node1", &file(0)).is_none());
