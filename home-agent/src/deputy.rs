@@ -709,8 +709,10 @@ fn execute_for_program(call: &SyscallCall, reserved_fd: i32, writer: &Writer) ->
     }
     let raised = [libc::EPIPE, libc::EFBIG].map(|errno| -(errno as i64));
     if raised.contains(&result.ret) {
-        let mask = homing_shim::process::signal_bit(libc::SIGPIPE)
-            | homing_shim::process::signal_bit(libc::SIGXFSZ);
+        // One a signalfd of the program's reads stays here, for it to read.
+        let mask = (homing_shim::process::signal_bit(libc::SIGPIPE)
+            | homing_shim::process::signal_bit(libc::SIGXFSZ))
+            & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
         if let Some(signal) = homing_shim::process::take_pending_signal(mask) {
             let _ = writer.send(&ToHost::Signal { signal });
         }

@@ -1,8 +1,10 @@
-/* Takes SIGCHLD, SIGUSR1, SIGUSR2 and SIGTERM from a signalfd it polls
- * beside a quiet pipe: a child it forks ends with 5, it raises SIGUSR2
- * itself twice, then its caller sends it SIGUSR1 and SIGTERM once it
+/* Takes SIGCHLD, SIGUSR1, SIGUSR2, SIGTERM and SIGPIPE from a signalfd it
+ * polls beside a quiet pipe: a child it forks ends with 5, it raises
+ * SIGUSR2 itself twice, the kernel raises SIGPIPE for its write to a pipe
+ * no one reads, then its caller sends it SIGUSR1 and SIGTERM once it
  * says "ready". It then closes the signalfd,
  * and a SIGUSR1 sent after "closed" runs its handler instead. */
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +40,7 @@ int main(void) {
     sigaddset(&mask, SIGUSR1);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGUSR2);
+    sigaddset(&mask, SIGPIPE);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int signals = signalfd(-1, &mask, SFD_CLOEXEC);
     int quiet[2];
@@ -62,6 +65,14 @@ int main(void) {
         printf("%s from myself: %d\n", strsignal(info.ssi_signo),
                (pid_t)info.ssi_pid == getpid());
     }
+    int broken[2];
+    if (pipe(broken) != 0 || close(broken[0]) != 0) {
+        perror("pipe");
+        return 1;
+    }
+    int failed = write(broken[1], "x", 1) < 0 && errno == EPIPE;
+    info = next_signal(signals, quiet[0]);
+    printf("%s for a write: %d\n", strsignal(info.ssi_signo), failed);
     printf("ready\n");
     fflush(stdout);
     for (int n = 0; n < 2; n++) {

@@ -955,7 +955,8 @@ fn a_program_started_just_after_its_hosts_agent_restarted_runs() {
 /// A signalfd is home's like any fd, and takes the signals sent at home
 /// that it asks for: a child's end (with the child's home pid and its
 /// status), signals the program raises itself (`raise`, `kill` of its
-/// own pid) and signals from the shell (with the shell's pid), read
+/// own pid), the SIGPIPE of a write to a home pipe no one reads, and
+/// signals from the shell (with the shell's pid), read
 /// through `poll` beside a pipe. Closed, it gives them back to the
 /// program's handlers. util-linux's `script` (a pty and a signalfd) runs.
 #[test]
@@ -978,7 +979,8 @@ wait $pid; echo "status $?"; cat sigfd.out
     assert_eq!(
         native.stdout,
         "status 0\nChild exited from the child: 1, status 5\n\
-         User defined signal 2 from myself: 1\nUser defined signal 2 from myself: 1\nready\n\
+         User defined signal 2 from myself: 1\nUser defined signal 2 from myself: 1\n\
+         Broken pipe for a write: 1\nready\n\
          User defined signal 1 from my parent: 1\nTerminated from my parent: 1\n\
          closed\nhandler: User defined signal 1\n"
     );
