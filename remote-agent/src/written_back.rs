@@ -49,10 +49,18 @@ pub struct MappedCopy {
     copy: OwnedFd,
     /// Its inode, by which a guest's `/proc/PID/maps` names it.
     inode: u64,
-    /// The file as home holds it, as far as this host knows: as filled, or
-    /// as last written back. Locked while a write-back is under way, so
-    /// that two are never interleaved.
-    home: tokio::sync::Mutex<Vec<u8>>,
+    /// What home holds, locked while a write-back is under way, so that
+    /// two are never interleaved.
+    home: tokio::sync::Mutex<Known>,
+}
+
+/// What home holds of a copy's file, as far as this host knows.
+#[derive(Default)]
+struct Known {
+    /// The file as filled, or as last written back.
+    home: Vec<u8>,
+    /// Where a window of the copy is read to be compared with it.
+    window: Vec<u8>,
 }
 
 impl WrittenBack {
@@ -127,7 +135,7 @@ impl MappedCopy {
         F: Fn(u64, usize) -> Fut,
         Fut: Future<Output = std::io::Result<Vec<u8>>>,
     {
-        let mut home = self.home.lock().await;
+        let home = &mut self.home.lock().await.home;
         let size = usize::try_from(size).map_err(std::io::Error::other)?;
         if size <= home.len() {
             home.truncate(size);
@@ -152,31 +160,32 @@ impl MappedCopy {
     /// Writes home, through `write` (offset, bytes), every page of the copy
     /// that differs from what home was last known to hold; a page whose
     /// write fails is tried again next time. Returns how many bytes went.
+    /// The copy is read a window at a time into one buffer, which stays in
+    /// the cache: reading it whole into new memory cost a page fault per
+    /// page it read, at each call.
     pub async fn write_back<F, Fut>(&self, write: F) -> std::io::Result<usize>
     where
         F: Fn(u64, Vec<u8>) -> Fut,
         Fut: Future<Output = std::io::Result<()>>,
     {
-        let mut home = self.home.lock().await;
-        let mut now = vec![0; home.len()];
-        let mut at = 0;
-        while at < now.len() {
-            let read = rustix::io::pread(&self.copy, &mut now[at..], at as u64)?;
-            if read == 0 {
+        let mut known = self.home.lock().await;
+        let Known { home, window } = &mut *known;
+        window.resize(STEP, 0);
+        let mut sent = 0;
+        let mut start = 0;
+        while start < home.len() {
+            let len = STEP.min(home.len() - start);
+            let read = rustix::io::pread(&self.copy, &mut window[..len], start as u64)?;
+            for (from, to) in changed_runs(&home[start..start + read], &window[..read]) {
+                let bytes = window[from..to].to_vec();
+                write((start + from) as u64, bytes).await?;
+                home[start + from..start + to].copy_from_slice(&window[from..to]);
+                sent += to - from;
+            }
+            if read < len {
                 break;
             }
-            at += read;
-        }
-        let mut sent = 0;
-        for (start, end) in changed_runs(&home, &now) {
-            let mut piece = start;
-            while piece < end {
-                let piece_end = end.min(piece + STEP);
-                write(piece as u64, now[piece..piece_end].to_vec()).await?;
-                home[piece..piece_end].copy_from_slice(&now[piece..piece_end]);
-                sent += piece_end - piece;
-                piece = piece_end;
-            }
+            start += len;
         }
         Ok(sent)
     }
