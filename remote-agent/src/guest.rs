@@ -1005,7 +1005,6 @@ impl Member {
         self.no_new_privs.fetch_or(set, Ordering::SeqCst);
     }
 
-    /// The signals its signalfds at home ask for, as last heard.
     /// The number home keeps the file of `copy` under for it, if it maps
     /// that copy already.
     fn held_for(&self, copy: &Arc<MappedCopy>) -> Option<i32> {
@@ -1094,6 +1093,7 @@ impl Member {
         }
     }
 
+    /// The signals its signalfds at home ask for, as last heard.
     pub(crate) fn signalfd_signals(&self) -> u64 {
         self.signalfd_signals.load(Ordering::SeqCst)
     }
@@ -4089,8 +4089,8 @@ impl Context {
             return Ok(Answer::Errno(libc::EACCES));
         }
         let existing = self.role.written_back.existing(&self.home_node, &file);
-        let held = match existing.and_then(|copy| self.member.held_for(&copy)) {
-            Some(held) => held,
+        let (held, newly_held) = match existing.and_then(|copy| self.member.held_for(&copy)) {
+            Some(held) => (held, false),
             None => {
                 let hold = SyscallCall {
                     nr: syscall::HOLD_MAPPED,
@@ -4106,7 +4106,7 @@ impl Context {
                     warn!(home_pid = self.home_pid, fd, "refused a writable shared mapping of a home file: {why}, so the program's writes would silently diverge from what it sees");
                     return Ok(Answer::Errno(libc::ENODEV));
                 }
-                held as i32
+                (held as i32, true)
             }
         };
         let calls = &self.calls;
@@ -4135,6 +4135,9 @@ impl Context {
                     home_pid = self.home_pid,
                     fd, "cannot map a copy of a home file here: {error}"
                 );
+                if newly_held {
+                    self.calls.close_read_only(n.tid, held)?;
+                }
                 return Ok(Answer::Errno(libc::EIO));
             }
         };
