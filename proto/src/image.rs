@@ -20,6 +20,9 @@ pub const REG_RIP: usize = 16;
 pub const REG_RAX: usize = 10;
 /// Index of `rsp`.
 pub const REG_RSP: usize = 19;
+/// How a host names the memfd it maps in a guest's place for a home file
+/// (`/proc/PID/maps` shows `/memfd:` this, then the file's path at home).
+pub const HOME_FILE_COPY: &str = "homing:";
 
 /// A whole process, less its memory contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,7 +124,7 @@ impl SharedHere {
 /// A new, empty copy, named after the home file for the guest's
 /// `/proc/self/maps`.
 pub(crate) fn make_copy(name: &[u8]) -> std::io::Result<OwnedFd> {
-    let mut shown = b"homing:".to_vec();
+    let mut shown = homing_proto::image::HOME_FILE_COPY.as_bytes().to_vec();
     shown.extend(name.iter().copied().filter(|&b| b != 0));
     let shown = std::ffi::CString::new(shown).map_err(std::io::Error::other)?;
     Ok(rustix::fs::memfd_create(

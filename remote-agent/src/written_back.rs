@@ -117,8 +117,9 @@ impl WrittenBack {
 impl MappedCopy {
     /// Whether a process whose `/proc/PID/maps` reads `maps` maps this copy.
     pub fn mapped_in(&self, maps: &str) -> bool {
+        let copy = format!("/memfd:{}", homing_proto::image::HOME_FILE_COPY);
         maps.lines().any(|line| {
-            line.contains("/memfd:homing:")
+            line.contains(&copy)
                 && line.split_whitespace().nth(4) == Some(self.inode.to_string().as_str())
         })
     }

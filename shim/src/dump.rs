@@ -1262,11 +1262,18 @@ fn regions(pid: i32, entries: &[MapsEntry]) -> Result<Vec<Region>, DumpError> {
             "[vsyscall]" => continue,
             "[stack]" => RegionKind::Stack,
             name if entry.shared() && entry.prot() & libc::PROT_WRITE as u32 != 0 => {
-                // Shared anonymous memory shows as a deleted /dev/zero.
-                let what = if name.is_empty() || name.starts_with("/dev/zero") {
-                    "anonymous memory"
-                } else {
-                    name
+                // Shared anonymous memory shows as a deleted /dev/zero;
+                // a home file mapped away, as its host's copy.
+                let copy = format!("/memfd:{}", homing_proto::image::HOME_FILE_COPY);
+                let home_file = name
+                    .strip_prefix(&copy)
+                    .map(|path| path.trim_end_matches(" (deleted)"));
+                let what = match home_file {
+                    Some(path) => format!("the home file {path}"),
+                    None if name.is_empty() || name.starts_with("/dev/zero") => {
+                        "anonymous memory".to_owned()
+                    }
+                    None => name.to_owned(),
                 };
                 return Err(unmovable(format!(
                     "it has a writable shared mapping of {what} at {:#x}",

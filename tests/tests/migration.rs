@@ -959,6 +959,28 @@ fn a_process_that_cannot_move_is_refused_and_goes_on() {
         shared.stdout.contains("migrate=1\ndone 7\nstatus=0\n"),
         "{shared:?}"
     );
+    // Nor can a home file a process away maps shared and writable (a copy
+    // on its host): refused where it is, with the file named, and the
+    // program goes on there, its writes reaching home.
+    let away = at_home(
+        &cluster,
+        "echo ......... > edited.bin
+         homing run --on node2 -- python3 -c 'import mmap, time; f = open(\"edited.bin\", \"r+b\"); m = mmap.mmap(f.fileno(), 8); m[:4] = b\"away\"; time.sleep(2); m[4:8] = b\"more\"; print(\"done\")' &
+         pid=$!
+         sleep 1
+         homing migrate $pid home; echo migrate=$?
+         wait $pid; echo status=$?; cat edited.bin",
+    );
+    assert!(
+        away.stderr.contains(
+            "to home: it has a writable shared mapping of the home file /home/alice/edited.bin at 0x"
+        ) && away.stderr.contains("; it goes on on node2\n"),
+        "{away:?}"
+    );
+    assert_eq!(
+        away.stdout, "migrate=1\ndone\nstatus=0\nawaymore.\n",
+        "{away:?}"
+    );
     // Another user's process.
     let bobs = cluster.exec_as(
         "node1",

@@ -395,7 +395,8 @@ impl Node {
         let immigrant = match eviction {
             Eviction::Image(immigrant) => *immigrant,
             Eviction::Refused { message } => {
-                return Err(format!("cannot move process {pid}: {message}"))
+                let what = format!("move process {pid} to {node}");
+                return Err(not_moved(&what, &message, &format!("on {from}")));
             }
         };
         let estimate = homing_shim::dump::travelling_bytes(&immigrant.image);
