@@ -216,6 +216,9 @@ pub struct FastPath {
     walker: Option<Option<Arc<Walker>>>,
     /// Calls under way that may change any of the above.
     changes: Arc<Changes>,
+    /// Whether another deputy's program runs on the same host as this
+    /// one's (see [`Self::hold_mapped`]).
+    neighbour: Neighbours,
     /// Files opened or kept for a host, by the number the host knows each
     /// by: programs for it to fetch for an exec (see
     /// [`syscall::OPEN_PROGRAM`]), and files the program maps shared and
@@ -227,10 +230,14 @@ pub struct FastPath {
     nice_on_host: Option<i32>,
 }
 
+/// Whether the process with a pid is a deputy whose program runs on the
+/// same host as this deputy's.
+pub type Neighbours = Box<dyn Fn(i32) -> bool + Send>;
+
 impl FastPath {
     /// The fast path for deputy `pid`, if its fds can be duplicated;
     /// `changes` hears the deputy's answers.
-    pub fn new(pid: i32, changes: Arc<Changes>) -> Option<Self> {
+    pub fn new(pid: i32, changes: Arc<Changes>, neighbour: Neighbours) -> Option<Self> {
         let pidfd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
         Some(Self {
             pid,
@@ -252,6 +259,7 @@ impl FastPath {
             .map(Arc::new),
             walker: None,
             changes,
+            neighbour,
             held: HashMap::new(),
             next_held: syscall::PROGRAM_FDS_FROM,
             // The program started with the deputy's.
@@ -731,6 +739,9 @@ impl FastPath {
         };
         match homing_shim::execute::open_only_here(file.as_fd()) {
             Ok(true) => {}
+            // Programs on one host share one copy, as processes here share
+            // the file: a database several of them use maps alike there.
+            Ok(false) if self.opened_only_by_neighbours(&file) => {}
             Ok(false) => return Some(failed(libc::EBUSY)),
             Err(error) => {
                 tracing::debug!(
@@ -746,6 +757,49 @@ impl FastPath {
             ret: number.into(),
             outputs: vec![],
         })
+    }
+
+    /// Whether every process here that has `file` open but this agent and
+    /// the deputy is a deputy whose program runs on the same host as the
+    /// deputy's: one that maps it maps the same copy there. Each process's
+    /// fds are looked at (`/proc/PID/fd`, as `fuser` does), only when a
+    /// lease could not be taken, at a mapping.
+    fn opened_only_by_neighbours(&self, file: &OwnedFd) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(wanted) = rustix::fs::fstat(file) else {
+            return false;
+        };
+        let Ok(processes) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        let own = std::process::id() as i32;
+        for process in processes.flatten() {
+            let Some(pid) = process
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == self.pid || pid == own {
+                continue;
+            }
+            let fds = match std::fs::read_dir(process.path().join("fd")) {
+                Ok(fds) => fds,
+                // Ended meanwhile.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                // Cannot tell.
+                Err(_) => return false,
+            };
+            let opens_it = fds.flatten().any(|fd| {
+                std::fs::metadata(fd.path())
+                    .is_ok_and(|st| st.dev() == wanted.st_dev && st.ino() == wanted.st_ino)
+            });
+            if opens_it && !(self.neighbour)(pid) {
+                return false;
+            }
+        }
+        true
     }
 
     /// A `pread64`, `pwrite64` or `close` of a file kept for the host.

@@ -1058,7 +1058,12 @@ impl Node {
                 }
             })
         };
-        let mut fast = FastPath::new(pid, changes);
+        let away = self.away.clone();
+        let neighbour = Box::new(move |other: i32| {
+            let host = |pid: i32| away.get(&pid).map(|process| process.node.clone());
+            host(pid).is_some_and(|here| host(other) == Some(here))
+        });
+        let mut fast = FastPath::new(pid, changes, neighbour);
         let mut nice_look = tokio::time::interval(NICE_LOOK);
         nice_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =

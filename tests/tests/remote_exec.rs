@@ -1461,9 +1461,10 @@ if __name__ == "__main__":
 /// through `mmap`. What the program writes into the mapping is in the home
 /// file when it next asks home anything (a read of the file, from a new
 /// fd, sees it without an `msync`) and when it ends, with no call after
-/// its last write. While another process at home has the file open, the
-/// mapping is refused as before (SQLite says "disk I/O error"), and home's
-/// database is untouched.
+/// its last write. Processes of the program sharing one database there
+/// share one copy, as they would the file at home. While another process
+/// at home has the file open, the mapping is refused as before (SQLite
+/// says "disk I/O error"), and home's database is untouched.
 #[test]
 fn home_files_mapped_shared_and_writable_away_are_written_back_home() {
     let cluster = Cluster::up(2);
@@ -1513,6 +1514,35 @@ os._exit(0)
          && sqlite3 wal.db 'select count(*), max(x) from t; pragma integrity_check'",
     ));
     assert_eq!(shell.stdout, "501|1000\n501|1000\nok\n", "{shell:?}");
+
+    // Three processes of one program write into the database at once.
+    write_at_home(
+        &cluster,
+        "writers.py",
+        r#"import sqlite3, subprocess, sys
+db = sqlite3.connect("wal.db", timeout=30)
+if len(sys.argv) > 1:
+    for i in range(100):
+        db.execute("insert into t values(?, ?)", (2000 + i, sys.argv[1]))
+        db.commit()
+    sys.exit(0)
+workers = [subprocess.Popen([sys.executable, "writers.py", str(k)]) for k in range(3)]
+print([worker.wait() for worker in workers])
+print(db.execute("select y, count(*) from t where x >= 2000 group by y").fetchall())
+"#,
+    );
+    let writers = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 writers.py && sqlite3 wal.db 'pragma integrity_check; select count(*) from t'",
+    ));
+    assert_eq!(
+        writers.stdout, "[0, 0, 0]\n[('0', 100), ('1', 100), ('2', 100)]\nok\n801\n",
+        "{writers:?}"
+    );
+    ok(at_home(
+        &cluster,
+        "sqlite3 wal.db 'delete from t where x >= 2000'",
+    ));
 
     // Home's own sqlite3 holds the database open (and so its -shm file)
     // while the program away would map it: refused.
