@@ -401,9 +401,10 @@ pub const SET_NAME: u64 = 0x7000_0003;
 /// keeps the file open for as long as the deputy lives (a mapping keeps
 /// its file, whatever becomes of the fd), under a number from
 /// [`PROGRAM_FDS_FROM`] up that only `pread64`, `pwrite64` and `close`
-/// may use (the deputy never has it). EBUSY: another process at home has
-/// the file open (a write lease on it could not be taken), so a copy
-/// would not be what it sees; ENOSYS: not answered (the deputy got it).
+/// may use (the deputy never has it). EBUSY: a process at home other than
+/// the deputies of programs on the same host (which share the host's
+/// copy) has the file open, so a copy would not be what it sees; ENOSYS:
+/// not answered (the deputy got it).
 pub const HOLD_MAPPED: u64 = 0x7000_0004;
 /// The files of `/proc/PID` that [`OPEN_PROC_VIEW`] serves.
 pub const PROC_VIEWS: [&str; 6] = ["status", "stat", "statm", "maps", "smaps", "smaps_rollup"];
