@@ -41,6 +41,21 @@ pub struct HomeFile {
 pub const STAT_SIZE: usize = 144;
 
 impl HomeFile {
+    /// A regular file's identity, for tests.
+    #[cfg(test)]
+    pub(crate) fn regular(ino: u64, size: u64) -> Self {
+        Self {
+            dev: 7,
+            ino,
+            mode: libc::S_IFREG | 0o600,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 0,
+            mtime_nsec: 0,
+        }
+    }
+
     /// Reads the identity out of a raw x86_64 `struct stat`.
     pub fn from_stat(stat: &[u8]) -> Option<Self> {
         let u64_at = |at: usize| Some(u64::from_ne_bytes(stat.get(at..at + 8)?.try_into().ok()?));

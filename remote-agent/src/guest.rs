@@ -4020,29 +4020,18 @@ impl Context {
             }
             return Ok(SharedMapping::Cached(Some(home_path)));
         }
-        let here = |answer| Ok(SharedMapping::Here(answer));
         // Sized as it is now, and opened as the program's own fd is.
-        let file = match self.calls.fstat(n.tid, fd).await? {
-            Ok(file) if file.is_regular() => file,
-            Ok(_) => return here(Answer::Errno(libc::ENODEV)),
-            Err(errno) => return here(errno_of(errno)),
+        let (file, open_flags) = match self.regular_file_at(n.tid, fd).await? {
+            Ok(found) => found,
+            Err(answer) => return Ok(SharedMapping::Here(answer)),
         };
-        let open_flags = self.calls.open_flags(n.tid, fd).await?;
-        if open_flags < 0 {
-            return here(errno_of(open_flags));
-        }
+        let here = |answer| Ok(SharedMapping::Here(answer));
         let calls = &self.calls;
-        let read = |offset: u64, len: usize| async move {
-            match calls.pread(n.tid, fd, offset, len).await {
-                Ok(Ok(bytes)) => Ok(bytes),
-                Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
-                Err(gone) => Err(std::io::Error::other(gone.to_string())),
-            }
-        };
+        let read = |offset: u64, len: usize| calls.pread_file(n.tid, fd, offset, len);
         let copy = self
             .role
             .shared_here
-            .open(&self.home_node, &file, &home_path, open_flags as i32, read)
+            .open(&self.home_node, &file, &home_path, open_flags, read)
             .await;
         let copy = match copy {
             Ok(copy) => copy,
@@ -4055,15 +4044,40 @@ impl Context {
             }
         };
         debug!(home_pid = self.home_pid, fd, path = %String::from_utf8_lossy(&home_path), "maps the shared copy here");
-        here(
-            match self.listener.install_fd(n.id, copy.as_fd(), fd, false) {
-                Ok(()) => Answer::Continue,
-                Err(error) => {
-                    debug!("installing the shared copy's fd: {error}");
-                    Answer::Errno(libc::EIO)
-                }
-            },
-        )
+        here(self.map_instead(n, copy.as_fd(), fd))
+    }
+
+    /// Has the guest's mmap of fd `fd` map `local` instead: an fd to it is
+    /// put at that number, and the call runs.
+    fn map_instead(&self, n: &Notification, local: std::os::fd::BorrowedFd<'_>, fd: i32) -> Answer {
+        match self.listener.install_fd(n.id, local, fd, false) {
+            Ok(()) => Answer::Continue,
+            Err(error) => {
+                debug!("installing the fd of what is mapped instead: {error}");
+                Answer::Errno(libc::EIO)
+            }
+        }
+    }
+
+    /// The home file at fd `fd` and how it is open (its `F_GETFL`), for a
+    /// shared mapping of it; `Err`: the mapping's answer, where it is no
+    /// regular file (ENODEV, as for any device that cannot be mapped so)
+    /// or cannot be looked at.
+    async fn regular_file_at(
+        &self,
+        tid: i32,
+        fd: i32,
+    ) -> Result<Result<(HomeFile, i32), Answer>, HomeGone> {
+        let file = match self.calls.fstat(tid, fd).await? {
+            Ok(file) if file.is_regular() => file,
+            Ok(_) => return Ok(Err(Answer::Errno(libc::ENODEV))),
+            Err(errno) => return Ok(Err(errno_of(errno))),
+        };
+        let open_flags = self.calls.open_flags(tid, fd).await?;
+        if open_flags < 0 {
+            return Ok(Err(errno_of(open_flags)));
+        }
+        Ok(Ok((file, open_flags as i32)))
     }
 
     /// A shared, writable mapping of the home file at fd `fd` (its path at
@@ -4075,16 +4089,11 @@ impl Context {
         fd: i32,
         home_path: Option<Vec<u8>>,
     ) -> Result<Answer, HomeGone> {
-        let file = match self.calls.fstat(n.tid, fd).await? {
-            Ok(file) if file.is_regular() => file,
-            Ok(_) => return Ok(Answer::Errno(libc::ENODEV)),
-            Err(errno) => return Ok(errno_of(errno)),
+        let (file, open_flags) = match self.regular_file_at(n.tid, fd).await? {
+            Ok(found) => found,
+            Err(answer) => return Ok(answer),
         };
-        let open_flags = self.calls.open_flags(n.tid, fd).await?;
-        if open_flags < 0 {
-            return Ok(errno_of(open_flags));
-        }
-        if open_flags as i32 & libc::O_ACCMODE != libc::O_RDWR {
+        if open_flags & libc::O_ACCMODE != libc::O_RDWR {
             // As the kernel refuses it at home.
             return Ok(Answer::Errno(libc::EACCES));
         }
@@ -4110,13 +4119,7 @@ impl Context {
             }
         };
         let calls = &self.calls;
-        let read = |offset: u64, len: usize| async move {
-            match calls.pread(n.tid, held, offset, len).await {
-                Ok(Ok(bytes)) => Ok(bytes),
-                Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
-                Err(gone) => Err(std::io::Error::other(gone.to_string())),
-            }
-        };
+        let read = |offset: u64, len: usize| calls.pread_file(n.tid, held, offset, len);
         let name = home_path.unwrap_or_else(|| b"mapped".to_vec());
         let copy = self
             .role
@@ -4124,7 +4127,7 @@ impl Context {
             .open(&self.home_node, &file, &name, read)
             .await;
         let local = copy.and_then(|copy| {
-            let local = copy.reopen(open_flags as i32)?;
+            let local = copy.reopen(open_flags)?;
             self.member.note_mapped(copy, held);
             Ok(local)
         });
@@ -4145,15 +4148,7 @@ impl Context {
             home_pid = self.home_pid,
             fd, held, "maps a written-back copy here"
         );
-        Ok(
-            match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
-                Ok(()) => Answer::Continue,
-                Err(error) => {
-                    debug!("installing the mapped copy's fd: {error}");
-                    Answer::Errno(libc::EIO)
-                }
-            },
-        )
+        Ok(self.map_instead(n, local.as_fd(), fd))
     }
 
     /// mmap of a home fd: map the cached copy instead, by putting a local
@@ -4197,10 +4192,7 @@ impl Context {
             .flatten();
         if let Some(copy) = written_back {
             return Ok(match copy.reopen(libc::O_RDONLY) {
-                Ok(local) => match self.listener.install_fd(n.id, local.as_fd(), fd, false) {
-                    Ok(()) => Answer::Continue,
-                    Err(_) => Answer::Errno(libc::EIO),
-                },
+                Ok(local) => self.map_instead(n, local.as_fd(), fd),
                 Err(_) => Answer::Errno(libc::EIO),
             });
         }

@@ -401,6 +401,21 @@ impl HomeCalls {
         })
     }
 
+    /// [`Self::pread`] as an `io::Result`, for a reader of a file's bytes.
+    pub async fn pread_file(
+        &self,
+        tid: i32,
+        fd: i32,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Vec<u8>> {
+        match self.pread(tid, fd, offset, len).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(errno)) => Err(std::io::Error::from_raw_os_error(-errno as i32)),
+            Err(gone) => Err(std::io::Error::other(gone.to_string())),
+        }
+    }
+
     /// Sends `pread64(fd, len, offset)` home; returns where its answer
     /// will arrive (the bytes are its output 1).
     pub fn start_pread(

@@ -154,16 +154,7 @@ mod tests {
     use super::*;
 
     fn file(ino: u64, size: u64) -> HomeFile {
-        HomeFile {
-            dev: 7,
-            ino,
-            mode: libc::S_IFREG | 0o600,
-            uid: 0,
-            gid: 0,
-            size,
-            mtime: 0,
-            mtime_nsec: 0,
-        }
+        HomeFile::regular(ino, size)
     }
 
     #[tokio::test]

@@ -217,16 +217,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn file(size: u64) -> HomeFile {
-        HomeFile {
-            dev: 7,
-            ino: 9,
-            mode: libc::S_IFREG | 0o600,
-            uid: 0,
-            gid: 0,
-            size,
-            mtime: 0,
-            mtime_nsec: 0,
-        }
+        HomeFile::regular(9, size)
     }
 
     #[test]
