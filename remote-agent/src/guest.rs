@@ -1533,6 +1533,29 @@ impl HostRole {
         self.hand_end_to_parent(pid);
     }
 
+    /// Writes home what `member`, and every other guest from its home node
+    /// here, wrote into the home files they map shared and writable, before
+    /// a call of `member`'s goes home: nothing home then tells it may be
+    /// older than what the processes here wrote, as at home, where another
+    /// process's `read` of the file sees a write into a mapping at once.
+    async fn write_back_mapped(&self, member: &Arc<Member>) {
+        member.write_back_mapped(&self.written_back).await;
+        if !self.written_back.maps_any_of(&member.home_node) {
+            return;
+        }
+        let others: Vec<Arc<Member>> = self
+            .members
+            .iter()
+            .filter(|other| {
+                other.key().0 == member.home_node && !Arc::ptr_eq(other.value(), member)
+            })
+            .map(|other| other.value().clone())
+            .collect();
+        for other in others {
+            other.write_back_mapped(&self.written_back).await;
+        }
+    }
+
     /// Fetches the program at `path` (home) and, for a script, its interpreter.
     async fn prepare(
         &self,
@@ -2287,8 +2310,7 @@ impl Context {
             }
         }
         if !matches!(route, Route::Refuse { .. }) {
-            // Nothing home then tells may be older than the program's memory.
-            self.member.write_back_mapped(&self.role.written_back).await;
+            self.role.write_back_mapped(&self.member).await;
         }
         self.member.drop_read_ahead();
         if let Ok(mut ahead) = self.member.lookups_ahead.lock() {

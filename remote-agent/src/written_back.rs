@@ -10,12 +10,13 @@
 //! shares, as processes at home share the file's pages. What the program
 //! writes into it goes home as `pwrite`s of the pages that changed (found
 //! by comparing the copy with what home was last known to hold): before
-//! each of the program's calls that goes home, so that nothing it then
-//! asks of home (a `read` of the file, a lock, its end) finds the file
-//! older than its memory; and once more when it ends, however it ends.
+//! each call that any guest from that home node makes home, so that
+//! nothing one then asks of home (a `read` of the file, a lock, its end)
+//! finds the file older than what the guests here wrote; and once more
+//! when the program ends, however it ends.
 //!
-//! A copy is made only while no other process at home has the file open
-//! (home's agent tells, by a write lease it can take only then: see
+//! A copy is made only while no process at home but the deputies of
+//! programs on this host has the file open (home's agent tells: see
 //! [`homing_proto::syscall::HOLD_MAPPED`]), since such a process would not
 //! see the program's writes when it made them, nor the program its. One
 //! that opens the file later sees what the program wrote up to its last
@@ -99,6 +100,11 @@ impl WrittenBack {
     pub fn existing(&self, home_node: &str, file: &HomeFile) -> Option<Arc<MappedCopy>> {
         let key = (home_node.to_owned(), file.dev, file.ino);
         self.copies.get(&key).map(|copy| copy.clone())
+    }
+
+    /// Whether any file of `home_node` is mapped here.
+    pub fn maps_any_of(&self, home_node: &str) -> bool {
+        self.copies.iter().any(|copy| copy.key().0 == home_node)
     }
 
     /// Drops `copy` if no guest maps it any more: none holds it but this
@@ -281,6 +287,7 @@ mod tests {
         };
         assert!(copy.mapped_in(&line(inode)) && !copy.mapped_in(&line(inode + 1)));
         assert!(here.existing("node1", &file(0)).is_some());
+        assert!(here.maps_any_of("node1") && !here.maps_any_of("node3"));
         here.let_go(&copy);
         assert!(
             here.existing("node1", &file(0)).is_some(),

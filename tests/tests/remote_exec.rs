@@ -1544,6 +1544,34 @@ print(db.execute("select y, count(*) from t where x >= 2000 group by y").fetchal
         "sqlite3 wal.db 'delete from t where x >= 2000'",
     ));
 
+    // Another program reads the file while the writer, asleep, makes no
+    // call home after its write: it reads the write, as at home.
+    write_at_home(
+        &cluster,
+        "siblings.py",
+        r#"import mmap, subprocess, sys, time
+if sys.argv[1:] == ["write"]:
+    f = open("edited.bin", "r+b")
+    edit = mmap.mmap(f.fileno(), 8)
+    edit[0:6] = b"WRITER"
+    time.sleep(4)
+elif sys.argv[1:] == ["read"]:
+    time.sleep(2)
+    print("read", open("edited.bin", "rb").read(8), flush=True)
+else:
+    workers = [subprocess.Popen([sys.executable, "siblings.py", job]) for job in ["write", "read"]]
+    print([worker.wait() for worker in workers])
+"#,
+    );
+    let siblings = "printf 12345678 > edited.bin && python3 siblings.py";
+    let native = ok(at_home(&cluster, siblings));
+    assert_eq!(native.stdout, "read b'WRITER78'\n[0, 0]\n", "{native:?}");
+    let remote = ok(at_home(
+        &cluster,
+        &siblings.replace("python3", "homing run --on node2 -- python3"),
+    ));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+
     // Home's own sqlite3 holds the database open (and so its -shm file)
     // while the program away would map it: refused.
     let mut holder = spawn_at_home(
