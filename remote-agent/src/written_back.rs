@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -42,6 +43,9 @@ const PAGE: usize = 4096;
 #[derive(Default)]
 pub struct WrittenBack {
     copies: DashMap<(String, u64, u64), Arc<MappedCopy>>,
+    /// How many there are, as last counted: every guest's call looks, and
+    /// most hosts have none.
+    count: AtomicUsize,
 }
 
 /// One home file's copy here.
@@ -89,7 +93,9 @@ impl WrittenBack {
                     copy,
                     home: Default::default(),
                 });
-                self.copies.entry(key).or_insert(made).clone()
+                let copy = self.copies.entry(key).or_insert(made).clone();
+                self.recount();
+                copy
             }
         };
         copy.size_as(file.size, read).await?;
@@ -104,7 +110,12 @@ impl WrittenBack {
 
     /// Whether any file of `home_node` is mapped here.
     pub fn maps_any_of(&self, home_node: &str) -> bool {
-        self.copies.iter().any(|copy| copy.key().0 == home_node)
+        self.count.load(Ordering::SeqCst) > 0
+            && self.copies.iter().any(|copy| copy.key().0 == home_node)
+    }
+
+    fn recount(&self) {
+        self.count.store(self.copies.len(), Ordering::SeqCst);
     }
 
     /// Drops `copy` if no guest maps it any more: none holds it but this
@@ -112,11 +123,13 @@ impl WrittenBack {
     pub fn let_go(&self, copy: &Arc<MappedCopy>) {
         self.copies
             .retain(|_, kept| !Arc::ptr_eq(kept, copy) || Arc::strong_count(copy) > 2);
+        self.recount();
     }
 
     /// Drops the copies of `home_node`'s files (it has no guest here left).
     pub fn forget(&self, home_node: &str) {
         self.copies.retain(|(node, _, _), _| node != home_node);
+        self.recount();
     }
 }
 
