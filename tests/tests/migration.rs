@@ -837,22 +837,33 @@ print(n > 0, hashlib.sha256(b"".join(b for b in last if b is not None)).hexdiges
     assert_eq!(at_home, format!("{expected}  -"), "{run:?}");
 }
 
+/// The start of a script that runs `~/sandboxed ARGS` (after `run`, which
+/// may start it away) reading its steps from the fifo `~/ask`, held open
+/// on fd 3, writing to `~/OUT`, and waits until it has written `ready`;
+/// `$pid` is its pid.
+fn sandboxed_waiting(run: &str, args: &str, out: &str, ready: &str) -> String {
+    format!(
+        "rm -f ~/ask; mkfifo ~/ask
+         {run} ~/sandboxed {args} < ~/ask > ~/{out} &
+         pid=$!
+         exec 3> ~/ask
+         for _ in $(seq 100); do grep -q {ready} ~/{out} && break; sleep 0.05; done
+         "
+    )
+}
+
 #[test]
 fn a_process_under_a_seccomp_filter_of_its_own_is_refused_and_stays_under_it() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "sandboxed");
     let run = at_home(
         &cluster,
-        "rm -f ~/ask; mkfifo ~/ask
-         ~/sandboxed < ~/ask > ~/sandboxed.out &
-         pid=$!
-         exec 3> ~/ask
-         for _ in $(seq 100); do grep -q uname ~/sandboxed.out && break; sleep 0.05; done
-         homing migrate $pid node2; echo migrate=$?
+        &(sandboxed_waiting("", "", "sandboxed.out", "uname")
+            + "homing migrate $pid node2; echo migrate=$?
          echo >&3
          exec 3>&-
          wait $pid; echo status=$?
-         cat ~/sandboxed.out",
+         cat ~/sandboxed.out"),
     );
     assert!(
         run.stderr.contains("cannot move process")
@@ -882,17 +893,13 @@ fn an_away_process_keeps_its_own_sandbox_state_as_it_moves() {
     // One that installed a filter of its own away stays where it is.
     let run = at_home(
         &cluster,
-        "rm -f ~/ask; mkfifo ~/ask
-         homing run --on node2 -- ~/sandboxed < ~/ask > ~/sandboxed.out &
-         pid=$!
-         exec 3> ~/ask
-         for _ in $(seq 100); do grep -q uname ~/sandboxed.out && break; sleep 0.05; done
-         homing migrate $pid node3; echo migrate=$?
+        &(sandboxed_waiting("homing run --on node2 --", "", "sandboxed.out", "uname")
+            + "homing migrate $pid node3; echo migrate=$?
          homing migrate $pid home; echo migrate=$?
          echo >&3
          exec 3>&-
          wait $pid; echo status=$?
-         tail -n 1 ~/sandboxed.out",
+         tail -n 1 ~/sandboxed.out"),
     );
     assert_eq!(
         run.stderr
@@ -909,19 +916,15 @@ fn an_away_process_keeps_its_own_sandbox_state_as_it_moves() {
     // it is the kernel's own again.
     let run = ok(at_home(
         &cluster,
-        "rm -f ~/ask; mkfifo ~/ask
-         homing run --on node2 -- ~/sandboxed nnp < ~/ask > ~/nnp.out &
-         pid=$!
-         exec 3> ~/ask
-         for _ in $(seq 100); do grep -q set ~/nnp.out && break; sleep 0.05; done
-         homing migrate $pid node3 >/dev/null || exit 5
+        &(sandboxed_waiting("homing run --on node2 --", "nnp", "nnp.out", "set")
+            + "homing migrate $pid node3 >/dev/null || exit 5
          echo >&3
          homing migrate $pid home >/dev/null || exit 4
          echo >&3
          grep NoNewPrivs /proc/$pid/status
          exec 3>&-
          wait $pid; echo status=$?
-         cat ~/nnp.out",
+         cat ~/nnp.out"),
     ));
     let line = "seccomp mode 0, no_new_privs 1; NoNewPrivs:\t1; Seccomp:\t0; Seccomp_filters:\t0\n";
     assert_eq!(
