@@ -43,6 +43,13 @@ const ITEMS_IN_FLIGHT: usize = 8;
 /// memory is sent while it runs. They are counted from when tracking
 /// began: setting up the move has most often taken longer than this.
 const MIN_SAMPLE: Duration = Duration::from_millis(10);
+/// Looks, [`LEAST_RUN`] apart, that must all find a process runnable for
+/// it to be taken as waiting for a CPU.
+const STARVED_LOOKS: usize = 5;
+/// The least CPU time the sample wants of a process left waiting for a
+/// CPU, and the longest it waits for the process to have it.
+const MIN_SAMPLE_CPU: Duration = Duration::from_millis(2);
+const SAMPLE_PATIENCE: Duration = Duration::from_millis(100);
 /// The rate memory is assumed to move at, to judge from the sample.
 const ASSUMED_RATE: f64 = 1e9;
 /// Sending while the process runs stops once a round has this little to
@@ -60,6 +67,8 @@ const PACED_LEFT: u64 = 4 << 20;
 /// The shortest and longest run between two pauses.
 const LEAST_RUN: Duration = Duration::from_micros(100);
 const MOST_RUN: Duration = Duration::from_millis(40);
+/// How often a run's CPU time is looked at.
+const LOOK_AT_RUN: Duration = Duration::from_millis(1);
 /// The longest a pause spends reading and handing over pages.
 const PAUSE_READING: Duration = Duration::from_millis(8);
 /// Pauses after which what is left goes frozen, however much it is.
@@ -331,7 +340,10 @@ impl Source {
         let (ready, layout) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("dump-{pid}"))
-            .spawn(move || source_thread(pid, guest, track, inbox, ready))
+            .spawn(move || {
+                crate::move_priority::join_this_thread();
+                source_thread(pid, guest, track, inbox, ready)
+            })
             .map_err(|e| format!("cannot start a dump thread: {e}"))?;
         let started = Instant::now();
         let Tracking {
@@ -504,7 +516,7 @@ struct Held {
     layout: Vec<Region>,
     tracker: Option<WriteTracker>,
     /// When its writes began to be tracked (protecting its pages began).
-    tracked_at: Option<Instant>,
+    tracked_at: Option<CpuClock>,
     frozen: Option<Frozen>,
     image: Option<ProcessImage>,
     /// Written pages not sent while it ran: left for when it is frozen.
@@ -598,7 +610,7 @@ fn source_thread(
             let frozen_for = setup.elapsed();
             // Pages are tracked as they are protected: the sample of its
             // writes spans the protecting too.
-            let tracking_from = Instant::now();
+            let tracking_from = CpuClock::start(pid);
             if let Err(error) = tracker.track(&layout) {
                 let _ = ready.send(Err(format!(
                     "cannot track the writes of process {pid}: {error}"
@@ -670,10 +682,24 @@ impl Held {
         let closed = |_| "the stream went away".to_owned();
         // A process that would rewrite most of its memory while it is
         // sent is sent frozen, once.
-        let tracked_at = self.tracked_at.unwrap_or_else(Instant::now);
-        std::thread::sleep(MIN_SAMPLE.saturating_sub(tracked_at.elapsed()));
+        let tracked_at = (self.tracked_at.take()).unwrap_or_else(|| CpuClock::start(self.pid));
+        std::thread::sleep(MIN_SAMPLE.saturating_sub(tracked_at.at.elapsed()));
+        // One the agents, running ahead of it, have left waiting for a
+        // CPU is judged by the CPU time it had: it writes as fast as that
+        // once it has a CPU again.
+        let starved = tracked_at.starved(self.pid);
+        if starved {
+            let patience = tracked_at.at + SAMPLE_PATIENCE;
+            while tracked_at.ran(self.pid) < MIN_SAMPLE_CPU && Instant::now() < patience {
+                std::thread::sleep(LOOK_AT_RUN);
+            }
+        }
         let sample = bytes_in(&tracker.written().map_err(|e| e.to_string())?);
-        let sampled_for = tracked_at.elapsed().max(MIN_SAMPLE);
+        let sampled_for = if starved {
+            tracked_at.ran(self.pid).max(LEAST_RUN)
+        } else {
+            tracked_at.at.elapsed().max(MIN_SAMPLE)
+        };
         let sending = Duration::from_secs_f64(self.estimate as f64 / ASSUMED_RATE);
         let rewritten = sample as f64 * sending.as_secs_f64() / sampled_for.as_secs_f64();
         if rewritten > self.estimate as f64 / 2.0 {
@@ -734,7 +760,10 @@ impl Held {
     /// Sends the memory of a process that writes faster than the link
     /// carries: it is paused while each share of its pages is read, and
     /// runs between pauses only as long as it takes to write a quarter of a
-    /// share, so that what is left shrinks. Once little is left it stays
+    /// share, so that what is left shrinks. Runs and rates count the CPU
+    /// time it had, not the time that passed: the agents run ahead of it
+    /// while they move it, so a run may pass with the process waiting for
+    /// a CPU, which then writes at full speed in the next. Once little is left it stays
     /// frozen, and that goes with its final state. `first`: ranges never
     /// sent (what [`Pick::KeptOwn`] keeps goes); `again`: pages written
     /// since they were sent; `write_rate`: the bytes a second it was last
@@ -772,9 +801,9 @@ impl Held {
         let pid = self.pid;
         let tracker = (self.tracker.as_mut()).ok_or("its writes are not tracked")?;
         let started = Instant::now();
-        let mut thawed_at: Option<Instant> = None;
-        // The first run's length is judged from the rate alone.
-        let mut ran = MOST_RUN;
+        // How long it could run in its last run: the first run's length
+        // is judged from the rate alone.
+        let mut ran: Option<Duration> = None;
         loop {
             let paused_at = Instant::now();
             let gate = GateShut(self.guest.as_ref());
@@ -783,9 +812,9 @@ impl Held {
             let paused = dump::pause(pid, &busy, release.as_ref().map(|r| r as &dyn Fn(i32)))
                 .map_err(|e| e.to_string())?;
             let written = tracker.written().map_err(|e| e.to_string())?;
-            if let Some(thawed_at) = thawed_at {
-                let running = paused_at.duration_since(thawed_at).as_secs_f64();
-                write_rate = bytes_in(&written) as f64 / running;
+            // A run it spent waiting for a CPU tells nothing of its rate.
+            if let Some(running) = ran.filter(|&running| running >= LEAST_RUN) {
+                write_rate = bytes_in(&written) as f64 / running.as_secs_f64();
             }
             again.extend(without(&written, first));
             *again = merged(std::mem::take(again));
@@ -824,8 +853,7 @@ impl Held {
             read_share(pid, again, Pick::All, (budget, deadline), items)?;
             drop(paused);
             drop(gate);
-            let thawed = Instant::now();
-            thawed_at = Some(thawed);
+            let thawed = CpuClock::start(pid);
             pacing.pauses += 1;
             pacing.longest = pacing.longest.max(paused_at.elapsed());
             // A quarter share written per run: what is left shrinks by
@@ -833,7 +861,9 @@ impl Held {
             // writes (it may not have had the CPU) is no measure of a
             // long one: runs at most double.
             let run = Duration::from_secs_f64((PAUSED_SHARE as f64 / 4.0 / write_rate).min(1.0));
-            let run = run.min(ran * 2).clamp(LEAST_RUN, MOST_RUN);
+            let run = run
+                .min(ran.unwrap_or(MOST_RUN) * 2)
+                .clamp(LEAST_RUN, MOST_RUN);
             debug!(
                 pid,
                 paused = ?paused_at.elapsed(),
@@ -850,9 +880,9 @@ impl Held {
                     std::thread::sleep(LEAST_RUN);
                 }
             } else {
-                std::thread::sleep(run);
+                thawed.run_for(pid, run);
             }
-            ran = thawed.elapsed();
+            ran = Some(thawed.ran(pid));
         }
     }
 
@@ -965,6 +995,82 @@ fn clipped(ranges: &[(u64, u64)], within: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 /// Bytes of address space in `ranges`.
+/// A start from which to count the CPU time a process has.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock {
+    at: Instant,
+    /// The CPU time it had had then, its threads together, where the
+    /// kernel tells it.
+    had: Option<Duration>,
+}
+
+impl CpuClock {
+    fn start(pid: i32) -> Self {
+        CpuClock {
+            at: Instant::now(),
+            had: cpu_time(pid),
+        }
+    }
+
+    /// The CPU time process `pid` has had since the start, or where that
+    /// is not known the time that passed.
+    fn ran(&self, pid: i32) -> Duration {
+        match (self.had, cpu_time(pid)) {
+            (Some(then), Some(now)) => now.saturating_sub(then),
+            _ => self.at.elapsed(),
+        }
+    }
+
+    /// Whether process `pid` has had less than a quarter of the time
+    /// that passed since the start, and waits for a CPU: the agents run
+    /// ahead of it while it moves. A process that sleeps has had little
+    /// CPU too, but is not seen runnable look after look.
+    fn starved(&self, pid: i32) -> bool {
+        self.ran(pid) < self.at.elapsed() / 4
+            && (0..STARVED_LOOKS).all(|look| {
+                if look > 0 {
+                    std::thread::sleep(LEAST_RUN);
+                }
+                any_thread_runnable(pid)
+            })
+    }
+
+    /// Lets process `pid`, thawed at the start, run until it has had
+    /// `run` of CPU time, or for [`MOST_RUN`] at most.
+    fn run_for(&self, pid: i32, run: Duration) {
+        let until = self.at + MOST_RUN;
+        loop {
+            let left = run.saturating_sub(self.ran(pid));
+            let now = Instant::now();
+            if left.is_zero() || now >= until {
+                return;
+            }
+            // Looked at often: its threads together may have more CPU
+            // time than the time that passes.
+            std::thread::sleep(left.min(LOOK_AT_RUN).min(until - now));
+        }
+    }
+}
+
+/// The CPU time process `pid` has had, its threads together; `None`
+/// where the kernel does not tell it.
+fn cpu_time(pid: i32) -> Option<Duration> {
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+    nix::time::clock_gettime(clock).ok().map(Duration::from)
+}
+
+/// Whether a thread of process `pid` runs or waits for a CPU.
+fn any_thread_runnable(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|task| {
+        let stat = homing_shim::process::read_proc(task.path().join("stat"));
+        stat.ok()
+            .is_some_and(|stat| homing_shim::process::stat_field_in(&stat, 0) == Some("R"))
+    })
+}
+
 fn bytes_in(ranges: &[(u64, u64)]) -> u64 {
     ranges.iter().map(|(start, end)| end - start).sum()
 }
@@ -1520,7 +1626,10 @@ impl Restoration {
         let (ready_tx, ready) = oneshot::channel();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || work(inbox, ready_tx))
+            .spawn(move || {
+                crate::move_priority::join_this_thread();
+                work(inbox, ready_tx)
+            })
             .map_err(|e| format!("cannot start a restore thread: {e}"))?;
         let restoration = Self {
             commands,

@@ -21,6 +21,8 @@
 //! that may run on one CPU only never spins: whatever it waits for needs
 //! that CPU, and a spinner handing it over at each turn made a forwarded
 //! call slower, not faster (measured with everything pinned to one vCPU).
+//! Nor does one on the real-time scheduler, as the agent is while it
+//! moves a process: its `sched_yield` would let no program run.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -57,7 +59,9 @@ pub fn start(window: Duration) {
     tokio::spawn(async {
         loop {
             WAKE.notified().await;
-            while now_ns() < HOT_UNTIL_NS.load(Ordering::Relaxed) {
+            while now_ns() < HOT_UNTIL_NS.load(Ordering::Relaxed)
+                && !crate::move_priority::on_real_time()
+            {
                 std::thread::yield_now();
                 tokio::task::yield_now().await;
             }
@@ -97,7 +101,7 @@ pub fn keep_hot() {
     // A spinner still within its window sees the later end by itself; one
     // past it has stopped (or is about to) and waits to be woken. A wakeup
     // it does not need only costs it one more look at the clock.
-    if before <= now && may_use_two_cpus() {
+    if before <= now && may_use_two_cpus() && !crate::move_priority::on_real_time() {
         WAKE.notify_one();
     }
 }

@@ -251,6 +251,39 @@ pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
     zero_or_errno(rc)
 }
 
+/// The lowest real-time priority: ahead of every thread of the fair
+/// scheduler, behind every other real-time thread.
+pub const LOWEST_REAL_TIME: i32 = 1;
+
+/// Puts thread `tid` (0: the caller) on the round-robin real-time
+/// scheduler at `priority`, with reset-on-fork: the threads and processes
+/// it starts from then on start on the fair scheduler, at nice 0 or above.
+pub fn set_real_time(tid: i32, priority: i32) -> std::io::Result<()> {
+    const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sched_setscheduler reads one sched_param we own.
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_RR | SCHED_RESET_ON_FORK, &param) };
+    zero_or_errno(rc.into())
+}
+
+/// Puts thread `tid` (0: the caller) back on the fair scheduler at `nice`.
+pub fn set_fair(tid: i32, nice: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one sched_param we own.
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) };
+    zero_or_errno(rc.into())?;
+    set_nice(tid, nice)
+}
+
+/// The scheduling policy of thread `tid` (`SCHED_OTHER`, `SCHED_RR`, …)
+/// and its real-time priority (0 on the fair scheduler).
+pub fn scheduling(tid: i32) -> Option<(i32, i32)> {
+    // The 40th and 41st fields of all, after the command name the 37th and 38th.
+    Some((stat_field(tid, 38)?, stat_field(tid, 37)?))
+}
+
 /// The resource limits that govern what a host gives a program away
 /// from home: its CPU time, its memory, its signals queued and its
 /// scheduling. The others (open files, file size, processes, locks)

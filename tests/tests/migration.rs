@@ -77,11 +77,14 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
 
 /// A process that rewrites its memory faster than any link carries it
 /// is paced as it moves: paused while each share of its pages goes, it
-/// runs between pauses, and every move says so, though a thread of it
+/// runs between pauses, and the moves away say so, though a thread of it
 /// waits in `epoll_wait` all along (at home, and away a call home the
-/// pauses leave alone). Whatever the moves, its memory ends as an
-/// unmoved run of as many passes leaves it, and the waiting thread woke
-/// once, at the end, and never saw `EINTR`.
+/// pauses leave alone). Coming home it may not be: its calls home wait
+/// meanwhile for home's agent, which runs ahead of it receiving it, and
+/// a process that writes little while it is sent goes unpaced. Whatever
+/// the moves, its memory ends as an unmoved run of as many passes leaves
+/// it, and the waiting thread woke once, at the end, and never saw
+/// `EINTR`.
 #[test]
 fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
     let cluster = Cluster::up(3);
@@ -110,7 +113,7 @@ fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
         .filter(|l| l.starts_with("moved "))
         .collect();
     assert_eq!(moves.len(), 3, "{moved:?}");
-    for line in moves {
+    for line in &moves[..2] {
         assert!(line.contains(", so it was paused "), "{line}");
     }
     let result = (moved.stdout.lines().last()).expect("rewrite's result");
