@@ -682,7 +682,7 @@ impl Held {
         let closed = |_| "the stream went away".to_owned();
         // A process that would rewrite most of its memory while it is
         // sent is sent frozen, once.
-        let tracked_at = (self.tracked_at.take()).unwrap_or_else(|| CpuClock::start(self.pid));
+        let tracked_at = (self.tracked_at).unwrap_or_else(|| CpuClock::start(self.pid));
         std::thread::sleep(MIN_SAMPLE.saturating_sub(tracked_at.at.elapsed()));
         // One the agents, running ahead of it, have left waiting for a
         // CPU is judged by the CPU time it had: it writes as fast as that
@@ -763,11 +763,11 @@ impl Held {
     /// share, so that what is left shrinks. Runs and rates count the CPU
     /// time it had, not the time that passed: the agents run ahead of it
     /// while they move it, so a run may pass with the process waiting for
-    /// a CPU, which then writes at full speed in the next. Once little is left it stays
-    /// frozen, and that goes with its final state. `first`: ranges never
-    /// sent (what [`Pick::KeptOwn`] keeps goes); `again`: pages written
-    /// since they were sent; `write_rate`: the bytes a second it was last
-    /// seen to write.
+    /// a CPU, which then writes at full speed in the next. Once little is
+    /// left it stays frozen, and that goes with its final state. `first`:
+    /// ranges never sent (what [`Pick::KeptOwn`] keeps goes); `again`:
+    /// pages written since they were sent; `write_rate`: the bytes a
+    /// second of CPU time it was last seen to write.
     ///
     /// A guest's threads with a call under way at home are left to run
     /// (see [`GuestCalls`]): they write nothing until it is answered, and
@@ -801,8 +801,8 @@ impl Held {
         let pid = self.pid;
         let tracker = (self.tracker.as_mut()).ok_or("its writes are not tracked")?;
         let started = Instant::now();
-        // How long it could run in its last run: the first run's length
-        // is judged from the rate alone.
+        // The CPU time it had in its last run: the first run's length is
+        // judged from the rate alone.
         let mut ran: Option<Duration> = None;
         loop {
             let paused_at = Instant::now();
@@ -994,7 +994,6 @@ fn clipped(ranges: &[(u64, u64)], within: &[(u64, u64)]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Bytes of address space in `ranges`.
 /// A start from which to count the CPU time a process has.
 #[derive(Debug, Clone, Copy)]
 struct CpuClock {
@@ -1071,6 +1070,7 @@ fn any_thread_runnable(pid: i32) -> bool {
     })
 }
 
+/// Bytes of address space in `ranges`.
 fn bytes_in(ranges: &[(u64, u64)]) -> u64 {
     ranges.iter().map(|(start, end)| end - start).sum()
 }
