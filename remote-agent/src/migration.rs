@@ -687,16 +687,16 @@ impl Held {
         // One the agents, running ahead of it, have left waiting for a
         // CPU is judged by the CPU time it had: it writes as fast as that
         // once it has a CPU again.
-        let starved = tracked_at.starved(self.pid);
+        let starved = tracked_at.starved();
         if starved {
             let patience = tracked_at.at + SAMPLE_PATIENCE;
-            while tracked_at.ran(self.pid) < MIN_SAMPLE_CPU && Instant::now() < patience {
+            while tracked_at.ran() < MIN_SAMPLE_CPU && Instant::now() < patience {
                 std::thread::sleep(LOOK_AT_RUN);
             }
         }
         let sample = bytes_in(&tracker.written().map_err(|e| e.to_string())?);
         let sampled_for = if starved {
-            tracked_at.ran(self.pid).max(LEAST_RUN)
+            tracked_at.ran().max(LEAST_RUN)
         } else {
             tracked_at.at.elapsed().max(MIN_SAMPLE)
         };
@@ -880,9 +880,9 @@ impl Held {
                     std::thread::sleep(LEAST_RUN);
                 }
             } else {
-                thawed.run_for(pid, run);
+                thawed.run_for(run);
             }
-            ran = Some(thawed.ran(pid));
+            ran = Some(thawed.ran());
         }
     }
 
@@ -997,49 +997,55 @@ fn clipped(ranges: &[(u64, u64)], within: &[(u64, u64)]) -> Vec<(u64, u64)> {
 /// A start from which to count the CPU time a process has.
 #[derive(Debug, Clone, Copy)]
 struct CpuClock {
+    pid: i32,
     at: Instant,
-    /// The CPU time it had had then, its threads together, where the
-    /// kernel tells it.
-    had: Option<Duration>,
+    /// The process's CPU clock (its threads together) and what it read
+    /// then, where the kernel tells it.
+    clock: Option<(nix::time::ClockId, Duration)>,
 }
 
 impl CpuClock {
     fn start(pid: i32) -> Self {
+        let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok();
         CpuClock {
+            pid,
             at: Instant::now(),
-            had: cpu_time(pid),
+            clock: clock.and_then(|clock| Some((clock, cpu_time(clock)?))),
         }
     }
 
-    /// The CPU time process `pid` has had since the start, or where that
+    /// The CPU time the process has had since the start, or where that
     /// is not known the time that passed.
-    fn ran(&self, pid: i32) -> Duration {
-        match (self.had, cpu_time(pid)) {
-            (Some(then), Some(now)) => now.saturating_sub(then),
-            _ => self.at.elapsed(),
+    fn ran(&self) -> Duration {
+        match self
+            .clock
+            .and_then(|(clock, then)| Some(cpu_time(clock)?.saturating_sub(then)))
+        {
+            Some(ran) => ran,
+            None => self.at.elapsed(),
         }
     }
 
-    /// Whether process `pid` has had less than a quarter of the time
-    /// that passed since the start, and waits for a CPU: the agents run
-    /// ahead of it while it moves. A process that sleeps has had little
-    /// CPU too, but is not seen runnable look after look.
-    fn starved(&self, pid: i32) -> bool {
-        self.ran(pid) < self.at.elapsed() / 4
+    /// Whether the process has had less than a quarter of the time that
+    /// passed since the start, and waits for a CPU: the agents run ahead
+    /// of it while it moves. A process that sleeps has had little CPU
+    /// too, but is not seen runnable look after look.
+    fn starved(&self) -> bool {
+        self.ran() < self.at.elapsed() / 4
             && (0..STARVED_LOOKS).all(|look| {
                 if look > 0 {
                     std::thread::sleep(LEAST_RUN);
                 }
-                any_thread_runnable(pid)
+                any_thread_runnable(self.pid)
             })
     }
 
-    /// Lets process `pid`, thawed at the start, run until it has had
-    /// `run` of CPU time, or for [`MOST_RUN`] at most.
-    fn run_for(&self, pid: i32, run: Duration) {
+    /// Lets the process, thawed at the start, run until it has had `run`
+    /// of CPU time, or for [`MOST_RUN`] at most.
+    fn run_for(&self, run: Duration) {
         let until = self.at + MOST_RUN;
         loop {
-            let left = run.saturating_sub(self.ran(pid));
+            let left = run.saturating_sub(self.ran());
             let now = Instant::now();
             if left.is_zero() || now >= until {
                 return;
@@ -1051,23 +1057,16 @@ impl CpuClock {
     }
 }
 
-/// The CPU time process `pid` has had, its threads together; `None`
-/// where the kernel does not tell it.
-fn cpu_time(pid: i32) -> Option<Duration> {
-    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid)).ok()?;
+/// What a process's CPU clock reads now.
+fn cpu_time(clock: nix::time::ClockId) -> Option<Duration> {
     nix::time::clock_gettime(clock).ok().map(Duration::from)
 }
 
 /// Whether a thread of process `pid` runs or waits for a CPU.
 fn any_thread_runnable(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).any(|task| {
-        let stat = homing_shim::process::read_proc(task.path().join("stat"));
-        stat.ok()
-            .is_some_and(|stat| homing_shim::process::stat_field_in(&stat, 0) == Some("R"))
-    })
+    let state = |tid| homing_shim::process::stat_field::<char>(tid, 0);
+    homing_shim::process::threads(pid)
+        .is_ok_and(|threads| threads.into_iter().any(|tid| state(tid) == Some('R')))
 }
 
 /// Bytes of address space in `ranges`.

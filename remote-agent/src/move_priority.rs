@@ -98,9 +98,7 @@ impl Priority {
 
     fn set_group(self) {
         if let Some(nice) = self.group {
-            if let Err(error) = std::fs::write(AUTOGROUP, nice.to_string()) {
-                tracing::debug!(nice, "cannot set the agent's group priority: {error}");
-            }
+            set_group(nice);
         }
     }
 }
@@ -128,11 +126,9 @@ impl MovePriority {
                 every_thread(|tid| set_fair(tid, nice));
                 Ahead::Nice
             };
-            Priority {
-                threads: before.threads,
-                group: before.group.map(|_| MOVING_NICE),
+            if before.group.is_some() {
+                set_group(MOVING_NICE);
             }
-            .set_group();
             moves.before = before;
             REAL_TIME.store(moves.ahead == Ahead::RealTime, Ordering::Relaxed);
         }
@@ -178,15 +174,22 @@ pub fn on_real_time() -> bool {
     REAL_TIME.load(Ordering::Relaxed)
 }
 
+/// Sets the agent's scheduling group's nice value.
+fn set_group(nice: i32) {
+    if let Err(error) = std::fs::write(AUTOGROUP, nice.to_string()) {
+        tracing::debug!(nice, "cannot set the agent's group priority: {error}");
+    }
+}
+
 /// Applies `set` to each thread of this process, stopping at the first
 /// refusal (not root: the move runs at the priority it has); whether every
 /// thread took it. A thread started later takes its starter's priority,
 /// or the fair scheduler's after a real-time starter.
 fn every_thread(set: impl Fn(i32) -> std::io::Result<()>) -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(threads) = homing_shim::process::threads(std::process::id() as i32) else {
         return false;
     };
-    for tid in tasks.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+    for tid in threads {
         match set(tid) {
             Ok(()) => {}
             // It ended since the look.
