@@ -77,7 +77,8 @@ fn a_process_changing_its_memory_while_it_moves_ends_as_if_unmoved() {
 
 /// A process that rewrites its memory faster than any link carries it
 /// is paced as it moves: paused while each share of its pages goes, it
-/// runs between pauses, and the moves away say so, though a thread of it
+/// runs between pauses, and the moves away say so (unless other work
+/// starved it of CPU meanwhile), though a thread of it
 /// waits in `epoll_wait` all along (at home, and away a call home the
 /// pauses leave alone). Coming home it may not be: its calls home wait
 /// meanwhile for home's agent, which runs ahead of it receiving it, and
@@ -114,7 +115,7 @@ fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
         .collect();
     assert_eq!(moves.len(), 3, "{moved:?}");
     for line in &moves[..2] {
-        assert!(line.contains(", so it was paused "), "{line}");
+        assert!(paced_or_slow(line), "{line}");
     }
     let result = (moved.stdout.lines().last()).expect("rewrite's result");
     let passes = (result.strip_prefix("passes "))
@@ -123,6 +124,21 @@ fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
     assert!(moved.stdout.contains("status=0\n"), "{moved:?}");
     let unmoved = ok(at_home(&cluster, &format!("~/rewrite --passes {passes}")));
     assert_eq!(format!("{result}\n"), unmoved.stdout);
+}
+
+/// Whether a move of `rewrite` (64 MiB) says it paced the process, or
+/// sent less than twice its memory: on a machine busy with other work,
+/// the process may get so little CPU while it is sent that it rewrites
+/// little and needs no pacing. Unpaced while it rewrites at full speed,
+/// it sends gigabytes.
+fn paced_or_slow(moved: &str) -> bool {
+    let sent_mib = moved
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(" MiB").next())
+        .and_then(|mib| mib.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no size in {moved:?}"));
+    moved.contains(", so it was paused ") || sent_mib < 128.0
 }
 
 #[test]
