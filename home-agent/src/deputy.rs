@@ -568,8 +568,17 @@ impl Worker {
             .name("interrupt".into())
             .spawn(move || {
                 let mut pause = std::time::Duration::from_millis(1);
-                while lock(&progress).executing == Some(id) {
+                loop {
+                    // Sent with the lock held: the worker marks the call
+                    // done under it, so the signal is taken (by the call,
+                    // or by that wait for the lock) before its next call
+                    // begins, which it would end with a false EINTR.
+                    let progress = lock(&progress);
+                    if progress.executing != Some(id) {
+                        break;
+                    }
                     homing_shim::process::interrupt_thread(thread as libc::pthread_t);
+                    drop(progress);
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(50));
                 }

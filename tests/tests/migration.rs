@@ -472,18 +472,21 @@ fn an_interactive_program_keeps_its_terminal_as_it_moves() {
     let cluster = Cluster::up(3);
     let screen = ok(at_home(
         &cluster,
-        r#"type_in() { tmux send-keys -t t "$1" Enter; sleep 0.5; }
-           tmux new-session -d -s t -x 100 -y 30 "python3 -q"; sleep 1
+        r#"# Waits (10 s at most) until the screen shows $1, so that a
+           # loaded machine's slow answer is not taken for a wrong one.
+           shown() { for _ in $(seq 100); do tmux capture-pane -t t -p -S -100 | grep -qF -- "$1" && return; sleep 0.1; done; }
+           type_in() { tmux send-keys -t t "$1" Enter; shown "$2"; }
+           tmux new-session -d -s t -x 100 -y 30 "python3 -q"; shown ">>>"
            pid=$(pgrep -u alice -x python3)
-           type_in "import os, sys; x = 41; me = os.getpid()"
+           type_in "import os, sys; x = 41; me = os.getpid(); print('rea' + 'dy')" ready
            homing migrate $pid node2 >/dev/null || exit 8
-           type_in "print('node2', x + 1, os.getpid() == me, sys.stdin.isatty(), tuple(os.get_terminal_size()))"
+           type_in "print('node2', x + 1, os.getpid() == me, sys.stdin.isatty(), tuple(os.get_terminal_size()))" "node2 42"
            homing migrate $pid node3 >/dev/null || exit 7
            tmux resize-window -t t -x 80 -y 20; sleep 0.3
-           type_in "print('node3', tuple(os.get_terminal_size()))"
-           tmux send-keys -t t C-c; sleep 0.5
+           type_in "print('node3', tuple(os.get_terminal_size()))" "node3 ("
+           tmux send-keys -t t C-c; shown KeyboardInterrupt
            homing migrate $pid home >/dev/null || exit 6
-           type_in "print('home', os.getpid() == me)"
+           type_in "print('home', os.getpid() == me)" "home True"
            tmux capture-pane -t t -p -S -100; tmux kill-server"#,
     ))
     .stdout;
