@@ -186,13 +186,24 @@ pub(crate) fn step(what: &str, error: io::Error) -> io::Error {
 pub fn freeze(pid: i32, guest: Option<&dyn Fn(i32)>) -> Result<Frozen, DumpError> {
     let mut seized: Vec<i32> = Vec::new();
     let outcome = (|| {
-        seize_threads(pid, &|_| true, guest.is_some(), &mut seized)?;
+        seize_threads(pid, &|_| true, &mut seized)?;
         let mut threads = Vec::new();
         for &tid in &seized {
             let stopped = wait_for_stop(tid, guest);
             let stop = stopped.map_err(|e| step("waiting for it to stop", e))?;
             if matches!(stop, Stop::Exited(_) | Stop::Killed(_)) {
                 continue;
+            }
+            // Only now that it is stopped: seized with its filter
+            // suspended, a thread still running could make a call of its
+            // own past the filter before the stop, run on this node as
+            // if it were home's.
+            if guest.is_some() {
+                let suspended = ptrace::Options {
+                    suspend_seccomp: true,
+                    trace_clone: false,
+                };
+                ptrace::set_options(tid, suspended).map_err(|e| step("PTRACE_SETOPTIONS", e))?;
             }
             let sigmask = ptrace::sigmask(tid).map_err(|e| step("PTRACE_GETSIGMASK", e))?;
             // Signals that arrive while frozen stay pending, to be read
@@ -274,12 +285,7 @@ fn has_ended(pid: i32) -> bool {
 /// Seizes and interrupts every thread of `pid` that `stopped` picks,
 /// adding each to `seized`. Threads may start while others are being
 /// seized: it goes round until a pass finds none new.
-fn seize_threads(
-    pid: i32,
-    stopped: &dyn Fn(i32) -> bool,
-    suspend_seccomp: bool,
-    seized: &mut Vec<i32>,
-) -> io::Result<()> {
+fn seize_threads(pid: i32, stopped: &dyn Fn(i32) -> bool, seized: &mut Vec<i32>) -> io::Result<()> {
     loop {
         let fresh: Vec<i32> = tids(pid)
             .map_err(|e| step("listing its threads", e))?
@@ -290,11 +296,7 @@ fn seize_threads(
             return Ok(());
         }
         for tid in fresh {
-            let options = ptrace::Options {
-                suspend_seccomp,
-                trace_clone: false,
-            };
-            match ptrace::seize(tid, options) {
+            match ptrace::seize(tid, ptrace::Options::default()) {
                 Ok(()) => seized.push(tid),
                 // It ended in between.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
@@ -347,7 +349,7 @@ pub fn pause(
             !left_running.contains(&tid)
                 && crate::process::stat_field::<char>(tid, 0).is_none_or(|state| state == 'R')
         };
-        seize_threads(pid, &running, false, &mut seized)?;
+        seize_threads(pid, &running, &mut seized)?;
         for &tid in &seized {
             let stopped = wait_for_stop(tid, guest);
             let signal = match stopped.map_err(|e| step("waiting for it to stop", e))? {
@@ -1499,5 +1501,109 @@ mod exec_in_place_tests {
         );
         let _ = sleeper.kill();
         let _ = sleeper.wait();
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// What a child's filter answers its `getppid` with, in place of the
+    /// kernel's answer.
+    const REFUSED: u32 = 77;
+
+    /// Forks a child that refuses itself `getppid` by a seccomp filter and
+    /// makes it in a loop, writing a byte to `bypassed` each time the
+    /// call got past the filter. Only raw syscalls run in the child.
+    fn refusing_child(bypassed: i32) -> i32 {
+        use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+        let filter = [
+            libc::sock_filter {
+                code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            libc::sock_filter {
+                code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: libc::SYS_getppid as u32,
+            },
+            libc::sock_filter {
+                code: (BPF_RET | BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ERRNO | REFUSED,
+            },
+            libc::sock_filter {
+                code: (BPF_RET | BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            },
+        ];
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: the child runs raw syscalls only, on memory it has (the
+        // filter, a byte), and ends with `_exit`; the parent reads nothing
+        // it shares.
+        unsafe {
+            let pid = libc::fork();
+            if pid != 0 {
+                return pid;
+            }
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            let installed = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            );
+            if installed != 0 {
+                libc::_exit(3);
+            }
+            loop {
+                if libc::syscall(libc::SYS_getppid) >= 0 {
+                    libc::write(bypassed, b"!".as_ptr().cast(), 1);
+                }
+            }
+        }
+    }
+
+    /// A guest frozen and thawed while it makes call after call: none of
+    /// its calls passes its filter meanwhile, though the freeze lets the
+    /// calls it injects pass.
+    #[test]
+    fn a_guest_frozen_again_and_again_never_makes_a_call_past_its_filter() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: suspending a filter needs CAP_SYS_ADMIN");
+            return;
+        }
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .expect("pipe");
+        let pid = refusing_child(write_end.as_raw_fd());
+        drop(write_end);
+        let nothing_held = |_tid: i32| {};
+        for _ in 0..300 {
+            let frozen = freeze(pid, Some(&nothing_held)).expect("freeze");
+            frozen.thaw();
+        }
+        let mut bypassed = [0u8; 4096];
+        let got = nix::unistd::read(read_end.as_raw_fd(), &mut bypassed);
+        // SAFETY: kill and waitpid take integers and a null status.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        match got {
+            Err(nix::errno::Errno::EAGAIN) => {}
+            Ok(n) => panic!("{n} calls passed the filter while it was frozen"),
+            Err(error) => panic!("reading the child's pipe: {error}"),
+        }
     }
 }

@@ -38,6 +38,8 @@ pub enum Stop {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Let injected syscalls past the thread's seccomp filter (a guest's).
+    /// Only for a thread stopped already ([`set_options`]): the thread's
+    /// own calls pass too, and a running one makes some before it stops.
     pub suspend_seccomp: bool,
     /// Seize the threads it creates, stopped (to restore them).
     pub trace_clone: bool,

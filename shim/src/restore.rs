@@ -201,13 +201,7 @@ impl Restorer {
     /// be a layout only (its regions, no threads yet), completed by
     /// [`Self::reconcile`] before [`Self::finish`].
     pub fn attach(pid: i32, image: ProcessImage, guest: bool) -> Result<Self, RestoreError> {
-        ptrace::seize(
-            pid,
-            ptrace::Options {
-                suspend_seccomp: guest,
-                trace_clone: true,
-            },
-        )?;
+        ptrace::seize(pid, ptrace::Options::default())?;
         ptrace::interrupt(pid)?;
         match ptrace::wait(pid)? {
             Stop::Exited(_) | Stop::Killed(_) => {
@@ -215,6 +209,15 @@ impl Restorer {
             }
             _ => {}
         }
+        // Its filter is suspended only once it is stopped: a call it made
+        // between the seize and the stop would pass the filter.
+        ptrace::set_options(
+            pid,
+            ptrace::Options {
+                suspend_seccomp: guest,
+                trace_clone: true,
+            },
+        )?;
         // Signals wait until the image's own mask is in place.
         ptrace::set_sigmask(pid, u64::MAX)?;
         let injector = Injector::new(pid, vdso_syscall_instruction(pid)?);
