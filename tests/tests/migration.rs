@@ -127,10 +127,11 @@ fn a_process_writing_faster_than_the_link_is_paced_and_ends_as_if_unmoved() {
 }
 
 /// Whether a move of `rewrite` (64 MiB) says it paced the process, or
-/// sent less than twice its memory: on a machine busy with other work,
-/// the process may get so little CPU while it is sent that it rewrites
-/// little and needs no pacing. Unpaced while it rewrites at full speed,
-/// it sends gigabytes.
+/// sent less than four times its memory: on a machine busy with other
+/// work, the process may get so little CPU while it is sent that it
+/// rewrites little and needs no pacing (seen: 140 MiB, unpaced, beside
+/// another cluster's moves). Unpaced while it rewrites at full speed, it
+/// sends gigabytes.
 fn paced_or_slow(moved: &str) -> bool {
     let sent_mib = moved
         .split(": ")
@@ -138,7 +139,7 @@ fn paced_or_slow(moved: &str) -> bool {
         .and_then(|rest| rest.split(" MiB").next())
         .and_then(|mib| mib.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no size in {moved:?}"));
-    moved.contains(", so it was paused ") || sent_mib < 128.0
+    moved.contains(", so it was paused ") || sent_mib < 256.0
 }
 
 #[test]
