@@ -476,8 +476,20 @@ fn an_interactive_program_keeps_its_terminal_as_it_moves() {
         r#"# Waits (10 s at most) until the screen shows $1, so that a
            # loaded machine's slow answer is not taken for a wrong one.
            shown() { for _ in $(seq 100); do tmux capture-pane -t t -p -S -100 | grep -qF -- "$1" && return; sleep 0.1; done; }
-           type_in() { tmux send-keys -t t "$1" Enter; shown "$2"; }
-           tmux new-session -d -s t -x 100 -y 30 "python3 -q"; shown ">>>"
+           # Then for the next prompt, and a moment more: a Ctrl-C that
+           # comes while readline sets the terminal up for the next line
+           # waits, at home too, for a key (python's readline looks for
+           # signals only when its select is cut short), and away each
+           # of those calls takes a round trip home.
+           prompt() {
+               for _ in $(seq 100); do
+                   [ "$(tmux capture-pane -t t -p | grep -v '^$' | tail -1)" = ">>>" ] && break
+                   sleep 0.1
+               done
+               sleep 0.3
+           }
+           type_in() { tmux send-keys -t t "$1" Enter; shown "$2"; prompt; }
+           tmux new-session -d -s t -x 100 -y 30 "python3 -q"; prompt
            pid=$(pgrep -u alice -x python3)
            type_in "import os, sys; x = 41; me = os.getpid(); print('rea' + 'dy')" ready
            homing migrate $pid node2 >/dev/null || exit 8
