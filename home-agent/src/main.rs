@@ -137,13 +137,17 @@ fn main() -> ExitCode {
         Command::Node { .. } => "info",
         _ => "warn",
     };
-    // A deputy made in place of a process that moved away has that
-    // program's environment: its RUST_LOG is not homing's to follow.
-    let filter = match cli.command {
-        Command::Resume { .. } => tracing_subscriber::EnvFilter::new(default_level),
-        _ => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    // A deputy's stderr is its program's, and so is its environment (a
+    // deputy made in place of a process that moved away has that
+    // program's): a RUST_LOG there is the program's, or the user's for
+    // every Rust program, and homing's log lines would show in the
+    // program's output. A deputy follows HOMING_LOG instead.
+    let filter_from = match cli.command {
+        Command::Run { .. } | Command::Resume { .. } => "HOMING_LOG",
+        _ => tracing_subscriber::EnvFilter::DEFAULT_ENV,
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(filter_from)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -92,6 +92,19 @@ fn stdin_and_stdout_are_home_pipes_and_stderr_stays_separate() {
             .contains("ls: cannot access '/nonexistent': No such file or directory"),
         "{split:?}"
     );
+    // A RUST_LOG in the user's environment is the program's: its stderr
+    // carries nothing of homing's, moved or not, and it sees the variable.
+    let logged = ok(at_home(
+        &cluster,
+        "export RUST_LOG=trace
+         homing run --on node2 -- sh -c 'echo \"$RUST_LOG\" >&2; sleep 1; echo done >&2' 2>run.err &
+         run=$!
+         sh -c 'sleep 0.3; echo \"$RUST_LOG\" >&2; sleep 1; echo done >&2' 2>moved.err &
+         moved=$!
+         sleep 0.1; homing migrate $moved node2 >/dev/null || exit 8
+         wait $run $moved; cat run.err moved.err",
+    ));
+    assert_eq!(logged.stdout, "trace\ndone\ntrace\ndone\n", "{logged:?}");
 }
 
 /// The monotonic and boot clocks count from a machine's boot, so each
