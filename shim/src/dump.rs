@@ -1574,6 +1574,19 @@ mod filter_tests {
         }
     }
 
+    /// A child process, killed and reaped when dropped.
+    struct Child(i32);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            // SAFETY: kill and waitpid take integers and a null status.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+
     /// A guest frozen and thawed while it makes call after call: none of
     /// its calls passes its filter meanwhile, though the freeze lets the
     /// calls it injects pass.
@@ -1586,21 +1599,15 @@ mod filter_tests {
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
                 .expect("pipe");
-        let pid = refusing_child(write_end.as_raw_fd());
+        let child = Child(refusing_child(write_end.as_raw_fd()));
         drop(write_end);
         let nothing_held = |_tid: i32| {};
         for _ in 0..300 {
-            let frozen = freeze(pid, Some(&nothing_held)).expect("freeze");
+            let frozen = freeze(child.0, Some(&nothing_held)).expect("freeze");
             frozen.thaw();
         }
         let mut bypassed = [0u8; 4096];
-        let got = nix::unistd::read(read_end.as_raw_fd(), &mut bypassed);
-        // SAFETY: kill and waitpid take integers and a null status.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-        match got {
+        match nix::unistd::read(read_end.as_raw_fd(), &mut bypassed) {
             Err(nix::errno::Errno::EAGAIN) => {}
             Ok(n) => panic!("{n} calls passed the filter while it was frozen"),
             Err(error) => panic!("reading the child's pipe: {error}"),
