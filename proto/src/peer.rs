@@ -189,6 +189,9 @@ pub struct Immigrant {
     /// `n - 1` for signal `n`: such a signal it raises itself goes home.
     #[serde(default)]
     pub signalfd_signals: u64,
+    /// Each of its signalfds, and the signals it asks for.
+    #[serde(default)]
+    pub signalfds: Vec<(i32, u64)>,
     /// Its `no_new_privs` (a guest's own, not the one homing's filter
     /// takes).
     #[serde(default)]

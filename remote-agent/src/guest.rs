@@ -243,6 +243,11 @@ pub struct Member {
     /// Fds it opened read-only at home and has not closed since: their
     /// close cannot fail, so it is answered at once (see [`Context::forward`]).
     read_only: Mutex<std::collections::HashSet<i32>>,
+    /// Its signalfds (at home), by fd, with the signals each asks for:
+    /// those home listed when it moved here, its parent's when it forked,
+    /// and those it made here; forgotten as it closes or replaces them,
+    /// and at an exec (see [`Context::read_signals_here`]).
+    signalfds: Mutex<std::collections::HashMap<i32, u64>>,
     /// Fds that opened its own task directory, whose listings are its
     /// threads here (see [`crate::task_dir`]).
     task_dirs: Mutex<crate::task_dir::TaskDirs>,
@@ -895,6 +900,13 @@ impl Member {
             .map(|(_, file, _)| file)
     }
 
+    /// Takes `signalfds` (fd, signals) as its signalfds, as home has them.
+    pub(crate) fn know_signalfds(&self, signalfds: &[(i32, u64)]) {
+        if let Ok(mut known) = self.signalfds.lock() {
+            known.extend(signalfds.iter().copied());
+        }
+    }
+
     /// Notes an fd opened read-only by a call that returned `ret`.
     fn note_read_only(&self, nr: u64, args: &[u64; 6], ret: i64) {
         let flags = match nr as i64 {
@@ -921,6 +933,12 @@ impl Member {
                 match fd {
                     Some(fd) => drop(seekable.remove(&fd)),
                     None => seekable.clear(),
+                }
+            }
+            if let Ok(mut signalfds) = self.signalfds.lock() {
+                match fd {
+                    Some(fd) => drop(signalfds.remove(&fd)),
+                    None => signalfds.clear(),
                 }
             }
         };
@@ -1276,6 +1294,7 @@ impl HostRole {
             children: DashMap::new(),
             reaped: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
+            signalfds: Mutex::new(std::collections::HashMap::new()),
             task_dirs: Mutex::new(Default::default()),
             seekable: Mutex::new(std::collections::HashMap::new()),
             held_signals: Mutex::new(None),
@@ -1409,6 +1428,14 @@ impl HostRole {
         member
             .signalfd_signals
             .store(signalfd_signals, Ordering::SeqCst);
+        if let Ok(signalfds) = parent.signalfds.lock() {
+            member.know_signalfds(
+                &signalfds
+                    .iter()
+                    .map(|(&fd, &mask)| (fd, mask))
+                    .collect::<Vec<_>>(),
+            );
+        }
         member.set_no_new_privs(parent.no_new_privs());
         if let Ok(mut exe) = member.exe.lock() {
             *exe = parent.exe.lock().map(|e| e.clone()).unwrap_or_default();
@@ -2545,6 +2572,17 @@ impl Context {
         if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
             return Ok(Waited::SignalLetThrough(mask));
         }
+        // A read of a signalfd: a signal it asks for that was raised here
+        // (a timer's) is pending here, not at home.
+        let signals_read = self.signalfd_read(n);
+        let pending_here = |signals: u64| {
+            homing_shim::process::signals(n.tid).is_some_and(|s| {
+                s.own_pending & signals != 0 || (s.threads == 1 && s.shared_pending & signals != 0)
+            })
+        };
+        if let Some(signals) = signals_read.filter(|&signals| pending_here(signals)) {
+            return Ok(Waited::SignalsHere(signals));
+        }
         let (id, answer) = self.calls.start(n.tid, call)?;
         self.ask_lookups_ahead(n, lookups_ahead);
         tokio::pin!(answer);
@@ -2570,6 +2608,9 @@ impl Context {
                 }
                 if let Some(mask) = wait_mask.filter(|mask| let_through(*mask)) {
                     return Watched::Ended(Waited::SignalLetThrough(mask));
+                }
+                if let Some(signals) = signals_read.filter(|&signals| pending_here(signals)) {
+                    return Watched::SignalsHere(signals);
                 }
                 if !interruptible {
                     continue;
@@ -2610,6 +2651,16 @@ impl Context {
                 let result = answer.await.map_err(|_| HomeGone)?;
                 return Ok(Waited::Done(interrupted(n.nr, result, own_signal)));
             }
+            Watched::SignalsHere(signals) => {
+                // What home's read took before it was ended is the answer;
+                // if nothing, the signals here are.
+                self.calls.interrupt(id);
+                let result = answer.await.map_err(|_| HomeGone)?;
+                return Ok(match result.ret {
+                    ret if ret == -i64::from(libc::EINTR) => Waited::SignalsHere(signals),
+                    _ => Waited::Done(result),
+                });
+            }
         };
         if keep_late && matches!(outcome, Waited::Left(_)) {
             self.calls.interrupt(id);
@@ -2619,6 +2670,39 @@ impl Context {
         }
         self.calls.cancel(id);
         Ok(outcome)
+    }
+
+    /// The signals a `read` of a signalfd asks for, if `n` is one of a
+    /// signalfd made here (see [`Member::signalfds`]).
+    fn signalfd_read(&self, n: &Notification) -> Option<u64> {
+        if n.nr as i64 != libc::SYS_read {
+            return None;
+        }
+        let signalfds = self.member.signalfds.lock().ok()?;
+        signalfds.get(&(n.args[0] as i32)).copied()
+    }
+
+    /// Reads a signalfd of `signals`, one of which is pending here (a
+    /// signal raised here: a timer's, say), the way the kernel reads it:
+    /// a signalfd of the agent's for the same signals, put at the fd's
+    /// number in the guest, is read by the guest itself, and so takes the
+    /// guest's own pending signals. Signals pending at home come with the
+    /// next read. The stand-in stays, unseen: every call on that number
+    /// still goes home.
+    fn read_signals_here(&self, n: &Notification, signals: u64) -> Answer {
+        let placed = homing_shim::process::signalfd(signals).and_then(|local| {
+            (self.listener).install_fd(n.id, local.as_fd(), n.args[0] as i32, true)
+        });
+        match placed {
+            Ok(()) => Answer::Continue,
+            Err(error) => {
+                warn!(
+                    home_pid = self.home_pid,
+                    "a signal raised here cannot be read from its signalfd: {error}"
+                );
+                Answer::Errno(libc::EINTR)
+            }
+        }
     }
 
     /// Ends a wait whose temporary mask lets a pending signal through the
@@ -3495,6 +3579,7 @@ impl Context {
         };
         let ahead = self.lookups_to_ask_ahead(n, &call, ptrs);
         let opens_task_dir = crate::task_dir::opens_own_task_dir(&call, self.home_pid);
+        let signalfd_made = signalfd_mask(&call);
         // Its own memory, threads and signals are here, not the deputy's.
         let call = crate::proc_view::as_view(
             call,
@@ -3556,9 +3641,15 @@ impl Context {
                     return Ok(Answer::Errno(libc::EINTR));
                 }
                 Waited::SignalLetThrough(mask) => return Ok(self.let_signal_through(n, mask)),
+                Waited::SignalsHere(signals) => return Ok(self.read_signals_here(n, signals)),
             },
         };
         self.member.note_read_only(n.nr, &args, result.ret);
+        if let Some(signals) = signalfd_made.filter(|_| result.ret >= 0) {
+            if let Ok(mut signalfds) = self.member.signalfds.lock() {
+                signalfds.insert(result.ret as i32, signals);
+            }
+        }
         if opens_task_dir && result.ret >= 0 {
             if let Ok(mut dirs) = self.member.task_dirs.lock() {
                 dirs.opened(result.ret as i32);
@@ -4491,7 +4582,9 @@ impl Context {
                 keep_late(unread.as_deref_mut(), late.as_ref());
                 return Ok(Answer::Errno(libc::EINTR));
             }
-            Waited::SignalLetThrough(_) => return Ok(Answer::Errno(libc::EINTR)),
+            Waited::SignalLetThrough(_) | Waited::SignalsHere(_) => {
+                return Ok(Answer::Errno(libc::EINTR))
+            }
         };
         let read = special == Special::ReadVector && result.ret > 0;
         if read && !scatter(&memory, &iovecs, result.output(1).unwrap_or(&[])) {
@@ -4662,6 +4755,16 @@ fn has_ended(pid: i32) -> bool {
     homing_shim::process::status_field(pid, "State:").is_some_and(|state| state.starts_with('Z'))
 }
 
+/// The signals `call` makes a signalfd for, if it is a `signalfd` or
+/// `signalfd4` (its mask travels as input 1).
+fn signalfd_mask(call: &SyscallCall) -> Option<u64> {
+    if ![libc::SYS_signalfd, libc::SYS_signalfd4].contains(&(call.nr as i64)) {
+        return None;
+    }
+    let mask = call.inputs.iter().find(|input| input.index == 1)?;
+    Some(u64::from_ne_bytes(mask.bytes.get(..8)?.try_into().ok()?))
+}
+
 /// How a call that went home ended for the guest thread that made it.
 enum Waited {
     /// Home answered.
@@ -4672,6 +4775,9 @@ enum Waited {
     /// A signal pending here ends the wait: its temporary mask, this one,
     /// lets it through.
     SignalLetThrough(u64),
+    /// A read of a signalfd of these signals, one of which is pending
+    /// here (see [`Context::read_signals_here`]).
+    SignalsHere(u64),
 }
 
 /// Whether the agent answered a call it took, or holds it unanswered
@@ -4685,6 +4791,8 @@ enum Held {
 /// What watching a thread whose call is out at home found.
 enum Watched {
     Ended(Waited),
+    /// A signal the signalfd read asks for is pending here.
+    SignalsHere(u64),
     /// A signal waits for the thread, held back by its call (see
     /// [`SignalWaiting`]): home is to end the call.
     SignalHeldBack {

@@ -382,6 +382,29 @@ pub fn signals(tid: i32) -> Option<Signals> {
     })
 }
 
+/// A new signalfd of this process's for `signals` (bit `n - 1` for signal
+/// `n`), close-on-exec. A read of it takes the signals pending for the
+/// process that reads, so installed in another process it reads that
+/// one's.
+pub fn signalfd(signals: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: signalfd4 reads the 8 bytes of `signals`, which outlive the
+    // call, and returns a new fd that nothing else owns.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &signals as *const u64,
+            8,
+            libc::SFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just made and nothing else owns it.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
 /// The signals this process's signalfds ask for, together (bit `n - 1`
 /// for signal `n`): every open fd that is a signalfd, and the mask its
 /// `/proc/self/fdinfo` entry shows.
@@ -395,19 +418,33 @@ pub fn signalfd_signals_of(pid: i32) -> u64 {
 }
 
 fn signalfd_signals_in(process: &str) -> u64 {
+    signalfds_in(process)
+        .into_iter()
+        .fold(0, |all, (_, mask)| all | mask)
+}
+
+/// Process `pid`'s signalfds: each fd, and the signals it asks for.
+pub fn signalfds_of(pid: i32) -> Vec<(i32, u64)> {
+    signalfds_in(&pid.to_string())
+}
+
+fn signalfds_in(process: &str) -> Vec<(i32, u64)> {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{process}/fd")) else {
-        return 0;
+        return Vec::new();
     };
     fds.flatten()
         .filter(|fd| {
             std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == "anon_inode:[signalfd]")
         })
         .filter_map(|fd| {
-            let name = fd.file_name();
-            let info = read_proc(format!("/proc/{process}/fdinfo/{}", name.to_str()?)).ok()?;
-            u64::from_str_radix(field_in(&info, "sigmask:")?, 16).ok()
+            let number = fd.file_name().to_str()?.parse().ok()?;
+            let info = read_proc(format!("/proc/{process}/fdinfo/{number}")).ok()?;
+            Some((
+                number,
+                u64::from_str_radix(field_in(&info, "sigmask:")?, 16).ok()?,
+            ))
         })
-        .fold(0, |all, mask| all | mask)
+        .collect()
 }
 
 /// Keeps freed heap memory for reuse rather than handing it back to the
@@ -766,12 +803,7 @@ mod tests {
     fn the_signals_of_open_signalfds_are_told_together() {
         let make = |signals: &[i32]| {
             let mask: u64 = signals.iter().map(|&s| super::signal_bit(s)).sum();
-            // SAFETY: signalfd4 reads 8 bytes of `mask`, which outlives the
-            // call, and returns a new fd that this test owns.
-            let fd = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8, 0) };
-            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
-            // SAFETY: the fd was just made and nothing else owns it.
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+            super::signalfd(mask).expect("signalfd")
         };
         let before = super::signalfd_signals();
         let (usr1, term) = (

@@ -464,6 +464,30 @@ fn a_signal_a_moved_process_raises_itself_reaches_its_signalfd() {
     );
 }
 
+/// A process that made a signalfd at home and moved away reads its own
+/// alarm's SIGALRM from it there, after a signal sent at home.
+#[test]
+fn a_signalfd_made_at_home_takes_the_alarm_raised_away() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "timer_sigfd");
+    let run = ok(at_home(
+        &cluster,
+        "rm -f ready; ~/timer_sigfd ready > timer.out & pid=$!
+         until [ -e ready ]; do sleep 0.05; done
+         homing migrate $pid node2 >/dev/null || exit 8
+         kill -USR1 $pid
+         timeout 20 sh -c \"while kill -0 $pid; do sleep 0.1; done\" 2>/dev/null
+         homing ps | grep -c node2; kill -KILL $pid 2>/dev/null
+         wait $pid; echo status=$?; cat timer.out",
+    ));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[..3], ["0", "status=0", "first 10"], "{run:?}");
+    let tenths: u32 = (lines[3].strip_prefix("second 14 after "))
+        .and_then(|rest| rest.strip_suffix(" tenths")?.parse().ok())
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!((9..100).contains(&tenths), "{run:?}");
+}
+
 /// An interactive program keeps its terminal as it moves: python's
 /// prompt under tmux, moved home -> node2 -> node3 -> home between lines
 /// typed at it, reads each line, sees a terminal of the window's size

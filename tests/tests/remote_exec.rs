@@ -1009,6 +1009,33 @@ wait $pid; echo "status $?"; cat sigfd.out
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// A signalfd read away takes a signal sent at home and, as at home, the
+/// SIGALRM of the program's own alarm, which is raised where it runs.
+#[test]
+fn a_signalfd_read_away_takes_its_alarm_as_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "timer_sigfd");
+    let script = |run: &str| {
+        format!(
+            "rm -f ready; {run} ./timer_sigfd ready > timer.out & pid=$!
+             (exec >/dev/null 2>&1; sleep 20; kill -KILL $pid) &
+             until [ -e ready ]; do sleep 0.05; done
+             kill -USR1 $pid
+             wait $pid; echo status=$?; cat timer.out"
+        )
+    };
+    for run in ["", "homing run --on node2 --"] {
+        let done = ok(at_home(&cluster, &script(run)));
+        let lines: Vec<&str> = done.stdout.lines().collect();
+        assert_eq!(lines[..2], ["status=0", "first 10"], "{run}: {done:?}");
+        let tenths: u32 = (lines[2].strip_prefix("second 14 after "))
+            .and_then(|rest| rest.strip_suffix(" tenths")?.parse().ok())
+            .unwrap_or_else(|| panic!("{run}: {done:?}"));
+        // Not early; not held up until something else came either.
+        assert!((9..100).contains(&tenths), "{run}: {done:?}");
+    }
+}
+
 #[test]
 fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
     let cluster = Cluster::up(2);

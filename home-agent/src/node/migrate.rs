@@ -139,6 +139,7 @@ impl Node {
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
             signalfd_signals: homing_shim::process::signalfd_signals_of(pid),
+            signalfds: homing_shim::process::signalfds_of(pid),
             no_new_privs: homing_shim::process::no_new_privs(pid),
         };
         let transfer = async {
@@ -476,6 +477,7 @@ impl Node {
             let mut immigrant = moving.immigrant.clone();
             immigrant.home_clocks = Some(super::clocks_now());
             immigrant.signalfd_signals = homing_shim::process::signalfd_signals_of(pid);
+            immigrant.signalfds = homing_shim::process::signalfds_of(pid);
             let request = PeerRequest::ImmigrateFrom {
                 immigrant: Box::new(immigrant),
                 handoff: Handoff {
