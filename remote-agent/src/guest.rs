@@ -900,7 +900,8 @@ impl Member {
             .map(|(_, file, _)| file)
     }
 
-    /// Takes `signalfds` (fd, signals) as its signalfds, as home has them.
+    /// Takes `signalfds` (fd, signals) as its signalfds: home's list when
+    /// it moves here.
     pub(crate) fn know_signalfds(&self, signalfds: &[(i32, u64)]) {
         if let Ok(mut known) = self.signalfds.lock() {
             known.extend(signalfds.iter().copied());
@@ -1428,13 +1429,8 @@ impl HostRole {
         member
             .signalfd_signals
             .store(signalfd_signals, Ordering::SeqCst);
-        if let Ok(signalfds) = parent.signalfds.lock() {
-            member.know_signalfds(
-                &signalfds
-                    .iter()
-                    .map(|(&fd, &mask)| (fd, mask))
-                    .collect::<Vec<_>>(),
-            );
+        if let (Ok(theirs), Ok(mut its)) = (parent.signalfds.lock(), member.signalfds.lock()) {
+            its.clone_from(&theirs);
         }
         member.set_no_new_privs(parent.no_new_privs());
         if let Ok(mut exe) = member.exe.lock() {
@@ -2672,14 +2668,18 @@ impl Context {
         Ok(outcome)
     }
 
-    /// The signals a `read` of a signalfd asks for, if `n` is one of a
-    /// signalfd made here (see [`Member::signalfds`]).
+    /// The signals a signalfd asks for that may be raised here, if `n` is
+    /// a `read` of one of the program's (see [`Member::signalfds`]). Not
+    /// SIGCHLD: a child's end here is its end at home too, where its
+    /// deputy's end raises the SIGCHLD the signalfd reads.
     fn signalfd_read(&self, n: &Notification) -> Option<u64> {
         if n.nr as i64 != libc::SYS_read {
             return None;
         }
         let signalfds = self.member.signalfds.lock().ok()?;
-        signalfds.get(&(n.args[0] as i32)).copied()
+        let signals = signalfds.get(&(n.args[0] as i32))?;
+        let raised_here = signals & !homing_shim::process::signal_bit(libc::SIGCHLD);
+        (raised_here != 0).then_some(raised_here)
     }
 
     /// Reads a signalfd of `signals`, one of which is pending here (a
