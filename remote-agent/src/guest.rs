@@ -2571,11 +2571,7 @@ impl Context {
         // A read of a signalfd: a signal it asks for that was raised here
         // (a timer's) is pending here, not at home.
         let signals_read = self.signalfd_read(n);
-        let pending_here = |signals: u64| {
-            homing_shim::process::signals(n.tid).is_some_and(|s| {
-                s.own_pending & signals != 0 || (s.threads == 1 && s.shared_pending & signals != 0)
-            })
-        };
+        let pending_here = |signals: u64| pending_for_thread(n.tid, signals);
         if let Some(signals) = signals_read.filter(|&signals| pending_here(signals)) {
             return Ok(Waited::SignalsHere(signals));
         }
@@ -2716,10 +2712,7 @@ impl Context {
         // Only a signal pending for this very thread is sure to be there
         // when the wait runs; a process-wide one may go to another thread,
         // and the wait on placeholders would then never end.
-        let sure = homing_shim::process::signals(n.tid).is_some_and(|s| {
-            s.own_pending & !mask != 0 || (s.threads == 1 && s.shared_pending & !mask != 0)
-        });
-        let placed = sure
+        let placed = pending_for_thread(n.tid, !mask)
             && waited_fds(&self.memory(n), n).is_some_and(|fds| {
                 fds.into_iter().all(|fd| {
                     self.listener
@@ -4807,6 +4800,14 @@ enum SignalWaiting {
     /// Pending for its process of several threads, which may give it to
     /// another thread.
     ForTheProcess,
+}
+
+/// Whether one of `signals` is pending for thread `tid`, or for its
+/// process of one thread: sure to be taken by that thread.
+fn pending_for_thread(tid: i32, signals: u64) -> bool {
+    homing_shim::process::signals(tid).is_some_and(|s| {
+        s.own_pending & signals != 0 || (s.threads == 1 && s.shared_pending & signals != 0)
+    })
 }
 
 /// Whether a signal waits for thread `tid`: pending and not blocked. An

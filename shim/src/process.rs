@@ -409,18 +409,12 @@ pub fn signalfd(signals: u64) -> std::io::Result<std::os::fd::OwnedFd> {
 /// for signal `n`): every open fd that is a signalfd, and the mask its
 /// `/proc/self/fdinfo` entry shows.
 pub fn signalfd_signals() -> u64 {
-    signalfd_signals_in("self")
+    signals_asked_by(&signalfds_in("self"))
 }
 
-/// What [`signalfd_signals`] gives for process `pid`.
-pub fn signalfd_signals_of(pid: i32) -> u64 {
-    signalfd_signals_in(&pid.to_string())
-}
-
-fn signalfd_signals_in(process: &str) -> u64 {
-    signalfds_in(process)
-        .into_iter()
-        .fold(0, |all, (_, mask)| all | mask)
+/// The signals `signalfds` (fd, signals) ask for, together.
+pub fn signals_asked_by(signalfds: &[(i32, u64)]) -> u64 {
+    signalfds.iter().fold(0, |all, (_, mask)| all | mask)
 }
 
 /// Process `pid`'s signalfds: each fd, and the signals it asks for.

@@ -233,6 +233,15 @@ impl Cluster {
     }
 }
 
+/// The tenths of a second `tests/programs/timer_sigfd.c` says its alarm
+/// took, from its line `second 14 after N tenths` (SIGALRM read).
+pub fn alarm_tenths(line: &str) -> Option<u32> {
+    line.strip_prefix("second 14 after ")?
+        .strip_suffix(" tenths")?
+        .parse()
+        .ok()
+}
+
 /// Polls `check` every 100 ms until it returns true or `limit` passes;
 /// returns how long it took, or `None` on timeout.
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {

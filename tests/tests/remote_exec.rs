@@ -1028,9 +1028,8 @@ fn a_signalfd_read_away_takes_its_alarm_as_at_home() {
         let done = ok(at_home(&cluster, &script(run)));
         let lines: Vec<&str> = done.stdout.lines().collect();
         assert_eq!(lines[..2], ["status=0", "first 10"], "{run}: {done:?}");
-        let tenths: u32 = (lines[2].strip_prefix("second 14 after "))
-            .and_then(|rest| rest.strip_suffix(" tenths")?.parse().ok())
-            .unwrap_or_else(|| panic!("{run}: {done:?}"));
+        let tenths =
+            homing_tests::alarm_tenths(lines[2]).unwrap_or_else(|| panic!("{run}: {done:?}"));
         // Not early; not held up until something else came either.
         assert!((9..100).contains(&tenths), "{run}: {done:?}");
     }

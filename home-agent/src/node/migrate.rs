@@ -127,6 +127,7 @@ impl Node {
             .await
             .map_err(|error| not_moved(&format!("move process {pid} to {node}"), &error, "here"))?;
         info!(pid, node, "moving a process");
+        let signalfds = homing_shim::process::signalfds_of(pid);
         let immigrant = Immigrant {
             home_node: self.config.name.clone(),
             home_pid: pid,
@@ -138,8 +139,8 @@ impl Node {
             image: source.layout.clone(),
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
-            signalfd_signals: homing_shim::process::signalfd_signals_of(pid),
-            signalfds: homing_shim::process::signalfds_of(pid),
+            signalfd_signals: homing_shim::process::signals_asked_by(&signalfds),
+            signalfds,
             no_new_privs: homing_shim::process::no_new_privs(pid),
         };
         let transfer = async {
@@ -476,8 +477,9 @@ impl Node {
             let (mut to_send, mut to_recv) = to_conn.open_bi().await.map_err(|e| e.to_string())?;
             let mut immigrant = moving.immigrant.clone();
             immigrant.home_clocks = Some(super::clocks_now());
-            immigrant.signalfd_signals = homing_shim::process::signalfd_signals_of(pid);
             immigrant.signalfds = homing_shim::process::signalfds_of(pid);
+            immigrant.signalfd_signals =
+                homing_shim::process::signals_asked_by(&immigrant.signalfds);
             let request = PeerRequest::ImmigrateFrom {
                 immigrant: Box::new(immigrant),
                 handoff: Handoff {
