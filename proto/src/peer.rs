@@ -192,6 +192,10 @@ pub struct Immigrant {
     /// Each of its signalfds, and the signals it asks for.
     #[serde(default)]
     pub signalfds: Vec<(i32, u64)>,
+    /// Its signalfds registered in its epoll instances: `(epoll fd,
+    /// signalfd, events, data)` as given to `epoll_ctl`.
+    #[serde(default)]
+    pub epoll_signalfds: Vec<(i32, i32, u32, u64)>,
     /// Its `no_new_privs` (a guest's own, not the one homing's filter
     /// takes).
     #[serde(default)]

@@ -248,6 +248,9 @@ pub struct Member {
     /// and those it made here; forgotten as it closes or replaces them,
     /// and at an exec (see [`Context::read_signals_here`]).
     signalfds: Mutex<std::collections::HashMap<i32, u64>>,
+    /// The signalfds among those registered in its epoll instances (see
+    /// [`crate::signalfd_wait`]); forgotten with the epoll fd.
+    epoll_watches: Mutex<crate::signalfd_wait::EpollWatches>,
     /// Fds that opened its own task directory, whose listings are its
     /// threads here (see [`crate::task_dir`]).
     task_dirs: Mutex<crate::task_dir::TaskDirs>,
@@ -900,11 +903,60 @@ impl Member {
             .map(|(_, file, _)| file)
     }
 
-    /// Takes `signalfds` (fd, signals) as its signalfds: home's list when
-    /// it moves here.
-    pub(crate) fn know_signalfds(&self, signalfds: &[(i32, u64)]) {
+    /// The signalfds of its own that wait `n` looks at for reading, with
+    /// the signals of each that may be raised here (see
+    /// [`crate::signalfd_wait`]). `read` reads the program's memory.
+    fn signalfds_waited(
+        &self,
+        n: &Notification,
+        read: impl Fn(u64, usize) -> Option<Vec<u8>>,
+    ) -> Vec<crate::signalfd_wait::Watch> {
+        if !crate::signalfd_wait::waits_on_fds(n.nr) {
+            return vec![];
+        }
+        let (Ok(signalfds), Ok(epoll)) = (self.signalfds.lock(), self.epoll_watches.lock()) else {
+            return vec![];
+        };
+        if signalfds.is_empty() {
+            return vec![];
+        }
+        // Not SIGCHLD: a child's end here is its end at home too, where
+        // its deputy's end raises the SIGCHLD the signalfd reads.
+        let child = homing_shim::process::signal_bit(libc::SIGCHLD);
+        let raised_here = signalfds.iter().map(|(&fd, &s)| (fd, s & !child)).collect();
+        crate::signalfd_wait::watches(n.nr, &n.args, &raised_here, &epoll, read)
+    }
+
+    /// Notes a successful `epoll_ctl` with `args` (see [`Member::epoll_watches`]).
+    fn note_epoll_ctl(&self, args: &[u64; 6], memory: &ProcessMemory) {
+        const EPOLL_EVENT: usize = 12;
+        let event = (args[3] != 0)
+            .then(|| memory.read(args[3], EPOLL_EVENT).ok())
+            .flatten();
+        if let (Ok(signalfds), Ok(mut watches)) = (self.signalfds.lock(), self.epoll_watches.lock())
+        {
+            crate::signalfd_wait::note_epoll_ctl(&mut watches, args, event.as_deref(), &signalfds);
+        }
+    }
+
+    /// Takes `signalfds` (fd, signals) as its signalfds, and `in_epoll`
+    /// (epoll fd, signalfd, events, data) as their registrations in its
+    /// epoll instances: home's lists when it moves here.
+    pub(crate) fn know_signalfds(
+        &self,
+        signalfds: &[(i32, u64)],
+        in_epoll: &[(i32, i32, u32, u64)],
+    ) {
         if let Ok(mut known) = self.signalfds.lock() {
             known.extend(signalfds.iter().copied());
+        }
+        if let Ok(mut watches) = self.epoll_watches.lock() {
+            for &(epoll_fd, fd, events, data) in in_epoll {
+                watches
+                    .entry(epoll_fd)
+                    .or_default()
+                    .insert(fd, (events, data));
+            }
         }
     }
 
@@ -940,6 +992,12 @@ impl Member {
                 match fd {
                     Some(fd) => drop(signalfds.remove(&fd)),
                     None => signalfds.clear(),
+                }
+            }
+            if let Ok(mut watches) = self.epoll_watches.lock() {
+                match fd {
+                    Some(fd) => drop(watches.remove(&fd)),
+                    None => watches.clear(),
                 }
             }
         };
@@ -1296,6 +1354,7 @@ impl HostRole {
             reaped: DashMap::new(),
             read_only: Mutex::new(std::collections::HashSet::new()),
             signalfds: Mutex::new(std::collections::HashMap::new()),
+            epoll_watches: Mutex::new(Default::default()),
             task_dirs: Mutex::new(Default::default()),
             seekable: Mutex::new(std::collections::HashMap::new()),
             held_signals: Mutex::new(None),
@@ -1430,6 +1489,11 @@ impl HostRole {
             .signalfd_signals
             .store(signalfd_signals, Ordering::SeqCst);
         if let (Ok(theirs), Ok(mut its)) = (parent.signalfds.lock(), member.signalfds.lock()) {
+            its.clone_from(&theirs);
+        }
+        if let (Ok(theirs), Ok(mut its)) =
+            (parent.epoll_watches.lock(), member.epoll_watches.lock())
+        {
             its.clone_from(&theirs);
         }
         member.set_no_new_privs(parent.no_new_privs());
@@ -2552,7 +2616,7 @@ impl Context {
     async fn call_while_waited_for(
         &self,
         n: &Notification,
-        call: SyscallCall,
+        mut call: SyscallCall,
         keep_late: bool,
         lookups_ahead: Vec<LookupKey>,
     ) -> Result<Waited, HomeGone> {
@@ -2575,6 +2639,30 @@ impl Context {
         if let Some(signals) = signals_read.filter(|&signals| pending_here(signals)) {
             return Ok(Waited::SignalsHere(signals));
         }
+        // A wait on fds among which is such a signalfd: ready already, it
+        // only looks at home's fds (see `crate::signalfd_wait`).
+        let memory = self.memory(n);
+        let read = |addr, len| memory.read(addr, len).ok();
+        let signalfds_waited = self.member.signalfds_waited(n, read);
+        let signalfds_ready = || {
+            let watches = signalfds_waited.iter();
+            let ready = watches.filter(|watch| pending_here(watch.signals));
+            ready.copied().collect::<Vec<_>>()
+        };
+        let hidden_timeout = match signalfds_ready().is_empty() {
+            true => None,
+            false => crate::signalfd_wait::without_waiting(&mut call),
+        };
+        let with_signalfds = |mut result: syscall::SyscallResult| {
+            if signalfds_waited.is_empty() {
+                return result;
+            }
+            if let Some(index) = hidden_timeout {
+                result.outputs.retain(|output| output.index != index);
+            }
+            let ready = signalfds_ready();
+            crate::signalfd_wait::with_ready(n.nr, &n.args, result, &ready, read)
+        };
         let (id, answer) = self.calls.start(n.tid, call)?;
         self.ask_lookups_ahead(n, lookups_ahead);
         tokio::pin!(answer);
@@ -2604,6 +2692,9 @@ impl Context {
                 if let Some(signals) = signals_read.filter(|&signals| pending_here(signals)) {
                     return Watched::SignalsHere(signals);
                 }
+                if !signalfds_waited.is_empty() && !signalfds_ready().is_empty() {
+                    return Watched::SignalfdReady;
+                }
                 if !interruptible {
                     continue;
                 }
@@ -2631,7 +2722,9 @@ impl Context {
         // In order: a random start costs a random number on every call.
         let outcome = tokio::select! {
             biased;
-            result = &mut answer => return result.map(Waited::Done).map_err(|_| HomeGone),
+            result = &mut answer => {
+                return result.map(|r| Waited::Done(with_signalfds(r))).map_err(|_| HomeGone)
+            }
             outcome = abandoned => outcome,
         };
         let outcome = match outcome {
@@ -2652,6 +2745,13 @@ impl Context {
                     ret if ret == -i64::from(libc::EINTR) => Waited::SignalsHere(signals),
                     _ => Waited::Done(result),
                 });
+            }
+            Watched::SignalfdReady => {
+                // Home's kernel looks at every fd once more before it
+                // returns EINTR: what was ready there comes too.
+                self.calls.interrupt(id);
+                let result = answer.await.map_err(|_| HomeGone)?;
+                return Ok(Waited::Done(with_signalfds(result)));
             }
         };
         if keep_late && matches!(outcome, Waited::Left(_)) {
@@ -3638,6 +3738,9 @@ impl Context {
             },
         };
         self.member.note_read_only(n.nr, &args, result.ret);
+        if n.nr as i64 == libc::SYS_epoll_ctl && result.ret == 0 {
+            self.member.note_epoll_ctl(&n.args, &memory);
+        }
         if let Some(signals) = signalfd_made.filter(|_| result.ret >= 0) {
             if let Ok(mut signalfds) = self.member.signalfds.lock() {
                 signalfds.insert(result.ret as i32, signals);
@@ -4786,6 +4889,9 @@ enum Watched {
     Ended(Waited),
     /// A signal the signalfd read asks for is pending here.
     SignalsHere(u64),
+    /// A signal is pending here that makes a signalfd among the waited
+    /// fds ready.
+    SignalfdReady,
     /// A signal waits for the thread, held back by its call (see
     /// [`SignalWaiting`]): home is to end the call.
     SignalHeldBack {

@@ -31,6 +31,7 @@ pub mod move_priority;
 mod proc_view;
 mod read_ahead;
 mod shared_here;
+mod signalfd_wait;
 pub mod spin;
 mod task_dir;
 mod ticker;

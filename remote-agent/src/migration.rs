@@ -1290,7 +1290,7 @@ impl HostRole {
         }
         member.calls.start_ids_at(immigrant.next_call_id);
         member.ask_signalfds_for(immigrant.signalfd_signals);
-        member.know_signalfds(&immigrant.signalfds);
+        member.know_signalfds(&immigrant.signalfds, &immigrant.epoll_signalfds);
         member.set_no_new_privs(immigrant.no_new_privs);
         let _ = member.calls.send(ToHome::Ready);
         // Signals sent at home before the go wait for the process to run.
@@ -1424,6 +1424,7 @@ impl HostRole {
             home_clocks: None,
             signalfd_signals: member.signalfd_signals(),
             signalfds: Vec::new(),
+            epoll_signalfds: Vec::new(),
             no_new_privs: member.no_new_privs(),
         };
         Ok(Departure {

@@ -423,22 +423,54 @@ pub fn signalfds_of(pid: i32) -> Vec<(i32, u64)> {
 }
 
 fn signalfds_in(process: &str) -> Vec<(i32, u64)> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{process}/fd")) else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == "anon_inode:[signalfd]")
-        })
-        .filter_map(|fd| {
-            let number = fd.file_name().to_str()?.parse().ok()?;
-            let info = read_proc(format!("/proc/{process}/fdinfo/{number}")).ok()?;
+    anon_fds_in(process, "anon_inode:[signalfd]")
+        .filter_map(|(number, info)| {
             Some((
                 number,
                 u64::from_str_radix(field_in(&info, "sigmask:")?, 16).ok()?,
             ))
         })
         .collect()
+}
+
+/// The registrations of `signalfds` (fd numbers) in process `pid`'s epoll
+/// instances: `(epoll fd, signalfd, events, data)`.
+pub fn epoll_registrations_of(pid: i32, signalfds: &[i32]) -> Vec<(i32, i32, u32, u64)> {
+    let mut found = Vec::new();
+    for (epoll_fd, info) in anon_fds_in(&pid.to_string(), "anon_inode:[eventpoll]") {
+        // One line per registration:
+        // `tfd: 5 events: 19 data: 3e9 pos:0 ino:... sdev:...`.
+        for line in info.lines().filter(|line| line.starts_with("tfd:")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |name: &str| {
+                let at = words.iter().position(|word| *word == name)?;
+                words.get(at + 1).copied()
+            };
+            let registration = (|| {
+                let fd: i32 = after("tfd:")?.parse().ok()?;
+                let events = u32::from_str_radix(after("events:")?, 16).ok()?;
+                let data = u64::from_str_radix(after("data:")?, 16).ok()?;
+                Some((fd, events, data))
+            })();
+            if let Some((fd, events, data)) = registration.filter(|r| signalfds.contains(&r.0)) {
+                found.push((epoll_fd, fd, events, data));
+            }
+        }
+    }
+    found
+}
+
+/// Process `process`'s fds that link to `kind`, with their fdinfo.
+fn anon_fds_in<'a>(process: &'a str, kind: &'a str) -> impl Iterator<Item = (i32, String)> + 'a {
+    let fds = std::fs::read_dir(format!("/proc/{process}/fd")).into_iter();
+    fds.flatten()
+        .flatten()
+        .filter(move |fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.as_os_str() == kind))
+        .filter_map(move |fd| {
+            let number = fd.file_name().to_str()?.parse().ok()?;
+            let info = read_proc(format!("/proc/{process}/fdinfo/{number}")).ok()?;
+            Some((number, info))
+        })
 }
 
 /// Keeps freed heap memory for reuse rather than handing it back to the
@@ -761,6 +793,25 @@ pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signalfds_registration_in_an_epoll_instance_is_read_with_its_data() {
+        use rustix::event::epoll;
+        use std::os::fd::AsRawFd;
+        let usr2 = super::signal_bit(libc::SIGUSR2);
+        let signalfd = super::signalfd(usr2).unwrap();
+        let other = super::signalfd(usr2).unwrap();
+        let instance = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+        let data = epoll::EventData::new_u64(0x1234_5678_9abc);
+        epoll::add(&instance, &signalfd, data, epoll::EventFlags::IN).unwrap();
+        epoll::add(&instance, &other, data, epoll::EventFlags::OUT).unwrap();
+        let pid = std::process::id() as i32;
+        let found = super::epoll_registrations_of(pid, &[signalfd.as_raw_fd()]);
+        let (epoll_fd, fd) = (instance.as_raw_fd(), signalfd.as_raw_fd());
+        // The kernel keeps EPOLLERR and EPOLLHUP with every registration.
+        let events = (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        assert_eq!(found, [(epoll_fd, fd, events, 0x1234_5678_9abc)]);
+    }
+
     #[test]
     fn a_proc_file_or_any_file_is_read_whole() {
         let status = super::read_proc("/proc/self/status").unwrap();

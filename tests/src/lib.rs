@@ -233,7 +233,7 @@ impl Cluster {
     }
 }
 
-/// The tenths of a second `tests/programs/timer_sigfd.c` says its alarm
+/// The tenths of a second `tests/programs/timer_sigfd.c` (or `sigfd_wait.c`) says its alarm
 /// took, from its line `second 14 after N tenths` (SIGALRM read).
 pub fn alarm_tenths(line: &str) -> Option<u32> {
     line.strip_prefix("second 14 after ")?

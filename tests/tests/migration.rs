@@ -465,7 +465,8 @@ fn a_signal_a_moved_process_raises_itself_reaches_its_signalfd() {
 }
 
 /// A process that made a signalfd at home and moved away reads its own
-/// alarm's SIGALRM from it there, after a signal sent at home.
+/// alarm's SIGALRM from it there, after a signal sent at home; and an
+/// epoll instance it registered the signalfd in at home says it is ready.
 #[test]
 fn a_signalfd_made_at_home_takes_the_alarm_raised_away() {
     let cluster = Cluster::up(2);
@@ -484,6 +485,38 @@ fn a_signalfd_made_at_home_takes_the_alarm_raised_away() {
     assert_eq!(lines[..3], ["0", "status=0", "first 10"], "{run:?}");
     let tenths = homing_tests::alarm_tenths(lines[3]).unwrap_or_else(|| panic!("{run:?}"));
     assert!((9..100).contains(&tenths), "{run:?}");
+
+    // Registered in an epoll instance at home, it wakes that epoll's
+    // waits away for the alarms raised there.
+    build_program(&cluster, "sigfd_wait");
+    let run = ok(at_home(
+        &cluster,
+        "rm -f ready; ~/sigfd_wait epoll ready > wait.out & pid=$!
+         until [ -e ready ]; do sleep 0.05; done
+         homing migrate $pid node2 >/dev/null || exit 8
+         kill -USR1 $pid
+         timeout 20 sh -c \"while kill -0 $pid; do sleep 0.1; done\" 2>/dev/null
+         homing ps | grep -c node2; kill -KILL $pid 2>/dev/null
+         wait $pid; echo status=$?; cat wait.out",
+    ));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "0",
+            "status=0",
+            "first ready=1 sigfd signal 10",
+            "second ready=1 sigfd signal 14"
+        ],
+        "{run:?}"
+    );
+    let tenths = homing_tests::alarm_tenths(lines[4]).unwrap_or_else(|| panic!("{run:?}"));
+    assert!((9..100).contains(&tenths), "{run:?}");
+    assert_eq!(
+        lines[5..],
+        ["third ready=2 sigfd full signal 14"],
+        "{run:?}"
+    );
 }
 
 /// An interactive program keeps its terminal as it moves: python's

@@ -1036,6 +1036,46 @@ fn a_signalfd_read_away_takes_its_alarm_as_at_home() {
 }
 
 #[test]
+fn a_signalfd_waited_for_away_is_ready_with_its_alarm_as_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "sigfd_wait");
+    let script = |run: &str, mode: &str| {
+        format!(
+            "rm -f ready; {run} ./sigfd_wait {mode} ready > wait.out & pid=$!
+             (exec >/dev/null 2>&1; sleep 20; kill -KILL $pid) &
+             until [ -e ready ]; do sleep 0.05; done
+             kill -USR1 $pid
+             wait $pid; echo status=$?; cat wait.out"
+        )
+    };
+    for mode in ["poll", "select", "epoll"] {
+        for run in ["", "homing run --on node2 --"] {
+            let done = ok(at_home(&cluster, &script(run, mode)));
+            let lines: Vec<&str> = done.stdout.lines().collect();
+            let context = format!("{mode} {run}: {done:?}");
+            assert_eq!(
+                lines[..3],
+                [
+                    "status=0",
+                    "first ready=1 sigfd signal 10",
+                    "second ready=1 sigfd signal 14"
+                ],
+                "{context}"
+            );
+            let tenths = homing_tests::alarm_tenths(lines[3]).expect(&context);
+            // Not early; not held up until something else came either.
+            assert!((9..100).contains(&tenths), "{context}");
+            // Pending before the wait: ready at once, with home's pipe.
+            assert_eq!(
+                lines[4..],
+                ["third ready=2 sigfd full signal 14"],
+                "{context}"
+            );
+        }
+    }
+}
+
+#[test]
 fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "signals");

@@ -140,6 +140,7 @@ impl Node {
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
             signalfd_signals: homing_shim::process::signals_asked_by(&signalfds),
+            epoll_signalfds: super::epoll_signalfds_of(pid, &signalfds),
             signalfds,
             no_new_privs: homing_shim::process::no_new_privs(pid),
         };
@@ -480,6 +481,7 @@ impl Node {
             immigrant.signalfds = homing_shim::process::signalfds_of(pid);
             immigrant.signalfd_signals =
                 homing_shim::process::signals_asked_by(&immigrant.signalfds);
+            immigrant.epoll_signalfds = super::epoll_signalfds_of(pid, &immigrant.signalfds);
             let request = PeerRequest::ImmigrateFrom {
                 immigrant: Box::new(immigrant),
                 handoff: Handoff {
