@@ -70,6 +70,9 @@ enum Command {
         #[arg(last = true)]
         command_line: Vec<std::ffi::OsString>,
     },
+    /// Send every guest this node hosts home (root only): before it is
+    /// taken down, say. Prints how each went; fails if any is still here.
+    Drain,
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
+        Command::Drain => runtime.block_on(drain(&cli.socket)),
         Command::Run { .. } | Command::Resume { .. } => {
             unreachable!("handled above")
         }
@@ -263,6 +267,33 @@ async fn migrate(socket: &std::path::Path, pid: i32, node: String) -> anyhow::Re
                     frozen_micros as f64 / 1000.0
                 );
                 return Ok(ExitCode::SUCCESS);
+            }
+            other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+        }
+        response = client.next().await?;
+    }
+}
+
+async fn drain(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut client = ControlClient::connect(socket).await?;
+    let mut response = client.ask(&ControlRequest::Drain).await?;
+    loop {
+        match response {
+            ControlResponse::SentHome {
+                home_node,
+                pid,
+                command,
+                outcome,
+            } => match outcome {
+                Ok(how) => say!("{pid} of {home_node} ({command}) went home: {how}"),
+                Err(why) => say!("{pid} of {home_node} ({command}) stays here: {why}"),
+            },
+            ControlResponse::Drained { sent, left } => {
+                say!("{sent} sent home, {left} still here");
+                return Ok(match left {
+                    0 => ExitCode::SUCCESS,
+                    _ => ExitCode::FAILURE,
+                });
             }
             other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
         }

@@ -647,6 +647,7 @@ impl Node {
             PeerRequest::FetchMapped { home_pid, file } => {
                 return self.serve_mapped_file(peer, home_pid, file, send).await;
             }
+            PeerRequest::SendHome { home_pid } => self.take_home_for(peer, home_pid).await,
             PeerRequest::AttachChild {
                 home_pid,
                 parent_home_pid,
@@ -725,6 +726,7 @@ impl Node {
                     return self.migrate(stream, cred, pid, node).await;
                 }
                 Ok(ControlRequest::Resume) => return self.resume(stream, cred).await,
+                Ok(ControlRequest::Drain) => return self.drain(stream, cred).await,
                 Ok(ControlRequest::Ps) => ControlResponse::Processes {
                     node: self.config.name.clone(),
                     processes: self
@@ -764,6 +766,74 @@ impl Node {
 }
 
 impl Node {
+    /// As host: asks the home of every guest here to take it home, one
+    /// after another, and tells the client how each went (root only).
+    /// A guest that cannot move (its home says why) goes on here.
+    async fn drain(
+        &self,
+        mut client: UnixStream,
+        cred: tokio::net::unix::UCred,
+    ) -> Result<(), WireError> {
+        if cred.uid() != 0 {
+            let message = "only root may drain a node: it moves every user's processes".into();
+            return write_message(&mut client, &ControlResponse::Error { message }).await;
+        }
+        let guests = self.host.guests();
+        info!(
+            guests = guests.len(),
+            "draining: asking each guest's home to take it"
+        );
+        let still_here = |home_node: &str, pid: i32| {
+            let guests = self.host.guests();
+            guests.iter().any(|g| g.node == home_node && g.pid == pid)
+        };
+        let (mut sent, mut left) = (0, 0);
+        for guest in guests {
+            let mut outcome = self.ask_home_to_take(&guest.node, guest.pid).await;
+            match &outcome {
+                Ok(how) => {
+                    info!(home = guest.node, pid = guest.pid, "guest went home: {how}");
+                    sent += 1;
+                }
+                // It ended meanwhile: nothing is left to send.
+                Err(_) if !still_here(&guest.node, guest.pid) => {
+                    outcome = Ok("it ended before it could move".into());
+                }
+                Err(why) => {
+                    warn!(home = guest.node, pid = guest.pid, "guest stays: {why}");
+                    left += 1;
+                }
+            }
+            let report = ControlResponse::SentHome {
+                home_node: guest.node,
+                pid: guest.pid,
+                command: guest.command,
+                outcome,
+            };
+            write_message(&mut client, &report).await?;
+        }
+        write_message(&mut client, &ControlResponse::Drained { sent, left }).await
+    }
+
+    /// Asks `home` to take its process `home_pid`, which runs here, home
+    /// ([`PeerRequest::SendHome`]): how the move went, or why it did not.
+    async fn ask_home_to_take(&self, home: &str, home_pid: i32) -> Result<String, String> {
+        let unreachable = |error: &dyn std::fmt::Display| format!("cannot ask {home}: {error}");
+        let conn = self.connection_to(home)?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
+        let request = PeerRequest::SendHome { home_pid };
+        write_message(&mut send, &request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let _ = send.finish();
+        match read_message::<PeerResponse, _>(&mut recv).await {
+            Ok(PeerResponse::CameHome { summary }) => Ok(summary),
+            Ok(PeerResponse::Error { message }) => Err(message),
+            Ok(other) => Err(format!("{home} answered {other:?}")),
+            Err(error) => Err(format!("{home} did not answer: {error}")),
+        }
+    }
+
     /// Sends the caller's program to `node` and relays between the caller
     /// (its deputy) and the host until the program ends.
     async fn run_away(

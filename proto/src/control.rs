@@ -48,6 +48,11 @@ pub enum ControlRequest {
     Resume,
     /// The guests this node hosts.
     Guests,
+    /// Send every guest this node hosts home, one after another (root
+    /// only): before the node is taken down, say. The answer is one
+    /// [`ControlResponse::SentHome`] per guest, then
+    /// [`ControlResponse::Drained`].
+    Drain,
 }
 
 /// The program a deputy asks to run, as it resolved it at home.
@@ -153,6 +158,26 @@ pub enum ControlResponse {
     Error {
         /// Why, as one line for the user.
         message: String,
+    },
+    /// What became of one guest a [`ControlRequest::Drain`] sent home.
+    SentHome {
+        /// Its home node.
+        home_node: String,
+        /// Its pid there.
+        pid: i32,
+        /// Its command line.
+        command: String,
+        /// How its move went, in words for the user: `Ok` once it runs
+        /// at home, `Err` with why it still runs here.
+        outcome: Result<String, String>,
+    },
+    /// A [`ControlRequest::Drain`] is done: how many guests went home and
+    /// how many are still here.
+    Drained {
+        /// Guests that went home.
+        sent: u32,
+        /// Guests still here.
+        left: u32,
     },
 }
 

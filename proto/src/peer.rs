@@ -80,6 +80,14 @@ pub enum PeerRequest {
         /// The file, as the process's image names it.
         file: MappedFile,
     },
+    /// From a process's host to its home: take process `home_pid` home
+    /// (the host is being drained). Home moves it as `homing migrate PID
+    /// home` would, only if the requester is where it runs, and answers
+    /// [`PeerResponse::CameHome`] or [`PeerResponse::Error`].
+    SendHome {
+        /// The process, by its pid at home.
+        home_pid: i32,
+    },
 }
 
 /// One half of a process's move from one host straight to another: the
@@ -219,6 +227,11 @@ pub enum PeerResponse {
         uid: u32,
         /// Its group.
         gid: u32,
+    },
+    /// A [`PeerRequest::SendHome`]'s process runs at home now.
+    CameHome {
+        /// How the move went, in words for the user.
+        summary: String,
     },
     /// The request could not be served.
     Error {

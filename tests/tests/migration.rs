@@ -1189,6 +1189,80 @@ fn nothing_of_alice_on(cluster: &Cluster, node: &str) -> bool {
         .is_empty()
 }
 
+/// `homing drain` on a host sends each guest home, whichever node that
+/// is, and keeps the ones that cannot move; they all run on to their end.
+#[test]
+fn a_drained_host_sends_its_guests_home_and_keeps_those_that_cannot_move() {
+    let cluster = Cluster::up(3);
+    let counter = "homing run --on node2 -- python3 -c \
+        'import time; [print(i, flush=True) or time.sleep(0.05) for i in range(120)]' > count.txt";
+    let counted = "wait $c; echo counter=$?; wc -l < count.txt; sort -un count.txt | wc -l";
+    let node1 = cluster.spawn_script(
+        "node1",
+        "alice",
+        "bash",
+        &format!(
+            "cd; head -c 4096 /dev/zero > m.bin
+             {counter} & c=$!
+             homing run --on node2 -- python3 -c 'import mmap, time; \
+                 f = open(\"m.bin\", \"r+b\"); m = mmap.mmap(f.fileno(), 4096); m[0:2] = b\"hi\"; \
+                 print(\"mapped\", flush=True); time.sleep(10); print(\"mapper done\")' \
+                 > mapper.txt & m=$!
+             {counted}; wait $m; echo mapper=$?; cat mapper.txt"
+        ),
+    );
+    let node3 = cluster.spawn_script(
+        "node3",
+        "alice",
+        "bash",
+        &format!("cd; {counter} & c=$!; {counted}"),
+    );
+    let all_there = homing_tests::wait_for(std::time::Duration::from_secs(30), || {
+        let guests = cluster.exec("node2", &["homing", "ps", "--guests"]).stdout;
+        let mapped = at_home(&cluster, "grep -q mapped mapper.txt").code == 0;
+        mapped && guests.lines().filter(|l| l.contains("python3")).count() == 3
+    });
+    assert!(
+        all_there.is_some(),
+        "the three guests did not start on node2"
+    );
+
+    let by_alice = cluster.exec_as("node2", "alice", &["homing", "drain"]);
+    assert_ne!(by_alice.code, 0, "{by_alice:?}");
+    assert!(
+        by_alice.stderr.contains("only root may drain"),
+        "{by_alice:?}"
+    );
+
+    let drained = cluster.exec("node2", &["homing", "drain"]);
+    assert_eq!(drained.code, 1, "one guest stays: {drained:?}");
+    let lines: Vec<&str> = drained.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{drained:?}");
+    let count = |what: &str| lines.iter().filter(|line| line.contains(what)).count();
+    assert_eq!(count("went home: moved to node1"), 1, "{drained:?}");
+    assert_eq!(count("went home: moved to node3"), 1, "{drained:?}");
+    assert_eq!(count("stays here: "), 1, "{drained:?}");
+    assert_eq!(count("writable shared mapping"), 1, "{drained:?}");
+    assert_eq!(lines[3], "2 sent home, 1 still here", "{drained:?}");
+    let guests = ok(cluster.exec("node2", &["homing", "ps", "--guests"])).stdout;
+    let left: Vec<&str> = guests.lines().filter(|l| l.contains("python3")).collect();
+    assert!(left.len() == 1 && left[0].contains("mmap"), "{guests}");
+
+    // Each went on where it was put, and ended as it would have.
+    let node1 = node1.wait_with_output().expect("node1's script");
+    let node1 = String::from_utf8_lossy(&node1.stdout);
+    assert_eq!(
+        node1,
+        "counter=0\n120\n120\nmapper=0\nmapped\nmapper done\n"
+    );
+    let node3 = node3.wait_with_output().expect("node3's script");
+    assert_eq!(
+        String::from_utf8_lossy(&node3.stdout),
+        "counter=0\n120\n120\n"
+    );
+    assert!(nothing_of_alice_on(&cluster, "node2"));
+}
+
 #[test]
 fn a_destination_lost_mid_transfer_leaves_the_process_running_at_home() {
     let cluster = Cluster::up(2);

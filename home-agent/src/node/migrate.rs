@@ -23,7 +23,9 @@ use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
 use homing_proto::guest::{GuestExit, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile};
-use homing_proto::peer::{Eviction, Handing, Handoff, Immigrant, PeerRequest, Verdict};
+use homing_proto::peer::{
+    Eviction, Handing, Handoff, Immigrant, PeerRequest, PeerResponse, Verdict,
+};
 use homing_remote_agent::migration::{
     read_image_item, write_image_item, Afterwards, Departure, ImageItem, ImageOut, Pacing,
     Restoration, Source,
@@ -335,6 +337,60 @@ impl Node {
             argv.extend(args);
         }
         Ok((deputy_program()?, argv))
+    }
+
+    /// As home: moves away process `home_pid` home because `host`, where
+    /// it runs, is being drained and asks (see [`PeerRequest::SendHome`]).
+    /// The move is the one `homing migrate PID home` makes.
+    pub(super) async fn take_home_for(&self, host: &str, home_pid: i32) -> PeerResponse {
+        let here = &self.config.name;
+        let refuse = |message: String| PeerResponse::Error { message };
+        let Some(away) = self.away.get(&home_pid).map(|entry| entry.clone()) else {
+            return refuse(format!("process {home_pid} of {here} does not run away"));
+        };
+        if away.node != host {
+            let runs_on = &away.node;
+            return refuse(format!(
+                "process {home_pid} of {here} runs on {runs_on}, not on {host}"
+            ));
+        }
+        info!(
+            pid = home_pid,
+            host, "taking a process home: its host is draining"
+        );
+        // No one follows this move's progress: it goes into a socket whose
+        // other end is gone.
+        let mut progress = match UnixStream::pair() {
+            Ok((progress, _)) => progress,
+            Err(error) => return refuse(format!("cannot start the move: {error}")),
+        };
+        match self
+            .migrate_away(&mut progress, 0, away, "home", Instant::now())
+            .await
+        {
+            Ok(ControlResponse::Migrated {
+                node,
+                bytes,
+                total_micros,
+                frozen_micros,
+                ..
+            }) => PeerResponse::CameHome {
+                summary: format!(
+                    "moved to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms",
+                    bytes as f64 / (1 << 20) as f64,
+                    total_micros as f64 / 1000.0,
+                    frozen_micros as f64 / 1000.0
+                ),
+            },
+            Ok(other) => refuse(format!("the move ended with {other:?}")),
+            Err(message) => {
+                warn!(
+                    pid = home_pid,
+                    host, "could not take a process home: {message}"
+                );
+                refuse(message)
+            }
+        }
     }
 
     /// Moves an away process on to `node`, or home.
