@@ -70,9 +70,14 @@ enum Command {
         #[arg(last = true)]
         command_line: Vec<std::ffi::OsString>,
     },
-    /// Send every guest this node hosts home (root only): before it is
-    /// taken down, say. Prints how each went; fails if any is still here.
-    Drain,
+    /// Move every guest this node hosts off it (root only): before it is
+    /// taken down, say. Each goes home, or to NODE. Prints how each went;
+    /// fails if any is still here.
+    Drain {
+        /// Send them to this node instead of to their homes.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+    },
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -223,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
-        Command::Drain => runtime.block_on(drain(&cli.socket)),
+        Command::Drain { to } => runtime.block_on(drain(&cli.socket, to)),
         Command::Run { .. } | Command::Resume { .. } => {
             unreachable!("handled above")
         }
@@ -274,22 +279,22 @@ async fn migrate(socket: &std::path::Path, pid: i32, node: String) -> anyhow::Re
     }
 }
 
-async fn drain(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn drain(socket: &std::path::Path, to: Option<String>) -> anyhow::Result<ExitCode> {
     let mut client = ControlClient::connect(socket).await?;
-    let mut response = client.ask(&ControlRequest::Drain).await?;
+    let mut response = client.ask(&ControlRequest::Drain { to }).await?;
     loop {
         match response {
-            ControlResponse::SentHome {
+            ControlResponse::GuestMoved {
                 home_node,
                 pid,
                 command,
                 outcome,
             } => match outcome {
-                Ok(how) => say!("{pid} of {home_node} ({command}) went home: {how}"),
+                Ok(how) => say!("{pid} of {home_node} ({command}): {how}"),
                 Err(why) => say!("{pid} of {home_node} ({command}) stays here: {why}"),
             },
-            ControlResponse::Drained { sent, left } => {
-                say!("{sent} sent home, {left} still here");
+            ControlResponse::Drained { moved, left } => {
+                say!("{moved} moved off, {left} still here");
                 return Ok(match left {
                     0 => ExitCode::SUCCESS,
                     _ => ExitCode::FAILURE,

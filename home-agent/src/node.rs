@@ -647,7 +647,7 @@ impl Node {
             PeerRequest::FetchMapped { home_pid, file } => {
                 return self.serve_mapped_file(peer, home_pid, file, send).await;
             }
-            PeerRequest::SendHome { home_pid } => self.take_home_for(peer, home_pid).await,
+            PeerRequest::MoveOff { home_pid, to } => self.move_off_for(peer, home_pid, to).await,
             PeerRequest::AttachChild {
                 home_pid,
                 parent_home_pid,
@@ -726,7 +726,7 @@ impl Node {
                     return self.migrate(stream, cred, pid, node).await;
                 }
                 Ok(ControlRequest::Resume) => return self.resume(stream, cred).await,
-                Ok(ControlRequest::Drain) => return self.drain(stream, cred).await,
+                Ok(ControlRequest::Drain { to }) => return self.drain(stream, cred, to).await,
                 Ok(ControlRequest::Ps) => ControlResponse::Processes {
                     node: self.config.name.clone(),
                     processes: self
@@ -766,13 +766,15 @@ impl Node {
 }
 
 impl Node {
-    /// As host: asks the home of every guest here to take it home, one
-    /// after another, and tells the client how each went (root only).
-    /// A guest that cannot move (its home says why) goes on here.
+    /// As host: asks the home of every guest here to move it off, home or
+    /// to node `to`, one after another, and tells the client how each went
+    /// (root only). A guest that cannot move (its home says why) goes on
+    /// here.
     async fn drain(
         &self,
         mut client: UnixStream,
         cred: tokio::net::unix::UCred,
+        to: Option<String>,
     ) -> Result<(), WireError> {
         if cred.uid() != 0 {
             let message = "only root may drain a node: it moves every user's processes".into();
@@ -787,13 +789,13 @@ impl Node {
             let guests = self.host.guests();
             guests.iter().any(|g| g.node == home_node && g.pid == pid)
         };
-        let (mut sent, mut left) = (0, 0);
+        let (mut moved, mut left) = (0, 0);
         for guest in guests {
-            let mut outcome = self.ask_home_to_take(&guest.node, guest.pid).await;
+            let mut outcome = self.ask_to_move_off(&guest.node, guest.pid, &to).await;
             match &outcome {
                 Ok(how) => {
                     info!(home = guest.node, pid = guest.pid, "guest went home: {how}");
-                    sent += 1;
+                    moved += 1;
                 }
                 // It ended meanwhile: nothing is left to send.
                 Err(_) if !still_here(&guest.node, guest.pid) => {
@@ -804,7 +806,7 @@ impl Node {
                     left += 1;
                 }
             }
-            let report = ControlResponse::SentHome {
+            let report = ControlResponse::GuestMoved {
                 home_node: guest.node,
                 pid: guest.pid,
                 command: guest.command,
@@ -812,22 +814,31 @@ impl Node {
             };
             write_message(&mut client, &report).await?;
         }
-        write_message(&mut client, &ControlResponse::Drained { sent, left }).await
+        write_message(&mut client, &ControlResponse::Drained { moved, left }).await
     }
 
-    /// Asks `home` to take its process `home_pid`, which runs here, home
-    /// ([`PeerRequest::SendHome`]): how the move went, or why it did not.
-    async fn ask_home_to_take(&self, home: &str, home_pid: i32) -> Result<String, String> {
+    /// Asks `home` to move its process `home_pid`, which runs here, off
+    /// this node, home or to `to` ([`PeerRequest::MoveOff`]): how the move
+    /// went, or why it did not.
+    async fn ask_to_move_off(
+        &self,
+        home: &str,
+        home_pid: i32,
+        to: &Option<String>,
+    ) -> Result<String, String> {
         let unreachable = |error: &dyn std::fmt::Display| format!("cannot ask {home}: {error}");
         let conn = self.connection_to(home)?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
-        let request = PeerRequest::SendHome { home_pid };
+        let request = PeerRequest::MoveOff {
+            home_pid,
+            to: to.clone(),
+        };
         write_message(&mut send, &request)
             .await
             .map_err(|e| unreachable(&e))?;
         let _ = send.finish();
         match read_message::<PeerResponse, _>(&mut recv).await {
-            Ok(PeerResponse::CameHome { summary }) => Ok(summary),
+            Ok(PeerResponse::MovedOff { summary }) => Ok(summary),
             Ok(PeerResponse::Error { message }) => Err(message),
             Ok(other) => Err(format!("{home} answered {other:?}")),
             Err(error) => Err(format!("{home} did not answer: {error}")),

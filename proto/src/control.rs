@@ -48,11 +48,14 @@ pub enum ControlRequest {
     Resume,
     /// The guests this node hosts.
     Guests,
-    /// Send every guest this node hosts home, one after another (root
-    /// only): before the node is taken down, say. The answer is one
-    /// [`ControlResponse::SentHome`] per guest, then
-    /// [`ControlResponse::Drained`].
-    Drain,
+    /// Move every guest this node hosts off it, one after another (root
+    /// only): before the node is taken down, say. Each goes home, or to
+    /// node `to`. The answer is one [`ControlResponse::GuestMoved`] per
+    /// guest, then [`ControlResponse::Drained`].
+    Drain {
+        /// Where to: `None` for each guest's home.
+        to: Option<String>,
+    },
 }
 
 /// The program a deputy asks to run, as it resolved it at home.
@@ -159,8 +162,8 @@ pub enum ControlResponse {
         /// Why, as one line for the user.
         message: String,
     },
-    /// What became of one guest a [`ControlRequest::Drain`] sent home.
-    SentHome {
+    /// What became of one guest a [`ControlRequest::Drain`] moved off.
+    GuestMoved {
         /// Its home node.
         home_node: String,
         /// Its pid there.
@@ -168,14 +171,14 @@ pub enum ControlResponse {
         /// Its command line.
         command: String,
         /// How its move went, in words for the user: `Ok` once it runs
-        /// at home, `Err` with why it still runs here.
+        /// where it was sent, `Err` with why it still runs here.
         outcome: Result<String, String>,
     },
-    /// A [`ControlRequest::Drain`] is done: how many guests went home and
+    /// A [`ControlRequest::Drain`] is done: how many guests moved off and
     /// how many are still here.
     Drained {
-        /// Guests that went home.
-        sent: u32,
+        /// Guests that moved off.
+        moved: u32,
         /// Guests still here.
         left: u32,
     },

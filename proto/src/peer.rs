@@ -80,13 +80,16 @@ pub enum PeerRequest {
         /// The file, as the process's image names it.
         file: MappedFile,
     },
-    /// From a process's host to its home: take process `home_pid` home
-    /// (the host is being drained). Home moves it as `homing migrate PID
-    /// home` would, only if the requester is where it runs, and answers
-    /// [`PeerResponse::CameHome`] or [`PeerResponse::Error`].
-    SendHome {
+    /// From a process's host to its home: move process `home_pid` off the
+    /// host (it is being drained), home or on to node `to`. Home moves it
+    /// as `homing migrate PID home` (or `TO`) would, only if the requester
+    /// is where it runs, and answers [`PeerResponse::MovedOff`] or
+    /// [`PeerResponse::Error`].
+    MoveOff {
         /// The process, by its pid at home.
         home_pid: i32,
+        /// Where to: `None` for home.
+        to: Option<String>,
     },
 }
 
@@ -228,8 +231,8 @@ pub enum PeerResponse {
         /// Its group.
         gid: u32,
     },
-    /// A [`PeerRequest::SendHome`]'s process runs at home now.
-    CameHome {
+    /// A [`PeerRequest::MoveOff`]'s process runs where it was asked to.
+    MovedOff {
         /// How the move went, in words for the user.
         summary: String,
     },

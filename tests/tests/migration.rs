@@ -1189,10 +1189,11 @@ fn nothing_of_alice_on(cluster: &Cluster, node: &str) -> bool {
         .is_empty()
 }
 
-/// `homing drain` on a host sends each guest home, whichever node that
-/// is, and keeps the ones that cannot move; they all run on to their end.
+/// `homing drain` on a host moves each guest off it, to another node or to
+/// its home, whichever node that is, and keeps the ones that cannot move;
+/// they all run on to their end.
 #[test]
-fn a_drained_host_sends_its_guests_home_and_keeps_those_that_cannot_move() {
+fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     let cluster = Cluster::up(3);
     let counter = "homing run --on node2 -- python3 -c \
         'import time; [print(i, flush=True) or time.sleep(0.05) for i in range(120)]' > count.txt";
@@ -1234,19 +1235,26 @@ fn a_drained_host_sends_its_guests_home_and_keeps_those_that_cannot_move() {
         "{by_alice:?}"
     );
 
-    let drained = cluster.exec("node2", &["homing", "drain"]);
+    // To node3: node1's counter goes on there, node3's goes home.
+    let drained = cluster.exec("node2", &["homing", "drain", "--to", "node3"]);
     assert_eq!(drained.code, 1, "one guest stays: {drained:?}");
     let lines: Vec<&str> = drained.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{drained:?}");
     let count = |what: &str| lines.iter().filter(|line| line.contains(what)).count();
-    assert_eq!(count("went home: moved to node1"), 1, "{drained:?}");
-    assert_eq!(count("went home: moved to node3"), 1, "{drained:?}");
+    assert_eq!(count(" of node1 (python3 -c import time"), 1, "{drained:?}");
+    assert_eq!(count("): moved to node3: "), 2, "{drained:?}");
     assert_eq!(count("stays here: "), 1, "{drained:?}");
     assert_eq!(count("writable shared mapping"), 1, "{drained:?}");
-    assert_eq!(lines[3], "2 sent home, 1 still here", "{drained:?}");
+    assert_eq!(lines[3], "2 moved off, 1 still here", "{drained:?}");
     let guests = ok(cluster.exec("node2", &["homing", "ps", "--guests"])).stdout;
     let left: Vec<&str> = guests.lines().filter(|l| l.contains("python3")).collect();
     assert!(left.len() == 1 && left[0].contains("mmap"), "{guests}");
+    // Home, by default: node1's counter leaves node3 for node1.
+    let drained = ok(cluster.exec("node3", &["homing", "drain"]));
+    let lines: Vec<&str> = drained.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{drained:?}");
+    assert!(lines[0].contains("): moved to node1: "), "{drained:?}");
+    assert_eq!(lines[1], "1 moved off, 0 still here", "{drained:?}");
 
     // Each went on where it was put, and ended as it would have.
     let node1 = node1.wait_with_output().expect("node1's script");
@@ -1261,6 +1269,7 @@ fn a_drained_host_sends_its_guests_home_and_keeps_those_that_cannot_move() {
         "counter=0\n120\n120\n"
     );
     assert!(nothing_of_alice_on(&cluster, "node2"));
+    assert!(nothing_of_alice_on(&cluster, "node3"));
 }
 
 #[test]

@@ -339,10 +339,16 @@ impl Node {
         Ok((deputy_program()?, argv))
     }
 
-    /// As home: moves away process `home_pid` home because `host`, where
-    /// it runs, is being drained and asks (see [`PeerRequest::SendHome`]).
-    /// The move is the one `homing migrate PID home` makes.
-    pub(super) async fn take_home_for(&self, host: &str, home_pid: i32) -> PeerResponse {
+    /// As home: moves away process `home_pid` off `host`, where it runs,
+    /// home or on to node `to`, because the host is being drained and
+    /// asks (see [`PeerRequest::MoveOff`]). The move is the one `homing
+    /// migrate PID home` (or `TO`) makes.
+    pub(super) async fn move_off_for(
+        &self,
+        host: &str,
+        home_pid: i32,
+        to: Option<String>,
+    ) -> PeerResponse {
         let here = &self.config.name;
         let refuse = |message: String| PeerResponse::Error { message };
         let Some(away) = self.away.get(&home_pid).map(|entry| entry.clone()) else {
@@ -354,9 +360,10 @@ impl Node {
                 "process {home_pid} of {here} runs on {runs_on}, not on {host}"
             ));
         }
+        let to = to.unwrap_or_else(|| "home".into());
         info!(
             pid = home_pid,
-            host, "taking a process home: its host is draining"
+            host, to, "moving a process off its draining host"
         );
         // No one follows this move's progress: it goes into a socket whose
         // other end is gone.
@@ -364,17 +371,17 @@ impl Node {
             Ok((progress, _)) => progress,
             Err(error) => return refuse(format!("cannot start the move: {error}")),
         };
-        match self
-            .migrate_away(&mut progress, 0, away, "home", Instant::now())
-            .await
-        {
+        let moved = self
+            .migrate_away(&mut progress, 0, away, &to, Instant::now())
+            .await;
+        match moved {
             Ok(ControlResponse::Migrated {
                 node,
                 bytes,
                 total_micros,
                 frozen_micros,
                 ..
-            }) => PeerResponse::CameHome {
+            }) => PeerResponse::MovedOff {
                 summary: format!(
                     "moved to {node}: {:.1} MiB in {:.1} ms, frozen {:.1} ms",
                     bytes as f64 / (1 << 20) as f64,
@@ -386,7 +393,7 @@ impl Node {
             Err(message) => {
                 warn!(
                     pid = home_pid,
-                    host, "could not take a process home: {message}"
+                    host, to, "not moved off its host: {message}"
                 );
                 refuse(message)
             }
