@@ -996,7 +996,14 @@ impl Member {
             }
             if let Ok(mut watches) = self.epoll_watches.lock() {
                 match fd {
-                    Some(fd) => drop(watches.remove(&fd)),
+                    // An epoll fd, or a signalfd whose registrations go
+                    // with it (an fd of the same number later is another).
+                    Some(fd) => {
+                        watches.remove(&fd);
+                        for set in watches.values_mut() {
+                            set.remove(&fd);
+                        }
+                    }
                     None => watches.clear(),
                 }
             }
