@@ -470,36 +470,34 @@ fn a_signal_a_moved_process_raises_itself_reaches_its_signalfd() {
 #[test]
 fn a_signalfd_made_at_home_takes_the_alarm_raised_away() {
     let cluster = Cluster::up(2);
-    build_program(&cluster, "timer_sigfd");
-    let run = ok(at_home(
-        &cluster,
-        "rm -f ready; ~/timer_sigfd ready > timer.out & pid=$!
-         until [ -e ready ]; do sleep 0.05; done
-         homing migrate $pid node2 >/dev/null || exit 8
-         kill -USR1 $pid
-         timeout 20 sh -c \"while kill -0 $pid; do sleep 0.1; done\" 2>/dev/null
-         homing ps | grep -c node2; kill -KILL $pid 2>/dev/null
-         wait $pid; echo status=$?; cat timer.out",
-    ));
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines[..3], ["0", "status=0", "first 10"], "{run:?}");
-    let tenths = homing_tests::alarm_tenths(lines[3]).unwrap_or_else(|| panic!("{run:?}"));
-    assert!((9..100).contains(&tenths), "{run:?}");
+    // Started at home, moved to node2 once it waits, then sent SIGUSR1 at
+    // home: what `homing ps` counted on node2, its status and its output.
+    let moved_away = |program: &str| {
+        build_program(&cluster, program.split(' ').next().unwrap_or_default());
+        let run = ok(at_home(
+            &cluster,
+            &format!(
+                "rm -f ready; ~/{program} ready > signals.out & pid=$!
+                 until [ -e ready ]; do sleep 0.05; done
+                 homing migrate $pid node2 >/dev/null || exit 8
+                 kill -USR1 $pid
+                 timeout 20 sh -c \"while kill -0 $pid; do sleep 0.1; done\" 2>/dev/null
+                 homing ps | grep -c node2; kill -KILL $pid 2>/dev/null
+                 wait $pid; echo status=$?; cat signals.out"
+            ),
+        ));
+        run.stdout
+    };
+    let run = moved_away("timer_sigfd");
+    let lines: Vec<&str> = run.lines().collect();
+    assert_eq!(lines[..3], ["0", "status=0", "first 10"], "{run}");
+    let tenths = homing_tests::alarm_tenths(lines[3]).unwrap_or_else(|| panic!("{run}"));
+    assert!((9..100).contains(&tenths), "{run}");
 
     // Registered in an epoll instance at home, it wakes that epoll's
     // waits away for the alarms raised there.
-    build_program(&cluster, "sigfd_wait");
-    let run = ok(at_home(
-        &cluster,
-        "rm -f ready; ~/sigfd_wait epoll ready > wait.out & pid=$!
-         until [ -e ready ]; do sleep 0.05; done
-         homing migrate $pid node2 >/dev/null || exit 8
-         kill -USR1 $pid
-         timeout 20 sh -c \"while kill -0 $pid; do sleep 0.1; done\" 2>/dev/null
-         homing ps | grep -c node2; kill -KILL $pid 2>/dev/null
-         wait $pid; echo status=$?; cat wait.out",
-    ));
-    let lines: Vec<&str> = run.stdout.lines().collect();
+    let run = moved_away("sigfd_wait epoll");
+    let lines: Vec<&str> = run.lines().collect();
     assert_eq!(
         lines[..4],
         [
@@ -508,15 +506,11 @@ fn a_signalfd_made_at_home_takes_the_alarm_raised_away() {
             "first ready=1 sigfd signal 10",
             "second ready=1 sigfd signal 14"
         ],
-        "{run:?}"
+        "{run}"
     );
-    let tenths = homing_tests::alarm_tenths(lines[4]).unwrap_or_else(|| panic!("{run:?}"));
-    assert!((9..100).contains(&tenths), "{run:?}");
-    assert_eq!(
-        lines[5..],
-        ["third ready=2 sigfd full signal 14"],
-        "{run:?}"
-    );
+    let tenths = homing_tests::alarm_tenths(lines[4]).unwrap_or_else(|| panic!("{run}"));
+    assert!((9..100).contains(&tenths), "{run}");
+    assert_eq!(lines[5..], ["third ready=2 sigfd full signal 14"], "{run}");
 }
 
 /// An interactive program keeps its terminal as it moves: python's
