@@ -826,22 +826,35 @@ impl Node {
         home_pid: i32,
         to: &Option<String>,
     ) -> Result<String, String> {
-        let unreachable = |error: &dyn std::fmt::Display| format!("cannot ask {home}: {error}");
-        let conn = self.connection_to(home)?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
         let request = PeerRequest::MoveOff {
             home_pid,
             to: to.clone(),
         };
-        write_message(&mut send, &request)
+        match self.ask_peer(home, &request).await? {
+            (PeerResponse::MovedOff { summary }, _) => Ok(summary),
+            (other, _) => Err(format!("{home} answered {other:?}")),
+        }
+    }
+
+    /// Sends `request` to `node` on a stream of its own and reads the
+    /// answer: that and the stream, on which more may follow; or why
+    /// there is none (a [`PeerResponse::Error`]'s message included).
+    pub(super) async fn ask_peer(
+        &self,
+        node: &str,
+        request: &PeerRequest,
+    ) -> Result<(PeerResponse, RecvStream), String> {
+        let unreachable = |error: &dyn std::fmt::Display| format!("cannot ask {node}: {error}");
+        let conn = self.connection_to(node)?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| unreachable(&e))?;
+        write_message(&mut send, request)
             .await
             .map_err(|e| unreachable(&e))?;
         let _ = send.finish();
         match read_message::<PeerResponse, _>(&mut recv).await {
-            Ok(PeerResponse::MovedOff { summary }) => Ok(summary),
             Ok(PeerResponse::Error { message }) => Err(message),
-            Ok(other) => Err(format!("{home} answered {other:?}")),
-            Err(error) => Err(format!("{home} did not answer: {error}")),
+            Ok(answer) => Ok((answer, recv)),
+            Err(error) => Err(format!("{node} did not answer: {error}")),
         }
     }
 

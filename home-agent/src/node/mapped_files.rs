@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
 use super::Node;
-use crate::wire::{read_message, write_message, WireError};
+use crate::wire::{write_message, WireError};
 
 /// The largest file a host fetches for a mapping: a bigger one (a data
 /// file mapped whole) comes as the process's pages alone, as anonymous
@@ -136,23 +136,15 @@ impl Node {
         if file.size > MOST_FETCHED {
             return Err(format!("{} bytes is too big to fetch", file.size));
         }
-        let conn = self.connection_to(home)?;
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let request = PeerRequest::FetchMapped {
             home_pid,
             file: file.clone(),
         };
-        write_message(&mut send, &request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = send.finish();
-        let recv = Arc::new(tokio::sync::Mutex::new(recv));
-        let answer = read_message::<PeerResponse, _>(&mut *recv.lock().await).await;
-        let (mode, uid, gid) = match answer.map_err(|e| e.to_string())? {
-            PeerResponse::FileFollows { mode, uid, gid } => (mode, uid, gid),
-            PeerResponse::Error { message } => return Err(message),
-            other => return Err(format!("{home} answered {other:?}")),
+        let (mode, uid, gid, recv) = match self.ask_peer(home, &request).await? {
+            (PeerResponse::FileFollows { mode, uid, gid }, recv) => (mode, uid, gid, recv),
+            (other, _) => return Err(format!("{home} answered {other:?}")),
         };
+        let recv = Arc::new(tokio::sync::Mutex::new(recv));
         let home_file = HomeFile {
             dev: file.dev,
             ino: file.ino,
