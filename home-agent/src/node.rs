@@ -1562,13 +1562,3 @@ pub(crate) fn clocks_now() -> Clocks {
         boottime_ns: time_namespace::now_ns(libc::CLOCK_BOOTTIME),
     }
 }
-
-/// Process `pid`'s `signalfds` as registered in its epoll instances (see
-/// [`homing_proto::peer::Immigrant::epoll_signalfds`]).
-fn epoll_signalfds_of(pid: i32, signalfds: &[(i32, u64)]) -> Vec<(i32, i32, u32, u64)> {
-    let fds: Vec<i32> = signalfds.iter().map(|(fd, _)| *fd).collect();
-    match fds.is_empty() {
-        true => Vec::new(),
-        false => homing_shim::process::epoll_registrations_of(pid, &fds),
-    }
-}

@@ -920,10 +920,10 @@ impl Member {
         if signalfds.is_empty() {
             return vec![];
         }
-        // Not SIGCHLD: a child's end here is its end at home too, where
-        // its deputy's end raises the SIGCHLD the signalfd reads.
-        let child = homing_shim::process::signal_bit(libc::SIGCHLD);
-        let raised_here = signalfds.iter().map(|(&fd, &s)| (fd, s & !child)).collect();
+        let raised_here = signalfds
+            .iter()
+            .map(|(&fd, &s)| (fd, raised_here(s)))
+            .collect();
         crate::signalfd_wait::watches(n.nr, &n.args, &raised_here, &epoll, read)
     }
 
@@ -2652,8 +2652,13 @@ impl Context {
         let read = |addr, len| memory.read(addr, len).ok();
         let signalfds_waited = self.member.signalfds_waited(n, read);
         let signalfds_ready = || {
+            if signalfds_waited.is_empty() {
+                return Vec::new();
+            }
+            // One look at the thread's signals for all of them.
+            let pending = signals_pending_for_thread(n.tid);
             let watches = signalfds_waited.iter();
-            let ready = watches.filter(|watch| pending_here(watch.signals));
+            let ready = watches.filter(|watch| watch.signals & pending != 0);
             ready.copied().collect::<Vec<_>>()
         };
         let hidden_timeout = match signalfds_ready().is_empty() {
@@ -2771,18 +2776,16 @@ impl Context {
         Ok(outcome)
     }
 
-    /// The signals a signalfd asks for that may be raised here, if `n` is
-    /// a `read` of one of the program's (see [`Member::signalfds`]). Not
-    /// SIGCHLD: a child's end here is its end at home too, where its
-    /// deputy's end raises the SIGCHLD the signalfd reads.
+    /// The signals a signalfd asks for that may be raised here (see
+    /// [`raised_here`]), if `n` is a `read` of one of the program's (see
+    /// [`Member::signalfds`]).
     fn signalfd_read(&self, n: &Notification) -> Option<u64> {
         if n.nr as i64 != libc::SYS_read {
             return None;
         }
         let signalfds = self.member.signalfds.lock().ok()?;
-        let signals = signalfds.get(&(n.args[0] as i32))?;
-        let raised_here = signals & !homing_shim::process::signal_bit(libc::SIGCHLD);
-        (raised_here != 0).then_some(raised_here)
+        let signals = raised_here(*signalfds.get(&(n.args[0] as i32))?);
+        (signals != 0).then_some(signals)
     }
 
     /// Reads a signalfd of `signals`, one of which is pending here (a
@@ -4918,9 +4921,23 @@ enum SignalWaiting {
 /// Whether one of `signals` is pending for thread `tid`, or for its
 /// process of one thread: sure to be taken by that thread.
 fn pending_for_thread(tid: i32, signals: u64) -> bool {
-    homing_shim::process::signals(tid).is_some_and(|s| {
-        s.own_pending & signals != 0 || (s.threads == 1 && s.shared_pending & signals != 0)
+    signals_pending_for_thread(tid) & signals != 0
+}
+
+/// The signals pending for thread `tid`, or for its process of one
+/// thread (see [`pending_for_thread`]).
+fn signals_pending_for_thread(tid: i32) -> u64 {
+    homing_shim::process::signals(tid).map_or(0, |s| match s.threads {
+        1 => s.own_pending | s.shared_pending,
+        _ => s.own_pending,
     })
+}
+
+/// Of the signals a signalfd asks for, those that may be raised here. Not
+/// SIGCHLD: a child's end here is its end at home too, where its deputy's
+/// end raises the SIGCHLD the signalfd reads.
+fn raised_here(signals: u64) -> u64 {
+    signals & !homing_shim::process::signal_bit(libc::SIGCHLD)
 }
 
 /// Whether a signal waits for thread `tid`: pending and not blocked. An

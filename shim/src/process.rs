@@ -433,10 +433,14 @@ fn signalfds_in(process: &str) -> Vec<(i32, u64)> {
         .collect()
 }
 
-/// The registrations of `signalfds` (fd numbers) in process `pid`'s epoll
-/// instances: `(epoll fd, signalfd, events, data)`.
-pub fn epoll_registrations_of(pid: i32, signalfds: &[i32]) -> Vec<(i32, i32, u32, u64)> {
+/// The registrations of `signalfds` (as [`signalfds_of`] gives them) in
+/// process `pid`'s epoll instances: `(epoll fd, signalfd, events, data)`.
+pub fn epoll_registrations_of(pid: i32, signalfds: &[(i32, u64)]) -> Vec<(i32, i32, u32, u64)> {
     let mut found = Vec::new();
+    if signalfds.is_empty() {
+        return found;
+    }
+    let known = |fd: i32| signalfds.iter().any(|(signalfd, _)| *signalfd == fd);
     for (epoll_fd, info) in anon_fds_in(&pid.to_string(), "anon_inode:[eventpoll]") {
         // One line per registration:
         // `tfd: 5 events: 19 data: 3e9 pos:0 ino:... sdev:...`.
@@ -452,7 +456,7 @@ pub fn epoll_registrations_of(pid: i32, signalfds: &[i32]) -> Vec<(i32, i32, u32
                 let data = u64::from_str_radix(after("data:")?, 16).ok()?;
                 Some((fd, events, data))
             })();
-            if let Some((fd, events, data)) = registration.filter(|r| signalfds.contains(&r.0)) {
+            if let Some((fd, events, data)) = registration.filter(|r| known(r.0)) {
                 found.push((epoll_fd, fd, events, data));
             }
         }
@@ -805,7 +809,7 @@ mod tests {
         epoll::add(&instance, &signalfd, data, epoll::EventFlags::IN).unwrap();
         epoll::add(&instance, &other, data, epoll::EventFlags::OUT).unwrap();
         let pid = std::process::id() as i32;
-        let found = super::epoll_registrations_of(pid, &[signalfd.as_raw_fd()]);
+        let found = super::epoll_registrations_of(pid, &[(signalfd.as_raw_fd(), usr2)]);
         let (epoll_fd, fd) = (instance.as_raw_fd(), signalfd.as_raw_fd());
         // The kernel keeps EPOLLERR and EPOLLHUP with every registration.
         let events = (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32;

@@ -142,7 +142,7 @@ impl Node {
             next_call_id: 0,
             home_clocks: Some(super::clocks_now()),
             signalfd_signals: homing_shim::process::signals_asked_by(&signalfds),
-            epoll_signalfds: super::epoll_signalfds_of(pid, &signalfds),
+            epoll_signalfds: homing_shim::process::epoll_registrations_of(pid, &signalfds),
             signalfds,
             no_new_privs: homing_shim::process::no_new_privs(pid),
         };
@@ -544,7 +544,8 @@ impl Node {
             immigrant.signalfds = homing_shim::process::signalfds_of(pid);
             immigrant.signalfd_signals =
                 homing_shim::process::signals_asked_by(&immigrant.signalfds);
-            immigrant.epoll_signalfds = super::epoll_signalfds_of(pid, &immigrant.signalfds);
+            immigrant.epoll_signalfds =
+                homing_shim::process::epoll_registrations_of(pid, &immigrant.signalfds);
             let request = PeerRequest::ImmigrateFrom {
                 immigrant: Box::new(immigrant),
                 handoff: Handoff {
