@@ -72,12 +72,15 @@ enum Command {
     },
     /// Move every guest this node hosts off it (root only): before it is
     /// taken down, say. Each goes home, or to NODE. Prints how each went;
-    /// fails if any is still here.
+    /// fails if any is still here. The node takes no new guests until
+    /// `homing undrain` (or its agent restarts).
     Drain {
         /// Send them to this node instead of to their homes.
         #[arg(long, value_name = "NODE")]
         to: Option<String>,
     },
+    /// Let a drained node take new guests again (root only).
+    Undrain,
     /// List your processes running away from home.
     Ps {
         /// List the guests this node hosts instead.
@@ -229,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }),
         Command::Migrate { pid, node } => runtime.block_on(migrate(&cli.socket, pid, node)),
         Command::Drain { to } => runtime.block_on(drain(&cli.socket, to)),
+        Command::Undrain => runtime.block_on(undrain(&cli.socket)),
         Command::Run { .. } | Command::Resume { .. } => {
             unreachable!("handled above")
         }
@@ -294,7 +298,7 @@ async fn drain(socket: &std::path::Path, to: Option<String>) -> anyhow::Result<E
                 Err(why) => say!("{pid} of {home_node} ({command}) stays here: {why}"),
             },
             ControlResponse::Drained { moved, left } => {
-                say!("{moved} moved off, {left} still here");
+                say!("{moved} moved off, {left} still here; no new guests until `homing undrain`");
                 return Ok(match left {
                     0 => ExitCode::SUCCESS,
                     _ => ExitCode::FAILURE,
@@ -304,6 +308,20 @@ async fn drain(socket: &std::path::Path, to: Option<String>) -> anyhow::Result<E
         }
         response = client.next().await?;
     }
+}
+
+async fn undrain(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut client = ControlClient::connect(socket).await?;
+    match client.ask(&ControlRequest::Undrain).await? {
+        ControlResponse::Undrained { was_drained: true } => {
+            say!("this node takes new guests again")
+        }
+        ControlResponse::Undrained { was_drained: false } => {
+            say!("this node was not drained: it takes new guests")
+        }
+        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_processes(node: &str, guests: bool, processes: &[AwayProcess]) {

@@ -33,6 +33,7 @@ use crate::wire::{
 };
 use homing_remote_agent::spin;
 
+mod drain;
 mod mapped_files;
 mod migrate;
 
@@ -116,6 +117,9 @@ pub struct Node {
     /// host, which may fetch the files they map (see
     /// [`PeerRequest::FetchMapped`]).
     moving_to: DashMap<i32, String>,
+    /// As host: whether it takes new guests (not once drained), and the
+    /// guests it let in.
+    cordon: Arc<drain::Cordon>,
 }
 
 /// How long an old host waits, at a commit, for home's word that it
@@ -261,6 +265,7 @@ impl Node {
             handovers: DashMap::new(),
             next_handoff: std::sync::atomic::AtomicU64::new(1),
             moving_to: DashMap::new(),
+            cordon: Arc::default(),
         }))
     }
 
@@ -603,6 +608,10 @@ impl Node {
             PeerRequest::StartGuest(mut start) => {
                 // The guest's home is the authenticated peer, whatever the request says.
                 start.home_node = peer.to_owned();
+                let _arrival = match self.admit(peer, start.home_pid, false) {
+                    Ok(arrival) => arrival,
+                    Err(reason) => return refuse(send, GuestExit::Code(1), reason).await,
+                };
                 self.note_home_clocks(peer, conn, start.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 let host = self.host.clone();
@@ -614,6 +623,12 @@ impl Node {
             PeerRequest::Immigrate(mut immigrant) => {
                 // Its home is the authenticated peer, whatever the request says.
                 immigrant.home_node = peer.to_owned();
+                let _arrival = match self.admit(peer, immigrant.home_pid, false) {
+                    Ok(arrival) => arrival,
+                    Err(reason) => {
+                        return refuse(send, GuestExit::Signal(libc::SIGKILL), reason).await
+                    }
+                };
                 self.note_home_clocks(peer, conn, immigrant.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 return self.immigrate(peer, *immigrant, send, recv, None).await;
@@ -623,9 +638,23 @@ impl Node {
                 handoff,
             } => {
                 immigrant.home_node = peer.to_owned();
+                let admitted = self.admit(peer, immigrant.home_pid, false);
+                let image = self.image_handed_over(peer, &handoff).await;
+                let _arrival = match admitted {
+                    Ok(arrival) => arrival,
+                    Err(reason) => {
+                        // The old host hears why where it would send the
+                        // image, and tells home, which keeps the process
+                        // on it.
+                        if let Ok((image_send, _image_recv)) = image {
+                            let killed = GuestExit::Signal(libc::SIGKILL);
+                            let _ = refuse(image_send, killed, reason.clone()).await;
+                        }
+                        return refuse(send, GuestExit::Signal(libc::SIGKILL), reason).await;
+                    }
+                };
                 self.note_home_clocks(peer, conn, immigrant.home_clocks);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
-                let image = self.image_handed_over(peer, &handoff).await;
                 return self
                     .immigrate(peer, *immigrant, send, recv, Some(image))
                     .await;
@@ -652,6 +681,9 @@ impl Node {
                 home_pid,
                 parent_home_pid,
             } => {
+                // Its parent runs here: a drained node takes it too, to
+                // move it off with the rest.
+                let _arrival = self.admit(peer, home_pid, true);
                 let _counted = GuestOnConnection::new(&self.guests_on, conn);
                 let host = self.host.clone();
                 let peer = peer.to_owned();
@@ -727,6 +759,7 @@ impl Node {
                 }
                 Ok(ControlRequest::Resume) => return self.resume(stream, cred).await,
                 Ok(ControlRequest::Drain { to }) => return self.drain(stream, cred, to).await,
+                Ok(ControlRequest::Undrain) => return self.undrain(stream, cred).await,
                 Ok(ControlRequest::Ps) => ControlResponse::Processes {
                     node: self.config.name.clone(),
                     processes: self
@@ -766,76 +799,6 @@ impl Node {
 }
 
 impl Node {
-    /// As host: asks the home of every guest here to move it off, home or
-    /// to node `to`, one after another, and tells the client how each went
-    /// (root only). A guest that cannot move (its home says why) goes on
-    /// here.
-    async fn drain(
-        &self,
-        mut client: UnixStream,
-        cred: tokio::net::unix::UCred,
-        to: Option<String>,
-    ) -> Result<(), WireError> {
-        if cred.uid() != 0 {
-            let message = "only root may drain a node: it moves every user's processes".into();
-            return write_message(&mut client, &ControlResponse::Error { message }).await;
-        }
-        let guests = self.host.guests();
-        info!(
-            guests = guests.len(),
-            "draining: asking each guest's home to take it"
-        );
-        let still_here = |home_node: &str, pid: i32| {
-            let guests = self.host.guests();
-            guests.iter().any(|g| g.node == home_node && g.pid == pid)
-        };
-        let (mut moved, mut left) = (0, 0);
-        for guest in guests {
-            let mut outcome = self.ask_to_move_off(&guest.node, guest.pid, &to).await;
-            match &outcome {
-                Ok(how) => {
-                    info!(home = guest.node, pid = guest.pid, "guest went home: {how}");
-                    moved += 1;
-                }
-                // It ended meanwhile: nothing is left to send.
-                Err(_) if !still_here(&guest.node, guest.pid) => {
-                    outcome = Ok("it ended before it could move".into());
-                }
-                Err(why) => {
-                    warn!(home = guest.node, pid = guest.pid, "guest stays: {why}");
-                    left += 1;
-                }
-            }
-            let report = ControlResponse::GuestMoved {
-                home_node: guest.node,
-                pid: guest.pid,
-                command: guest.command,
-                outcome,
-            };
-            write_message(&mut client, &report).await?;
-        }
-        write_message(&mut client, &ControlResponse::Drained { moved, left }).await
-    }
-
-    /// Asks `home` to move its process `home_pid`, which runs here, off
-    /// this node, home or to `to` ([`PeerRequest::MoveOff`]): how the move
-    /// went, or why it did not.
-    async fn ask_to_move_off(
-        &self,
-        home: &str,
-        home_pid: i32,
-        to: &Option<String>,
-    ) -> Result<String, String> {
-        let request = PeerRequest::MoveOff {
-            home_pid,
-            to: to.clone(),
-        };
-        match self.ask_peer(home, &request).await? {
-            (PeerResponse::MovedOff { summary }, _) => Ok(summary),
-            (other, _) => Err(format!("{home} answered {other:?}")),
-        }
-    }
-
     /// Sends `request` to `node` on a stream of its own and reads the
     /// answer: that and the stream, on which more may follow; or why
     /// there is none (a [`PeerResponse::Error`]'s message included).
@@ -1471,6 +1434,18 @@ fn note_forked(
 }
 
 /// Hosts a guest, relaying its frames between the stream and the host role.
+/// Refuses a guest on the stream home opened for it: its first word says
+/// it is gone (with `status`) and why.
+async fn refuse(mut send: SendStream, status: GuestExit, reason: String) -> Result<(), WireError> {
+    let refused = ToHome::Exited {
+        status,
+        reason: Some(reason),
+    };
+    write_message(&mut send, &refused).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
 async fn relay_guest<F, Fut>(
     mut send: SendStream,
     mut recv: RecvStream,

@@ -48,14 +48,19 @@ pub enum ControlRequest {
     Resume,
     /// The guests this node hosts.
     Guests,
-    /// Move every guest this node hosts off it, one after another (root
-    /// only): before the node is taken down, say. Each goes home, or to
-    /// node `to`. The answer is one [`ControlResponse::GuestMoved`] per
-    /// guest, then [`ControlResponse::Drained`].
+    /// Close this node to new guests and move every guest it hosts off
+    /// it, one after another (root only): before the node is taken down,
+    /// say. Each goes home, or to node `to`. The answer is one
+    /// [`ControlResponse::GuestMoved`] per guest, then
+    /// [`ControlResponse::Drained`]. The node stays closed until
+    /// [`ControlRequest::Undrain`] or its agent restarts.
     Drain {
         /// Where to: `None` for each guest's home.
         to: Option<String>,
     },
+    /// Open this node to new guests again after a drain (root only); the
+    /// answer is [`ControlResponse::Undrained`].
+    Undrain,
 }
 
 /// The program a deputy asks to run, as it resolved it at home.
@@ -181,6 +186,11 @@ pub enum ControlResponse {
         moved: u32,
         /// Guests still here.
         left: u32,
+    },
+    /// Answer to [`ControlRequest::Undrain`]: the node takes new guests.
+    Undrained {
+        /// Whether it was drained (otherwise it took them already).
+        was_drained: bool,
     },
 }
 

@@ -1186,12 +1186,14 @@ fn nothing_of_alice_on(cluster: &Cluster, node: &str) -> bool {
 
 /// `homing drain` on a host moves each guest off it, to another node or to
 /// its home, whichever node that is, and keeps the ones that cannot move;
-/// they all run on to their end.
+/// they all run on to their end. The drained host takes no new guest (a
+/// start, a move there, a move on from another host) until `homing
+/// undrain`; each refused process goes on where it was.
 #[test]
 fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     let cluster = Cluster::up(3);
     let counter = "homing run --on node2 -- python3 -c \
-        'import time; [print(i, flush=True) or time.sleep(0.05) for i in range(120)]' > count.txt";
+        'import time; [print(i, flush=True) or time.sleep(0.05) for i in range(240)]' > count.txt";
     let counted = "wait $c; echo counter=$?; wc -l < count.txt; sort -un count.txt | wc -l";
     let node1 = cluster.spawn_script(
         "node1",
@@ -1202,7 +1204,7 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
              {counter} & c=$!
              homing run --on node2 -- python3 -c 'import mmap, time; \
                  f = open(\"m.bin\", \"r+b\"); m = mmap.mmap(f.fileno(), 4096); m[0:2] = b\"hi\"; \
-                 print(\"mapped\", flush=True); time.sleep(10); print(\"mapper done\")' \
+                 print(\"mapped\", flush=True); time.sleep(20); print(\"mapper done\")' \
                  > mapper.txt & m=$!
              {counted}; wait $m; echo mapper=$?; cat mapper.txt"
         ),
@@ -1240,28 +1242,72 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     assert_eq!(count("): moved to node3: "), 2, "{drained:?}");
     assert_eq!(count("stays here: "), 1, "{drained:?}");
     assert_eq!(count("writable shared mapping"), 1, "{drained:?}");
-    assert_eq!(lines[3], "2 moved off, 1 still here", "{drained:?}");
+    assert_eq!(
+        lines[3], "2 moved off, 1 still here; no new guests until `homing undrain`",
+        "{drained:?}"
+    );
     let guests = ok(cluster.exec("node2", &["homing", "ps", "--guests"])).stdout;
     let left: Vec<&str> = guests.lines().filter(|l| l.contains("python3")).collect();
     assert!(left.len() == 1 && left[0].contains("mmap"), "{guests}");
+
+    // Drained, node2 starts nothing, and a process moved there, from home
+    // or on from node3, goes on where it was.
+    let refusal = "node2 takes no new guests: it is drained";
+    let started = at_home(&cluster, "homing run --on node2 -- echo ran");
+    assert_eq!(started.code, 1, "{started:?}");
+    assert_eq!(started.stdout, "", "{started:?}");
+    assert!(started.stderr.contains(refusal), "{started:?}");
+    let moved_there = at_home(
+        &cluster,
+        "sleep 30 & s=$!; homing migrate $s node2; echo moved=$?; \
+         homing ps | grep -c \"^$s \"; kill -0 $s && echo alive; kill $s",
+    );
+    assert!(moved_there.stderr.contains(refusal), "{moved_there:?}");
+    assert!(
+        moved_there.stdout.starts_with("moved=1\n0\nalive\n"),
+        "{moved_there:?}"
+    );
+    let on_node3 = ok(at_home(
+        &cluster,
+        "homing ps | awk '$2 == \"node3\" && /import time/ { print $1 }'",
+    ));
+    let counter_pid = on_node3.stdout.trim();
+    assert!(counter_pid.parse::<i32>().is_ok(), "{on_node3:?}");
+    let moved_on = at_home(&cluster, &format!("homing migrate {counter_pid} node2"));
+    assert_ne!(moved_on.code, 0, "{moved_on:?}");
+    assert!(moved_on.stderr.contains(refusal), "{moved_on:?}");
+    let still = ok(at_home(&cluster, "homing ps")).stdout;
+    assert!(
+        still
+            .lines()
+            .any(|l| l.starts_with(counter_pid) && l.contains(" node3 ")),
+        "{still}"
+    );
+    let undrained = ok(cluster.exec("node2", &["homing", "undrain"]));
+    assert_eq!(undrained.stdout, "this node takes new guests again\n");
+    let started = ok(at_home(&cluster, "homing run --on node2 -- uname -n"));
+    assert_eq!(started.stdout, "node1\n");
     // Home, by default: node1's counter leaves node3 for node1.
     let drained = ok(cluster.exec("node3", &["homing", "drain"]));
     let lines: Vec<&str> = drained.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{drained:?}");
     assert!(lines[0].contains("): moved to node1: "), "{drained:?}");
-    assert_eq!(lines[1], "1 moved off, 0 still here", "{drained:?}");
+    assert_eq!(
+        lines[1], "1 moved off, 0 still here; no new guests until `homing undrain`",
+        "{drained:?}"
+    );
 
     // Each went on where it was put, and ended as it would have.
     let node1 = node1.wait_with_output().expect("node1's script");
     let node1 = String::from_utf8_lossy(&node1.stdout);
     assert_eq!(
         node1,
-        "counter=0\n120\n120\nmapper=0\nmapped\nmapper done\n"
+        "counter=0\n240\n240\nmapper=0\nmapped\nmapper done\n"
     );
     let node3 = node3.wait_with_output().expect("node3's script");
     assert_eq!(
         String::from_utf8_lossy(&node3.stdout),
-        "counter=0\n120\n120\n"
+        "counter=0\n240\n240\n"
     );
     assert!(nothing_of_alice_on(&cluster, "node2"));
     assert!(nothing_of_alice_on(&cluster, "node3"));
