@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use homing_tests::{peer_state, wait_for, Cluster, Run};
+use homing_tests::{ok, peer_state, wait_for, Cluster, Run};
 
 fn nodes(cluster: &Cluster, node: &str) -> Run {
     cluster.exec(node, &["homing", "nodes"])
@@ -434,4 +434,64 @@ fn down_leaves_nothing_behind() {
             );
         }
     }
+}
+
+/// A node moves a process of its own off a host only when that host asks:
+/// a peer (here node3, with its real certificate) cannot have it moved
+/// from another host, nor a process that does not run away; the process
+/// runs on untouched.
+#[test]
+fn only_the_host_a_process_runs_on_may_have_it_moved_off() {
+    let cluster = Cluster::up(3);
+    let away = cluster.spawn_script(
+        "node1",
+        "alice",
+        "bash",
+        "cd; homing run --on node2 -- sh -c 'sleep 8; echo done' > away.txt; echo status=$?",
+    );
+    let mut pid = String::new();
+    let started = wait_for(Duration::from_secs(20), || {
+        let ps = cluster.exec_as("node1", "alice", &["homing", "ps"]).stdout;
+        let line = ps
+            .lines()
+            .find(|l| l.contains(" node2 ") && l.contains("sleep 8"));
+        pid = line
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
+        !pid.is_empty()
+    });
+    assert!(started.is_some(), "the program did not start on node2");
+    let dir = cluster.state_dir().join("node3");
+    let dir = dir.to_str().unwrap();
+    for (asked, expected) in [
+        (
+            pid.as_str(),
+            format!("process {pid} of node1 runs on node2, not on node3"),
+        ),
+        ("1", "process 1 of node1 does not run away".to_owned()),
+    ] {
+        let run = rogue(
+            &cluster,
+            "node3",
+            dir,
+            "node3",
+            &["--claim", "node3", "--ask-move-off", asked],
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("answered: Error {{ message: {expected:?} }}")),
+            "{run:?}"
+        );
+    }
+    let ps = ok(cluster.exec_as("node1", "alice", &["homing", "ps"])).stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&format!("{pid} ")) && l.contains(" node2 ")),
+        "{ps}"
+    );
+    let away = away.wait_with_output().expect("the program's script");
+    assert_eq!(String::from_utf8_lossy(&away.stdout), "status=0\n");
+    let output = ok(cluster.exec_as("node1", "alice", &["cat", "/home/alice/away.txt"]));
+    assert_eq!(output.stdout, "done\n");
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use homing_home_agent::link;
 use homing_home_agent::wire::{read_message, write_message};
+use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::{Hello, HelloReply, MAX_FRAME_LEN};
 
 #[derive(Parser)]
@@ -33,6 +34,10 @@ struct Args {
     /// After a successful handshake, send this on a new stream.
     #[arg(long)]
     after_hello: Option<Bad>,
+    /// After a successful handshake, ask the node to move its process
+    /// PID off this peer, as a draining host would, and print the answer.
+    #[arg(long, value_name = "PID")]
+    ask_move_off: Option<i32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +104,14 @@ async fn misbehave(args: &Args, conn: &quinn::Connection) -> anyhow::Result<()> 
             let (mut send, _recv) = conn.open_bi().await?;
             send.write_all(&bad_bytes(kind)).await?;
             let _ = send.finish();
+        }
+        if let Some(home_pid) = args.ask_move_off {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let request = PeerRequest::MoveOff { home_pid, to: None };
+            write_message(&mut send, &request).await?;
+            let _ = send.finish();
+            let answer = read_message::<PeerResponse, _>(&mut recv).await?;
+            println!("answered: {answer:?}");
         }
     }
     Ok(())
