@@ -505,6 +505,8 @@ fn never_blocks(call: &SyscallCall) -> bool {
         | libc::SYS_prlimit64
         | libc::SYS_getpriority
         | libc::SYS_setpriority
+        | libc::SYS_ioprio_get
+        | libc::SYS_ioprio_set
         | libc::SYS_sysinfo => true,
         // The host telling what the program did (see `execute`): this
         // deputy forks, or closes its close-on-exec fds, or takes a stand

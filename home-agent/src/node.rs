@@ -859,6 +859,7 @@ impl Node {
                 signals.ignored & !homing_shim::process::signal_bit(libc::SIGPIPE)
             }),
             nice: homing_shim::process::nice(pid).unwrap_or(0),
+            scheduling: homing_shim::process::scheduling_to_carry(pid),
             home_clocks: Some(clocks_now()),
             no_new_privs: homing_shim::process::no_new_privs(pid),
         };

@@ -46,6 +46,10 @@ pub struct GuestStart {
     pub ignored_signals: u64,
     /// The deputy's nice value, which the program starts with.
     pub nice: i32,
+    /// The deputy's scheduling policy, where not the default: the
+    /// program starts with it (`chrt -b homing run …`).
+    #[serde(default)]
+    pub scheduling: Option<crate::image::Scheduling>,
     /// Home's clocks as it sent this: the guest sees them, not the host's.
     #[serde(default)]
     pub home_clocks: Option<Clocks>,

@@ -91,6 +91,24 @@ pub struct ThreadImage {
     /// Its nice value, which its host schedules it by.
     #[serde(default)]
     pub nice: i32,
+    /// Its scheduling policy, where not the default.
+    #[serde(default)]
+    pub scheduling: Option<Scheduling>,
+}
+
+/// A thread's scheduling policy other than the default (`SCHED_OTHER`
+/// without reset-on-fork), which its host schedules it by: `chrt -b`,
+/// `chrt -i`, a real-time policy a user may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Scheduling {
+    /// The policy as `sched_getscheduler` gives it (`SCHED_BATCH`,
+    /// `SCHED_IDLE`, `SCHED_FIFO`, `SCHED_RR`), with
+    /// `SCHED_RESET_ON_FORK` or'ed in where set.
+    pub policy: i32,
+    /// Its static priority (`sched_param`): 1-99 for the real-time
+    /// policies, 0 for the others.
+    pub priority: i32,
 }
 
 /// An rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).

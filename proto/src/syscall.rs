@@ -55,10 +55,13 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 ///   `gettimeofday`, `time`, `nanosleep`, `clock_nanosleep`): the nodes'
 ///   clocks agree through NTP, and sleeping is the host CPU's business.
 /// - **CPU and scheduling** (`sched_yield`, `sched_getparam`,
-///   `sched_getscheduler`, `sched_get_priority_max`/`min`, `getcpu`,
-///   `getrusage`, `times`): the process runs on the host's CPUs and is
-///   accounted there. Programs call the `sched_*` ones with pid 0
-///   (themselves); a nonzero pid would be resolved among the host's pids.
+///   `sched_setparam`, `sched_getscheduler`, `sched_setscheduler`,
+///   `sched_getattr`, `sched_setattr`, `sched_get_priority_max`/`min`,
+///   `getcpu`, `getrusage`, `times`): the process runs on the host's CPUs
+///   and is accounted there; the host's kernel decides what policy it may
+///   take by the limits (`RLIMIT_RTPRIO`, `RLIMIT_NICE`) it carries from
+///   home. Programs call the `sched_*` ones with pid 0 (themselves); a
+///   nonzero pid would be resolved among the host's pids.
 ///   `sched_getaffinity` and `sched_setaffinity` are local too where they
 ///   name the caller (pid 0): the filter sends another's to the
 ///   supervisor ([`Special::Affinity`]).
@@ -130,6 +133,10 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_sched_getscheduler,
     libc::SYS_sched_get_priority_max,
     libc::SYS_sched_get_priority_min,
+    libc::SYS_sched_setscheduler,
+    libc::SYS_sched_setparam,
+    libc::SYS_sched_getattr,
+    libc::SYS_sched_setattr,
     libc::SYS_getcpu,
     libc::SYS_getrusage,
     libc::SYS_times,
@@ -969,6 +976,10 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         // The deputy's nice value, home's to allow; the host runs one of
         // the process's own on its CPU too (see the host agent).
         libc::SYS_getpriority | libc::SYS_setpriority => forward(&[]),
+        // An I/O priority orders the I/O to home's files, which is made
+        // at home: it is the deputy's (its main thread's, which runs
+        // every such call, so a program reads back what it set).
+        libc::SYS_ioprio_get | libc::SYS_ioprio_set => forward(&[]),
         libc::SYS_getrlimit => forward(&[output(1, RLIMIT)]),
         libc::SYS_setrlimit => forward(&[input(1, RLIMIT)]),
         libc::SYS_prlimit64 => forward(&[input(2, RLIMIT), output(3, RLIMIT)]),

@@ -1429,6 +1429,7 @@ impl HostRole {
                 signals: (start.ignored_signals, 0),
                 limits: start.limits.clone(),
                 nice: start.nice,
+                scheduling: start.scheduling,
             };
             self.start_process(&member, program, &envp, carried)
         }
@@ -1772,6 +1773,7 @@ impl HostRole {
             blocked_signals: carried.signals.1,
             limits: homing_shim::process::enforced_on_host(&carried.limits),
             nice: carried.nice,
+            scheduling: carried.scheduling,
         };
         let pids = self.home_pids(&member.home_node);
         let within = pids.as_ref().map(|pids| (&pids.namespace, member.home_pid));
@@ -3204,6 +3206,7 @@ impl Context {
                 .map_or((0, 0), |signals| (signals.ignored, signals.blocked)),
             limits: homing_shim::process::limits(old).unwrap_or_default(),
             nice: homing_shim::process::nice(n.tid).unwrap_or(0),
+            scheduling: homing_shim::process::scheduling_to_carry(n.tid),
         };
         let parked = self.park(old);
         if !parked {
@@ -5183,6 +5186,8 @@ struct CarriedOver {
     limits: Vec<(u32, u64, u64)>,
     /// The nice value.
     nice: i32,
+    /// The scheduling policy, where not the default.
+    scheduling: Option<homing_proto::image::Scheduling>,
 }
 
 /// Whether what home said at traffic count `armed` (`None`: not answered

@@ -656,6 +656,7 @@ impl Frozen {
                 clear_child_tid,
                 comm: ByteBuf::from(thread_name(pid, tid)),
                 nice: crate::process::nice(tid).unwrap_or(0),
+                scheduling: crate::process::scheduling_to_carry(tid),
             });
         }
         let shared_pending = if carry_pending_signals {

@@ -1,5 +1,6 @@
 //! Small process-level operations the deputy needs.
 
+use homing_proto::image::Scheduling;
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 /// Ends the calling process as if killed by `signal`, so its parent sees
@@ -248,6 +249,36 @@ pub fn nice(pid: i32) -> Option<i32> {
 pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
     // SAFETY: setpriority takes integers.
     let rc = unsafe { libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, tid, nice) };
+    zero_or_errno(rc)
+}
+
+/// The scheduling policy of thread `tid` as a move or a start away
+/// carries it: where it is not the default (`SCHED_OTHER` without
+/// reset-on-fork) and can be read.
+pub fn scheduling_to_carry(tid: i32) -> Option<Scheduling> {
+    // SAFETY: sched_getscheduler takes an integer.
+    let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, tid) };
+    // SCHED_OTHER is 0; -1 is an error.
+    if policy <= 0 {
+        return None;
+    }
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_getparam writes one sched_param, which we own.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_getparam, tid, &mut param) };
+    (rc == 0).then_some(Scheduling {
+        policy: policy as i32,
+        priority: param.sched_priority,
+    })
+}
+
+/// Sets the scheduling policy of thread `tid` (0: the caller); a raw
+/// syscall, safe after a fork.
+pub fn set_scheduling(tid: i32, scheduling: &Scheduling) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: scheduling.priority,
+    };
+    // SAFETY: sched_setscheduler reads one sched_param, which we own.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setscheduler, tid, scheduling.policy, &param) };
     zero_or_errno(rc)
 }
 
@@ -797,6 +828,27 @@ pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_threads_scheduling_policy_is_read_as_a_move_carries_it() {
+        let (told, tid) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            told.send(nix::unistd::gettid().as_raw()).unwrap();
+            let _ = finished.recv();
+        });
+        let tid = tid.recv().unwrap();
+        assert_eq!(super::scheduling_to_carry(tid), None);
+        let batch = super::Scheduling {
+            policy: libc::SCHED_BATCH,
+            priority: 0,
+        };
+        super::set_scheduling(tid, &batch).unwrap();
+        assert_eq!(super::scheduling_to_carry(tid), Some(batch));
+        assert_eq!(super::scheduling_to_carry(std::process::id() as i32), None);
+        finish.send(()).unwrap();
+        thread.join().unwrap();
+    }
     #[test]
     fn a_signalfds_registration_in_an_epoll_instance_is_read_with_its_data() {
         use rustix::event::epoll;

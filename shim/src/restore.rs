@@ -1119,6 +1119,22 @@ fn thread_state(
             "a nice value was not restored"
         );
     }
+    // Its scheduling policy, by its own call as for its nice value: a
+    // real-time one takes the `RLIMIT_RTPRIO` it has.
+    if let Some(scheduling) = &thread.scheduling {
+        memory.write(scratch, &scheduling.priority.to_ne_bytes())?;
+        let set = injector.raw(
+            libc::SYS_sched_setscheduler,
+            [0, scheduling.policy as u64, scratch, 0, 0, 0],
+        )?;
+        if set < 0 {
+            tracing::warn!(
+                policy = scheduling.policy,
+                errno = -set,
+                "a scheduling policy was not restored"
+            );
+        }
+    }
     // Its name (the kernel keeps 15 bytes and a NUL).
     if !thread.comm.is_empty() {
         let mut name: Vec<u8> = thread.comm.iter().copied().take(15).collect();

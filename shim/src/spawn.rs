@@ -35,6 +35,8 @@ pub struct GuestSpec {
     pub limits: Vec<(u32, u64, u64)>,
     /// Nice value to run at.
     pub nice: i32,
+    /// Scheduling policy to run under, where not the default.
+    pub scheduling: Option<homing_proto::image::Scheduling>,
 }
 
 /// A running guest.
@@ -189,6 +191,9 @@ fn child(
     // Before the credentials go: a nice value below the agent's takes
     // privilege (the deputy had it, or `RLIMIT_NICE` let it).
     let _ = crate::process::set_nice(0, spec.nice);
+    if let Some(scheduling) = &spec.scheduling {
+        let _ = crate::process::set_scheduling(0, scheduling);
+    }
     if as_root && set_credentials(spec.uid, spec.gid, groups).is_err() {
         exit(STEP_CREDENTIALS);
     }

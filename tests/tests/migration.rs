@@ -571,22 +571,24 @@ home True
 }
 
 /// A process keeps its name, and its threads theirs, wherever it runs:
-/// what `prctl(PR_GET_NAME)` tells each thread after moves away and back.
-/// While it is away, its deputy at home shows its environment.
+/// what `prctl(PR_GET_NAME)` tells each thread after moves away and back,
+/// and so their nice values and scheduling policies. While it is away,
+/// its deputy at home shows its environment.
 #[test]
 fn a_process_and_its_threads_keep_their_names_and_nice_values_as_they_move() {
     let cluster = Cluster::up(2);
     let run = ok(at_home(
         &cluster,
-        r#"rm -f go1 go2; HOMING_TEST_KEPT=yes nice -n 3 python3 -c "import ctypes, os, threading, time
+        r#"rm -f go1 go2; HOMING_TEST_KEPT=yes chrt -b 0 nice -n 3 python3 -c "import ctypes, os, threading, time
 prctl = ctypes.CDLL(None).prctl
 def name():
     buffer = ctypes.create_string_buffer(16)
     prctl(16, buffer)
-    return buffer.value.decode(), os.getpriority(os.PRIO_PROCESS, 0)
+    return buffer.value.decode(), os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)
 def worker():
     prctl(15, b'cruncher')
     os.setpriority(os.PRIO_PROCESS, 0, 9)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     while not os.path.exists('go2'): time.sleep(0.02)
     print('thread', *name(), flush=True)
 thread = threading.Thread(target=worker)
@@ -602,7 +604,7 @@ thread.join()" > names.out & pid=$!
            wait $pid; echo status=$?; cat names.out"#,
     ));
     assert_eq!(
-        run.stdout, "HOMING_TEST_KEPT=yes\nstatus=0\nmain python3 3\nthread cruncher 9\n",
+        run.stdout, "HOMING_TEST_KEPT=yes\nstatus=0\nmain python3 3 3\nthread cruncher 9 5\n",
         "{run:?}"
     );
 }

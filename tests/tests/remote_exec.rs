@@ -2027,6 +2027,66 @@ python3 -c 'import os; os.nice(3); print(os.nice(0))'
 }
 
 #[test]
+fn scheduling_policies_and_io_priorities_are_as_at_home() {
+    // `chrt -b` and `ionice` before `homing run` hold for the program; a
+    // policy it takes or is refused (a real-time one, without the limit
+    // for it) is as at home, and node2 runs it by that policy; its I/O
+    // priority is home's, where its files are, and it reads back what it
+    // set, as each program it execs does.
+    let cluster = Cluster::up(2);
+    let script = r#"
+chrt -p $$ | sed 's/^pid [0-9]*/pid/'
+ionice
+python3 -c 'import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); print(os.sched_getscheduler(0) == os.SCHED_IDLE)'
+python3 -c 'import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))' 2>&1 | tail -1
+ionice -c 3 sh -c 'ionice; ionice -p $$'
+ionice -c 1 true 2>/dev/null; echo real-time io status $?
+"#;
+    write_at_home(&cluster, "sched.sh", script);
+    let native = ok(at_home(
+        &cluster,
+        "chrt -b 0 ionice -c 2 -n 6 bash sched.sh",
+    ));
+    assert_eq!(
+        native.stdout,
+        "pid's current scheduling policy: SCHED_BATCH\npid's current scheduling priority: 0\n\
+         best-effort: prio 6\nTrue\nPermissionError: [Errno 1] Operation not permitted\n\
+         idle\nidle\nreal-time io status 1\n",
+        "{native:?}"
+    );
+    let remote = ok(at_home(
+        &cluster,
+        "chrt -b 0 ionice -c 2 -n 6 homing run --on node2 -- bash sched.sh",
+    ));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    let shell = spawn_at_home(
+        &cluster,
+        "chrt -b 0 homing run --on node2 -- sh -c 'chrt -i -p 0 $$; sleep 4 & sleep 4'",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (seen, ps) = loop {
+        let ps = cluster.exec("node2", &["ps", "-eo", "cls=,args="]);
+        let mut classes: Vec<String> = ps
+            .stdout
+            .lines()
+            .filter_map(|line| {
+                let (class, args) = line.trim_start().split_once(' ')?;
+                (args.trim() == "sleep 4").then(|| class.to_owned())
+            })
+            .collect();
+        classes.sort();
+        if classes.len() == 2 || std::time::Instant::now() > deadline {
+            break (classes, ps);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let run: Run = shell.wait_with_output().unwrap().into();
+    // The shell took SCHED_IDLE before its child forked; the child it
+    // execs in place keeps it.
+    assert_eq!(seen, ["IDL", "IDL"], "{run:?} {ps:?}");
+}
+
+#[test]
 fn a_renice_at_home_reaches_the_program_where_it_runs() {
     // Nothing tells a program that someone reniced it: home's agent sees
     // its deputy's nice value change, and node2 runs the program's main
