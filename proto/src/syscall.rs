@@ -40,7 +40,14 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 ///   `mlock` family, `mincore`, `msync`, `membarrier`, protection keys,
 ///   `mseal`, `map_shadow_stack`): the address space is the host's. `mmap`
 ///   is *not* here: the filter allows it only for anonymous memory, and a
-///   file mapping goes to the supervisor ([`Special::MmapFile`]).
+///   file mapping goes to the supervisor ([`Special::MmapFile`]). So are
+///   its NUMA placement (`get_mempolicy`, `set_mempolicy`, `mbind`,
+///   `set_mempolicy_home_node`, `migrate_pages`, `move_pages`: the host's
+///   memory nodes, which a move does not carry) and the memory of another
+///   process read or written by pid (`process_vm_readv`/`writev`, as MPI
+///   libraries move data between the ranks of one node): a pid names a
+///   guest of the same home on this host, by its home pid, and one that
+///   runs elsewhere is not found (`ESRCH`).
 /// - **Futexes and thread bookkeeping** (`futex`, `futex_waitv`,
 ///   `futex_wake`/`wait`/`requeue`, robust lists, `set_tid_address`, `rseq`,
 ///   `arch_prctl`): they name memory and threads on the host.
@@ -57,6 +64,7 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 /// - **CPU and scheduling** (`sched_yield`, `sched_getparam`,
 ///   `sched_setparam`, `sched_getscheduler`, `sched_setscheduler`,
 ///   `sched_getattr`, `sched_setattr`, `sched_get_priority_max`/`min`,
+///   `sched_rr_get_interval`,
 ///   `getcpu`, `getrusage`, `times`): the process runs on the host's CPUs
 ///   and is accounted there; the host's kernel decides what policy it may
 ///   take by the limits (`RLIMIT_RTPRIO`, `RLIMIT_NICE`) it carries from
@@ -92,6 +100,14 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_pkey_free,
     libc::SYS_mseal,
     SYS_MAP_SHADOW_STACK,
+    libc::SYS_get_mempolicy,
+    libc::SYS_set_mempolicy,
+    libc::SYS_mbind,
+    libc::SYS_set_mempolicy_home_node,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
     // Futexes and thread bookkeeping.
     libc::SYS_futex,
     libc::SYS_futex_waitv,
@@ -137,6 +153,7 @@ pub const LOCAL: &[i64] = &[
     libc::SYS_sched_setparam,
     libc::SYS_sched_getattr,
     libc::SYS_sched_setattr,
+    libc::SYS_sched_rr_get_interval,
     libc::SYS_getcpu,
     libc::SYS_getrusage,
     libc::SYS_times,
@@ -1449,7 +1466,7 @@ mod tests {
         assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
         assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));
         assert_eq!(special(libc::SYS_chroot), refuse(libc::EPERM));
-        assert_eq!(special(libc::SYS_get_mempolicy), refuse(libc::ENOSYS));
+        assert_eq!(special(libc::SYS_kexec_load), refuse(libc::ENOSYS));
         assert_eq!(route(u64::MAX, &NO_ARGS), refuse(libc::ENOSYS));
         assert_eq!(route(0x4000_0000, &NO_ARGS), refuse(libc::ENOSYS));
     }

@@ -2087,6 +2087,59 @@ ionice -c 1 true 2>/dev/null; echo real-time io status $?
 }
 
 #[test]
+fn numa_placement_and_another_processs_memory_are_the_hosts_as_at_home() {
+    // What MPI and OpenMP runtimes do on a node: ask and set where memory
+    // goes (libnuma's calls), and copy from a sibling rank's memory by
+    // its pid (process_vm_readv), here a child's. Away, both run on the
+    // host, and the program sees what it sees at home.
+    let cluster = Cluster::up(2);
+    let script = r#"
+import ctypes, mmap, os
+libc = ctypes.CDLL(None, use_errno=True)
+GET_MEMPOLICY, SET_MEMPOLICY, MBIND, PROCESS_VM_READV = 239, 238, 237, 310
+mode, first_node = ctypes.c_int(-1), ctypes.c_ulong(1)
+def policy():
+    libc.syscall(GET_MEMPOLICY, ctypes.byref(mode), None, 0, None, 0)
+    return mode.value
+print('policy', policy())
+print('preferred', libc.syscall(SET_MEMPOLICY, 1, ctypes.byref(first_node), 64), policy())
+area = mmap.mmap(-1, 4 * 4096)
+address = ctypes.addressof(ctypes.c_char.from_buffer(area))
+print('bound', libc.syscall(MBIND, ctypes.c_void_p(address), 4 * 4096, 2, ctypes.byref(first_node), 64, 0))
+print('slice', os.sched_rr_get_interval(0) >= 0)
+class iovec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+shared = ctypes.create_string_buffer(b'as forked', 16)
+ready_r, ready_w = os.pipe()
+done_r, done_w = os.pipe()
+child = os.fork()
+if child == 0:
+    shared.value = b'child wrote'
+    os.write(ready_w, b'x')
+    os.read(done_r, 1)
+    os._exit(0)
+os.read(ready_r, 1)
+copy = ctypes.create_string_buffer(16)
+local = iovec(ctypes.addressof(copy), 16)
+remote = iovec(ctypes.addressof(shared), 16)
+got = libc.syscall(PROCESS_VM_READV, child, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+print('read', got, copy.value, shared.value)
+os.write(done_w, b'x')
+print('child', os.waitpid(child, 0)[1])
+"#;
+    write_at_home(&cluster, "numa.py", script);
+    let native = ok(at_home(&cluster, "python3 numa.py"));
+    assert_eq!(
+        native.stdout,
+        "policy 0\npreferred 0 1\nbound 0\nslice True\n\
+         read 16 b'child wrote' b'as forked'\nchild 0\n",
+        "{native:?}"
+    );
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- python3 numa.py"));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
+#[test]
 fn a_renice_at_home_reaches_the_program_where_it_runs() {
     // Nothing tells a program that someone reniced it: home's agent sees
     // its deputy's nice value change, and node2 runs the program's main
