@@ -363,8 +363,12 @@ async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<Ex
     let deadline = wait.map(|secs| Instant::now() + Duration::from_secs(secs));
     let mut client = ControlClient::connect(socket).await?;
     loop {
-        let (node, peers) = match client.ask(&ControlRequest::Nodes).await? {
-            ControlResponse::Nodes { node, peers } => (node, peers),
+        let (node, peers, drained) = match client.ask(&ControlRequest::Nodes).await? {
+            ControlResponse::Nodes {
+                node,
+                peers,
+                drained,
+            } => (node, peers, drained),
             other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
         };
         let all_connected = peers.iter().all(|p| p.state == PeerState::Connected);
@@ -373,7 +377,7 @@ async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<Ex
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             _ => {
-                print_peers(&node, &peers);
+                print_peers(&node, drained, &peers);
                 let failed = deadline.is_some() && !all_connected;
                 if failed {
                     eprintln!(
@@ -391,11 +395,19 @@ async fn nodes(socket: &std::path::Path, wait: Option<u64>) -> anyhow::Result<Ex
     }
 }
 
-fn print_peers(node: &str, peers: &[PeerInfo]) {
-    say!("{node} (this node)");
-    let rows: Vec<[String; 5]> = peers
+fn print_peers(node: &str, drained: bool, peers: &[PeerInfo]) {
+    match drained {
+        true => say!("{node} (this node; drained: it takes no new guests)"),
+        false => say!("{node} (this node)"),
+    }
+    let rows: Vec<[String; 6]> = peers
         .iter()
         .map(|peer| {
+            let guests = match (peer.state, peer.drained) {
+                (PeerState::Connected, true) => "drained",
+                (PeerState::Connected, false) => "taken",
+                _ => "-",
+            };
             [
                 peer.name.clone(),
                 peer.address.clone(),
@@ -403,11 +415,20 @@ fn print_peers(node: &str, peers: &[PeerInfo]) {
                 peer.rtt_micros
                     .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
                     .unwrap_or_else(|| "-".into()),
+                guests.into(),
                 peer.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["PEER", "ADDRESS", "STATE", "RTT", "LAST ERROR"].map(String::from);
+    let header = [
+        "PEER",
+        "ADDRESS",
+        "STATE",
+        "RTT",
+        "NEW GUESTS",
+        "LAST ERROR",
+    ]
+    .map(String::from);
     print_table(&header, &rows);
 }
 

@@ -66,6 +66,8 @@ struct PeerEntry {
     silent_since: Option<tokio::time::Instant>,
     /// When its last connection ended, while it has no other.
     lost_at: Option<tokio::time::Instant>,
+    /// Whether it said at its last answered ping that it is drained.
+    drained: bool,
 }
 
 impl PeerEntry {
@@ -239,6 +241,7 @@ impl Node {
                     rtt: None,
                     silent_since: None,
                     lost_at: None,
+                    drained: false,
                 };
                 (peer.name.clone(), entry)
             })
@@ -368,12 +371,14 @@ impl Node {
                     .await
                     .map_err(|e| e.to_string())
             };
-            let answered = tokio::select! {
+            let answer = tokio::select! {
                 _ = conn.closed() => return,
-                result = tokio::time::timeout(PING_TIMEOUT, ping) => {
-                    matches!(result, Ok(Ok(PeerResponse::Pong { .. })))
+                result = tokio::time::timeout(PING_TIMEOUT, ping) => match result {
+                    Ok(Ok(PeerResponse::Pong { drained, .. })) => Some(drained),
+                    _ => None,
                 }
             };
+            let answered = answer.is_some();
             if answered {
                 last_answer = tokio::time::Instant::now();
             } else if link::agent_is_down(conn.remote_address()).await {
@@ -390,23 +395,22 @@ impl Node {
                 }
                 return;
             }
-            self.record_heartbeat(
-                &peer,
-                &conn,
-                answered.then(|| sent.elapsed()),
-                last_answer.elapsed(),
-            );
+            let answer = answer.map(|drained| (sent.elapsed(), drained));
+            self.record_heartbeat(&peer, &conn, answer, last_answer.elapsed());
             tokio::time::sleep(HEARTBEAT.saturating_sub(sent.elapsed())).await;
         }
     }
 
+    /// Records a ping of `peer` over `conn`: its round trip and whether
+    /// the peer is drained, if it answered.
     fn record_heartbeat(
         &self,
         peer: &str,
         conn: &Connection,
-        rtt: Option<Duration>,
+        answer: Option<(Duration, bool)>,
         silent_for: Duration,
     ) {
+        let rtt = answer.map(|(rtt, _)| rtt);
         let Some(mut entry) = self.peers.get_mut(peer) else {
             return;
         };
@@ -420,6 +424,7 @@ impl Node {
             entry.state = PeerState::Connected;
             entry.last_error = None;
             entry.rtt = Some(rtt);
+            entry.drained = answer.is_some_and(|(_, drained)| drained);
             entry.silent_since = None;
         } else if entry.silent_since.is_none() {
             entry.silent_since = Some(tokio::time::Instant::now() - silent_for);
@@ -604,7 +609,10 @@ impl Node {
     ) -> Result<(), WireError> {
         let request: PeerRequest = read_message(&mut recv).await?;
         let response = match request {
-            PeerRequest::Ping { payload } => PeerResponse::Pong { payload },
+            PeerRequest::Ping { payload } => PeerResponse::Pong {
+                payload,
+                drained: self.cordon.is_closed(),
+            },
             PeerRequest::StartGuest(mut start) => {
                 // The guest's home is the authenticated peer, whatever the request says.
                 start.home_node = peer.to_owned();
@@ -705,13 +713,17 @@ impl Node {
             .iter()
             .map(|peer| {
                 let entry = self.peers.get(&peer.name);
-                let (state, rtt, last_error) = match entry.as_deref() {
-                    Some(entry) => (
-                        entry.state,
-                        entry.rtt.filter(|_| entry.state == PeerState::Connected),
-                        entry.last_error.clone(),
-                    ),
-                    None => (PeerState::Connecting, None, None),
+                let (state, rtt, last_error, drained) = match entry.as_deref() {
+                    Some(entry) => {
+                        let connected = entry.state == PeerState::Connected;
+                        (
+                            entry.state,
+                            entry.rtt.filter(|_| connected),
+                            entry.last_error.clone(),
+                            entry.drained && connected,
+                        )
+                    }
+                    None => (PeerState::Connecting, None, None, false),
                 };
                 PeerInfo {
                     name: peer.name.clone(),
@@ -719,6 +731,7 @@ impl Node {
                     state,
                     rtt_micros: rtt.map(|rtt| rtt.as_micros() as u64),
                     last_error,
+                    drained,
                 }
             })
             .collect()
@@ -780,6 +793,7 @@ impl Node {
                 },
                 Ok(ControlRequest::Nodes) => ControlResponse::Nodes {
                     node: self.config.name.clone(),
+                    drained: self.cordon.is_closed(),
                     peers: self.peer_table(),
                 },
                 Ok(ControlRequest::WhoAmI) => ControlResponse::WhoAmI {

@@ -113,6 +113,9 @@ pub enum ControlResponse {
     Nodes {
         /// This node's name.
         node: String,
+        /// This node is drained: it takes no new guests.
+        #[serde(default)]
+        drained: bool,
         /// One entry per configured peer, in configuration order.
         peers: Vec<PeerInfo>,
     },
@@ -208,6 +211,10 @@ pub struct PeerInfo {
     pub rtt_micros: Option<u64>,
     /// The last error seen on this peer, if any.
     pub last_error: Option<String>,
+    /// It said, at its last answered ping, that it is drained: it takes
+    /// no new guests.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// The state of the connection to a peer.

@@ -221,6 +221,9 @@ pub enum PeerResponse {
     Pong {
         /// The bytes that were sent.
         payload: Vec<u8>,
+        /// The answering node is drained: it takes no new guests.
+        #[serde(default)]
+        drained: bool,
     },
     /// The file a [`PeerRequest::FetchMapped`] asked for: its bytes follow.
     FileFollows {

@@ -1252,8 +1252,29 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     let left: Vec<&str> = guests.lines().filter(|l| l.contains("python3")).collect();
     assert!(left.len() == 1 && left[0].contains("mmap"), "{guests}");
 
-    // Drained, node2 starts nothing, and a process moved there, from home
-    // or on from node3, goes on where it was.
+    // Drained, node2 says so, to its peers too; it starts nothing, and a
+    // process moved there, from home or on from node3, goes on where it
+    // was.
+    let nodes = ok(cluster.exec("node2", &["homing", "nodes"])).stdout;
+    assert!(
+        nodes.starts_with("node2 (this node; drained: it takes no new guests)\n"),
+        "{nodes}"
+    );
+    let guests_of = |from: &str, peer: &str| {
+        let nodes = cluster.exec(from, &["homing", "nodes"]).stdout;
+        let row = nodes.lines().find(|l| l.starts_with(&format!("{peer} ")));
+        row.and_then(|row| row.split_whitespace().nth(5))
+            .map(str::to_owned)
+    };
+    let told = homing_tests::wait_for(std::time::Duration::from_secs(5), || {
+        guests_of("node1", "node2").as_deref() == Some("drained")
+    });
+    assert!(
+        told.is_some(),
+        "{:?}",
+        cluster.exec("node1", &["homing", "nodes"])
+    );
+    assert_eq!(guests_of("node1", "node3").as_deref(), Some("taken"));
     let refusal = "node2 takes no new guests: it is drained";
     let started = at_home(&cluster, "homing run --on node2 -- echo ran");
     assert_eq!(started.code, 1, "{started:?}");
@@ -1287,6 +1308,14 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     );
     let undrained = ok(cluster.exec("node2", &["homing", "undrain"]));
     assert_eq!(undrained.stdout, "this node takes new guests again\n");
+    let told = homing_tests::wait_for(std::time::Duration::from_secs(5), || {
+        guests_of("node3", "node2").as_deref() == Some("taken")
+    });
+    assert!(
+        told.is_some(),
+        "{:?}",
+        cluster.exec("node3", &["homing", "nodes"])
+    );
     let started = ok(at_home(&cluster, "homing run --on node2 -- uname -n"));
     assert_eq!(started.stdout, "node1\n");
     // Home, by default: node1's counter leaves node3 for node1.

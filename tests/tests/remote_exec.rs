@@ -2135,7 +2135,10 @@ print('child', os.waitpid(child, 0)[1])
          read 16 b'child wrote' b'as forked'\nchild 0\n",
         "{native:?}"
     );
-    let remote = ok(at_home(&cluster, "homing run --on node2 -- python3 numa.py"));
+    let remote = ok(at_home(
+        &cluster,
+        "homing run --on node2 -- python3 numa.py",
+    ));
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 

@@ -89,6 +89,11 @@ impl Cordon {
         !self.closed.swap(true, Ordering::SeqCst)
     }
 
+    /// Whether the node is drained.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Opens the node to new guests again; whether it was closed.
     fn reopen(&self) -> bool {
         self.closed.swap(false, Ordering::SeqCst)
