@@ -667,6 +667,35 @@ fn fcntl_route(cmd: u64) -> Route {
     }
 }
 
+/// `keyctl` by operation (the kernel's numbering, `linux/keyctl.h`).
+/// Those that pass structures of pointers (`KEYCTL_INSTANTIATE_IOV`, the
+/// Diffie-Hellman and public-key ones) are refused as the kernel refuses
+/// an operation it does not know.
+fn keyctl_route(operation: u64) -> Route {
+    match operation {
+        // KEYCTL_JOIN_SESSION_KEYRING: a name, or null for an anonymous one.
+        1 => forward(&[cstr(1)]),
+        // KEYCTL_UPDATE, KEYCTL_INSTANTIATE: a payload and its length.
+        2 | 12 => forward(&[input_counted(2, 3, 1)]),
+        // KEYCTL_DESCRIBE, KEYCTL_READ, KEYCTL_GET_SECURITY: a buffer the
+        // kernel fills with as much as fits, returning the whole size.
+        6 | 11 | 17 => forward(&[output_returned(2, 3, 1)]),
+        // KEYCTL_SEARCH: a type and a description; KEYCTL_RESTRICT_KEYRING:
+        // a type and a restriction.
+        10 | 29 => forward(&[cstr(2), cstr(3)]),
+        // KEYCTL_CAPABILITIES: a buffer and its length.
+        31 => forward(&[output_returned(1, 2, 1)]),
+        // Integers only: KEYCTL_GET_KEYRING_ID, KEYCTL_REVOKE,
+        // KEYCTL_CHOWN, KEYCTL_SETPERM, KEYCTL_CLEAR, KEYCTL_LINK,
+        // KEYCTL_UNLINK, KEYCTL_NEGATE, KEYCTL_SET_REQKEY_KEYRING,
+        // KEYCTL_SET_TIMEOUT, KEYCTL_ASSUME_AUTHORITY,
+        // KEYCTL_SESSION_TO_PARENT, KEYCTL_REJECT, KEYCTL_INVALIDATE,
+        // KEYCTL_GET_PERSISTENT, KEYCTL_MOVE.
+        0 | 3..=5 | 7..=9 | 13..=16 | 18 | 19 | 21 | 22 | 30 => forward(&[]),
+        _ => refuse(libc::EOPNOTSUPP),
+    }
+}
+
 /// `ioctl` by request: the terminal and generic file requests a program
 /// run from a shell uses. Anything else is refused with `ENOTTY`, what a
 /// file answers to a request it does not know.
@@ -1001,6 +1030,13 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_setrlimit => forward(&[input(1, RLIMIT)]),
         libc::SYS_prlimit64 => forward(&[input(2, RLIMIT), output(3, RLIMIT)]),
         libc::SYS_sysinfo => forward(&[output(0, SYSINFO)]),
+        // Kernel keys (Kerberos and AFS credentials kept in keyrings) are
+        // home's, as the credentials they go with: the deputy's session,
+        // user and process keyrings (its thread's, for the thread keyring:
+        // each program thread has its own deputy thread).
+        libc::SYS_add_key => forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)]),
+        libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
+        libc::SYS_keyctl => keyctl_route(args[0]),
 
         // Other processes, by home pid.
         libc::SYS_kill | libc::SYS_tkill | libc::SYS_tgkill => forward(&[]),

@@ -2143,6 +2143,64 @@ print('child', os.waitpid(child, 0)[1])
 }
 
 #[test]
+fn kernel_keys_are_homes_as_the_credentials_they_go_with() {
+    // A session keyring made at home (as a login keeps Kerberos tickets
+    // in one) is the program's away: it finds, reads and describes the
+    // key put there at home, and a key it adds there is found at home
+    // once it has ended. (The nodes share one kernel, so only a session
+    // keyring of its own tells home's from the host's.)
+    let cluster = Cluster::up(2);
+    let keys = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+ADD_KEY, KEYCTL = 248, 250
+SESSION = ctypes.c_long(-3)
+def keyctl(*args):
+    return libc.syscall(KEYCTL, *args)
+def search(name):
+    return keyctl(10, SESSION, b'user', name, 0)
+def read(key):
+    buffer = ctypes.create_string_buffer(64)
+    size = keyctl(11, key, buffer, 64)
+    return buffer.raw[:size]
+step = sys.argv[1]
+if step == 'home':
+    keyctl(1, None)
+    libc.syscall(ADD_KEY, b'user', b'homing:home', b'from home', 9, SESSION)
+    os.execvp(sys.argv[2], sys.argv[2:])
+elif step == 'program':
+    key = search(b'homing:home')
+    print('found', key > 0, read(key))
+    buffer = ctypes.create_string_buffer(128)
+    keyctl(6, key, buffer, 128)
+    print('described', buffer.value.split(b';')[0], buffer.value.split(b';')[-1])
+    added = libc.syscall(ADD_KEY, b'user', b'homing:program', b'from the program', 16, SESSION)
+    print('added', added > 0, read(added))
+    print('unknown', search(b'homing:nowhere'), ctypes.get_errno() == 126)
+else:
+    print('at home', read(search(b'homing:program')))
+"#;
+    write_at_home(&cluster, "keys.py", keys);
+    let run = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "python3 keys.py home sh -c '{runner}python3 keys.py program; python3 keys.py after'"
+            ),
+        ))
+    };
+    let native = run("");
+    assert_eq!(
+        native.stdout,
+        "found True b'from home'\ndescribed b'user' b'homing:home'\n\
+         added True b'from the program'\nunknown -1 True\nat home b'from the program'\n",
+        "{native:?}"
+    );
+    let remote = run("homing run --on node2 -- ");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
+#[test]
 fn a_renice_at_home_reaches_the_program_where_it_runs() {
     // Nothing tells a program that someone reniced it: home's agent sees
     // its deputy's nice value change, and node2 runs the program's main
