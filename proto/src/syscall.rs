@@ -533,6 +533,10 @@ const KERNEL_TERMIOS: usize = 36;
 /// `struct termios2` (`TCGETS2`, which glibc 2.42 and later use for `tcgetattr`).
 const KERNEL_TERMIOS2: usize = 44;
 const WINSIZE: usize = 8;
+/// `struct fsxattr`.
+const FSXATTR: usize = 28;
+/// `struct ifreq`: a name of 16 bytes and a union of 24.
+const IFREQ: usize = 40;
 /// Largest socket option value the deputy accepts.
 const SOCKOPT_MAX: usize = 64 << 10;
 /// Most fds a `select` set may cover: 64 KiB per set.
@@ -738,6 +742,33 @@ fn ioctl_route(request: u64) -> Route {
     const TIOCMBIC: u32 = libc::TIOCMBIC as u32;
     /// `_IOW(0x94, 9, int)`: clone a file's extents; the argument is an fd.
     const FICLONE: u32 = 0x4004_9409;
+    // A file's attributes (`lsattr`, `chattr`): an int, whatever the
+    // `long` in their definitions says.
+    const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+    const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+    // Its extended attributes (`xfs_io`, project ids): a struct fsxattr.
+    const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+    const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+    const FIGETBSZ: u32 = 2;
+    // A block device's sizes (`dd`, `blockdev`).
+    const BLKGETSIZE: u32 = 0x1260;
+    const BLKSSZGET: u32 = 0x1268;
+    const BLKPBSZGET: u32 = 0x127b;
+    const BLKGETSIZE64: u32 = 0x8008_1272;
+    // A network interface, by name in a struct ifreq (if_nametoindex,
+    // older tools reading an address, flags or MTU): the interfaces are
+    // home's, where the program's sockets are.
+    const SIOCGIFNAME: u32 = 0x8910;
+    const SIOCGIFFLAGS: u32 = 0x8913;
+    const SIOCGIFADDR: u32 = 0x8915;
+    const SIOCGIFDSTADDR: u32 = 0x8917;
+    const SIOCGIFBRDADDR: u32 = 0x8919;
+    const SIOCGIFNETMASK: u32 = 0x891b;
+    const SIOCGIFMETRIC: u32 = 0x891d;
+    const SIOCGIFMTU: u32 = 0x8921;
+    const SIOCGIFHWADDR: u32 = 0x8927;
+    const SIOCGIFINDEX: u32 = 0x8933;
+    const SIOCGIFTXQLEN: u32 = 0x8942;
     match request as u32 {
         TCGETS => forward(&[output(2, KERNEL_TERMIOS)]),
         TCSETS | TCSETSW | TCSETSF => forward(&[input(2, KERNEL_TERMIOS)]),
@@ -754,6 +785,14 @@ fn ioctl_route(request: u64) -> Route {
         // No argument, or an integer one.
         FIOCLEX | FIONCLEX | TIOCSCTTY | TIOCNOTTY | TIOCGPTPEER | TCFLSH | TCXONC | TCSBRK
         | TCSBRKP | TIOCEXCL | TIOCNXCL | FICLONE => forward(&[]),
+        FS_IOC_GETFLAGS | FIGETBSZ | BLKSSZGET | BLKPBSZGET => forward(&[output(2, INT)]),
+        FS_IOC_SETFLAGS => forward(&[input(2, INT)]),
+        FS_IOC_FSGETXATTR => forward(&[output(2, FSXATTR)]),
+        FS_IOC_FSSETXATTR => forward(&[input(2, FSXATTR)]),
+        BLKGETSIZE | BLKGETSIZE64 => forward(&[output(2, 8)]),
+        SIOCGIFNAME | SIOCGIFFLAGS | SIOCGIFADDR | SIOCGIFDSTADDR | SIOCGIFBRDADDR
+        | SIOCGIFNETMASK | SIOCGIFMETRIC | SIOCGIFMTU | SIOCGIFHWADDR | SIOCGIFINDEX
+        | SIOCGIFTXQLEN => forward(&[inout(2, IFREQ)]),
         _ => refuse(libc::ENOTTY),
     }
 }

@@ -2201,6 +2201,43 @@ else:
 }
 
 #[test]
+fn file_attributes_and_network_interfaces_are_read_with_homes_ioctls() {
+    // `chattr` and `lsattr` on a home file, and the interface queries of
+    // tools older than netlink (if_nametoindex, an address, an MTU): the
+    // files and the sockets are home's, so node1's address comes back,
+    // not node2's.
+    let cluster = Cluster::up(2);
+    let script = r#"
+touch attrs.txt; chattr +A attrs.txt; lsattr attrs.txt; chattr -A attrs.txt; lsattr attrs.txt
+python3 -c '
+import fcntl, os, socket, struct
+print(socket.if_nametoindex("lo"))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ifreq = fcntl.ioctl(udp, 0x8915, struct.pack("16s24x", b"eth0"))
+print(socket.inet_ntoa(ifreq[20:24]))
+ifreq = fcntl.ioctl(udp, 0x8921, struct.pack("16si20x", b"lo", 0))
+print(struct.unpack("16si20x", ifreq)[1])
+fd = os.open(".", os.O_RDONLY)
+print(struct.unpack("i", fcntl.ioctl(fd, 2, bytes(4)))[0] > 0)
+'
+"#;
+    write_at_home(&cluster, "ioctls.sh", script);
+    let native = ok(at_home(&cluster, "bash ioctls.sh"));
+    let node1 = cluster.address(1);
+    let node1 = node1.split(':').next().unwrap();
+    assert_eq!(
+        native.stdout,
+        format!(
+            "-------A-------------- attrs.txt\n---------------------- attrs.txt\n\
+             1\n{node1}\n65536\nTrue\n"
+        ),
+        "{native:?}"
+    );
+    let remote = ok(at_home(&cluster, "homing run --on node2 -- bash ioctls.sh"));
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
+#[test]
 fn a_renice_at_home_reaches_the_program_where_it_runs() {
     // Nothing tells a program that someone reniced it: home's agent sees
     // its deputy's nice value change, and node2 runs the program's main
