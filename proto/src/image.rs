@@ -94,6 +94,10 @@ pub struct ThreadImage {
     /// Its scheduling policy, where not the default.
     #[serde(default)]
     pub scheduling: Option<Scheduling>,
+    /// Its tid as it knew it (`gettid` in its own pid namespace), which
+    /// its threading library may keep at `clear_child_tid`; 0 if unknown.
+    #[serde(default)]
+    pub tid: i32,
 }
 
 /// A thread's scheduling policy other than the default (`SCHED_OTHER`

@@ -657,6 +657,7 @@ impl Frozen {
                 comm: ByteBuf::from(thread_name(pid, tid)),
                 nice: crate::process::nice(tid).unwrap_or(0),
                 scheduling: crate::process::scheduling_to_carry(tid),
+                tid: crate::pid_namespace::innermost_pid(tid).unwrap_or(tid),
             });
         }
         let shared_pending = if carry_pending_signals {

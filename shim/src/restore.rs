@@ -913,6 +913,7 @@ impl Restorer {
         let mut threads = vec![leader];
         let mut inside = vec![leader_inside];
         thread_state(injector, &memory, scratch, &image.threads[0])?;
+        keep_library_tid(&memory, &image.threads[0], leader_inside)?;
         for thread in &image.threads[1..] {
             let tid_inside =
                 injector.call("clone", libc::SYS_clone, [THREAD_FLAGS, 0, 0, 0, 0, 0])? as i32;
@@ -925,6 +926,7 @@ impl Restorer {
             }
             let mut own = Injector::new(tid, injector.syscall_at());
             thread_state(&mut own, &memory, scratch, thread)?;
+            keep_library_tid(&memory, thread, tid_inside)?;
             threads.push(tid);
             inside.push(tid_inside);
         }
@@ -1059,6 +1061,31 @@ fn signal_of(siginfo: &[u8]) -> u64 {
 }
 
 /// A thread's own kernel state, injected in that thread.
+/// A thread's tid where its threading library keeps it, made its new one:
+/// glibc asks the kernel to clear its `struct pthread`'s tid field at the
+/// thread's end (`clear_child_tid`), and signals the thread
+/// (`pthread_kill`), reads its attributes and CPUs and its clock by the
+/// tid found there. A restored thread has another tid (the kernel gives
+/// it), and with the old one each of those failed with ESRCH after a move.
+/// Only where the word there is the thread's old tid: another library may
+/// point `clear_child_tid` at something else (musl, at a lock).
+fn keep_library_tid(
+    memory: &ProcessMemory,
+    thread: &ThreadImage,
+    tid_now: i32,
+) -> Result<(), RestoreError> {
+    if thread.clear_child_tid == 0 || thread.tid <= 0 || thread.tid == tid_now {
+        return Ok(());
+    }
+    let Ok(word) = memory.read(thread.clear_child_tid, 4) else {
+        return Ok(());
+    };
+    if word.as_slice() == thread.tid.to_ne_bytes() {
+        memory.write(thread.clear_child_tid, &tid_now.to_ne_bytes())?;
+    }
+    Ok(())
+}
+
 fn thread_state(
     injector: &mut Injector,
     memory: &ProcessMemory,

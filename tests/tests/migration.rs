@@ -609,6 +609,42 @@ thread.join()" > names.out & pid=$!
     );
 }
 
+/// A thread asked for by its `pthread_t` after its process moved (signalled
+/// with `pthread_kill`, its attributes, CPUs and clock read) is found, as
+/// unmoved: glibc keeps each thread's tid in its own memory, and a
+/// restored thread has another. Moved between hosts, and home again.
+#[test]
+fn a_moved_threads_library_still_finds_it_by_its_pthread_t() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "threadids");
+    let unmoved = ok(at_home(&cluster, "~/threadids"));
+    assert_eq!(
+        unmoved.stdout,
+        "ready\nkill Success, handled by the thread yes, attr Success, cpus Success, \
+         clock Success read\n",
+        "{unmoved:?}"
+    );
+    for moves in ["node2 node3", "node2 home"] {
+        let moved = ok(at_home(
+            &cluster,
+            &format!(
+                "rm -f ~/go ~/out; ~/threadids ~/go > ~/out &
+                 pid=$!
+                 until grep -q ready ~/out 2>/dev/null; do sleep 0.05; done
+                 for node in {moves}; do homing migrate $pid $node >/dev/null || exit 8; done
+                 touch ~/go
+                 wait $pid; echo status=$?
+                 cat ~/out"
+            ),
+        ));
+        assert_eq!(
+            moved.stdout,
+            format!("status=0\n{}", unmoved.stdout),
+            "{moves}: {moved:?}"
+        );
+    }
+}
+
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);
