@@ -948,7 +948,11 @@ impl Held {
             .blocking_send(ImageItem::Final(Box::new(last)))
             .map_err(closed)?;
         let send = |address: u64, run: Run| items.blocking_send(ImageItem::from_run(address, run));
-        dump::read_pages(self.pid, &plan.fresh, Pick::Kept, RUN_BYTES, send)
+        // Untracked memory includes every file mapping (their writes cannot
+        // be tracked): where the destination maps the file again, only the
+        // pages the process holds of its own go, not the file's.
+        let pick = Pick::KeptOwn(&self.mapped_there);
+        dump::read_pages(self.pid, &plan.fresh, pick, RUN_BYTES, send)
             .map_err(|e| e.to_string())?
             .map_err(closed)?;
         let travelling = travelling(&image.regions);
@@ -1857,7 +1861,7 @@ fn homecoming_thread(
                 let _ = reply.send(failure.clone().map_or(Ok(()), Err));
             }
             RestoreCommand::FileMapped(reply) => {
-                let ranges = room.as_ref().map(|room| room.file_ranges.private());
+                let ranges = room.as_ref().map(|room| room.file_ranges.from_files());
                 let _ = reply.send(ranges.unwrap_or_default());
             }
             RestoreCommand::Unstage(reply) => {

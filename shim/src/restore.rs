@@ -488,10 +488,11 @@ impl Restorer {
         Ok(())
     }
 
-    /// The ranges that map, privately, the file their region mapped:
-    /// only the pages the process changed there need to come.
+    /// The ranges that map the file their region mapped: only the pages
+    /// the process changed there need to come (see
+    /// [`FileRanges::from_files`]).
     pub fn file_mapped(&self) -> Vec<(u64, u64)> {
-        self.file_ranges.private()
+        self.file_ranges.from_files()
     }
 
     /// Maps the file `region` mapped, where it is found here, over
@@ -650,11 +651,18 @@ impl Restorer {
     /// ranges in `fresh` (memory whose writes were not tracked) are mapped
     /// anew, empty, for their pages to be sent whole. The rest keeps the
     /// pages already written.
+    ///
+    /// A file mapping the source was told is mapped from its file here
+    /// ([`Self::file_mapped`]) gets only the process's own pages of it
+    /// again, so it must map the file again: where it cannot, the restore
+    /// fails (and the process goes on where it was) rather than leave the
+    /// file's pages empty.
     pub fn reconcile(
         &mut self,
         image: ProcessImage,
         fresh: &[(u64, u64)],
     ) -> Result<(), RestoreError> {
+        let told_mapped = self.file_mapped();
         let wanted: Vec<(u64, u64, bool)> = image
             .regions
             .iter()
@@ -730,9 +738,16 @@ impl Restorer {
                         0,
                     ],
                 )?;
-                // A file mapping mapped anew maps its file again; its
+                // A file mapping mapped anew maps its file again; its own
                 // pages then come whole.
                 self.map_file_of(region, (from, to))?;
+                let owed = covered((from, to), &told_mapped);
+                if region.file.is_some() && !without(&owed, &self.file_ranges.backed).is_empty() {
+                    return Err(RestoreError::Unfit(format!(
+                        "{} could not be mapped again at {from:#x}",
+                        region.name
+                    )));
+                }
             }
         }
         self.writable = keep;
@@ -1273,10 +1288,13 @@ pub struct FileRanges {
 }
 
 impl FileRanges {
-    /// The ranges that map, privately, the file their region mapped:
-    /// only the pages the process changed there need to come.
-    pub fn private(&self) -> Vec<(u64, u64)> {
-        without(&self.backed, &self.shared)
+    /// The ranges that map the file their region mapped: only the pages
+    /// the process changed there need to come, and a shared mapping (of
+    /// a file it may only read: one it may write cannot move) has none.
+    /// A JVM maps its 120 MiB of class modules so, which went whole,
+    /// while it was frozen, when only private mappings counted.
+    pub fn from_files(&self) -> Vec<(u64, u64)> {
+        self.backed.clone()
     }
 
     /// Maps the file `region` mapped, where `files` finds it here, over

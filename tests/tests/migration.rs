@@ -645,6 +645,51 @@ fn a_moved_threads_library_still_finds_it_by_its_pthread_t() {
     }
 }
 
+/// A home file a process maps shared and read-only (as a JVM maps its
+/// class modules) is mapped from the file again where it lands: the move
+/// sends none of the file's pages, only the process's own memory, and
+/// the process reads the file through the mapping as before, away and
+/// home again.
+#[test]
+fn a_file_mapped_shared_and_read_only_moves_without_its_pages() {
+    let cluster = Cluster::up(3);
+    let script = r#"
+import hashlib, mmap, os, time
+with open("big.bin", "rb") as f:
+    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+before = hashlib.sha256(mapped).hexdigest()
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+print(before == hashlib.sha256(mapped).hexdigest(), len(mapped))
+"#;
+    ok(at_home(
+        &cluster,
+        &format!("cat > ~/mapread.py <<'EOF'\n{script}EOF"),
+    ));
+    let moved = ok(at_home(
+        &cluster,
+        "cd; head -c 64M /dev/urandom > big.bin; rm -f ready go
+         python3 mapread.py > out & pid=$!
+         until [ -e ready ]; do sleep 0.05; done
+         for node in node2 node3 home; do homing migrate $pid $node || exit 8; done
+         touch go; wait $pid; echo status=$?; cat out",
+    ));
+    let lines: Vec<&str> = moved.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{moved:?}");
+    for line in &lines[..3] {
+        // "moved PID to NODE: 8.1 MiB in …": Python's own memory.
+        let mib: f64 = line
+            .split(": ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|mib| mib.parse().ok())
+            .unwrap_or_else(|| panic!("no MiB in {line:?}"));
+        assert!(mib < 48.0, "the file's 64 MiB went too: {moved:?}");
+    }
+    assert_eq!(lines[3..], ["status=0", "True 67108864"], "{moved:?}");
+}
+
 #[test]
 fn four_threads_moved_four_times_compute_what_they_compute_unmoved() {
     let cluster = Cluster::up(3);
