@@ -62,7 +62,19 @@ pub enum SpawnError {
     /// The supervisor could not take the filter's listener.
     #[error("cannot take the guest's seccomp listener: {0}")]
     Listener(std::io::Error),
+    /// The kernel refused to execute the program, each time it was tried.
+    #[error("the guest could not start: cannot execute the program")]
+    Exec,
 }
+
+/// How many times a guest is started whose exec failed: an exec fails
+/// with ETXTBSY while any process holds the program open for writing, and
+/// a child the agent forks holds, until it has closed its fds, every fd
+/// the agent's other threads had open at that moment, a cache entry or
+/// launch copy being written among them. Two programs started together
+/// on a host both failed so (status 122), each exec'ing what the other's
+/// child held.
+const EXEC_TRIES: u32 = 5;
 
 /// Exit codes the child uses to say which setup step failed.
 const STEP_CREDENTIALS: i32 = 120;
@@ -78,6 +90,24 @@ const STEP_EXEC: i32 = 122;
 /// `within`: the pid namespace to start it in, and the pid it should have
 /// there (it gets another if that one is taken).
 pub fn spawn(
+    spec: &GuestSpec,
+    filter: &Filter,
+    within: Option<(&PidNamespace, i32)>,
+) -> Result<Guest, SpawnError> {
+    let mut tries = 1;
+    loop {
+        match spawn_once(spec, filter, within) {
+            Err(SpawnError::Exec) if tries < EXEC_TRIES => {
+                tracing::debug!(tries, "the guest's exec failed; starting it again");
+                std::thread::sleep(Duration::from_millis(2 << tries));
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn spawn_once(
     spec: &GuestSpec,
     filter: &Filter,
     within: Option<(&PidNamespace, i32)>,
@@ -127,6 +157,7 @@ pub fn spawn(
             Err(e) => return Err(child_failure(pid, e)),
         }
     }
+    until_executed(pid)?;
     Ok(Guest {
         pid,
         pidfd,
@@ -353,17 +384,57 @@ fn child_failure(pid: i32, error: std::io::Error) -> SpawnError {
     }
 }
 
-/// If the child has exited, why (and reaps it).
-fn exited(pid: i32) -> Option<String> {
+/// Waits until the child `pid`, let through its execve, runs its program
+/// (its `/proc/PID/exe` no longer names the agent's), or says why not:
+/// [`SpawnError::Exec`] where the exec failed (the child is reaped).
+fn until_executed(pid: i32) -> Result<(), SpawnError> {
+    let own = std::fs::read_link("/proc/self/exe").ok();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) if Some(&exe) != own.as_ref() => return Ok(()),
+            // A kernel thread's, or a zombie's: its end says why.
+            Ok(_) | Err(_) => {}
+        }
+        match exit_code(pid) {
+            Some(Ok(STEP_EXEC)) => return Err(SpawnError::Exec),
+            Some(Ok(code)) => return Err(SpawnError::Child(step_failure(code))),
+            Some(Err(signal)) => return Err(SpawnError::Child(format!("killed by {signal}"))),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(100)),
+            None => {
+                return Err(SpawnError::Child(
+                    "its program did not start within 5 s".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Why a child that exited with `code` did not start.
+fn step_failure(code: i32) -> String {
+    match code {
+        STEP_CREDENTIALS => "cannot take on the caller's credentials".into(),
+        STEP_FILTER => "cannot install the seccomp filter".into(),
+        STEP_EXEC => "cannot execute the program".into(),
+        other => format!("exited with status {other}"),
+    }
+}
+
+/// The child's exit code, or the signal that killed it, once it has
+/// ended (it is then reaped).
+fn exit_code(pid: i32) -> Option<Result<i32, nix::sys::signal::Signal>> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Some(match code {
-            STEP_CREDENTIALS => "cannot take on the caller's credentials".into(),
-            STEP_FILTER => "cannot install the seccomp filter".into(),
-            STEP_EXEC => "cannot execute the program".into(),
-            other => format!("exited with status {other}"),
-        }),
-        Ok(WaitStatus::Signaled(_, signal, _)) => Some(format!("killed by {signal}")),
+        Ok(WaitStatus::Exited(_, code)) => Some(Ok(code)),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Some(Err(signal)),
         _ => None,
     }
+}
+
+/// If the child has exited, why (and reaps it).
+fn exited(pid: i32) -> Option<String> {
+    Some(match exit_code(pid)? {
+        Ok(code) => step_failure(code),
+        Err(signal) => format!("killed by {signal}"),
+    })
 }
