@@ -218,6 +218,10 @@ fn child(
     groups: &[libc::gid_t],
     as_root: bool,
 ) -> ! {
+    // First of all: the fds it shares with the agent include files its
+    // other threads are writing, which no program may exec meanwhile
+    // (see `EXEC_TRIES`).
+    close_every_fd();
     set_limits(&spec.limits);
     // Before the credentials go: a nice value below the agent's takes
     // privilege (the deputy had it, or `RLIMIT_NICE` let it).
@@ -267,6 +271,12 @@ fn set_credentials(uid: u32, gid: u32, groups: &[libc::gid_t]) -> Result<(), ()>
     } else {
         Err(())
     }
+}
+
+/// Closes every fd of the calling process; a raw syscall, safe after a fork.
+fn close_every_fd() {
+    // SAFETY: close_range takes integers.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
 }
 
 fn prepare_child() {
