@@ -1075,7 +1075,6 @@ fn signal_of(siginfo: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// A thread's own kernel state, injected in that thread.
 /// A thread's tid where its threading library keeps it, made its new one:
 /// glibc asks the kernel to clear its `struct pthread`'s tid field at the
 /// thread's end (`clear_child_tid`), and signals the thread
@@ -1101,6 +1100,7 @@ fn keep_library_tid(
     Ok(())
 }
 
+/// A thread's own kernel state, injected in that thread.
 fn thread_state(
     injector: &mut Injector,
     memory: &ProcessMemory,

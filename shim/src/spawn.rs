@@ -412,9 +412,13 @@ fn until_executed(pid: i32) -> Result<(), SpawnError> {
             Some(Err(signal)) => return Err(SpawnError::Child(format!("killed by {signal}"))),
             None if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(100)),
             None => {
+                // Unsupervised, it must not run on.
+                let child = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
                 return Err(SpawnError::Child(
                     "its program did not start within 5 s".into(),
-                ))
+                ));
             }
         }
     }

@@ -1347,14 +1347,17 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
         row.and_then(|row| row.split_whitespace().nth(5))
             .map(str::to_owned)
     };
-    let told = homing_tests::wait_for(std::time::Duration::from_secs(5), || {
-        guests_of("node1", "node2").as_deref() == Some("drained")
-    });
-    assert!(
-        told.is_some(),
-        "{:?}",
-        cluster.exec("node1", &["homing", "nodes"])
-    );
+    let sees = |from: &str, peer: &str, expected: &str| {
+        let told = homing_tests::wait_for(std::time::Duration::from_secs(5), || {
+            guests_of(from, peer).as_deref() == Some(expected)
+        });
+        assert!(
+            told.is_some(),
+            "{from} never saw {peer} {expected}: {:?}",
+            cluster.exec(from, &["homing", "nodes"])
+        );
+    };
+    sees("node1", "node2", "drained");
     assert_eq!(guests_of("node1", "node3").as_deref(), Some("taken"));
     let refusal = "node2 takes no new guests: it is drained";
     let started = at_home(&cluster, "homing run --on node2 -- echo ran");
@@ -1389,14 +1392,7 @@ fn a_drained_host_moves_its_guests_off_and_keeps_those_that_cannot_move() {
     );
     let undrained = ok(cluster.exec("node2", &["homing", "undrain"]));
     assert_eq!(undrained.stdout, "this node takes new guests again\n");
-    let told = homing_tests::wait_for(std::time::Duration::from_secs(5), || {
-        guests_of("node3", "node2").as_deref() == Some("taken")
-    });
-    assert!(
-        told.is_some(),
-        "{:?}",
-        cluster.exec("node3", &["homing", "nodes"])
-    );
+    sees("node3", "node2", "taken");
     let started = ok(at_home(&cluster, "homing run --on node2 -- uname -n"));
     assert_eq!(started.stdout, "node1\n");
     // Home, by default: node1's counter leaves node3 for node1.

@@ -1978,6 +1978,30 @@ while True: pass'; echo own pid status $?
     assert_eq!(started_limited.stdout, "trap -- '' SIGHUP\nstatus 152\n");
 }
 
+/// What node2's `ps` shows in `column` (`ni`, `cls`) for the two
+/// processes running `sleep 4` there, sorted, once both are there (or
+/// after 10 s), and the whole `ps` output.
+fn column_of_two_sleepers(cluster: &Cluster, column: &str) -> (Vec<String>, Run) {
+    let format = format!("{column}=,args=");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ps = cluster.exec("node2", &["ps", "-eo", &format]);
+        let mut values: Vec<String> = ps
+            .stdout
+            .lines()
+            .filter_map(|line| {
+                let (value, args) = line.trim_start().split_once(' ')?;
+                (args.trim() == "sleep 4").then(|| value.to_owned())
+            })
+            .collect();
+        values.sort();
+        if values.len() == 2 || std::time::Instant::now() > deadline {
+            return (values, ps);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn nice_values_are_homes_and_the_host_schedules_by_them() {
     // `nice -n 7 homing run …` runs at 7 on node2; `renice`, `nice` and
@@ -2005,23 +2029,7 @@ python3 -c 'import os; os.nice(3); print(os.nice(0))'
         &cluster,
         "nice -n 7 homing run --on node2 -- sh -c 'sleep 4 & renice -n 12 -p $$ >/dev/null; sleep 4'",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let (seen, ps) = loop {
-        let ps = cluster.exec("node2", &["ps", "-eo", "ni=,args="]);
-        let mut values: Vec<String> = ps
-            .stdout
-            .lines()
-            .filter_map(|line| {
-                let (nice, args) = line.trim_start().split_once(' ')?;
-                (args.trim() == "sleep 4").then(|| nice.to_owned())
-            })
-            .collect();
-        values.sort();
-        if values.len() == 2 || std::time::Instant::now() > deadline {
-            break (values, ps);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let (seen, ps) = column_of_two_sleepers(&cluster, "ni");
     let run: Run = shell.wait_with_output().unwrap().into();
     assert_eq!(seen, ["12", "7"], "{run:?} {ps:?}");
 }
@@ -2063,23 +2071,7 @@ ionice -c 1 true 2>/dev/null; echo real-time io status $?
         &cluster,
         "chrt -b 0 homing run --on node2 -- sh -c 'chrt -i -p 0 $$; sleep 4 & sleep 4'",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let (seen, ps) = loop {
-        let ps = cluster.exec("node2", &["ps", "-eo", "cls=,args="]);
-        let mut classes: Vec<String> = ps
-            .stdout
-            .lines()
-            .filter_map(|line| {
-                let (class, args) = line.trim_start().split_once(' ')?;
-                (args.trim() == "sleep 4").then(|| class.to_owned())
-            })
-            .collect();
-        classes.sort();
-        if classes.len() == 2 || std::time::Instant::now() > deadline {
-            break (classes, ps);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let (seen, ps) = column_of_two_sleepers(&cluster, "cls");
     let run: Run = shell.wait_with_output().unwrap().into();
     // The shell took SCHED_IDLE before its child forked; the child it
     // execs in place keeps it.
