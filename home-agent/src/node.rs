@@ -410,26 +410,28 @@ impl Node {
         answer: Option<(Duration, bool)>,
         silent_for: Duration,
     ) {
-        let rtt = answer.map(|(rtt, _)| rtt);
         let Some(mut entry) = self.peers.get_mut(peer) else {
             return;
         };
         if !entry.holds(conn) {
             return;
         }
-        if let Some(rtt) = rtt {
+        if let Some((rtt, drained)) = answer {
             if entry.state != PeerState::Connected {
                 info!(peer, "peer answers again");
             }
             entry.state = PeerState::Connected;
             entry.last_error = None;
             entry.rtt = Some(rtt);
-            entry.drained = answer.is_some_and(|(_, drained)| drained);
+            entry.drained = drained;
             entry.silent_since = None;
         } else if entry.silent_since.is_none() {
             entry.silent_since = Some(tokio::time::Instant::now() - silent_for);
         }
-        if rtt.is_none() && silent_for >= UNREACHABLE_AFTER && entry.state == PeerState::Connected {
+        if answer.is_none()
+            && silent_for >= UNREACHABLE_AFTER
+            && entry.state == PeerState::Connected
+        {
             let message = format!("no answer for {:.1} s", silent_for.as_secs_f64());
             info!(peer, "peer unreachable: {message}");
             entry.state = PeerState::Unreachable;

@@ -64,9 +64,8 @@ const SYS_FUTEX_REQUEUE: i64 = 456;
 /// - **CPU and scheduling** (`sched_yield`, `sched_getparam`,
 ///   `sched_setparam`, `sched_getscheduler`, `sched_setscheduler`,
 ///   `sched_getattr`, `sched_setattr`, `sched_get_priority_max`/`min`,
-///   `sched_rr_get_interval`,
-///   `getcpu`, `getrusage`, `times`): the process runs on the host's CPUs
-///   and is accounted there; the host's kernel decides what policy it may
+///   `sched_rr_get_interval`, `getcpu`, `getrusage`, `times`): the
+///   process runs on the host's CPUs and is accounted there; the host's kernel decides what policy it may
 ///   take by the limits (`RLIMIT_RTPRIO`, `RLIMIT_NICE`) it carries from
 ///   home. Programs call the `sched_*` ones with pid 0 (themselves); a
 ///   nonzero pid would be resolved among the host's pids.

@@ -291,20 +291,17 @@ pub const LOWEST_REAL_TIME: i32 = 1;
 /// it starts from then on start on the fair scheduler, at nice 0 or above.
 pub fn set_real_time(tid: i32, priority: i32) -> std::io::Result<()> {
     const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: sched_setscheduler reads one sched_param we own.
-    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_RR | SCHED_RESET_ON_FORK, &param) };
-    zero_or_errno(rc.into())
+    let policy = libc::SCHED_RR | SCHED_RESET_ON_FORK;
+    set_scheduling(tid, &Scheduling { policy, priority })
 }
 
 /// Puts thread `tid` (0: the caller) back on the fair scheduler at `nice`.
 pub fn set_fair(tid: i32, nice: i32) -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads one sched_param we own.
-    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) };
-    zero_or_errno(rc.into())?;
+    let fair = Scheduling {
+        policy: libc::SCHED_OTHER,
+        priority: 0,
+    };
+    set_scheduling(tid, &fair)?;
     set_nice(tid, nice)
 }
 
@@ -828,7 +825,6 @@ pub fn change_credentials(nr: i64, args: &[u64; 6], gids: &[u8]) -> Option<i64> 
 
 #[cfg(test)]
 mod tests {
-
     #[test]
     fn a_threads_scheduling_policy_is_read_as_a_move_carries_it() {
         let (told, tid) = std::sync::mpsc::channel();
@@ -849,6 +845,7 @@ mod tests {
         finish.send(()).unwrap();
         thread.join().unwrap();
     }
+
     #[test]
     fn a_signalfds_registration_in_an_epoll_instance_is_read_with_its_data() {
         use rustix::event::epoll;

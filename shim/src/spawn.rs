@@ -291,8 +291,8 @@ fn prepare_child() {
             0,
         );
         libc::syscall(libc::SYS_chdir, c"/".as_ptr());
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
     }
+    close_every_fd();
 }
 
 /// The kernel's `struct sigaction` on x86_64.

@@ -133,17 +133,13 @@ impl Node {
         let mut waiting_since = tokio::time::Instant::now();
         loop {
             let guests = self.host.guests();
+            let present: HashSet<GuestKey> =
+                guests.iter().map(|g| (g.node.clone(), g.pid)).collect();
             let unasked: Vec<_> = guests
                 .into_iter()
                 .filter(|g| !asked.contains(&(g.node.clone(), g.pid)))
                 .collect();
             if unasked.is_empty() {
-                let present: HashSet<GuestKey> = self
-                    .host
-                    .guests()
-                    .into_iter()
-                    .map(|g| (g.node, g.pid))
-                    .collect();
                 let coming: Vec<GuestKey> = self
                     .cordon
                     .arrivals()
