@@ -219,6 +219,14 @@ pub enum Len {
         /// Upper bound on the length.
         max: usize,
     },
+    /// A header of `header` bytes, then as many bytes as argument `arg`
+    /// says: a System V message, a `long` type then its text.
+    Headed {
+        /// Bytes before the counted ones.
+        header: usize,
+        /// Index of the argument holding the count.
+        arg: u8,
+    },
 }
 
 /// One pointer argument of a forwarded syscall.
@@ -536,6 +544,18 @@ const WINSIZE: usize = 8;
 const FSXATTR: usize = 28;
 /// `struct ifreq`: a name of 16 bytes and a union of 24.
 const IFREQ: usize = 40;
+/// `struct sembuf`: one operation of a `semop`.
+const SEMBUF: usize = 6;
+/// `struct semid64_ds`, as `semctl` reads and writes it.
+const SEMID_DS: usize = 104;
+/// `struct msqid64_ds`, as `msgctl` reads and writes it.
+const MSQID_DS: usize = 120;
+/// `struct seminfo` (`IPC_INFO`, `SEM_INFO` of `semctl`).
+const SEMINFO: usize = 40;
+/// `struct msginfo` (`IPC_INFO`, `MSG_INFO` of `msgctl`).
+const MSGINFO: usize = 32;
+/// A System V message's type, before its text.
+const MSG_TYPE: usize = 8;
 /// Largest socket option value the deputy accepts.
 const SOCKOPT_MAX: usize = 64 << 10;
 /// Most fds a `select` set may cover: 64 KiB per set.
@@ -666,6 +686,68 @@ fn fcntl_route(cmd: u64) -> Route {
         // F_GET_SEALS.
         0..=4 | 8..=11 | 1024..=1028 | 1030..=1034 => forward(&[]),
         // The kernel's answer to a command it does not know.
+        _ => refuse(libc::EINVAL),
+    }
+}
+
+/// `semctl` by command (its fourth argument is a `union semun`, passed
+/// by value: a pointer for some commands, an int or nothing for others).
+///
+/// `GETALL` and `SETALL` read or write one `unsigned short` per semaphore
+/// of the set, a count no argument gives: the host learns it first
+/// (`IPC_STAT`) and puts it in the second argument, which the kernel
+/// ignores for those two, and the deputy checks it against the set before
+/// it runs the call (see [`SEM_COUNT_ARG`]).
+fn semctl_route(cmd: u64) -> Route {
+    const IPC_RMID: i32 = libc::IPC_RMID;
+    const IPC_SET: i32 = libc::IPC_SET;
+    const IPC_STAT: i32 = libc::IPC_STAT;
+    const IPC_INFO: i32 = libc::IPC_INFO;
+    match cmd as u32 as i32 {
+        IPC_STAT | libc::SEM_STAT | libc::SEM_STAT_ANY => forward(&[output(3, SEMID_DS)]),
+        IPC_SET => forward(&[input(3, SEMID_DS)]),
+        IPC_INFO | libc::SEM_INFO => forward(&[output(3, SEMINFO)]),
+        libc::GETALL => forward(&[ptr(
+            3,
+            Dir::Out,
+            Len::Arg {
+                arg: SEM_COUNT_ARG,
+                elem: 2,
+            },
+        )]),
+        libc::SETALL => forward(&[input_counted(3, SEM_COUNT_ARG, 2)]),
+        // The union holds an int (SETVAL) or is not used.
+        IPC_RMID | libc::GETPID | libc::GETVAL | libc::GETNCNT | libc::GETZCNT | libc::SETVAL => {
+            forward(&[])
+        }
+        _ => refuse(libc::EINVAL),
+    }
+}
+
+/// The argument of a `semctl` `GETALL` or `SETALL` that the host sets to
+/// the number of semaphores in the set (see [`semctl_route`]).
+pub const SEM_COUNT_ARG: u8 = 1;
+
+/// Whether `semctl` with these arguments moves one value per semaphore of
+/// the set (`GETALL`, `SETALL`), so that [`SEM_COUNT_ARG`] must hold how
+/// many there are.
+pub fn moves_whole_semaphore_set(nr: u64, args: &[u64; 6]) -> bool {
+    nr as i64 == libc::SYS_semctl && matches!(args[2] as u32 as i32, libc::GETALL | libc::SETALL)
+}
+
+/// `msgctl` by command.
+fn msgctl_route(cmd: u64) -> Route {
+    const IPC_RMID: i32 = libc::IPC_RMID;
+    const IPC_SET: i32 = libc::IPC_SET;
+    const IPC_STAT: i32 = libc::IPC_STAT;
+    const IPC_INFO: i32 = libc::IPC_INFO;
+    // MSG_STAT_ANY, which the libc crate lacks.
+    const MSG_STAT_ANY: i32 = 13;
+    match cmd as u32 as i32 {
+        IPC_STAT | libc::MSG_STAT | MSG_STAT_ANY => forward(&[output(2, MSQID_DS)]),
+        IPC_SET => forward(&[input(2, MSQID_DS)]),
+        IPC_INFO | libc::MSG_INFO => forward(&[output(2, MSGINFO)]),
+        IPC_RMID => forward(&[]),
         _ => refuse(libc::EINVAL),
     }
 }
@@ -1075,6 +1157,33 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_add_key => forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)]),
         libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
         libc::SYS_keyctl => keyctl_route(args[0]),
+        // System V semaphores and message queues are home's, in its IPC
+        // namespace, shared with its processes; the deputy holds the
+        // program's `SEM_UNDO` adjustments, undone when it ends as the
+        // program's own would be.
+        libc::SYS_semget | libc::SYS_msgget => forward(&[]),
+        libc::SYS_semop => forward(&[input_counted(1, 2, SEMBUF)]),
+        libc::SYS_semtimedop => forward(&[input_counted(1, 2, SEMBUF), input(3, TIMESPEC)]),
+        libc::SYS_semctl => semctl_route(args[2]),
+        libc::SYS_msgctl => msgctl_route(args[1]),
+        libc::SYS_msgsnd => forward(&[ptr(
+            1,
+            Dir::In,
+            Len::Headed {
+                header: MSG_TYPE,
+                arg: 2,
+            },
+        )]),
+        // In and out: the kernel writes the type and as much text as the
+        // message has, and the rest of the program's buffer stays as it was.
+        libc::SYS_msgrcv => forward(&[ptr(
+            1,
+            InOut,
+            Len::Headed {
+                header: MSG_TYPE,
+                arg: 2,
+            },
+        )]),
 
         // Other processes, by home pid.
         libc::SYS_kill | libc::SYS_tkill | libc::SYS_tgkill => forward(&[]),
@@ -1119,6 +1228,9 @@ pub fn buffer_len(ptr: &PtrArg, args: &[u64; 6]) -> Option<usize> {
             .ok()?
             .checked_mul(elem),
         Len::ValueResult { max, .. } => Some(max),
+        Len::Headed { header, arg } => usize::try_from(*args.get(arg as usize)?)
+            .ok()?
+            .checked_add(header),
     }
 }
 
@@ -1297,6 +1409,12 @@ mod tests {
         assert_eq!(size_of::<libc::socklen_t>(), SOCKLEN);
         assert_eq!(size_of::<libc::termios2>(), KERNEL_TERMIOS2);
         assert_eq!(size_of::<libc::winsize>(), WINSIZE);
+        assert_eq!(size_of::<libc::sembuf>(), SEMBUF);
+        assert_eq!(size_of::<libc::semid_ds>(), SEMID_DS);
+        assert_eq!(size_of::<libc::msqid_ds>(), MSQID_DS);
+        assert_eq!(size_of::<libc::seminfo>(), SEMINFO);
+        assert_eq!(size_of::<libc::msginfo>(), MSGINFO);
+        assert_eq!(size_of::<libc::c_long>(), MSG_TYPE);
         assert_eq!(size_of::<libc::fd_set>(), fd_set_bytes(1024));
         assert_eq!(size_of::<libc::open_how>(), 24);
         // The kernel's termios is termios2 without the two speed fields.
@@ -1582,6 +1700,10 @@ mod tests {
                             assert!(arg < 6 && arg != p.index, "{what}");
                             assert!(elem > 0 && elem <= 128, "{what}");
                         }
+                        Len::Headed { header, arg } => {
+                            assert!(arg < 6 && arg != p.index, "{what}");
+                            assert!(header > 0 && header <= 64, "{what}");
+                        }
                         Len::ValueResult { arg, max } => {
                             assert_eq!(p.dir, Dir::Out, "{what}");
                             assert!(max > 0 && max <= 64 << 10, "{what}");
@@ -1620,6 +1742,45 @@ mod tests {
         };
         assert_eq!(buffer_len(&bad_index, &NO_ARGS), None);
         assert_eq!(buffer_len(&cstr(0), &NO_ARGS), None);
+    }
+
+    #[test]
+    fn system_v_calls_carry_their_structures_by_command() {
+        let semctl = |cmd: i32| route(libc::SYS_semctl as u64, &[7, 0, cmd as u64, 1, 0, 0]);
+        assert_eq!(semctl(libc::IPC_STAT), forward(&[output(3, SEMID_DS)]));
+        assert_eq!(semctl(libc::IPC_SET), forward(&[input(3, SEMID_DS)]));
+        assert_eq!(semctl(libc::SEM_INFO), forward(&[output(3, SEMINFO)]));
+        assert_eq!(semctl(libc::SETVAL), forward(&[]));
+        assert_eq!(semctl(99), refuse(libc::EINVAL));
+        // GETALL's array is as long as the count the host puts in arg 1.
+        let all = ptrs(libc::SYS_semctl, &[7, 5, libc::GETALL as u64, 1, 0, 0]);
+        assert_eq!(
+            buffer_len(&all[0], &[7, 5, libc::GETALL as u64, 1, 0, 0]),
+            Some(10)
+        );
+        assert!(moves_whole_semaphore_set(
+            libc::SYS_semctl as u64,
+            &[7, 0, libc::SETALL as u64, 1, 0, 0]
+        ));
+        assert!(!moves_whole_semaphore_set(
+            libc::SYS_semctl as u64,
+            &[7, 0, libc::GETVAL as u64, 1, 0, 0]
+        ));
+        let msgctl = |cmd: i32| route(libc::SYS_msgctl as u64, &[7, cmd as u64, 1, 0, 0, 0]);
+        assert_eq!(msgctl(libc::IPC_STAT), forward(&[output(2, MSQID_DS)]));
+        assert_eq!(msgctl(libc::MSG_INFO), forward(&[output(2, MSGINFO)]));
+        assert_eq!(msgctl(libc::IPC_RMID), forward(&[]));
+        // A message is its type and then as much text as arg 2 says.
+        let args = [7, 1, 100, 0, 0, 0];
+        let sent = ptrs(libc::SYS_msgsnd, &args);
+        assert_eq!(sent[0].dir, Dir::In);
+        assert_eq!(buffer_len(&sent[0], &args), Some(108));
+        assert_eq!(ptrs(libc::SYS_msgrcv, &args)[0].dir, Dir::InOut);
+        assert_eq!(buffer_len(&sent[0], &[7, 1, u64::MAX, 0, 0, 0]), None);
+        assert_eq!(
+            ptrs(libc::SYS_semop, &[7, 1, 3, 0, 0, 0]),
+            [input_counted(1, 2, SEMBUF)]
+        );
     }
 
     #[test]

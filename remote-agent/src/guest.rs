@@ -2360,6 +2360,22 @@ fn readlink_buffer(nr: u64, args: &[u64; 6]) -> Option<(u64, usize)> {
     }
 }
 
+/// `args` of a `semctl` `GETALL` or `SETALL` with the set's size where
+/// the table looks for it.
+fn with_semaphore_count(mut args: [u64; 6], count: u64) -> [u64; 6] {
+    args[usize::from(syscall::SEM_COUNT_ARG)] = count;
+    args
+}
+
+/// `sem_nsems` of a `struct semid64_ds` (x86_64: after the 48-byte
+/// `ipc64_perm` and four longs, the times and their padding).
+fn semaphores_in_set(set: &[u8]) -> Option<u64> {
+    const SEM_NSEMS: usize = 80;
+    Some(u64::from_ne_bytes(
+        set.get(SEM_NSEMS..SEM_NSEMS + 8)?.try_into().ok()?,
+    ))
+}
+
 fn errno_of(ret: i64) -> Answer {
     if ret < 0 {
         Answer::Errno(-ret as i32)
@@ -3607,6 +3623,28 @@ impl Context {
         })
     }
 
+    /// How many semaphores the set a `semctl` names holds, asked of home
+    /// (`IPC_STAT`): a `GETALL` or `SETALL` moves one value for each, and
+    /// no argument says how many. `Err`: why the set could not be looked at.
+    async fn semaphore_count(&self, n: &Notification) -> Result<Result<u64, i32>, HomeGone> {
+        // Any address will do: the answer comes back to the host, not
+        // into the program.
+        const HERE: u64 = 1;
+        let stat = SyscallCall {
+            nr: libc::SYS_semctl as u64,
+            args: [n.args[0], 0, libc::IPC_STAT as u64, HERE, 0, 0],
+            inputs: vec![],
+        };
+        let answer = self.calls.call(n.tid, stat).await?;
+        if answer.ret < 0 {
+            return Ok(Err(-answer.ret as i32));
+        }
+        Ok(answer
+            .output(3)
+            .and_then(semaphores_in_set)
+            .ok_or(libc::EIO))
+    }
+
     fn memory(&self, n: &Notification) -> ProcessMemory {
         ProcessMemory::new(n.tid)
     }
@@ -3619,6 +3657,21 @@ impl Context {
         if let Some(answer) = self.signal_self(n) {
             return Ok(answer);
         }
+        let sized;
+        let n = if syscall::moves_whole_semaphore_set(n.nr, &n.args) {
+            match self.semaphore_count(n).await? {
+                Ok(count) => {
+                    sized = Notification {
+                        args: with_semaphore_count(n.args, count),
+                        ..*n
+                    };
+                    &sized
+                }
+                Err(errno) => return Ok(Answer::Errno(errno)),
+            }
+        } else {
+            n
+        };
         // A thread's own nice value is the one the host schedules it by,
         // set from home's at its start and at each change.
         if n.nr as i64 == libc::SYS_getpriority && self.own_priority(n) {
@@ -5001,6 +5054,10 @@ fn may_block(nr: u64) -> bool {
         libc::SYS_splice,
         libc::SYS_tee,
         libc::SYS_sendfile,
+        libc::SYS_semop,
+        libc::SYS_semtimedop,
+        libc::SYS_msgsnd,
+        libc::SYS_msgrcv,
     ]
     .contains(&(nr as i64))
 }
@@ -5008,8 +5065,9 @@ fn may_block(nr: u64) -> bool {
 /// What a call that home ended for a signal (`result`) returns to its
 /// thread (see [`ERESTARTSYS`]). Interrupted (`EINTR` at home), it
 /// returns what the kernel would have: a read or a wait is restarted
-/// after a handler that asks for it, a poll only when no handler ran, an
-/// `epoll_wait` never. A signal that may go to another thread
+/// after a handler that asks for it, a poll or a System V message's send
+/// or receive only when no handler ran, an `epoll_wait` or a `semop`
+/// never (signal(7)). A signal that may go to another thread
 /// (`own_signal` false) could leave this one with nothing to take on its
 /// way out: it gets plain `EINTR`.
 fn interrupted(
@@ -5021,8 +5079,17 @@ fn interrupted(
         return result;
     }
     let errno = match nr as i64 {
-        libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => libc::EINTR as i64,
-        libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 => ERESTARTNOHAND,
+        libc::SYS_epoll_wait
+        | libc::SYS_epoll_pwait
+        | libc::SYS_epoll_pwait2
+        | libc::SYS_semop
+        | libc::SYS_semtimedop => libc::EINTR as i64,
+        libc::SYS_poll
+        | libc::SYS_ppoll
+        | libc::SYS_select
+        | libc::SYS_pselect6
+        | libc::SYS_msgsnd
+        | libc::SYS_msgrcv => ERESTARTNOHAND,
         _ => ERESTARTSYS,
     };
     result.ret = -errno;
@@ -5395,6 +5462,19 @@ fn shebang(program: &Path) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_semaphore_sets_size_is_read_where_the_kernel_puts_it() {
+        let at = std::mem::offset_of!(libc::semid_ds, sem_nsems);
+        let mut set = vec![0xffu8; std::mem::size_of::<libc::semid_ds>()];
+        set[at..at + 8].copy_from_slice(&7u64.to_ne_bytes());
+        assert_eq!(semaphores_in_set(&set), Some(7));
+        assert_eq!(semaphores_in_set(&set[..at + 4]), None);
+        assert_eq!(
+            with_semaphore_count([1, 2, 3, 4, 5, 6], 7),
+            [1, 7, 3, 4, 5, 6]
+        );
+    }
 
     #[test]
     fn shebang_lines_are_split_like_the_kernel_does() {

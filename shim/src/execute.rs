@@ -87,6 +87,15 @@ pub enum CallError {
     /// A value-result buffer whose length pointer is null.
     #[error("value-result argument {0} has no length")]
     MissingLength(u8),
+    /// A `semctl` `GETALL` or `SETALL` whose count of semaphores (see
+    /// [`syscall::SEM_COUNT_ARG`]) is not the set's.
+    #[error("semctl names {said} semaphores, the set has {set}")]
+    SemaphoreCount {
+        /// The count the call gives.
+        said: u64,
+        /// The set's.
+        set: u64,
+    },
 }
 
 impl CallError {
@@ -104,7 +113,8 @@ impl CallError {
             | CallError::LongInput { .. }
             | CallError::BadString(_)
             | CallError::TooLarge(_)
-            | CallError::NegativeLength(_) => libc::EINVAL,
+            | CallError::NegativeLength(_)
+            | CallError::SemaphoreCount { .. } => libc::EINVAL,
         }
     }
 }
@@ -247,6 +257,14 @@ pub fn try_execute(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult,
 /// [`try_execute`], on a call of the caller's to give (see [`execute_owned`]).
 pub fn try_execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult, CallError> {
     check_table(&call, ptrs)?;
+    if syscall::moves_whole_semaphore_set(call.nr, &call.args) {
+        if let Err(errno) = check_semaphore_count(&call.args)? {
+            return Ok(SyscallResult {
+                ret: -i64::from(errno),
+                outputs: Vec::new(),
+            });
+        }
+    }
     let nr = call.nr;
     let mut args = call.args;
     let mut buffers = Buffers::prepare(call, ptrs)?;
@@ -263,8 +281,9 @@ pub fn try_execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallRe
     // call, and `Buffers::prepare` put in `args`, for every pointer the
     // table names that is not null, a live buffer at least as long as the
     // kernel uses given the other arguments (value-result lengths included:
-    // the kernel is told the clamped length). Every other argument is an
-    // integer to the kernel. The table forwards no syscall that changes
+    // the kernel is told the clamped length; for a `semctl` that moves a
+    // whole set, the count the buffer was made for is the set's, checked
+    // above). Every other argument is an integer to the kernel. The table forwards no syscall that changes
     // this process's memory map or creates a thread or process, so the
     // kernel touches no memory of ours but those buffers, which live until
     // after the call.
@@ -432,6 +451,40 @@ unsafe fn raw_syscall(nr: u64, args: &[u64; 6]) -> i64 {
     } else {
         ret
     }
+}
+
+/// For a `semctl` `GETALL` or `SETALL`, whose buffer the kernel sizes by
+/// the set, not by any argument: checks that the count the buffer is made
+/// for is the set's. `Ok(Err(errno))`: the set cannot be looked at, which
+/// the call would have met too (it is gone, or not the caller's to read).
+/// A set removed and another made under the same id between this look and
+/// the call could differ; ids are reused only after their index's
+/// sequence number wraps, thousands of sets later.
+fn check_semaphore_count(args: &[u64; 6]) -> Result<Result<(), i32>, CallError> {
+    let said = args[usize::from(syscall::SEM_COUNT_ARG)];
+    let set = match semaphore_count(args[0] as i32) {
+        Ok(set) => set,
+        Err(errno) => return Ok(Err(errno)),
+    };
+    if said != set {
+        return Err(CallError::SemaphoreCount { said, set });
+    }
+    Ok(Ok(()))
+}
+
+/// How many semaphores set `id` holds (`IPC_STAT`).
+fn semaphore_count(id: i32) -> Result<u64, i32> {
+    // SAFETY: a zeroed `semid_ds` is a valid value of that plain struct.
+    let mut set: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `IPC_STAT` writes one `semid_ds` through the pointer, which
+    // points at one that lives until after the call.
+    let ret = unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut set as *mut libc::semid_ds) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL));
+    }
+    Ok(set.sem_nsems as u64)
 }
 
 /// Checks that `ptrs` is the table's layout for `call`.
@@ -1072,6 +1125,75 @@ mod tests {
         assert_eq!(uname.ret, 0);
         assert_eq!(output(&uname, 0).len(), 390);
         assert_eq!(&output(&uname, 0)[..6], b"Linux\0");
+    }
+
+    #[test]
+    fn semaphore_sets_move_whole_only_at_their_own_size() {
+        // SAFETY: semget takes a key, a count and flags.
+        let set = unsafe { libc::semget(libc::IPC_PRIVATE, 3, 0o600) };
+        assert!(set >= 0, "{}", std::io::Error::last_os_error());
+        let setall = |count: u64, values: &[u16]| {
+            let bytes = values
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect::<Vec<_>>();
+            run(
+                libc::SYS_semctl,
+                [set as u64, count, libc::SETALL as u64, GUEST, 0, 0],
+                vec![input(3, &bytes)],
+            )
+        };
+        assert_eq!(setall(3, &[4, 5, 6]).ret, 0);
+        // A count that is not the set's, whatever the host says.
+        assert_eq!(setall(2, &[1, 2]).ret, -i64::from(libc::EINVAL));
+        let all = run(
+            libc::SYS_semctl,
+            [set as u64, 3, libc::GETALL as u64, GUEST, 0, 0],
+            vec![],
+        );
+        assert_eq!(all.ret, 0);
+        assert_eq!(output(&all, 3), [4u16, 5, 6].map(u16::to_ne_bytes).concat());
+        assert_eq!(
+            run(
+                libc::SYS_semctl,
+                [set as u64, 0, libc::IPC_RMID as u64, 0, 0, 0],
+                vec![]
+            )
+            .ret,
+            0
+        );
+        // A set that is gone: the kernel's own answer.
+        assert_eq!(setall(3, &[1, 2, 3]).ret, -i64::from(libc::EINVAL));
+    }
+
+    #[test]
+    fn messages_keep_their_type_and_leave_the_rest_of_the_buffer() {
+        // SAFETY: msgget takes a key and flags.
+        let queue = unsafe { libc::msgget(libc::IPC_PRIVATE, 0o600) } as u64;
+        let mut message = 5i64.to_ne_bytes().to_vec();
+        message.extend_from_slice(b"hello");
+        let sent = run(
+            libc::SYS_msgsnd,
+            [queue, GUEST, 5, 0, 0, 0],
+            vec![input(1, &message)],
+        );
+        assert_eq!(sent.ret, 0);
+        let room = [0xaau8; 8 + 16];
+        let got = run(
+            libc::SYS_msgrcv,
+            [queue, GUEST, 16, 0, 0, 0],
+            vec![input(1, &room)],
+        );
+        assert_eq!(got.ret, 5);
+        let mut expected = message.clone();
+        expected.extend_from_slice(&[0xaa; 11]);
+        assert_eq!(output(&got, 1), expected);
+        let removed = run(
+            libc::SYS_msgctl,
+            [queue, libc::IPC_RMID as u64, 0, 0, 0, 0],
+            vec![],
+        );
+        assert_eq!(removed.ret, 0);
     }
 
     /// `cmsghdr` with `SCM_RIGHTS` for `fds`.

@@ -3249,3 +3249,64 @@ time.sleep(1)' > ~/named &
         "{run:?}"
     );
 }
+
+#[test]
+fn system_v_queues_and_semaphores_are_homes_shared_with_its_processes() {
+    // A message queue and a semaphore set made at home, used by the
+    // program away and by processes at home in turn: the program answers
+    // a message, takes semaphores with SEM_UNDO (undone at its end), is
+    // interrupted in a semop by a signal sent at home, and is released by
+    // a post at home. Each node has its own IPC namespace, so none of it
+    // would meet unless the calls ran at home.
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "sysv");
+    let dialogue = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "set -e; touch keyfile; ./sysv make keyfile
+                 {runner}./sysv away keyfile > away.out & p=$!
+                 ./sysv send keyfile 1 ping
+                 timeout 30 ./sysv recv keyfile 2 | sed \"s/$p/PID/\"
+                 timeout 30 ./sysv waiters keyfile 1
+                 kill -USR1 $p
+                 timeout 30 ./sysv recv keyfile 3
+                 timeout 30 ./sysv waiters keyfile 1
+                 ./sysv post keyfile
+                 wait $p; echo \"ended $?\"
+                 ./sysv show keyfile; ./sysv remove keyfile; cat away.out"
+            ),
+        ))
+    };
+    let native = dialogue("");
+    assert_eq!(
+        native.stdout,
+        "pong from PID\ninterrupted\nended 0\nvalues 0 5\n\
+         got ping\nlast sender is me 1\nvalues 0 3\n\
+         no wait: Resource temporarily unavailable\n\
+         wait: Interrupted system call, handler saw 10\nreleased\n\
+         timed: Resource temporarily unavailable\nvalues 0 3\n",
+        "{native:?}"
+    );
+    let remote = dialogue("homing run --on node2 -- ");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+
+    // Debian's own tools: a set made away by ipcmk is home's, and perl's
+    // IPC::SysV sends itself a message through a queue there.
+    let made = ok(at_home(
+        &cluster,
+        "id=$(homing run --on node2 -- ipcmk -S 3 | awk '{print $NF}')
+         ipcs -s -i \"$id\" | grep -o 'nsems = 3'; ipcrm -s \"$id\"",
+    ));
+    assert_eq!(made.stdout, "nsems = 3\n", "{made:?}");
+    let perl = r#"perl -MIPC::SysV=IPC_PRIVATE,S_IRWXU,IPC_RMID -e '
+        my $id = msgget(IPC_PRIVATE, S_IRWXU) // die "msgget: $!";
+        msgsnd($id, pack("l! a*", 7, "through home"), 0) or die "msgsnd: $!";
+        msgrcv($id, my $got, 64, 7, 0) or die "msgrcv: $!";
+        print substr($got, length(pack("l!", 0))), "\n";
+        msgctl($id, IPC_RMID, 0)'"#;
+    let (native, remote) = at_home_and_on_node2(&cluster, perl);
+    assert_eq!(native.stdout, "through home\n", "{native:?}");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+    assert_eq!(at_home(&cluster, "ipcs -q | grep -c alice").stdout, "0\n");
+}
