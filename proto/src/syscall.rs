@@ -544,6 +544,10 @@ const WINSIZE: usize = 8;
 const FSXATTR: usize = 28;
 /// `struct ifreq`: a name of 16 bytes and a union of 24.
 const IFREQ: usize = 40;
+/// `struct mq_attr`.
+const MQ_ATTR: usize = 64;
+/// `struct sigevent`.
+const SIGEVENT: usize = 64;
 /// `struct sembuf`: one operation of a `semop`.
 const SEMBUF: usize = 6;
 /// `struct semid64_ds`, as `semctl` reads and writes it.
@@ -733,6 +737,20 @@ pub const SEM_COUNT_ARG: u8 = 1;
 /// many there are.
 pub fn moves_whole_semaphore_set(nr: u64, args: &[u64; 6]) -> bool {
     nr as i64 == libc::SYS_semctl && matches!(args[2] as u32 as i32, libc::GETALL | libc::SETALL)
+}
+
+/// Whether an `mq_notify` asks for a thread to be started (`SIGEV_THREAD`,
+/// given the `struct sigevent` it passes): the kernel then reads a cookie
+/// through a pointer inside the struct, which no table row can carry.
+/// glibc's `SIGEV_THREAD` makes such calls, on a netlink socket of its own.
+pub fn notifies_by_thread(nr: u64, sigevent: &[u8]) -> bool {
+    const SIGEV_NOTIFY: usize = 12;
+    nr as i64 == libc::SYS_mq_notify
+        && sigevent
+            .get(SIGEV_NOTIFY..SIGEV_NOTIFY + 4)
+            .is_some_and(|word| {
+                i32::from_ne_bytes(word.try_into().expect("four bytes")) == libc::SIGEV_THREAD
+            })
 }
 
 /// `msgctl` by command.
@@ -1157,6 +1175,19 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_add_key => forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)]),
         libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
         libc::SYS_keyctl => keyctl_route(args[0]),
+        // POSIX message queues are home's: their fds are the deputy's.
+        // The queue's attributes may be null (the defaults).
+        libc::SYS_mq_open => forward(&[cstr(0), input(3, MQ_ATTR)]),
+        libc::SYS_mq_unlink => forward(&[cstr(0)]),
+        libc::SYS_mq_timedsend => forward(&[input_counted(1, 2, 1), input(4, TIMESPEC)]),
+        libc::SYS_mq_timedreceive => {
+            forward(&[output_returned(1, 2, 1), output(3, INT), input(4, TIMESPEC)])
+        }
+        libc::SYS_mq_getsetattr => forward(&[input(1, MQ_ATTR), output(2, MQ_ATTR)]),
+        // A signal it asks for is sent to the deputy, which passes it on
+        // as any other; a thread to start (see [`notifies_by_thread`])
+        // is refused.
+        libc::SYS_mq_notify => forward(&[input(1, SIGEVENT)]),
         // System V semaphores and message queues are home's, in its IPC
         // namespace, shared with its processes; the deputy holds the
         // program's `SEM_UNDO` adjustments, undone when it ends as the
@@ -1410,6 +1441,8 @@ mod tests {
         assert_eq!(size_of::<libc::termios2>(), KERNEL_TERMIOS2);
         assert_eq!(size_of::<libc::winsize>(), WINSIZE);
         assert_eq!(size_of::<libc::sembuf>(), SEMBUF);
+        assert_eq!(size_of::<libc::mq_attr>(), MQ_ATTR);
+        assert_eq!(size_of::<libc::sigevent>(), SIGEVENT);
         assert_eq!(size_of::<libc::semid_ds>(), SEMID_DS);
         assert_eq!(size_of::<libc::msqid_ds>(), MSQID_DS);
         assert_eq!(size_of::<libc::seminfo>(), SEMINFO);
@@ -1781,6 +1814,17 @@ mod tests {
             ptrs(libc::SYS_semop, &[7, 1, 3, 0, 0, 0]),
             [input_counted(1, 2, SEMBUF)]
         );
+    }
+
+    #[test]
+    fn only_an_mq_notify_that_starts_a_thread_is_told_apart() {
+        let mut event = [0u8; SIGEVENT];
+        let mq_notify = libc::SYS_mq_notify as u64;
+        assert!(!notifies_by_thread(mq_notify, &event), "SIGEV_SIGNAL");
+        event[12..16].copy_from_slice(&libc::SIGEV_THREAD.to_ne_bytes());
+        assert!(notifies_by_thread(mq_notify, &event));
+        assert!(!notifies_by_thread(libc::SYS_write as u64, &event));
+        assert!(!notifies_by_thread(mq_notify, &event[..8]));
     }
 
     #[test]

@@ -3687,6 +3687,16 @@ impl Context {
             Ok(inputs) => inputs,
             Err(answer) => return Ok(answer),
         };
+        if inputs
+            .iter()
+            .any(|i| syscall::notifies_by_thread(n.nr, &i.bytes))
+        {
+            warn!(
+                home_pid = self.home_pid,
+                "unsupported: mq_notify starting a thread (SIGEV_THREAD), refused with ENOSYS"
+            );
+            return Ok(Answer::Errno(libc::ENOSYS));
+        }
         // `/proc/self/exe` at home is the deputy's (the homing binary):
         // the program's own path stands for it. The link itself (lstat,
         // O_NOFOLLOW) is the same at home.
@@ -5058,6 +5068,8 @@ fn may_block(nr: u64) -> bool {
         libc::SYS_semtimedop,
         libc::SYS_msgsnd,
         libc::SYS_msgrcv,
+        libc::SYS_mq_timedsend,
+        libc::SYS_mq_timedreceive,
     ]
     .contains(&(nr as i64))
 }

@@ -257,6 +257,13 @@ pub fn try_execute(call: &SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult,
 /// [`try_execute`], on a call of the caller's to give (see [`execute_owned`]).
 pub fn try_execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallResult, CallError> {
     check_table(&call, ptrs)?;
+    let sigevent = call.inputs.iter().find(|i| i.index == 1);
+    if sigevent.is_some_and(|event| syscall::notifies_by_thread(call.nr, &event.bytes)) {
+        return Err(CallError::Refused {
+            name: "mq_notify of a thread",
+            errno: libc::ENOSYS,
+        });
+    }
     if syscall::moves_whole_semaphore_set(call.nr, &call.args) {
         if let Err(errno) = check_semaphore_count(&call.args)? {
             return Ok(SyscallResult {

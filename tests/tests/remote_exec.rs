@@ -3310,3 +3310,48 @@ fn system_v_queues_and_semaphores_are_homes_shared_with_its_processes() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
     assert_eq!(at_home(&cluster, "ipcs -q | grep -c alice").stdout, "0\n");
 }
+
+#[test]
+fn posix_message_queues_are_homes_and_tell_the_program_of_a_message() {
+    // Two queues made at home: the program away receives a message sent
+    // at home with its priority, answers, asks for SIGUSR2 at the next
+    // message (a second such request is refused as at home), gets the
+    // signal when home sends one, and times out on an empty queue. Asking
+    // for a thread instead is refused with ENOSYS and a log line.
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "posixmq");
+    let dialogue = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "set -e; ./posixmq make q
+                 {runner}./posixmq away q > away.out & p=$!
+                 ./posixmq send q ping
+                 timeout 30 ./posixmq recv q
+                 ./posixmq send q wake
+                 wait $p; echo \"ended $?\"
+                 {runner}./posixmq thread q
+                 ./posixmq remove q; cat away.out"
+            ),
+        ))
+    };
+    let native = dialogue("");
+    let away = "got ping at priority 7\nout holds at most 4 of 64 bytes\n\
+                second notify: Device or resource busy\ntold 12\nthen wake\n\
+                timed: Connection timed out\n";
+    assert_eq!(
+        native.stdout,
+        format!("armed\nended 0\nthread notify 0 \n{away}"),
+        "{native:?}"
+    );
+    let remote = dialogue("homing run --on node2 -- ");
+    assert_eq!(
+        remote.stdout,
+        format!("armed\nended 0\nthread notify -1 Function not implemented\n{away}"),
+        "{remote:?}"
+    );
+    assert!(
+        cluster.log("node2").contains("mq_notify starting a thread"),
+        "no log line for the refused mq_notify"
+    );
+}
