@@ -725,7 +725,11 @@ fn execute_for_program(call: &SyscallCall, reserved_fd: i32, writer: &Writer) ->
             | homing_shim::process::signal_bit(libc::SIGXFSZ))
             & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
         if let Some(signal) = homing_shim::process::take_pending_signal(mask) {
-            let _ = writer.send(&ToHost::Signal { signal });
+            // The kernel's own: nothing of a sender to carry.
+            let _ = writer.send(&ToHost::Signal {
+                signal,
+                sender: None,
+            });
         }
     }
     result
@@ -1054,16 +1058,17 @@ fn forward_signals(signals: u64, writer: Writer) {
         let taken = homing_shim::process::wait_for_signal(to_forward);
         if MAKING_WAY.load(Ordering::SeqCst) {
             // It waits in the process for the program coming home.
-            if let Ok(signal) = taken {
+            if let Ok((signal, _)) = taken {
                 let _ = homing_shim::process::send_signal(own, signal);
             }
             FORWARDER_DONE.store(true, Ordering::SeqCst);
             return;
         }
-        let Ok(signal) = taken else {
+        let Ok((signal, sender)) = taken else {
             continue;
         };
-        if writer.send(&ToHost::Signal { signal }).is_err() {
+        let sender = Some(sender);
+        if writer.send(&ToHost::Signal { signal, sender }).is_err() {
             let _ = homing_shim::process::send_signal(own, signal);
             FORWARDER_DONE.store(true, Ordering::SeqCst);
             return;

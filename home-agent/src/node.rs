@@ -193,7 +193,7 @@ fn not_answered_ahead() -> SyscallResult {
 /// The signal a framed [`ToHost`] carries, if it is one.
 fn signal_in(frame: &[u8]) -> Option<i32> {
     match homing_proto::decode::<ToHost>(frame.get(4..)?) {
-        Ok(ToHost::Signal { signal }) => Some(signal),
+        Ok(ToHost::Signal { signal, .. }) => Some(signal),
         _ => None,
     }
 }
@@ -1126,6 +1126,7 @@ impl Node {
                 }
                 let kill = ToHost::Signal {
                     signal: libc::SIGKILL,
+                    sender: None,
                 };
                 if let Ok(frame) = homing_proto::encode(&kill) {
                     let _ = to_host.send(Outgoing::Frame(frame));
@@ -1181,7 +1182,7 @@ impl Node {
                             // Then the signals sent while it moved: those
                             // the old host held, then those held here.
                             for signal in signals {
-                                if let Ok(frame) = homing_proto::encode(&ToHost::Signal { signal }) {
+                                if let Ok(frame) = homing_proto::encode(&ToHost::Signal { signal, sender: None }) {
                                     let _ = to_host.send(Outgoing::Frame(frame));
                                 }
                             }

@@ -79,6 +79,24 @@ pub enum GuestExit {
     Signal(i32),
 }
 
+/// Who sent a signal, as its `siginfo_t` says at home: what a handler
+/// taking `siginfo` (or `sigwaitinfo`) sees of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SignalSender {
+    /// `si_code`: `SI_USER` for a `kill`, `SI_TKILL` for a `tgkill`,
+    /// `SI_QUEUE` for a `sigqueue`, `SI_MESGQ` for a message queue's
+    /// notification, a positive one for the kernel's own.
+    pub code: i32,
+    /// `si_pid`, a home pid (0 for the kernel or a process outside home's
+    /// pid namespace).
+    pub pid: i32,
+    /// `si_uid`.
+    pub uid: u32,
+    /// `si_value` of a `sigqueue` or a notification.
+    pub value: u64,
+}
+
 /// From the host to the home node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -150,6 +168,10 @@ pub enum ToHost {
     Signal {
         /// Signal number.
         signal: i32,
+        /// Who sent it, as the deputy's kernel told it; `None` where that
+        /// is not known (a signal held during a move).
+        #[serde(default)]
+        sender: Option<SignalSender>,
     },
     /// The deputy's nice value changed at home by other means than the
     /// program's own calls (`renice` of its pid, of its group or user):
@@ -209,9 +231,18 @@ impl ToHost {
         #[derive(Deserialize)]
         #[allow(dead_code)]
         enum Outline {
-            Result { id: u64, result: IgnoredAny },
-            Signal { signal: IgnoredAny },
-            Nice { nice: IgnoredAny },
+            Result {
+                id: u64,
+                result: IgnoredAny,
+            },
+            Signal {
+                signal: IgnoredAny,
+                #[serde(default)]
+                sender: IgnoredAny,
+            },
+            Nice {
+                nice: IgnoredAny,
+            },
             Go,
             Held,
         }

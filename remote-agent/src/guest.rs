@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use homing_proto::control::AwayProcess;
-use homing_proto::guest::{GuestExit, GuestStart, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, GuestStart, SignalSender, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::held_ends::EndHolder;
 use homing_shim::memory::{MemoryError, ProcessMemory};
@@ -93,7 +93,7 @@ pub struct HostRole {
     still_waiting: Arc<crate::ticker::Ticker>,
     /// Per home node, the pid namespace its guests live in here (none
     /// where one cannot be made: they then see host pids).
-    pid_namespaces: DashMap<String, Option<Arc<HomePids>>>,
+    pid_namespaces: Arc<DashMap<String, Option<Arc<HomePids>>>>,
     /// Per home node, how far its clocks are ahead of this host's (see
     /// [`Self::note_home_clocks`]).
     home_clocks: DashMap<String, ClockOffsets>,
@@ -201,6 +201,10 @@ pub struct Member {
     pub(crate) groups: Vec<u32>,
     command: Mutex<String>,
     pub(crate) calls: Arc<HomeCalls>,
+    /// The host's pid namespaces, per home node (see
+    /// `HostRole::pid_namespaces`): a signal from home is sent from its
+    /// home's, as its sender (see [`Member::signal_as`]).
+    pid_namespaces: Arc<DashMap<String, Option<Arc<HomePids>>>>,
     /// The guest process that is this member now (0 before it exists).
     pub(crate) host_pid: AtomicI32,
     /// Exits of this member's host processes (old ones after an exec included).
@@ -357,8 +361,8 @@ pub struct Member {
 /// What waits for a call of a guest's (see [`Member::give_when_safe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ForACall {
-    /// A signal home sent it.
-    Signal(i32),
+    /// A signal home sent it, and who sent it there.
+    Signal(i32, Option<SignalSender>),
     /// The end of its child here (host pid), held back from it so far:
     /// its SIGCHLD.
     ChildEnd(i32),
@@ -368,7 +372,7 @@ impl ForACall {
     /// The signal it brings.
     fn signal(self) -> i32 {
         match self {
-            Self::Signal(signal) => signal,
+            Self::Signal(signal, _) => signal,
             Self::ChildEnd(_) => libc::SIGCHLD,
         }
     }
@@ -448,8 +452,12 @@ impl Member {
     /// Gives the guest a signal home sent it, at a moment it can cut no
     /// call short that the kernel would have let finish (see
     /// [`Member::give_when_safe`]).
-    pub(crate) async fn signal_from_home(self: &Arc<Self>, signal: i32) {
-        self.give_when_safe(ForACall::Signal(signal)).await;
+    pub(crate) async fn signal_from_home(
+        self: &Arc<Self>,
+        signal: i32,
+        sender: Option<SignalSender>,
+    ) {
+        self.give_when_safe(ForACall::Signal(signal, sender)).await;
     }
 
     /// Sets the nice value of the program's main thread, reniced at home
@@ -513,7 +521,7 @@ impl Member {
     /// process of several threads gets it once the agent has taken the
     /// calls made so far: another thread may be making one meanwhile.
     async fn give_when_safe(self: &Arc<Self>, what: ForACall) {
-        if let ForACall::Signal(signal) = what {
+        if let ForACall::Signal(signal, _) = what {
             if let Ok(mut held) = self.held_signals.lock() {
                 if let Some(held) = held.as_mut() {
                     held.push(signal);
@@ -572,12 +580,47 @@ impl Member {
         });
     }
 
+    /// Sends process `pid` (the member's) `signal` as `sender` sent it at
+    /// home, so that a handler taking `siginfo` sees the sender's pid,
+    /// uid, code and value there: a `kill` or `tgkill` from a process made
+    /// for it in the guests' pid namespace with the sender's pid and uid,
+    /// a `sigqueue` or a message queue's notice as such. `false`: not sent
+    /// (a signal of the kernel's, a sender with no pid here, or one whose
+    /// pid a guest holds here), for the caller to send as before.
+    fn signal_as(&self, pid: i32, signal: i32, sender: &SignalSender) -> bool {
+        let sent = match sender.code {
+            libc::SI_USER | libc::SI_TKILL if sender.pid > 0 => {
+                let pids = self
+                    .pid_namespaces
+                    .get(&self.home_node)
+                    .and_then(|pids| pids.clone());
+                let (Some(pids), Some(target)) = (pids, innermost_pid(pid)) else {
+                    return false;
+                };
+                let thread = sender.code == libc::SI_TKILL;
+                pids.namespace
+                    .signal_as(sender.pid, sender.uid, target, signal, thread)
+                    .unwrap_or(false)
+            }
+            code if code < 0 && code != libc::SI_TKILL => {
+                homing_shim::process::queue_signal(pid, signal, sender).is_ok()
+            }
+            _ => false,
+        };
+        if sent {
+            SIGNALLED.notify_waiters();
+        }
+        sent
+    }
+
     /// Gives process `pid` (the member's) `what` now.
     fn give(&self, pid: i32, what: ForACall) {
         match what {
-            ForACall::Signal(signal) => {
+            ForACall::Signal(signal, sender) => {
                 self.note_traffic();
-                signal_guest(pid, signal);
+                if !sender.is_some_and(|sender| self.signal_as(pid, signal, &sender)) {
+                    signal_guest(pid, signal);
+                }
             }
             ForACall::ChildEnd(child) => self.release_child(child),
         }
@@ -597,7 +640,7 @@ impl Member {
         let mut signals = Vec::new();
         for what in waiting {
             match (what, frozen.as_mut().and_then(|held| held.as_mut())) {
-                (ForACall::Signal(signal), Some(_)) => signals.push(signal),
+                (ForACall::Signal(signal, _), Some(_)) => signals.push(signal),
                 (what, _) => self.give(pid, what),
             }
         }
@@ -1247,7 +1290,7 @@ impl HostRole {
             .map_err(std::io::Error::from)?
             .0,
             still_waiting: crate::ticker::Ticker::new(STILL_WAITING_POLL),
-            pid_namespaces: DashMap::new(),
+            pid_namespaces: Arc::new(DashMap::new()),
             home_clocks: DashMap::new(),
             injected_execs: DashMap::new(),
             not_in_place: DashMap::new(),
@@ -1355,6 +1398,7 @@ impl HostRole {
             groups: creds.2,
             command: Mutex::new(String::new()),
             calls: Arc::new(HomeCalls::new(to_home)),
+            pid_namespaces: self.pid_namespaces.clone(),
             host_pid: AtomicI32::new(0),
             exits,
             children: DashMap::new(),
@@ -2274,7 +2318,7 @@ pub(crate) async fn pump_from_home(
     while let Some(msg) = from_home.recv().await {
         match msg {
             ToHost::Result { id, result } => member.calls.complete(id, result),
-            ToHost::Signal { signal } => member.signal_from_home(signal).await,
+            ToHost::Signal { signal, sender } => member.signal_from_home(signal, sender).await,
             ToHost::Nice { nice } => member.renice(nice),
             // Only meaningful before a moved-in process runs.
             ToHost::Go => {}

@@ -1302,7 +1302,7 @@ impl HostRole {
         loop {
             match from_home.recv().await {
                 Some(ToHost::Go) => break,
-                Some(ToHost::Signal { signal }) => early_signals.push(signal),
+                Some(ToHost::Signal { signal, .. }) => early_signals.push(signal),
                 _ => {
                     info!(home_pid = immigrant.home_pid, "a move here was called off");
                     arrival.abandon();

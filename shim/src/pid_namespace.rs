@@ -151,6 +151,54 @@ impl PidNamespace {
         }
         forked
     }
+
+    /// Sends `signal` to `target` (a pid of the namespace) from a process
+    /// made in the namespace for that, with pid `as_pid` there and real
+    /// uid `as_uid`: the target's handler then sees that pid and uid,
+    /// with `SI_USER` (`SI_TKILL` for `thread`, sent to `target`'s main
+    /// thread), as only a `kill` by such a process gives. `Ok(false)`:
+    /// nothing was sent (that pid was taken, or that uid may not signal
+    /// the target).
+    pub fn signal_as(
+        &self,
+        as_pid: i32,
+        as_uid: u32,
+        target: i32,
+        signal: i32,
+        thread: bool,
+    ) -> std::io::Result<bool> {
+        let child = self.fork_child(as_pid)?;
+        if child == 0 {
+            send_as(as_pid, as_uid, target, signal, thread);
+        }
+        let mut status = 0;
+        // SAFETY: waitpid writes one int, ours.
+        let reaped = unsafe { libc::waitpid(child, &mut status, libc::__WALL) };
+        Ok(reaped == child && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+    }
+}
+
+/// The child of [`PidNamespace::signal_as`]: sends the signal if it has
+/// the pid asked for, and ends (0: sent). Raw syscalls only: it is a fork
+/// of a multithreaded process.
+fn send_as(as_pid: i32, as_uid: u32, target: i32, signal: i32, thread: bool) -> ! {
+    // SAFETY: getpid, setresuid, kill, tgkill and exit_group take integers.
+    unsafe {
+        let mut status = 2;
+        if libc::syscall(libc::SYS_getpid) == i64::from(as_pid) {
+            let as_sender =
+                as_uid == 0 || libc::syscall(libc::SYS_setresuid, as_uid, as_uid, as_uid) == 0;
+            let sent = as_sender
+                && if thread {
+                    libc::syscall(libc::SYS_tgkill, target, target, signal) == 0
+                } else {
+                    libc::syscall(libc::SYS_kill, target, signal) == 0
+                };
+            status = if sent { 0 } else { 1 };
+        }
+        libc::syscall(libc::SYS_exit_group, status);
+    }
+    unreachable!("exit_group returned")
 }
 
 impl Drop for PidNamespace {

@@ -1,5 +1,6 @@
 //! Small process-level operations the deputy needs.
 
+use homing_proto::guest::SignalSender;
 use homing_proto::image::Scheduling;
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
@@ -614,24 +615,64 @@ pub fn send_thread_signal(group: i32, tid: i32, signal: i32) -> std::io::Result<
 }
 
 /// Waits for one of the signals in `mask` (blocked in every thread) and
-/// takes it; returns its number.
-pub fn wait_for_signal(mask: u64) -> std::io::Result<i32> {
-    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask`; no siginfo is
-    // written (null) and no timeout is given (null: wait for ever).
+/// takes it; returns its number and who sent it.
+pub fn wait_for_signal(mask: u64) -> std::io::Result<(i32, SignalSender)> {
+    let mut info = [0u8; SIGINFO_LEN];
+    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask` and writes one
+    // siginfo_t (128 bytes) into `info`; no timeout is given (null: wait
+    // for ever).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_rt_sigtimedwait,
             &mask as *const u64,
-            std::ptr::null_mut::<libc::siginfo_t>(),
+            info.as_mut_ptr(),
             std::ptr::null::<libc::timespec>(),
             8usize,
         )
     };
     if rc > 0 {
-        Ok(rc as i32)
+        Ok((rc as i32, sender_in(&info)))
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// `sizeof(siginfo_t)`.
+const SIGINFO_LEN: usize = 128;
+// Where x86_64's siginfo_t keeps what a sender leaves in it (the kill,
+// rt and timer forms share these places).
+const SI_CODE: usize = 8;
+const SI_PID: usize = 16;
+const SI_UID: usize = 20;
+const SI_VALUE: usize = 24;
+
+fn word_at<const N: usize>(info: &[u8; SIGINFO_LEN], at: usize) -> [u8; N] {
+    info[at..at + N].try_into().expect("within siginfo_t")
+}
+
+/// The sender a `siginfo_t` names.
+fn sender_in(info: &[u8; SIGINFO_LEN]) -> SignalSender {
+    SignalSender {
+        code: i32::from_ne_bytes(word_at(info, SI_CODE)),
+        pid: i32::from_ne_bytes(word_at(info, SI_PID)),
+        uid: u32::from_ne_bytes(word_at(info, SI_UID)),
+        value: u64::from_ne_bytes(word_at(info, SI_VALUE)),
+    }
+}
+
+/// Sends process `pid` signal `signal` as `sender` sent it
+/// (`rt_sigqueueinfo`): its handler sees that code, pid, uid and value.
+/// The kernel takes only codes a process may give (below 0, not
+/// `SI_TKILL`) from another process: EPERM for the rest.
+pub fn queue_signal(pid: i32, signal: i32, sender: &SignalSender) -> std::io::Result<()> {
+    let mut info = [0u8; SIGINFO_LEN];
+    info[..4].copy_from_slice(&signal.to_ne_bytes());
+    info[SI_CODE..SI_CODE + 4].copy_from_slice(&sender.code.to_ne_bytes());
+    info[SI_PID..SI_PID + 4].copy_from_slice(&sender.pid.to_ne_bytes());
+    info[SI_UID..SI_UID + 4].copy_from_slice(&sender.uid.to_ne_bytes());
+    info[SI_VALUE..SI_VALUE + 8].copy_from_slice(&sender.value.to_ne_bytes());
+    // SAFETY: rt_sigqueueinfo reads one siginfo_t (128 bytes) from `info`.
+    zero_or_errno(unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, signal, info.as_ptr()) })
 }
 
 /// Takes one of the signals in `mask` (blocked) that is pending for the

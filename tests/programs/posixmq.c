@@ -20,7 +20,10 @@
 
 static volatile sig_atomic_t told;
 
-static void on_usr2(int sig) { told = sig; }
+static void on_usr2(int sig, siginfo_t *info, void *context) {
+  (void)context;
+  told = info->si_code == SI_MESGQ ? sig : -sig;
+}
 
 static void die(const char *what) {
   printf("%s: %s\n", what, strerror(errno));
@@ -46,7 +49,7 @@ static void away(const char *name) {
   struct mq_attr attr;
   if (mq_getattr(out, &attr) < 0) die("mq_getattr");
   printf("out holds at most %ld of %ld bytes\n", attr.mq_maxmsg, attr.mq_msgsize);
-  struct sigaction sa = {.sa_handler = on_usr2};
+  struct sigaction sa = {.sa_sigaction = on_usr2, .sa_flags = SA_SIGINFO};
   sigaction(SIGUSR2, &sa, NULL);
   struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
   if (mq_notify(in, &ev) < 0) die("mq_notify");

@@ -3355,3 +3355,41 @@ fn posix_message_queues_are_homes_and_tell_the_program_of_a_message() {
         "no log line for the refused mq_notify"
     );
 }
+
+#[test]
+fn a_signal_from_home_names_its_sender_as_at_home() {
+    // A handler taking siginfo (here sigwaitinfo) sees who sent each
+    // signal: the shell's pid and alice's uid for a `kill`, a
+    // `sigqueue`'s code and value (util-linux `kill -q`), as it would at
+    // home; not the host agent, outside the program's pid namespace, as
+    // root.
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "siginfo");
+    let senders = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "{runner}./siginfo $$ 3 > siginfo.out & p=$!
+                 until grep -q ready siginfo.out; do sleep 0.05; done
+                 kill -USR1 $p; sleep 0.2
+                 kill -USR2 $p; sleep 0.2
+                 /bin/kill -q 42 -s RTMIN $p
+                 wait $p; echo \"ended $?\"; cat siginfo.out"
+            ),
+        ))
+    };
+    let native = senders("");
+    let uid = ok(at_home(&cluster, "id -u")).stdout;
+    let uid = uid.trim();
+    assert_eq!(
+        native.stdout,
+        format!(
+            "ended 0\nready\nsignal 10 code 0 from sender 1 uid {uid}\n\
+             signal 12 code 0 from sender 1 uid {uid}\n\
+             signal 34 code -1 from sender 0 uid {uid} value 42\n"
+        ),
+        "{native:?}"
+    );
+    let remote = senders("homing run --on node2 -- ");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
