@@ -597,6 +597,11 @@ impl Member {
                 let (Some(pids), Some(target)) = (pids, innermost_pid(pid)) else {
                     return false;
                 };
+                // It sets the namespace's next pid, as a fork does: never
+                // while a fork is under way (the signal goes as before).
+                let Ok(_turn) = pids.forks.try_lock() else {
+                    return false;
+                };
                 let thread = sender.code == libc::SI_TKILL;
                 pids.namespace
                     .signal_as(sender.pid, sender.uid, target, signal, thread)

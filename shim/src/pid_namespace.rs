@@ -158,7 +158,14 @@ impl PidNamespace {
     /// with `SI_USER` (`SI_TKILL` for `thread`, sent to `target`'s main
     /// thread), as only a `kill` by such a process gives. `Ok(false)`:
     /// nothing was sent (that pid was taken, or that uid may not signal
-    /// the target).
+    /// the target). The caller must keep other forks into the namespace
+    /// from setting its next pid meanwhile.
+    ///
+    /// The process shares our memory and runs on a small stack of its
+    /// own while we wait (`CLONE_VM | CLONE_VFORK`). 300 signals sent in
+    /// a row to a program away took 42-62 ms so, 220-260 ms made by a
+    /// fork of the whole agent, and 11-16 ms sent by the agent itself
+    /// (debug builds).
     pub fn signal_as(
         &self,
         as_pid: i32,
@@ -167,10 +174,29 @@ impl PidNamespace {
         signal: i32,
         thread: bool,
     ) -> std::io::Result<bool> {
-        let child = self.fork_child(as_pid)?;
-        if child == 0 {
-            send_as(as_pid, as_uid, target, signal, thread);
+        self.expect_next(as_pid).map_err(std::io::Error::other)?;
+        // pid_for_children is the calling thread's own: entering and
+        // leaving it here touches no other thread of the supervisor.
+        setns(self.init_pidfd.as_fd(), CloneFlags::CLONE_NEWPID)?;
+        let mut stack = vec![0u8; SENDER_STACK];
+        let send = Box::new(move || send_as(as_pid, as_uid, target, signal, thread));
+        // SAFETY: with CLONE_VFORK we are suspended until the child has
+        // ended, so it alone uses the memory we share (CLONE_VM); it runs
+        // `send_as` on `stack`, which outlives it, and makes raw syscalls
+        // only (no lock, no allocation, no glibc wrapper that would act for
+        // every thread of ours).
+        let child = unsafe {
+            nix::sched::clone(
+                send,
+                &mut stack,
+                CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+                Some(libc::SIGCHLD),
+            )
+        };
+        if let Err(error) = setns(self.ours.as_fd(), CloneFlags::CLONE_NEWPID) {
+            tracing::error!("cannot leave a guest pid namespace: {error}");
         }
+        let child = child?.as_raw();
         let mut status = 0;
         // SAFETY: waitpid writes one int, ours.
         let reaped = unsafe { libc::waitpid(child, &mut status, libc::__WALL) };
@@ -178,27 +204,28 @@ impl PidNamespace {
     }
 }
 
-/// The child of [`PidNamespace::signal_as`]: sends the signal if it has
-/// the pid asked for, and ends (0: sent). Raw syscalls only: it is a fork
-/// of a multithreaded process.
-fn send_as(as_pid: i32, as_uid: u32, target: i32, signal: i32, thread: bool) -> ! {
-    // SAFETY: getpid, setresuid, kill, tgkill and exit_group take integers.
+/// The stack of the process [`PidNamespace::signal_as`] makes.
+const SENDER_STACK: usize = 64 << 10;
+
+/// What the process of [`PidNamespace::signal_as`] runs: sends the signal
+/// if it has the pid asked for; its status (0: sent, 1: refused, 2: not
+/// that pid). Raw syscalls only.
+fn send_as(as_pid: i32, as_uid: u32, target: i32, signal: i32, thread: bool) -> isize {
+    // SAFETY: getpid, setresuid, kill and tgkill take integers.
     unsafe {
-        let mut status = 2;
-        if libc::syscall(libc::SYS_getpid) == i64::from(as_pid) {
-            let as_sender =
-                as_uid == 0 || libc::syscall(libc::SYS_setresuid, as_uid, as_uid, as_uid) == 0;
-            let sent = as_sender
-                && if thread {
-                    libc::syscall(libc::SYS_tgkill, target, target, signal) == 0
-                } else {
-                    libc::syscall(libc::SYS_kill, target, signal) == 0
-                };
-            status = if sent { 0 } else { 1 };
+        if libc::syscall(libc::SYS_getpid) != i64::from(as_pid) {
+            return 2;
         }
-        libc::syscall(libc::SYS_exit_group, status);
+        if as_uid != 0 && libc::syscall(libc::SYS_setresuid, as_uid, as_uid, as_uid) != 0 {
+            return 1;
+        }
+        let sent = if thread {
+            libc::syscall(libc::SYS_tgkill, target, target, signal)
+        } else {
+            libc::syscall(libc::SYS_kill, target, signal)
+        };
+        isize::from(sent != 0)
     }
-    unreachable!("exit_group returned")
 }
 
 impl Drop for PidNamespace {
