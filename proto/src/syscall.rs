@@ -1176,8 +1176,12 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
         libc::SYS_keyctl => keyctl_route(args[0]),
         // POSIX message queues are home's: their fds are the deputy's.
-        // The queue's attributes may be null (the defaults).
-        libc::SYS_mq_open => forward(&[cstr(0), input(3, MQ_ATTR)]),
+        // The new queue's attributes (read only with O_CREAT) may be null:
+        // the defaults.
+        libc::SYS_mq_open if args[1] & libc::O_CREAT as u64 != 0 => {
+            forward(&[cstr(0), input(3, MQ_ATTR)])
+        }
+        libc::SYS_mq_open => forward(&[cstr(0)]),
         libc::SYS_mq_unlink => forward(&[cstr(0)]),
         libc::SYS_mq_timedsend => forward(&[input_counted(1, 2, 1), input(4, TIMESPEC)]),
         libc::SYS_mq_timedreceive => {
@@ -1814,6 +1818,10 @@ mod tests {
             ptrs(libc::SYS_semop, &[7, 1, 3, 0, 0, 0]),
             [input_counted(1, 2, SEMBUF)]
         );
+        // What an mq_open without O_CREAT passes as attributes is not read.
+        let creating = [1, libc::O_CREAT as u64, 0o600, 1, 0, 0];
+        assert_eq!(ptrs(libc::SYS_mq_open, &creating).len(), 2);
+        assert_eq!(ptrs(libc::SYS_mq_open, &[1, 0, 0, 1, 0, 0]), [cstr(0)]);
     }
 
     #[test]

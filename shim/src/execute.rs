@@ -290,10 +290,10 @@ pub fn try_execute_owned(call: SyscallCall, ptrs: &[PtrArg]) -> Result<SyscallRe
     // kernel uses given the other arguments (value-result lengths included:
     // the kernel is told the clamped length; for a `semctl` that moves a
     // whole set, the count the buffer was made for is the set's, checked
-    // above). Every other argument is an integer to the kernel. The table forwards no syscall that changes
-    // this process's memory map or creates a thread or process, so the
-    // kernel touches no memory of ours but those buffers, which live until
-    // after the call.
+    // above). Every other argument is an integer to the kernel. The table
+    // forwards no syscall that changes this process's memory map or
+    // creates a thread or process, so the kernel touches no memory of ours
+    // but those buffers, which live until after the call.
     let ret = unsafe { raw_syscall(nr, &args) };
     Ok(SyscallResult {
         ret,
