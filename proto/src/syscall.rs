@@ -1175,6 +1175,10 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_add_key => forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)]),
         libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
         libc::SYS_keyctl => keyctl_route(args[0]),
+        // The kernel's log is home's (`dmesg`, `klogctl`): READ, READ_ALL
+        // and READ_CLEAR fill the buffer with as much as they return.
+        libc::SYS_syslog if matches!(args[0], 2..=4) => forward(&[output_returned(1, 2, 1)]),
+        libc::SYS_syslog => forward(&[]),
         // POSIX message queues are home's: their fds are the deputy's.
         // The new queue's attributes (read only with O_CREAT) may be null:
         // the defaults.
@@ -1822,6 +1826,17 @@ mod tests {
         let creating = [1, libc::O_CREAT as u64, 0o600, 1, 0, 0];
         assert_eq!(ptrs(libc::SYS_mq_open, &creating).len(), 2);
         assert_eq!(ptrs(libc::SYS_mq_open, &[1, 0, 0, 1, 0, 0]), [cstr(0)]);
+    }
+
+    #[test]
+    fn the_kernel_logs_reads_fill_the_buffer_and_the_rest_carry_none() {
+        for read in 2..=4 {
+            assert_eq!(
+                ptrs(libc::SYS_syslog, &[read, 1, 4096, 0, 0, 0]),
+                [output_returned(1, 2, 1)]
+            );
+        }
+        assert_eq!(ptrs(libc::SYS_syslog, &[10, 0, 0, 0, 0, 0]), []);
     }
 
     #[test]

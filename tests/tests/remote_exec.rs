@@ -2315,6 +2315,11 @@ fn permissions_are_the_callers() {
         assert_eq!(remote.stdout, "");
         assert_eq!(remote.stderr, native.stderr, "{path}");
     }
+    // The kernel's log is read, or refused (dmesg_restrict), as at home.
+    let native = at_home(&cluster, "dmesg > /dev/null");
+    let remote = at_home(&cluster, "homing run --on node2 -- dmesg > /dev/null");
+    assert_eq!(remote.code, native.code, "{remote:?}");
+    assert_eq!(remote.stderr, native.stderr);
 }
 
 #[test]
