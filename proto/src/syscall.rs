@@ -544,6 +544,10 @@ const WINSIZE: usize = 8;
 const FSXATTR: usize = 28;
 /// `struct ifreq`: a name of 16 bytes and a union of 24.
 const IFREQ: usize = 40;
+/// `struct timex` (`adjtimex`, `clock_adjtime`).
+const TIMEX: usize = 208;
+/// `struct timezone` (`settimeofday`): two ints.
+const TIMEZONE: usize = 8;
 /// `struct mq_attr`.
 const MQ_ATTR: usize = 64;
 /// `struct sigevent`.
@@ -1175,6 +1179,16 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_add_key => forward(&[cstr(0), cstr(1), input_counted(2, 3, 1)]),
         libc::SYS_request_key => forward(&[cstr(0), cstr(1), cstr(2)]),
         libc::SYS_keyctl => keyctl_route(args[0]),
+        // The machine's administration is home's, where its files and
+        // clocks are: a mount, a swap file, the time set (home refuses
+        // them to whom it would refuse them at home). A mount's data is
+        // taken as the string of options nearly every filesystem takes.
+        libc::SYS_mount => forward(&[cstr(0), cstr(1), cstr(2), cstr(4)]),
+        libc::SYS_umount2 | libc::SYS_swapon | libc::SYS_swapoff => forward(&[cstr(0)]),
+        libc::SYS_clock_settime => forward(&[input(1, TIMESPEC)]),
+        libc::SYS_settimeofday => forward(&[input(0, TIMEVAL), input(1, TIMEZONE)]),
+        libc::SYS_adjtimex => forward(&[inout(0, TIMEX)]),
+        libc::SYS_clock_adjtime => forward(&[inout(1, TIMEX)]),
         // The kernel's log is home's (`dmesg`, `klogctl`): READ, READ_ALL
         // and READ_CLEAR fill the buffer with as much as they return.
         libc::SYS_syslog if matches!(args[0], 2..=4) => forward(&[output_returned(1, 2, 1)]),
@@ -1450,6 +1464,9 @@ mod tests {
         assert_eq!(size_of::<libc::winsize>(), WINSIZE);
         assert_eq!(size_of::<libc::sembuf>(), SEMBUF);
         assert_eq!(size_of::<libc::mq_attr>(), MQ_ATTR);
+        assert_eq!(size_of::<libc::timex>(), TIMEX);
+        // The libc crate's `timezone` is opaque: two ints.
+        assert_eq!(2 * size_of::<libc::c_int>(), TIMEZONE);
         assert_eq!(size_of::<libc::sigevent>(), SIGEVENT);
         assert_eq!(size_of::<libc::semid_ds>(), SEMID_DS);
         assert_eq!(size_of::<libc::msqid_ds>(), MSQID_DS);

@@ -2315,11 +2315,27 @@ fn permissions_are_the_callers() {
         assert_eq!(remote.stdout, "");
         assert_eq!(remote.stderr, native.stderr, "{path}");
     }
-    // The kernel's log is read, or refused (dmesg_restrict), as at home.
-    let native = at_home(&cluster, "dmesg > /dev/null");
-    let remote = at_home(&cluster, "homing run --on node2 -- dmesg > /dev/null");
-    assert_eq!(remote.code, native.code, "{remote:?}");
-    assert_eq!(remote.stderr, native.stderr);
+    // The kernel's log is read, or refused (dmesg_restrict), as at home;
+    // so are a mount and the clock's setting.
+    for command in [
+        "dmesg > /dev/null",
+        "mount -t tmpfs x /mnt",
+        "date -s @0",
+        "python3 -c 'import time; time.clock_settime(time.CLOCK_REALTIME, 0)'",
+    ] {
+        let native = at_home(&cluster, command);
+        let remote = at_home(&cluster, &format!("homing run --on node2 -- {command}"));
+        assert_eq!(remote.code, native.code, "{command}: {remote:?}");
+        assert_eq!(remote.stdout, native.stdout, "{command}");
+        assert_eq!(remote.stderr, native.stderr, "{command}");
+    }
+    // Root's mount away is made at home, where the program's files are.
+    let mount =
+        "mkdir -p /tmp/point && homing run --on node2 -- mount -t tmpfs homing-made /tmp/point";
+    ok(cluster.exec("node1", &["sh", "-c", mount]));
+    let mounted = |node| cluster.exec(node, &["grep", "-c", "homing-made", "/proc/mounts"]);
+    assert_eq!(mounted("node1").stdout, "1\n");
+    assert_eq!(mounted("node2").stdout, "0\n");
 }
 
 #[test]
