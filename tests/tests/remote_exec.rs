@@ -3391,7 +3391,7 @@ fn a_signal_from_home_names_its_sender_as_at_home() {
             &cluster,
             &format!(
                 "{runner}./siginfo $$ 3 > siginfo.out & p=$!
-                 until grep -q ready siginfo.out; do sleep 0.05; done
+                 for i in $(seq 600); do grep -q ready siginfo.out && break; sleep 0.05; done
                  kill -USR1 $p; sleep 0.2
                  kill -USR2 $p; sleep 0.2
                  /bin/kill -q 42 -s RTMIN $p
