@@ -544,6 +544,15 @@ const WINSIZE: usize = 8;
 const FSXATTR: usize = 28;
 /// `struct ifreq`: a name of 16 bytes and a union of 24.
 const IFREQ: usize = 40;
+// `kcmp` types (`linux/kcmp.h`).
+const KCMP_FILE: u64 = 0;
+const KCMP_FILES: u64 = 2;
+const KCMP_FS: u64 = 3;
+const KCMP_IO: u64 = 5;
+const KCMP_SYSVSEM: u64 = 6;
+const KCMP_EPOLL_TFD: u64 = 7;
+/// `struct kcmp_epoll_slot`: an epoll fd, a target fd and its offset.
+const KCMP_EPOLL_SLOT: usize = 12;
 /// `struct timex` (`adjtimex`, `clock_adjtime`).
 const TIMEX: usize = 208;
 /// `struct timezone` (`settimeofday`): two ints.
@@ -1189,6 +1198,22 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_settimeofday => forward(&[input(0, TIMEVAL), input(1, TIMEZONE)]),
         libc::SYS_adjtimex => forward(&[inout(0, TIMEX)]),
         libc::SYS_clock_adjtime => forward(&[inout(1, TIMEX)]),
+        // Process accounting, the terminal's hangup and a filesystem's
+        // watch (`fanotify`, whose events bring fds into the deputy's
+        // table, the program's) are home's too; the path of a mark may be
+        // null.
+        libc::SYS_acct => forward(&[cstr(0)]),
+        libc::SYS_vhangup | libc::SYS_fanotify_init => forward(&[]),
+        libc::SYS_fanotify_mark => forward(&[cstr(4)]),
+        // Comparing two processes' files, fd tables, filesystem context,
+        // I/O context or System V undo lists: those are their deputies'
+        // (by home pid). Their memory and signal handlers are not; an
+        // epoll's target is named by a struct.
+        libc::SYS_kcmp => match args[2] {
+            KCMP_FILE | KCMP_FILES | KCMP_FS | KCMP_IO | KCMP_SYSVSEM => forward(&[]),
+            KCMP_EPOLL_TFD => forward(&[input(4, KCMP_EPOLL_SLOT)]),
+            _ => refuse(libc::ENOSYS),
+        },
         // The kernel's log is home's (`dmesg`, `klogctl`): READ, READ_ALL
         // and READ_CLEAR fill the buffer with as much as they return.
         libc::SYS_syslog if matches!(args[0], 2..=4) => forward(&[output_returned(1, 2, 1)]),
