@@ -1882,6 +1882,18 @@ mod tests {
     }
 
     #[test]
+    fn kcmp_goes_home_only_for_what_the_deputies_hold() {
+        let kcmp = |kind: u64| route(libc::SYS_kcmp as u64, &[1, 2, kind, 0, 0, 0]);
+        for kind in [KCMP_FILE, KCMP_FILES, KCMP_FS, KCMP_IO, KCMP_SYSVSEM] {
+            assert_eq!(kcmp(kind), forward(&[]), "{kind}");
+        }
+        // KCMP_VM and KCMP_SIGHAND: the host's.
+        assert_eq!(kcmp(1), refuse(libc::ENOSYS));
+        assert_eq!(kcmp(4), refuse(libc::ENOSYS));
+        assert_eq!(kcmp(KCMP_EPOLL_TFD), forward(&[input(4, KCMP_EPOLL_SLOT)]));
+    }
+
+    #[test]
     fn only_an_mq_notify_that_starts_a_thread_is_told_apart() {
         let mut event = [0u8; SIGEVENT];
         let mq_notify = libc::SYS_mq_notify as u64;
