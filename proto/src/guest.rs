@@ -168,8 +168,10 @@ pub enum ToHost {
     Signal {
         /// Signal number.
         signal: i32,
-        /// Who sent it, as the deputy's kernel told it; `None` where that
-        /// is not known (a signal held during a move).
+        /// Who sent it, as the deputy's kernel told it; `None` where
+        /// nothing of a sender is carried (a signal the kernel raised for
+        /// a call the deputy made, one held during a move, a SIGKILL of
+        /// home's agent's own).
         #[serde(default)]
         sender: Option<SignalSender>,
     },

@@ -716,14 +716,10 @@ fn fcntl_route(cmd: u64) -> Route {
 /// ignores for those two, and the deputy checks it against the set before
 /// it runs the call (see [`SEM_COUNT_ARG`]).
 fn semctl_route(cmd: u64) -> Route {
-    const IPC_RMID: i32 = libc::IPC_RMID;
-    const IPC_SET: i32 = libc::IPC_SET;
-    const IPC_STAT: i32 = libc::IPC_STAT;
-    const IPC_INFO: i32 = libc::IPC_INFO;
     match cmd as u32 as i32 {
-        IPC_STAT | libc::SEM_STAT | libc::SEM_STAT_ANY => forward(&[output(3, SEMID_DS)]),
-        IPC_SET => forward(&[input(3, SEMID_DS)]),
-        IPC_INFO | libc::SEM_INFO => forward(&[output(3, SEMINFO)]),
+        libc::IPC_STAT | libc::SEM_STAT | libc::SEM_STAT_ANY => forward(&[output(3, SEMID_DS)]),
+        libc::IPC_SET => forward(&[input(3, SEMID_DS)]),
+        libc::IPC_INFO | libc::SEM_INFO => forward(&[output(3, SEMINFO)]),
         libc::GETALL => forward(&[ptr(
             3,
             Dir::Out,
@@ -734,9 +730,12 @@ fn semctl_route(cmd: u64) -> Route {
         )]),
         libc::SETALL => forward(&[input_counted(3, SEM_COUNT_ARG, 2)]),
         // The union holds an int (SETVAL) or is not used.
-        IPC_RMID | libc::GETPID | libc::GETVAL | libc::GETNCNT | libc::GETZCNT | libc::SETVAL => {
-            forward(&[])
-        }
+        libc::IPC_RMID
+        | libc::GETPID
+        | libc::GETVAL
+        | libc::GETNCNT
+        | libc::GETZCNT
+        | libc::SETVAL => forward(&[]),
         _ => refuse(libc::EINVAL),
     }
 }
@@ -768,17 +767,13 @@ pub fn notifies_by_thread(nr: u64, sigevent: &[u8]) -> bool {
 
 /// `msgctl` by command.
 fn msgctl_route(cmd: u64) -> Route {
-    const IPC_RMID: i32 = libc::IPC_RMID;
-    const IPC_SET: i32 = libc::IPC_SET;
-    const IPC_STAT: i32 = libc::IPC_STAT;
-    const IPC_INFO: i32 = libc::IPC_INFO;
     // MSG_STAT_ANY, which the libc crate lacks.
     const MSG_STAT_ANY: i32 = 13;
     match cmd as u32 as i32 {
-        IPC_STAT | libc::MSG_STAT | MSG_STAT_ANY => forward(&[output(2, MSQID_DS)]),
-        IPC_SET => forward(&[input(2, MSQID_DS)]),
-        IPC_INFO | libc::MSG_INFO => forward(&[output(2, MSGINFO)]),
-        IPC_RMID => forward(&[]),
+        libc::IPC_STAT | libc::MSG_STAT | MSG_STAT_ANY => forward(&[output(2, MSQID_DS)]),
+        libc::IPC_SET => forward(&[input(2, MSQID_DS)]),
+        libc::IPC_INFO | libc::MSG_INFO => forward(&[output(2, MSGINFO)]),
+        libc::IPC_RMID => forward(&[]),
         _ => refuse(libc::EINVAL),
     }
 }

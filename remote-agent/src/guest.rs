@@ -2416,13 +2416,10 @@ fn with_semaphore_count(mut args: [u64; 6], count: u64) -> [u64; 6] {
     args
 }
 
-/// `sem_nsems` of a `struct semid64_ds` (x86_64: after the 48-byte
-/// `ipc64_perm` and four longs, the times and their padding).
+/// `sem_nsems` of a `struct semid64_ds`, as `IPC_STAT` wrote it.
 fn semaphores_in_set(set: &[u8]) -> Option<u64> {
-    const SEM_NSEMS: usize = 80;
-    Some(u64::from_ne_bytes(
-        set.get(SEM_NSEMS..SEM_NSEMS + 8)?.try_into().ok()?,
-    ))
+    let at = std::mem::offset_of!(libc::semid_ds, sem_nsems);
+    Some(u64::from_ne_bytes(set.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn errno_of(ret: i64) -> Answer {

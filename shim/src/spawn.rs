@@ -408,8 +408,7 @@ fn until_executed(pid: i32) -> Result<(), SpawnError> {
         }
         match exit_code(pid) {
             Some(Ok(STEP_EXEC)) => return Err(SpawnError::Exec),
-            Some(Ok(code)) => return Err(SpawnError::Child(step_failure(code))),
-            Some(Err(signal)) => return Err(SpawnError::Child(format!("killed by {signal}"))),
+            Some(end) => return Err(SpawnError::Child(why_ended(end))),
             None if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(100)),
             None => {
                 // Unsupervised, it must not run on.
@@ -445,10 +444,15 @@ fn exit_code(pid: i32) -> Option<Result<i32, nix::sys::signal::Signal>> {
     }
 }
 
-/// If the child has exited, why (and reaps it).
-fn exited(pid: i32) -> Option<String> {
-    Some(match exit_code(pid)? {
+/// Why a child that ended so (see [`exit_code`]) did not start.
+fn why_ended(end: Result<i32, nix::sys::signal::Signal>) -> String {
+    match end {
         Ok(code) => step_failure(code),
         Err(signal) => format!("killed by {signal}"),
-    })
+    }
+}
+
+/// If the child has exited, why (and reaps it).
+fn exited(pid: i32) -> Option<String> {
+    exit_code(pid).map(why_ended)
 }
