@@ -323,15 +323,45 @@ fn move_out_of_the_way(stream: UnixStream) -> std::io::Result<UnixStream> {
 /// waiting on the socket, readers too), so each answer the agent took
 /// woke the deputy for nothing: two context switches per call. A `poll`
 /// for input is woken only by input.
-struct WakesOnlyForData<'a>(&'a UnixStream);
+///
+/// It takes the files the agent sends with its messages too (see
+/// `ToHome::TakeFiles`), in the order they came, until a message places
+/// them.
+struct WakesOnlyForData<'a> {
+    stream: &'a UnixStream,
+    files: std::collections::VecDeque<std::os::fd::OwnedFd>,
+}
+
+/// Most files one receive may bring: the agent sends at most 16 at once,
+/// and the kernel ends a receive with the files of one send.
+const MOST_FILES_RECEIVED: usize = 32;
 
 impl std::io::Read for WakesOnlyForData<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use rustix::event::{poll, PollFd, PollFlags};
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
         // An interruption (EINTR) is handed up, and the read is made again.
-        poll(&mut [PollFd::new(self.0, PollFlags::IN)], None)?;
-        let mut stream = self.0;
-        stream.read(buf)
+        poll(&mut [PollFd::new(self.stream, PollFlags::IN)], None)?;
+        let mut space =
+            [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MOST_FILES_RECEIVED))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        // Closed on exec until placed: each is the program's only once it
+        // is where the program knows it.
+        let received = rustix::net::recvmsg(
+            self.stream,
+            &mut [std::io::IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(files) = message {
+                self.files.extend(files);
+            }
+        }
+        if received.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+            tracing::error!("files sent by the agent were lost: more came than room for them");
+        }
+        Ok(received.bytes)
     }
 }
 
@@ -398,7 +428,13 @@ fn serve(stream: UnixStream) -> i32 {
         }
     }
     // Buffered: a call's length and body then come in one receive.
-    let mut reader = std::io::BufReader::with_capacity(64 << 10, WakesOnlyForData(&writer.stream));
+    let mut reader = std::io::BufReader::with_capacity(
+        64 << 10,
+        WakesOnlyForData {
+            stream: &writer.stream,
+            files: Default::default(),
+        },
+    );
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
         return 1;
@@ -417,6 +453,7 @@ fn serve(stream: UnixStream) -> i32 {
             // Only the agent sees a moving process's answers.
             ToHome::CaughtUp | ToHome::FilesMapped { .. } | ToHome::Ready => {}
             ToHome::Return => make_way(reserved_fd),
+            ToHome::TakeFiles { files } => take_files(&files, &mut reader.get_mut().files),
             // A call that cannot block runs right here: handing it to a
             // worker thread would cost a wakeup, 45-110 us across vCPUs.
             ToHome::Syscall { id, call, .. } if never_blocks(&call) => {
@@ -450,6 +487,77 @@ fn serve(stream: UnixStream) -> i32 {
                     GuestExit::Signal(signal) => die_by(signal),
                 }
             }
+        }
+    }
+}
+
+/// Places the files the agent opened for the program (`received`, in the
+/// order they came) at the numbers the program was given (`numbers`, in
+/// the same order, with whether each closes on exec).
+fn take_files(
+    numbers: &[(i32, bool)],
+    received: &mut std::collections::VecDeque<std::os::fd::OwnedFd>,
+) {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    if received.len() < numbers.len() {
+        tracing::error!(
+            wanted = numbers.len(),
+            came = received.len(),
+            "files the agent opened for the program did not come"
+        );
+    }
+    let count = numbers.len().min(received.len());
+    let mut files: Vec<((i32, bool), std::os::fd::OwnedFd)> = numbers
+        .iter()
+        .copied()
+        .zip(received.drain(..count))
+        .collect();
+    // Highest number first: each file came at the lowest number free then,
+    // never above its own, so none still to place sits where a higher one
+    // goes. Checked all the same: one that does is moved out of the way.
+    files.sort_by_key(|((number, _), _)| *number);
+    while let Some(((number, close_on_exec), file)) = files.pop() {
+        let flag = if close_on_exec {
+            nix::fcntl::FdFlag::FD_CLOEXEC
+        } else {
+            nix::fcntl::FdFlag::empty()
+        };
+        if file.as_raw_fd() == number {
+            let _ = nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_SETFD(flag));
+            // The program's from now on.
+            let _ = file.into_raw_fd();
+            continue;
+        }
+        if let Some((_, in_the_way)) = files.iter_mut().find(|(_, f)| f.as_raw_fd() == number) {
+            match rustix::io::fcntl_dupfd_cloexec(&*in_the_way, 0) {
+                Ok(moved) => *in_the_way = moved,
+                Err(error) => {
+                    tracing::error!(
+                        number,
+                        "a file for the program could not be placed: {error}"
+                    );
+                    continue;
+                }
+            }
+        } else if nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_GETFD).is_ok() {
+            // The agent's idea of the table was wrong: the program's own
+            // fd stays, and this file is not given.
+            tracing::error!(
+                number,
+                "a file opened for the program was given a number in use"
+            );
+            continue;
+        }
+        let flags = if close_on_exec {
+            nix::fcntl::OFlag::O_CLOEXEC
+        } else {
+            nix::fcntl::OFlag::empty()
+        };
+        if let Err(error) = nix::unistd::dup3(file.as_raw_fd(), number, flags) {
+            tracing::error!(
+                number,
+                "a file for the program could not be placed: {error}"
+            );
         }
     }
 }
@@ -1106,6 +1214,54 @@ mod tests {
         );
         drop_entry(&mut listing, b"19999");
         assert_eq!(listing, [record("0"), record("2")].concat());
+    }
+
+    #[test]
+    fn files_from_the_agent_take_their_numbers_whatever_sits_in_the_way() {
+        use std::os::fd::OwnedFd;
+        let dir = std::env::temp_dir().join(format!("homing-take-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| -> OwnedFd {
+            std::fs::write(dir.join(name), name).unwrap();
+            std::fs::File::open(dir.join(name)).unwrap().into()
+        };
+        // Far above what the test harness's threads open meanwhile.
+        let at = |file: OwnedFd, number: i32| -> OwnedFd {
+            let moved = rustix::io::fcntl_dupfd_cloexec(&file, number).unwrap();
+            assert_eq!(moved.as_raw_fd(), number, "{number} was taken");
+            moved
+        };
+        let names = |number: i32| -> Option<String> {
+            let target = std::fs::read_link(format!("/proc/self/fd/{number}")).ok()?;
+            Some(target.file_name()?.to_str()?.to_owned())
+        };
+        let close_on_exec = |number: i32| {
+            nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_GETFD).unwrap() & libc::FD_CLOEXEC
+        };
+        // Received at 700 and 701, for 701 and 702: the one at 701 must
+        // go first. Then one for 703, where the process has a file of its
+        // own, which must stay.
+        let own = at(file("own"), 703);
+        let mut received: std::collections::VecDeque<OwnedFd> = [
+            at(file("alpha"), 700),
+            at(file("beta"), 701),
+            at(file("gamma"), 704),
+        ]
+        .into();
+        take_files(&[(701, false), (702, true), (703, false)], &mut received);
+        assert!(received.is_empty());
+        assert_eq!(names(700), None);
+        assert_eq!(names(701).as_deref(), Some("alpha"));
+        assert_eq!(close_on_exec(701), 0);
+        assert_eq!(names(702).as_deref(), Some("beta"));
+        assert_eq!(close_on_exec(702), libc::FD_CLOEXEC);
+        assert_eq!(names(703).as_deref(), Some("own"));
+        assert_eq!(names(704), None);
+        drop(own);
+        for number in [701, 702] {
+            nix::unistd::close(number).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

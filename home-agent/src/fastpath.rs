@@ -31,15 +31,20 @@
 //! with it the agent and every program it serves. Any other goes to the
 //! deputy.
 //!
-//! Nothing here may change the deputy: a call that would (an open, a
-//! close, a chdir) is never taken, only seen on its way. What it may
-//! change (an fd, the cwd, the credentials) is forgotten then, and again
+//! An open for reading of a regular file found so is made here too, for
+//! the program, at the number the deputy's kernel would give it; the
+//! deputy takes the file into its table with its next call, or never if
+//! the program closes it first (see [`FastPath::open_here`]).
+//!
+//! Nothing else here may change the deputy: a call that would (an open
+//! of anything else, a close, a chdir) is never taken, only seen on its
+//! way. What it may change (an fd, the cwd, the credentials) is forgotten then, and again
 //! once its answer has gone by on the way back: in a program of several
 //! threads, another thread's call may read it here meanwhile (which at
 //! home could have run first too), but once the change has returned,
 //! every call must see what it did.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -123,7 +128,9 @@ impl Change {
 /// their answers go by on the way back (another task).
 #[derive(Debug, Default)]
 pub struct Changes {
-    under_way: Mutex<HashMap<u64, Change>>,
+    /// Every call sent to the deputy and not answered yet, with what it
+    /// may change, if anything.
+    under_way: Mutex<HashMap<u64, Option<Change>>>,
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
@@ -132,16 +139,29 @@ pub struct Changes {
 impl Changes {
     /// Sees the deputy's answer to call `id` go by.
     pub fn answered(&self, id: u64) {
-        let change = self.under_way.lock().ok().and_then(|mut u| u.remove(&id));
-        if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
+        let Ok(mut under_way) = self.under_way.lock() else {
+            return;
+        };
+        // Settled before it stops being under way: a look between the two
+        // must not find the deputy idle with its change not yet forgotten.
+        if let (Some(Some(change)), Ok(mut settled)) = (under_way.remove(&id), self.settled.lock())
+        {
             settled.push(change);
         }
     }
 
-    fn note(&self, id: u64, change: Change) {
+    fn note(&self, id: u64, change: Option<Change>) {
         if let Ok(mut under_way) = self.under_way.lock() {
             under_way.insert(id, change);
         }
+    }
+
+    /// Whether the deputy has answered every call it was sent (if the
+    /// list cannot be read: no).
+    fn deputy_idle(&self) -> bool {
+        self.under_way
+            .lock()
+            .is_ok_and(|under_way| under_way.is_empty())
     }
 
     /// Whether an exec is under way: the host does not wait for its
@@ -169,7 +189,7 @@ impl Changes {
     fn any_under_way(&self, picked: impl Fn(&Change) -> bool) -> bool {
         self.under_way
             .lock()
-            .map_or(true, |under_way| under_way.values().any(picked))
+            .map_or(true, |under_way| under_way.values().flatten().any(picked))
     }
 
     fn take_settled(&self) -> Vec<Change> {
@@ -228,7 +248,50 @@ pub struct FastPath {
     /// The deputy's nice value as the host last had it for the program's
     /// main thread (`None`: not known, read again at the next look).
     nice_on_host: Option<i32>,
+    /// Files opened here for the program, by the number it was given,
+    /// not yet in the deputy's fd table (see [`Self::open_here`]), and
+    /// since when the first of them waits.
+    opened_here: BTreeMap<i32, OpenedHere>,
+    opened_here_since: Option<std::time::Instant>,
+    /// The numbers in use in the deputy's fd table, as listed while it
+    /// had no call to answer, and how many calls it had been sent then:
+    /// only a call can change its table, so the list holds until the
+    /// next one is sent.
+    deputy_fds: Option<(u64, BTreeSet<i32>)>,
+    /// How many calls have been sent to the deputy.
+    sent_to_deputy: u64,
+    /// Whether the deputy has held a POSIX record lock (`fcntl`'s
+    /// `F_SETLK`, `lockf`): a close of any fd of a file releases the
+    /// process's locks on it, and the close of a file opened here would
+    /// not.
+    has_locked_records: bool,
 }
+
+/// A file opened here for the program (see [`FastPath::open_here`]).
+struct OpenedHere {
+    file: Arc<OwnedFd>,
+    close_on_exec: bool,
+}
+
+/// What the deputy is to take into its fd table with its next call: the
+/// numbers the program knows the files by, whether each closes on exec,
+/// and the files (see [`FastPath::take_opened_here`]).
+pub struct FilesForDeputy {
+    /// Each file's number, and whether it closes on exec.
+    pub numbers: Vec<(i32, bool)>,
+    /// The files, in the same order.
+    pub files: Vec<Arc<OwnedFd>>,
+}
+
+/// Most files opened here at once, not yet in the deputy's table.
+const MOST_OPENED_HERE: usize = 16;
+
+/// How long a file opened here may stay out of the deputy's table while
+/// the program makes no call that goes there: the program cannot tell,
+/// but another process at home listing the deputy's fds (`lsof`, `ls -l
+/// /proc/PID/fd`) would not see it. A program that opens, reads and
+/// closes a file is done well within it.
+pub const GIVE_OPENED_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Whether the process with a pid is a deputy whose program runs on the
 /// same host as this deputy's.
@@ -264,6 +327,11 @@ impl FastPath {
             next_held: syscall::PROGRAM_FDS_FROM,
             // The program started with the deputy's.
             nice_on_host: homing_shim::process::nice(pid),
+            opened_here: BTreeMap::new(),
+            opened_here_since: None,
+            deputy_fds: None,
+            sent_to_deputy: 0,
+            has_locked_records: holds_record_locks(pid),
         })
     }
 
@@ -271,11 +339,17 @@ impl FastPath {
     /// (every fd it may close or replace, the cwd, the credentials), and
     /// will again once its answer has gone by.
     pub fn observe(&mut self, id: u64, call: &SyscallCall) {
-        if let Some(change) = Change::of(call) {
+        let change = Change::of(call);
+        if let Some(change) = change {
             self.forget(change);
-            self.changes.note(id, change);
         }
+        self.changes.note(id, change);
+        self.sent_to_deputy += 1;
         let nr = call.nr as i64;
+        let record_lock = [libc::F_SETLK, libc::F_SETLKW];
+        if nr == libc::SYS_fcntl && record_lock.contains(&(call.args[1] as i32)) {
+            self.has_locked_records = true;
+        }
         let unshares = [
             libc::SYS_chroot,
             libc::SYS_pivot_root,
@@ -312,9 +386,39 @@ impl FastPath {
         }
     }
 
+    /// The files opened here since the deputy's last call, for it to take
+    /// (see [`Self::open_here`]); `None` if there are none. To be called
+    /// for each call sent to the deputy, before it goes, and once files
+    /// have waited [`GIVE_OPENED_AFTER`].
+    pub fn take_opened_here(&mut self) -> Option<FilesForDeputy> {
+        if self.opened_here.is_empty() {
+            return None;
+        }
+        self.opened_here_since = None;
+        let (numbers, files): (Vec<(i32, bool)>, _) = std::mem::take(&mut self.opened_here)
+            .into_iter()
+            .map(|(number, opened)| ((number, opened.close_on_exec), opened.file))
+            .unzip();
+        // In use from now on: the deputy places them before anything it
+        // is sent later, and its table is not listed again before its
+        // next call is answered.
+        if let Some((_, listed)) = &mut self.deputy_fds {
+            listed.extend(numbers.iter().map(|(number, _)| number));
+        }
+        Some(FilesForDeputy { numbers, files })
+    }
+
+    /// When the files opened here are due to the deputy even without a
+    /// call of the program's: `None` while there are none.
+    pub fn opened_here_due(&self) -> Option<std::time::Instant> {
+        self.opened_here_since
+            .map(|since| since + GIVE_OPENED_AFTER)
+    }
+
     /// Runs `call` here if it qualifies, taking its input buffers; `None`
-    /// sends it, untouched, to the deputy.
-    pub fn try_execute(&mut self, call: &mut SyscallCall) -> Option<SyscallResult> {
+    /// sends it, untouched, to the deputy. `ahead`: asked ahead of the
+    /// program, which may never make it.
+    pub fn try_execute(&mut self, call: &mut SyscallCall, ahead: bool) -> Option<SyscallResult> {
         self.settle();
         if let Some(ret) = self.identity(call) {
             return Some(SyscallResult {
@@ -322,7 +426,12 @@ impl FastPath {
                 outputs: vec![],
             });
         }
-        if let Some(result) = self.look_up_path(call) {
+        if !ahead {
+            if let Some(result) = self.close_opened_here(call) {
+                return Some(result);
+            }
+        }
+        if let Some(result) = self.look_up_path(call, ahead) {
             return Some(result);
         }
         if let Some(result) = self.read_limit(call) {
@@ -465,7 +574,7 @@ impl FastPath {
     /// or an open that cannot create (when the path leads nowhere),
     /// looked up here as the deputy would look it up (see the module doc);
     /// `None` sends it to the deputy.
-    fn look_up_path(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+    fn look_up_path(&mut self, call: &SyscallCall, ahead: bool) -> Option<SyscallResult> {
         let args = &call.args;
         let nofollow = libc::AT_SYMLINK_NOFOLLOW as u64;
         let follows = |flags: u64| flags & nofollow == 0;
@@ -561,8 +670,12 @@ impl FastPath {
                 [fd, 1, mode, empty | libc::AT_EACCESS as u64, 0, 0],
                 0,
             ),
-            // What is there is opened by the deputy: the fd must be its own.
-            Then::OpenIfThere => return None,
+            // What is there is the program's to open, not one asked ahead.
+            Then::OpenIfThere if ahead => return None,
+            Then::OpenIfThere => {
+                let flags = args[usize::from(path_at) + 1];
+                return self.open_here(&walker, dir.as_fd(), path, flags, found);
+            }
         };
         let here = SyscallCall {
             nr: nr as u64,
@@ -592,6 +705,128 @@ impl FastPath {
         Some(result)
     }
 
+    /// Opens here, for the program, the regular file a walk for its open
+    /// for reading found (`found`, `O_PATH`), as the deputy would open it:
+    /// with its credentials, at the number the deputy's kernel would give
+    /// it, with the answer the deputy would add (see
+    /// [`homing_shim::execute::prefetch`]). The deputy takes the file into
+    /// its table with its next call ([`Self::take_opened_here`]); one the
+    /// program closes before that never goes there. So open, read and
+    /// close of a file cost the deputy nothing. `None`: the deputy opens.
+    ///
+    /// Only while the deputy has every call answered and its fd table is
+    /// known, for a program that has never held a record lock, and never
+    /// anything but a regular file: opening a FIFO or a device may do
+    /// something of its own (let a writer waiting in its open go on).
+    fn open_here(
+        &mut self,
+        walker: &Walker,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        flags: u64,
+        found: OwnedFd,
+    ) -> Option<SyscallResult> {
+        let flags = flags as i32;
+        // Truncation writes; a directory or signal-driven I/O is left to
+        // the deputy, which knows them.
+        let unusual = libc::O_TRUNC | libc::O_DIRECTORY | libc::O_ASYNC;
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0;
+        if !read_only
+            || flags & unusual != 0
+            || !syscall::opens_only_what_is_there(flags as u64)
+            || self.has_locked_records
+            || self.opened_here.len() >= MOST_OPENED_HERE
+        {
+            return None;
+        }
+        let regular = rustix::fs::fstat(&found).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        });
+        if !regular {
+            return None;
+        }
+        drop(found);
+        let number = self.free_number()?;
+        // Without waiting (a lease to break, EAGAIN, is the deputy's to
+        // wait for) or taking a terminal, as the deputy opens; closed on
+        // exec here, as anything of the agent's (the deputy's copy is as
+        // the program asked, and this flag is no part of what `F_GETFL`
+        // shows).
+        let here = flags | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let opened = walker
+            .open(dir, path, OFlags::from_bits_retain(here as u32))?
+            .ok()?;
+        // Swapped for something else since the walk: the deputy opens.
+        let outputs = homing_shim::execute::prefetch(opened.as_fd())?;
+        if flags & libc::O_NONBLOCK == 0 {
+            let status = rustix::fs::fcntl_getfl(&opened).ok()?;
+            rustix::fs::fcntl_setfl(&opened, status - OFlags::NONBLOCK).ok()?;
+        }
+        let file = Arc::new(opened);
+        let close_on_exec = flags & libc::O_CLOEXEC != 0;
+        self.opened_here.insert(
+            number,
+            OpenedHere {
+                file: file.clone(),
+                close_on_exec,
+            },
+        );
+        self.fds.insert(number, Some(file));
+        self.opened_here_since
+            .get_or_insert_with(std::time::Instant::now);
+        tracing::trace!(pid = self.pid, number, "opened here for the program");
+        Some(SyscallResult {
+            ret: number.into(),
+            outputs: outputs.into(),
+        })
+    }
+
+    /// The program's `close` of a file opened here that the deputy has not
+    /// taken yet: it closes here, and the deputy never has it.
+    fn close_opened_here(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        if call.nr as i64 != libc::SYS_close {
+            return None;
+        }
+        let number = i32::try_from(call.args[0]).ok()?;
+        self.opened_here.remove(&number)?;
+        self.fds.remove(&number);
+        if self.opened_here.is_empty() {
+            self.opened_here_since = None;
+        }
+        Some(SyscallResult {
+            ret: 0,
+            outputs: vec![],
+        })
+    }
+
+    /// The number the deputy's kernel would give the next fd it opens:
+    /// the lowest free in its table and not given to a file opened here,
+    /// if below its limit. `None` while the deputy has a call to answer
+    /// (which may open or close any fd meanwhile), or if its table cannot
+    /// be read.
+    fn free_number(&mut self) -> Option<i32> {
+        if !self.changes.deputy_idle() {
+            return None;
+        }
+        let listed = match &mut self.deputy_fds {
+            Some((sent, listed)) if *sent == self.sent_to_deputy => listed,
+            slot => &slot.insert((self.sent_to_deputy, fds_of(self.pid)?)).1,
+        };
+        let number =
+            (0..i32::MAX).find(|n| !listed.contains(n) && !self.opened_here.contains_key(n))?;
+        let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
+        (u64::try_from(number).ok()? < soft).then_some(number)
+    }
+
+    /// The deputy's open file numbered `fd` (a duplicate sharing its open
+    /// file description), a file opened here for it included.
+    fn deputy_file(&self, fd: i32) -> rustix::io::Result<OwnedFd> {
+        match self.opened_here.get(&fd) {
+            Some(opened) => rustix::io::fcntl_dupfd_cloexec(&*opened.file, 0),
+            None => pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()),
+        }
+    }
+
     /// Opens a program for a host to fetch for an exec (see
     /// [`syscall::OPEN_PROGRAM`]): found by its path, looked up here with
     /// the deputy's credentials, or by an fd of the deputy's that the
@@ -607,7 +842,7 @@ impl FastPath {
             },
             None => {
                 let fd = i32::try_from(call.args[0]).ok()?;
-                pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()).ok()?
+                self.deputy_file(fd).ok()?
             }
         };
         let program = match self.open_found_program(&walker, found)? {
@@ -733,7 +968,7 @@ impl FastPath {
         let fd = i32::try_from(call.args[0]).ok()?;
         // The deputy's own open file: a lease taken on it looks past the
         // deputy's open, and only past that one.
-        let file = match pidfd_getfd(self.pidfd.as_fd(), fd, PidfdGetfdFlags::empty()) {
+        let file = match self.deputy_file(fd) {
             Ok(file) => file,
             Err(error) => return Some(failed(error.raw_os_error())),
         };
@@ -924,6 +1159,27 @@ impl FastPath {
         self.fds.insert(fd, entry.clone());
         entry
     }
+}
+
+/// The fd numbers in use in process `pid`'s table.
+fn fds_of(pid: i32) -> Option<BTreeSet<i32>> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Whether process `pid` holds a POSIX record lock (or whether that cannot
+/// be told): `/proc/locks` names the holder of each.
+fn holds_record_locks(pid: i32) -> bool {
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return true;
+    };
+    // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"POSIX") && fields.get(4) == Some(&pid.to_string().as_str())
+    })
 }
 
 /// Whether the character device `rdev` is one of the memory devices no
@@ -1222,6 +1478,17 @@ impl Walker {
         path: &[u8],
         flags: OFlags,
     ) -> Option<Result<OwnedFd, Errno>> {
+        self.open(dir, path, flags | OFlags::PATH)
+    }
+
+    /// Opens `path` from `dir` with `flags` and these credentials, walking
+    /// it as [`Self::walk`] does.
+    fn open(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        flags: OFlags,
+    ) -> Option<Result<OwnedFd, Errno>> {
         let resolve = ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
         if let Some(identity) = self.registered() {
             let cached = std::ffi::CString::new(path)
@@ -1239,7 +1506,7 @@ impl Walker {
         Some(rustix::fs::openat2(
             dir,
             path,
-            flags | OFlags::PATH,
+            flags,
             Mode::empty(),
             resolve,
         ))
@@ -1335,6 +1602,90 @@ mod tests {
             args: [0, 0x7000_1000, len, offset, 0, 0],
             inputs: vec![],
         }
+    }
+
+    /// This test's process standing for a deputy.
+    fn own_fast_path() -> FastPath {
+        let own = std::process::id() as i32;
+        FastPath::new(own, Arc::new(Changes::default()), Box::new(|_| false)).unwrap()
+    }
+
+    fn open_call(path: &std::path::Path, flags: i32) -> SyscallCall {
+        let mut bytes = path.as_os_str().as_bytes().to_vec();
+        bytes.push(0);
+        SyscallCall {
+            nr: libc::SYS_open as u64,
+            args: [0, flags as u64, 0, 0, 0, 0],
+            inputs: vec![syscall::ArgData { index: 0, bytes }],
+        }
+    }
+
+    #[test]
+    fn an_open_for_reading_is_made_here_and_handed_to_the_deputy_with_its_next_call() {
+        let dir = std::env::temp_dir().join(format!("homing-open-here-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        std::fs::write(&path, b"first bytes").unwrap();
+        let mut fast = own_fast_path();
+
+        let mut open = open_call(&path, libc::O_RDONLY | libc::O_CLOEXEC);
+        let opened = fast.try_execute(&mut open, false).expect("opened here");
+        let number = i32::try_from(opened.ret).expect("a number");
+        assert!(
+            std::fs::read_link(format!("/proc/self/fd/{number}")).is_err(),
+            "{number} is free in the deputy"
+        );
+        assert_eq!(
+            opened.output(syscall::PREFETCHED_DATA),
+            Some(&b"first bytes"[..])
+        );
+        // Read here, at the number the program knows.
+        let mut read = read_call(libc::SYS_pread64, 5, 6);
+        read.args[0] = number as u64;
+        let got = fast.try_execute(&mut read, false).expect("read here");
+        assert_eq!(got.ret, 5);
+        assert_eq!(got.outputs[0].bytes, b"bytes");
+        // Asked ahead of the program, an open is never made.
+        assert!(fast.try_execute(&mut open_call(&path, 0), true).is_none());
+        // A second, closed before any call goes to the deputy: it never
+        // has it, and its number is given again.
+        let second = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert!(second.ret > opened.ret);
+        let mut close = SyscallCall {
+            nr: libc::SYS_close as u64,
+            args: [second.ret as u64, 0, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        assert_eq!(fast.try_execute(&mut close, false).unwrap().ret, 0);
+        let third = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(third.ret, second.ret);
+        assert!(fast.opened_here_due().is_some());
+        let given = fast.take_opened_here().expect("files for the deputy");
+        assert_eq!(given.numbers, [(number, true), (third.ret as i32, false)]);
+        assert!(fast.take_opened_here().is_none());
+        assert!(fast.opened_here_due().is_none());
+        // Given, their numbers are the deputy's.
+        let after = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert!(![opened.ret, third.ret].contains(&after.ret), "{after:?}");
+        fast.take_opened_here();
+
+        // Not while the deputy has a call to answer, nor for writing, nor
+        // what is not a regular file.
+        fast.observe(1, &read_call(libc::SYS_read, 1, 0));
+        assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
+        fast.changes.answered(1);
+        assert!(fast.try_execute(&mut open_call(&path, 0), false).is_some());
+        assert!(fast
+            .try_execute(&mut open_call(&path, libc::O_RDWR), false)
+            .is_none());
+        assert!(fast.try_execute(&mut open_call(&dir, 0), false).is_none());
+        // Nor once the program has taken a record lock.
+        let mut lock = read_call(libc::SYS_fcntl, 0, 0);
+        lock.args[1] = libc::F_SETLK as u64;
+        fast.observe(2, &lock);
+        fast.changes.answered(2);
+        assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

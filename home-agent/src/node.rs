@@ -18,18 +18,17 @@ use homing_remote_agent::guest::HostRole;
 use homing_shim::time_namespace;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use serde_bytes::ByteBuf;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{NodeConfig, PeerConfig};
-use crate::fastpath::{Changes, FastPath};
+use crate::fastpath::{Changes, FastPath, FilesForDeputy};
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
     read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
-    send_message, write_message, FrameReader, WireError,
+    send_message, write_message, ForDeputy, FrameReader, WireError,
 };
 use homing_remote_agent::spin;
 
@@ -1150,7 +1149,7 @@ impl Node {
         // other has come: written one by one, each woke the deputy, which
         // on a busy CPU runs at once, before the next is written (a
         // program's close and its next open, sent together, woke it twice).
-        let mut for_deputy: Vec<u8> = Vec::new();
+        let mut for_deputy = ForDeputy::default();
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
             let held = holding.load(std::sync::atomic::Ordering::SeqCst);
@@ -1199,7 +1198,11 @@ impl Node {
                             returning.store(true, std::sync::atomic::Ordering::SeqCst);
                             holding.store(true, std::sync::atomic::Ordering::SeqCst);
                             mark_held(&to_host);
-                            let _ = to_deputy.write_all(&std::mem::take(&mut for_deputy)).await;
+                            // Files opened for the program go to it first.
+                            if let Some(opened) = fast.as_mut().and_then(|fast| fast.take_opened_here()) {
+                                give_files(&mut for_deputy, opened);
+                            }
+                            let _ = for_deputy.write_to(&mut to_deputy).await;
                             let _ = write_message(&mut to_deputy, &ToHome::Return).await;
                             give_back = Some(reply);
                             break Ok(());
@@ -1213,6 +1216,19 @@ impl Node {
                     spin::keep_hot();
                     frame
                 }
+                // Files opened for the program, held long enough that
+                // the deputy's table should show them.
+                // Written at once, so that what waits for the deputy never
+                // holds more files than one batch.
+                () = sleep_until_due(fast.as_ref().and_then(FastPath::opened_here_due)) => {
+                    if let Some(opened) = fast.as_mut().and_then(|fast| fast.take_opened_here()) {
+                        give_files(&mut for_deputy, opened);
+                        if for_deputy.write_to(&mut to_deputy).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                    continue;
+                }
                 _ = nice_look.tick() => {
                     // Held while the program moves, sent once it is there.
                     let reniced = fast.as_mut().and_then(|fast| fast.reniced());
@@ -1223,10 +1239,9 @@ impl Node {
                 }
                 // Nothing else has come: what came goes to the deputy.
                 () = std::future::ready(()), if !for_deputy.is_empty() => {
-                    if to_deputy.write_all(&for_deputy).await.is_err() {
+                    if for_deputy.write_to(&mut to_deputy).await.is_err() {
                         break Ok(());
                     }
-                    for_deputy.clear();
                     continue;
                 }
             };
@@ -1276,6 +1291,14 @@ impl Node {
                     break Err(format!("lost {node} ({why})"));
                 }
             };
+            if matches!(msg, ToHome::Return | ToHome::TakeFiles { .. }) {
+                // Home's own word to its deputy: a host has no say in it.
+                warn!(
+                    pid,
+                    node, "a host sent what only home's agent may tell a deputy; dropped"
+                );
+                continue;
+            }
             if let Some(mut entry) = self.away.get_mut(&pid) {
                 match &msg {
                     ToHome::Syscall { ahead: false, .. } => entry.syscalls += 1,
@@ -1289,14 +1312,17 @@ impl Node {
                     | ToHome::CaughtUp
                     | ToHome::FilesMapped { .. }
                     | ToHome::Ready
-                    | ToHome::Return => {}
+                    | ToHome::Return
+                    | ToHome::TakeFiles { .. } => {}
                 }
             }
             if let ToHome::Syscall {
                 id, call, ahead, ..
             } = &mut msg
             {
-                let answered = fast.as_mut().and_then(|fast| fast.try_execute(call));
+                let answered = fast
+                    .as_mut()
+                    .and_then(|fast| fast.try_execute(call, *ahead));
                 // Asked ahead of the program, a call this agent cannot
                 // answer is not answered: the deputy's next call may be
                 // the program's own, which must not wait behind it.
@@ -1313,6 +1339,11 @@ impl Node {
                     continue;
                 }
                 if let Some(fast) = fast.as_mut() {
+                    // The files opened for the program since its last call
+                    // here go first: its table must be whole for the call.
+                    if let Some(opened) = fast.take_opened_here() {
+                        give_files(&mut for_deputy, opened);
+                    }
                     fast.observe(*id, call);
                 }
                 if call.nr == libc::SYS_fork as u64 {
@@ -1322,7 +1353,7 @@ impl Node {
             let Ok(frame) = homing_proto::encode(&msg) else {
                 break Ok(());
             };
-            for_deputy.extend_from_slice(&frame);
+            for_deputy.push(&frame);
             if matches!(msg, ToHome::Exited { .. }) {
                 break Ok(());
             }
@@ -1330,7 +1361,7 @@ impl Node {
         // What the deputy was sent last still goes (a close, before the
         // program's end below).
         if !for_deputy.is_empty() {
-            let _ = to_deputy.write_all(&for_deputy).await;
+            let _ = for_deputy.write_to(&mut to_deputy).await;
         }
         drop(counted);
         self.relays.remove(&pid);
@@ -1422,6 +1453,30 @@ impl Node {
                     .unwrap_or_default()
             )),
         }
+    }
+}
+
+/// Sleeps until `due`, or for good if there is nothing due.
+async fn sleep_until_due(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Adds to what goes to a deputy the files opened for its program, and
+/// the message that tells it where each goes.
+fn give_files(for_deputy: &mut ForDeputy, opened: FilesForDeputy) {
+    let take = ToHome::TakeFiles {
+        files: opened.numbers,
+    };
+    match homing_proto::encode(&take) {
+        Ok(frame) => {
+            for_deputy.give(opened.files);
+            for_deputy.push(&frame);
+        }
+        // Cannot be: a list of numbers always encodes.
+        Err(error) => warn!("files opened for a program could not be given it: {error}"),
     }
 }
 

@@ -223,6 +223,81 @@ pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// What waits to be written to a deputy: its messages, and the files
+/// they give it (`ToHome::TakeFiles`), which go with their bytes.
+#[derive(Default)]
+pub struct ForDeputy {
+    bytes: Vec<u8>,
+    files: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+impl ForDeputy {
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Adds a message's frame.
+    pub fn push(&mut self, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+    }
+
+    /// Adds files for the deputy, whose message follows.
+    pub fn give(&mut self, files: Vec<std::sync::Arc<std::os::fd::OwnedFd>>) {
+        self.files.extend(files);
+    }
+
+    /// Writes everything to the deputy's socket, and forgets it.
+    pub async fn write_to(
+        &mut self,
+        deputy: &mut tokio::net::unix::OwnedWriteHalf,
+    ) -> std::io::Result<()> {
+        let bytes = std::mem::take(&mut self.bytes);
+        let files = std::mem::take(&mut self.files);
+        let mut sent = 0;
+        if !files.is_empty() {
+            // The files ride on the first bytes sent: the deputy has them
+            // before it reads the message that names them.
+            sent = send_with_files(deputy.as_ref(), &bytes, &files).await?;
+        }
+        deputy.write_all(&bytes[sent..]).await
+    }
+}
+
+/// Sends as much of `bytes` as the socket takes at once, with `files`
+/// (`SCM_RIGHTS`); how much went.
+async fn send_with_files(
+    socket: &tokio::net::UnixStream,
+    bytes: &[u8],
+    files: &[std::sync::Arc<std::os::fd::OwnedFd>],
+) -> std::io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    let fds: Vec<std::os::fd::BorrowedFd<'_>> = files.iter().map(|file| file.as_fd()).collect();
+    let mut space =
+        vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    loop {
+        socket.writable().await?;
+        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+                return Err(std::io::Error::other("no room for the files' message"));
+            }
+            rustix::net::sendmsg(
+                socket,
+                &[std::io::IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match sent {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Encodes and sends one message on a QUIC stream (see [`send_frame`]).
 pub async fn send_message<T: Serialize>(
     send: &mut quinn::SendStream,

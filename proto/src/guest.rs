@@ -144,6 +144,14 @@ pub enum ToHome {
     /// Sent by the home agent to a deputy: the program comes home into
     /// this very process, which execs `homing hold` and waits for it.
     Return,
+    /// Sent by the home agent to a deputy, never by a host: files the
+    /// agent opened for the program itself, which the deputy takes into
+    /// its fd table at the numbers the program was given. The files come
+    /// with the message's bytes (`SCM_RIGHTS`), in this order.
+    TakeFiles {
+        /// For each file: its number, and whether it is closed on exec.
+        files: Vec<(i32, bool)>,
+    },
     /// The guest is gone (or never started); the stream ends after this.
     Exited {
         /// How it ended.

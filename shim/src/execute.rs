@@ -163,21 +163,23 @@ pub fn add_prefetch(result: &mut SyscallResult) {
     // SAFETY: the open just returned `fd`, and it stays open while this
     // thread, which answers for it, reads it.
     let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let Ok(stat) = rustix::fs::fstat(file) else {
-        return;
-    };
+    result.outputs.extend(prefetch(file).into_iter().flatten());
+}
+
+/// What an open for reading of `file` answers besides its number, when
+/// it is a regular file: its stat ([`syscall::PREFETCHED_STAT`]) and its
+/// first bytes ([`syscall::PREFETCHED_DATA`]), read without moving its
+/// offset. `None`: not a regular file, or not readable so.
+pub fn prefetch(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
+    let stat = rustix::fs::fstat(file).ok()?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-        return;
+        return None;
     }
     // Into the vector's room, not zeroed first: most files are smaller.
     let mut data = Vec::with_capacity(syscall::PREFETCH_LEN);
-    if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), 0).is_err() {
-        return;
-    }
+    rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), 0).ok()?;
     // The stat after the read: a read first, at home, would show its atime.
-    let Ok(stat) = rustix::fs::fstat(file) else {
-        return;
-    };
+    let stat = rustix::fs::fstat(file).ok()?;
     // SAFETY: `stat` is a plain C struct; its bytes are read as they are.
     let stat_bytes = unsafe {
         std::slice::from_raw_parts(
@@ -186,14 +188,16 @@ pub fn add_prefetch(result: &mut SyscallResult) {
         )
     }
     .to_vec();
-    result.outputs.push(ArgData {
-        index: syscall::PREFETCHED_STAT,
-        bytes: stat_bytes,
-    });
-    result.outputs.push(ArgData {
-        index: syscall::PREFETCHED_DATA,
-        bytes: data,
-    });
+    Some([
+        ArgData {
+            index: syscall::PREFETCHED_STAT,
+            bytes: stat_bytes,
+        },
+        ArgData {
+            index: syscall::PREFETCHED_DATA,
+            bytes: data,
+        },
+    ])
 }
 
 /// Whether `path` (NUL-terminated, as a call's input carries it), looked

@@ -65,10 +65,12 @@ impl Identity {
         Some(Identity { personality })
     }
 
-    /// Opens `path` from `dir` with `O_PATH` and `flags` (`O_NOFOLLOW`
-    /// and `O_CLOEXEC` are the ones that matter), resolving it with
-    /// `resolve`, under these credentials and from the kernel's caches
-    /// only. `EAGAIN`: not from the caches, or no ring; walk it otherwise.
+    /// Opens `path` from `dir` with `flags` (`O_PATH` for a walk that only
+    /// finds; an open that would create or truncate never completes so),
+    /// resolving it with `resolve`, under these credentials and from the
+    /// kernel's caches only. `EAGAIN`: not from the caches, or no ring
+    /// (or a lease that must be broken, for an open with `O_NONBLOCK`);
+    /// walk it otherwise.
     pub fn open_cached(
         &self,
         dir: BorrowedFd<'_>,
@@ -84,7 +86,7 @@ impl Identity {
         // kernel's caches. Asked for by the caller, io_uring never retries
         // the open on a worker thread.
         let how = types::OpenHow::new()
-            .flags((flags | OFlags::PATH).bits().into())
+            .flags(flags.bits().into())
             .resolve((resolve | ResolveFlags::CACHED).bits());
         static LAST_TAG: AtomicU64 = AtomicU64::new(0);
         let tag = LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1;
@@ -137,14 +139,13 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn walk(identity: &Identity, path: &str) -> Result<OwnedFd, Errno> {
+        open(identity, path, OFlags::PATH | OFlags::CLOEXEC)
+    }
+
+    fn open(identity: &Identity, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
         let root = rustix::fs::open("/", OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
         let path = std::ffi::CString::new(path).unwrap();
-        identity.open_cached(
-            root.as_fd(),
-            &path,
-            OFlags::CLOEXEC,
-            ResolveFlags::NO_MAGICLINKS,
-        )
+        identity.open_cached(root.as_fd(), &path, flags, ResolveFlags::NO_MAGICLINKS)
     }
 
     #[test]
@@ -217,6 +218,26 @@ mod tests {
         // This thread, root, was never changed.
         let own = Identity::register_current().unwrap();
         assert!(walk(&own, &relative).is_ok());
+        // An open for reading is checked as the walk is: nobody may not
+        // read a file only its owner may, which root opens and reads.
+        let private = dir.join("private");
+        std::fs::write(&private, b"root's").unwrap();
+        std::fs::set_permissions(
+            &private,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let private = private.to_str().unwrap().trim_start_matches('/').to_owned();
+        let read_only = OFlags::RDONLY | OFlags::CLOEXEC;
+        let refused = open(&nobody, &private, read_only).unwrap_err();
+        assert!(
+            [Errno::ACCESS, Errno::AGAIN].contains(&refused),
+            "{refused}"
+        );
+        let opened = open(&own, &private, read_only).unwrap();
+        let mut bytes = [0u8; 16];
+        let got = rustix::io::read(&opened, &mut bytes).unwrap();
+        assert_eq!(&bytes[..got], b"root's");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

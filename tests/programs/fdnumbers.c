@@ -76,6 +76,35 @@ int main(void) {
     }
     wait(NULL);
 
+    /* Three files opened in a row, the middle one closed and its number
+       given again, then each looked at: which file is where. */
+    int p = open("a.txt", O_RDONLY);
+    int q = open("b.txt", O_RDONLY | O_CLOEXEC);
+    int r = open("a.txt", O_RDONLY);
+    close(q);
+    int s = open("b.txt", O_RDONLY);
+    printf("the freed number given again: %s\n", s == q ? "yes" : "no");
+    show("first of three", p);
+    show("in the middle one's place", s);
+    show("third", r);
+
+    /* A record lock is the process's, on the file: closing any fd of that
+       file lets it go, one opened after the lock was taken too. */
+    int locked = open("a.txt", O_RDWR);
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(locked, F_SETLK, &lock)) perror("F_SETLK");
+    close(open("a.txt", O_RDONLY));
+    fflush(stdout);
+    if (fork() == 0) {
+        struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        if (fcntl(open("a.txt", O_RDONLY), F_GETLK, &probe)) perror("F_GETLK");
+        printf("after another fd of it closed, the lock is %s\n",
+               probe.l_type == F_UNLCK ? "gone" : "held");
+        fflush(stdout);
+        _exit(0);
+    }
+    wait(NULL);
+
     int last = -1;
     for (int i = 0; i < 40; i++) last = open("a.txt", O_RDONLY);
     show("forty more", last);

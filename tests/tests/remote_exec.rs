@@ -1302,7 +1302,9 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
 /// Files a program opens, closes and duplicates get the numbers, flags,
 /// offsets and errors they get at home, with another thread waiting at
 /// home or not, and the deputy holds them as those fds (what a child's
-/// exec keeps, a limit on fds).
+/// exec keeps, a limit on fds, files opened by home's agent and given to
+/// the deputy later, a number freed among them). Closing an fd of a file
+/// lets go of the record lock the program holds on it, as at home.
 #[test]
 fn opened_files_get_the_numbers_flags_and_offsets_they_get_at_home() {
     let cluster = Cluster::up(2);
@@ -1315,7 +1317,9 @@ fn opened_files_get_the_numbers_flags_and_offsets_they_get_at_home() {
     assert!(
         native.stdout.contains("in a's place: fd 3 cloexec 0")
             && native.stdout.contains("secret: Permission denied")
-            && native.stdout.contains("at the limit: Too many open files"),
+            && native.stdout.contains("at the limit: Too many open files")
+            && native.stdout.contains("the freed number given again: yes")
+            && native.stdout.contains("the lock is gone"),
         "{native:?}"
     );
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
