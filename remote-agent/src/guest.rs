@@ -2922,7 +2922,9 @@ impl Context {
     }
 
     /// Answers a `read`, `pread64` or `fstat` of the file the program has
-    /// just opened for reading from what home sent with the open, when
+    /// just opened for reading, the look whether it is a terminal and
+    /// where its offset is (as Python's `open` asks of every file and
+    /// module), from what home sent with the open, when
     /// nothing has gone home or come from there since (the program can
     /// have learned nothing that the file changed) and that was moments
     /// ago. A read moves the fd's offset at home by an `lseek` sent,
@@ -2992,6 +2994,15 @@ impl Context {
                     ));
                 }
                 Some(Answer::Value(0))
+            }
+            // Whether it is a terminal (glibc's `isatty`, Python's `open`
+            // of every file and module): a regular file is none.
+            libc::SYS_ioctl if [libc::TCGETS, libc::TIOCGWINSZ].contains(&n.args[1]) => {
+                Some(Answer::Errno(libc::ENOTTY))
+            }
+            // Where the fd is: where the reads answered here left it.
+            libc::SYS_lseek if n.args[1] == 0 && n.args[2] == libc::SEEK_CUR as u64 => {
+                Some(Answer::Value(prefetched.offset as i64))
             }
             _ => None,
         }

@@ -2839,7 +2839,9 @@ fn command_substitution_gets_the_output_of_an_exec_in_a_child() {
 
 /// Home sends a file's first bytes and its stat with the answer to an
 /// open for reading, and the program's first calls on it are answered on
-/// node2: what they return, and the fd's offset at home after them, must
+/// node2 (reads, `fstat`, whether it is a terminal, where its offset is,
+/// and all of Python's `open` and `read`): what they return, and the
+/// fd's offset at home after them, must
 /// be what they are at home, and a file changed at home after the open
 /// and before a read is read as it is then.
 #[test]
@@ -2853,8 +2855,11 @@ fn reads_right_after_an_open_see_the_file_as_it_is_and_move_its_offset() {
 for name in ("small", "numbers"):
     fd = os.open(name, os.O_RDONLY)
     size = os.fstat(fd).st_size
+    terminal = os.isatty(fd)
     middle = os.pread(fd, 4, 2)
+    start = os.lseek(fd, 0, os.SEEK_CUR)
     first = os.read(fd, 3)
+    after_first = os.lseek(fd, 0, os.SEEK_CUR)
     second = os.read(fd, 5000)
     offset = os.lseek(fd, 0, os.SEEK_CUR)
     child = os.fork()
@@ -2862,12 +2867,14 @@ for name in ("small", "numbers"):
         print("child", len(os.read(fd, 100000)), flush=True)
         os._exit(0)
     os.waitpid(child, 0)
-    print(name, size, middle, first, len(second), offset, os.lseek(fd, 0, os.SEEK_CUR), flush=True)
+    print(name, size, terminal, middle, start, first, after_first, len(second), offset, os.lseek(fd, 0, os.SEEK_CUR), flush=True)
+with open("small") as text:
+    print(text.read(), text.tell())
 "#;
     let (native, remote) = python_at_home_and_on_node2(&cluster, "reads.py", script);
     assert_eq!(
         native.stdout,
-        "child 0\nsmall 8 b'cdef' b'abc' 5 8 8\nchild 8890\nnumbers 13893 b'2\\n3\\n' b'1\\n2' 5000 5003 13893\n"
+        "child 0\nsmall 8 False b'cdef' 0 b'abc' 3 5 8 8\nchild 8890\nnumbers 13893 False b'2\\n3\\n' 0 b'1\\n2' 3 5000 5003 13893\nabcdefgh 8\n"
     );
     assert_eq!(remote.stdout, native.stdout);
     // Changed at home while the program sleeps between its open and its
