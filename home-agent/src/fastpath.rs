@@ -437,6 +437,9 @@ impl FastPath {
         if let Some(result) = self.read_limit(call) {
             return Some(result);
         }
+        if call.nr as i64 == libc::SYS_getcwd {
+            return self.cwd_path(call);
+        }
         if call.nr == syscall::OPEN_PROGRAM {
             return self.open_program(call);
         }
@@ -518,6 +521,32 @@ impl FastPath {
             libc::SYS_getegid => told(|i| i.egid).or_else(|| status_field("Gid:", 1)),
             _ => None,
         }
+    }
+
+    /// A `getcwd`: the deputy's cwd, read now from its `/proc` entry,
+    /// which names it from the same root (the deputy shares the agent's).
+    /// A cwd removed since, or one the root does not reach, goes to the
+    /// deputy, whose kernel says what then (ENOENT).
+    fn cwd_path(&self, call: &SyscallCall) -> Option<SyscallResult> {
+        if !self.looks_up_paths {
+            return None;
+        }
+        let cwd = rustix::fs::readlink(format!("/proc/{}/cwd", self.pid), Vec::new()).ok()?;
+        let mut path = cwd.into_bytes();
+        if !path.starts_with(b"/") || path.ends_with(b" (deleted)") {
+            return None;
+        }
+        path.push(0);
+        if path.len() as u64 > call.args[1] {
+            return Some(failed(libc::ERANGE));
+        }
+        Some(SyscallResult {
+            ret: path.len() as i64,
+            outputs: vec![syscall::ArgData {
+                index: 0,
+                bytes: path,
+            }],
+        })
     }
 
     /// Whether a pid argument names the deputy itself (0, or its pid).
@@ -1686,6 +1715,28 @@ mod tests {
         fast.changes.answered(2);
         assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cwd_is_read_now_and_a_buffer_too_small_is_refused() {
+        let mut fast = own_fast_path();
+        let mut getcwd = |size: u64| {
+            let mut call = SyscallCall {
+                nr: libc::SYS_getcwd as u64,
+                args: [0x7000_1000, size, 0, 0, 0, 0],
+                inputs: vec![],
+            };
+            fast.try_execute(&mut call, false).expect("answered here")
+        };
+        let mut cwd = std::os::unix::ffi::OsStringExt::into_vec(
+            std::env::current_dir().unwrap().into_os_string(),
+        );
+        cwd.push(0);
+        let whole = getcwd(4096);
+        assert_eq!(whole.ret, cwd.len() as i64);
+        assert_eq!(whole.outputs[0].bytes, cwd);
+        assert_eq!(getcwd(cwd.len() as u64).ret, cwd.len() as i64);
+        assert_eq!(getcwd(cwd.len() as u64 - 1).ret, -i64::from(libc::ERANGE));
     }
 
     #[test]

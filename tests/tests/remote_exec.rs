@@ -3036,6 +3036,55 @@ print(out)
     assert_eq!(remote.stdout, native.stdout);
 }
 
+/// The program's cwd is home's as it is at each `getcwd`: renamed at
+/// home meanwhile, it has the new name; removed, `getcwd` says so.
+#[test]
+fn the_cwd_is_named_as_it_is_at_home_now() {
+    let cluster = Cluster::up(2);
+    let script = r#"import os, time
+home = os.getcwd()
+os.makedirs("place/inner")
+os.chdir("place/inner")
+def show():
+    try:
+        print(os.getcwd().replace(home, "~"), flush=True)
+    except OSError as error:
+        print("getcwd:", error.strerror, flush=True)
+def wait_for(name):
+    while not os.path.exists(os.path.join(home, name)):
+        time.sleep(0.01)
+show()
+open(os.path.join(home, "ready"), "w").close()
+wait_for("renamed")
+show()
+open(os.path.join(home, "printed"), "w").close()
+wait_for("gone")
+show()
+"#;
+    write_at_home(&cluster, "cwd.py", script);
+    let dialogue = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "set -e; rm -rf place moved ready renamed printed gone
+                 {runner}python3 cwd.py > out & p=$!
+                 until [ -e ready ]; do sleep 0.01; done
+                 mv place moved; touch renamed
+                 until [ -e printed ]; do sleep 0.01; done
+                 rmdir moved/inner; touch gone
+                 wait $p; cat out"
+            ),
+        ))
+    };
+    let native = dialogue("");
+    assert_eq!(
+        native.stdout, "~/place/inner\n~/moved/inner\ngetcwd: No such file or directory\n",
+        "{native:?}"
+    );
+    let remote = dialogue("homing run --on node2 -- ");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// Home's agent looks paths up and reads fds itself for a program of
 /// several threads too, but never from what a `chdir` or `dup2` still
 /// under way (another thread's) may change: once that has returned, every
