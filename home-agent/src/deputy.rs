@@ -523,7 +523,10 @@ fn take_files(
             nix::fcntl::FdFlag::empty()
         };
         if file.as_raw_fd() == number {
-            let _ = nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_SETFD(flag));
+            // It came closed on exec.
+            if !close_on_exec {
+                let _ = nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_SETFD(flag));
+            }
             // The program's from now on.
             let _ = file.into_raw_fd();
             continue;

@@ -431,6 +431,9 @@ impl FastPath {
                 return Some(result);
             }
         }
+        if let Some(result) = self.fd_link(call) {
+            return Some(result);
+        }
         if let Some(result) = self.look_up_path(call, ahead) {
             return Some(result);
         }
@@ -732,6 +735,51 @@ impl FastPath {
             output.index = buffer_at as u8;
         }
         Some(result)
+    }
+
+    /// A `readlink` of one of the deputy's own fd links
+    /// (`/proc/self/fd/N`, `/proc/thread-self/fd/N`, `/proc/PID/fd/N`):
+    /// the link of this agent's duplicate of that fd, which names the same
+    /// file from the same root. A host asks it of each file its program
+    /// maps. `None` for anything else, and for an fd the fast path does
+    /// not take (a pipe, a socket, the deputy's own).
+    fn fd_link(&mut self, call: &SyscallCall) -> Option<SyscallResult> {
+        let (path_at, buffer_at) = match call.nr as i64 {
+            libc::SYS_readlink => (0, 1),
+            libc::SYS_readlinkat => (1, 2),
+            _ => return None,
+        };
+        if !self.looks_up_paths {
+            return None;
+        }
+        let path = call.inputs.iter().find(|i| i.index == path_at)?;
+        let path = std::str::from_utf8(path.bytes.strip_suffix(&[0])?).ok()?;
+        let own = format!("/proc/{}/fd/", self.pid);
+        let number = ["/proc/self/fd/", "/proc/thread-self/fd/", own.as_str()]
+            .iter()
+            .find_map(|prefix| path.strip_prefix(prefix))?;
+        // As the kernel names fds: no sign, no leading zero.
+        let fd: i32 = number.parse().ok()?;
+        if fd.to_string() != number {
+            return None;
+        }
+        let room = usize::try_from(call.args[buffer_at + 1]).ok()?;
+        if room == 0 {
+            return None;
+        }
+        let file = self.duplicate(fd)?;
+        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let mut target = rustix::fs::readlink(link.as_str(), Vec::new())
+            .ok()?
+            .into_bytes();
+        target.truncate(room);
+        Some(SyscallResult {
+            ret: target.len() as i64,
+            outputs: vec![syscall::ArgData {
+                index: buffer_at as u8,
+                bytes: target,
+            }],
+        })
     }
 
     /// Opens here, for the program, the regular file a walk for its open
@@ -1674,6 +1722,24 @@ mod tests {
         let got = fast.try_execute(&mut read, false).expect("read here");
         assert_eq!(got.ret, 5);
         assert_eq!(got.outputs[0].bytes, b"bytes");
+        // Its link in the deputy's /proc names it, as the deputy's would.
+        let mut link = format!("/proc/self/fd/{number}").into_bytes();
+        link.push(0);
+        let mut readlink = |room: u64| {
+            let mut call = SyscallCall {
+                nr: libc::SYS_readlink as u64,
+                args: [0x7000_0000, 0x7000_1000, room, 0, 0, 0],
+                inputs: vec![syscall::ArgData {
+                    index: 0,
+                    bytes: link.clone(),
+                }],
+            };
+            fast.try_execute(&mut call, false).expect("answered here")
+        };
+        let whole = path.as_os_str().as_bytes();
+        assert_eq!(readlink(4096).outputs[0].bytes, whole);
+        assert_eq!(readlink(4096).ret, whole.len() as i64);
+        assert_eq!(readlink(3).outputs[0].bytes, &whole[..3]);
         // Asked ahead of the program, an open is never made.
         assert!(fast.try_execute(&mut open_call(&path, 0), true).is_none());
         // A second, closed before any call goes to the deputy: it never

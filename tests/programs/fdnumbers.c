@@ -19,9 +19,15 @@ static void show(const char *what, int fd) {
     }
     char start[8] = {0};
     ssize_t got = pread(fd, start, 5, 0);
-    printf("%s: fd %d cloexec %d status %o offset %ld pread %zd %s\n", what, fd,
+    /* Its link in /proc names the file, from its directory on. */
+    char link[64], target[4096] = "";
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t length = readlink(link, target, sizeof target - 1);
+    if (length >= 0) target[length] = 0;
+    const char *name = strrchr(target, '/');
+    printf("%s: fd %d cloexec %d status %o offset %ld pread %zd %s link %s\n", what, fd,
            fcntl(fd, F_GETFD) & FD_CLOEXEC, fcntl(fd, F_GETFL),
-           (long)lseek(fd, 0, SEEK_CUR), got, got > 0 ? start : "-");
+           (long)lseek(fd, 0, SEEK_CUR), got, got > 0 ? start : "-", name ? name : target);
 }
 
 static void *wait_for_a_byte(void *pipe_ends) {
