@@ -123,14 +123,23 @@ impl Change {
     }
 }
 
+/// A call sent to the deputy, not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct UnderWay {
+    /// What it may change of what the fast path keeps.
+    change: Option<Change>,
+    /// The fd it closes, if it is a `close`: it frees a number and takes
+    /// none.
+    closes: Option<i32>,
+}
+
 /// The calls sent to one deputy that may change what its fast path keeps,
 /// not answered yet: noted on their way to the deputy, and settled as
 /// their answers go by on the way back (another task).
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Every call sent to the deputy and not answered yet, with what it
-    /// may change, if anything.
-    under_way: Mutex<HashMap<u64, Option<Change>>>,
+    /// Every call sent to the deputy and not answered yet.
+    under_way: Mutex<HashMap<u64, UnderWay>>,
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
@@ -144,24 +153,24 @@ impl Changes {
         };
         // Settled before it stops being under way: a look between the two
         // must not find the deputy idle with its change not yet forgotten.
-        if let (Some(Some(change)), Ok(mut settled)) = (under_way.remove(&id), self.settled.lock())
-        {
+        let change = under_way.remove(&id).and_then(|call| call.change);
+        if let (Some(change), Ok(mut settled)) = (change, self.settled.lock()) {
             settled.push(change);
         }
     }
 
-    fn note(&self, id: u64, change: Option<Change>) {
+    fn note(&self, id: u64, call: UnderWay) {
         if let Ok(mut under_way) = self.under_way.lock() {
-            under_way.insert(id, change);
+            under_way.insert(id, call);
         }
     }
 
-    /// Whether the deputy has answered every call it was sent (if the
-    /// list cannot be read: no).
-    fn deputy_idle(&self) -> bool {
-        self.under_way
-            .lock()
-            .is_ok_and(|under_way| under_way.is_empty())
+    /// The fds the deputy is closing, if closing them is all it has to
+    /// do: it has answered every other call it was sent. `None` while it
+    /// has another (or if the list cannot be read).
+    fn only_closing(&self) -> Option<Vec<i32>> {
+        let under_way = self.under_way.lock().ok()?;
+        under_way.values().map(|call| call.closes).collect()
     }
 
     /// Whether an exec is under way: the host does not wait for its
@@ -187,9 +196,12 @@ impl Changes {
     /// Whether a call whose change `picked` picks is under way (if the
     /// list cannot be read: yes).
     fn any_under_way(&self, picked: impl Fn(&Change) -> bool) -> bool {
-        self.under_way
-            .lock()
-            .map_or(true, |under_way| under_way.values().flatten().any(picked))
+        self.under_way.lock().map_or(true, |under_way| {
+            under_way
+                .values()
+                .filter_map(|call| call.change.as_ref())
+                .any(picked)
+        })
     }
 
     fn take_settled(&self) -> Vec<Change> {
@@ -343,9 +355,17 @@ impl FastPath {
         if let Some(change) = change {
             self.forget(change);
         }
-        self.changes.note(id, change);
-        self.sent_to_deputy += 1;
         let nr = call.nr as i64;
+        let closes = (nr == libc::SYS_close).then_some(call.args[0] as i32);
+        self.changes.note(id, UnderWay { change, closes });
+        // A close takes nothing: the list of the deputy's fds, if it was
+        // the table as it is, is the table once the close is done.
+        let listed_now = self.listed_now();
+        self.sent_to_deputy += 1;
+        if let (Some(fd), true, Some((sent, listed))) = (closes, listed_now, &mut self.deputy_fds) {
+            listed.remove(&fd);
+            *sent = self.sent_to_deputy;
+        }
         let record_lock = [libc::F_SETLK, libc::F_SETLKW];
         if nr == libc::SYS_fcntl && record_lock.contains(&(call.args[1] as i32)) {
             self.has_locked_records = true;
@@ -651,17 +671,17 @@ impl FastPath {
             return None;
         }
         let walker = self.walker()?;
-        let dir = match dirfd {
+        let (dir, path) = match dirfd {
             // An absolute path starts from the root whatever the fd.
-            _ if path.starts_with(b"/") => self.root.clone()?,
-            libc::AT_FDCWD => self.cwd()?,
+            _ if path.starts_with(b"/") => self.start_of(&walker, path)?,
+            libc::AT_FDCWD => (self.cwd()?, path),
             fd if fd < 0 => return None,
             fd => {
                 let dir = self.duplicate(fd)?;
                 if !on_local_filesystem(&dir) {
                     return None;
                 }
-                dir
+                (dir, path)
             }
         };
         let mut flags = OFlags::CLOEXEC;
@@ -782,8 +802,9 @@ impl FastPath {
         })
     }
 
-    /// Opens here, for the program, the regular file a walk for its open
-    /// for reading found (`found`, `O_PATH`), as the deputy would open it:
+    /// Opens here, for the program, the regular file or directory a walk
+    /// for its open for reading found (`found`, `O_PATH`), as the deputy
+    /// would open it:
     /// with its credentials, at the number the deputy's kernel would give
     /// it, with the answer the deputy would add (see
     /// [`homing_shim::execute::prefetch`]). The deputy takes the file into
@@ -793,8 +814,9 @@ impl FastPath {
     ///
     /// Only while the deputy has every call answered and its fd table is
     /// known, for a program that has never held a record lock, and never
-    /// anything but a regular file: opening a FIFO or a device may do
-    /// something of its own (let a writer waiting in its open go on).
+    /// anything but a regular file or a directory: opening a FIFO or a
+    /// device may do something of its own (let a writer waiting in its
+    /// open go on).
     fn open_here(
         &mut self,
         walker: &Walker,
@@ -804,9 +826,8 @@ impl FastPath {
         found: OwnedFd,
     ) -> Option<SyscallResult> {
         let flags = flags as i32;
-        // Truncation writes; a directory or signal-driven I/O is left to
-        // the deputy, which knows them.
-        let unusual = libc::O_TRUNC | libc::O_DIRECTORY | libc::O_ASYNC;
+        // Truncation writes; signal-driven I/O is left to the deputy.
+        let unusual = libc::O_TRUNC | libc::O_ASYNC;
         let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0;
         if !read_only
             || flags & unusual != 0
@@ -816,12 +837,15 @@ impl FastPath {
         {
             return None;
         }
-        let regular = rustix::fs::fstat(&found).is_ok_and(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
-        });
-        if !regular {
-            return None;
-        }
+        let kind = |file: &OwnedFd| {
+            let st = rustix::fs::fstat(file).ok()?;
+            Some(rustix::fs::FileType::from_raw_mode(st.st_mode))
+        };
+        let directory = match kind(&found)? {
+            rustix::fs::FileType::RegularFile if flags & libc::O_DIRECTORY == 0 => false,
+            rustix::fs::FileType::Directory => true,
+            _ => return None,
+        };
         drop(found);
         let number = self.free_number()?;
         // Without waiting (a lease to break, EAGAIN, is the deputy's to
@@ -834,7 +858,10 @@ impl FastPath {
             .open(dir, path, OFlags::from_bits_retain(here as u32))?
             .ok()?;
         // Swapped for something else since the walk: the deputy opens.
-        let outputs = homing_shim::execute::prefetch(opened.as_fd())?;
+        let outputs = match directory {
+            true => (kind(&opened)? == rustix::fs::FileType::Directory).then(Vec::new)?,
+            false => homing_shim::execute::prefetch(opened.as_fd())?.into(),
+        };
         if flags & libc::O_NONBLOCK == 0 {
             let status = rustix::fs::fcntl_getfl(&opened).ok()?;
             rustix::fs::fcntl_setfl(&opened, status - OFlags::NONBLOCK).ok()?;
@@ -854,7 +881,7 @@ impl FastPath {
         tracing::trace!(pid = self.pid, number, "opened here for the program");
         Some(SyscallResult {
             ret: number.into(),
-            outputs: outputs.into(),
+            outputs,
         })
     }
 
@@ -882,17 +909,26 @@ impl FastPath {
     /// (which may open or close any fd meanwhile), or if its table cannot
     /// be read.
     fn free_number(&mut self) -> Option<i32> {
-        if !self.changes.deputy_idle() {
-            return None;
+        // A close the deputy has yet to make frees its number before the
+        // open the program made after it.
+        let closing = self.changes.only_closing()?;
+        if !self.listed_now() {
+            self.deputy_fds = Some((self.sent_to_deputy, fds_of(self.pid)?));
         }
-        let listed = match &mut self.deputy_fds {
-            Some((sent, listed)) if *sent == self.sent_to_deputy => listed,
-            slot => &slot.insert((self.sent_to_deputy, fds_of(self.pid)?)).1,
-        };
+        let (_, listed) = self.deputy_fds.as_mut()?;
+        for fd in closing {
+            listed.remove(&fd);
+        }
         let number =
             (0..i32::MAX).find(|n| !listed.contains(n) && !self.opened_here.contains_key(n))?;
         let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
         (u64::try_from(number).ok()? < soft).then_some(number)
+    }
+
+    /// Whether the list of the deputy's fds is its table as it is (but
+    /// for closes under way): no call has been sent it since the list.
+    fn listed_now(&self) -> bool {
+        matches!(&self.deputy_fds, Some((sent, _)) if *sent == self.sent_to_deputy)
     }
 
     /// The deputy's open file numbered `fd` (a duplicate sharing its open
@@ -1017,9 +1053,9 @@ impl FastPath {
         if !self.looks_up_paths {
             return None;
         }
-        let dir = match path.starts_with(b"/") {
-            true => self.root.clone()?,
-            false => self.cwd()?,
+        let (dir, path) = match path.starts_with(b"/") {
+            true => self.start_of(walker, path)?,
+            false => (self.cwd()?, path),
         };
         match walker.walk(dir.as_fd(), path, OFlags::CLOEXEC)? {
             Ok(found) => Some(Ok(found)),
@@ -1028,6 +1064,45 @@ impl FastPath {
                 WALK_ANSWERS.contains(&errno).then_some(Err(errno))
             }
         }
+    }
+
+    /// Where a walk of the absolute `path` begins, and what is left of it
+    /// to walk from there (never empty): the root and the path, or, for a
+    /// path below another mount point, that mount's root, reached from
+    /// the root by the path's own text (see [`crate::mounts`]), and the
+    /// rest. `None`: the deputy walks it (the mount point is not reached
+    /// so from the caches, or is no root of a mount on a local
+    /// filesystem).
+    fn start_of<'p>(
+        &mut self,
+        walker: &Walker,
+        path: &'p [u8],
+    ) -> Option<(Arc<OwnedFd>, &'p [u8])> {
+        let root = self.root.clone()?;
+        let Some(point) = crate::mounts::longest_within(path) else {
+            return Some((root, path));
+        };
+        let mount = walker.walk_cached(root.as_fd(), &point)?.ok()?;
+        let attribute = rustix::fs::StatxAttributes::MOUNT_ROOT;
+        let mount_root = rustix::fs::statx(
+            &mount,
+            "",
+            rustix::fs::AtFlags::EMPTY_PATH,
+            rustix::fs::StatxFlags::BASIC_STATS,
+        )
+        .is_ok_and(|st| {
+            st.stx_attributes_mask.contains(attribute) && st.stx_attributes.contains(attribute)
+        });
+        if !mount_root || !on_local_filesystem(&mount) {
+            return None;
+        }
+        let rest = &path[point.len()..];
+        let rest = match rest.iter().position(|&b| b != b'/') {
+            Some(at) => &rest[at..],
+            // The mount point itself.
+            None => b".",
+        };
+        Some((Arc::new(mount), rest))
     }
 
     /// Keeps `file` for the host, under the number it returns.
@@ -1150,6 +1225,12 @@ impl FastPath {
                 self.cwd = None;
                 self.walker = None;
             }
+        }
+        // A file opened here since is the program's at that number, not
+        // what the change was about (a close answered after the open that
+        // took its number).
+        for (&number, opened) in &self.opened_here {
+            self.fds.insert(number, Some(opened.file.clone()));
         }
     }
 
@@ -1558,6 +1639,33 @@ impl Walker {
         self.open(dir, path, flags | OFlags::PATH)
     }
 
+    /// Walks `path` from `dir` as [`Self::walk`] does, but through no
+    /// symbolic link, across mounts, and from the kernel's caches alone,
+    /// so that no filesystem on the way can make it wait. `None`: it
+    /// cannot be made so here.
+    fn walk_cached(&self, dir: BorrowedFd<'_>, path: &[u8]) -> Option<Result<OwnedFd, Errno>> {
+        let resolve =
+            ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS | ResolveFlags::CACHED;
+        let flags = OFlags::PATH | OFlags::CLOEXEC;
+        if let Some(identity) = self.registered() {
+            let path = std::ffi::CString::new(path).ok()?;
+            return Some(identity.open_cached(dir, &path, flags, resolve));
+        }
+        // Unregistered, a walk is the agent's own: only for these
+        // credentials.
+        if self.fsuid != agent_identity()?.fsuid {
+            return None;
+        }
+        let path = std::ffi::OsStr::from_bytes(path);
+        Some(rustix::fs::openat2(
+            dir,
+            path,
+            flags,
+            Mode::empty(),
+            resolve,
+        ))
+    }
+
     /// Opens `path` from `dir` with `flags` and these credentials, walking
     /// it as [`Self::walk`] does.
     fn open(
@@ -1764,8 +1872,24 @@ mod tests {
         assert!(![opened.ret, third.ret].contains(&after.ret), "{after:?}");
         fast.take_opened_here();
 
-        // Not while the deputy has a call to answer, nor for writing, nor
-        // what is not a regular file.
+        // A close the deputy has yet to make frees its number first.
+        let taken = after.ret as i32;
+        let close_taken = SyscallCall {
+            nr: libc::SYS_close as u64,
+            args: [taken as u64, 0, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        fast.observe(9, &close_taken);
+        let again = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(again.ret, after.ret);
+        fast.changes.answered(9);
+        let mut read = read_call(libc::SYS_pread64, 5, 0);
+        read.args[0] = taken as u64;
+        assert_eq!(fast.try_execute(&mut read, false).unwrap().ret, 5);
+        fast.take_opened_here();
+
+        // Not while the deputy has another call to answer, nor for
+        // writing, nor what is not a regular file or directory.
         fast.observe(1, &read_call(libc::SYS_read, 1, 0));
         assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
         fast.changes.answered(1);
@@ -1773,7 +1897,14 @@ mod tests {
         assert!(fast
             .try_execute(&mut open_call(&path, libc::O_RDWR), false)
             .is_none());
-        assert!(fast.try_execute(&mut open_call(&dir, 0), false).is_none());
+        let null = std::path::Path::new("/dev/null");
+        assert!(fast.try_execute(&mut open_call(null, 0), false).is_none());
+        assert!(fast
+            .try_execute(&mut open_call(&path, libc::O_DIRECTORY), false)
+            .is_none());
+        let listing = fast.try_execute(&mut open_call(&dir, libc::O_DIRECTORY), false);
+        assert!(listing.is_some_and(|opened| opened.ret >= 0 && opened.outputs.is_empty()));
+        fast.take_opened_here();
         // Nor once the program has taken a record lock.
         let mut lock = read_call(libc::SYS_fcntl, 0, 0);
         lock.args[1] = libc::F_SETLK as u64;

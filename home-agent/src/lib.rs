@@ -17,6 +17,7 @@ pub mod config;
 pub mod deputy;
 pub mod fastpath;
 pub mod link;
+pub mod mounts;
 pub mod node;
 pub mod proc_view;
 pub mod tls;
