@@ -143,11 +143,16 @@ pub struct Changes {
     /// Answered since the fast path last looked: what it kept of them
     /// may be stale.
     settled: Mutex<Vec<Change>>,
+    /// Whether the deputy has answered a call: until then it may still be
+    /// setting itself up, with files of its own open for moments.
+    answered_any: std::sync::atomic::AtomicBool,
 }
 
 impl Changes {
     /// Sees the deputy's answer to call `id` go by.
     pub fn answered(&self, id: u64) {
+        self.answered_any
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let Ok(mut under_way) = self.under_way.lock() else {
             return;
         };
@@ -166,9 +171,13 @@ impl Changes {
     }
 
     /// The fds the deputy is closing, if closing them is all it has to
-    /// do: it has answered every other call it was sent. `None` while it
-    /// has another (or if the list cannot be read).
+    /// do: it has answered every other call it was sent, and one at least
+    /// (its own setup, which opens files for moments, is behind it).
+    /// `None` while it has another (or if the list cannot be read).
     fn only_closing(&self) -> Option<Vec<i32>> {
+        if !self.answered_any.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let under_way = self.under_way.lock().ok()?;
         under_way.values().map(|call| call.closes).collect()
     }
@@ -265,10 +274,10 @@ pub struct FastPath {
     /// since when the first of them waits.
     opened_here: BTreeMap<i32, OpenedHere>,
     opened_here_since: Option<std::time::Instant>,
-    /// The numbers in use in the deputy's fd table, as listed while it
-    /// had no call to answer, and how many calls it had been sent then:
-    /// only a call can change its table, so the list holds until the
-    /// next one is sent.
+    /// Numbers found in use in the deputy's fd table (one `kcmp` each)
+    /// while it had no call to answer, and how many calls it had been
+    /// sent then: only a call can change its table, so they hold until
+    /// the next one is sent.
     deputy_fds: Option<(u64, BTreeSet<i32>)>,
     /// How many calls have been sent to the deputy.
     sent_to_deputy: u64,
@@ -906,27 +915,42 @@ impl FastPath {
     /// The number the deputy's kernel would give the next fd it opens:
     /// the lowest free in its table and not given to a file opened here,
     /// if below its limit. `None` while the deputy has a call to answer
-    /// (which may open or close any fd meanwhile), or if its table cannot
-    /// be read.
+    /// but closes (which may open any fd meanwhile), or if its table
+    /// cannot be looked at.
     fn free_number(&mut self) -> Option<i32> {
         // A close the deputy has yet to make frees its number before the
         // open the program made after it.
         let closing = self.changes.only_closing()?;
         if !self.listed_now() {
-            self.deputy_fds = Some((self.sent_to_deputy, fds_of(self.pid)?));
+            self.deputy_fds = Some((self.sent_to_deputy, BTreeSet::new()));
         }
-        let (_, listed) = self.deputy_fds.as_mut()?;
-        for fd in closing {
-            listed.remove(&fd);
+        let Some((_, in_use)) = &mut self.deputy_fds else {
+            return None;
+        };
+        for fd in &closing {
+            in_use.remove(fd);
         }
-        let number =
-            (0..i32::MAX).find(|n| !listed.contains(n) && !self.opened_here.contains_key(n))?;
+        let mut number = 0;
+        loop {
+            if self.opened_here.contains_key(&number) || in_use.contains(&number) {
+                number = number.checked_add(1)?;
+                continue;
+            }
+            if closing.contains(&number)
+                || !homing_shim::process::has_fd(self.pid, number, self.pidfd.as_fd()).ok()?
+            {
+                break;
+            }
+            in_use.insert(number);
+            number = number.checked_add(1)?;
+        }
         let (soft, _) = self.limit(libc::RLIMIT_NOFILE)?;
         (u64::try_from(number).ok()? < soft).then_some(number)
     }
 
-    /// Whether the list of the deputy's fds is its table as it is (but
-    /// for closes under way): no call has been sent it since the list.
+    /// Whether the numbers known in use in the deputy's table are known
+    /// still (but for closes under way): no call has been sent it since
+    /// they were looked at.
     fn listed_now(&self) -> bool {
         matches!(&self.deputy_fds, Some((sent, _)) if *sent == self.sent_to_deputy)
     }
@@ -1317,14 +1341,6 @@ impl FastPath {
         self.fds.insert(fd, entry.clone());
         entry
     }
-}
-
-/// The fd numbers in use in process `pid`'s table.
-fn fds_of(pid: i32) -> Option<BTreeSet<i32>> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
-        .map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
 }
 
 /// Whether process `pid` holds a POSIX record lock (or whether that cannot
@@ -1814,12 +1830,17 @@ mod tests {
         let mut fast = own_fast_path();
 
         let mut open = open_call(&path, libc::O_RDONLY | libc::O_CLOEXEC);
+        // Not before the deputy has answered a call: it may be setting
+        // itself up.
+        assert!(fast.try_execute(&mut open, false).is_none());
+        fast.changes.answered(0);
+        // This process stands for the deputy: the number is its lowest free.
+        let lowest_free = (0..)
+            .find(|n| std::fs::read_link(format!("/proc/self/fd/{n}")).is_err())
+            .unwrap();
         let opened = fast.try_execute(&mut open, false).expect("opened here");
         let number = i32::try_from(opened.ret).expect("a number");
-        assert!(
-            std::fs::read_link(format!("/proc/self/fd/{number}")).is_err(),
-            "{number} is free in the deputy"
-        );
+        assert_eq!(number, lowest_free);
         assert_eq!(
             opened.output(syscall::PREFETCHED_DATA),
             Some(&b"first bytes"[..])

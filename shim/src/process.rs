@@ -370,6 +370,32 @@ pub fn limit(pid: i32, resource: u32, new: Option<(u64, u64)>) -> std::io::Resul
     zero_or_errno(rc).map(|()| (old.rlim_cur, old.rlim_max))
 }
 
+/// Whether process `pid` has an fd numbered `fd` open: `kcmp` of it with
+/// `own`, an fd of the caller's, which fails with EBADF where either is
+/// not open. One syscall, without the duplicate `pidfd_getfd` makes or the
+/// entry per fd a listing of `/proc/PID/fd` builds. Needs the right to
+/// trace `pid`.
+pub fn has_fd(pid: i32, fd: i32, own: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: kcmp takes integers only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            std::process::id() as libc::pid_t,
+            pid,
+            KCMP_FILE,
+            own.as_raw_fd() as libc::c_ulong,
+            fd as libc::c_ulong,
+        )
+    };
+    match zero_or_errno(rc.min(0)) {
+        Ok(()) => Ok(true),
+        Err(error) if error.raw_os_error() == Some(libc::EBADF) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 /// Signal `signal`'s bit in a kernel signal mask (bit `signal - 1`); 0
 /// for a number that is no signal.
 pub fn signal_bit(signal: i32) -> u64 {
@@ -992,6 +1018,28 @@ mod tests {
                 egid: nix::unistd::getegid().as_raw(),
             }
         );
+    }
+
+    #[test]
+    fn an_open_fd_of_another_process_is_told_from_a_free_number() {
+        use std::os::fd::{AsFd, AsRawFd};
+        // A child that keeps one file open and waits for its end.
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let child = match super::fork().unwrap() {
+            super::Forked::Child => {
+                drop(write_end);
+                let mut byte = [0u8; 1];
+                let _ = nix::unistd::read(read_end.as_raw_fd(), &mut byte);
+                // SAFETY: _exit ends the forked child without running the parent's atexit.
+                unsafe { libc::_exit(0) }
+            }
+            super::Forked::Parent(pid) => pid,
+        };
+        let own = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(super::has_fd(child, read_end.as_raw_fd(), own.as_fd()).unwrap());
+        assert!(!super::has_fd(child, 900, own.as_fd()).unwrap());
+        drop(write_end);
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).unwrap();
     }
 
     #[test]
