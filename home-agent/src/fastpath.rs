@@ -31,13 +31,13 @@
 //! with it the agent and every program it serves. Any other goes to the
 //! deputy.
 //!
-//! An open for reading of a regular file found so is made here too, for
-//! the program, at the number the deputy's kernel would give it; the
-//! deputy takes the file into its table with its next call, or never if
-//! the program closes it first (see [`FastPath::open_here`]).
+//! An open for reading of a regular file or a directory found so is made
+//! here too, for the program, at the number the deputy's kernel would
+//! give it; the deputy takes the file into its table with its next call,
+//! or never if the program closes it first (see `FastPath::open_here`).
 //!
-//! Nothing else here may change the deputy: a call that would (an open
-//! of anything else, a close, a chdir) is never taken, only seen on its
+//! Nothing else here may change the deputy: a call that would (another
+//! open, a close of another fd, a chdir) is never taken, only seen on its
 //! way. What it may change (an fd, the cwd, the credentials) is forgotten then, and again
 //! once its answer has gone by on the way back: in a program of several
 //! threads, another thread's call may read it here meanwhile (which at
@@ -275,8 +275,8 @@ pub struct FastPath {
     opened_here: BTreeMap<i32, OpenedHere>,
     opened_here_since: Option<std::time::Instant>,
     /// Numbers found in use in the deputy's fd table (one `kcmp` each)
-    /// while it had no call to answer, and how many calls it had been
-    /// sent then: only a call can change its table, so they hold until
+    /// while it had no call to answer but closes, and how many calls it
+    /// had been sent then: only a call can change its table, so they hold until
     /// the next one is sent.
     deputy_fds: Option<(u64, BTreeSet<i32>)>,
     /// How many calls have been sent to the deputy.
@@ -288,7 +288,7 @@ pub struct FastPath {
     has_locked_records: bool,
 }
 
-/// A file opened here for the program (see [`FastPath::open_here`]).
+/// A file opened here for the program (see `FastPath::open_here`).
 struct OpenedHere {
     file: Arc<OwnedFd>,
     close_on_exec: bool,
@@ -416,7 +416,7 @@ impl FastPath {
     }
 
     /// The files opened here since the deputy's last call, for it to take
-    /// (see [`Self::open_here`]); `None` if there are none. To be called
+    /// (see `Self::open_here`); `None` if there are none. To be called
     /// for each call sent to the deputy, before it goes, and once files
     /// have waited [`GIVE_OPENED_AFTER`].
     pub fn take_opened_here(&mut self) -> Option<FilesForDeputy> {
@@ -429,8 +429,8 @@ impl FastPath {
             .map(|(number, opened)| ((number, opened.close_on_exec), opened.file))
             .unzip();
         // In use from now on: the deputy places them before anything it
-        // is sent later, and its table is not listed again before its
-        // next call is answered.
+        // is sent later, and its table is not looked at again before its
+        // next call.
         if let Some((_, listed)) = &mut self.deputy_fds {
             listed.extend(numbers.iter().map(|(number, _)| number));
         }
@@ -821,8 +821,8 @@ impl FastPath {
     /// program closes before that never goes there. So open, read and
     /// close of a file cost the deputy nothing. `None`: the deputy opens.
     ///
-    /// Only while the deputy has every call answered and its fd table is
-    /// known, for a program that has never held a record lock, and never
+    /// Only while the deputy has answered every call but closes (see
+    /// [`Changes::only_closing`]), for a program that has never held a record lock, and never
     /// anything but a regular file or a directory: opening a FIFO or a
     /// device may do something of its own (let a writer waiting in its
     /// open go on).
@@ -1672,14 +1672,7 @@ impl Walker {
         if self.fsuid != agent_identity()?.fsuid {
             return None;
         }
-        let path = std::ffi::OsStr::from_bytes(path);
-        Some(rustix::fs::openat2(
-            dir,
-            path,
-            flags,
-            Mode::empty(),
-            resolve,
-        ))
+        Some(open_at(dir, path, flags, resolve))
     }
 
     /// Opens `path` from `dir` with `flags` and these credentials, walking
@@ -1703,14 +1696,7 @@ impl Walker {
             }
         }
         let _as_deputy = self.take_on()?;
-        let path = std::ffi::OsStr::from_bytes(path);
-        Some(rustix::fs::openat2(
-            dir,
-            path,
-            flags,
-            Mode::empty(),
-            resolve,
-        ))
+        Some(open_at(dir, path, flags, resolve))
     }
 
     /// These credentials as registered for cached walks, unless they are
@@ -1759,6 +1745,17 @@ impl Walker {
         nix::unistd::setfsuid(nix::unistd::Uid::from_raw(self.fsuid));
         Some(guard)
     }
+}
+
+/// `openat2` of a path given as bytes, with this thread's credentials.
+fn open_at(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    flags: OFlags,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
+    let path = std::ffi::OsStr::from_bytes(path);
+    rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve)
 }
 
 /// The agent's thread walking as a deputy; back to the agent when dropped.
