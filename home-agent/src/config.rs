@@ -31,6 +31,13 @@ pub struct NodeConfig {
     /// [`homing_remote_agent::spin`]); 0 never polls.
     #[serde(default = "default_spin_us")]
     pub spin_us: u64,
+    /// Whether home's agent opens a program's files for reading itself,
+    /// handing them to the deputy later (see
+    /// `fastpath::FastPath::open_here`). Off by default: in one start of
+    /// Python in a hundred or so it gave a file a number the deputy had
+    /// in use (session 36's note), a cause not yet found.
+    #[serde(default)]
+    pub open_files_here: bool,
 }
 
 fn default_control_socket() -> PathBuf {

@@ -281,6 +281,9 @@ pub struct FastPath {
     deputy_fds: Option<(u64, BTreeSet<i32>)>,
     /// How many calls have been sent to the deputy.
     sent_to_deputy: u64,
+    /// Whether files may be opened here at all (the node's
+    /// `open_files_here`).
+    opens_files: bool,
     /// Whether the deputy has held a POSIX record lock (`fcntl`'s
     /// `F_SETLK`, `lockf`): a close of any fd of a file releases the
     /// process's locks on it, and the close of a file opened here would
@@ -321,7 +324,12 @@ pub type Neighbours = Box<dyn Fn(i32) -> bool + Send>;
 impl FastPath {
     /// The fast path for deputy `pid`, if its fds can be duplicated;
     /// `changes` hears the deputy's answers.
-    pub fn new(pid: i32, changes: Arc<Changes>, neighbour: Neighbours) -> Option<Self> {
+    pub fn new(
+        pid: i32,
+        changes: Arc<Changes>,
+        neighbour: Neighbours,
+        opens_files: bool,
+    ) -> Option<Self> {
         let pidfd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
         Some(Self {
             pid,
@@ -352,6 +360,7 @@ impl FastPath {
             opened_here_since: None,
             deputy_fds: None,
             sent_to_deputy: 0,
+            opens_files,
             has_locked_records: holds_record_locks(pid),
         })
     }
@@ -838,7 +847,8 @@ impl FastPath {
         // Truncation writes; signal-driven I/O is left to the deputy.
         let unusual = libc::O_TRUNC | libc::O_ASYNC;
         let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0;
-        if !read_only
+        if !self.opens_files
+            || !read_only
             || flags & unusual != 0
             || !syscall::opens_only_what_is_there(flags as u64)
             || self.has_locked_records
@@ -1805,7 +1815,7 @@ mod tests {
     /// This test's process standing for a deputy.
     fn own_fast_path() -> FastPath {
         let own = std::process::id() as i32;
-        FastPath::new(own, Arc::new(Changes::default()), Box::new(|_| false)).unwrap()
+        FastPath::new(own, Arc::new(Changes::default()), Box::new(|_| false), true).unwrap()
     }
 
     fn open_call(path: &std::path::Path, flags: i32) -> SyscallCall {

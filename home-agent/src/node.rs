@@ -1137,7 +1137,7 @@ impl Node {
             let host = |pid: i32| away.get(&pid).map(|process| process.node.clone());
             host(pid).is_some_and(|here| host(other) == Some(here))
         });
-        let mut fast = FastPath::new(pid, changes, neighbour);
+        let mut fast = FastPath::new(pid, changes, neighbour, self.config.open_files_here);
         let mut nice_look = tokio::time::interval(NICE_LOOK);
         nice_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
