@@ -361,7 +361,9 @@ impl FastPath {
             deputy_fds: None,
             sent_to_deputy: 0,
             opens_files,
-            has_locked_records: holds_record_locks(pid),
+            // Looked at only where it matters: `/proc/locks` is read at
+            // every deputy's start otherwise, each fork's included.
+            has_locked_records: opens_files && holds_record_locks(pid),
         })
     }
 
@@ -375,13 +377,17 @@ impl FastPath {
         }
         let nr = call.nr as i64;
         let closes = (nr == libc::SYS_close).then_some(call.args[0] as i32);
-        self.changes.note(id, UnderWay { change, closes });
-        // A close takes nothing: the list of the deputy's fds, if it was
-        // the table as it is, is the table once the close is done.
-        let listed_now = self.listed_now();
+        // Every call under way matters only to opens made here; without
+        // them, only those that change what is kept here are noted.
+        if change.is_some() || self.opens_files {
+            self.changes.note(id, UnderWay { change, closes });
+        }
+        // A close takes nothing: the numbers known in use in the deputy's
+        // table, if they were known now, are known once the close is done.
+        let known_now = self.known_now();
         self.sent_to_deputy += 1;
-        if let (Some(fd), true, Some((sent, listed))) = (closes, listed_now, &mut self.deputy_fds) {
-            listed.remove(&fd);
+        if let (Some(fd), true, Some((sent, in_use))) = (closes, known_now, &mut self.deputy_fds) {
+            in_use.remove(&fd);
             *sent = self.sent_to_deputy;
         }
         let record_lock = [libc::F_SETLK, libc::F_SETLKW];
@@ -440,8 +446,8 @@ impl FastPath {
         // In use from now on: the deputy places them before anything it
         // is sent later, and its table is not looked at again before its
         // next call.
-        if let Some((_, listed)) = &mut self.deputy_fds {
-            listed.extend(numbers.iter().map(|(number, _)| number));
+        if let Some((_, in_use)) = &mut self.deputy_fds {
+            in_use.extend(numbers.iter().map(|(number, _)| number));
         }
         Some(FilesForDeputy { numbers, files })
     }
@@ -931,7 +937,7 @@ impl FastPath {
         // A close the deputy has yet to make frees its number before the
         // open the program made after it.
         let closing = self.changes.only_closing()?;
-        if !self.listed_now() {
+        if !self.known_now() {
             self.deputy_fds = Some((self.sent_to_deputy, BTreeSet::new()));
         }
         let Some((_, in_use)) = &mut self.deputy_fds else {
@@ -961,7 +967,7 @@ impl FastPath {
     /// Whether the numbers known in use in the deputy's table are known
     /// still (but for closes under way): no call has been sent it since
     /// they were looked at.
-    fn listed_now(&self) -> bool {
+    fn known_now(&self) -> bool {
         matches!(&self.deputy_fds, Some((sent, _)) if *sent == self.sent_to_deputy)
     }
 
