@@ -160,20 +160,25 @@ enum Outgoing {
     Frame(Vec<u8>),
     /// A bulk frame and its bytes (an answer: never held).
     Bulk(Vec<u8>, Vec<u8>),
+    /// The new host's stream: what follows goes there, and nothing is
+    /// held any more.
     Switch(SendStream),
     /// Sends the signals held while the relay held (after the go).
     Release,
-    /// Written even while holding: the old host's last frame.
-    Marker(Vec<u8>),
+    /// From here on nothing reaches the old host but this frame, its last
+    /// (a signal is held for wherever the program goes).
+    Hold(Vec<u8>),
     GiveBack,
 }
 
-/// Tells the old host, after everything sent to it so far, that nothing
-/// more comes: the signals it got since its copy froze are then all it
-/// must hand back.
-fn mark_held(to_host: &mpsc::UnboundedSender<Outgoing>) {
+/// Holds what goes to the host, and tells the old host, after everything
+/// queued for it so far, that nothing more comes: the signals it got
+/// since its copy froze are then all it must hand back. The writer holds
+/// in the queue's order, never ahead of it: a signal queued before is
+/// the old host's to hand back, one queued after is held here.
+fn hold(to_host: &mpsc::UnboundedSender<Outgoing>) {
     if let Ok(frame) = homing_proto::encode(&ToHost::Held) {
-        let _ = to_host.send(Outgoing::Marker(frame));
+        let _ = to_host.send(Outgoing::Hold(frame));
     }
 }
 
@@ -1033,18 +1038,23 @@ impl Node {
         // Everything for the host goes through one writer: the deputy's
         // answers and signals, and the answers of the fast path. While a
         // move holds the relay, nothing reaches the frozen old host; the
-        // signals sent meanwhile wait for wherever the program goes.
-        let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // signals sent meanwhile wait for wherever the program goes. The
+        // writer holds and lets go in the order of its queue, not by a
+        // flag the relay sets beside it: a signal queued before a switch
+        // to the new host but written after such a flag was cleared went
+        // to the old host, and was lost with it.
+        // The relay's own: it reads nothing from a held host.
+        let mut host_held = false;
         let (to_host, mut outbox) = mpsc::unbounded_channel::<Outgoing>();
         let writer = {
-            let holding = holding.clone();
             tokio::spawn(async move {
                 let mut send = send;
+                let mut writer_holds = false;
                 let mut held: Vec<Vec<u8>> = Vec::new();
                 while let Some(out) = outbox.recv().await {
                     match out {
                         Outgoing::Frame(frame) => {
-                            if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                            if writer_holds {
                                 if signal_in(&frame).is_some() {
                                     held.push(frame);
                                 }
@@ -1055,7 +1065,7 @@ impl Node {
                             }
                         }
                         Outgoing::Bulk(frame, bytes) => {
-                            if holding.load(std::sync::atomic::Ordering::SeqCst) {
+                            if writer_holds {
                                 continue;
                             }
                             let sent = match send_frame(&mut send, frame).await {
@@ -1069,9 +1079,10 @@ impl Node {
                         Outgoing::Switch(new_send) => {
                             let _ = send.finish();
                             send = new_send;
-                            holding.store(false, std::sync::atomic::Ordering::SeqCst);
+                            writer_holds = false;
                         }
-                        Outgoing::Marker(frame) => {
+                        Outgoing::Hold(frame) => {
+                            writer_holds = true;
                             if send_frame(&mut send, frame).await.is_err() {
                                 return Some((send, held));
                             }
@@ -1152,7 +1163,6 @@ impl Node {
         let mut for_deputy = ForDeputy::default();
         // Host to deputy: syscalls and the program's end.
         let outcome: Result<(), String> = loop {
-            let held = holding.load(std::sync::atomic::Ordering::SeqCst);
             // In this order: the move's commands, rare, before the
             // program's calls, and those before writing to the deputy.
             let frame = tokio::select! {
@@ -1160,8 +1170,8 @@ impl Node {
                 command = commands.recv() => {
                     match command {
                         Some(RelayCommand::Hold) => {
-                            holding.store(true, std::sync::atomic::Ordering::SeqCst);
-                            mark_held(&to_host);
+                            host_held = true;
+                            hold(&to_host);
                         }
                         Some(RelayCommand::Switch { node: new_node, conn: new_conn, send: new_send, recv: new_recv, signals }) => {
                             info!(pid, from = node, to = new_node, "the away process moved on");
@@ -1173,7 +1183,7 @@ impl Node {
                                 warn!(pid, "the old host's stream was left inside a frame, whose rest is dropped");
                             }
                             frames = FrameReader::default();
-                            holding.store(false, std::sync::atomic::Ordering::SeqCst);
+                            host_held = false;
                             let _ = to_host.send(Outgoing::Switch(new_send));
                             if let Ok(go) = homing_proto::encode(&ToHost::Go) {
                                 let _ = to_host.send(Outgoing::Frame(go));
@@ -1196,8 +1206,7 @@ impl Node {
                                 warn!(pid, "the stream goes back to the move inside a frame");
                             }
                             returning.store(true, std::sync::atomic::Ordering::SeqCst);
-                            holding.store(true, std::sync::atomic::Ordering::SeqCst);
-                            mark_held(&to_host);
+                            hold(&to_host);
                             // Files opened for the program go to it first.
                             if let Some(opened) = fast.as_mut().and_then(|fast| fast.take_opened_here()) {
                                 give_files(&mut for_deputy, opened);
@@ -1211,7 +1220,7 @@ impl Node {
                     }
                     continue;
                 }
-                frame = frames.next(&mut recv), if !held => {
+                frame = frames.next(&mut recv), if !host_held => {
                     // The program's next call follows this one's answer closely.
                     spin::keep_hot();
                     frame
