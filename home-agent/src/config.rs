@@ -33,11 +33,15 @@ pub struct NodeConfig {
     pub spin_us: u64,
     /// Whether home's agent opens a program's files for reading itself,
     /// handing them to the deputy later (see
-    /// `fastpath::FastPath::open_here`). Off by default: in one start of
-    /// Python in a hundred or so it gave a file a number the deputy had
-    /// in use (session 36's note), a cause not yet found.
-    #[serde(default)]
+    /// `fastpath::FastPath::open_here`). On by default; off, the deputy
+    /// opens every file, as a way back should one of these opens ever
+    /// turn out not to be as the deputy's.
+    #[serde(default = "default_open_files_here")]
     pub open_files_here: bool,
+}
+
+fn default_open_files_here() -> bool {
+    true
 }
 
 fn default_control_socket() -> PathBuf {

@@ -545,8 +545,12 @@ fn take_files(
         } else if nix::fcntl::fcntl(number, nix::fcntl::FcntlArg::F_GETFD).is_ok() {
             // The agent's idea of the table was wrong: the program's own
             // fd stays, and this file is not given.
+            let in_the_way = std::fs::read_link(format!("/proc/self/fd/{number}"));
+            let given = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
             tracing::error!(
                 number,
+                ?in_the_way,
+                ?given,
                 "a file opened for the program was given a number in use"
             );
             continue;

@@ -281,6 +281,16 @@ pub struct FastPath {
     deputy_fds: Option<(u64, BTreeSet<i32>)>,
     /// How many calls have been sent to the deputy.
     sent_to_deputy: u64,
+    /// The numbers of files handed to the deputy that it may not have
+    /// placed yet, with how many calls it had been sent then. Neither its
+    /// table (which shows such a number free until it reads the handover)
+    /// nor a close of that number sent before the handover (which frees
+    /// the number for the file handed, not for the next) says it is free.
+    /// Placed for certain once a later call other than a close has been
+    /// answered: the deputy reads in order.
+    handed: BTreeMap<i32, u64>,
+    /// The count of calls sent when the last call other than a close was.
+    last_not_closing: u64,
     /// Whether files may be opened here at all (the node's
     /// `open_files_here`).
     opens_files: bool,
@@ -360,6 +370,8 @@ impl FastPath {
             opened_here_since: None,
             deputy_fds: None,
             sent_to_deputy: 0,
+            handed: BTreeMap::new(),
+            last_not_closing: 0,
             opens_files,
             // Looked at only where it matters: `/proc/locks` is read at
             // every deputy's start otherwise, each fork's included.
@@ -386,6 +398,11 @@ impl FastPath {
         // table, if they were known now, are known once the close is done.
         let known_now = self.known_now();
         self.sent_to_deputy += 1;
+        match closes {
+            // Read after its file's handover: free once the close is made.
+            Some(fd) => _ = self.handed.remove(&fd),
+            None => self.last_not_closing = self.sent_to_deputy,
+        }
         if let (Some(fd), true, Some((sent, in_use))) = (closes, known_now, &mut self.deputy_fds) {
             in_use.remove(&fd);
             *sent = self.sent_to_deputy;
@@ -449,6 +466,9 @@ impl FastPath {
         if let Some((_, in_use)) = &mut self.deputy_fds {
             in_use.extend(numbers.iter().map(|(number, _)| number));
         }
+        let sent = self.sent_to_deputy;
+        self.handed
+            .extend(numbers.iter().map(|&(number, _)| (number, sent)));
         Some(FilesForDeputy { numbers, files })
     }
 
@@ -946,9 +966,15 @@ impl FastPath {
         for fd in &closing {
             in_use.remove(fd);
         }
+        // Every call but closes has been answered by now.
+        let answered = self.last_not_closing;
+        self.handed.retain(|_, sent| *sent >= answered);
         let mut number = 0;
         loop {
-            if self.opened_here.contains_key(&number) || in_use.contains(&number) {
+            if self.opened_here.contains_key(&number)
+                || in_use.contains(&number)
+                || self.handed.contains_key(&number)
+            {
                 number = number.checked_add(1)?;
                 continue;
             }
@@ -1945,6 +1971,65 @@ mod tests {
         fast.observe(2, &lock);
         fast.changes.answered(2);
         assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_number_handed_to_the_deputy_is_not_given_again_before_it_has_placed_it() {
+        let dir = std::env::temp_dir().join(format!("homing-handed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        std::fs::write(&path, b"bytes").unwrap();
+        // A deputy of its own, whose table holds 0, 1 and 2 alone, and
+        // which never places what it is handed (as one that has not read
+        // the handover yet).
+        let mut deputy = std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let changes = Arc::new(Changes::default());
+        let mut fast =
+            FastPath::new(deputy.id() as i32, changes, Box::new(|_| false), true).unwrap();
+        let getppid = SyscallCall {
+            nr: libc::SYS_getppid as u64,
+            args: [0; 6],
+            inputs: vec![],
+        };
+        let close = |fd: u64| SyscallCall {
+            nr: libc::SYS_close as u64,
+            args: [fd, 0, 0, 0, 0, 0],
+            inputs: vec![],
+        };
+        fast.observe(0, &getppid);
+        fast.changes.answered(0);
+        // The deputy is closing its 3: the program's next open gets it.
+        fast.observe(1, &close(3));
+        let first = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(first.ret, 3);
+        // Handed over with no call after it (the files waited their time):
+        // while that close is under way, 3 is no longer the one it frees.
+        let handed = fast.take_opened_here().expect("a file to hand over");
+        assert_eq!(handed.numbers, [(3, false)]);
+        let second = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(second.ret, 4);
+        fast.changes.answered(1);
+        fast.take_opened_here();
+        // A close sent after the handover frees the number once made.
+        fast.observe(2, &close(3));
+        let third = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(third.ret, 3);
+        fast.changes.answered(2);
+        fast.take_opened_here();
+        // A later call answered says the handovers were read: the table is
+        // believed again, and shows 3 free (nothing was placed).
+        fast.observe(3, &getppid);
+        assert!(fast.try_execute(&mut open_call(&path, 0), false).is_none());
+        fast.changes.answered(3);
+        let fourth = fast.try_execute(&mut open_call(&path, 0), false).unwrap();
+        assert_eq!(fourth.ret, 3);
+        deputy.kill().unwrap();
+        deputy.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
