@@ -27,14 +27,16 @@ use crate::fastpath::{Changes, FastPath, FilesForDeputy};
 use crate::link::{self, close_code, LinkError};
 use crate::tls::Identity;
 use crate::wire::{
-    read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_frame,
-    send_message, write_message, ForDeputy, FrameReader, WireError,
+    read_bulk_frame, read_frame, read_message, read_whole_frame, send_bulk_message, send_message,
+    write_message, ForDeputy, FrameReader, WireError,
 };
 use homing_remote_agent::spin;
+use to_host::{hold, signal_in, Outgoing};
 
 mod drain;
 mod mapped_files;
 mod migrate;
+mod to_host;
 
 /// Pause between dial attempts to an absent peer.
 const REDIAL_DELAY: Duration = Duration::from_millis(250);
@@ -155,33 +157,6 @@ enum RelayCommand {
     Return(tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>),
 }
 
-/// What the relay's writer sends to the host.
-enum Outgoing {
-    Frame(Vec<u8>),
-    /// A bulk frame and its bytes (an answer: never held).
-    Bulk(Vec<u8>, Vec<u8>),
-    /// The new host's stream: what follows goes there, and nothing is
-    /// held any more.
-    Switch(SendStream),
-    /// Sends the signals held while the relay held (after the go).
-    Release,
-    /// From here on nothing reaches the old host but this frame, its last
-    /// (a signal is held for wherever the program goes).
-    Hold(Vec<u8>),
-    GiveBack,
-}
-
-/// Holds what goes to the host, and tells the old host, after everything
-/// queued for it so far, that nothing more comes: the signals it got
-/// since its copy froze are then all it must hand back. The writer holds
-/// in the queue's order, never ahead of it: a signal queued before is
-/// the old host's to hand back, one queued after is held here.
-fn hold(to_host: &mpsc::UnboundedSender<Outgoing>) {
-    if let Ok(frame) = homing_proto::encode(&ToHost::Held) {
-        let _ = to_host.send(Outgoing::Hold(frame));
-    }
-}
-
 /// The answer to a call asked ahead of the program that this agent could
 /// not answer itself (see [`ToHome::Syscall`]).
 fn not_answered_ahead() -> SyscallResult {
@@ -191,14 +166,6 @@ fn not_answered_ahead() -> SyscallResult {
             index: homing_proto::syscall::NOT_ANSWERED_AHEAD,
             bytes: vec![],
         }],
-    }
-}
-
-/// The signal a framed [`ToHost`] carries, if it is one.
-fn signal_in(frame: &[u8]) -> Option<i32> {
-    match homing_proto::decode::<ToHost>(frame.get(4..)?) {
-        Ok(ToHost::Signal { signal, .. }) => Some(signal),
-        _ => None,
     }
 }
 
@@ -1035,72 +1002,12 @@ impl Node {
         // Buffered: answers the deputy wrote together are taken in one
         // receive, not two for each (its length, then its body).
         let mut from_deputy = tokio::io::BufReader::with_capacity(64 << 10, from_deputy);
-        // Everything for the host goes through one writer: the deputy's
-        // answers and signals, and the answers of the fast path. While a
-        // move holds the relay, nothing reaches the frozen old host; the
-        // signals sent meanwhile wait for wherever the program goes. The
-        // writer holds and lets go in the order of its queue, not by a
-        // flag the relay sets beside it: a signal queued before a switch
-        // to the new host but written after such a flag was cleared went
-        // to the old host, and was lost with it.
+        // Everything for the host goes through one writer, in the order
+        // it was queued (see `to_host`).
         // The relay's own: it reads nothing from a held host.
         let mut host_held = false;
-        let (to_host, mut outbox) = mpsc::unbounded_channel::<Outgoing>();
-        let writer = {
-            tokio::spawn(async move {
-                let mut send = send;
-                let mut writer_holds = false;
-                let mut held: Vec<Vec<u8>> = Vec::new();
-                while let Some(out) = outbox.recv().await {
-                    match out {
-                        Outgoing::Frame(frame) => {
-                            if writer_holds {
-                                if signal_in(&frame).is_some() {
-                                    held.push(frame);
-                                }
-                                continue;
-                            }
-                            if send_frame(&mut send, frame).await.is_err() {
-                                return Some((send, held));
-                            }
-                        }
-                        Outgoing::Bulk(frame, bytes) => {
-                            if writer_holds {
-                                continue;
-                            }
-                            let sent = match send_frame(&mut send, frame).await {
-                                Ok(()) => send_frame(&mut send, bytes).await,
-                                Err(error) => Err(error),
-                            };
-                            if sent.is_err() {
-                                return Some((send, held));
-                            }
-                        }
-                        Outgoing::Switch(new_send) => {
-                            let _ = send.finish();
-                            send = new_send;
-                            writer_holds = false;
-                        }
-                        Outgoing::Hold(frame) => {
-                            writer_holds = true;
-                            if send_frame(&mut send, frame).await.is_err() {
-                                return Some((send, held));
-                            }
-                        }
-                        Outgoing::Release => {
-                            for frame in std::mem::take(&mut held) {
-                                if send_frame(&mut send, frame).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        Outgoing::GiveBack => return Some((send, held)),
-                    }
-                }
-                let _ = send.finish();
-                None
-            })
-        };
+        let (to_host, outbox) = mpsc::unbounded_channel::<Outgoing<SendStream>>();
+        let writer = tokio::spawn(to_host::write(send, outbox));
         // Deputy to host: signals and syscall results. The deputy's end
         // (it died at home, SIGKILL) ends the program too.
         // Set once the program comes home: the deputy's end is then its
