@@ -1002,9 +1002,9 @@ impl Node {
         // Buffered: answers the deputy wrote together are taken in one
         // receive, not two for each (its length, then its body).
         let mut from_deputy = tokio::io::BufReader::with_capacity(64 << 10, from_deputy);
-        // Everything for the host goes through one writer, in the order
-        // it was queued (see `to_host`).
-        // The relay's own: it reads nothing from a held host.
+        // Everything for the host goes through one writer, which holds
+        // and lets go in the order of its queue (see `to_host`). This is
+        // the relay's own: it reads nothing from a held host.
         let mut host_held = false;
         let (to_host, outbox) = mpsc::unbounded_channel::<Outgoing<SendStream>>();
         let writer = tokio::spawn(to_host::write(send, outbox));
