@@ -1276,13 +1276,12 @@ pub fn route(nr: u64, args: &[u64; 6]) -> Route {
         libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => Route::Special(Special::Fork),
         // glibc falls back to clone when clone3 is missing.
         libc::SYS_clone3 => refuse(libc::ENOSYS),
-        libc::SYS_execve => Route::Special(Special::Exec),
+        libc::SYS_execve | libc::SYS_execveat => Route::Special(Special::Exec),
         libc::SYS_exit_group => Route::Special(Special::Exit),
         libc::SYS_rt_sigaction => Route::Special(Special::ChildSignal),
         libc::SYS_sched_getaffinity | libc::SYS_sched_setaffinity => {
             Route::Special(Special::Affinity)
         }
-        libc::SYS_execveat => refuse(libc::ENOSYS),
 
         _ => refuse(libc::ENOSYS),
     }
@@ -1733,6 +1732,7 @@ mod tests {
             Route::Special(Special::ChildSignal)
         );
         assert_eq!(special(libc::SYS_execve), Route::Special(Special::Exec));
+        assert_eq!(special(libc::SYS_execveat), Route::Special(Special::Exec));
         assert_eq!(special(libc::SYS_fork), Route::Special(Special::Fork));
         assert_eq!(special(libc::SYS_clone3), refuse(libc::ENOSYS));
         assert_eq!(special(libc::SYS_chroot), refuse(libc::EPERM));

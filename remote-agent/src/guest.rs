@@ -1473,7 +1473,9 @@ impl HostRole {
         let argv: Vec<Vec<u8>> = start.argv.iter().map(|a| a.to_vec()).collect();
         let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
         let started = async {
-            let program = self.prepare(&member, 0, &start.exe, argv, || {}).await?;
+            let program = self
+                .prepare(&member, 0, &start.exe, &start.exe, argv, || {})
+                .await?;
             let carried = CarriedOver {
                 signals: (start.ignored_signals, 0),
                 limits: start.limits.clone(),
@@ -1700,16 +1702,20 @@ impl HostRole {
         }
     }
 
-    /// Fetches the program at `path` (home) and, for a script, its interpreter.
+    /// Fetches the program at `path` (home) and, for a script, its
+    /// interpreter. `named`: the file name the exec names it by, as the
+    /// kernel has it (the path, or `/dev/fd/N/...` for an `execveat` by
+    /// fd): the process's name, and a script's path for its interpreter.
     async fn prepare(
         &self,
         member: &Member,
         tid: i32,
         path: &[u8],
+        named: &[u8],
         argv: Vec<Vec<u8>>,
         behind: impl FnOnce(),
     ) -> Result<Program, StartError> {
-        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path).to_vec();
+        let name = last_component(named).to_vec();
         let (local, home_path, loader) = self.fetch_program(member, tid, path, behind).await?;
         // A script names its interpreter: that comes from home too, and gets
         // the script's home path, as the kernel would give it.
@@ -1719,7 +1725,7 @@ impl HostRole {
             }
             let mut new_argv = vec![interpreter.clone()];
             new_argv.extend(arg);
-            new_argv.push(path.to_vec());
+            new_argv.push(named.to_vec());
             new_argv.extend(argv.into_iter().skip(1));
             let (local, home_path, loader) =
                 self.fetch_program(member, tid, &interpreter, || {}).await?;
@@ -2207,13 +2213,9 @@ impl HostRole {
         // may run but not read runs here too, as it does at home. Where
         // the agent cannot look its path up, the deputy does.
         let enosys = -(libc::ENOSYS as i64);
-        let mut opened = calls.open_program(tid, path, behind).await?;
-        if matches!(opened, Err(errno) if errno == enosys) {
-            let at = libc::O_PATH | libc::O_CLOEXEC;
-            let (found, _) = calls.open_to_read(tid, path, at).await?.map_err(fail)?;
-            opened = calls.open_program_at(tid, found).await?;
-            calls.close_read_only(tid, found)?;
-        }
+        let opened = open_program_at_home(calls, tid, path, behind)
+            .await?
+            .map_err(fail)?;
         let mut program = match opened {
             Ok(program) => program,
             Err(errno) if errno == enosys => {
@@ -3195,8 +3197,9 @@ impl Context {
     /// a fresh guest process as the same member, the old one going away
     /// unseen.
     async fn exec(&self, n: &Notification) -> Result<Answer, HomeGone> {
+        let exec = ExecCall::of(n);
         if let Some((_, expected)) = self.role.injected_execs.remove(&n.tid) {
-            let path = ProcessMemory::new(n.tid).read_cstr(n.args[0], syscall::MAX_CSTR);
+            let path = ProcessMemory::new(n.tid).read_cstr(exec.path_at, syscall::MAX_CSTR);
             if path.is_ok_and(|path| path.strip_suffix(&[0]) == Some(&expected[..])) {
                 return Ok(Answer::Continue);
             }
@@ -3204,7 +3207,7 @@ impl Context {
         // Its close-on-exec fds close at home: which ones is not known here.
         self.member.forget_read_only(n.nr, &n.args);
         let memory = ProcessMemory::new(n.tid);
-        let Ok(mut path) = memory.read_cstr(n.args[0], syscall::MAX_CSTR) else {
+        let Ok(mut path) = memory.read_cstr(exec.path_at, syscall::MAX_CSTR) else {
             self.member.learn_lookup(None);
             return Ok(Answer::Errno(libc::EFAULT));
         };
@@ -3217,23 +3220,49 @@ impl Context {
             }
         }
         path.pop();
-        let key = LookupKey::exec(&path);
-        self.member.learn_lookup(Some(key.clone()));
         let (argv, envp) = match (
-            read_strings(&memory, n.args[1]),
-            read_strings(&memory, n.args[2]),
+            read_strings(&memory, exec.argv_at),
+            read_strings(&memory, exec.envp_at),
         ) {
             (Ok(argv), Ok(envp)) => (argv, envp),
             (Err(errno), _) | (_, Err(errno)) => return Ok(Answer::Errno(errno)),
         };
+        let by_fd = path.is_empty() && exec.flags & libc::AT_EMPTY_PATH != 0;
+        let (path, named) = match self.exec_target(n.tid, &exec, path).await? {
+            Ok(target) => target,
+            Err(errno) => return Ok(Answer::Errno(errno)),
+        };
+        let key = LookupKey::exec(&path);
+        self.member.learn_lookup(Some(key.clone()));
         debug!(home_pid = self.home_pid, path = %String::from_utf8_lossy(&path), "execve");
         // Permission to execute is home's to decide: the program is
         // opened there for it only where it may run (see `fetch_program`).
-        // What the deputy shows at home from now on, as the exec would.
+        if exec.flags & AT_EXECVE_CHECK != 0 {
+            return self.may_exec(n.tid, &path).await;
+        }
         let command_line: Vec<u8> = argv
             .iter()
             .flat_map(|a| a.iter().copied().chain([0]))
             .collect();
+        // The places a program is looked for in turn (a `PATH`) go
+        // behind the first, each a `stat` standing for the exec; predicted
+        // only then, so that the pace counts only lookups that went.
+        let behind = || self.ask_lookups_ahead(n, self.predicted_after(n, &key));
+        let mut program = match self
+            .role
+            .prepare(&self.member, n.tid, &path, &named, argv, behind)
+            .await
+        {
+            Ok(program) => program,
+            Err(error) => return Ok(Answer::Errno(error.errno())),
+        };
+        // An exec of an fd itself is named after the file it opens, as the
+        // kernel names it (since Linux 6.12), not after the fd's number.
+        if by_fd && !program.home_path.is_empty() {
+            program.name = last_component(&program.home_path).to_vec();
+        }
+        debug!(home_pid = self.home_pid, local = %program.local.display(), "execve: program ready");
+        // What the deputy shows at home from now on, as the exec would.
         let shown = vec![
             ArgData {
                 index: 1,
@@ -3241,22 +3270,9 @@ impl Context {
             },
             ArgData {
                 index: 2,
-                bytes: path.clone(),
+                bytes: program.name.clone(),
             },
         ];
-        // The places a program is looked for in turn (a `PATH`) go
-        // behind the first, each a `stat` standing for the exec; predicted
-        // only then, so that the pace counts only lookups that went.
-        let behind = || self.ask_lookups_ahead(n, self.predicted_after(n, &key));
-        let program = match self
-            .role
-            .prepare(&self.member, n.tid, &path, argv, behind)
-            .await
-        {
-            Ok(program) => program,
-            Err(error) => return Ok(Answer::Errno(error.errno())),
-        };
-        debug!(home_pid = self.home_pid, local = %program.local.display(), "execve: program ready");
         if !self.listener.is_pending(n.id) {
             return Ok(Answer::Errno(libc::EINTR));
         }
@@ -3411,6 +3427,126 @@ impl Context {
 
     /// Whether `path` (a C string, its NUL included) names the process's
     /// own executable through `/proc`.
+    /// What an exec runs: the path to fetch it by at home, and the file
+    /// name the kernel would name it by. An `execveat` relative to an fd,
+    /// or of the fd itself, goes through the deputy's `/proc/self/fd`
+    /// link of that fd, where the kernel names it `/dev/fd/N/...`.
+    /// `Err(errno)`: the exec fails before any program is looked at.
+    async fn exec_target(
+        &self,
+        tid: i32,
+        exec: &ExecCall,
+        path: Vec<u8>,
+    ) -> Result<Result<(Vec<u8>, Vec<u8>), i32>, HomeGone> {
+        if exec.flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | AT_EXECVE_CHECK) != 0 {
+            return Ok(Err(libc::EINVAL));
+        }
+        let empty = path.is_empty();
+        if empty && exec.flags & libc::AT_EMPTY_PATH == 0 {
+            return Ok(Err(libc::ENOENT));
+        }
+        let relative = empty || path[0] != b'/';
+        if exec.dirfd == libc::AT_FDCWD && !empty || !relative {
+            if exec.flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+                if let Err(errno) = self.not_a_link(tid, exec, &path).await? {
+                    return Ok(Err(errno));
+                }
+            }
+            return Ok(Ok((path.clone(), path)));
+        }
+        if exec.dirfd < 0 && exec.dirfd != libc::AT_FDCWD {
+            return Ok(Err(libc::EBADF));
+        }
+        // The fd (or what is named relative to it) is looked at first: a
+        // bad fd says EBADF, a link not to be followed ELOOP, as the
+        // kernel says before it opens anything.
+        if let Err(errno) = self.not_a_link(tid, exec, &path).await? {
+            return Ok(Err(errno));
+        }
+        let (at, named) = match exec.dirfd {
+            libc::AT_FDCWD => (b"/proc/self/cwd".to_vec(), b"/proc/self/cwd".to_vec()),
+            fd => (
+                format!("/proc/self/fd/{fd}").into_bytes(),
+                format!("/dev/fd/{fd}").into_bytes(),
+            ),
+        };
+        let below = |base: Vec<u8>| match empty {
+            true => base,
+            false => [&base[..], b"/", &path[..]].concat(),
+        };
+        Ok(Ok((below(at), below(named))))
+    }
+
+    /// An `execveat` with `AT_EXECVE_CHECK`: whether the program at `path`
+    /// may be run, as home opens it for an exec (a regular file the
+    /// caller may execute), running nothing.
+    async fn may_exec(&self, tid: i32, path: &[u8]) -> Result<Answer, HomeGone> {
+        let opened = match open_program_at_home(&self.calls, tid, path, || {}).await? {
+            Ok(opened) => opened,
+            Err(errno) => return Ok(Answer::Errno(-errno as i32)),
+        };
+        match opened {
+            Ok(program) => {
+                for fd in [Some(program.fd), program.loader.map(|loader| loader.fd)]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.calls.close_read_only(tid, fd)?;
+                }
+                Ok(Answer::Value(0))
+            }
+            // Home's agent could not take on the caller's credentials.
+            Err(errno) if errno == -(libc::ENOSYS as i64) => {
+                let allowed = self.calls.may_execute(tid, path).await?;
+                Ok(
+                    allowed
+                        .map_or_else(|errno| Answer::Errno(-errno as i32), |()| Answer::Value(0)),
+                )
+            }
+            Err(errno) => Ok(Answer::Errno(-errno as i32)),
+        }
+    }
+
+    /// Whether what an `execveat` names is there and, if asked not to
+    /// follow it, no symbolic link (ELOOP), looked at home.
+    async fn not_a_link(
+        &self,
+        tid: i32,
+        exec: &ExecCall,
+        path: &[u8],
+    ) -> Result<Result<(), i32>, HomeGone> {
+        // Any address will do: the answer comes back to the host.
+        const HERE: u64 = 1;
+        let mut path = path.to_vec();
+        path.push(0);
+        let follow = exec.flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let mut flags = exec.flags & libc::AT_EMPTY_PATH;
+        if !follow {
+            flags |= libc::AT_SYMLINK_NOFOLLOW;
+        }
+        let stat = SyscallCall {
+            nr: libc::SYS_newfstatat as u64,
+            args: [exec.dirfd as u64, HERE, HERE, flags as u64, 0, 0],
+            inputs: vec![ArgData {
+                index: 1,
+                bytes: path,
+            }],
+        };
+        let answer = self.calls.call(tid, stat).await?;
+        if answer.ret < 0 {
+            return Ok(Err(-answer.ret as i32));
+        }
+        let mode = answer
+            .output(2)
+            .and_then(|stat| stat.get(24..28))
+            .map(|mode| u32::from_ne_bytes(mode.try_into().expect("4 bytes")));
+        Ok(match mode {
+            Some(mode) if mode & libc::S_IFMT == libc::S_IFLNK => Err(libc::ELOOP),
+            Some(_) => Ok(()),
+            None => Err(libc::EIO),
+        })
+    }
+
     fn names_own_exe(&self, path: &[u8]) -> bool {
         let path = path.strip_suffix(&[0]).unwrap_or(path);
         let Some(entry) = path
@@ -5490,6 +5626,70 @@ fn raw_zombie_status(pid: i32) -> Option<i32> {
 }
 
 /// A NULL-terminated array of C strings in guest memory (argv, envp).
+/// Has home open the program at `path` for an exec (see
+/// [`HomeCalls::open_program`]); where home's agent cannot look the path
+/// up, through an fd the deputy opens for it (`O_PATH`). `Err`: that open
+/// failed, with its `-errno`.
+async fn open_program_at_home(
+    calls: &HomeCalls,
+    tid: i32,
+    path: &[u8],
+    behind: impl FnOnce(),
+) -> Result<Result<crate::home_calls::OpenedProgram, i64>, HomeGone> {
+    let opened = calls.open_program(tid, path, behind).await?;
+    if !matches!(opened, Err(errno) if errno == -(libc::ENOSYS as i64)) {
+        return Ok(Ok(opened));
+    }
+    let at = libc::O_PATH | libc::O_CLOEXEC;
+    let found = match calls.open_to_read(tid, path, at).await? {
+        Ok((found, _)) => found,
+        Err(errno) => return Ok(Err(errno)),
+    };
+    let opened = calls.open_program_at(tid, found).await?;
+    calls.close_read_only(tid, found)?;
+    Ok(Ok(opened))
+}
+
+/// `execveat`'s flag asking only whether the exec would be allowed
+/// (Linux 6.14), which libc does not name yet.
+const AT_EXECVE_CHECK: i32 = 0x10000;
+
+/// An `execve`'s or `execveat`'s arguments, as the kernel reads them.
+struct ExecCall {
+    dirfd: i32,
+    path_at: u64,
+    argv_at: u64,
+    envp_at: u64,
+    flags: i32,
+}
+
+impl ExecCall {
+    fn of(n: &Notification) -> Self {
+        let a = &n.args;
+        match n.nr as i64 {
+            libc::SYS_execveat => Self {
+                dirfd: a[0] as i32,
+                path_at: a[1],
+                argv_at: a[2],
+                envp_at: a[3],
+                flags: a[4] as i32,
+            },
+            _ => Self {
+                dirfd: libc::AT_FDCWD,
+                path_at: a[0],
+                argv_at: a[1],
+                envp_at: a[2],
+                flags: 0,
+            },
+        }
+    }
+}
+
+/// The last component of `path` (all of it if it has no slash).
+fn last_component(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
 fn read_strings(memory: &ProcessMemory, at: u64) -> Result<Vec<Vec<u8>>, i32> {
     if at == 0 {
         return Ok(Vec::new());

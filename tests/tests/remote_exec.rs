@@ -1299,6 +1299,39 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
     assert_eq!(remote.stdout, native.stdout, "{remote:?}");
 }
 
+/// `execveat` away as at home: relative to a directory's fd, of an fd
+/// itself (`fexecve`, the process named after the file), of a script by
+/// its fd (its interpreter gets `/dev/fd/N`), a link followed or refused
+/// (`AT_SYMLINK_NOFOLLOW`), `AT_EXECVE_CHECK` (a directory refused, as
+/// an exec would refuse it), and each way it fails.
+#[test]
+fn execveat_runs_programs_by_their_fds_as_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "execat");
+    ok(at_home(
+        &cluster,
+        "mkdir ex && mv execat ex/ && cd ex && printf '#!/bin/sh\\necho script $0 $1\\n' > script.sh \
+         && chmod +x script.sh && ln -s /bin/cat link && echo x > plain",
+    ));
+    let (native, remote) = at_home_and_on_node2(&cluster, "sh -c 'cd ex && exec ./execat'");
+    assert!(
+        native
+            .stdout
+            .contains("relative to a directory\nrelative: ended 0")
+            && native.stdout.contains("cat\nthe fd itself: ended 0")
+            && native.stdout.contains("script /dev/fd/")
+            && native
+                .stdout
+                .contains("a link not followed: Too many levels of symbolic links")
+            && native.stdout.contains("check, executable: 0")
+            && native
+                .stdout
+                .contains("check, a directory: -1 Permission denied"),
+        "{native:?}"
+    );
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 /// Files a program opens, closes and duplicates get the numbers, flags,
 /// offsets and errors they get at home, with another thread waiting at
 /// home or not, and the deputy holds them as those fds (what a child's
