@@ -3425,8 +3425,6 @@ impl Context {
                 .is_ok()
     }
 
-    /// Whether `path` (a C string, its NUL included) names the process's
-    /// own executable through `/proc`.
     /// What an exec runs: the path to fetch it by at home, and the file
     /// name the kernel would name it by. An `execveat` relative to an fd,
     /// or of the fd itself, goes through the deputy's `/proc/self/fd`
@@ -3547,6 +3545,8 @@ impl Context {
         })
     }
 
+    /// Whether `path` (a C string, its NUL included) names the process's
+    /// own executable through `/proc`.
     fn names_own_exe(&self, path: &[u8]) -> bool {
         let path = path.strip_suffix(&[0]).unwrap_or(path);
         let Some(entry) = path
@@ -5625,7 +5625,6 @@ fn raw_zombie_status(pid: i32) -> Option<i32> {
     homing_shim::process::stat_field(pid, 49)
 }
 
-/// A NULL-terminated array of C strings in guest memory (argv, envp).
 /// Has home open the program at `path` for an exec (see
 /// [`HomeCalls::open_program`]); where home's agent cannot look the path
 /// up, through an fd the deputy opens for it (`O_PATH`). `Err`: that open
@@ -5690,6 +5689,7 @@ fn last_component(path: &[u8]) -> &[u8] {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
+/// A NULL-terminated array of C strings in guest memory (argv, envp).
 fn read_strings(memory: &ProcessMemory, at: u64) -> Result<Vec<Vec<u8>>, i32> {
     if at == 0 {
         return Ok(Vec::new());
