@@ -3513,35 +3513,12 @@ impl Context {
         exec: &ExecCall,
         path: &[u8],
     ) -> Result<Result<(), i32>, HomeGone> {
-        // Any address will do: the answer comes back to the host.
-        const HERE: u64 = 1;
-        let mut path = path.to_vec();
-        path.push(0);
-        let follow = exec.flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-        let mut flags = exec.flags & libc::AT_EMPTY_PATH;
-        if !follow {
-            flags |= libc::AT_SYMLINK_NOFOLLOW;
-        }
-        let stat = SyscallCall {
-            nr: libc::SYS_newfstatat as u64,
-            args: [exec.dirfd as u64, HERE, HERE, flags as u64, 0, 0],
-            inputs: vec![ArgData {
-                index: 1,
-                bytes: path,
-            }],
-        };
-        let answer = self.calls.call(tid, stat).await?;
-        if answer.ret < 0 {
-            return Ok(Err(-answer.ret as i32));
-        }
-        let mode = answer
-            .output(2)
-            .and_then(|stat| stat.get(24..28))
-            .map(|mode| u32::from_ne_bytes(mode.try_into().expect("4 bytes")));
-        Ok(match mode {
-            Some(mode) if mode & libc::S_IFMT == libc::S_IFLNK => Err(libc::ELOOP),
-            Some(_) => Ok(()),
-            None => Err(libc::EIO),
+        let flags = exec.flags & (libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW);
+        let found = self.calls.stat_at(tid, exec.dirfd, path, flags).await?;
+        Ok(match found {
+            Err(errno) => Err(-errno as i32),
+            Ok(file) if file.mode & libc::S_IFMT == libc::S_IFLNK => Err(libc::ELOOP),
+            Ok(_) => Ok(()),
         })
     }
 

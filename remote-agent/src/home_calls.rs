@@ -365,6 +365,30 @@ impl HomeCalls {
             .ok_or(-(libc::EIO as i64)))
     }
 
+    /// `newfstatat(dirfd, path, flags)` at home: the identity of what
+    /// `path` names, or `-errno`.
+    pub async fn stat_at(
+        &self,
+        tid: i32,
+        dirfd: i32,
+        path: &[u8],
+        flags: i32,
+    ) -> Result<Result<HomeFile, i64>, HomeGone> {
+        let args = [dirfd as u64, BUFFER, BUFFER, flags as u64, 0, 0];
+        let input = path_input(1, path);
+        let result = self
+            .raw(tid, libc::SYS_newfstatat, args, vec![input])
+            .await?;
+        if result.ret < 0 {
+            return Ok(Err(result.ret));
+        }
+        Ok(result
+            .output(2)
+            .filter(|stat| stat.len() == STAT_SIZE)
+            .and_then(HomeFile::from_stat)
+            .ok_or(-(libc::EIO as i64)))
+    }
+
     /// `pread64(fd, len, offset)` at home: the bytes read, or `-errno`.
     pub async fn pread(
         &self,
