@@ -1474,7 +1474,7 @@ impl HostRole {
         let envp: Vec<Vec<u8>> = start.envp.iter().map(|e| e.to_vec()).collect();
         let started = async {
             let program = self
-                .prepare(&member, 0, &start.exe, &start.exe, argv, || {})
+                .prepare(&member, 0, &start.exe, (&start.exe, None), argv, || {})
                 .await?;
             let carried = CarriedOver {
                 signals: (start.ignored_signals, 0),
@@ -1705,13 +1705,14 @@ impl HostRole {
     /// Fetches the program at `path` (home) and, for a script, its
     /// interpreter. `named`: the file name the exec names it by, as the
     /// kernel has it (the path, or `/dev/fd/N/...` for an `execveat` by
-    /// fd): the process's name, and a script's path for its interpreter.
+    /// fd): the process's name, and a script's path for its interpreter;
+    /// with the fd N of such a name.
     async fn prepare(
         &self,
         member: &Member,
         tid: i32,
         path: &[u8],
-        named: &[u8],
+        (named, through_fd): (&[u8], Option<i32>),
         argv: Vec<Vec<u8>>,
         behind: impl FnOnce(),
     ) -> Result<Program, StartError> {
@@ -1722,6 +1723,18 @@ impl HostRole {
         if let Some((interpreter, arg)) = shebang(&local) {
             if let Some(loader) = loader {
                 member.calls.close_read_only(tid, loader.fd)?;
+            }
+            // Its interpreter could not open `/dev/fd/N` once the exec has
+            // closed N: the kernel refuses such a script at once.
+            if let Some(fd) = through_fd {
+                let flags = member.calls.fd_flags(tid, fd).await?;
+                if flags >= 0 && flags & i64::from(libc::FD_CLOEXEC) != 0 {
+                    return Err(StartError::Program {
+                        path: String::from_utf8_lossy(named).into_owned(),
+                        message: "a script named by a close-on-exec fd".into(),
+                        errno: libc::ENOENT,
+                    });
+                }
             }
             let mut new_argv = vec![interpreter.clone()];
             new_argv.extend(arg);
@@ -3228,6 +3241,9 @@ impl Context {
             (Err(errno), _) | (_, Err(errno)) => return Ok(Answer::Errno(errno)),
         };
         let by_fd = path.is_empty() && exec.flags & libc::AT_EMPTY_PATH != 0;
+        // The kernel names such a program `/dev/fd/N[/path]`.
+        let through_fd =
+            (exec.dirfd != libc::AT_FDCWD && path.first() != Some(&b'/')).then_some(exec.dirfd);
         let (path, named) = match self.exec_target(n.tid, &exec, path).await? {
             Ok(target) => target,
             Err(errno) => return Ok(Answer::Errno(errno)),
@@ -3250,7 +3266,14 @@ impl Context {
         let behind = || self.ask_lookups_ahead(n, self.predicted_after(n, &key));
         let mut program = match self
             .role
-            .prepare(&self.member, n.tid, &path, &named, argv, behind)
+            .prepare(
+                &self.member,
+                n.tid,
+                &path,
+                (&named, through_fd),
+                argv,
+                behind,
+            )
             .await
         {
             Ok(program) => program,

@@ -408,6 +408,12 @@ impl HomeCalls {
         Ok(self.raw(tid, libc::SYS_fcntl, args, vec![]).await?.ret)
     }
 
+    /// `fcntl(fd, F_GETFD)` at home: the fd's own flags, or `-errno`.
+    pub async fn fd_flags(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
+        let args = [fd as u64, libc::F_GETFD as u64, 0, 0, 0, 0];
+        Ok(self.raw(tid, libc::SYS_fcntl, args, vec![]).await?.ret)
+    }
+
     /// `pwrite64(fd, bytes, offset)` at home: how many bytes it wrote, or `-errno`.
     pub async fn pwrite(
         &self,

@@ -1,7 +1,8 @@
 /* Execs programs with execveat, each in a child it waits for: relative
- * to a directory's fd, of an fd itself (fexecve), of a script by its fd,
- * with a link not to be followed, and the ways it fails. Each child's
- * output, then how it ended, in order: the same at home and away.
+ * to a directory's fd, of an fd itself (fexecve), of a script by its fd
+ * (open, or closed by the exec: ENOENT), with a link not to be followed,
+ * and the ways it fails. Each child's output, then how it ended, in
+ * order: the same at home and away.
  *
  *   execat   (in a directory holding script.sh, link -> /bin/cat, and
  *             plain, a file nobody may execute) */
@@ -44,6 +45,7 @@ int main(void) {
     int cat = open("/bin/cat", O_RDONLY | O_CLOEXEC);
     int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     int script = open("script.sh", O_RDONLY);
+    int sealed = open("script.sh", O_RDONLY | O_CLOEXEC);
     char *echo[] = {"echo", "relative to a directory", NULL};
     char *comm[] = {"cat", "/proc/self/comm", NULL};
     char *args[] = {"script.sh", "first", NULL};
@@ -55,6 +57,9 @@ int main(void) {
     run("the fd itself", cat, "", comm, AT_EMPTY_PATH);
     /* Its interpreter gets /dev/fd/N as the script's path. */
     run("a script by its fd", script, "", args, AT_EMPTY_PATH);
+    /* ...which it could not open were the fd closed by the exec: ENOENT. */
+    run("a script by a close-on-exec fd", sealed, "", args, AT_EMPTY_PATH);
+    run("a script relative to a close-on-exec fd", here, "script.sh", args, 0);
     run("a link followed", here, "link", comm, 0);
     run("a link not followed", here, "link", comm, AT_SYMLINK_NOFOLLOW);
     run("not a link, not followed", bin, "cat", comm, AT_SYMLINK_NOFOLLOW);

@@ -1301,7 +1301,8 @@ fn a_program_reads_its_own_memory_threads_and_signals_in_proc() {
 
 /// `execveat` away as at home: relative to a directory's fd, of an fd
 /// itself (`fexecve`, the process named after the file), of a script by
-/// its fd (its interpreter gets `/dev/fd/N`), a link followed or refused
+/// its fd (its interpreter gets `/dev/fd/N`; ENOENT where the exec closes
+/// that fd, as the interpreter could not open it), a link followed or refused
 /// (`AT_SYMLINK_NOFOLLOW`), `AT_EXECVE_CHECK` (a directory refused, as
 /// an exec would refuse it), and each way it fails.
 #[test]
@@ -1320,6 +1321,12 @@ fn execveat_runs_programs_by_their_fds_as_at_home() {
             .contains("relative to a directory\nrelative: ended 0")
             && native.stdout.contains("cat\nthe fd itself: ended 0")
             && native.stdout.contains("script /dev/fd/")
+            && native
+                .stdout
+                .contains("a script by a close-on-exec fd: No such file or directory")
+            && native
+                .stdout
+                .contains("a script relative to a close-on-exec fd: No such file or directory")
             && native
                 .stdout
                 .contains("a link not followed: Too many levels of symbolic links")
