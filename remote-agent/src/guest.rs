@@ -123,6 +123,22 @@ pub(crate) struct HomePids {
     forks: tokio::sync::Mutex<()>,
 }
 
+impl HomePids {
+    /// How a process restored in the namespace gets its threads' tids
+    /// back: each thread is made in a turn of the namespace's forks, the
+    /// tid it had set next. To be used off the runtime (a restore's own
+    /// thread): it waits for the turn.
+    pub(crate) fn tid_turn(self: Arc<Self>) -> homing_shim::restore::TidTurn {
+        Box::new(move |tid, clone| {
+            let _turn = self.forks.blocking_lock();
+            if let Err(error) = self.namespace.expect_next(tid) {
+                debug!(tid, "a restored thread may get another tid: {error}");
+            }
+            clone()
+        })
+    }
+}
+
 /// A forked child as its parent knows it.
 #[derive(Debug, Clone, Copy)]
 struct Child {

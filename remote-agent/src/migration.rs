@@ -24,14 +24,16 @@ use homing_proto::image::{FinalImage, MappedFile, PageRunHeader, ProcessImage, R
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
 use homing_shim::filling::{write_pages, write_zeros};
-use homing_shim::restore::{covered, spawn_blank, uncovered, without, Blank, LocalFiles, Restorer};
+use homing_shim::restore::{
+    covered, spawn_blank, uncovered, without, Blank, LocalFiles, Restorer, TidTurn,
+};
 use homing_shim::spawn::Guest;
 use homing_shim::tracking::{FinalPlan, WriteTracker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::guest::{pump_from_home, HostRole};
+use crate::guest::{pump_from_home, HomePids, HostRole};
 use crate::move_priority::MovePriority;
 
 /// Largest run of pages sent at once: a huge page, so that a run of a
@@ -1225,7 +1227,8 @@ impl HostRole {
                 let copy = self.cache().copy_of_mapped(&immigrant.home_node, file)?;
                 CString::new(copy.into_os_string().into_encoded_bytes()).ok()
             });
-            let restoration = Restoration::start(pid, immigrant.image.clone(), files).await?;
+            let tids = pids.clone().map(HomePids::tid_turn);
+            let restoration = Restoration::start(pid, immigrant.image.clone(), files, tids).await?;
             // The source sends only what the process changed of them.
             let ranges = restoration.file_mapped().await?;
             let mapped =
@@ -1612,10 +1615,16 @@ impl Restoration {
     /// Starts restoring `image` into the blank guest `pid`: its memory is
     /// emptied and the image's regions mapped, ready for
     /// [`Self::apply`]. The blank is killed if the restore is given up.
-    /// `files`: where the files its regions mapped are found here.
-    pub async fn start(pid: i32, image: ProcessImage, files: LocalFiles) -> Result<Self, String> {
+    /// `files`: where the files its regions mapped are found here;
+    /// `tids`: how its threads get back their tids.
+    pub async fn start(
+        pid: i32,
+        image: ProcessImage,
+        files: LocalFiles,
+        tids: Option<TidTurn>,
+    ) -> Result<Self, String> {
         Self::spawn(format!("restore-{pid}"), move |inbox, prepared| {
-            restore_thread(pid, image, files, inbox, prepared)
+            restore_thread(pid, image, files, tids, inbox, prepared)
         })
         .await
     }
@@ -1753,6 +1762,7 @@ fn restore_thread(
     pid: i32,
     image: ProcessImage,
     files: LocalFiles,
+    tids: Option<TidTurn>,
     commands: std::sync::mpsc::Receiver<RestoreCommand>,
     prepared: oneshot::Sender<Result<(), String>>,
 ) {
@@ -1763,6 +1773,9 @@ fn restore_thread(
             return;
         }
     };
+    if let Some(tids) = tids {
+        restorer.keep_tids(tids);
+    }
     // The listener the blank was born with is its fd 0; the agent has its own.
     let outcome = (restorer.prepare_memory(files)).and_then(|()| restorer.close(0));
     if let Err(error) = outcome {
@@ -1774,6 +1787,24 @@ fn restore_thread(
     if let Some(given_up) = restore(restorer, &commands, Vec::new()) {
         given_up.abandon();
     }
+}
+
+/// How the threads of a program coming home into its deputy `deputy` get
+/// back their tids: set next in the deputy's pid namespace, where that is
+/// the agent's own (as root, only there may it) and the tid is free.
+fn tids_at_home(deputy: i32) -> TidTurn {
+    // One homecoming's thread at a time sets the next tid.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    Box::new(move |tid, clone| {
+        let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = homing_shim::pid_namespace::expect_next_beside(deputy, tid) {
+            debug!(
+                deputy,
+                tid, "a thread coming home may get another tid: {error}"
+            );
+        }
+        clone()
+    })
 }
 
 /// Pages of a program coming home that have no room in its deputy yet.
@@ -1879,7 +1910,10 @@ fn homecoming_thread(
                         let _ = reply.send(Err((false, error.to_string())));
                         break Adoption::Failed;
                     }
-                    Ok(mut restorer) => match room.take().map(|room| restorer.make_room(room)) {
+                    Ok(mut restorer) => match room.take().map(|room| {
+                        restorer.keep_tids(tids_at_home(pid));
+                        restorer.make_room(room)
+                    }) {
                         Some(Ok(())) => {
                             let _ = reply.send(Ok(()));
                             break Adoption::Adopted(restorer);

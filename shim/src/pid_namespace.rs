@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
@@ -247,6 +248,22 @@ impl Drop for PidNamespace {
             tracing::warn!(init, "cannot reap a pid namespace's pid 1");
         }
     }
+}
+
+/// Makes `pid` the one the next fork of process `like`'s pid namespace
+/// gets, where that namespace is ours and `pid` is free in it: the
+/// namespace's `ns_last_pid` is ours to write (as root) only there. Other
+/// processes fork in it too, so the pid may still go to another, which
+/// callers must allow for. Whether it was set.
+pub fn expect_next_beside(like: i32, pid: i32) -> std::io::Result<bool> {
+    let ours = std::fs::metadata("/proc/self/ns/pid")?;
+    let theirs = std::fs::metadata(format!("/proc/{like}/ns/pid"))?;
+    let same = (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino());
+    if !same || pid <= 1 || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Ok(false);
+    }
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())?;
+    Ok(true)
 }
 
 /// The innermost pid of process (or thread) `pid`: the one it sees itself,

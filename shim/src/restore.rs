@@ -157,7 +157,27 @@ pub struct Restorer {
     files: LocalFiles,
     /// What the process asked of its mappings is asked again.
     advised: bool,
+    /// How its threads get back the tids they had, where they can.
+    tid_turn: Option<KeptTids>,
 }
+
+/// A [`TidTurn`] kept by the restorer.
+struct KeptTids(TidTurn);
+
+impl std::fmt::Debug for KeptTids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptTids")
+    }
+}
+
+/// Makes a restored thread that is to have tid `wanted` (as the program
+/// knew it): arranges, around `clone` (which makes the thread and returns
+/// its tid), for the kernel to give that tid where it is free, and keeps
+/// others from taking the turn meanwhile. What `clone` returned.
+pub type TidTurn = Box<
+    dyn FnMut(i32, &mut dyn FnMut() -> Result<i32, RestoreError>) -> Result<i32, RestoreError>
+        + Send,
+>;
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 
@@ -231,7 +251,16 @@ impl Restorer {
             file_ranges: FileRanges::default(),
             files: LocalFiles::default(),
             advised: false,
+            tid_turn: None,
         })
+    }
+
+    /// Has each thread [`Self::finish`] makes take its turn by `turn`, to
+    /// get back the tid it had: a program may keep its threads' tids
+    /// (`gettid`) and name them to the kernel later. Without it, or where
+    /// the tid is taken, a thread gets the tid the kernel gives it.
+    pub fn keep_tids(&mut self, turn: TidTurn) {
+        self.tid_turn = Some(KeptTids(turn));
     }
 
     /// Makes a deputy, attached with [`Self::attach`], the one place for
@@ -930,8 +959,14 @@ impl Restorer {
         thread_state(injector, &memory, scratch, &image.threads[0])?;
         keep_library_tid(&memory, &image.threads[0], leader_inside)?;
         for thread in &image.threads[1..] {
-            let tid_inside =
-                injector.call("clone", libc::SYS_clone, [THREAD_FLAGS, 0, 0, 0, 0, 0])? as i32;
+            let mut clone = || {
+                let tid = injector.call("clone", libc::SYS_clone, [THREAD_FLAGS, 0, 0, 0, 0, 0])?;
+                Ok(tid as i32)
+            };
+            let tid_inside = match &mut self.tid_turn {
+                Some(KeptTids(turn)) if thread.tid > 0 => turn(thread.tid, &mut clone)?,
+                _ => clone()?,
+            };
             let tid = thread_here(leader, tid_inside)?;
             match ptrace::wait(tid)? {
                 Stop::Exited(_) | Stop::Killed(_) => {

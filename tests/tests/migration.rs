@@ -611,8 +611,10 @@ thread.join()" > names.out & pid=$!
 
 /// A thread asked for by its `pthread_t` after its process moved (signalled
 /// with `pthread_kill`, its attributes, CPUs and clock read) is found, as
-/// unmoved: glibc keeps each thread's tid in its own memory, and a
-/// restored thread has another. Moved between hosts, and home again.
+/// unmoved: glibc keeps each thread's tid in its own memory. And by the
+/// tid the program kept itself: a restored thread gets back the tid it
+/// had (`tgkill` by it reaches the thread, whose `gettid` is the same).
+/// Moved between hosts, and home again.
 #[test]
 fn a_moved_threads_library_still_finds_it_by_its_pthread_t() {
     let cluster = Cluster::up(3);
@@ -621,7 +623,7 @@ fn a_moved_threads_library_still_finds_it_by_its_pthread_t() {
     assert_eq!(
         unmoved.stdout,
         "ready\nkill Success, handled by the thread yes, attr Success, cpus Success, \
-         clock Success read\n",
+         clock Success read\ntgkill by its kept tid Success, its tid the same yes\n",
         "{unmoved:?}"
     );
     for moves in ["node2 node3", "node2 home"] {
