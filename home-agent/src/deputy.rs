@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use homing_proto::control::{ControlRequest, ControlResponse, RunSpec};
-use homing_proto::guest::{GuestExit, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, SignalSender, ToHome, ToHost};
 use homing_proto::syscall::{self, Route, SyscallCall, SyscallResult};
 use nix::sys::signal::{self, Signal};
 
@@ -1171,6 +1171,16 @@ fn note_signalfds(running: bool) -> bool {
     true
 }
 
+/// Makes a signal the deputy took pending in its process `own` again, as
+/// it came: a process may queue itself any sender (`rt_sigqueueinfo`), so
+/// the program coming home sees the `kill` or `sigqueue` that sent it,
+/// not one of the deputy's own.
+fn pend_again(own: i32, signal: i32, sender: &SignalSender) {
+    if homing_shim::process::queue_signal(own, signal, sender).is_err() {
+        let _ = homing_shim::process::send_signal(own, signal);
+    }
+}
+
 fn forward_signals(signals: u64, writer: Writer) {
     let own = std::process::id() as i32;
     loop {
@@ -1178,8 +1188,8 @@ fn forward_signals(signals: u64, writer: Writer) {
         let taken = homing_shim::process::wait_for_signal(to_forward);
         if MAKING_WAY.load(Ordering::SeqCst) {
             // It waits in the process for the program coming home.
-            if let Ok((signal, _)) = taken {
-                let _ = homing_shim::process::send_signal(own, signal);
+            if let Ok((signal, sender)) = taken {
+                pend_again(own, signal, &sender);
             }
             FORWARDER_DONE.store(true, Ordering::SeqCst);
             return;
@@ -1187,9 +1197,14 @@ fn forward_signals(signals: u64, writer: Writer) {
         let Ok((signal, sender)) = taken else {
             continue;
         };
-        let sender = Some(sender);
-        if writer.send(&ToHost::Signal { signal, sender }).is_err() {
-            let _ = homing_shim::process::send_signal(own, signal);
+        if writer
+            .send(&ToHost::Signal {
+                signal,
+                sender: Some(sender),
+            })
+            .is_err()
+        {
+            pend_again(own, signal, &sender);
             FORWARDER_DONE.store(true, Ordering::SeqCst);
             return;
         }

@@ -11,7 +11,7 @@ use homing_proto::control::{
     AwayProcess, ControlRequest, ControlResponse, PeerInfo, PeerState, RunSpec,
 };
 use homing_proto::frame::decode_bulk;
-use homing_proto::guest::{Clocks, GuestExit, GuestStart, ToHome, ToHost};
+use homing_proto::guest::{Clocks, GuestExit, GuestStart, HeldSignal, ToHome, ToHost};
 use homing_proto::peer::{PeerRequest, PeerResponse};
 use homing_proto::syscall::{ArgData, SyscallResult};
 use homing_remote_agent::guest::HostRole;
@@ -149,13 +149,20 @@ enum RelayCommand {
         send: SendStream,
         recv: RecvStream,
         /// Signals the old host held while the process was frozen there.
-        signals: Vec<i32>,
+        signals: Vec<HeldSignal>,
     },
     /// The process comes home: tell the deputy to make way, and hand the
     /// old host's streams back, once the deputy has closed its connection
-    /// (or was given [`DEPUTY_MAKES_WAY`] to, which says `false`).
-    Return(tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>),
+    /// (or was given [`DEPUTY_MAKES_WAY`] to, which says `false`), with the
+    /// signals held meanwhile.
+    Return(tokio::sync::oneshot::Sender<ReturnedStreams>),
 }
+
+/// What a relay hands back for a process coming home: the old host's
+/// streams, whether the deputy made way, and the signals for the process
+/// held since the move held the relay (newer than those the old host
+/// held: they follow them).
+type ReturnedStreams = (SendStream, RecvStream, bool, Vec<HeldSignal>);
 
 /// The answer to a call asked ahead of the program that this agent could
 /// not answer itself (see [`ToHome::Syscall`]).
@@ -1058,8 +1065,7 @@ impl Node {
         let mut fast = FastPath::new(pid, changes, neighbour, self.config.open_files_here);
         let mut nice_look = tokio::time::interval(NICE_LOOK);
         nice_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut give_back: Option<tokio::sync::oneshot::Sender<(SendStream, RecvStream, bool)>> =
-            None;
+        let mut give_back: Option<tokio::sync::oneshot::Sender<ReturnedStreams>> = None;
         // Kept across the select's turns: a frame half read when another
         // branch is taken is finished by the next turn.
         let mut frames = FrameReader::default();
@@ -1097,8 +1103,8 @@ impl Node {
                             }
                             // Then the signals sent while it moved: those
                             // the old host held, then those held here.
-                            for signal in signals {
-                                if let Ok(frame) = homing_proto::encode(&ToHost::Signal { signal, sender: None }) {
+                            for HeldSignal { signal, sender } in signals {
+                                if let Ok(frame) = homing_proto::encode(&ToHost::Signal { signal, sender }) {
                                     let _ = to_host.send(Outgoing::Frame(frame));
                                 }
                             }
@@ -1291,17 +1297,8 @@ impl Node {
             let _ = to_host.send(Outgoing::GiveBack);
             drop(to_host);
             if let Ok(Some((send, held))) = writer.await {
-                // Signals sent while it was held wait in the process, for
-                // the program back in it (or for its deputy again).
-                for signal in held.iter().filter_map(|frame| signal_in(frame)) {
-                    if let Err(error) = homing_shim::process::send_signal(pid, signal) {
-                        warn!(
-                            pid,
-                            signal, "a signal for a program coming home is lost: {error}"
-                        );
-                    }
-                }
-                let _ = reply.send((send, recv, made_way));
+                let held = held.iter().filter_map(|frame| signal_in(frame)).collect();
+                let _ = reply.send((send, recv, made_way, held));
             }
             return Ok(());
         }

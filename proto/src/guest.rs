@@ -97,6 +97,17 @@ pub struct SignalSender {
     pub value: u64,
 }
 
+/// A signal home sent a process while it was frozen to move, which its
+/// image does not hold: held by the host it left, and handed back for
+/// wherever it goes, its sender with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSignal {
+    /// Signal number.
+    pub signal: i32,
+    /// Who sent it, where that was carried (see [`ToHost::Signal`]).
+    pub sender: Option<SignalSender>,
+}
+
 /// From the host to the home node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

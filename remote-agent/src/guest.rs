@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use homing_proto::control::AwayProcess;
-use homing_proto::guest::{GuestExit, GuestStart, SignalSender, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, GuestStart, HeldSignal, SignalSender, ToHome, ToHost};
 use homing_proto::syscall::{self, ArgData, Dir, Len, Route, Special, SyscallCall};
 use homing_shim::held_ends::EndHolder;
 use homing_shim::memory::{MemoryError, ProcessMemory};
@@ -282,7 +282,7 @@ pub struct Member {
     seekable: Mutex<std::collections::HashMap<i32, Seekable>>,
     /// While its process is frozen to move on: the signals home sent it
     /// meanwhile, which its image does not hold; they go with it.
-    pub(crate) held_signals: Mutex<Option<Vec<i32>>>,
+    pub(crate) held_signals: Mutex<Option<Vec<HeldSignal>>>,
     /// Set when home says it sends nothing more on this stream.
     pub(crate) home_holds: tokio::sync::watch::Sender<bool>,
     /// Its program's canonical path at home: what `/proc/self/exe` names
@@ -537,10 +537,10 @@ impl Member {
     /// process of several threads gets it once the agent has taken the
     /// calls made so far: another thread may be making one meanwhile.
     async fn give_when_safe(self: &Arc<Self>, what: ForACall) {
-        if let ForACall::Signal(signal, _) = what {
+        if let ForACall::Signal(signal, sender) = what {
             if let Ok(mut held) = self.held_signals.lock() {
                 if let Some(held) = held.as_mut() {
-                    held.push(signal);
+                    held.push(HeldSignal { signal, sender });
                     return;
                 }
             }
@@ -604,13 +604,16 @@ impl Member {
     /// (a signal of the kernel's, a sender with no pid here, or one whose
     /// pid a guest holds here), for the caller to send as before.
     fn signal_as(&self, pid: i32, signal: i32, sender: &SignalSender) -> bool {
+        let pids = || {
+            let pids = self
+                .pid_namespaces
+                .get(&self.home_node)
+                .and_then(|pids| pids.clone());
+            pids.zip(innermost_pid(pid))
+        };
         let sent = match sender.code {
             libc::SI_USER | libc::SI_TKILL if sender.pid > 0 => {
-                let pids = self
-                    .pid_namespaces
-                    .get(&self.home_node)
-                    .and_then(|pids| pids.clone());
-                let (Some(pids), Some(target)) = (pids, innermost_pid(pid)) else {
+                let Some((pids, target)) = pids() else {
                     return false;
                 };
                 // It sets the namespace's next pid, as a fork does: never
@@ -624,7 +627,15 @@ impl Member {
                     .unwrap_or(false)
             }
             code if code < 0 && code != libc::SI_TKILL => {
-                homing_shim::process::queue_signal(pid, signal, sender).is_ok()
+                // From inside the namespace, or the kernel zeroes the
+                // sender's pid; its process takes a pid there, which a
+                // fork under way may have set for its child.
+                let inside = pids().and_then(|(pids, target)| {
+                    let _turn = pids.forks.try_lock().ok()?;
+                    pids.namespace.queue_as(target, signal, sender).ok()
+                });
+                inside.unwrap_or(false)
+                    || homing_shim::process::queue_signal(pid, signal, sender).is_ok()
             }
             _ => false,
         };
@@ -632,6 +643,13 @@ impl Member {
             SIGNALLED.notify_waiters();
         }
         sent
+    }
+
+    /// Gives its process now a signal held while it moved, from its
+    /// sender where that is known.
+    pub(crate) fn give_held(&self, held: HeldSignal) {
+        let pid = self.host_pid.load(Ordering::Relaxed);
+        self.give(pid, ForACall::Signal(held.signal, held.sender));
     }
 
     /// Gives process `pid` (the member's) `what` now.
@@ -661,7 +679,9 @@ impl Member {
         let mut signals = Vec::new();
         for what in waiting {
             match (what, frozen.as_mut().and_then(|held| held.as_mut())) {
-                (ForACall::Signal(signal, _), Some(_)) => signals.push(signal),
+                (ForACall::Signal(signal, sender), Some(_)) => {
+                    signals.push(HeldSignal { signal, sender })
+                }
                 (what, _) => self.give(pid, what),
             }
         }
@@ -5525,7 +5545,27 @@ fn wait_for_exit(pid: i32, pidfd: &std::os::fd::OwnedFd) -> GuestExit {
             Ok(WaitStatus::Signaled(_, signal, _)) => return GuestExit::Signal(signal as i32),
             Ok(_) => continue,
             Err(nix::Error::EINTR) => continue,
-            Err(_) => return GuestExit::Signal(libc::SIGKILL),
+            Err(_) => return end_a_tracer_took(pid),
+        }
+    }
+}
+
+/// How guest `pid` ended where our own wait found nothing: a move's
+/// tracer (ours, its parent's process) took its end as it stopped it, and
+/// reaped it. Before, such a guest, ending as a move began, was said to
+/// be killed (SIGKILL) whatever its status. The tracer tells the end just
+/// after it takes it: it is looked for a moment.
+fn end_a_tracer_took(pid: i32) -> GuestExit {
+    use homing_shim::ptrace::Stop;
+    let looked_from = std::time::Instant::now();
+    loop {
+        match homing_shim::ptrace::end_taken(pid) {
+            Some(Stop::Exited(code)) => return GuestExit::Code(code),
+            Some(Stop::Killed(signal)) => return GuestExit::Signal(signal),
+            _ if looked_from.elapsed() < Duration::from_millis(100) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            _ => return GuestExit::Signal(libc::SIGKILL),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use homing_proto::guest::{GuestExit, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, HeldSignal, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile, PageRunHeader, ProcessImage, Region};
 use homing_proto::peer::Immigrant;
 use homing_shim::dump::{self, Frozen, Pick, Run};
@@ -1305,7 +1305,9 @@ impl HostRole {
         loop {
             match from_home.recv().await {
                 Some(ToHost::Go) => break,
-                Some(ToHost::Signal { signal, .. }) => early_signals.push(signal),
+                Some(ToHost::Signal { signal, sender }) => {
+                    early_signals.push(HeldSignal { signal, sender })
+                }
                 _ => {
                     info!(home_pid = immigrant.home_pid, "a move here was called off");
                     arrival.abandon();
@@ -1340,8 +1342,8 @@ impl HostRole {
         info!(home_node = %immigrant.home_node, home_pid = immigrant.home_pid, host_pid = pid,
               bytes = arrival.bytes, last_step = ?going.elapsed(), "moved-in process runs");
         let _ = member.calls.send(ToHome::Started { host_pid: pid });
-        for signal in early_signals {
-            let _ = homing_shim::process::send_signal(pid, signal);
+        for held in early_signals {
+            member.give_held(held);
         }
         let pump = tokio::spawn(pump_from_home(member.clone(), from_home));
         let status = self.follow(&member, &mut exits).await;
@@ -1506,13 +1508,13 @@ impl Departure {
 
     /// The signals home sent while it was frozen, for where it goes:
     /// once home has said it sends nothing more (or after `limit`).
-    pub async fn held_signals(&self, limit: Duration) -> Vec<i32> {
+    pub async fn held_signals(&self, limit: Duration) -> Vec<HeldSignal> {
         let mut holds = self.member.home_holds.subscribe();
         let _ = tokio::time::timeout(limit, holds.wait_for(|&held| held)).await;
         self.taken_signals()
     }
 
-    fn taken_signals(&self) -> Vec<i32> {
+    fn taken_signals(&self) -> Vec<HeldSignal> {
         self.member
             .held_signals
             .lock()
@@ -1542,13 +1544,8 @@ impl Departure {
 /// goes on here after all.
 fn deliver_held_signals(member: &crate::guest::Member) {
     let held = member.held_signals.lock().ok().and_then(|mut h| h.take());
-    let pid = member.host_pid.load(Ordering::Relaxed);
-    let held = held.unwrap_or_default();
-    if !held.is_empty() {
-        member.note_traffic();
-    }
-    for signal in held {
-        let _ = homing_shim::process::send_signal(pid, signal);
+    for held in held.unwrap_or_default() {
+        member.give_held(held);
     }
 }
 

@@ -176,14 +176,45 @@ impl PidNamespace {
         thread: bool,
     ) -> std::io::Result<bool> {
         self.expect_next(as_pid).map_err(std::io::Error::other)?;
+        self.send_inside(Box::new(move || {
+            send_as(as_pid, as_uid, target, signal, thread)
+        }))
+    }
+
+    /// Queues `signal` for `target` (a pid of the namespace) as `sender`
+    /// sent it (`rt_sigqueueinfo`, a code below 0 but `SI_TKILL`: a
+    /// `sigqueue`, a message queue's notice), from a process made in the
+    /// namespace for that: the kernel keeps the sender's pid only from a
+    /// process with a pid in the receiver's namespace, and zeroes it from
+    /// ours. `Ok(false)`: not sent. The caller must keep other forks into
+    /// the namespace from setting its next pid meanwhile: the process
+    /// takes a pid there.
+    pub fn queue_as(
+        &self,
+        target: i32,
+        signal: i32,
+        sender: &homing_proto::guest::SignalSender,
+    ) -> std::io::Result<bool> {
+        let info = crate::process::siginfo_of(signal, sender);
+        self.send_inside(Box::new(move || {
+            // SAFETY: rt_sigqueueinfo reads one siginfo_t (128 bytes)
+            // from `info`, which this closure owns.
+            let sent =
+                unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, target, signal, info.as_ptr()) };
+            isize::from(sent != 0)
+        }))
+    }
+
+    /// Runs `send` in a process made in the namespace (its next pid);
+    /// whether it ended with status 0.
+    fn send_inside(&self, send: Box<dyn FnMut() -> isize>) -> std::io::Result<bool> {
         // pid_for_children is the calling thread's own: entering and
         // leaving it here touches no other thread of the supervisor.
         setns(self.init_pidfd.as_fd(), CloneFlags::CLONE_NEWPID)?;
         let mut stack = vec![0u8; SENDER_STACK];
-        let send = Box::new(move || send_as(as_pid, as_uid, target, signal, thread));
         // SAFETY: with CLONE_VFORK we are suspended until the child has
         // ended, so it alone uses the memory we share (CLONE_VM); it runs
-        // `send_as` on `stack`, which outlives it, and makes raw syscalls
+        // `send` on `stack`, which outlives it, and makes raw syscalls
         // only (no lock, no allocation, no glibc wrapper that would act for
         // every thread of ours).
         let child = unsafe {

@@ -690,15 +690,23 @@ fn sender_in(info: &[u8; SIGINFO_LEN]) -> SignalSender {
 /// (`rt_sigqueueinfo`): its handler sees that code, pid, uid and value.
 /// The kernel takes only codes a process may give (below 0, not
 /// `SI_TKILL`) from another process: EPERM for the rest.
+/// The kernel zeroes the pid of a sender with no pid in the receiver's
+/// pid namespace (see [`crate::pid_namespace::PidNamespace::queue_as`]).
 pub fn queue_signal(pid: i32, signal: i32, sender: &SignalSender) -> std::io::Result<()> {
+    let info = siginfo_of(signal, sender);
+    // SAFETY: rt_sigqueueinfo reads one siginfo_t (128 bytes) from `info`.
+    zero_or_errno(unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, signal, info.as_ptr()) })
+}
+
+/// The `siginfo_t` of signal `signal` sent by `sender`.
+pub(crate) fn siginfo_of(signal: i32, sender: &SignalSender) -> [u8; SIGINFO_LEN] {
     let mut info = [0u8; SIGINFO_LEN];
     info[..4].copy_from_slice(&signal.to_ne_bytes());
     info[SI_CODE..SI_CODE + 4].copy_from_slice(&sender.code.to_ne_bytes());
     info[SI_PID..SI_PID + 4].copy_from_slice(&sender.pid.to_ne_bytes());
     info[SI_UID..SI_UID + 4].copy_from_slice(&sender.uid.to_ne_bytes());
     info[SI_VALUE..SI_VALUE + 8].copy_from_slice(&sender.value.to_ne_bytes());
-    // SAFETY: rt_sigqueueinfo reads one siginfo_t (128 bytes) from `info`.
-    zero_or_errno(unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, signal, info.as_ptr()) })
+    info
 }
 
 /// Takes one of the signals in `mask` (blocked) that is pending for the

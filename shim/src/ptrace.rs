@@ -163,13 +163,44 @@ fn waitpid(pid: i32, flags: i32) -> io::Result<(i32, Stop)> {
         // SAFETY: `status` is a live int the kernel writes.
         let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
         if rc >= 0 {
-            return Ok((rc, decode_status(status)));
+            let stop = decode_status(status);
+            if rc > 0 && matches!(stop, Stop::Exited(_) | Stop::Killed(_)) {
+                keep_end(rc, stop);
+            }
+            return Ok((rc, stop));
         }
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {
             return Err(error);
         }
     }
+}
+
+/// Ends that a tracer's wait took, newest last: where the tracer is the
+/// process's parent too (a guest the agent made), that wait reaps it, and
+/// its parent's own wait would find nothing ([`end_taken`]).
+static ENDS_TAKEN: std::sync::Mutex<std::collections::VecDeque<(i32, Stop)>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// How many taken ends are kept: threads' ends, which nobody asks for,
+/// go too.
+const ENDS_KEPT: usize = 256;
+
+fn keep_end(tid: i32, stop: Stop) {
+    let mut ends = ENDS_TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if ends.len() == ENDS_KEPT {
+        ends.pop_front();
+    }
+    ends.push_back((tid, stop));
+}
+
+/// How process `pid` ended, where a tracer's wait took its end (and may
+/// have reaped it): [`Stop::Exited`] or [`Stop::Killed`]; each is told
+/// once.
+pub fn end_taken(pid: i32) -> Option<Stop> {
+    let mut ends = ENDS_TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    let at = ends.iter().rposition(|&(tid, _)| tid == pid)?;
+    ends.remove(at).map(|(_, stop)| stop)
 }
 
 fn decode_status(status: i32) -> Stop {

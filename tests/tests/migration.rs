@@ -414,7 +414,7 @@ fn signals_sent_while_a_process_moves_all_arrive_once() {
              sender=$!
              while kill -0 $sender 2>/dev/null; do
                  homing migrate $pid node2 >/dev/null || exit 8
-                 homing migrate $pid node3 >/dev/null || exit 7
+                 homing migrate $pid node3 >/dev/null || {{ wait $pid; echo died=$?; cat siginfo.out; exit 7; }}
                  homing migrate $pid home >/dev/null || exit 6
              done
              wait $sender
@@ -425,6 +425,97 @@ fn signals_sent_while_a_process_moves_all_arrive_once() {
         ),
     ));
     assert!(run.stdout.ends_with("status=0\ncount 150\n"), "{run:?}");
+}
+
+/// Signals sent at home while the process moves keep their sender: each
+/// `sigqueue` of a program at home reaches the moving process's
+/// `sigwaitinfo` with the sender's pid, uid, code and value, in the
+/// order sent, whether it came while the process ran or while it was
+/// frozen on a host it was leaving (that host held it and handed it
+/// back), on its way home included.
+#[test]
+fn signals_sent_while_a_process_moves_keep_their_sender() {
+    let cluster = Cluster::up(3);
+    build_program(&cluster, "siginfo");
+    let count = 120;
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            "{WAIT_FOR_FILE}
+             cd ~ && rm -f target siginfo.out
+             python3 -c \"import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+while not os.path.exists('target'): time.sleep(0.01)
+pid = int(open('target').read())
+for value in range(1, {count} + 1):
+    if libc.sigqueue(pid, signal.SIGRTMIN, ctypes.c_long(value)) != 0: raise OSError(ctypes.get_errno(), 'sigqueue')
+    time.sleep(0.02)\" &
+             sender=$!
+             ./siginfo $sender {count} > siginfo.out &
+             pid=$!
+             for _ in $(seq 300); do grep -q ready siginfo.out && break; sleep 0.05; done
+             echo $pid > target
+             # A move fails only once it has received all and ended.
+             while kill -0 $sender 2>/dev/null; do
+                 homing migrate $pid node2 >/dev/null || break
+                 homing migrate $pid node3 >/dev/null || break
+                 homing migrate $pid home >/dev/null || break
+             done
+             wait $sender || exit 5
+             wait $pid; echo status=$?
+             echo uid=$(id -u)
+             cat siginfo.out"
+        ),
+    ));
+    let line = |prefix: &str| {
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(line("status="), "0", "{run:?}");
+    let uid = line("uid=");
+    let expected: Vec<String> = (1..=count)
+        .map(|value| format!("signal 34 code -1 from sender 1 uid {uid} value {value}"))
+        .collect();
+    let received: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("signal "))
+        .collect();
+    assert_eq!(received, expected, "{run:?}");
+}
+
+/// A process that ends as a move of it begins ends with its own status:
+/// the move's tracer, taking its end as it stopped it, reaped it (the
+/// agent is its parent), and the agent, finding no end left to wait for,
+/// said it was killed (SIGKILL), which its deputy at home then took on.
+#[test]
+fn a_process_ending_as_it_moves_keeps_its_exit_status() {
+    let cluster = Cluster::up(3);
+    let runs = 12;
+    let run = ok(at_home(
+        &cluster,
+        &format!(
+            "for i in $(seq {runs}); do
+                 sleep 0.$((i % 4 + 3)) & pid=$!
+                 while kill -0 $pid 2>/dev/null; do
+                     homing migrate $pid node2 >/dev/null 2>&1 && echo moved
+                     homing migrate $pid node3 >/dev/null 2>&1 && echo moved
+                 done
+                 wait $pid; echo status=$?
+             done"
+        ),
+    ));
+    let statuses: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("status="))
+        .collect();
+    assert_eq!(statuses, vec!["status=0"; runs], "{run:?}");
+    let moves = run.stdout.lines().filter(|&l| l == "moved").count();
+    assert!(moves >= 2 * runs, "{moves} moves: {run:?}");
 }
 
 /// A signal a process raises itself, asked for by a signalfd it made at

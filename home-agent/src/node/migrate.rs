@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use homing_proto::control::{AwayProcess, ControlResponse};
-use homing_proto::guest::{GuestExit, ToHome, ToHost};
+use homing_proto::guest::{GuestExit, HeldSignal, ToHome, ToHost};
 use homing_proto::image::{FinalImage, MappedFile};
 use homing_proto::peer::{
     Eviction, Handing, Handoff, Immigrant, PeerRequest, PeerResponse, Verdict,
@@ -47,8 +47,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process that became its own deputy may take to call in.
 const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest answer to a commit: the freeze's length, the pacing and the
-/// signals held.
-const COMMIT_ANSWER_MAX: usize = 8 + 12 + 4 * 4096;
+/// signals held (a frame of up to 4096, each with its sender).
+const COMMIT_ANSWER_MAX: usize = 8 + 12 + 4 + 48 * 4096;
 /// How often a client hears how far its migration is.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -659,7 +659,7 @@ impl Node {
             .await
             .map_err(|_| "the deputy's relay did not answer".to_owned())
             .and_then(|r| r.map_err(|_| "the deputy's relay ended".to_owned()));
-        let (send, recv, made_way) = match old_streams {
+        let (send, recv, made_way, relay_held) = match old_streams {
             Ok(streams) => streams,
             Err(error) => {
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
@@ -692,19 +692,12 @@ impl Node {
         };
         match restored {
             Ok((homecoming, bytes)) => {
-                let signals = moving.commit().await;
-                homecoming
-                    .go()
-                    .await
-                    .map_err(|e| format!("process {pid} could not run at home: {e}"))?;
-                for signal in signals {
-                    if let Err(error) = homing_shim::process::send_signal(pid, signal) {
-                        warn!(
-                            pid,
-                            signal, "a signal for a process come home is lost: {error}"
-                        );
-                    }
-                }
+                // The old host's, sent before the relay held, go first.
+                let mut signals = moving.commit().await;
+                signals.extend(relay_held);
+                let went = homecoming.go().await;
+                signals_come_home(pid, signals);
+                went.map_err(|e| format!("process {pid} could not run at home: {e}"))?;
                 self.away.remove(&pid);
                 self.close_on_exec.remove(&pid);
                 if !moving.immigrant.exe.is_empty() {
@@ -724,7 +717,9 @@ impl Node {
             }
             Err((homecoming, error)) => {
                 // The program goes on where it was; the process at home
-                // becomes its deputy again and calls in.
+                // becomes its deputy again and calls in. The signals held
+                // here wait in it for the deputy, which passes them on.
+                signals_come_home(pid, relay_held);
                 let _ = write_message(&mut moving.from_send, &Verdict::Abort).await;
                 let (program, argv) = self.deputy_command(pid)?;
                 let again = match homecoming {
@@ -983,8 +978,10 @@ impl Node {
                     answer.extend_from_slice(&pacing.pauses.to_be_bytes());
                     let longest = pacing.longest.as_micros() as u64;
                     answer.extend_from_slice(&longest.to_be_bytes());
-                    for signal in departure.held_signals(HELD_MARK_WAIT).await {
-                        answer.extend_from_slice(&signal.to_be_bytes());
+                    let held = departure.held_signals(HELD_MARK_WAIT).await;
+                    match homing_proto::encode(&held) {
+                        Ok(held) => answer.extend_from_slice(&held),
+                        Err(error) => warn!(home, home_pid, "signals held are lost: {error}"),
                     }
                     let _ = send.write_all(&answer).await;
                 }
@@ -1318,7 +1315,7 @@ impl Moving {
     /// microseconds), and the signals home sent the copy while it was
     /// frozen (its image does not hold them): they are returned, for the
     /// process where it goes.
-    async fn commit(&mut self) -> Vec<i32> {
+    async fn commit(&mut self) -> Vec<HeldSignal> {
         let sent = Instant::now();
         let _ = write_message(&mut self.from_send, &Verdict::Commit).await;
         let answer = self.from_recv.read_to_end(COMMIT_ANSWER_MAX);
@@ -1333,18 +1330,29 @@ impl Moving {
         let Some((pauses, rest)) = rest.split_first_chunk::<4>() else {
             return Vec::new();
         };
-        let Some((longest, signals)) = rest.split_first_chunk::<8>() else {
+        let Some((longest, held)) = rest.split_first_chunk::<8>() else {
             return Vec::new();
         };
         self.pacing = Pacing {
             pauses: u32::from_be_bytes(*pauses),
             longest: Duration::from_micros(u64::from_be_bytes(*longest)),
         };
-        signals
-            .chunks_exact(4)
-            .map(|s| i32::from_be_bytes(s.try_into().expect("4 bytes")))
-            .filter(|signal| (1..=64).contains(signal))
-            .collect()
+        let held = held
+            .get(homing_proto::frame::HEADER_LEN..)
+            .unwrap_or_default();
+        match homing_proto::decode::<Vec<HeldSignal>>(held) {
+            Ok(held) => held
+                .into_iter()
+                .filter(|held| (1..=64).contains(&held.signal))
+                .collect(),
+            Err(error) => {
+                warn!(
+                    from = self.from,
+                    "the signals the old host held are lost: {error}"
+                );
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -1416,5 +1424,32 @@ fn not_moved(what: &str, error: &str, still: &str) -> String {
         format!("cannot {what}: {error}")
     } else {
         format!("cannot {what}: {error}; it goes on {still}")
+    }
+}
+
+/// Gives process `pid`, come home, the signals sent while it moved, in
+/// the order sent.
+fn signals_come_home(pid: i32, signals: Vec<HeldSignal>) {
+    for held in signals {
+        if let Err(error) = signal_come_home(pid, held) {
+            warn!(
+                pid,
+                signal = held.signal,
+                "a signal for a process come home is lost: {error}"
+            );
+        }
+    }
+}
+
+/// Gives process `pid`, come home, a signal sent while it moved: from its
+/// sender where the kernel lets anyone but the sender say so (a
+/// `sigqueue`'s, a message queue's notice: `si_code` below 0), from this
+/// agent otherwise (a `kill`'s sender cannot be told the kernel again).
+fn signal_come_home(pid: i32, held: HeldSignal) -> std::io::Result<()> {
+    match held.sender {
+        Some(sender) if sender.code < 0 && sender.code != libc::SI_TKILL => {
+            homing_shim::process::queue_signal(pid, held.signal, &sender)
+        }
+        _ => homing_shim::process::send_signal(pid, held.signal),
     }
 }

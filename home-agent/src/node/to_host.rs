@@ -9,7 +9,7 @@
 //! such a flag before it queued the switch to the new host, a signal
 //! already queued was written to the old host, and was lost with it.
 
-use homing_proto::guest::ToHost;
+use homing_proto::guest::{HeldSignal, ToHost};
 use tokio::sync::mpsc;
 
 use crate::wire::WireError;
@@ -57,10 +57,10 @@ pub(super) fn hold<S>(to_host: &mpsc::UnboundedSender<Outgoing<S>>) {
     }
 }
 
-/// The signal a framed [`ToHost`] carries, if it is one.
-pub(super) fn signal_in(frame: &[u8]) -> Option<i32> {
+/// The signal a framed [`ToHost`] carries, with its sender, if it is one.
+pub(super) fn signal_in(frame: &[u8]) -> Option<HeldSignal> {
     match homing_proto::decode::<ToHost>(frame.get(4..)?) {
-        Ok(ToHost::Signal { signal, .. }) => Some(signal),
+        Ok(ToHost::Signal { signal, sender }) => Some(HeldSignal { signal, sender }),
         _ => None,
     }
 }
@@ -203,7 +203,11 @@ mod tests {
         to_host.send(Outgoing::GiveBack).unwrap();
         let (_, held) = write(old.clone(), outbox).await.expect("given back");
         assert_eq!(old.signals_and_marks(), ["Held"]);
-        let held: Vec<i32> = held.iter().filter_map(|f| signal_in(f)).collect();
+        let held: Vec<i32> = held
+            .iter()
+            .filter_map(|f| signal_in(f))
+            .map(|h| h.signal)
+            .collect();
         assert_eq!(held, [10]);
     }
 }
