@@ -189,8 +189,7 @@ pub enum ToHost {
         signal: i32,
         /// Who sent it, as the deputy's kernel told it; `None` where
         /// nothing of a sender is carried (a signal the kernel raised for
-        /// a call the deputy made, one held during a move, a SIGKILL of
-        /// home's agent's own).
+        /// a call the deputy made, a SIGKILL of home's agent's own).
         #[serde(default)]
         sender: Option<SignalSender>,
     },
