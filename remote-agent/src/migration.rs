@@ -1563,7 +1563,7 @@ impl Arrival {
             .restoration
             .take()
             .ok_or_else(|| "the restore did not get this far".to_owned())?;
-        restoration.go().await
+        restoration.go(Vec::new()).await
     }
 
     /// Gives up on the arrival: the blank is killed (and reaped by the thread).
@@ -1588,7 +1588,7 @@ enum RestoreCommand {
     Adopt(oneshot::Sender<Result<(), (bool, String)>>),
     Unstage(oneshot::Sender<Result<(), String>>),
     Ready(Vec<i32>, oneshot::Sender<Result<(), String>>),
-    Go(oneshot::Sender<Result<(), String>>),
+    Go(Vec<Vec<u8>>, oneshot::Sender<Result<(), String>>),
     ExecInstead(CString, Vec<CString>, oneshot::Sender<Result<(), String>>),
 }
 
@@ -1730,9 +1730,12 @@ impl Restoration {
             .await
     }
 
-    /// Lets the program run.
-    pub async fn go(self) -> Result<(), String> {
-        self.ask(RestoreCommand::Go).await
+    /// Lets the program run, `sent_since` (signals sent it while it
+    /// moved, not in its image: `siginfo_t`s in the order sent) pending
+    /// after its own (see [`Restorer::send_since`]).
+    pub async fn go(self, sent_since: Vec<Vec<u8>>) -> Result<(), String> {
+        self.ask(|reply| RestoreCommand::Go(sent_since, reply))
+            .await
     }
 
     /// Gives up: the process execs `program` (its deputy again).
@@ -1929,7 +1932,7 @@ fn homecoming_thread(
             }
             RestoreCommand::Reconcile(_)
             | RestoreCommand::Ready(..)
-            | RestoreCommand::Go(_)
+            | RestoreCommand::Go(..)
             | RestoreCommand::ExecInstead(..) => {
                 failure.get_or_insert("the final state came before the deputy made way".into());
             }
@@ -2015,7 +2018,8 @@ fn restore(
                 let _ = reply.send(outcome);
                 Ok(())
             }
-            RestoreCommand::Go(reply) => {
+            RestoreCommand::Go(sent_since, reply) => {
+                restorer.send_since(sent_since);
                 let _ = reply.send(restorer.finish().map_err(|e| e.to_string()));
                 return None;
             }

@@ -699,7 +699,7 @@ pub fn queue_signal(pid: i32, signal: i32, sender: &SignalSender) -> std::io::Re
 }
 
 /// The `siginfo_t` of signal `signal` sent by `sender`.
-pub(crate) fn siginfo_of(signal: i32, sender: &SignalSender) -> [u8; SIGINFO_LEN] {
+pub fn siginfo_of(signal: i32, sender: &SignalSender) -> [u8; SIGINFO_LEN] {
     let mut info = [0u8; SIGINFO_LEN];
     info[..4].copy_from_slice(&signal.to_ne_bytes());
     info[SI_CODE..SI_CODE + 4].copy_from_slice(&sender.code.to_ne_bytes());

@@ -159,6 +159,10 @@ pub struct Restorer {
     advised: bool,
     /// How its threads get back the tids they had, where they can.
     tid_turn: Option<KeptTids>,
+    /// Signals sent it after its image's pending ones (`siginfo_t`s, in
+    /// the order sent): they follow those, and go before any already
+    /// pending in the process it is restored into (sent later still).
+    sent_since: Vec<Vec<u8>>,
 }
 
 /// A [`TidTurn`] kept by the restorer.
@@ -180,6 +184,13 @@ pub type TidTurn = Box<
 >;
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// Bytes of a `siginfo_t`.
+const SIGINFO_LEN: usize = 128;
+
+/// The most signals taken out of a process restored into, to be queued
+/// again after the image's: more than a process's queue holds by default.
+const MOST_PENDING_TAKEN: usize = 1 << 16;
 
 /// Sets resource limit `(resource, soft, hard)` of the stopped process by
 /// a `prlimit64` it makes itself, its struct written at `scratch`: the
@@ -252,7 +263,18 @@ impl Restorer {
             files: LocalFiles::default(),
             advised: false,
             tid_turn: None,
+            sent_since: Vec::new(),
         })
+    }
+
+    /// Has [`Self::finish`] make `signals` (`siginfo_t`s, in the order
+    /// sent) pending in the process after its image's pending ones, and
+    /// before those pending in the process already (a deputy's, come
+    /// since): the process queues each itself, which the kernel lets it
+    /// do with any sender. Signals of one number then come in the order
+    /// sent, wherever each waited while the process moved.
+    pub fn send_since(&mut self, signals: Vec<Vec<u8>>) {
+        self.sent_since = signals;
     }
 
     /// Has each thread [`Self::finish`] makes take its turn by `turn`, to
@@ -981,6 +1003,24 @@ impl Restorer {
             inside.push(tid_inside);
         }
         let injector = &mut self.injector;
+        // What is pending in the process already came last: it is taken
+        // out, and queued again after the rest.
+        let mut already = Vec::new();
+        let all_but_kill_and_stop: u64 = !(crate::process::signal_bit(libc::SIGKILL)
+            | crate::process::signal_bit(libc::SIGSTOP));
+        let no_wait = scratch + 512;
+        memory.write(no_wait, &[0u8; 16])?;
+        memory.write(scratch + 256, &all_but_kill_and_stop.to_ne_bytes())?;
+        for _ in 0..MOST_PENDING_TAKEN {
+            let taken = injector.raw(
+                libc::SYS_rt_sigtimedwait,
+                [scratch + 256, scratch, no_wait, 8, 0, 0],
+            )?;
+            if taken <= 0 {
+                break;
+            }
+            already.push(memory.read(scratch, SIGINFO_LEN)?);
+        }
         for (tid, thread) in inside.iter().zip(&image.threads) {
             for pending in &thread.pending {
                 put(&pending.siginfo)?;
@@ -998,20 +1038,26 @@ impl Restorer {
                 )?;
             }
         }
-        for pending in &image.shared_pending {
-            put(&pending.siginfo)?;
-            injector.call(
-                "rt_sigqueueinfo",
-                libc::SYS_rt_sigqueueinfo,
-                [
-                    leader_inside as u64,
-                    signal_of(&pending.siginfo),
-                    scratch,
-                    0,
-                    0,
-                    0,
-                ],
-            )?;
+        let own_shared = image.shared_pending.iter().map(|p| &p.siginfo[..]);
+        let sent_since = self.sent_since.iter().map(|s| &s[..]);
+        let already = already.iter().map(|s| &s[..]);
+        for siginfo in own_shared.chain(sent_since).chain(already) {
+            put(siginfo)?;
+            let (leader, signal) = (leader_inside as u64, signal_of(siginfo));
+            // A `tgkill`'s goes to the thread, as it came.
+            if code_of(siginfo) == libc::SI_TKILL {
+                injector.call(
+                    "rt_tgsigqueueinfo",
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [leader, leader, signal, scratch, 0, 0],
+                )?;
+            } else {
+                injector.call(
+                    "rt_sigqueueinfo",
+                    libc::SYS_rt_sigqueueinfo,
+                    [leader, signal, scratch, 0, 0, 0],
+                )?;
+            }
         }
         injector.call(
             "munmap",
@@ -1100,6 +1146,14 @@ impl Restorer {
 fn signal_set(pid: i32, field: &str) -> u64 {
     crate::process::status_field(pid, field)
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .unwrap_or(0)
+}
+
+/// A `siginfo_t`'s `si_code`.
+fn code_of(siginfo: &[u8]) -> i32 {
+    siginfo
+        .get(8..12)
+        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
         .unwrap_or(0)
 }
 

@@ -692,12 +692,15 @@ impl Node {
         };
         match restored {
             Ok((homecoming, bytes)) => {
-                // The old host's, sent before the relay held, go first.
+                // The old host's, sent before the relay held, go first;
+                // the process queues them itself, after its image's.
                 let mut signals = moving.commit().await;
                 signals.extend(relay_held);
-                let went = homecoming.go().await;
-                signals_come_home(pid, signals);
-                went.map_err(|e| format!("process {pid} could not run at home: {e}"))?;
+                let sent_since = signals.iter().map(siginfo_of).collect();
+                if let Err(error) = homecoming.go(sent_since).await {
+                    signals_come_home(pid, signals);
+                    return Err(format!("process {pid} could not run at home: {error}"));
+                }
                 self.away.remove(&pid);
                 self.close_on_exec.remove(&pid);
                 if !moving.immigrant.exe.is_empty() {
@@ -1427,8 +1430,8 @@ fn not_moved(what: &str, error: &str, still: &str) -> String {
     }
 }
 
-/// Gives process `pid`, come home, the signals sent while it moved, in
-/// the order sent.
+/// Gives process `pid` the signals sent it while it moved, in the order
+/// sent, where it could not queue them itself (the move was called off).
 fn signals_come_home(pid: i32, signals: Vec<HeldSignal>) {
     for held in signals {
         if let Err(error) = signal_come_home(pid, held) {
@@ -1439,6 +1442,19 @@ fn signals_come_home(pid: i32, signals: Vec<HeldSignal>) {
             );
         }
     }
+}
+
+/// The `siginfo_t` of a signal held while its process moved: its
+/// sender's, or the kernel's where none was carried.
+fn siginfo_of(held: &HeldSignal) -> Vec<u8> {
+    let kernel = homing_proto::guest::SignalSender {
+        code: libc::SI_USER,
+        pid: 0,
+        uid: 0,
+        value: 0,
+    };
+    let sender = held.sender.unwrap_or(kernel);
+    homing_shim::process::siginfo_of(held.signal, &sender).to_vec()
 }
 
 /// Gives process `pid`, come home, a signal sent while it moved: from its
