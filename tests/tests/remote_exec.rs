@@ -3487,6 +3487,45 @@ fn posix_message_queues_are_homes_and_tell_the_program_of_a_message() {
     );
 }
 
+/// A `sigqueue` from a program at home reaches a program away with the
+/// sender's pid, as at home: the host queues it from a process in the
+/// program's pid namespace (the kernel zeroes the pid of a signal from
+/// outside it, as the agent is).
+#[test]
+fn a_sigqueue_from_home_names_its_sender_as_at_home() {
+    let cluster = Cluster::up(2);
+    build_program(&cluster, "siginfo");
+    let queued = |runner: &str| {
+        ok(at_home(
+            &cluster,
+            &format!(
+                "python3 -c \"import ctypes, os, signal, subprocess, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+with open('sq.out', 'w') as out:
+    child = subprocess.Popen(sys.argv[1:] + ['./siginfo', str(os.getpid()), '1'], stdout=out)
+for _ in range(600):
+    if 'ready' in open('sq.out').read(): break
+    time.sleep(0.05)
+if libc.sigqueue(child.pid, signal.SIGRTMIN, ctypes.c_long(7)) != 0: raise OSError(ctypes.get_errno(), 'sigqueue')
+print('ended', child.wait())
+print(open('sq.out').read(), end='')\" {runner}"
+            ),
+        ))
+    };
+    let native = queued("");
+    let uid = ok(at_home(&cluster, "id -u")).stdout;
+    assert_eq!(
+        native.stdout,
+        format!(
+            "ended 0\nready\nsignal 34 code -1 from sender 1 uid {} value 7\n",
+            uid.trim()
+        ),
+        "{native:?}"
+    );
+    let remote = queued("homing run --on node2 --");
+    assert_eq!(remote.stdout, native.stdout, "{remote:?}");
+}
+
 #[test]
 fn a_signal_from_home_names_its_sender_as_at_home() {
     // A handler taking siginfo (here sigwaitinfo) sees who sent each
