@@ -3277,10 +3277,7 @@ impl Context {
             (Err(errno), _) | (_, Err(errno)) => return Ok(Answer::Errno(errno)),
         };
         let by_fd = path.is_empty() && exec.flags & libc::AT_EMPTY_PATH != 0;
-        // The kernel names such a program `/dev/fd/N[/path]`.
-        let through_fd =
-            (exec.dirfd != libc::AT_FDCWD && path.first() != Some(&b'/')).then_some(exec.dirfd);
-        let (path, named) = match self.exec_target(n.tid, &exec, path).await? {
+        let (path, named, through_fd) = match self.exec_target(n.tid, &exec, path).await? {
             Ok(target) => target,
             Err(errno) => return Ok(Answer::Errno(errno)),
         };
@@ -3484,17 +3481,18 @@ impl Context {
                 .is_ok()
     }
 
-    /// What an exec runs: the path to fetch it by at home, and the file
-    /// name the kernel would name it by. An `execveat` relative to an fd,
-    /// or of the fd itself, goes through the deputy's `/proc/self/fd`
-    /// link of that fd, where the kernel names it `/dev/fd/N/...`.
-    /// `Err(errno)`: the exec fails before any program is looked at.
+    /// What an exec runs: the path to fetch it by at home, the file name
+    /// the kernel would name it by, and the fd it goes through, if any.
+    /// An `execveat` relative to an fd, or of the fd itself, goes through
+    /// the deputy's `/proc/self/fd` link of that fd, where the kernel
+    /// names it `/dev/fd/N/...`. `Err(errno)`: the exec fails before any
+    /// program is looked at.
     async fn exec_target(
         &self,
         tid: i32,
         exec: &ExecCall,
         path: Vec<u8>,
-    ) -> Result<Result<(Vec<u8>, Vec<u8>), i32>, HomeGone> {
+    ) -> Result<Result<(Vec<u8>, Vec<u8>, Option<i32>), i32>, HomeGone> {
         if exec.flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | AT_EXECVE_CHECK) != 0 {
             return Ok(Err(libc::EINVAL));
         }
@@ -3509,7 +3507,7 @@ impl Context {
                     return Ok(Err(errno));
                 }
             }
-            return Ok(Ok((path.clone(), path)));
+            return Ok(Ok((path.clone(), path, None)));
         }
         if exec.dirfd < 0 && exec.dirfd != libc::AT_FDCWD {
             return Ok(Err(libc::EBADF));
@@ -3520,18 +3518,19 @@ impl Context {
         if let Err(errno) = self.not_a_link(tid, exec, &path).await? {
             return Ok(Err(errno));
         }
-        let (at, named) = match exec.dirfd {
-            libc::AT_FDCWD => (b"/proc/self/cwd".to_vec(), b"/proc/self/cwd".to_vec()),
+        let (at, named, through_fd) = match exec.dirfd {
+            libc::AT_FDCWD => (b"/proc/self/cwd".to_vec(), b"/proc/self/cwd".to_vec(), None),
             fd => (
                 format!("/proc/self/fd/{fd}").into_bytes(),
                 format!("/dev/fd/{fd}").into_bytes(),
+                Some(fd),
             ),
         };
         let below = |base: Vec<u8>| match empty {
             true => base,
             false => [&base[..], b"/", &path[..]].concat(),
         };
-        Ok(Ok((below(at), below(named))))
+        Ok(Ok((below(at), below(named), through_fd)))
     }
 
     /// An `execveat` with `AT_EXECVE_CHECK`: whether the program at `path`
