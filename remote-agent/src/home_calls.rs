@@ -355,14 +355,7 @@ impl HomeCalls {
     pub async fn fstat(&self, tid: i32, fd: i32) -> Result<Result<HomeFile, i64>, HomeGone> {
         let args = [fd as u64, BUFFER, 0, 0, 0, 0];
         let result = self.raw(tid, libc::SYS_fstat, args, vec![]).await?;
-        if result.ret < 0 {
-            return Ok(Err(result.ret));
-        }
-        Ok(result
-            .output(1)
-            .filter(|stat| stat.len() == STAT_SIZE)
-            .and_then(HomeFile::from_stat)
-            .ok_or(-(libc::EIO as i64)))
+        Ok(stat_in(&result, 1))
     }
 
     /// `newfstatat(dirfd, path, flags)` at home: the identity of what
@@ -379,14 +372,7 @@ impl HomeCalls {
         let result = self
             .raw(tid, libc::SYS_newfstatat, args, vec![input])
             .await?;
-        if result.ret < 0 {
-            return Ok(Err(result.ret));
-        }
-        Ok(result
-            .output(2)
-            .filter(|stat| stat.len() == STAT_SIZE)
-            .and_then(HomeFile::from_stat)
-            .ok_or(-(libc::EIO as i64)))
+        Ok(stat_in(&result, 2))
     }
 
     /// `pread64(fd, len, offset)` at home: the bytes read, or `-errno`.
@@ -404,13 +390,16 @@ impl HomeCalls {
 
     /// `fcntl(fd, F_GETFL)` at home: how the file is open, or `-errno`.
     pub async fn open_flags(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
-        let args = [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0];
-        Ok(self.raw(tid, libc::SYS_fcntl, args, vec![]).await?.ret)
+        self.fcntl_get(tid, fd, libc::F_GETFL).await
     }
 
     /// `fcntl(fd, F_GETFD)` at home: the fd's own flags, or `-errno`.
     pub async fn fd_flags(&self, tid: i32, fd: i32) -> Result<i64, HomeGone> {
-        let args = [fd as u64, libc::F_GETFD as u64, 0, 0, 0, 0];
+        self.fcntl_get(tid, fd, libc::F_GETFD).await
+    }
+
+    async fn fcntl_get(&self, tid: i32, fd: i32, command: i32) -> Result<i64, HomeGone> {
+        let args = [fd as u64, command as u64, 0, 0, 0, 0];
         Ok(self.raw(tid, libc::SYS_fcntl, args, vec![]).await?.ret)
     }
 
@@ -507,4 +496,17 @@ fn second_output(result: SyscallResult) -> Result<Vec<u8>, i64> {
         return Err(result.ret);
     }
     Ok(result.output(1).map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+/// The file a stat call wrote into its argument `index` (a `struct
+/// stat`), or its `-errno` (EIO where it wrote none that is whole).
+fn stat_in(result: &SyscallResult, index: u8) -> Result<HomeFile, i64> {
+    if result.ret < 0 {
+        return Err(result.ret);
+    }
+    result
+        .output(index)
+        .filter(|stat| stat.len() == STAT_SIZE)
+        .and_then(HomeFile::from_stat)
+        .ok_or(-(libc::EIO as i64))
 }
