@@ -626,7 +626,7 @@ impl Member {
                     .signal_as(sender.pid, sender.uid, target, signal, thread)
                     .unwrap_or(false)
             }
-            code if code < 0 && code != libc::SI_TKILL => {
+            code if homing_shim::process::queued_by_another(code) => {
                 // From inside the namespace, or the kernel zeroes the
                 // sender's pid; its process takes a pid there, which a
                 // fork under way may have set for its child.

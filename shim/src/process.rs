@@ -686,10 +686,18 @@ fn sender_in(info: &[u8; SIGINFO_LEN]) -> SignalSender {
     }
 }
 
+/// Whether the kernel lets a process other than the receiver queue a
+/// signal of code `code` (`rt_sigqueueinfo`): codes below 0 but
+/// `SI_TKILL`, which no `kill` gives. Any other only a process may queue
+/// itself.
+pub fn queued_by_another(code: i32) -> bool {
+    code < 0 && code != libc::SI_TKILL
+}
+
 /// Sends process `pid` signal `signal` as `sender` sent it
 /// (`rt_sigqueueinfo`): its handler sees that code, pid, uid and value.
-/// The kernel takes only codes a process may give (below 0, not
-/// `SI_TKILL`) from another process: EPERM for the rest.
+/// The kernel takes only codes [`queued_by_another`] from another
+/// process: EPERM for the rest.
 /// The kernel zeroes the pid of a sender with no pid in the receiver's
 /// pid namespace (see [`crate::pid_namespace::PidNamespace::queue_as`]).
 pub fn queue_signal(pid: i32, signal: i32, sender: &SignalSender) -> std::io::Result<()> {

@@ -1463,7 +1463,7 @@ fn siginfo_of(held: &HeldSignal) -> Vec<u8> {
 /// agent otherwise (a `kill`'s sender cannot be told the kernel again).
 fn signal_come_home(pid: i32, held: HeldSignal) -> std::io::Result<()> {
     match held.sender {
-        Some(sender) if sender.code < 0 && sender.code != libc::SI_TKILL => {
+        Some(sender) if homing_shim::process::queued_by_another(sender.code) => {
             homing_shim::process::queue_signal(pid, held.signal, &sender)
         }
         _ => homing_shim::process::send_signal(pid, held.signal),
