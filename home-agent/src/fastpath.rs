@@ -1850,6 +1850,21 @@ mod tests {
         FastPath::new(own, Arc::new(Changes::default()), Box::new(|_| false), true).unwrap()
     }
 
+    /// A file `name` holding `bytes`, in a directory of the test's own
+    /// (`homing-TAG-PID` in the temp dir, for the test to remove): the
+    /// directory and the file.
+    fn file_in_own_dir(
+        tag: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("homing-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
     fn open_call(path: &std::path::Path, flags: i32) -> SyscallCall {
         let mut bytes = path.as_os_str().as_bytes().to_vec();
         bytes.push(0);
@@ -1862,10 +1877,7 @@ mod tests {
 
     #[test]
     fn an_open_for_reading_is_made_here_and_handed_to_the_deputy_with_its_next_call() {
-        let dir = std::env::temp_dir().join(format!("homing-open-here-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("file");
-        std::fs::write(&path, b"first bytes").unwrap();
+        let (dir, path) = file_in_own_dir("open-here", "file", b"first bytes");
         let mut fast = own_fast_path();
 
         let mut open = open_call(&path, libc::O_RDONLY | libc::O_CLOEXEC);
@@ -1976,10 +1988,7 @@ mod tests {
 
     #[test]
     fn a_number_handed_to_the_deputy_is_not_given_again_before_it_has_placed_it() {
-        let dir = std::env::temp_dir().join(format!("homing-handed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("file");
-        std::fs::write(&path, b"bytes").unwrap();
+        let (dir, path) = file_in_own_dir("handed", "file", b"bytes");
         // A deputy of its own, whose table holds 0, 1 and 2 alone, and
         // which never places what it is handed (as one that has not read
         // the handover yet).
@@ -2068,11 +2077,8 @@ mod tests {
 
     #[test]
     fn reads_into_unzeroed_buffers_answer_as_the_executor_does() {
-        let dir = std::env::temp_dir().join(format!("homing-unzeroed-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("data");
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
+        let (dir, path) = file_in_own_dir("unzeroed", "data", &data);
         let file = OwnedFd::from(File::open(&path).unwrap());
         let directory = OwnedFd::from(File::open(&dir).unwrap());
         for (len, offset) in [(4096, 0), (1 << 20, 0), (1, 5), (10, 99_995), (10, 200_000)] {
