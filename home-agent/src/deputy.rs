@@ -52,6 +52,7 @@ static AGENT_SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// Runs `argv` on `node` with this process as its deputy. Returns only on
 /// failure to start; otherwise the process ends as the program does.
 pub fn run(socket: &Path, node: &str, argv: Vec<OsString>) -> i32 {
+    homing_shim::process::one_heap_for_all_threads();
     let program = &argv[0];
     let exe = match resolve(program) {
         Ok(exe) => exe,
@@ -174,6 +175,7 @@ fn make_way(agent_fd: i32) -> ! {
 /// credentials, pid and parent. Returns only on failure.
 /// `command_line`: the program's, shown as this process's.
 pub fn resume(socket: &Path, comm: Option<&OsStr>, command_line: &[OsString]) -> i32 {
+    homing_shim::process::one_heap_for_all_threads();
     reap_address_space_holders();
     if let Some(comm) = comm {
         name_after(comm);

@@ -1981,12 +1981,15 @@ fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
     // A job's `ulimit -t` and `-v` hold where it runs, as does a limit
     // set at home before it left; a write past the file size limit, or to
     // a pipe no one reads, ends the program by the signal it raises; and
-    // what the shell ignored stays ignored, and nothing else is.
+    // what the shell ignored stays ignored, and nothing else is. The
+    // address space limit is one a job script may well set, and tight:
+    // the deputies at home live under it too (a forked child's deputy
+    // once could not start its threads under it, and the child died).
     let cluster = Cluster::up(2);
     let limits = r#"
 (ulimit -S -n 100; echo nofile $(ulimit -n))
 (ulimit -S -t 1; python3 -c 'while True: pass'; echo cpu status $?)
-(ulimit -S -v 200000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
+(ulimit -S -v 100000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
 (ulimit -S -f 8; head -c 20000 /dev/zero > big; echo fsize status $? size $(stat -c %s big))
 (ulimit -S -s 4096; python3 -c 'import resource; print(resource.getrlimit(resource.RLIMIT_STACK))')
 python3 -c 'import os, resource; resource.prlimit(os.getpid(), resource.RLIMIT_CPU, (1, resource.RLIM_INFINITY))
