@@ -141,20 +141,9 @@ fn name_after(program: &OsStr) {
 /// Nothing else changes: the program's fds, marked close-on-exec or not,
 /// stay as they are.
 fn make_way(agent_fd: i32) -> ! {
-    // The signal forwarder stops first: a signal it took and had not yet
-    // sent would be lost with it when its thread is ended.
-    MAKING_WAY.store(true, Ordering::SeqCst);
-    let forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(forwarder) = forwarder.as_ref() {
-        use std::os::unix::thread::JoinHandleExt;
-        for _ in 0..200 {
-            if FORWARDER_DONE.load(Ordering::SeqCst) {
-                break;
-            }
-            homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
+    // Signals are taken only while this thread waits for the agent, which
+    // it does no more: from now on they wait in the process for the
+    // program coming home.
     // A SIGCHLD pending here no signalfd asked for would be news to the
     // program, which had it on its host.
     let child = homing_shim::process::signal_bit(libc::SIGCHLD);
@@ -332,6 +321,8 @@ fn move_out_of_the_way(stream: UnixStream) -> std::io::Result<UnixStream> {
 struct WakesOnlyForData<'a> {
     stream: &'a UnixStream,
     files: std::collections::VecDeque<std::os::fd::OwnedFd>,
+    /// Where the signals it takes while it waits go (see [`serve`]).
+    signals_to: &'a Writer,
 }
 
 /// Most files one receive may bring: the agent sends at most 16 at once,
@@ -340,10 +331,24 @@ const MOST_FILES_RECEIVED: usize = 32;
 
 impl std::io::Read for WakesOnlyForData<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use rustix::event::{poll, PollFd, PollFlags};
+        use homing_shim::process::{wait_readable_or_signal, Woken};
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        // An interruption (EINTR) is handed up, and the read is made again.
-        poll(&mut [PollFd::new(self.stream, PollFlags::IN)], None)?;
+        use std::os::fd::AsFd;
+        loop {
+            // The interrupt too, held off in this thread but here: one sent
+            // just before the wait then ends it.
+            let interrupt =
+                homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
+            let to_forward =
+                FORWARDED.load(Ordering::SeqCst) & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
+            match wait_readable_or_signal(self.stream.as_fd(), to_forward | interrupt)? {
+                Woken::Readable => break,
+                Woken::Signal(signal, sender) => forward_signal(signal, sender, self.signals_to),
+                // The signals a signalfd asks for changed: they are waited
+                // for anew.
+                Woken::Interrupted => {}
+            }
+        }
         let mut space =
             [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MOST_FILES_RECEIVED))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -397,7 +402,8 @@ fn read_frame<T: serde::de::DeserializeOwned>(
 fn serve(stream: UnixStream) -> i32 {
     let reserved_fd = stream.as_raw_fd();
     // The signals forwarded to the program are blocked in every thread
-    // (threads inherit the mask) and taken by sigwait; the rest are
+    // (threads inherit the mask) and taken while this thread waits for
+    // the agent; the rest are
     // unblocked (a deputy may start with all blocked). SIGCHLD is blocked
     // too, never forwarded: it stays pending for a signalfd of the
     // program's that asks for it (the children's ends are home's).
@@ -415,30 +421,39 @@ fn serve(stream: UnixStream) -> i32 {
         eprintln!("homing: cannot take SIGPIPE: {error}");
         return 1;
     }
+    // No thread of its own takes them: this one does while it waits for
+    // the agent, so that a deputy has a thread for each of its program's
+    // and no other (the threads of a user count against its
+    // `RLIMIT_NPROC` as processes do: one more in every deputy made the
+    // program's forks fail where at home they would not).
+    FORWARDED.store(signals, Ordering::SeqCst);
+    MAIN_THREAD.store(homing_shim::process::this_thread() as u64, Ordering::SeqCst);
+    if let Err(error) = homing_shim::process::take_signals_while_waiting(signals) {
+        eprintln!("homing: cannot take the program's signals: {error}");
+        return 1;
+    }
     let writer: Writer = Arc::new(Agent {
         stream,
         write_lock: Mutex::new(()),
     });
-    {
-        let writer = writer.clone();
-        let forwarder = std::thread::spawn(move || forward_signals(signals, writer));
-        let mut slot = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
-        // A forked deputy holds a copy of its parent's, naming no thread
-        // here: it is neither joined nor detached.
-        if let Some(inherited) = slot.replace(forwarder) {
-            std::mem::forget(inherited);
-        }
-    }
     // Buffered: a call's length and body then come in one receive.
     let mut reader = std::io::BufReader::with_capacity(
         64 << 10,
         WakesOnlyForData {
             stream: &writer.stream,
             files: Default::default(),
+            signals_to: &writer,
         },
     );
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
+        return 1;
+    }
+    // Held off but while this thread waits for the agent (see
+    // `note_signalfds`); its workers let it in again.
+    let interrupt = homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
+    if let Err(error) = homing_shim::process::set_thread_signal_mask(signals | child | interrupt) {
+        eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
     let mut workers: HashMap<i32, Worker> = HashMap::new();
@@ -470,10 +485,28 @@ fn serve(stream: UnixStream) -> i32 {
                     let _ = writer.send(&ToHost::Result { id, result });
                     continue;
                 }
-                let worker = workers
-                    .entry(tid)
-                    .or_insert_with(|| spawn_worker(writer.clone(), reserved_fd));
-                worker.hand(id, call);
+                if let std::collections::hash_map::Entry::Vacant(vacant) = workers.entry(tid) {
+                    match spawn_worker(writer.clone(), reserved_fd) {
+                        Ok(worker) => {
+                            vacant.insert(worker);
+                        }
+                        // No thread to be had (the user's `RLIMIT_NPROC`):
+                        // the call runs here, where nothing can end it
+                        // early but its own end.
+                        Err(error) => {
+                            tracing::debug!(
+                                tid,
+                                "no worker thread for a call that may wait: {error}"
+                            );
+                            let result = execute_for_program(&call, reserved_fd, &writer);
+                            let _ = writer.send(&ToHost::Result { id, result });
+                            continue;
+                        }
+                    }
+                }
+                if let Some(worker) = workers.get(&tid) {
+                    worker.hand(id, call);
+                }
             }
             ToHome::Cancel { id } => {
                 for worker in workers.values() {
@@ -715,11 +748,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One worker thread per guest thread: a call blocked at home holds up no other thread's.
-fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
+fn spawn_worker(writer: Writer, reserved_fd: i32) -> std::io::Result<Worker> {
     let (tx, rx) = mpsc::channel::<(u64, SyscallCall)>();
     let progress = Arc::new(Mutex::new(Progress::default()));
     let shared = progress.clone();
-    let thread = std::thread::spawn(move || {
+    let thread = std::thread::Builder::new().spawn(move || {
+        let interrupt = homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
+        if let Err(error) = homing_shim::process::unblock_signals(interrupt) {
+            tracing::error!("a deputy worker cannot be interrupted: {error}");
+        }
         for (id, call) in rx {
             let cancelled = {
                 let mut progress = lock(&shared);
@@ -744,12 +781,12 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> Worker {
                 break;
             }
         }
-    });
-    Worker {
+    })?;
+    Ok(Worker {
         calls: tx,
         progress,
         thread,
-    }
+    })
 }
 
 /// Whether `call` reads or writes a regular file or directory: it waits
@@ -1068,7 +1105,7 @@ fn close_on_exec(reserved_fd: i32) -> SyscallResult {
 
 /// A signal the program sends to its own main thread (`raise`, `abort`)
 /// would land on one deputy thread, where nothing takes it; sent to the
-/// process instead, the deputy's signal thread forwards it to the program.
+/// process instead, the deputy's main thread forwards it to the program.
 fn signal_to_self(call: &SyscallCall) -> Option<SyscallResult> {
     let nr = call.nr as i64;
     if nr != libc::SYS_tgkill && nr != libc::SYS_tkill {
@@ -1120,16 +1157,12 @@ fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     }
 }
 
-/// Set when the deputy makes way for its program coming home: its signal
-/// forwarder takes no more signals.
-static MAKING_WAY: AtomicBool = AtomicBool::new(false);
-/// Set once the forwarder has stopped.
-static FORWARDER_DONE: AtomicBool = AtomicBool::new(false);
-/// The forwarder's thread, to interrupt its wait (kept, never joined, so
-/// that its id stays valid).
-static FORWARDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+/// The signals the deputy forwards to its program (see [`serve`]).
+static FORWARDED: AtomicU64 = AtomicU64::new(0);
+/// The thread that waits for the agent, and takes those signals meanwhile.
+static MAIN_THREAD: AtomicU64 = AtomicU64::new(0);
 
-/// The signals the program's signalfds ask for: the forwarder leaves
+/// The signals the program's signalfds ask for: the deputy leaves
 /// them pending here, where a read of such a signalfd (an fd at home like
 /// any other) takes them, as the program's own read would at home.
 static SIGNALFD_SIGNALS: AtomicU64 = AtomicU64::new(0);
@@ -1152,10 +1185,10 @@ fn may_change_signalfds(call: &SyscallCall, result: &SyscallResult) -> bool {
 }
 
 /// Looks at the deputy's fds for the signals its signalfds ask for; where
-/// those changed and `running` (the forwarder has started), wakes the
-/// forwarder to wait for the others alone: a signal a signalfd no longer
-/// asks for, pending meanwhile, goes to the program then. Whether they
-/// changed.
+/// those changed and `running` (the deputy serves its program), wakes the
+/// thread waiting for the agent to wait for the others alone: a signal a
+/// signalfd no longer asks for, pending meanwhile, goes to the program
+/// then. Whether they changed.
 fn note_signalfds(running: bool) -> bool {
     let signals = homing_shim::process::signalfd_signals();
     if signals != 0 {
@@ -1165,10 +1198,9 @@ fn note_signalfds(running: bool) -> bool {
     if before == signals || !running {
         return before != signals;
     }
-    let forwarder = FORWARDER.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(forwarder) = forwarder.as_ref() {
-        use std::os::unix::thread::JoinHandleExt;
-        homing_shim::process::interrupt_thread(forwarder.as_pthread_t());
+    let waiting = MAIN_THREAD.load(Ordering::SeqCst) as libc::pthread_t;
+    if waiting != homing_shim::process::this_thread() {
+        homing_shim::process::interrupt_thread(waiting);
     }
     true
 }
@@ -1183,38 +1215,21 @@ fn pend_again(own: i32, signal: i32, sender: &SignalSender) {
     }
 }
 
-fn forward_signals(signals: u64, writer: Writer) {
-    let own = std::process::id() as i32;
-    loop {
-        let to_forward = signals & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
-        let taken = homing_shim::process::wait_for_signal(to_forward);
-        if MAKING_WAY.load(Ordering::SeqCst) {
-            // It waits in the process for the program coming home.
-            if let Ok((signal, sender)) = taken {
-                pend_again(own, signal, &sender);
-            }
-            FORWARDER_DONE.store(true, Ordering::SeqCst);
-            return;
-        }
-        let Ok((signal, sender)) = taken else {
-            continue;
-        };
-        if writer
-            .send(&ToHost::Signal {
-                signal,
-                sender: Some(sender),
-            })
-            .is_err()
-        {
-            pend_again(own, signal, &sender);
-            FORWARDER_DONE.store(true, Ordering::SeqCst);
-            return;
-        }
-        // Job control: the program stops on its node, and the deputy stops
-        // here so the shell sees the job stopped; SIGCONT resumes both.
-        if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
-            let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
-        }
+/// Sends `signal`, which `sender` sent this process, to the program; one
+/// that cannot go (the agent is gone) waits here as it came.
+fn forward_signal(signal: i32, sender: SignalSender, writer: &Writer) {
+    let sent = writer.send(&ToHost::Signal {
+        signal,
+        sender: Some(sender),
+    });
+    if sent.is_err() {
+        pend_again(std::process::id() as i32, signal, &sender);
+        return;
+    }
+    // Job control: the program stops on its node, and the deputy stops
+    // here so the shell sees the job stopped; SIGCONT resumes both.
+    if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+        let _ = signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
     }
 }
 

@@ -1,5 +1,8 @@
 //! Small process-level operations the deputy needs.
 
+use std::os::fd::{AsRawFd as _, BorrowedFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
 use homing_proto::guest::SignalSender;
 use homing_proto::image::Scheduling;
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
@@ -614,6 +617,21 @@ pub fn set_thread_signal_mask(mask: u64) -> std::io::Result<()> {
     zero_or_errno(rc)
 }
 
+/// Unblocks the signals in `mask` in the calling thread.
+pub fn unblock_signals(mask: u64) -> std::io::Result<()> {
+    // SAFETY: rt_sigprocmask reads 8 bytes of `mask`, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_UNBLOCK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    zero_or_errno(rc)
+}
+
 /// Makes the calling process's children leave no zombie when they end
 /// (`ignore`: SIGCHLD ignored; `no_wait`: `SA_NOCLDWAIT`), or leave one
 /// for a wait again, as the kernel does for a program that asks so. A
@@ -657,26 +675,140 @@ pub fn send_thread_signal(group: i32, tid: i32, signal: i32) -> std::io::Result<
     zero_or_errno(unsafe { libc::syscall(libc::SYS_tgkill, group, tid, signal) })
 }
 
-/// Waits for one of the signals in `mask` (blocked in every thread) and
-/// takes it; returns its number and who sent it.
-pub fn wait_for_signal(mask: u64) -> std::io::Result<(i32, SignalSender)> {
+/// The siginfo of the signal [`take_forwarded`] took last, word by word,
+/// and its number (0: none since it was read). Atomics: the handler runs
+/// in the middle of the thread that reads them.
+static TAKEN_INFO: [AtomicU64; SIGINFO_LEN / 8] = [const { AtomicU64::new(0) }; SIGINFO_LEN / 8];
+static TAKEN_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn take_forwarded(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    for (at, word) in TAKEN_INFO.iter().enumerate() {
+        // SAFETY: the kernel passes a whole siginfo_t (128 bytes, 8-aligned)
+        // to an SA_SIGINFO handler; each read is of one word within it.
+        let value = unsafe { info.cast::<u64>().add(at).read() };
+        word.store(value, Ordering::Relaxed);
+    }
+    TAKEN_SIGNAL.store(signal, Ordering::Release);
+}
+
+/// Has the signals in `mask` taken by [`wait_readable_or_signal`] from
+/// now on: the calling thread, blocking them everywhere else, lets them
+/// in only while it waits there. Each is handled with the others held
+/// off, so one wait takes one signal at most.
+pub fn take_signals_while_waiting(mask: u64) -> std::io::Result<()> {
+    // A process forked from one that took a signal holds its copy of it.
+    TAKEN_SIGNAL.store(0, Ordering::Release);
+    for signal in (1..=64).filter(|&signal| mask & signal_bit(signal) != 0) {
+        // SAFETY: sigaction is plain data; zeroed is a valid empty mask
+        // and flags.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = take_forwarded
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        // SAFETY: a sigset_t is 128 bytes, of which the kernel reads the
+        // first 8: the signals `mask` names.
+        unsafe { std::ptr::write(std::ptr::addr_of_mut!(action.sa_mask).cast::<u64>(), mask) };
+        // SAFETY: the handler only stores into atomics, which is
+        // async-signal-safe; the struct outlives the call.
+        let rc = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        zero_or_errno(rc.into())?;
+    }
+    Ok(())
+}
+
+/// What ended a [`wait_readable_or_signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    /// The fd has something to read (or was closed at its other end).
+    Readable,
+    /// One of the signals waited for came: its number and who sent it.
+    Signal(i32, SignalSender),
+    /// Another signal interrupted the wait.
+    Interrupted,
+}
+
+/// Waits until `fd` can be read or one of the signals in `taking` comes,
+/// and takes that signal (see [`take_signals_while_waiting`], which must
+/// have been called for them); the thread's other blocked signals stay
+/// blocked.
+pub fn wait_readable_or_signal(fd: BorrowedFd<'_>, taking: u64) -> std::io::Result<Woken> {
+    let mut blocked = 0u64;
+    // SAFETY: rt_sigprocmask with no new set only writes 8 bytes of the
+    // current mask into `blocked`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            std::ptr::null::<u64>(),
+            &mut blocked as *mut u64,
+            8usize,
+        )
+    };
+    zero_or_errno(rc)?;
+    let during = blocked & !taking;
+    let mut ready = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd and the 8-byte mask, both ours and alive for the
+    // call; no timeout (null: wait for ever).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            &mut ready as *mut libc::pollfd,
+            1u64,
+            std::ptr::null::<libc::timespec>(),
+            &during as *const u64,
+            8usize,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    let signal = TAKEN_SIGNAL.swap(0, Ordering::Acquire);
+    if signal != 0 {
+        let mut info = [0u8; SIGINFO_LEN];
+        for (at, word) in TAKEN_INFO.iter().enumerate() {
+            info[at * 8..at * 8 + 8].copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        return Ok(Woken::Signal(signal, sender_in(&info)));
+    }
+    match rc {
+        // A wait that finds its fd ready lets no signal in: one pending all
+        // the same is taken now, or a stream of input would hold it off.
+        1.. => Ok(take_signal_now(taking).unwrap_or(Woken::Readable)),
+        _ if error.raw_os_error() == Some(libc::EINTR) => Ok(Woken::Interrupted),
+        _ => Err(error),
+    }
+}
+
+/// Takes one of the signals in `mask` (blocked) pending for the calling
+/// thread or its process, with its sender, without waiting.
+fn take_signal_now(mask: u64) -> Option<Woken> {
     let mut info = [0u8; SIGINFO_LEN];
-    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask` and writes one
-    // siginfo_t (128 bytes) into `info`; no timeout is given (null: wait
-    // for ever).
+    let no_wait = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: rt_sigtimedwait reads 8 bytes of `mask` and the timespec and
+    // writes one siginfo_t (128 bytes) into `info`, all ours.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_rt_sigtimedwait,
             &mask as *const u64,
             info.as_mut_ptr(),
-            std::ptr::null::<libc::timespec>(),
+            &no_wait as *const libc::timespec,
             8usize,
         )
     };
-    if rc > 0 {
-        Ok((rc as i32, sender_in(&info)))
-    } else {
-        Err(std::io::Error::last_os_error())
+    match rc as i32 {
+        signal if signal <= 0 => None,
+        signal if signal == interrupt_signal() => Some(Woken::Interrupted),
+        signal => Some(Woken::Signal(signal, sender_in(&info))),
     }
 }
 
@@ -777,6 +909,12 @@ fn zero_or_errno(rc: libc::c_long) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The calling thread, as [`interrupt_thread`] names it.
+pub fn this_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self only returns the caller's own id.
+    unsafe { libc::pthread_self() }
 }
 
 /// Interrupts thread `thread` of this process with [`interrupt_signal`].

@@ -317,8 +317,8 @@ impl Restorer {
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
                     Err(e) => return Err(e.into()),
                 }
-                // A thread may end of its own meanwhile (the deputy's
-                // signal forwarder does, once its connection is gone).
+                // A thread may end of its own meanwhile (a deputy's
+                // worker does, once its connection is gone).
                 let ended = |error: &io::Error| error.raw_os_error() == Some(libc::ESRCH);
                 match ptrace::interrupt(tid).and_then(|()| ptrace::wait(tid)) {
                     Ok(Stop::Exited(_) | Stop::Killed(_)) => continue,

@@ -175,16 +175,20 @@ fn the_program_sees_its_home_identity() {
     assert_eq!(field(&run.stdout, "cwd"), "/home/alice");
     assert_eq!(field(&run.stdout, "status"), "0");
     // `pgrep` and `ps` at home find it under its own name and command
-    // line, and under the new ones once it execs another program.
+    // line, and under the new ones once it execs another program. It is
+    // one thread there, as `sleep` is: the threads of a user count
+    // against its `RLIMIT_NPROC` as processes do.
     let named = ok(at_home(
         &cluster,
         r#"homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!
+           echo threads=$(($(ps -o nlwp= -p $!)))
            echo "args=$(ps -o args= -p $!)"; wait
            homing run --on node2 -- sh -c 'sleep 0.5; exec sleep 2.5' &
            for i in $(seq 100); do pgrep -u alice -f '^sleep 2.5$' >/dev/null && break; sleep 0.1; done
            echo "exec=$(ps -o comm= -p $!)/$(ps -o args= -p $!)/$(pgrep -u alice -f '^sleep 2.5$')" child=$!; wait"#,
     ));
     assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
+    assert_eq!(field(&named.stdout, "threads"), "1", "{named:?}");
     // On its host it has its own name too, as `prctl(PR_GET_NAME)` says.
     let own_name = "python3 -c 'import ctypes; b = ctypes.create_string_buffer(16); ctypes.CDLL(None).prctl(16, b); print(b.value.decode())'";
     let here = ok(at_home(&cluster, own_name));
@@ -1984,10 +1988,14 @@ fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
     // what the shell ignored stays ignored, and nothing else is. The
     // address space limit is one a job script may well set, and tight:
     // the deputies at home live under it too (a forked child's deputy
-    // once could not start its threads under it, and the child died).
+    // once could not start its threads under it, and the child died), as
+    // under the user's process limit (one past which a deputy cannot
+    // start a thread for a call that may wait).
     let cluster = Cluster::up(2);
+    build_program(&cluster, "nproc");
     let limits = r#"
 (ulimit -S -n 100; echo nofile $(ulimit -n))
+./nproc
 (ulimit -S -t 1; python3 -c 'while True: pass'; echo cpu status $?)
 (ulimit -S -v 100000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
 (ulimit -S -f 8; head -c 20000 /dev/zero > big; echo fsize status $? size $(stat -c %s big))
@@ -2010,6 +2018,7 @@ while True: pass'; echo own pid status $?
     assert_eq!(remote.stdout, native.stdout);
     for expected in [
         "nofile 100\n",
+        "ready 0 then 1\n",
         "CPU time limit exceeded",
         "cpu status 152\n",
         "own pid status 152\n",
