@@ -298,10 +298,24 @@ fn resolve(program: &OsStr) -> Result<PathBuf, i32> {
     Err(127)
 }
 
-/// Moves the agent socket to a high fd number, out of the program's way.
+/// Moves the agent socket to a high fd number, out of the program's way:
+/// past the numbers the program's soft limit lets it open, where its
+/// hard limit leaves room (the soft one is raised for the move; a deputy
+/// starts with one thread, so nothing of the program's opens a file
+/// meanwhile), or else at the last of them. With `ulimit -S -n 10` a
+/// program at home opens fds up to 9, and so it does away.
 fn move_out_of_the_way(stream: UnixStream) -> std::io::Result<UnixStream> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
     use rustix::io::fcntl_dupfd_cloexec;
-    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard && soft < 1 << 20 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard)?;
+        let past = fcntl_dupfd_cloexec(&stream, soft as i32);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+        if let Ok(past) = past {
+            return Ok(UnixStream::from(past));
+        }
+    }
     let floor = soft.saturating_sub(1).clamp(3, 1 << 20) as i32;
     let high =
         fcntl_dupfd_cloexec(&stream, floor).or_else(|_| fcntl_dupfd_cloexec(&stream, 255))?;

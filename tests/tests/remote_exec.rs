@@ -1995,6 +1995,11 @@ fn resource_limits_and_the_signals_they_raise_are_as_at_home() {
     build_program(&cluster, "nproc");
     let limits = r#"
 (ulimit -S -n 100; echo nofile $(ulimit -n))
+(ulimit -S -n 10; python3 -c 'import os
+fd = 0
+try:
+    while True: fd = os.open("/dev/null", os.O_RDONLY)
+except OSError as e: print("last fd", fd, e.strerror)'; true)
 ./nproc
 (ulimit -S -t 1; python3 -c 'while True: pass'; echo cpu status $?)
 (ulimit -S -v 100000; python3 -c 'b = bytearray(400 * 1024 * 1024)' 2>&1 | tail -1; echo as status $?)
@@ -2018,6 +2023,7 @@ while True: pass'; echo own pid status $?
     assert_eq!(remote.stdout, native.stdout);
     for expected in [
         "nofile 100\n",
+        "last fd 9 Too many open files\n",
         "ready 0 then 1\n",
         "CPU time limit exceeded",
         "cpu status 152\n",
