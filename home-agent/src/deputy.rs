@@ -353,8 +353,12 @@ impl std::io::Read for WakesOnlyForData<'_> {
             // just before the wait then ends it.
             let interrupt =
                 homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
-            let to_forward =
-                FORWARDED.load(Ordering::SeqCst) & !SIGNALFD_SIGNALS.load(Ordering::SeqCst);
+            let to_forward = match FORWARDING_LOST.load(Ordering::SeqCst) {
+                false => {
+                    FORWARDED.load(Ordering::SeqCst) & !SIGNALFD_SIGNALS.load(Ordering::SeqCst)
+                }
+                true => 0,
+            };
             match wait_readable_or_signal(self.stream.as_fd(), to_forward | interrupt)? {
                 Woken::Readable => break,
                 Woken::Signal(signal, sender) => forward_signal(signal, sender, self.signals_to),
@@ -1175,6 +1179,9 @@ fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
 static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// The thread that waits for the agent, and takes those signals meanwhile.
 static MAIN_THREAD: AtomicU64 = AtomicU64::new(0);
+/// Set once a signal could not be sent (the agent is gone): the deputy
+/// takes no more, and reads what the agent said last (the program's end).
+static FORWARDING_LOST: AtomicBool = AtomicBool::new(false);
 
 /// The signals the program's signalfds ask for: the deputy leaves
 /// them pending here, where a read of such a signalfd (an fd at home like
@@ -1230,13 +1237,16 @@ fn pend_again(own: i32, signal: i32, sender: &SignalSender) {
 }
 
 /// Sends `signal`, which `sender` sent this process, to the program; one
-/// that cannot go (the agent is gone) waits here as it came.
+/// that cannot go (the agent is gone) waits here as it came, and no other
+/// is taken after it: taken again and again, it would keep the deputy
+/// from reading the program's end.
 fn forward_signal(signal: i32, sender: SignalSender, writer: &Writer) {
     let sent = writer.send(&ToHost::Signal {
         signal,
         sender: Some(sender),
     });
     if sent.is_err() {
+        FORWARDING_LOST.store(true, Ordering::SeqCst);
         pend_again(std::process::id() as i32, signal, &sender);
         return;
     }

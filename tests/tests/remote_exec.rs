@@ -1080,6 +1080,29 @@ fn a_signalfd_waited_for_away_is_ready_with_its_alarm_as_at_home() {
 }
 
 #[test]
+fn a_signal_the_program_ended_before_taking_leaves_its_deputy_free_to_end() {
+    // The program stops itself, is continued from home and ends at once:
+    // the SIGCONT the deputy got may find the program gone. The shell's
+    // `wait` returns as at home (a deputy once kept taking that signal
+    // again, unable to send it, and never ended).
+    let cluster = Cluster::up(2);
+    let script = r#"$RUN sh -c 'kill -STOP $$; echo resumed' & sleep 0.5; kill -CONT $!; wait $!; echo status $?
+"#;
+    write_at_home(&cluster, "continued.sh", script);
+    let run = |prefix: &str| {
+        ok(at_home(
+            &cluster,
+            &format!("RUN='{prefix}' timeout 20 bash continued.sh > out 2> err < /dev/null; echo ended $?; cat out err"),
+        ))
+    };
+    let native = run("");
+    assert_eq!(native.stdout, "ended 0\nresumed\nstatus 0\n");
+    for _ in 0..3 {
+        assert_eq!(run("homing run --on node2 --").stdout, native.stdout);
+    }
+}
+
+#[test]
 fn signals_sent_at_home_reach_the_program_and_its_own_signals_stay_right() {
     let cluster = Cluster::up(2);
     build_program(&cluster, "signals");
