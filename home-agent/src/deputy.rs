@@ -281,6 +281,10 @@ fn resolve(program: &OsStr) -> Result<PathBuf, i32> {
             eprintln!("homing: {shown}: No such file or directory");
             return Err(127);
         }
+        if path.is_dir() {
+            eprintln!("homing: {shown}: Is a directory");
+            return Err(126);
+        }
         if !executable(&path) {
             eprintln!("homing: {shown}: Permission denied");
             return Err(126);

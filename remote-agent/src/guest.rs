@@ -1531,7 +1531,10 @@ impl HostRole {
             }
             Err(error) => {
                 warn!(home_node = %start.home_node, home_pid = start.home_pid, "guest could not start: {error}");
+                // As a shell has it: not found (a script's interpreter
+                // missing too) 127, found but not to be run 126.
                 let code = match &error {
+                    StartError::Program { errno, .. } if *errno == libc::ENOENT => 127,
                     StartError::Program { .. } => 126,
                     _ => 1,
                 };

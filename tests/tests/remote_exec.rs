@@ -680,6 +680,21 @@ fn clear_failures_for_missing_programs_and_nodes() {
         run.stderr.contains("no-such-program: command not found"),
         "{run:?}"
     );
+    // A directory, and a script whose interpreter is missing, as a shell
+    // tells them (its own words aside): 126 and 127.
+    let run = at_home(
+        &cluster,
+        "mkdir -p adir; printf '#!/no/such/interpreter\\n' > orphan.sh; chmod +x orphan.sh
+         homing run --on node2 -- ./adir; echo status=$?
+         homing run --on node2 -- ./orphan.sh; echo status=$?",
+    );
+    assert_eq!(run.stdout, "status=126\nstatus=127\n", "{run:?}");
+    assert!(run.stderr.contains("./adir: Is a directory"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("/no/such/interpreter: No such file or directory"),
+        "{run:?}"
+    );
 
     let run = at_home(&cluster, "homing run --on node9 -- true; echo status=$?");
     assert!(!run.stdout.contains("status=0"), "{run:?}");
