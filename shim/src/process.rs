@@ -604,26 +604,22 @@ pub fn forwarded_signal_mask() -> u64 {
 /// Sets the calling thread's signal mask to `mask` (as
 /// [`forwarded_signal_mask`] gives one), realtime signals included.
 pub fn set_thread_signal_mask(mask: u64) -> std::io::Result<()> {
-    // SAFETY: rt_sigprocmask reads 8 bytes of `mask`, which outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &mask as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        )
-    };
-    zero_or_errno(rc)
+    change_thread_signal_mask(libc::SIG_SETMASK, mask)
 }
 
 /// Unblocks the signals in `mask` in the calling thread.
 pub fn unblock_signals(mask: u64) -> std::io::Result<()> {
+    change_thread_signal_mask(libc::SIG_UNBLOCK, mask)
+}
+
+/// `rt_sigprocmask(how, mask)` for the calling thread, realtime signals
+/// included.
+fn change_thread_signal_mask(how: libc::c_int, mask: u64) -> std::io::Result<()> {
     // SAFETY: rt_sigprocmask reads 8 bytes of `mask`, which outlives the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
-            libc::SIG_UNBLOCK,
+            how,
             &mask as *const u64,
             std::ptr::null_mut::<u64>(),
             8usize,
