@@ -844,30 +844,41 @@ fn fd_is_a_file(fd: i32) -> bool {
 /// is undone and left to a worker, as is anything not opened so (a
 /// regular file whose first bytes could not be read ahead included).
 fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<SyscallResult> {
-    if !syscall::opens_for_reading(call.nr, &call.args) {
-        return None;
-    }
+    use homing_shim::execute::Named;
     let (dir, path_index, flags_index) = match call.nr as i64 {
         libc::SYS_open => (libc::AT_FDCWD, 0, 1),
         libc::SYS_openat => (call.args[0] as i32, 1, 2),
         _ => return None,
     };
     let path = call.inputs.iter().find(|input| input.index == path_index)?;
-    if dir == reserved_fd || !homing_shim::execute::names_a_regular_file(dir, &path.bytes) {
+    let reading = syscall::opens_for_reading(call.nr, &call.args);
+    // `/dev/null` and its kind, read or written: a background job's stdin,
+    // output thrown away. On a worker, each would cost a fresh deputy a
+    // thread, which counts against its user's process limit.
+    if dir == reserved_fd || !(reading || path.bytes.starts_with(b"/dev/")) {
         return None;
     }
+    let device = match homing_shim::execute::what_is_named(dir, &path.bytes) {
+        Named::RegularFile if reading => false,
+        Named::DeviceThatNeverWaits => true,
+        _ => return None,
+    };
     let flags = call.args[flags_index] as i32;
     let mut trial = call.clone();
     trial.args[flags_index] = (flags | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
     let result = execute(&trial, reserved_fd);
     if result.ret < 0 {
-        // EAGAIN: a lease to break first, which the worker waits for.
-        return (result.ret != -i64::from(libc::EAGAIN)).then_some(result);
+        // EAGAIN: a lease to break first, which the worker waits for. A
+        // device's failure is the worker's to tell too: what the path
+        // names may have changed since it was looked at.
+        return (result.ret != -i64::from(libc::EAGAIN) && !device).then_some(result);
     }
     let fd = result.ret as i32;
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    // The read ahead comes only with a regular file (see `add_prefetch`).
-    let regular = result.output(syscall::PREFETCHED_STAT).is_some();
+    // Still what the path named: the read ahead comes only with a regular
+    // file (see `add_prefetch`).
+    let as_named = result.output(syscall::PREFETCHED_STAT).is_some()
+        || device && homing_shim::execute::is_a_device_that_never_waits(fd);
     let flags_restored = || -> nix::Result<()> {
         if flags & libc::O_NONBLOCK == 0 {
             let status = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
@@ -875,7 +886,7 @@ fn open_without_blocking(call: &SyscallCall, reserved_fd: i32) -> Option<Syscall
         }
         Ok(())
     };
-    if regular && flags_restored().is_ok() {
+    if as_named && flags_restored().is_ok() {
         return Some(result);
     }
     let _ = nix::unistd::close(fd);

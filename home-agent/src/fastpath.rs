@@ -1398,15 +1398,7 @@ fn holds_record_locks(pid: i32) -> bool {
     })
 }
 
-/// Whether the character device `rdev` is one of the memory devices no
-/// call ever waits on: `/dev/null`, `/dev/zero`, `/dev/full`,
-/// `/dev/random` and `/dev/urandom` (major 1; `random` has not waited
-/// since Linux 5.6 once the pool is ready at boot). Output sent to
-/// `/dev/null` then costs the deputy no wakeup.
-fn never_waits(rdev: u64) -> bool {
-    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
-    major == 1 && [3, 5, 7, 8, 9].contains(&minor)
-}
+use homing_shim::execute::never_waits;
 
 /// Runs `nr` (`faccessat2` or `newfstatat`) on `found` itself, an empty
 /// path, with `arg` (the mode, or a stat buffer's stand-in) and `flags`.

@@ -200,19 +200,55 @@ pub fn prefetch(file: std::os::fd::BorrowedFd<'_>) -> Option<[ArgData; 2]> {
     ])
 }
 
-/// Whether `path` (NUL-terminated, as a call's input carries it), looked
-/// up from directory fd `dir` (or `AT_FDCWD`) and through any links, names
-/// a regular file now.
-pub fn names_a_regular_file(dir: i32, path: &[u8]) -> bool {
+/// What a path names, for an open that may be made without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// A regular file.
+    RegularFile,
+    /// A device no call ever waits on (see [`never_waits`]).
+    DeviceThatNeverWaits,
+    /// Anything else, or nothing.
+    Other,
+}
+
+/// What `path` (NUL-terminated, as a call's input carries it), looked up
+/// from directory fd `dir` (or `AT_FDCWD`) and through any links, names
+/// now.
+pub fn what_is_named(dir: i32, path: &[u8]) -> Named {
     if path.last() != Some(&0) {
-        return false;
+        return Named::Other;
     }
     // SAFETY: stat is plain data the kernel fills in.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `stat` is ours; a `dir` that is
     // not open only fails the call.
     let rc = unsafe { libc::fstatat(dir, path.as_ptr().cast(), &mut stat, 0) };
-    rc == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG
+    match stat.st_mode & libc::S_IFMT {
+        _ if rc != 0 => Named::Other,
+        libc::S_IFREG => Named::RegularFile,
+        libc::S_IFCHR if never_waits(stat.st_rdev) => Named::DeviceThatNeverWaits,
+        _ => Named::Other,
+    }
+}
+
+/// Whether fd `fd` of this process is open on a device no call ever
+/// waits on.
+pub fn is_a_device_that_never_waits(fd: i32) -> bool {
+    // SAFETY: stat is plain data the kernel fills in.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is ours; an fd that is not open only fails the call.
+    let rc = unsafe { libc::fstat(fd, &mut stat) };
+    rc == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFCHR && never_waits(stat.st_rdev)
+}
+
+/// Whether the character device `rdev` is one of the memory devices no
+/// call ever waits on: `/dev/null`, `/dev/zero`, `/dev/full`,
+/// `/dev/random` and `/dev/urandom` (major 1; `random` has not waited
+/// since Linux 5.6 once the pool is ready at boot). Output sent to
+/// `/dev/null` then costs the deputy no wakeup, and opening it no thread.
+pub fn never_waits(rdev: u64) -> bool {
+    let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+    major == 1 && [3, 5, 7, 8, 9].contains(&minor)
 }
 
 /// Whether `file` is open only through its own open file description (the

@@ -182,6 +182,7 @@ fn the_program_sees_its_home_identity() {
         &cluster,
         r#"homing run --on node2 -- sleep 3 & sleep 1; echo found=$(pgrep -u alice -x sleep) child=$!
            echo threads=$(($(ps -o nlwp= -p $!)))
+           homing run --on node2 -- sh -c 'sleep 2 & sleep 0.5; echo job_threads=$(($(ps -o nlwp= -p $!))); kill $!'
            echo "args=$(ps -o args= -p $!)"; wait
            homing run --on node2 -- sh -c 'sleep 0.5; exec sleep 2.5' &
            for i in $(seq 100); do pgrep -u alice -f '^sleep 2.5$' >/dev/null && break; sleep 0.1; done
@@ -189,6 +190,8 @@ fn the_program_sees_its_home_identity() {
     ));
     assert_eq!(field(&named.stdout, "found"), field(&named.stdout, "child"));
     assert_eq!(field(&named.stdout, "threads"), "1", "{named:?}");
+    // So is a background job's, whose stdin its shell points at /dev/null.
+    assert_eq!(field(&named.stdout, "job_threads"), "1", "{named:?}");
     // On its host it has its own name too, as `prctl(PR_GET_NAME)` says.
     let own_name = "python3 -c 'import ctypes; b = ctypes.create_string_buffer(16); ctypes.CDLL(None).prctl(16, b); print(b.value.decode())'";
     let here = ok(at_home(&cluster, own_name));
