@@ -52,6 +52,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use homing_proto::syscall::{self, PtrArg, Route, SyscallCall, SyscallResult};
+use homing_shim::execute::never_waits;
 use homing_shim::process::PidfdIdentity;
 use homing_shim::walk_ring;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -1397,8 +1398,6 @@ fn holds_record_locks(pid: i32) -> bool {
         fields.get(1) == Some(&"POSIX") && fields.get(4) == Some(&pid.to_string().as_str())
     })
 }
-
-use homing_shim::execute::never_waits;
 
 /// Runs `nr` (`faccessat2` or `newfstatat`) on `found` itself, an empty
 /// path, with `arg` (the mode, or a stat buffer's stand-in) and `flags`.
