@@ -5538,15 +5538,25 @@ const STILL_WAITING_POLL: Duration = Duration::from_millis(20);
 /// by ptrace, which belong to the dumping thread.
 fn wait_for_exit(pid: i32, pidfd: &std::os::fd::OwnedFd) -> GuestExit {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::wait::{waitpid, WaitStatus};
+    use rustix::process::{waitpid, Pid, WaitOptions};
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    let Some(guest) = Pid::from_raw(pid) else {
+        return end_a_tracer_took(pid);
+    };
+    // rustix's status, not nix's: nix names no realtime signal, so a
+    // guest one killed was reaped, and then said to be killed by SIGKILL.
     loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return GuestExit::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return GuestExit::Signal(signal as i32),
-            Ok(_) => continue,
-            Err(nix::Error::EINTR) => continue,
+        match waitpid(Some(guest), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return GuestExit::Code(code);
+                }
+                if let Some(signal) = status.terminating_signal() {
+                    return GuestExit::Signal(signal);
+                }
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return end_a_tracer_took(pid),
         }
     }

@@ -5,33 +5,33 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use homing_proto::guest::SignalSender;
 use homing_proto::image::Scheduling;
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 /// Ends the calling process as if killed by `signal`, so its parent sees
 /// that status (and a shell prints what it would have printed).
+/// Any signal, realtime ones included (nix's `Signal` names none of
+/// those: a program killed by one was said to be killed by SIGKILL).
 pub fn die_by_signal(signal: i32) -> ! {
-    if let Ok(sig) = Signal::try_from(signal) {
+    if (1..=64).contains(&signal) {
         let _ = default_action(signal);
-        let mut only = SigSet::empty();
-        only.add(sig);
-        let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
-        let _ = signal::kill(nix::unistd::getpid(), sig);
+        let _ = unblock_signals(signal_bit(signal));
+        let _ = send_signal(std::process::id() as i32, signal);
         // A signal whose default is to be ignored or to stop: end anyway.
-        let _ = signal::kill(nix::unistd::getpid(), Signal::SIGKILL);
+        let _ = send_signal(std::process::id() as i32, libc::SIGKILL);
     }
     std::process::exit(128 + signal)
 }
 
-/// Gives `signal` its default action in the calling process (the Rust
-/// runtime ignores SIGPIPE, and an ignored signal is never queued, even
-/// while blocked).
+/// Gives `signal` (realtime ones included) its default action in the
+/// calling process (the Rust runtime ignores SIGPIPE, and an ignored
+/// signal is never queued, even while blocked).
 pub fn default_action(signal: i32) -> std::io::Result<()> {
-    let sig = Signal::try_from(signal).map_err(std::io::Error::from)?;
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: the default disposition runs no handler code.
-    unsafe { signal::sigaction(sig, &default) }
-        .map(drop)
-        .map_err(std::io::Error::from)
+    // SAFETY: sigaction is plain data; zeroed is SIG_DFL with an empty
+    // mask and no flags.
+    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: the default disposition runs no handler code; the struct
+    // outlives the call.
+    let rc = unsafe { libc::sigaction(signal, &default, std::ptr::null_mut()) };
+    zero_or_errno(rc.into())
 }
 
 /// Which side of a fork the caller is on.

@@ -229,6 +229,18 @@ fn exit_status_and_fatal_signals_reach_the_shell() {
         "homing run --on node2 -- sleep 30 & sleep 1; kill -TERM $!; wait $!; echo status=$?",
     );
     assert!(run.stdout.contains("status=143"), "{run:?}");
+    // Realtime signals too, the first, another and the last (the deputy's
+    // own interrupt at home): as at home, not as SIGKILL.
+    // (A status of 128 + the signal does not tell them from an exit with
+    // that code: Python's `returncode` does.)
+    let realtime = r#"for s in 34 35 64; do python3 -c 'import subprocess, sys; print(sys.argv[1], subprocess.run(sys.argv[2:]).returncode)' $s RUN sh -c "kill -$s \$\$"; done"#;
+    let native = at_home(&cluster, &realtime.replace("RUN ", ""));
+    let away = at_home(
+        &cluster,
+        &realtime.replace("RUN ", "homing run --on node2 -- "),
+    );
+    assert_eq!(native.stdout, "34 -34\n35 -35\n64 -64\n", "{native:?}");
+    assert_eq!(away.stdout, native.stdout, "{away:?}");
     // Nothing of alice's is left on node2.
     let left = cluster.exec("node2", &["pgrep", "-u", "alice", "-a"]);
     assert_eq!(left.stdout, "", "{left:?}");
