@@ -341,6 +341,10 @@ struct WakesOnlyForData<'a> {
     files: std::collections::VecDeque<std::os::fd::OwnedFd>,
     /// Where the signals it takes while it waits go (see [`serve`]).
     signals_to: &'a Writer,
+    /// The signals it forwards to the program.
+    forwarded: u64,
+    /// The signals the reading thread blocks, but while it waits.
+    blocked: u64,
 }
 
 /// Most files one receive may bring: the agent sends at most 16 at once,
@@ -353,17 +357,14 @@ impl std::io::Read for WakesOnlyForData<'_> {
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
         use std::os::fd::AsFd;
         loop {
-            // The interrupt too, held off in this thread but here: one sent
-            // just before the wait then ends it.
-            let interrupt =
-                homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
             let to_forward = match FORWARDING_LOST.load(Ordering::SeqCst) {
-                false => {
-                    FORWARDED.load(Ordering::SeqCst) & !SIGNALFD_SIGNALS.load(Ordering::SeqCst)
-                }
+                false => self.forwarded & !SIGNALFD_SIGNALS.load(Ordering::SeqCst),
                 true => 0,
             };
-            match wait_readable_or_signal(self.stream.as_fd(), to_forward | interrupt)? {
+            // The interrupt too, held off in this thread but here: one sent
+            // just before the wait then ends it.
+            let taking = to_forward | interrupt_bit();
+            match wait_readable_or_signal(self.stream.as_fd(), taking, self.blocked)? {
                 Woken::Readable => break,
                 Woken::Signal(signal, sender) => forward_signal(signal, sender, self.signals_to),
                 // The signals a signalfd asks for changed: they are waited
@@ -448,7 +449,6 @@ fn serve(stream: UnixStream) -> i32 {
     // and no other (the threads of a user count against its
     // `RLIMIT_NPROC` as processes do: one more in every deputy made the
     // program's forks fail where at home they would not).
-    FORWARDED.store(signals, Ordering::SeqCst);
     MAIN_THREAD.store(homing_shim::process::this_thread() as u64, Ordering::SeqCst);
     if let Err(error) = homing_shim::process::take_signals_while_waiting(signals) {
         eprintln!("homing: cannot take the program's signals: {error}");
@@ -465,16 +465,17 @@ fn serve(stream: UnixStream) -> i32 {
             stream: &writer.stream,
             files: Default::default(),
             signals_to: &writer,
+            forwarded: signals,
+            blocked: signals | child | interrupt_bit(),
         },
     );
     if let Err(error) = homing_shim::process::install_interrupt_handler() {
         eprintln!("homing: cannot set up the deputy: {error}");
         return 1;
     }
-    // Held off but while this thread waits for the agent (see
-    // `note_signalfds`); its workers let it in again.
-    let interrupt = homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
-    if let Err(error) = homing_shim::process::set_thread_signal_mask(signals | child | interrupt) {
+    // The interrupt held off too but while this thread waits for the agent
+    // (see `note_signalfds`); its workers let it in again.
+    if let Err(error) = homing_shim::process::set_thread_signal_mask(reader.get_ref().blocked) {
         eprintln!("homing: cannot block signals: {error}");
         return 1;
     }
@@ -507,11 +508,11 @@ fn serve(stream: UnixStream) -> i32 {
                     let _ = writer.send(&ToHost::Result { id, result });
                     continue;
                 }
-                if let std::collections::hash_map::Entry::Vacant(vacant) = workers.entry(tid) {
-                    match spawn_worker(writer.clone(), reserved_fd) {
-                        Ok(worker) => {
-                            vacant.insert(worker);
-                        }
+                use std::collections::hash_map::Entry;
+                let worker = match workers.entry(tid) {
+                    Entry::Occupied(worker) => worker.into_mut(),
+                    Entry::Vacant(vacant) => match spawn_worker(writer.clone(), reserved_fd) {
+                        Ok(worker) => vacant.insert(worker),
                         // No thread to be had (the user's `RLIMIT_NPROC`):
                         // the call runs here, where nothing can end it
                         // early but its own end.
@@ -524,11 +525,9 @@ fn serve(stream: UnixStream) -> i32 {
                             let _ = writer.send(&ToHost::Result { id, result });
                             continue;
                         }
-                    }
-                }
-                if let Some(worker) = workers.get(&tid) {
-                    worker.hand(id, call);
-                }
+                    },
+                };
+                worker.hand(id, call);
             }
             ToHome::Cancel { id } => {
                 for worker in workers.values() {
@@ -765,6 +764,12 @@ impl Worker {
     }
 }
 
+/// The deputy's interrupt (see `homing_shim::process::interrupt_signal`)
+/// as a signal mask.
+fn interrupt_bit() -> u64 {
+    homing_shim::process::signal_bit(homing_shim::process::interrupt_signal())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -775,8 +780,7 @@ fn spawn_worker(writer: Writer, reserved_fd: i32) -> std::io::Result<Worker> {
     let progress = Arc::new(Mutex::new(Progress::default()));
     let shared = progress.clone();
     let thread = std::thread::Builder::new().spawn(move || {
-        let interrupt = homing_shim::process::signal_bit(homing_shim::process::interrupt_signal());
-        if let Err(error) = homing_shim::process::unblock_signals(interrupt) {
+        if let Err(error) = homing_shim::process::unblock_signals(interrupt_bit()) {
             tracing::error!("a deputy worker cannot be interrupted: {error}");
         }
         for (id, call) in rx {
@@ -1190,8 +1194,6 @@ fn close_range_sparing(call: &SyscallCall, reserved_fd: i32) -> SyscallResult {
     }
 }
 
-/// The signals the deputy forwards to its program (see [`serve`]).
-static FORWARDED: AtomicU64 = AtomicU64::new(0);
 /// The thread that waits for the agent, and takes those signals meanwhile.
 static MAIN_THREAD: AtomicU64 = AtomicU64::new(0);
 /// Set once a signal could not be sent (the agent is gone): the deputy

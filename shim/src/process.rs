@@ -730,22 +730,13 @@ pub enum Woken {
 
 /// Waits until `fd` can be read or one of the signals in `taking` comes,
 /// and takes that signal (see [`take_signals_while_waiting`], which must
-/// have been called for them); the thread's other blocked signals stay
-/// blocked.
-pub fn wait_readable_or_signal(fd: BorrowedFd<'_>, taking: u64) -> std::io::Result<Woken> {
-    let mut blocked = 0u64;
-    // SAFETY: rt_sigprocmask with no new set only writes 8 bytes of the
-    // current mask into `blocked`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_BLOCK,
-            std::ptr::null::<u64>(),
-            &mut blocked as *mut u64,
-            8usize,
-        )
-    };
-    zero_or_errno(rc)?;
+/// have been called for them); the calling thread's other signals in
+/// `blocked` (its mask, which the caller keeps) stay blocked.
+pub fn wait_readable_or_signal(
+    fd: BorrowedFd<'_>,
+    taking: u64,
+    blocked: u64,
+) -> std::io::Result<Woken> {
     let during = blocked & !taking;
     let mut ready = libc::pollfd {
         fd: fd.as_raw_fd(),
